@@ -1,0 +1,330 @@
+/*
+ * vsw_shim.c - exported wrappers over DPDK 22.11 for VSwitch's C# dataplane.
+ *
+ * DPDK's fast path (rte_eth_rx_burst, rte_eth_tx_burst, rte_pktmbuf_alloc_bulk, ...) is made of
+ * static inline functions that C# cannot call; each gets one exported vsw_ function here. Setup
+ * calls are wrapped too so that C# sees fixed-size integers and flat structs only. No switching
+ * logic lives here: every decision is made in C#.
+ */
+#define _GNU_SOURCE
+#include "vsw_shim.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <rte_bus.h>
+#include <rte_cycles.h>
+#include <rte_dev.h>
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_ethdev.h>
+#include <rte_lcore.h>
+#include <rte_log.h>
+#include <rte_mbuf.h>
+#include <rte_mempool.h>
+
+void vsw_mbuf_layout_get(struct vsw_mbuf_layout *out)
+{
+	out->struct_size = sizeof(struct rte_mbuf);
+	out->headroom = RTE_PKTMBUF_HEADROOM;
+	out->buf_addr = offsetof(struct rte_mbuf, buf_addr);
+	out->data_off = offsetof(struct rte_mbuf, data_off);
+	out->refcnt = offsetof(struct rte_mbuf, refcnt);
+	out->nb_segs = offsetof(struct rte_mbuf, nb_segs);
+	out->port = offsetof(struct rte_mbuf, port);
+	out->ol_flags = offsetof(struct rte_mbuf, ol_flags);
+	out->packet_type = offsetof(struct rte_mbuf, packet_type);
+	out->pkt_len = offsetof(struct rte_mbuf, pkt_len);
+	out->data_len = offsetof(struct rte_mbuf, data_len);
+	out->vlan_tci = offsetof(struct rte_mbuf, vlan_tci);
+	out->rss_hash = offsetof(struct rte_mbuf, hash.rss);
+	out->buf_len = offsetof(struct rte_mbuf, buf_len);
+	out->pool = offsetof(struct rte_mbuf, pool);
+	out->next = offsetof(struct rte_mbuf, next);
+	out->rss_hash_flag = RTE_MBUF_F_RX_RSS_HASH;
+	out->vlan_flag = RTE_MBUF_F_RX_VLAN;
+}
+
+/* ---- EAL ---------------------------------------------------------------------------------- */
+
+int32_t vsw_eal_init(int32_t argc, char **argv)
+{
+	int ret = rte_eal_init(argc, argv);
+	return ret < 0 ? -rte_errno : ret;
+}
+
+int32_t vsw_eal_cleanup(void) { return rte_eal_cleanup(); }
+
+int32_t vsw_errno(void) { return rte_errno; }
+
+const char *vsw_strerror(int32_t errnum) { return rte_strerror(errnum < 0 ? -errnum : errnum); }
+
+int32_t vsw_log_set_level(uint32_t level)
+{
+	rte_log_set_global_level(level);
+	return 0;
+}
+
+/* ---- Threads ------------------------------------------------------------------------------ */
+
+int32_t vsw_thread_pin(int32_t cpu)
+{
+	cpu_set_t set;
+	if (cpu < 0 || cpu >= CPU_SETSIZE)
+		return -EINVAL;
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	return -pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
+
+int32_t vsw_thread_register(void) { return rte_thread_register() < 0 ? -rte_errno : 0; }
+
+void vsw_thread_unregister(void) { rte_thread_unregister(); }
+
+uint32_t vsw_lcore_id(void) { return rte_lcore_id(); }
+
+uint64_t vsw_tsc_hz(void) { return rte_get_tsc_hz(); }
+
+uint64_t vsw_rdtsc(void) { return rte_rdtsc(); }
+
+/* ---- Mempools ----------------------------------------------------------------------------- */
+
+void *vsw_mempool_create(const char *name, uint32_t n, uint32_t cache_size, uint16_t data_room,
+			 int32_t socket_id)
+{
+	return rte_pktmbuf_pool_create(name, n, cache_size, 0, data_room, socket_id);
+}
+
+void vsw_mempool_free(void *mp) { rte_mempool_free(mp); }
+
+uint32_t vsw_mempool_in_use(const void *mp) { return rte_mempool_in_use_count(mp); }
+
+uint32_t vsw_mempool_avail(const void *mp) { return rte_mempool_avail_count(mp); }
+
+int32_t vsw_mbuf_alloc_bulk(void *mp, void **mbufs, uint32_t n)
+{
+	return rte_pktmbuf_alloc_bulk(mp, (struct rte_mbuf **)mbufs, n);
+}
+
+void vsw_mbuf_free_bulk(void **mbufs, uint32_t n)
+{
+	rte_pktmbuf_free_bulk((struct rte_mbuf **)mbufs, n);
+}
+
+/* ---- Ports -------------------------------------------------------------------------------- */
+
+/* Probe a device by devargs ("net_null0,size=64", "0000:00:04.0", ...) and report the ethdev
+ * ports it created. Returns the number of ports, or a negative errno. */
+int32_t vsw_dev_probe(const char *devargs, uint16_t *port_ids, int32_t max_ports)
+{
+	char name[RTE_DEV_NAME_MAX_LEN];
+	size_t len = strcspn(devargs, ",");
+	int ret, count = 0;
+	uint16_t pid;
+
+	if (len == 0 || len >= sizeof(name))
+		return -EINVAL;
+	memcpy(name, devargs, len);
+	name[len] = '\0';
+
+	ret = rte_dev_probe(devargs);
+	if (ret < 0)
+		return ret;
+
+	RTE_ETH_FOREACH_DEV(pid) {
+		struct rte_eth_dev_info info;
+		if (rte_eth_dev_info_get(pid, &info) != 0 || info.device == NULL)
+			continue;
+		if (strcmp(rte_dev_name(info.device), name) != 0)
+			continue;
+		if (count < max_ports)
+			port_ids[count] = pid;
+		count++;
+	}
+	if (count == 0) {
+		/* PCI names are normalised by the bus ("00:04.0" -> "0000:00:04.0"): fall back to the
+		 * newest port, which the probe above just created. */
+		uint16_t last = RTE_MAX_ETHPORTS;
+		RTE_ETH_FOREACH_DEV(pid) last = pid;
+		if (last == RTE_MAX_ETHPORTS)
+			return -ENODEV;
+		port_ids[0] = last;
+		count = 1;
+	}
+	return count;
+}
+
+int32_t vsw_dev_remove(uint16_t port_id)
+{
+	struct rte_eth_dev_info info;
+	int ret = rte_eth_dev_info_get(port_id, &info);
+	if (ret != 0)
+		return ret;
+	rte_eth_dev_close(port_id);
+	return info.device ? rte_dev_remove(info.device) : 0;
+}
+
+int32_t vsw_port_info_get(uint16_t port_id, struct vsw_port_info *out)
+{
+	struct rte_eth_dev_info info;
+	int ret = rte_eth_dev_info_get(port_id, &info);
+	if (ret != 0)
+		return ret;
+	memset(out, 0, sizeof(*out));
+	out->max_rx_queues = info.max_rx_queues;
+	out->max_tx_queues = info.max_tx_queues;
+	out->min_mtu = info.min_mtu;
+	out->max_mtu = info.max_mtu;
+	out->socket_id = rte_eth_dev_socket_id(port_id);
+	out->rx_offload_capa_lo = (uint32_t)info.rx_offload_capa;
+	snprintf(out->driver_name, sizeof(out->driver_name), "%s",
+		 info.driver_name ? info.driver_name : "");
+	snprintf(out->device_name, sizeof(out->device_name), "%s",
+		 info.device ? rte_dev_name(info.device) : "");
+	return 0;
+}
+
+int32_t vsw_port_configure(uint16_t port_id, uint16_t nb_rxq, uint16_t nb_txq, uint16_t nb_rxd,
+			   uint16_t nb_txd, void *mp)
+{
+	struct rte_eth_conf conf;
+	struct rte_eth_dev_info info;
+	int socket = rte_eth_dev_socket_id(port_id);
+	int ret;
+	uint16_t q;
+
+	ret = rte_eth_dev_info_get(port_id, &info);
+	if (ret != 0)
+		return ret;
+	if (nb_rxq > info.max_rx_queues || nb_txq > info.max_tx_queues)
+		return -EINVAL;
+	memset(&conf, 0, sizeof(conf));
+	if (nb_rxq > 1 && info.flow_type_rss_offloads != 0) {
+		conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
+		conf.rx_adv_conf.rss_conf.rss_hf =
+		    (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP) & info.flow_type_rss_offloads;
+	}
+	if (info.rx_offload_capa & RTE_ETH_RX_OFFLOAD_RSS_HASH)
+		conf.rxmode.offloads |= RTE_ETH_RX_OFFLOAD_RSS_HASH;
+	if (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_MBUF_FAST_FREE)
+		conf.txmode.offloads |= RTE_ETH_TX_OFFLOAD_MBUF_FAST_FREE;
+	ret = rte_eth_dev_configure(port_id, nb_rxq, nb_txq, &conf);
+	if (ret != 0)
+		return ret;
+	ret = rte_eth_dev_adjust_nb_rx_tx_desc(port_id, &nb_rxd, &nb_txd);
+	if (ret != 0)
+		return ret;
+	if (socket < 0)
+		socket = (int)rte_socket_id();
+	for (q = 0; q < nb_rxq; q++) {
+		ret = rte_eth_rx_queue_setup(port_id, q, nb_rxd, socket, NULL, mp);
+		if (ret != 0)
+			return ret;
+	}
+	for (q = 0; q < nb_txq; q++) {
+		struct rte_eth_txconf txconf = info.default_txconf;
+		txconf.offloads = conf.txmode.offloads;
+		ret = rte_eth_tx_queue_setup(port_id, q, nb_txd, socket, &txconf);
+		if (ret != 0)
+			return ret;
+	}
+	return 0;
+}
+
+int32_t vsw_port_start(uint16_t port_id) { return rte_eth_dev_start(port_id); }
+
+int32_t vsw_port_stop(uint16_t port_id) { return rte_eth_dev_stop(port_id); }
+
+int32_t vsw_port_close(uint16_t port_id) { return rte_eth_dev_close(port_id); }
+
+int32_t vsw_port_link(uint16_t port_id, struct vsw_link *out)
+{
+	struct rte_eth_link link;
+	int ret = rte_eth_link_get_nowait(port_id, &link);
+	if (ret != 0)
+		return ret;
+	out->speed_mbps = link.link_speed;
+	out->up = link.link_status;
+	out->full_duplex = link.link_duplex;
+	return 0;
+}
+
+int32_t vsw_port_mac(uint16_t port_id, uint8_t *mac6)
+{
+	struct rte_ether_addr addr;
+	int ret = rte_eth_macaddr_get(port_id, &addr);
+	if (ret != 0)
+		return ret;
+	memcpy(mac6, addr.addr_bytes, 6);
+	return 0;
+}
+
+int32_t vsw_port_promiscuous(uint16_t port_id, int32_t on)
+{
+	return on ? rte_eth_promiscuous_enable(port_id) : rte_eth_promiscuous_disable(port_id);
+}
+
+int32_t vsw_port_stats(uint16_t port_id, struct vsw_port_stats *out)
+{
+	struct rte_eth_stats s;
+	int ret = rte_eth_stats_get(port_id, &s);
+	if (ret != 0)
+		return ret;
+	out->ipackets = s.ipackets;
+	out->opackets = s.opackets;
+	out->ibytes = s.ibytes;
+	out->obytes = s.obytes;
+	out->imissed = s.imissed;
+	out->ierrors = s.ierrors;
+	out->oerrors = s.oerrors;
+	out->rx_nombuf = s.rx_nombuf;
+	return 0;
+}
+
+int32_t vsw_port_stats_reset(uint16_t port_id) { return rte_eth_stats_reset(port_id); }
+
+int32_t vsw_port_xstats_count(uint16_t port_id) { return rte_eth_xstats_get_names(port_id, NULL, 0); }
+
+int32_t vsw_port_xstat_name(uint16_t port_id, uint32_t index, char *buf, uint32_t len)
+{
+	int n = rte_eth_xstats_get_names(port_id, NULL, 0);
+	if (n < 0)
+		return n;
+	if (index >= (uint32_t)n || len == 0)
+		return -EINVAL;
+	{
+		struct rte_eth_xstat_name names[n];
+		int got = rte_eth_xstats_get_names(port_id, names, (unsigned int)n);
+		if (got < 0)
+			return got;
+		snprintf(buf, len, "%s", names[index].name);
+	}
+	return 0;
+}
+
+int32_t vsw_port_xstats(uint16_t port_id, uint64_t *values, uint32_t n)
+{
+	struct rte_eth_xstat xs[n > 0 ? n : 1];
+	int got = rte_eth_xstats_get(port_id, xs, n);
+	if (got < 0 || (uint32_t)got > n)
+		return got;
+	for (int i = 0; i < got; i++)
+		values[xs[i].id < n ? xs[i].id : (uint64_t)i] = xs[i].value;
+	return got;
+}
+
+/* ---- Fast path ---------------------------------------------------------------------------- */
+
+uint16_t vsw_rx_burst(uint16_t port_id, uint16_t queue_id, void **mbufs, uint16_t n)
+{
+	return rte_eth_rx_burst(port_id, queue_id, (struct rte_mbuf **)mbufs, n);
+}
+
+uint16_t vsw_tx_burst(uint16_t port_id, uint16_t queue_id, void **mbufs, uint16_t n)
+{
+	return rte_eth_tx_burst(port_id, queue_id, (struct rte_mbuf **)mbufs, n);
+}

@@ -1,0 +1,106 @@
+/*
+ * vsw_shim.h - the C ABI between VSwitch (C#) and DPDK 22.11.
+ *
+ * Rules (see docs/ARCHITECTURE.md): thin and 1:1, no switching policy in C; fixed-size integer
+ * types and raw pointers only; errors are negative errno values; the fast-path calls take a whole
+ * burst, never one packet. C# mirrors every struct here in src/VSwitch/Interop/Native.cs.
+ */
+#ifndef VSW_SHIM_H
+#define VSW_SHIM_H
+
+#include <stdint.h>
+
+#define VSW_API __attribute__((visibility("default")))
+
+/* Offsets of the rte_mbuf fields C# reads or writes, checked against C#'s constants at start-up. */
+struct vsw_mbuf_layout {
+	uint32_t struct_size;   /* sizeof(struct rte_mbuf) */
+	uint32_t headroom;      /* RTE_PKTMBUF_HEADROOM */
+	uint32_t buf_addr;
+	uint32_t data_off;
+	uint32_t refcnt;
+	uint32_t nb_segs;
+	uint32_t port;
+	uint32_t ol_flags;
+	uint32_t packet_type;
+	uint32_t pkt_len;
+	uint32_t data_len;
+	uint32_t vlan_tci;
+	uint32_t rss_hash;
+	uint32_t buf_len;
+	uint32_t pool;
+	uint32_t next;
+	uint64_t rss_hash_flag; /* RTE_MBUF_F_RX_RSS_HASH */
+	uint64_t vlan_flag;     /* RTE_MBUF_F_RX_VLAN */
+};
+
+struct vsw_port_stats {
+	uint64_t ipackets, opackets, ibytes, obytes, imissed, ierrors, oerrors, rx_nombuf;
+};
+
+struct vsw_link {
+	uint32_t speed_mbps;
+	uint16_t up;
+	uint16_t full_duplex;
+};
+
+struct vsw_port_info {
+	uint16_t max_rx_queues;
+	uint16_t max_tx_queues;
+	uint16_t min_mtu;
+	uint16_t max_mtu;
+	int32_t socket_id;
+	uint32_t rx_offload_capa_lo;
+	char driver_name[64];
+	char device_name[128];
+};
+
+VSW_API void vsw_mbuf_layout_get(struct vsw_mbuf_layout *out);
+
+/* EAL */
+VSW_API int32_t vsw_eal_init(int32_t argc, char **argv);
+VSW_API int32_t vsw_eal_cleanup(void);
+VSW_API int32_t vsw_errno(void);
+VSW_API const char *vsw_strerror(int32_t errnum);
+VSW_API int32_t vsw_log_set_level(uint32_t level);
+
+/* Threads */
+VSW_API int32_t vsw_thread_pin(int32_t cpu);
+VSW_API int32_t vsw_thread_register(void);
+VSW_API void vsw_thread_unregister(void);
+VSW_API uint32_t vsw_lcore_id(void);
+VSW_API uint64_t vsw_tsc_hz(void);
+VSW_API uint64_t vsw_rdtsc(void);
+
+/* Mempools and mbufs */
+VSW_API void *vsw_mempool_create(const char *name, uint32_t n, uint32_t cache_size,
+				 uint16_t data_room, int32_t socket_id);
+VSW_API void vsw_mempool_free(void *mp);
+VSW_API uint32_t vsw_mempool_in_use(const void *mp);
+VSW_API uint32_t vsw_mempool_avail(const void *mp);
+VSW_API int32_t vsw_mbuf_alloc_bulk(void *mp, void **mbufs, uint32_t n);
+VSW_API void vsw_mbuf_free_bulk(void **mbufs, uint32_t n);
+
+/* Ports */
+VSW_API int32_t vsw_dev_probe(const char *devargs, uint16_t *port_ids, int32_t max_ports);
+VSW_API int32_t vsw_dev_remove(uint16_t port_id);
+VSW_API int32_t vsw_port_info_get(uint16_t port_id, struct vsw_port_info *out);
+VSW_API int32_t vsw_port_configure(uint16_t port_id, uint16_t nb_rxq, uint16_t nb_txq,
+				   uint16_t nb_rxd, uint16_t nb_txd, void *mp);
+VSW_API int32_t vsw_port_start(uint16_t port_id);
+VSW_API int32_t vsw_port_stop(uint16_t port_id);
+VSW_API int32_t vsw_port_close(uint16_t port_id);
+VSW_API int32_t vsw_port_link(uint16_t port_id, struct vsw_link *out);
+VSW_API int32_t vsw_port_mac(uint16_t port_id, uint8_t *mac6);
+VSW_API int32_t vsw_port_promiscuous(uint16_t port_id, int32_t on);
+VSW_API int32_t vsw_port_stats(uint16_t port_id, struct vsw_port_stats *out);
+VSW_API int32_t vsw_port_stats_reset(uint16_t port_id);
+VSW_API int32_t vsw_port_xstats_count(uint16_t port_id);
+VSW_API int32_t vsw_port_xstat_name(uint16_t port_id, uint32_t index, char *buf, uint32_t len);
+VSW_API int32_t vsw_port_xstats(uint16_t port_id, uint64_t *values, uint32_t n);
+
+/* Fast path: one call per burst. */
+VSW_API uint16_t vsw_rx_burst(uint16_t port_id, uint16_t queue_id, void **mbufs, uint16_t n);
+VSW_API uint16_t vsw_tx_burst(uint16_t port_id, uint16_t queue_id, void **mbufs, uint16_t n);
+
+#endif

@@ -1,0 +1,185 @@
+// Options.cs - vswitchd's command line, layered over the JSON config file.
+using System.Globalization;
+using VSwitch.Config;
+
+namespace VSwitch.Daemon;
+
+internal static class Options
+{
+    public const string Usage = """
+        usage: vswitchd [options]
+          --config FILE            JSON configuration (docs/CONFIG.md); without it and without --port,
+                                   the embedded default runs: l2fwd between net_null0 and net_null1
+          --port NAME=DEVARGS      add a DPDK port, e.g. --port p0=net_pcap0,rx_pcap=in.pcap,tx_pcap=out.pcap
+          --rxq NAME=N             rx queues of port NAME (default 1)
+          --pmd-cores LIST         PMD cores, e.g. 1 or 1,2 (default: the last core)
+          --rxq-assign P:Q=CORE    pin rx queue Q of port P to a PMD core (repeatable)
+          --mode MODE              forwarding mode: l2fwd (default)
+          --l2fwd-pair A,B         forward A<->B (repeatable; default: ports paired in order)
+          --no-mac-rewrite         l2fwd without rewriting MACs (plain io forwarding)
+          --tx-drain-us US         longest wait of a buffered packet for a full tx burst (default 0)
+          --mbufs N                mbuf pool size (default: sized from the ports)
+          --eal ARGS               extra DPDK EAL arguments, space separated (e.g. "--huge-dir /mnt/huge")
+          --no-huge-fallback       fail instead of running with --no-huge when no hugepages are usable
+          --stats-interval S       print statistics every S seconds (0: only at exit; default 1)
+          --duration S             stop after S seconds (default: run until SIGINT/SIGTERM)
+          -h, --help               this text
+        """;
+
+    /// <summary>Parses <paramref name="args"/>; returns null when help was printed.</summary>
+    public static SwitchConfig? Parse(string[] args)
+    {
+        string? configFile = null;
+        for (int i = 0; i < args.Length; i++)
+        {
+            if (args[i] == "--config")
+            {
+                configFile = Value(args, ref i);
+            }
+            else if (args[i] is "-h" or "--help")
+            {
+                Console.WriteLine(Usage);
+                return null;
+            }
+        }
+
+        SwitchConfig c;
+        if (configFile != null)
+        {
+            if (!File.Exists(configFile))
+            {
+                throw new VSwitchException($"config file '{configFile}' does not exist");
+            }
+
+            c = SwitchConfig.FromJson(File.ReadAllText(configFile), configFile);
+        }
+        else
+        {
+            c = new SwitchConfig();
+        }
+
+        var rxqs = new List<(string, int)>();
+        for (int i = 0; i < args.Length; i++)
+        {
+            string a = args[i];
+            switch (a)
+            {
+                case "--config":
+                    i++;
+                    break;
+                case "--port":
+                    {
+                        var (name, devargs) = Split(Value(args, ref i), '=', a);
+                        c.Ports.Add(new PortConfig { Name = name, DevArgs = devargs });
+                        break;
+                    }
+
+                case "--rxq":
+                    {
+                        var (name, n) = Split(Value(args, ref i), '=', a);
+                        rxqs.Add((name, IntArg(n, a, 1, 128)));
+                        break;
+                    }
+
+                case "--pmd-cores":
+                    c.PmdCores.Clear();
+                    foreach (var s in Value(args, ref i).Split(',', StringSplitOptions.RemoveEmptyEntries))
+                    {
+                        c.PmdCores.Add(IntArg(s, a, 0, 1023));
+                    }
+
+                    break;
+                case "--rxq-assign":
+                    {
+                        var (pq, core) = Split(Value(args, ref i), '=', a);
+                        var (port, queue) = Split(pq, ':', a);
+                        c.RxqAssignments.Add(new RxqAssignment(port, IntArg(queue, a, 0, 1023), IntArg(core, a, 0, 1023)));
+                        break;
+                    }
+
+                case "--mode":
+                    c.Mode = SwitchConfig.ParseMode(Value(args, ref i), "--mode");
+                    break;
+                case "--l2fwd-pair":
+                    {
+                        var (x, y) = Split(Value(args, ref i), ',', a);
+                        c.L2fwdPairs.Add((x, y));
+                        break;
+                    }
+
+                case "--no-mac-rewrite":
+                    c.MacRewrite = false;
+                    break;
+                case "--tx-drain-us":
+                    c.TxDrainMicros = NumArg(Value(args, ref i), a);
+                    break;
+                case "--mbufs":
+                    c.Mbufs = (uint)IntArg(Value(args, ref i), a, 1024, 16 * 1024 * 1024);
+                    break;
+                case "--eal":
+                    c.EalArgs.AddRange(Value(args, ref i).Split(' ', StringSplitOptions.RemoveEmptyEntries));
+                    break;
+                case "--no-huge-fallback":
+                    c.NoHugeFallback = false;
+                    break;
+                case "--stats-interval":
+                    c.StatsIntervalSeconds = NumArg(Value(args, ref i), a);
+                    break;
+                case "--duration":
+                    c.DurationSeconds = NumArg(Value(args, ref i), a);
+                    break;
+                default:
+                    throw new UsageException($"unknown option '{a}'");
+            }
+        }
+
+        foreach (var (name, n) in rxqs)
+        {
+            var port = c.Ports.FirstOrDefault(p => p.Name == name)
+                ?? throw new UsageException($"--rxq names unknown port '{name}'");
+            port.RxQueues = n;
+        }
+
+        if (c.Ports.Count == 0)
+        {
+            var d = SwitchConfig.EmbeddedDefault();
+            c.Ports.AddRange(d.Ports);
+        }
+
+        return c;
+    }
+
+    private static string Value(string[] args, ref int i)
+    {
+        if (i + 1 >= args.Length)
+        {
+            throw new UsageException($"option '{args[i]}' needs a value");
+        }
+
+        return args[++i];
+    }
+
+    private static (string, string) Split(string s, char sep, string option)
+    {
+        int k = s.IndexOf(sep, StringComparison.Ordinal);
+        if (k <= 0 || k == s.Length - 1)
+        {
+            throw new UsageException($"{option} '{s}': expected two parts separated by '{sep}'");
+        }
+
+        return (s[..k], s[(k + 1)..]);
+    }
+
+    private static int IntArg(string s, string option, int min, int max) =>
+        int.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out int v) && v >= min && v <= max
+            ? v
+            : throw new UsageException($"{option} '{s}': expected an integer from {min} to {max}");
+
+    private static double NumArg(string s, string option) =>
+        double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out double v) && v >= 0
+            ? v
+            : throw new UsageException($"{option} '{s}': expected a non-negative number");
+}
+
+/// <summary>A command-line mistake (exit code 2).</summary>
+internal sealed class UsageException(string message) : Exception(message);

@@ -1,0 +1,146 @@
+// vswitchd - the VSwitch daemon: starts the datapath from the config, prints statistics, and
+// shuts down cleanly on SIGINT/SIGTERM (or after --duration), reporting leaked mbufs and the PMD
+// threads' allocation figures. Operator errors print one line "vswitchd: error: ..." and exit 1;
+// command-line mistakes exit 2.
+using System.Diagnostics;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using VSwitch;
+using VSwitch.Daemon;
+using VSwitch.Datapath;
+
+var inv = CultureInfo.InvariantCulture;
+VSwitch.Config.SwitchConfig? config;
+try
+{
+    config = Options.Parse(args);
+    if (config == null)
+    {
+        return 0;
+    }
+}
+catch (UsageException e)
+{
+    Console.Error.WriteLine($"vswitchd: {e.Message}");
+    Console.Error.WriteLine("try 'vswitchd --help'");
+    return 2;
+}
+catch (VSwitchException e)
+{
+    Console.Error.WriteLine($"vswitchd: error: {e.Message}");
+    return 1;
+}
+
+using var stop = new ManualResetEventSlim();
+using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.Set(); });
+using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Set(); });
+
+var dp = new SwitchDatapath(config);
+try
+{
+    dp.Start();
+}
+catch (VSwitchException e)
+{
+    Console.Error.WriteLine($"vswitchd: error: {e.Message}");
+    dp.Stop();
+    dp.Dispose();
+    return 1;
+}
+
+if (dp.Eal!.Notice != null)
+{
+    Console.WriteLine($"vswitchd: notice: {dp.Eal.Notice}");
+}
+
+Console.WriteLine($"vswitchd: EAL {string.Join(' ', dp.Eal.Arguments)}");
+foreach (var p in dp.Ports)
+{
+    Console.WriteLine($"vswitchd: port {p.Name} dpdk_port={p.PortId} driver={p.Driver} mac={p.MacString} rxq={p.RxQueues} txq={p.TxQueues} devargs={p.DevArgs}");
+}
+
+foreach (var pmd in dp.Pmds)
+{
+    unsafe
+    {
+        var queues = new List<string>();
+        for (int i = 0; i < pmd.State.RxQueueCount; i++)
+        {
+            var q = pmd.State.RxQueues[i];
+            queues.Add($"{dp.Ports[q.DpPort].Name}:{q.QueueId}");
+        }
+
+        Console.WriteLine($"vswitchd: pmd {pmd.State.Index} core={pmd.Core} lcore={pmd.LcoreId} rxqs={string.Join(',', queues)}");
+    }
+}
+
+Console.WriteLine($"vswitchd: forwarding in {config.Mode.ToString().ToLowerInvariant()} mode{(config.MacRewrite ? " with MAC rewrite" : "")}; Ctrl-C stops");
+Console.Out.Flush();
+
+var clock = Stopwatch.StartNew();
+var last = dp.TakeSnapshot();
+double lastT = 0;
+double interval = config.StatsIntervalSeconds;
+double? duration = config.DurationSeconds;
+while (true)
+{
+    double now = clock.Elapsed.TotalSeconds;
+    double wait = interval > 0 ? Math.Max(0, lastT + interval - now) : 3600;
+    if (duration is double d)
+    {
+        wait = Math.Min(wait, Math.Max(0, d - now));
+    }
+
+    if (stop.Wait(TimeSpan.FromSeconds(wait)))
+    {
+        break;
+    }
+
+    now = clock.Elapsed.TotalSeconds;
+    if (interval > 0 && now - lastT >= interval - 1e-3)
+    {
+        var s = dp.TakeSnapshot();
+        double dt = now - lastT;
+        ulong busy = 0, idle = 0, pkts = 0;
+        foreach (var (a, b) in s.Pmds.Zip(last.Pmds))
+        {
+            busy += a.BusyCycles - b.BusyCycles;
+            idle += a.IdleCycles - b.IdleCycles;
+            pkts += a.RxPackets - b.RxPackets;
+        }
+
+        double cpp = pkts > 0 ? (double)busy / pkts : 0;
+        Console.WriteLine(string.Create(inv,
+            $"stats t={now:F2} rx_mpps={SwitchDatapath.Mpps((s.RxPackets - last.RxPackets) / dt)} tx_mpps={SwitchDatapath.Mpps((s.TxPackets - last.TxPackets) / dt)} drops={s.Drops - last.Drops} busy={(busy + idle > 0 ? 100.0 * busy / (busy + idle) : 0):F1}% cycles_per_pkt={cpp:F1}"));
+        Console.Out.Flush();
+        last = s;
+        lastT = now;
+    }
+
+    if (duration is double dd && clock.Elapsed.TotalSeconds >= dd)
+    {
+        break;
+    }
+}
+
+double elapsed = clock.Elapsed.TotalSeconds;
+long leaked = dp.Stop();
+var fin = dp.TakeSnapshot();
+Console.WriteLine(string.Create(inv,
+    $"final: seconds={elapsed:F2} rx_packets={fin.RxPackets} tx_packets={fin.TxPackets} drops={fin.Drops} avg_rx_mpps={SwitchDatapath.Mpps(fin.RxPackets / elapsed)}"));
+foreach (var p in fin.Ports)
+{
+    Console.WriteLine($"final: port {p.Name} rx={p.RxPackets} tx={p.TxPackets} tx_drops={p.TxDrops} hw_ipackets={p.Hw.IPackets} hw_opackets={p.Hw.OPackets} hw_imissed={p.Hw.IMissed} hw_oerrors={p.Hw.OErrors}");
+}
+
+foreach (var (p, t) in fin.Pmds.Zip(dp.Pmds))
+{
+    double cpp = p.RxPackets > 0 ? (double)p.BusyCycles / p.RxPackets : 0;
+    double busyPct = p.BusyCycles + p.IdleCycles > 0 ? 100.0 * p.BusyCycles / (p.BusyCycles + p.IdleCycles) : 0;
+    Console.WriteLine(string.Create(inv,
+        $"final: pmd {p.Index} core={p.Core} rx={p.RxPackets} tx={p.TxPackets} tx_drops={p.TxDrops} fwd_drops={p.FwdDrops} busy={busyPct:F1}% cycles_per_pkt={cpp:F1} alloc_bytes={t.AllocatedBytesDuringRun}"));
+}
+
+Console.WriteLine($"final: mbufs in_use_before={dp.InUseBaseline} in_use_after={dp.Pool!.InUse} leaked={leaked}");
+dp.Dispose();
+return leaked == 0 ? 0 : 3;

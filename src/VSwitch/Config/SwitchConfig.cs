@@ -1,0 +1,378 @@
+// SwitchConfig.cs - the daemon's configuration: EAL arguments, ports, PMD cores, forwarding mode.
+//
+// Read from JSON (docs/CONFIG.md) and/or command-line options; every error names the file, the
+// JSON path or option, and what was expected. Validation happens before the EAL starts, so a bad
+// config never leaves half-started ports behind.
+using System.Globalization;
+using System.Text.Json;
+
+namespace VSwitch.Config;
+
+public sealed class PortConfig
+{
+    public required string Name { get; init; }
+
+    public required string DevArgs { get; set; }
+
+    public int RxQueues { get; set; } = 1;
+
+    public int RxDescriptors { get; set; } = 1024;
+
+    public int TxDescriptors { get; set; } = 1024;
+}
+
+/// <summary>Pins rx queue <see cref="Queue"/> of <see cref="Port"/> to the PMD on <see cref="Core"/>.</summary>
+public sealed record RxqAssignment(string Port, int Queue, int Core);
+
+public enum ForwardingMode
+{
+    L2fwd,
+}
+
+public sealed class SwitchConfig
+{
+    public List<string> EalArgs { get; } = [];
+
+    public List<PortConfig> Ports { get; } = [];
+
+    public List<int> PmdCores { get; } = [];
+
+    public List<RxqAssignment> RxqAssignments { get; } = [];
+
+    public ForwardingMode Mode { get; set; } = ForwardingMode.L2fwd;
+
+    /// <summary>l2fwd: rewrite source MAC to the output port's and destination to 02:00:00:00:00:&lt;port&gt;.</summary>
+    public bool MacRewrite { get; set; } = true;
+
+    /// <summary>l2fwd port pairs by name; empty means consecutive pairs (p0,p1), (p2,p3), ...</summary>
+    public List<(string A, string B)> L2fwdPairs { get; } = [];
+
+    /// <summary>Mbufs in the pool; 0 sizes it from the ports' descriptor counts.</summary>
+    public uint Mbufs { get; set; }
+
+    public uint MempoolCache { get; set; } = 256;
+
+    /// <summary>Tx drain interval: a buffered packet waits at most this long for a full burst.</summary>
+    public double TxDrainMicros { get; set; }
+
+    public double StatsIntervalSeconds { get; set; } = 1;
+
+    /// <summary>Stop after this many seconds (benchmarks, tests); null runs until SIGINT/SIGTERM.</summary>
+    public double? DurationSeconds { get; set; }
+
+    /// <summary>Use --no-huge automatically when no hugepages are usable and every port allows it.</summary>
+    public bool NoHugeFallback { get; set; } = true;
+
+    /// <summary>The embedded default: l2fwd between two net_null ports, no NIC needed.</summary>
+    public static SwitchConfig EmbeddedDefault()
+    {
+        var c = new SwitchConfig();
+        c.Ports.Add(new PortConfig { Name = "null0", DevArgs = "net_null0,size=64" });
+        c.Ports.Add(new PortConfig { Name = "null1", DevArgs = "net_null1,size=64" });
+        return c;
+    }
+
+    /// <summary>Parses a JSON config; <paramref name="source"/> names the file in errors.</summary>
+    public static SwitchConfig FromJson(string json, string source)
+    {
+        JsonDocument doc;
+        try
+        {
+            doc = JsonDocument.Parse(json, new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
+        }
+        catch (JsonException e)
+        {
+            throw new VSwitchException($"{source}: invalid JSON at line {e.LineNumber + 1}, byte {e.BytePositionInLine + 1}: {e.Message.Split('.')[0]}");
+        }
+
+        using (doc)
+        {
+            var c = new SwitchConfig();
+            var root = doc.RootElement;
+            Expect(root, JsonValueKind.Object, source, "$");
+            foreach (var prop in root.EnumerateObject())
+            {
+                string path = "$." + prop.Name;
+                var v = prop.Value;
+                switch (prop.Name)
+                {
+                    case "eal":
+                        Expect(v, JsonValueKind.Array, source, path);
+                        foreach (var a in v.EnumerateArray())
+                        {
+                            c.EalArgs.Add(Str(a, source, path + "[]"));
+                        }
+
+                        break;
+                    case "ports":
+                        Expect(v, JsonValueKind.Array, source, path);
+                        int i = 0;
+                        foreach (var p in v.EnumerateArray())
+                        {
+                            c.Ports.Add(ParsePort(p, source, $"{path}[{i++}]"));
+                        }
+
+                        break;
+                    case "pmd_cores":
+                        Expect(v, JsonValueKind.Array, source, path);
+                        foreach (var a in v.EnumerateArray())
+                        {
+                            c.PmdCores.Add(Int(a, source, path + "[]", 0, 1023));
+                        }
+
+                        break;
+                    case "rxq_assign":
+                        Expect(v, JsonValueKind.Array, source, path);
+                        foreach (var a in v.EnumerateArray())
+                        {
+                            Expect(a, JsonValueKind.Object, source, path + "[]");
+                            c.RxqAssignments.Add(new RxqAssignment(
+                                Str(Get(a, "port", source, path), source, path + ".port"),
+                                a.TryGetProperty("queue", out var q) ? Int(q, source, path + ".queue", 0, 1023) : 0,
+                                Int(Get(a, "core", source, path), source, path + ".core", 0, 1023)));
+                        }
+
+                        break;
+                    case "mode":
+                        c.Mode = ParseMode(Str(v, source, path), $"{source}: {path}");
+                        break;
+                    case "mac_rewrite":
+                        c.MacRewrite = Bool(v, source, path);
+                        break;
+                    case "l2fwd_pairs":
+                        Expect(v, JsonValueKind.Array, source, path);
+                        foreach (var pair in v.EnumerateArray())
+                        {
+                            if (pair.ValueKind != JsonValueKind.Array || pair.GetArrayLength() != 2)
+                            {
+                                throw new VSwitchException($"{source}: {path}: each pair must be [\"portA\", \"portB\"]");
+                            }
+
+                            c.L2fwdPairs.Add((Str(pair[0], source, path), Str(pair[1], source, path)));
+                        }
+
+                        break;
+                    case "mbufs":
+                        c.Mbufs = (uint)Int(v, source, path, 1024, 16 * 1024 * 1024);
+                        break;
+                    case "mempool_cache":
+                        c.MempoolCache = (uint)Int(v, source, path, 0, 512);
+                        break;
+                    case "tx_drain_us":
+                        c.TxDrainMicros = Num(v, source, path, 0, 1_000_000);
+                        break;
+                    case "stats_interval_s":
+                        c.StatsIntervalSeconds = Num(v, source, path, 0, 3600);
+                        break;
+                    case "duration_s":
+                        c.DurationSeconds = Num(v, source, path, 0, 1e9);
+                        break;
+                    case "no_huge_fallback":
+                        c.NoHugeFallback = Bool(v, source, path);
+                        break;
+                    default:
+                        throw new VSwitchException($"{source}: {path}: unknown setting (known: eal, ports, pmd_cores, rxq_assign, mode, mac_rewrite, l2fwd_pairs, mbufs, mempool_cache, tx_drain_us, stats_interval_s, duration_s, no_huge_fallback)");
+                }
+            }
+
+            return c;
+        }
+    }
+
+    public static ForwardingMode ParseMode(string s, string where) => s switch
+    {
+        "l2fwd" => ForwardingMode.L2fwd,
+        _ => throw new VSwitchException($"{where}: unknown forwarding mode '{s}' (known: l2fwd)"),
+    };
+
+    private static PortConfig ParsePort(JsonElement p, string source, string path)
+    {
+        Expect(p, JsonValueKind.Object, source, path);
+        var port = new PortConfig
+        {
+            Name = Str(Get(p, "name", source, path), source, path + ".name"),
+            DevArgs = Str(Get(p, "devargs", source, path), source, path + ".devargs"),
+        };
+        foreach (var prop in p.EnumerateObject())
+        {
+            string pp = path + "." + prop.Name;
+            switch (prop.Name)
+            {
+                case "name":
+                case "devargs":
+                    break;
+                case "rxq":
+                    port.RxQueues = Int(prop.Value, source, pp, 1, 128);
+                    break;
+                case "rxd":
+                    port.RxDescriptors = Int(prop.Value, source, pp, 32, 32768);
+                    break;
+                case "txd":
+                    port.TxDescriptors = Int(prop.Value, source, pp, 32, 32768);
+                    break;
+                default:
+                    throw new VSwitchException($"{source}: {pp}: unknown port setting (known: name, devargs, rxq, rxd, txd)");
+            }
+        }
+
+        return port;
+    }
+
+    private static JsonElement Get(JsonElement o, string name, string source, string path) =>
+        o.TryGetProperty(name, out var v) ? v : throw new VSwitchException($"{source}: {path}: missing \"{name}\"");
+
+    private static void Expect(JsonElement e, JsonValueKind kind, string source, string path)
+    {
+        if (e.ValueKind != kind)
+        {
+            throw new VSwitchException($"{source}: {path}: expected {kind.ToString().ToLowerInvariant()}, found {e.ValueKind.ToString().ToLowerInvariant()}");
+        }
+    }
+
+    private static string Str(JsonElement e, string source, string path)
+    {
+        Expect(e, JsonValueKind.String, source, path);
+        var s = e.GetString()!;
+        return s.Length == 0 ? throw new VSwitchException($"{source}: {path}: must not be empty") : s;
+    }
+
+    private static bool Bool(JsonElement e, string source, string path) => e.ValueKind switch
+    {
+        JsonValueKind.True => true,
+        JsonValueKind.False => false,
+        _ => throw new VSwitchException($"{source}: {path}: expected true or false"),
+    };
+
+    private static int Int(JsonElement e, string source, string path, int min, int max)
+    {
+        if (e.ValueKind != JsonValueKind.Number || !e.TryGetInt32(out int v) || v < min || v > max)
+        {
+            throw new VSwitchException($"{source}: {path}: expected an integer from {min} to {max}");
+        }
+
+        return v;
+    }
+
+    private static double Num(JsonElement e, string source, string path, double min, double max)
+    {
+        if (e.ValueKind != JsonValueKind.Number || !e.TryGetDouble(out double v) || v < min || v > max)
+        {
+            throw new VSwitchException($"{source}: {path}: expected a number from {min.ToString(CultureInfo.InvariantCulture)} to {max.ToString(CultureInfo.InvariantCulture)}");
+        }
+
+        return v;
+    }
+
+    /// <summary>Checks names, pairs, cores and queue assignments; fills in defaults. Throws on the first problem.</summary>
+    public void Validate(int cpuCount)
+    {
+        if (Ports.Count == 0)
+        {
+            throw new VSwitchException("no ports configured (add one with --port NAME=DEVARGS or \"ports\" in the config file)");
+        }
+
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var p in Ports)
+        {
+            if (!names.Add(p.Name))
+            {
+                throw new VSwitchException($"port '{p.Name}' is defined twice");
+            }
+        }
+
+        if (Ports.Count > Pmd.PmdState.MaxPorts)
+        {
+            throw new VSwitchException($"{Ports.Count} ports configured; at most {Pmd.PmdState.MaxPorts} are supported");
+        }
+
+        if (PmdCores.Count == 0)
+        {
+            PmdCores.Add(cpuCount > 1 ? cpuCount - 1 : 0);
+        }
+
+        foreach (int core in PmdCores)
+        {
+            if (core < 0 || core >= cpuCount)
+            {
+                throw new VSwitchException($"PMD core {core} does not exist: this machine has cores 0 to {cpuCount - 1}");
+            }
+        }
+
+        if (PmdCores.Distinct().Count() != PmdCores.Count)
+        {
+            throw new VSwitchException($"PMD cores {string.Join(',', PmdCores)}: a core is listed twice");
+        }
+
+        foreach (var a in RxqAssignments)
+        {
+            var port = Ports.FirstOrDefault(p => p.Name == a.Port)
+                ?? throw new VSwitchException($"rx queue assignment names unknown port '{a.Port}'");
+            if (a.Queue >= port.RxQueues)
+            {
+                throw new VSwitchException($"rx queue assignment: port '{a.Port}' has {port.RxQueues} rx queue(s), queue {a.Queue} does not exist");
+            }
+
+            if (!PmdCores.Contains(a.Core))
+            {
+                throw new VSwitchException($"rx queue assignment of {a.Port}:{a.Queue} names core {a.Core}, which is not a PMD core ({string.Join(',', PmdCores)})");
+            }
+        }
+
+        if (Mode == ForwardingMode.L2fwd)
+        {
+            if (L2fwdPairs.Count == 0)
+            {
+                if (Ports.Count % 2 != 0)
+                {
+                    throw new VSwitchException($"l2fwd pairs ports two by two, but {Ports.Count} ports are configured; add a port or give l2fwd_pairs");
+                }
+
+                for (int i = 0; i < Ports.Count; i += 2)
+                {
+                    L2fwdPairs.Add((Ports[i].Name, Ports[i + 1].Name));
+                }
+            }
+
+            var used = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var (a, b) in L2fwdPairs)
+            {
+                foreach (var n in new[] { a, b })
+                {
+                    if (!names.Contains(n))
+                    {
+                        throw new VSwitchException($"l2fwd pair ({a}, {b}) names unknown port '{n}'");
+                    }
+                }
+
+                if (a == b || !used.Add(a) || !used.Add(b))
+                {
+                    throw new VSwitchException($"l2fwd pair ({a}, {b}): each port may appear in one pair only, with another port");
+                }
+            }
+        }
+    }
+
+    /// <summary>Rx queue to PMD core: explicit assignments first, the rest round-robin over the PMD cores.</summary>
+    public Dictionary<(string Port, int Queue), int> AssignRxQueues()
+    {
+        var map = new Dictionary<(string, int), int>();
+        foreach (var a in RxqAssignments)
+        {
+            map[(a.Port, a.Queue)] = a.Core;
+        }
+
+        int next = 0;
+        foreach (var p in Ports)
+        {
+            for (int q = 0; q < p.RxQueues; q++)
+            {
+                if (!map.ContainsKey((p.Name, q)))
+                {
+                    map[(p.Name, q)] = PmdCores[next++ % PmdCores.Count];
+                }
+            }
+        }
+
+        return map;
+    }
+}

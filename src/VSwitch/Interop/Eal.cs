@@ -1,0 +1,173 @@
+// Eal.cs - DPDK Environment Abstraction Layer start-up: argument vector, hugepage checks, the
+// mbuf layout check, and the automatic --no-huge fallback for virtual devices.
+using System.Runtime.InteropServices;
+using System.Text;
+
+namespace VSwitch.Interop;
+
+/// <summary>What <see cref="Eal.Init"/> decided, for the start-up banner.</summary>
+public sealed record EalInfo(IReadOnlyList<string> Arguments, bool NoHuge, string? Notice, ulong TscHz);
+
+public static class Eal
+{
+    private static int s_initialized;
+
+    /// <summary>Hugetlbfs mount points from /proc/mounts.</summary>
+    public static IReadOnlyList<string> HugetlbfsMounts(string mountsFile = "/proc/mounts")
+    {
+        if (!File.Exists(mountsFile))
+        {
+            return [];
+        }
+
+        return File.ReadAllLines(mountsFile)
+            .Select(l => l.Split(' '))
+            .Where(f => f.Length > 2 && f[2] == "hugetlbfs")
+            .Select(f => f[1])
+            .ToList();
+    }
+
+    /// <summary>Free 2 MiB hugepages reserved by the kernel (0 when unknown).</summary>
+    public static long FreeHugepages()
+    {
+        const string path = "/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages";
+        return File.Exists(path) && long.TryParse(File.ReadAllText(path).Trim(), out var n) ? n : 0;
+    }
+
+    /// <summary>
+    /// Builds the EAL argument vector: the operator's arguments plus defaults they did not set
+    /// (main lcore on core 0, in-memory runtime, quiet logging, --no-pci when no PCI port is used),
+    /// and falls back to --no-huge when no hugepages are usable and every device allows it.
+    /// Throws <see cref="VSwitchException"/> with a clear message when no fallback applies.
+    /// </summary>
+    public static (List<string> Args, bool NoHuge, string? Notice) BuildArguments(
+        IReadOnlyList<string> userArgs, bool anyPciPort, bool allowNoHugeFallback,
+        IReadOnlyList<string> hugeMounts, long freeHugepages, int mainCore)
+    {
+        var args = new List<string> { "vswitchd" };
+        args.AddRange(userArgs);
+        bool Has(string flag) => userArgs.Any(a => a == flag || a.StartsWith(flag + "=", StringComparison.Ordinal));
+
+        if (!Has("-l") && !Has("-c") && !Has("--lcores"))
+        {
+            args.Add("-l");
+            args.Add(mainCore.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        }
+
+        if (!Has("--file-prefix") && !Has("--in-memory"))
+        {
+            args.Add("--in-memory");
+        }
+
+        if (!Has("--log-level"))
+        {
+            args.Add("--log-level=error");
+        }
+
+        if (!anyPciPort && !Has("--no-pci") && !Has("-a") && !Has("-b") && !Has("--allow") && !Has("--block"))
+        {
+            args.Add("--no-pci");
+        }
+
+        string? notice = null;
+        bool noHuge = Has("--no-huge");
+        if (!noHuge)
+        {
+            string? hugeDir = null;
+            int i = userArgs.ToList().FindIndex(a => a == "--huge-dir" || a.StartsWith("--huge-dir=", StringComparison.Ordinal));
+            if (i >= 0)
+            {
+                hugeDir = userArgs[i].Contains('=', StringComparison.Ordinal) ? userArgs[i].Split('=', 2)[1]
+                    : i + 1 < userArgs.Count ? userArgs[i + 1] : null;
+                if (hugeDir == null || !hugeMounts.Contains(hugeDir.TrimEnd('/')))
+                {
+                    throw new VSwitchException(
+                        $"hugepage directory '{hugeDir}' (--huge-dir) is not a hugetlbfs mount; run hugepages/setup.sh or pass a mounted directory");
+                }
+            }
+
+            string? problem = hugeMounts.Count == 0 ? "no hugetlbfs is mounted"
+                : freeHugepages <= 0 ? "no free 2 MiB hugepages are reserved" : null;
+            if (problem != null)
+            {
+                if (!allowNoHugeFallback || anyPciPort || hugeDir != null)
+                {
+                    throw new VSwitchException(
+                        $"{problem} and the configured ports need hugepages; run hugepages/setup.sh (or sudo hugepages/setup.sh) first");
+                }
+
+                noHuge = true;
+                args.Add("--no-huge");
+                if (!Has("-m") && !Has("--socket-mem"))
+                {
+                    args.Add("-m");
+                    args.Add("512");
+                }
+
+                notice = $"{problem}: running with --no-huge (fine for virtual devices such as net_null, net_ring, net_pcap and net_tap; vhost-user ports need hugepages: run hugepages/setup.sh)";
+            }
+        }
+
+        return (args, noHuge, notice);
+    }
+
+    /// <summary>Initialises the EAL once per process. Throws <see cref="VSwitchException"/> on failure.</summary>
+    public static unsafe EalInfo Init(IReadOnlyList<string> userArgs, bool anyPciPort, bool allowNoHugeFallback = true, int mainCore = 0)
+    {
+        if (Interlocked.Exchange(ref s_initialized, 1) == 1)
+        {
+            throw new InvalidOperationException("the DPDK EAL can be initialised only once per process");
+        }
+
+        CheckLayout();
+        var (args, noHuge, notice) = BuildArguments(userArgs, anyPciPort, allowNoHugeFallback,
+            HugetlbfsMounts(), FreeHugepages(), mainCore);
+
+        // argv as NUL-terminated UTF-8, kept alive for the process lifetime (DPDK keeps pointers).
+        var argv = (byte**)NativeMemory.AllocZeroed((nuint)(args.Count + 1), (nuint)sizeof(byte*));
+        for (int i = 0; i < args.Count; i++)
+        {
+            var bytes = Encoding.UTF8.GetBytes(args[i] + "\0");
+            argv[i] = (byte*)NativeMemory.Alloc((nuint)bytes.Length);
+            bytes.CopyTo(new Span<byte>(argv[i], bytes.Length));
+        }
+
+        int rc = Native.EalInit(args.Count, argv);
+        if (rc < 0)
+        {
+            throw new VSwitchException(
+                $"DPDK EAL initialisation failed: {Native.ErrorText(rc)} (arguments: {string.Join(' ', args.Skip(1))})");
+        }
+
+        return new EalInfo(args.Skip(1).ToList(), noHuge, notice, Native.TscHz());
+    }
+
+    /// <summary>Fails fast when the shim's mbuf layout differs from <see cref="Mbuf"/>'s constants.</summary>
+    public static void CheckLayout()
+    {
+        NativeMbufLayout actual;
+        try
+        {
+            actual = MbufLayout.ReadNative();
+        }
+        catch (DllNotFoundException e)
+        {
+            throw new VSwitchException(
+                $"cannot load the native shim libvswshim.so ({e.Message.Split('\n')[0]}); build it with scripts/setup", e);
+        }
+
+        // Fault injection for the start-up test of this very check (documented in docs/ARCHITECTURE.md).
+        if (Environment.GetEnvironmentVariable("VSW_TEST_LAYOUT_SKEW") == "1")
+        {
+            actual.PktLen += 4;
+        }
+
+        var problem = MbufLayout.Check(actual);
+        if (problem != null)
+        {
+            throw new VSwitchException(problem);
+        }
+    }
+
+    public static void Cleanup() => Native.EalCleanup();
+}

@@ -1,0 +1,167 @@
+// Native.cs - P/Invoke surface of libvswshim.so (native/vsw_shim.h), one method per export.
+//
+// Only the burst calls (rx/tx burst, bulk alloc/free, rdtsc) carry [SuppressGCTransition]: they are
+// short and never block, so skipping the GC transition saves ~20 ns per call on the PMD thread.
+// Everything else is control-plane and keeps the normal transition. Runtime marshalling is
+// disabled for the assembly: every signature is blittable (integers, pointers, flat structs).
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
+[assembly: DisableRuntimeMarshalling]
+
+namespace VSwitch.Interop;
+
+/// <summary>Mirror of <c>struct vsw_mbuf_layout</c>.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct NativeMbufLayout
+{
+    public uint StructSize, Headroom, BufAddr, DataOff, RefCnt, NbSegs, Port, OlFlags, PacketType,
+        PktLen, DataLen, VlanTci, RssHash, BufLen, Pool, Next;
+    public ulong RssHashFlag, VlanFlag;
+}
+
+/// <summary>Mirror of <c>struct vsw_port_stats</c>.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct PortHwStats
+{
+    public ulong IPackets, OPackets, IBytes, OBytes, IMissed, IErrors, OErrors, RxNoMbuf;
+}
+
+/// <summary>Mirror of <c>struct vsw_link</c>.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct LinkStatus
+{
+    public uint SpeedMbps;
+    public ushort Up;
+    public ushort FullDuplex;
+}
+
+/// <summary>Mirror of <c>struct vsw_port_info</c>.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe struct NativePortInfo
+{
+    public ushort MaxRxQueues, MaxTxQueues, MinMtu, MaxMtu;
+    public int SocketId;
+    public uint RxOffloadCapaLo;
+    public fixed byte DriverName[64];
+    public fixed byte DeviceName[128];
+}
+
+internal static unsafe partial class Native
+{
+    private const string Lib = "vswshim";
+
+    [LibraryImport(Lib, EntryPoint = "vsw_mbuf_layout_get")]
+    internal static partial void MbufLayoutGet(NativeMbufLayout* layout);
+
+    [LibraryImport(Lib, EntryPoint = "vsw_eal_init")]
+    internal static partial int EalInit(int argc, byte** argv);
+
+    [LibraryImport(Lib, EntryPoint = "vsw_eal_cleanup")]
+    internal static partial int EalCleanup();
+
+    [LibraryImport(Lib, EntryPoint = "vsw_errno")]
+    internal static partial int Errno();
+
+    [LibraryImport(Lib, EntryPoint = "vsw_strerror")]
+    internal static partial byte* StrError(int errnum);
+
+    [LibraryImport(Lib, EntryPoint = "vsw_thread_pin")]
+    internal static partial int ThreadPin(int cpu);
+
+    [LibraryImport(Lib, EntryPoint = "vsw_thread_register")]
+    internal static partial int ThreadRegister();
+
+    [LibraryImport(Lib, EntryPoint = "vsw_thread_unregister")]
+    internal static partial void ThreadUnregister();
+
+    [LibraryImport(Lib, EntryPoint = "vsw_lcore_id")]
+    internal static partial uint LcoreId();
+
+    [LibraryImport(Lib, EntryPoint = "vsw_tsc_hz")]
+    internal static partial ulong TscHz();
+
+    [LibraryImport(Lib, EntryPoint = "vsw_rdtsc")]
+    [SuppressGCTransition]
+    internal static partial ulong Rdtsc();
+
+    [LibraryImport(Lib, EntryPoint = "vsw_mempool_create")]
+    internal static partial nint MempoolCreate(byte* name, uint n, uint cacheSize, ushort dataRoom, int socketId);
+
+    [LibraryImport(Lib, EntryPoint = "vsw_mempool_free")]
+    internal static partial void MempoolFree(nint mp);
+
+    [LibraryImport(Lib, EntryPoint = "vsw_mempool_in_use")]
+    internal static partial uint MempoolInUse(nint mp);
+
+    [LibraryImport(Lib, EntryPoint = "vsw_mempool_avail")]
+    internal static partial uint MempoolAvail(nint mp);
+
+    [LibraryImport(Lib, EntryPoint = "vsw_mbuf_alloc_bulk")]
+    [SuppressGCTransition]
+    internal static partial int MbufAllocBulk(nint mp, nint* mbufs, uint n);
+
+    [LibraryImport(Lib, EntryPoint = "vsw_mbuf_free_bulk")]
+    [SuppressGCTransition]
+    internal static partial void MbufFreeBulk(nint* mbufs, uint n);
+
+    [LibraryImport(Lib, EntryPoint = "vsw_dev_probe")]
+    internal static partial int DevProbe(byte* devargs, ushort* portIds, int maxPorts);
+
+    [LibraryImport(Lib, EntryPoint = "vsw_dev_remove")]
+    internal static partial int DevRemove(ushort portId);
+
+    [LibraryImport(Lib, EntryPoint = "vsw_port_info_get")]
+    internal static partial int PortInfoGet(ushort portId, NativePortInfo* info);
+
+    [LibraryImport(Lib, EntryPoint = "vsw_port_configure")]
+    internal static partial int PortConfigure(ushort portId, ushort nbRxq, ushort nbTxq, ushort nbRxd, ushort nbTxd, nint mp);
+
+    [LibraryImport(Lib, EntryPoint = "vsw_port_start")]
+    internal static partial int PortStart(ushort portId);
+
+    [LibraryImport(Lib, EntryPoint = "vsw_port_stop")]
+    internal static partial int PortStop(ushort portId);
+
+    [LibraryImport(Lib, EntryPoint = "vsw_port_close")]
+    internal static partial int PortClose(ushort portId);
+
+    [LibraryImport(Lib, EntryPoint = "vsw_port_link")]
+    internal static partial int PortLink(ushort portId, LinkStatus* link);
+
+    [LibraryImport(Lib, EntryPoint = "vsw_port_mac")]
+    internal static partial int PortMac(ushort portId, byte* mac6);
+
+    [LibraryImport(Lib, EntryPoint = "vsw_port_promiscuous")]
+    internal static partial int PortPromiscuous(ushort portId, int on);
+
+    [LibraryImport(Lib, EntryPoint = "vsw_port_stats")]
+    internal static partial int PortStats(ushort portId, PortHwStats* stats);
+
+    [LibraryImport(Lib, EntryPoint = "vsw_port_stats_reset")]
+    internal static partial int PortStatsReset(ushort portId);
+
+    [LibraryImport(Lib, EntryPoint = "vsw_port_xstats_count")]
+    internal static partial int PortXstatsCount(ushort portId);
+
+    [LibraryImport(Lib, EntryPoint = "vsw_port_xstat_name")]
+    internal static partial int PortXstatName(ushort portId, uint index, byte* buf, uint len);
+
+    [LibraryImport(Lib, EntryPoint = "vsw_port_xstats")]
+    internal static partial int PortXstats(ushort portId, ulong* values, uint n);
+
+    [LibraryImport(Lib, EntryPoint = "vsw_rx_burst")]
+    [SuppressGCTransition]
+    internal static partial ushort RxBurst(ushort portId, ushort queueId, nint* mbufs, ushort n);
+
+    [LibraryImport(Lib, EntryPoint = "vsw_tx_burst")]
+    [SuppressGCTransition]
+    internal static partial ushort TxBurst(ushort portId, ushort queueId, nint* mbufs, ushort n);
+
+    /// <summary>DPDK's text for a (negative or positive) errno value.</summary>
+    internal static string ErrorText(int err)
+    {
+        var p = StrError(err);
+        return p == null ? $"errno {err}" : Marshal.PtrToStringUTF8((nint)p) ?? $"errno {err}";
+    }
+}

@@ -1,0 +1,155 @@
+// PmdState.cs - everything one PMD thread owns: its rx queues, tx buffers and counters.
+//
+// All arrays are native memory allocated once at start-up (or when the port set changes, off the
+// PMD path), sized for MaxPorts datapath ports. Handlers call Enqueue/Drop; the loop does the I/O.
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
+namespace VSwitch.Pmd;
+
+/// <summary>One rx queue polled by a PMD.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct RxQueueRef
+{
+    /// <summary>Datapath port number (index into the switch's port table).</summary>
+    public int DpPort;
+
+    /// <summary>DPDK port id.</summary>
+    public ushort PortId;
+
+    /// <summary>Queue id on that port.</summary>
+    public ushort QueueId;
+}
+
+public sealed unsafe class PmdState : IDisposable
+{
+    public const int Burst = 32;
+    public const int TxCapacity = 2 * Burst;
+    public const int MaxPorts = 256;
+
+    /// <summary>Rx queues this PMD polls.</summary>
+    public RxQueueRef* RxQueues;
+
+    /// <summary>Number of entries in <see cref="RxQueues"/>.</summary>
+    public int RxQueueCount;
+
+    /// <summary>Tx buffers indexed by datapath port number.</summary>
+    public readonly TxBuffer* Tx;
+
+    /// <summary>Datapath ports whose tx buffer is non-empty, in first-use order.</summary>
+    public readonly int* Pending;
+
+    /// <summary>Entries in <see cref="Pending"/>.</summary>
+    public int PendingCount;
+
+    /// <summary>Mbufs to free at the end of the current burst.</summary>
+    public readonly nint* Drops;
+
+    /// <summary>Entries in <see cref="Drops"/>.</summary>
+    public int DropCount;
+
+    /// <summary>Per-port counters indexed by datapath port number.</summary>
+    public readonly PmdPortCounters* PortCounters;
+
+    /// <summary>This PMD's totals (cache-line padded).</summary>
+    public readonly PmdCounters* Counters;
+
+    /// <summary>Set by the control plane to end the loop at the next round.</summary>
+    public volatile bool StopRequested;
+
+    /// <summary>Drain interval in cycles (0: flush at the end of every round).</summary>
+    public ulong DrainCycles;
+
+    public PmdState(int index)
+    {
+        Index = index;
+        RxQueues = (RxQueueRef*)NativeMemory.AllocZeroed(MaxPorts * 16, (nuint)sizeof(RxQueueRef));
+        Tx = (TxBuffer*)NativeMemory.AllocZeroed(MaxPorts, (nuint)sizeof(TxBuffer));
+        for (int p = 0; p < MaxPorts; p++)
+        {
+            Tx[p].Slots = (nint*)NativeMemory.AlignedAlloc(TxCapacity * (nuint)sizeof(nint), 64);
+        }
+
+        Pending = (int*)NativeMemory.AllocZeroed(MaxPorts, sizeof(int));
+        Drops = (nint*)NativeMemory.AlignedAlloc(Burst * (nuint)sizeof(nint), 64);
+        PortCounters = (PmdPortCounters*)NativeMemory.AlignedAlloc(MaxPorts * (nuint)sizeof(PmdPortCounters), 64);
+        NativeMemory.Clear(PortCounters, MaxPorts * (nuint)sizeof(PmdPortCounters));
+        Counters = (PmdCounters*)NativeMemory.AlignedAlloc((nuint)sizeof(PmdCounters), 64);
+        NativeMemory.Clear(Counters, (nuint)sizeof(PmdCounters));
+    }
+
+    /// <summary>PMD number (also its tx queue id on every port).</summary>
+    public int Index { get; }
+
+    /// <summary>Appends one mbuf to the tx buffer of datapath port <paramref name="dpPort"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Enqueue(int dpPort, nint mbuf)
+    {
+        ref TxBuffer tb = ref Tx[dpPort];
+        if (tb.Count == 0)
+        {
+            Pending[PendingCount++] = dpPort;
+        }
+
+        tb.Slots[tb.Count++] = mbuf;
+    }
+
+    /// <summary>Appends <paramref name="n"/> (at most one burst) mbufs to one port's tx buffer.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void EnqueueBurst(int dpPort, nint* mbufs, int n)
+    {
+        ref TxBuffer tb = ref Tx[dpPort];
+        if (tb.Count == 0)
+        {
+            Pending[PendingCount++] = dpPort;
+        }
+
+        Buffer.MemoryCopy(mbufs, tb.Slots + tb.Count, (TxCapacity - tb.Count) * sizeof(nint), n * sizeof(nint));
+        tb.Count += n;
+    }
+
+    /// <summary>Marks one mbuf as dropped by the forwarding decision; freed at the end of the burst.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Drop(nint mbuf) => Drops[DropCount++] = mbuf;
+
+    /// <summary>Sets the rx queues this PMD polls (control plane, while the PMD is stopped or before start).</summary>
+    public void SetRxQueues(IReadOnlyList<RxQueueRef> queues)
+    {
+        if (queues.Count > MaxPorts * 16)
+        {
+            throw new VSwitchException($"PMD {Index}: too many rx queues ({queues.Count})");
+        }
+
+        for (int i = 0; i < queues.Count; i++)
+        {
+            RxQueues[i] = queues[i];
+        }
+
+        RxQueueCount = queues.Count;
+    }
+
+    /// <summary>Points the tx buffer of datapath port <paramref name="dpPort"/> at a DPDK port and queue.</summary>
+    public void SetTxPort(int dpPort, ushort portId, ushort queueId, bool enabled)
+    {
+        ref TxBuffer tb = ref Tx[dpPort];
+        tb.PortId = portId;
+        tb.QueueId = queueId;
+        tb.Enabled = enabled;
+    }
+
+    public void Dispose()
+    {
+        for (int p = 0; p < MaxPorts; p++)
+        {
+            NativeMemory.AlignedFree(Tx[p].Slots);
+        }
+
+        NativeMemory.Free(RxQueues);
+        NativeMemory.Free(Tx);
+        NativeMemory.Free(Pending);
+        NativeMemory.AlignedFree(Drops);
+        NativeMemory.AlignedFree(PortCounters);
+        NativeMemory.AlignedFree(Counters);
+        GC.SuppressFinalize(this);
+    }
+}
