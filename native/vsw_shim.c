@@ -69,6 +69,73 @@ int32_t vsw_log_set_level(uint32_t level)
 	return 0;
 }
 
+/* DPDK log capture: the last few KiB of log text, written by whichever thread logs. Control-plane
+ * only (logging is off the fast path); a lost race garbles a diagnostic, never the datapath. */
+static char s_log[4096];
+static size_t s_log_len;
+static int s_log_passthrough;
+static FILE *s_log_stream;
+
+static ssize_t log_write(void *cookie, const char *buf, size_t size)
+{
+	(void)cookie;
+	if (s_log_passthrough)
+		fwrite(buf, 1, size, stderr);
+	if (size >= sizeof(s_log)) {
+		buf += size - (sizeof(s_log) - 1);
+		size = sizeof(s_log) - 1;
+	}
+	if (s_log_len + size >= sizeof(s_log)) {
+		size_t drop = s_log_len + size - (sizeof(s_log) - 1);
+		memmove(s_log, s_log + drop, s_log_len - drop);
+		s_log_len -= drop;
+	}
+	memcpy(s_log + s_log_len, buf, size);
+	s_log_len += size;
+	s_log[s_log_len] = '\0';
+	return (ssize_t)size;
+}
+
+int32_t vsw_log_capture(int32_t passthrough)
+{
+	s_log_passthrough = passthrough;
+	if (s_log_stream == NULL) {
+		cookie_io_functions_t fns = { .write = log_write };
+		s_log_stream = fopencookie(NULL, "w", fns);
+		if (s_log_stream == NULL)
+			return -errno;
+		setvbuf(s_log_stream, NULL, _IOLBF, 0);
+		rte_openlog_stream(s_log_stream);
+	}
+	return 0;
+}
+
+/* Copies the last non-empty line of captured log text into buf. Returns its length. */
+int32_t vsw_log_last(char *buf, uint32_t len)
+{
+	size_t end = s_log_len, start;
+	if (len == 0)
+		return -EINVAL;
+	while (end > 0 && (s_log[end - 1] == '\n' || s_log[end - 1] == ' '))
+		end--;
+	start = end;
+	while (start > 0 && s_log[start - 1] != '\n')
+		start--;
+	if (end - start >= len)
+		start = end - (len - 1);
+	memcpy(buf, s_log + start, end - start);
+	buf[end - start] = '\0';
+	return (int32_t)(end - start);
+}
+
+void vsw_log_clear(void)
+{
+	if (s_log_stream)
+		fflush(s_log_stream);
+	s_log_len = 0;
+	s_log[0] = '\0';
+}
+
 /* ---- Threads ------------------------------------------------------------------------------ */
 
 int32_t vsw_thread_pin(int32_t cpu)

@@ -63,6 +63,11 @@ VSW_API int32_t vsw_eal_cleanup(void);
 VSW_API int32_t vsw_errno(void);
 VSW_API const char *vsw_strerror(int32_t errnum);
 VSW_API int32_t vsw_log_set_level(uint32_t level);
+/* Route DPDK's log into a buffer (and to stderr too when passthrough != 0), so that start-up errors
+ * can quote DPDK's last message in one line instead of DPDK printing its own lines around ours. */
+VSW_API int32_t vsw_log_capture(int32_t passthrough);
+VSW_API int32_t vsw_log_last(char *buf, uint32_t len);
+VSW_API void vsw_log_clear(void);
 
 /* Threads */
 VSW_API int32_t vsw_thread_pin(int32_t cpu);

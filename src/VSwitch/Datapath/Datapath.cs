@@ -114,6 +114,8 @@ public sealed class SwitchDatapath : IDisposable
             _pmds.Add(pmd);
             pmd.Start();
         }
+
+        Interop.Eal.ShowLog();
     }
 
     private uint SizePool()

@@ -76,7 +76,7 @@ public readonly unsafe struct L2Forwarder : IBurstHandler
     public bool RewriteMacs { get; }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void Handle(PmdState state, in RxQueueRef rx, nint* mbufs, int n)
+    public int Handle(PmdState state, in RxQueueRef rx, nint* mbufs, int n)
     {
         int outPort = _outPort[rx.DpPort];
         if (outPort < 0)
@@ -86,11 +86,17 @@ public readonly unsafe struct L2Forwarder : IBurstHandler
                 state.Drop(mbufs[i]);
             }
 
-            return;
+            return -1;
         }
 
-        // A frame shorter than an Ethernet header is malformed: drop it (counted as a forwarding
-        // drop). The check is one load of the mbuf's first cache line, which rx just wrote.
+        if (!RewriteMacs)
+        {
+            // Plain forwarding reads no header, so it passes every frame as is (like testpmd io).
+            return outPort;
+        }
+
+        // A frame shorter than an Ethernet header cannot take the rewrite: drop it (counted as a
+        // forwarding drop). The check is one load of the mbuf's first cache line, which rx just wrote.
         int shortest = int.MaxValue;
         for (int i = 0; i < n; i++)
         {
@@ -100,15 +106,11 @@ public readonly unsafe struct L2Forwarder : IBurstHandler
         if (shortest < EthernetHeaderLength)
         {
             HandleWithRunts(state, mbufs, n, outPort);
-            return;
+            return -1;
         }
 
-        if (RewriteMacs)
-        {
-            Rewrite(mbufs, n, _head8[outPort], _tail4[outPort]);
-        }
-
-        state.EnqueueBurst(outPort, mbufs, n);
+        Rewrite(mbufs, n, _head8[outPort], _tail4[outPort]);
+        return outPort;
     }
 
     private const int EthernetHeaderLength = 14;
@@ -124,11 +126,7 @@ public readonly unsafe struct L2Forwarder : IBurstHandler
                 continue;
             }
 
-            if (RewriteMacs)
-            {
-                Rewrite(&m, 1, _head8[outPort], _tail4[outPort]);
-            }
-
+            Rewrite(&m, 1, _head8[outPort], _tail4[outPort]);
             state.Enqueue(outPort, m);
         }
     }

@@ -132,6 +132,8 @@ public static class Eal
             bytes.CopyTo(new Span<byte>(argv[i], bytes.Length));
         }
 
+        // DPDK's own log goes to a buffer during start-up; errors quote its last line (VSW_DPDK_LOG=1 shows all).
+        Native.LogCapture(Environment.GetEnvironmentVariable("VSW_DPDK_LOG") == "1" ? 1 : 0);
         int rc = Native.EalInit(args.Count, argv);
         if (rc < 0)
         {
@@ -170,4 +172,10 @@ public static class Eal
     }
 
     public static void Cleanup() => Native.EalCleanup();
+
+    /// <summary>After start-up: let DPDK's log reach stderr again.</summary>
+    public static void ShowLog() => Native.LogCapture(1);
+
+    /// <summary>Forget captured DPDK log text (before a call whose failure should quote only its own messages).</summary>
+    public static void ClearLog() => Native.LogClear();
 }

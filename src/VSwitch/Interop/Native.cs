@@ -66,6 +66,15 @@ internal static unsafe partial class Native
     [LibraryImport(Lib, EntryPoint = "vsw_strerror")]
     internal static partial byte* StrError(int errnum);
 
+    [LibraryImport(Lib, EntryPoint = "vsw_log_capture")]
+    internal static partial int LogCapture(int passthrough);
+
+    [LibraryImport(Lib, EntryPoint = "vsw_log_last")]
+    internal static partial int LogLast(byte* buf, uint len);
+
+    [LibraryImport(Lib, EntryPoint = "vsw_log_clear")]
+    internal static partial void LogClear();
+
     [LibraryImport(Lib, EntryPoint = "vsw_thread_pin")]
     internal static partial int ThreadPin(int cpu);
 
@@ -158,10 +167,21 @@ internal static unsafe partial class Native
     [SuppressGCTransition]
     internal static partial ushort TxBurst(ushort portId, ushort queueId, nint* mbufs, ushort n);
 
-    /// <summary>DPDK's text for a (negative or positive) errno value.</summary>
+    /// <summary>DPDK's text for a (negative or positive) errno value, plus DPDK's last log line if any.</summary>
     internal static string ErrorText(int err)
     {
         var p = StrError(err);
-        return p == null ? $"errno {err}" : Marshal.PtrToStringUTF8((nint)p) ?? $"errno {err}";
+        var text = p == null ? $"errno {err}" : Marshal.PtrToStringUTF8((nint)p) ?? $"errno {err}";
+        var said = LastLogLine();
+        LogClear();
+        return said.Length == 0 ? text : $"{text} (DPDK: {said})";
+    }
+
+    /// <summary>The last line DPDK logged since the previous <see cref="LogClear"/>.</summary>
+    internal static string LastLogLine()
+    {
+        byte* buf = stackalloc byte[512];
+        int n = LogLast(buf, 512);
+        return n <= 0 ? "" : (Marshal.PtrToStringUTF8((nint)buf, n) ?? "").Trim();
     }
 }

@@ -78,7 +78,19 @@ public sealed unsafe class PmdLoop<TIo, THandler>
 
             total += n;
             st.PortCounters[rq.DpPort].RxPackets += (ulong)n;
-            _handler.Handle(st, rq, rx, n);
+            int whole = _handler.Handle(st, rq, rx, n);
+            if (whole >= 0)
+            {
+                ref TxBuffer tb = ref st.Tx[whole];
+                if (tb.Count == 0 && n == PmdState.Burst)
+                {
+                    SendDirect(whole, ref tb, rx, n);
+                    continue;
+                }
+
+                st.EnqueueBurst(whole, rx, n);
+            }
+
             FlushFull();
             if (st.DropCount != 0)
             {
@@ -117,6 +129,11 @@ public sealed unsafe class PmdLoop<TIo, THandler>
     {
         PmdState st = _state;
         int pending = st.PendingCount;
+        if (pending == 0)
+        {
+            return;
+        }
+
         for (int i = 0; i < pending; i++)
         {
             ref TxBuffer tb = ref st.Tx[st.Pending[i]];
@@ -179,6 +196,24 @@ public sealed unsafe class PmdLoop<TIo, THandler>
         }
 
         st.PendingCount = kept;
+    }
+
+    /// <summary>A full burst straight from the rx array: one tx_burst, no copy into the tx buffer.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void SendDirect(int dpPort, ref TxBuffer tb, nint* mbufs, int n)
+    {
+        PmdState st = _state;
+        int sent = tb.Enabled ? _io.TxBurst(tb.PortId, tb.QueueId, mbufs, (ushort)n) : 0;
+        st.Counters->TxBursts++;
+        if (sent < n)
+        {
+            _io.Free(mbufs + sent, (uint)(n - sent));
+            st.Counters->TxDrops += (ulong)(n - sent);
+            st.PortCounters[dpPort].TxDrops += (ulong)(n - sent);
+        }
+
+        st.Counters->TxPackets += (ulong)sent;
+        st.PortCounters[dpPort].TxPackets += (ulong)sent;
     }
 
     /// <summary>One tx_burst of the whole buffer; whatever the port does not take is freed and counted.</summary>

@@ -46,6 +46,7 @@ public sealed unsafe class DpdkPort
         var bytes = Encoding.UTF8.GetBytes(devArgs + "\0");
         ushort* ids = stackalloc ushort[8];
         int n;
+        Native.LogClear();
         fixed (byte* p = bytes)
         {
             n = Native.DevProbe(p, ids, 8);

@@ -1,0 +1,3 @@
+using BenchmarkDotNet.Running;
+
+BenchmarkSwitcher.FromAssembly(typeof(VSwitch.Benchmarks.ForwardingBenchmarks).Assembly).Run(args);

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# l2fwd macro benchmark: this switch's l2fwd vs dpdk-testpmd on the same devices and core.
+#
+# Scenarios (64 B): "null" = two net_null ports; "pcap" = a net_pcap infinite-rx replay paired with
+# a net_null port. For each run, in turn: vswitchd l2fwd with MAC rewrite, testpmd mac, vswitchd
+# without rewrite, testpmd io -- interleaved so machine drift hits all alike. Forwarding runs on
+# core 1 (PMD_CORE), everything else on core 0. Mpps = received packets per second summed over
+# both ports, median of the 1-s samples after SKIP warm-up samples; per peer the median over runs.
+#
+# usage: bench/l2fwd.sh [RUNS=3] ; env: DUR (s, default 10), SCENARIOS ("null pcap"), PMD_CORE (1)
+# Last line: RESULT l2fwd_vs_testpmd_mac=<ratio> l2fwd_vs_testpmd_io=<ratio>  (null scenario)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$here")
+RUNS=${1:-${RUNS:-3}}
+DUR=${DUR:-10}
+SKIP=${SKIP:-3}
+SCENARIOS=${SCENARIOS:-"null pcap"}
+PMD_CORE=${PMD_CORE:-1}
+VSWITCHD=${VSWITCHD:-$root/out/vswitchd/vswitchd}
+TESTPMD=${TESTPMD:-dpdk-testpmd}
+work=$(mktemp -d /tmp/vsw-l2fwd.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+
+[ -x "$VSWITCHD" ] || { echo "l2fwd.sh: $VSWITCHD missing; run scripts/setup first" >&2; exit 1; }
+command -v "$TESTPMD" >/dev/null || { echo "l2fwd.sh: dpdk-testpmd missing (apt-get install dpdk)" >&2; exit 1; }
+"$root/hugepages/setup.sh" >/dev/null
+python3 "$here/pcapgen.py" "$work/flows.pcap" --count 4096 --flows 256 --size 64
+
+devs() { # scenario -> "devargsA devargsB"
+  case "$1" in
+    null) echo "net_null0,size=64 net_null1,size=64" ;;
+    pcap) echo "net_pcap0,rx_pcap=$work/flows.pcap,infinite_rx=1 net_null0,size=64" ;;
+  esac
+}
+
+# median of numbers on stdin
+median() { sort -g | awk '{v[NR]=$1} END {if (NR==0) {print "NA"; exit} print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
+
+run_vsw() { # scenario mac|io -> Mpps
+  local a b extra=""
+  read -r a b <<<"$(devs "$1")"
+  [ "$2" = io ] && extra="--no-mac-rewrite"
+  timeout -s INT -k 5 $((DUR + 30)) taskset -c 0,"$PMD_CORE" "$VSWITCHD" --pmd-cores "$PMD_CORE" \
+    --port "a=$a" --port "b=$b" $extra --duration "$DUR" --stats-interval 1 > "$work/vsw.log" 2>&1 || true
+  grep '^stats ' "$work/vsw.log" | tail -n +$((SKIP + 1)) | sed 's/.*rx_mpps=\([0-9.]*\).*/\1/' | median
+}
+
+run_testpmd() { # scenario mac|io -> Mpps
+  local a b
+  read -r a b <<<"$(devs "$1")"
+  timeout -s INT -k 5 "$DUR" "$TESTPMD" --lcores "0@0,1@$PMD_CORE" --no-pci --in-memory -m 512 \
+    --log-level=error --vdev "$a" --vdev "$b" -- --forward-mode="$2" --txpkts=64 --auto-start \
+    --stats-period 1 > "$work/tp.log" 2>&1 || true
+  # sum Rx-pps over both ports per sample; drop the SKIP first and the last (partial) sample
+  awk '/Rx-pps:/ {s += $2; if (++k % 2 == 0) {print s / 1e6; s = 0}}' "$work/tp.log" \
+    | tail -n +$((SKIP + 1)) | head -n -1 | median
+}
+
+echo "# l2fwd benchmark $(date -u +%FT%TZ) runs=$RUNS dur=${DUR}s core=$PMD_CORE $(nproc) cpus, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
+declare -A res
+for sc in $SCENARIOS; do
+  for r in $(seq 1 "$RUNS"); do
+    for peer in vsw_mac tpmd_mac vsw_io tpmd_io; do
+      mode=${peer#*_}
+      case "$peer" in
+        vsw_*) v=$(run_vsw "$sc" "$mode") ;;
+        tpmd_*) v=$(run_testpmd "$sc" "$mode") ;;
+      esac
+      res[$sc.$peer]="${res[$sc.$peer]:-} $v"
+      printf '%-5s run %d %-9s %8s Mpps\n' "$sc" "$r" "$peer" "$v"
+    done
+  done
+done
+
+echo
+printf '| %-8s | %-28s | %-28s | %-28s | %-28s | %-9s | %-9s |\n' scenario "vswitchd l2fwd mac (med/max)" "testpmd mac (med/max)" "vswitchd io (med/max)" "testpmd io (med/max)" "mac ratio" "io ratio"
+declare -A med
+for sc in $SCENARIOS; do
+  row=""
+  for peer in vsw_mac tpmd_mac vsw_io tpmd_io; do
+    m=$(tr ' ' '\n' <<<"${res[$sc.$peer]}" | grep -v '^$' | grep -v NA | median)
+    x=$(tr ' ' '\n' <<<"${res[$sc.$peer]}" | grep -v '^$' | grep -v NA | sort -g | tail -1)
+    med[$sc.$peer]=$m
+    row+=$(printf '| %-28s ' "$m / $x")
+  done
+  rm_=$(awk -v a="${med[$sc.vsw_mac]}" -v b="${med[$sc.tpmd_mac]}" 'BEGIN{printf "%.3f", (b>0)?a/b:0}')
+  ri=$(awk -v a="${med[$sc.vsw_io]}" -v b="${med[$sc.tpmd_io]}" 'BEGIN{printf "%.3f", (b>0)?a/b:0}')
+  med[$sc.rmac]=$rm_; med[$sc.rio]=$ri
+  printf '| %-8s %s| %-9s | %-9s |\n' "$sc" "$row" "$rm_" "$ri"
+done
+first=${SCENARIOS%% *}
+echo "RESULT l2fwd_vs_testpmd_mac=${med[$first.rmac]} l2fwd_vs_testpmd_io=${med[$first.rio]}"

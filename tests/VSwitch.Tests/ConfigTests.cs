@@ -1,0 +1,120 @@
+// Unit tests of configuration parsing/validation and of the EAL argument builder (no DPDK needed).
+using VSwitch.Config;
+using VSwitch.Interop;
+
+namespace VSwitch.Tests;
+
+public sealed class ConfigTests
+{
+    [Fact]
+    public void Json_config_is_parsed_with_defaults_filled_in()
+    {
+        var c = SwitchConfig.FromJson("""
+            { "ports": [ { "name": "a", "devargs": "net_null0", "rxq": 2 }, { "name": "b", "devargs": "net_null1" } ],
+              "pmd_cores": [1], "tx_drain_us": 50, "rxq_assign": [ { "port": "a", "queue": 1, "core": 1 } ] }
+            """, "t.json");
+        c.Validate(cpuCount: 2);
+        Assert.Equal(2, c.Ports[0].RxQueues);
+        Assert.Equal(50, c.TxDrainMicros);
+        Assert.Equal([("a", "b")], c.L2fwdPairs);
+        var map = c.AssignRxQueues();
+        Assert.Equal(1, map[("a", 1)]);
+        Assert.Equal(3, map.Count);
+    }
+
+    [Theory]
+    [InlineData("""{ "ports": 3 }""", "t.json: $.ports: expected array, found number")]
+    [InlineData("""{ "ports": [ { "devargs": "net_null0" } ] }""", "t.json: $.ports[0]: missing \"name\"")]
+    [InlineData("""{ "portz": [] }""", "t.json: $.portz: unknown setting")]
+    [InlineData("""{ "mode": "warp" }""", "t.json: $.mode: unknown forwarding mode 'warp'")]
+    [InlineData("""{ "ports": [ """, "t.json: invalid JSON at line 1")]
+    public void Json_errors_name_the_file_and_the_path(string json, string expected)
+    {
+        var e = Assert.Throws<VSwitchException>(() => SwitchConfig.FromJson(json, "t.json"));
+        Assert.StartsWith(expected, e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Validation_refuses_unknown_cores_odd_pairs_and_unknown_ports()
+    {
+        var c = SwitchConfig.EmbeddedDefault();
+        c.PmdCores.Add(5);
+        Assert.Contains("PMD core 5 does not exist", Assert.Throws<VSwitchException>(() => c.Validate(2)).Message, StringComparison.Ordinal);
+
+        c = SwitchConfig.EmbeddedDefault();
+        c.Ports.Add(new PortConfig { Name = "odd", DevArgs = "net_null2" });
+        Assert.Contains("pairs ports two by two", Assert.Throws<VSwitchException>(() => c.Validate(2)).Message, StringComparison.Ordinal);
+
+        c = SwitchConfig.EmbeddedDefault();
+        c.L2fwdPairs.Add(("null0", "ghost"));
+        Assert.Contains("unknown port 'ghost'", Assert.Throws<VSwitchException>(() => c.Validate(2)).Message, StringComparison.Ordinal);
+
+        c = SwitchConfig.EmbeddedDefault();
+        c.Ports.Add(new PortConfig { Name = "null0", DevArgs = "net_null9" });
+        Assert.Contains("defined twice", Assert.Throws<VSwitchException>(() => c.Validate(2)).Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void The_default_pmd_core_is_the_last_core()
+    {
+        var c = SwitchConfig.EmbeddedDefault();
+        c.Validate(cpuCount: 4);
+        Assert.Equal([3], c.PmdCores);
+    }
+
+    [Fact]
+    public void Eal_arguments_get_defaults_the_operator_did_not_set()
+    {
+        var (args, noHuge, notice) = Eal.BuildArguments([], anyPciPort: false, allowNoHugeFallback: true, ["/dev/hugepages"], 512, 0);
+        Assert.Equal(["vswitchd", "-l", "0", "--in-memory", "--log-level=error", "--no-pci"], args);
+        Assert.False(noHuge);
+        Assert.Null(notice);
+
+        (args, _, _) = Eal.BuildArguments(["-l", "1", "--file-prefix", "x"], anyPciPort: true, true, ["/dev/hugepages"], 512, 0);
+        Assert.DoesNotContain("--in-memory", args);
+        Assert.DoesNotContain("--no-pci", args);
+        Assert.Equal(1, args.Count(a => a == "-l"));
+    }
+
+    [Fact]
+    public void Without_hugepages_virtual_devices_fall_back_to_no_huge_with_a_notice()
+    {
+        var (args, noHuge, notice) = Eal.BuildArguments([], false, true, [], 0, 0);
+        Assert.True(noHuge);
+        Assert.Contains("--no-huge", args);
+        Assert.Contains("no hugetlbfs is mounted", notice, StringComparison.Ordinal);
+
+        (_, noHuge, notice) = Eal.BuildArguments([], false, true, ["/dev/hugepages"], 0, 0);
+        Assert.True(noHuge);
+        Assert.Contains("no free 2 MiB hugepages", notice, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Without_hugepages_pci_ports_or_a_disabled_fallback_are_refused()
+    {
+        Assert.Contains("run hugepages/setup.sh", Assert.Throws<VSwitchException>(() =>
+            Eal.BuildArguments([], anyPciPort: true, true, [], 0, 0)).Message, StringComparison.Ordinal);
+        Assert.Throws<VSwitchException>(() => Eal.BuildArguments([], false, allowNoHugeFallback: false, [], 0, 0));
+    }
+
+    [Fact]
+    public void The_mbuf_layout_check_names_every_field_that_differs()
+    {
+        Assert.Null(MbufLayout.Check(MbufLayout.Expected));
+        var bad = MbufLayout.Expected;
+        bad.DataOff = 18;
+        bad.StructSize = 192;
+        var msg = MbufLayout.Check(bad);
+        Assert.NotNull(msg);
+        Assert.Contains("data_off is 18, expected 16", msg, StringComparison.Ordinal);
+        Assert.Contains("sizeof(rte_mbuf) is 192, expected 128", msg, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Pci_devargs_are_recognised()
+    {
+        Assert.True(Ports.DpdkPort.IsPciDevArgs("0000:00:04.0"));
+        Assert.True(Ports.DpdkPort.IsPciDevArgs("00:04.0,rxq_pkt_len=128"));
+        Assert.False(Ports.DpdkPort.IsPciDevArgs("net_null0,size=64"));
+    }
+}

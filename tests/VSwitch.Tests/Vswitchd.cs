@@ -1,0 +1,83 @@
+// Vswitchd.cs - runs the real vswitchd binary (built next to the tests) with a hard timeout.
+using System.Diagnostics;
+using System.Text;
+using System.Text.RegularExpressions;
+
+namespace VSwitch.Tests;
+
+internal sealed record RunResult(int ExitCode, string Stdout, string Stderr, bool TimedOut)
+{
+    /// <summary>The value of key=value on the first stdout line starting with <paramref name="linePrefix"/>.</summary>
+    public string Field(string linePrefix, string key)
+    {
+        var line = Stdout.Split('\n').FirstOrDefault(l => l.StartsWith(linePrefix, StringComparison.Ordinal))
+            ?? throw new Xunit.Sdk.XunitException($"no line starting '{linePrefix}' in:\n{this}");
+        var m = Regex.Match(line, $@"(?:^|\s){Regex.Escape(key)}=(\S+)");
+        return m.Success ? m.Groups[1].Value : throw new Xunit.Sdk.XunitException($"no {key}= in '{line}'");
+    }
+
+    public override string ToString() => $"exit={ExitCode} timedOut={TimedOut}\n--- stdout\n{Stdout}\n--- stderr\n{Stderr}";
+}
+
+internal static class Vswitchd
+{
+    public static string Dll => Path.Combine(AppContext.BaseDirectory, "vswitchd.dll");
+
+    public static Process Start(IEnumerable<string> args, Dictionary<string, string>? env = null)
+    {
+        var psi = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        psi.ArgumentList.Add(Dll);
+        foreach (var a in args)
+        {
+            psi.ArgumentList.Add(a);
+        }
+
+        foreach (var (k, v) in env ?? [])
+        {
+            psi.Environment[k] = v;
+        }
+
+        return Process.Start(psi)!;
+    }
+
+    public static RunResult Run(IEnumerable<string> args, int timeoutSeconds = 60, Dictionary<string, string>? env = null)
+    {
+        using var p = Start(args, env);
+        return Collect(p, timeoutSeconds);
+    }
+
+    public static RunResult Collect(Process p, int timeoutSeconds)
+    {
+        var stdout = new StringBuilder();
+        var stderr = new StringBuilder();
+        p.OutputDataReceived += (_, e) => { if (e.Data != null) { lock (stdout) { stdout.AppendLine(e.Data); } } };
+        p.ErrorDataReceived += (_, e) => { if (e.Data != null) { lock (stderr) { stderr.AppendLine(e.Data); } } };
+        p.BeginOutputReadLine();
+        p.BeginErrorReadLine();
+        bool done = p.WaitForExit(timeoutSeconds * 1000);
+        if (!done)
+        {
+            p.Kill(entireProcessTree: true);
+            p.WaitForExit();
+        }
+
+        p.WaitForExit(); // drain async readers
+        return new RunResult(done ? p.ExitCode : -1, stdout.ToString(), stderr.ToString(), !done);
+    }
+
+    /// <summary>Sends a POSIX signal to a process we started.</summary>
+    public static void Signal(Process p, string signal)
+    {
+        using var k = Process.Start("kill", ["-" + signal, p.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])!;
+        k.WaitForExit();
+    }
+}
+
+/// <summary>DPDK tests start real DPDK processes; run them one at a time (they share the PMD core).</summary>
+[CollectionDefinition("dpdk", DisableParallelization = true)]
+public sealed class DpdkCollection;
