@@ -53,6 +53,11 @@ if (dp.Eal!.Notice != null)
     Console.WriteLine($"vswitchd: notice: {dp.Eal.Notice}");
 }
 
+foreach (var n in dp.Notices)
+{
+    Console.WriteLine($"vswitchd: notice: {n}");
+}
+
 Console.WriteLine($"vswitchd: EAL {string.Join(' ', dp.Eal.Arguments)}");
 foreach (var p in dp.Ports)
 {
@@ -85,7 +90,8 @@ double? duration = config.DurationSeconds;
 while (true)
 {
     double now = clock.Elapsed.TotalSeconds;
-    double wait = interval > 0 ? Math.Max(0, lastT + interval - now) : 3600;
+    // Wake at least every 100 ms to follow link state (vhost-user ports go up and down with VMs).
+    double wait = Math.Min(0.1, interval > 0 ? Math.Max(0, lastT + interval - now) : 0.1);
     if (duration is double d)
     {
         wait = Math.Min(wait, Math.Max(0, d - now));
@@ -94,6 +100,12 @@ while (true)
     if (stop.Wait(TimeSpan.FromSeconds(wait)))
     {
         break;
+    }
+
+    foreach (var ev in dp.PollLinks())
+    {
+        Console.WriteLine(string.Create(inv, $"vswitchd: t={clock.Elapsed.TotalSeconds:F2} {ev}"));
+        Console.Out.Flush();
     }
 
     now = clock.Elapsed.TotalSeconds;

@@ -37,6 +37,8 @@ public sealed class SwitchDatapath : IDisposable
     private Mempool? _pool;
     private uint _inUseBaseline;
     private bool _ealUp;
+    private bool[] _linkUp = [];
+    private readonly List<string> _notices = [];
 
     public SwitchDatapath(SwitchConfig config) => _config = config;
 
@@ -65,10 +67,10 @@ public sealed class SwitchDatapath : IDisposable
 
         foreach (var pc in _config.Ports)
         {
-            var port = DpdkPort.Probe(pc.Name, pc.DevArgs);
-            _ports.Add(port);
-            port.ConfigureAndStart(pc.RxQueues, pmdCount, pc.RxDescriptors, pc.TxDescriptors, _pool);
+            OpenPort(pc, pmdCount);
         }
+
+        _linkUp = _ports.Select(p => p.Link().Up != 0).ToArray();
 
         // Datapath port number = index in _ports.
         var assignment = _config.AssignRxQueues();
@@ -116,6 +118,64 @@ public sealed class SwitchDatapath : IDisposable
         }
 
         Interop.Eal.ShowLog();
+    }
+
+    /// <summary>Probes, configures and starts one port; vhost-user ports get their socket handling.</summary>
+    private void OpenPort(PortConfig pc, int pmdCount)
+    {
+        var vhost = VhostUserArgs.Parse(pc.DevArgs);
+        if (vhost == null)
+        {
+            var port = DpdkPort.Probe(pc.Name, pc.DevArgs);
+            _ports.Add(port);
+            port.ConfigureAndStart(pc.RxQueues, pmdCount, pc.RxDescriptors, pc.TxDescriptors, _pool!);
+            return;
+        }
+
+        if (pc.RxQueues > vhost.Queues || pmdCount > vhost.Queues)
+        {
+            throw new VSwitchException($"port '{pc.Name}': {Math.Max(pc.RxQueues, pmdCount)} queue pairs needed ({pc.RxQueues} rx, one tx per PMD) but the device has queues={vhost.Queues}; add queues=N to its devargs");
+        }
+
+        if (!vhost.Client && VhostUser.PrepareServerSocket(pc.Name, vhost.SocketPath) is string notice)
+        {
+            _notices.Add(notice);
+        }
+
+        VhostUser.WithSocketMode(vhost.SocketPath, vhost.Client, () =>
+        {
+            var port = DpdkPort.Probe(pc.Name, pc.DevArgs);
+            _ports.Add(port);
+            port.ConfigureAndStart(pc.RxQueues, pmdCount, pc.RxDescriptors, pc.TxDescriptors, _pool!);
+            return port;
+        });
+    }
+
+    /// <summary>Start-up notices (stale sockets removed, ...).</summary>
+    public IReadOnlyList<string> Notices => _notices;
+
+    /// <summary>
+    /// Reads every port's link state and returns one line per change (for the operator's log).
+    /// Tx is not gated on it: a link seen up 100 ms late would drop a VM's first packets. Drivers
+    /// refuse tx while down (net_vhost takes nothing until a guest attaches), and what they refuse
+    /// is freed and counted as tx drops by the PMD.
+    /// </summary>
+    public IReadOnlyList<string> PollLinks()
+    {
+        var events = new List<string>();
+        for (int dp = 0; dp < _ports.Count; dp++)
+        {
+            bool up = _ports[dp].Link().Up != 0;
+            if (up == _linkUp[dp])
+            {
+                continue;
+            }
+
+            _linkUp[dp] = up;
+            events.Add($"port {_ports[dp].Name} link {(up ? "up" : "down")}");
+        }
+
+        return events;
     }
 
     private uint SizePool()
