@@ -78,6 +78,65 @@ internal static class Vswitchd
     }
 }
 
+/// <summary>A vswitchd running in the background whose output the test can wait on.</summary>
+internal sealed class RunningSwitch : IDisposable
+{
+    private readonly Process _p;
+    private readonly StringBuilder _out = new();
+    private readonly StringBuilder _err = new();
+
+    public RunningSwitch(IEnumerable<string> args)
+    {
+        _p = Vswitchd.Start(args);
+        _p.OutputDataReceived += (_, e) => { if (e.Data != null) { lock (_out) { _out.AppendLine(e.Data); } } };
+        _p.ErrorDataReceived += (_, e) => { if (e.Data != null) { lock (_err) { _err.AppendLine(e.Data); } } };
+        _p.BeginOutputReadLine();
+        _p.BeginErrorReadLine();
+    }
+
+    public string Output { get { lock (_out) { return _out.ToString(); } } }
+
+    /// <summary>Waits until stdout matches <paramref name="pattern"/> <paramref name="count"/> times.</summary>
+    public void WaitFor(string pattern, int count = 1, int seconds = 30)
+    {
+        var end = DateTime.UtcNow.AddSeconds(seconds);
+        while (Regex.Matches(Output, pattern).Count < count)
+        {
+            if (_p.HasExited || DateTime.UtcNow > end)
+            {
+                throw new Xunit.Sdk.XunitException($"vswitchd: no {count} x '{pattern}' within {seconds} s\n{Output}\n{_err}");
+            }
+
+            Thread.Sleep(50);
+        }
+    }
+
+    /// <summary>SIGINT, wait, and return the whole run.</summary>
+    public RunResult Stop()
+    {
+        Vswitchd.Signal(_p, "INT");
+        bool done = _p.WaitForExit(30_000);
+        if (!done)
+        {
+            _p.Kill(entireProcessTree: true);
+        }
+
+        _p.WaitForExit();
+        return new RunResult(done ? _p.ExitCode : -1, Output, _err.ToString(), !done);
+    }
+
+    public void Dispose()
+    {
+        if (!_p.HasExited)
+        {
+            _p.Kill(entireProcessTree: true);
+            _p.WaitForExit();
+        }
+
+        _p.Dispose();
+    }
+}
+
 /// <summary>DPDK tests start real DPDK processes; run them one at a time (they share the PMD core).</summary>
 [CollectionDefinition("dpdk", DisableParallelization = true)]
 public sealed class DpdkCollection;

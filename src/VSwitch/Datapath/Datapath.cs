@@ -70,7 +70,9 @@ public sealed class SwitchDatapath : IDisposable
             OpenPort(pc, pmdCount);
         }
 
-        _linkUp = _ports.Select(p => p.Link().Up != 0).ToArray();
+        // Start from "down" so the first poll logs every link that is up, including a guest that
+        // attached during start-up (client mode connects while the port starts).
+        _linkUp = new bool[_ports.Count];
 
         // Datapath port number = index in _ports.
         var assignment = _config.AssignRxQueues();
