@@ -20,6 +20,7 @@ internal static class Options
           --tx-drain-us US         longest wait of a buffered packet for a full tx burst (default 0)
           --mbufs N                mbuf pool size (default: sized from the ports)
           --eal ARGS               extra DPDK EAL arguments, space separated (e.g. "--huge-dir /mnt/huge")
+          --control PATH           control socket (default /run/vswitch/vswitchd.sock); 'none' disables it
           --no-huge-fallback       fail instead of running with --no-huge when no hugepages are usable
           --stats-interval S       print statistics every S seconds (0: only at exit; default 1)
           --duration S             stop after S seconds (default: run until SIGINT/SIGTERM)
@@ -119,6 +120,13 @@ internal static class Options
                 case "--eal":
                     c.EalArgs.AddRange(Value(args, ref i).Split(' ', StringSplitOptions.RemoveEmptyEntries));
                     break;
+                case "--control":
+                    {
+                        var path = Value(args, ref i);
+                        c.ControlSocket = path == "none" ? null : path;
+                        break;
+                    }
+
                 case "--no-huge-fallback":
                     c.NoHugeFallback = false;
                     break;

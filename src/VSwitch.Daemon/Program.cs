@@ -64,18 +64,27 @@ foreach (var p in dp.Ports)
     Console.WriteLine($"vswitchd: port {p.Name} dpdk_port={p.PortId} driver={p.Driver} mac={p.MacString} rxq={p.RxQueues} txq={p.TxQueues} devargs={p.DevArgs}");
 }
 
+var rxqs = dp.RxQueueAssignment();
 foreach (var pmd in dp.Pmds)
 {
-    unsafe
-    {
-        var queues = new List<string>();
-        for (int i = 0; i < pmd.State.RxQueueCount; i++)
-        {
-            var q = pmd.State.RxQueues[i];
-            queues.Add($"{dp.Ports[q.DpPort].Name}:{q.QueueId}");
-        }
+    Console.WriteLine($"vswitchd: pmd {pmd.State.Index} core={pmd.Core} lcore={pmd.LcoreId} rxqs={string.Join(',', rxqs[pmd.Core])}");
+}
 
-        Console.WriteLine($"vswitchd: pmd {pmd.State.Index} core={pmd.Core} lcore={pmd.LcoreId} rxqs={string.Join(',', queues)}");
+VSwitch.Control.ControlServer? control = null;
+if (config.ControlSocket != null)
+{
+    try
+    {
+        var commands = new VSwitch.Control.Commands(dp);
+        control = new VSwitch.Control.ControlServer(config.ControlSocket, commands.Execute);
+        Console.WriteLine($"vswitchd: control socket {config.ControlSocket}");
+    }
+    catch (Exception e) when (e is VSwitchException or IOException or System.Net.Sockets.SocketException or UnauthorizedAccessException)
+    {
+        Console.Error.WriteLine($"vswitchd: error: control socket {config.ControlSocket}: {e.Message}");
+        dp.Stop();
+        dp.Dispose();
+        return 1;
     }
 }
 
@@ -136,6 +145,11 @@ while (true)
 }
 
 double elapsed = clock.Elapsed.TotalSeconds;
+if (control != null)
+{
+    await control.DisposeAsync();
+}
+
 long leaked = dp.Stop();
 var fin = dp.TakeSnapshot();
 Console.WriteLine(string.Create(inv,

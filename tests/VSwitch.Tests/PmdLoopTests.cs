@@ -204,4 +204,49 @@ public sealed unsafe class PmdLoopTests
         Assert.Equal(total - 100, polled);
         Assert.Equal(0, after - before);
     }
+
+    [Fact]
+    public void Applying_a_new_port_plan_on_the_pmd_allocates_nothing_and_keeps_buffered_packets()
+    {
+        using var rig = new Rig(rewrite: false, drainCycles: 1_000_000);
+        var m = Enumerable.Range(0, 200).Select(i => rig.Mbufs.Create(Frames.Udp(i))).ToArray();
+        for (int i = 0; i < 100; i++)
+        {
+            rig.Ports.Inject(0, m[i]);
+        }
+
+        while (rig.Loop.Poll() > 0)
+        {
+        }
+
+        // Two plans built off the PMD thread: the first warms nothing on this path by design.
+        var tx = new List<(int, ushort, ushort, bool)> { (0, 0, 0, true), (1, 1, 0, true) };
+        var plan1 = new PmdPlan(1, [new RxQueueRef { DpPort = 0, PortId = 0 }], tx);
+        var plan2 = new PmdPlan(2, [new RxQueueRef { DpPort = 1, PortId = 1 }], tx);
+        rig.Ports.Inject(0, m[100]); // stays buffered (drain interval not reached)
+        rig.Loop.Poll();
+        Assert.Equal(1, rig.State.PendingCount);
+
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        rig.State.PendingPlan = plan1;
+        rig.Loop.Poll();
+        rig.State.PendingPlan = plan2;
+        for (int i = 101; i < 200; i++)
+        {
+            rig.Ports.Inject(1, m[i]);
+        }
+
+        while (rig.Loop.Poll() > 0)
+        {
+        }
+
+        long after = GC.GetAllocatedBytesForCurrentThread();
+        Assert.Equal(0, after - before);
+        Assert.Equal(2, rig.State.AppliedVersion);
+        Assert.Equal(101, rig.Ports.TxCount[1]); // the buffered packet left when plan 1 was applied
+        Assert.Equal(96, rig.Ports.TxCount[0]); // three full bursts; the last 3 wait for the drain interval
+        Assert.Equal(1, rig.State.PendingCount);
+        plan1.Release();
+        plan2.Release();
+    }
 }

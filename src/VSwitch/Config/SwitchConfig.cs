@@ -60,6 +60,11 @@ public sealed class SwitchConfig
     /// <summary>Stop after this many seconds (benchmarks, tests); null runs until SIGINT/SIGTERM.</summary>
     public double? DurationSeconds { get; set; }
 
+    /// <summary>Control socket path; null disables the control socket.</summary>
+    public string? ControlSocket { get; set; } = DefaultControlSocket;
+
+    public const string DefaultControlSocket = "/run/vswitch/vswitchd.sock";
+
     /// <summary>Use --no-huge automatically when no hugepages are usable and every port allows it.</summary>
     public bool NoHugeFallback { get; set; } = true;
 
@@ -167,11 +172,14 @@ public sealed class SwitchConfig
                     case "duration_s":
                         c.DurationSeconds = Num(v, source, path, 0, 1e9);
                         break;
+                    case "control_socket":
+                        c.ControlSocket = v.ValueKind == JsonValueKind.Null ? null : Str(v, source, path);
+                        break;
                     case "no_huge_fallback":
                         c.NoHugeFallback = Bool(v, source, path);
                         break;
                     default:
-                        throw new VSwitchException($"{source}: {path}: unknown setting (known: eal, ports, pmd_cores, rxq_assign, mode, mac_rewrite, l2fwd_pairs, mbufs, mempool_cache, tx_drain_us, stats_interval_s, duration_s, no_huge_fallback)");
+                        throw new VSwitchException($"{source}: {path}: unknown setting (known: eal, ports, pmd_cores, rxq_assign, mode, mac_rewrite, l2fwd_pairs, mbufs, mempool_cache, tx_drain_us, stats_interval_s, duration_s, control_socket, no_huge_fallback)");
                 }
             }
 

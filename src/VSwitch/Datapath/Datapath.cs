@@ -28,29 +28,44 @@ public sealed record Snapshot(DateTime Time, IReadOnlyList<PortSnapshot> Ports, 
     public ulong Drops => Pmds.Aggregate(0UL, (a, p) => a + p.TxDrops + p.FwdDrops);
 }
 
-public sealed class SwitchDatapath : IDisposable
+public sealed unsafe class SwitchDatapath : IDisposable
 {
+    private static readonly TimeSpan s_planTimeout = TimeSpan.FromSeconds(5);
     private readonly SwitchConfig _config;
-    private readonly List<DpdkPort> _ports = [];
+    private readonly DpdkPort?[] _slots = new DpdkPort?[PmdState.MaxPorts];
+    private readonly PortCountersBaseline[] _baselines = new PortCountersBaseline[PmdState.MaxPorts];
+    private readonly bool[] _linkUp = new bool[PmdState.MaxPorts];
     private readonly List<PmdThread> _pmds = [];
+    private readonly List<string> _notices = [];
+    private readonly Dictionary<(string Port, int Queue), int> _rxqCore = [];
+    private readonly object _control = new();
     private L2fwdTable? _l2fwd;
     private Mempool? _pool;
     private uint _inUseBaseline;
     private bool _ealUp;
-    private bool[] _linkUp = [];
-    private readonly List<string> _notices = [];
+    private bool _pmdsRunning;
+    private long _planVersion;
+
+    private record struct PortCountersBaseline(ulong Rx, ulong Tx, ulong TxDrops);
 
     public SwitchDatapath(SwitchConfig config) => _config = config;
 
     public EalInfo? Eal { get; private set; }
 
-    public IReadOnlyList<DpdkPort> Ports => _ports;
+    /// <summary>Active ports in datapath port order.</summary>
+    public IReadOnlyList<DpdkPort> Ports => _slots.Where(p => p != null).Select(p => p!).ToList();
 
     public IReadOnlyList<PmdThread> Pmds => _pmds;
 
     public Mempool? Pool => _pool;
 
     public uint InUseBaseline => _inUseBaseline;
+
+    /// <summary>Start-up notices (stale sockets removed, ...).</summary>
+    public IReadOnlyList<string> Notices => _notices;
+
+    /// <summary>Datapath port number of <paramref name="port"/>.</summary>
+    public int DpPortOf(DpdkPort port) => Array.IndexOf(_slots, port);
 
     public void Start()
     {
@@ -60,101 +75,246 @@ public sealed class SwitchDatapath : IDisposable
         Eal = Interop.Eal.Init(_config.EalArgs, anyPci, _config.NoHugeFallback, mainCore);
         _ealUp = true;
 
-        int pmdCount = _config.PmdCores.Count;
         uint mbufs = _config.Mbufs != 0 ? _config.Mbufs : SizePool();
         _pool = Mempool.Create("vsw_pool", mbufs, _config.MempoolCache, 2048 + Mbuf.Headroom);
         _inUseBaseline = _pool.InUse;
+        _l2fwd = new L2fwdTable();
+        for (int pi = 0; pi < _config.PmdCores.Count; pi++)
+        {
+            _pmds.Add(NewPmd(pi, _config.PmdCores[pi]));
+        }
+
+        foreach (var (key, core) in _config.AssignRxQueues())
+        {
+            _rxqCore[key] = core;
+        }
 
         foreach (var pc in _config.Ports)
         {
-            OpenPort(pc, pmdCount);
+            OpenPort(pc);
         }
 
-        // Start from "down" so the first poll logs every link that is up, including a guest that
-        // attached during start-up (client mode connects while the port starts).
-        _linkUp = new bool[_ports.Count];
-
-        // Datapath port number = index in _ports.
-        var assignment = _config.AssignRxQueues();
-        _l2fwd = new L2fwdTable();
         foreach (var (a, b) in _config.L2fwdPairs)
         {
-            int ia = IndexOf(a), ib = IndexOf(b);
-            _l2fwd.SetRoute(ia, ib);
-            _l2fwd.SetRoute(ib, ia);
+            Pair(a, b);
         }
 
-        for (int i = 0; i < _ports.Count; i++)
+        PublishPlans(); // applied in place: the PMDs are not running yet
+        foreach (var pmd in _pmds)
         {
-            _l2fwd.SetRewrite(i, _ports[i].Mac);
+            pmd.Start();
         }
 
-        ulong tscHz = Eal.TscHz;
-        for (int pi = 0; pi < pmdCount; pi++)
+        _pmdsRunning = true;
+        Interop.Eal.ShowLog();
+    }
+
+    private PmdThread NewPmd(int index, int core)
+    {
+        var state = new PmdState(index) { DrainCycles = (ulong)(_config.TxDrainMicros * Eal!.TscHz / 1e6) };
+        var loop = new PmdLoop<DpdkIo, L2Forwarder>(state, default, new L2Forwarder(_l2fwd!, _config.MacRewrite));
+        return new PmdThread(core, state, loop);
+    }
+
+    /// <summary>Probes, configures and starts one port in the lowest free slot; vhost-user ports get their socket handling.</summary>
+    private DpdkPort OpenPort(PortConfig pc)
+    {
+        if (Ports.Any(p => p.Name == pc.Name))
         {
-            int core = _config.PmdCores[pi];
-            var state = new PmdState(pi) { DrainCycles = (ulong)(_config.TxDrainMicros * tscHz / 1e6) };
-            var queues = new List<RxQueueRef>();
-            for (int dp = 0; dp < _ports.Count; dp++)
+            throw new VSwitchException($"port '{pc.Name}' already exists");
+        }
+
+        int slot = Array.IndexOf(_slots, null);
+        if (slot < 0)
+        {
+            throw new VSwitchException($"port '{pc.Name}': all {PmdState.MaxPorts} port slots are in use");
+        }
+
+        int pmdCount = _pmds.Count;
+        var vhost = VhostUserArgs.Parse(pc.DevArgs);
+        if (vhost != null)
+        {
+            if (pc.RxQueues > vhost.Queues || pmdCount > vhost.Queues)
             {
-                state.SetTxPort(dp, _ports[dp].PortId, (ushort)pi, enabled: true);
-                for (int q = 0; q < _ports[dp].RxQueues; q++)
+                throw new VSwitchException($"port '{pc.Name}': {Math.Max(pc.RxQueues, pmdCount)} queue pairs needed ({pc.RxQueues} rx, one tx per PMD) but the device has queues={vhost.Queues}; add queues=N to its devargs");
+            }
+
+            if (!vhost.Client && VhostUser.PrepareServerSocket(pc.Name, vhost.SocketPath) is string notice)
+            {
+                _notices.Add(notice);
+            }
+        }
+
+        DpdkPort Create()
+        {
+            var port = DpdkPort.Probe(pc.Name, pc.DevArgs);
+            _slots[slot] = port;
+            try
+            {
+                port.ConfigureAndStart(pc.RxQueues, pmdCount, pc.RxDescriptors, pc.TxDescriptors, _pool!);
+            }
+            catch (VSwitchException)
+            {
+                _slots[slot] = null;
+                port.Remove();
+                throw;
+            }
+
+            return port;
+        }
+
+        var created = vhost == null ? Create() : VhostUser.WithSocketMode(vhost.SocketPath, vhost.Client, Create);
+        _l2fwd!.SetRewrite(slot, created.Mac);
+        _linkUp[slot] = false; // the first link poll reports the port's state
+        _baselines[slot] = CurrentCounters(slot);
+        for (int q = 0; q < created.RxQueues; q++)
+        {
+            if (!_rxqCore.ContainsKey((pc.Name, q)))
+            {
+                _rxqCore[(pc.Name, q)] = LeastLoadedCore();
+            }
+        }
+
+        return created;
+    }
+
+    private int LeastLoadedCore() =>
+        _config.PmdCores.OrderBy(c => _rxqCore.Values.Count(v => v == c)).ThenBy(c => c).First();
+
+    private int SlotOf(string name)
+    {
+        int slot = Array.FindIndex(_slots, p => p?.Name == name);
+        return slot >= 0 ? slot : throw new VSwitchException($"no port named '{name}'");
+    }
+
+    private void Pair(string a, string b)
+    {
+        int ia = SlotOf(a), ib = SlotOf(b);
+        if (_l2fwd!.OutPort[ia] >= 0 || _l2fwd.OutPort[ib] >= 0)
+        {
+            throw new VSwitchException($"l2fwd pair ({a}, {b}): a port is already paired");
+        }
+
+        _l2fwd.SetRoute(ia, ib);
+        _l2fwd.SetRoute(ib, ia);
+    }
+
+    /// <summary>Builds every PMD's plan from the current slots and waits until all applied it.</summary>
+    private void PublishPlans()
+    {
+        long version = ++_planVersion;
+        foreach (var pmd in _pmds)
+        {
+            var rx = new List<RxQueueRef>();
+            var tx = new List<(int, ushort, ushort, bool)>();
+            for (int dp = 0; dp < PmdState.MaxPorts; dp++)
+            {
+                var port = _slots[dp];
+                tx.Add((dp, port?.PortId ?? 0, (ushort)pmd.State.Index, port != null));
+                if (port == null)
                 {
-                    if (assignment[(_ports[dp].Name, q)] == core)
+                    continue;
+                }
+
+                for (int q = 0; q < port.RxQueues; q++)
+                {
+                    if (_rxqCore[(port.Name, q)] == pmd.Core)
                     {
-                        queues.Add(new RxQueueRef { DpPort = dp, PortId = _ports[dp].PortId, QueueId = (ushort)q });
+                        rx.Add(new RxQueueRef { DpPort = dp, PortId = port.PortId, QueueId = (ushort)q });
                     }
                 }
             }
 
-            state.SetRxQueues(queues);
-            var handler = new L2Forwarder(_l2fwd, _config.MacRewrite);
-            var pmd = new PmdThread(core, state, st =>
+            if (!pmd.State.Publish(new PmdPlan(version, rx, tx), _pmdsRunning, s_planTimeout))
             {
-                var loop = new PmdLoop<DpdkIo, L2Forwarder>(st, default, handler);
-                loop.Run();
-                return () => loop.AllocatedBytesDuringRun;
-            });
-            _pmds.Add(pmd);
-            pmd.Start();
+                throw new VSwitchException($"PMD on core {pmd.Core} did not take the new port assignment within {s_planTimeout.TotalSeconds} s");
+            }
         }
-
-        Interop.Eal.ShowLog();
     }
 
-    /// <summary>Probes, configures and starts one port; vhost-user ports get their socket handling.</summary>
-    private void OpenPort(PortConfig pc, int pmdCount)
+    /// <summary>Adds a port while traffic flows; PMDs pick it up at their next round. Optionally pairs it (l2fwd).</summary>
+    public DpdkPort AddPort(PortConfig pc, string? pairWith)
     {
-        var vhost = VhostUserArgs.Parse(pc.DevArgs);
-        if (vhost == null)
+        lock (_control)
         {
-            var port = DpdkPort.Probe(pc.Name, pc.DevArgs);
-            _ports.Add(port);
-            port.ConfigureAndStart(pc.RxQueues, pmdCount, pc.RxDescriptors, pc.TxDescriptors, _pool!);
-            return;
-        }
+            if (pairWith != null)
+            {
+                int peer = SlotOf(pairWith);
+                if (_l2fwd!.OutPort[peer] >= 0)
+                {
+                    throw new VSwitchException($"cannot pair '{pc.Name}' with '{pairWith}': '{pairWith}' is already paired");
+                }
+            }
 
-        if (pc.RxQueues > vhost.Queues || pmdCount > vhost.Queues)
-        {
-            throw new VSwitchException($"port '{pc.Name}': {Math.Max(pc.RxQueues, pmdCount)} queue pairs needed ({pc.RxQueues} rx, one tx per PMD) but the device has queues={vhost.Queues}; add queues=N to its devargs");
-        }
+            var port = OpenPort(pc);
+            try
+            {
+                PublishPlans();
+            }
+            catch (VSwitchException)
+            {
+                RemoveSlot(DpPortOf(port));
+                throw;
+            }
 
-        if (!vhost.Client && VhostUser.PrepareServerSocket(pc.Name, vhost.SocketPath) is string notice)
-        {
-            _notices.Add(notice);
-        }
+            if (pairWith != null)
+            {
+                Pair(pc.Name, pairWith); // after every PMD knows the new port's tx queue
+            }
 
-        VhostUser.WithSocketMode(vhost.SocketPath, vhost.Client, () =>
-        {
-            var port = DpdkPort.Probe(pc.Name, pc.DevArgs);
-            _ports.Add(port);
-            port.ConfigureAndStart(pc.RxQueues, pmdCount, pc.RxDescriptors, pc.TxDescriptors, _pool!);
             return port;
-        });
+        }
     }
 
-    /// <summary>Start-up notices (stale sockets removed, ...).</summary>
-    public IReadOnlyList<string> Notices => _notices;
+    /// <summary>Removes a port while traffic flows on the others: unroute, PMDs let go, then stop and detach.</summary>
+    public void RemovePort(string name)
+    {
+        lock (_control)
+        {
+            int slot = SlotOf(name);
+            int peer = _l2fwd!.OutPort[slot];
+            _l2fwd.SetRoute(slot, -1);
+            if (peer >= 0 && _l2fwd.OutPort[peer] == slot)
+            {
+                _l2fwd.SetRoute(peer, -1);
+            }
+
+            var port = _slots[slot]!;
+            _slots[slot] = null;
+            try
+            {
+                PublishPlans();
+            }
+            finally
+            {
+                foreach (var key in _rxqCore.Keys.Where(k => k.Port == name).ToList())
+                {
+                    _rxqCore.Remove(key);
+                }
+
+                port.DrainRx();
+                port.Remove();
+            }
+        }
+    }
+
+    private void RemoveSlot(int slot)
+    {
+        var port = _slots[slot];
+        _slots[slot] = null;
+        port?.Remove();
+    }
+
+    private uint SizePool()
+    {
+        // Every rx and tx descriptor may hold an mbuf, plus per-lcore caches and in-flight bursts;
+        // room for ports added later at the default size.
+        long perPort = _config.Ports.Count == 0 ? 2048 : _config.Ports.Max(p => (long)p.RxQueues * p.RxDescriptors + (long)_config.PmdCores.Count * p.TxDescriptors);
+        long n = _config.Ports.Sum(p => (long)p.RxQueues * p.RxDescriptors + (long)_config.PmdCores.Count * p.TxDescriptors)
+                 + 4 * perPort
+                 + (_config.PmdCores.Count + 1) * (_config.MempoolCache + 4L * PmdState.TxCapacity * _config.Ports.Count) + 8192;
+        return (uint)Math.Clamp(n, 8192, 1 << 22);
+    }
 
     /// <summary>
     /// Reads every port's link state and returns one line per change (for the operator's log).
@@ -164,102 +324,126 @@ public sealed class SwitchDatapath : IDisposable
     /// </summary>
     public IReadOnlyList<string> PollLinks()
     {
-        var events = new List<string>();
-        for (int dp = 0; dp < _ports.Count; dp++)
+        lock (_control)
         {
-            bool up = _ports[dp].Link().Up != 0;
-            if (up == _linkUp[dp])
+            var events = new List<string>();
+            for (int dp = 0; dp < PmdState.MaxPorts; dp++)
             {
-                continue;
+                var port = _slots[dp];
+                if (port == null)
+                {
+                    continue;
+                }
+
+                bool up = port.Link().Up != 0;
+                if (up != _linkUp[dp])
+                {
+                    _linkUp[dp] = up;
+                    events.Add($"port {port.Name} link {(up ? "up" : "down")}");
+                }
             }
 
-            _linkUp[dp] = up;
-            events.Add($"port {_ports[dp].Name} link {(up ? "up" : "down")}");
+            return events;
+        }
+    }
+
+    public bool LinkUp(DpdkPort port) => _linkUp[DpPortOf(port)];
+
+    private unsafe PortCountersBaseline CurrentCounters(int dp)
+    {
+        ulong rx = 0, tx = 0, drops = 0;
+        foreach (var pmd in _pmds)
+        {
+            var c = pmd.State.PortCounters[dp];
+            rx += c.RxPackets;
+            tx += c.TxPackets;
+            drops += c.TxDrops;
         }
 
-        return events;
+        return new PortCountersBaseline(rx, tx, drops);
     }
-
-    private uint SizePool()
-    {
-        // Every rx and tx descriptor may hold an mbuf, plus per-lcore caches and in-flight bursts.
-        long n = _config.Ports.Sum(p => (long)p.RxQueues * p.RxDescriptors + (long)_config.PmdCores.Count * p.TxDescriptors)
-                 + (_config.PmdCores.Count + 1) * (_config.MempoolCache + 4L * PmdState.TxCapacity * _config.Ports.Count) + 8192;
-        return (uint)Math.Clamp(n, 8192, 1 << 22);
-    }
-
-    private int IndexOf(string name) => _ports.FindIndex(p => p.Name == name);
 
     public Snapshot TakeSnapshot()
     {
-        var ports = new List<PortSnapshot>();
-        for (int dp = 0; dp < _ports.Count; dp++)
+        lock (_control)
         {
-            ulong rx = 0, tx = 0, drops = 0;
+            var ports = new List<PortSnapshot>();
+            for (int dp = 0; dp < PmdState.MaxPorts; dp++)
+            {
+                if (_slots[dp] is not DpdkPort port)
+                {
+                    continue;
+                }
+
+                var now = CurrentCounters(dp);
+                var b = _baselines[dp];
+                ports.Add(new PortSnapshot(port.Name, now.Rx - b.Rx, now.Tx - b.Tx, now.TxDrops - b.TxDrops, port.Stats()));
+            }
+
+            var pmds = new List<PmdSnapshot>();
             foreach (var pmd in _pmds)
             {
                 unsafe
                 {
-                    var c = pmd.State.PortCounters[dp];
-                    rx += c.RxPackets;
-                    tx += c.TxPackets;
-                    drops += c.TxDrops;
+                    var c = *pmd.State.Counters;
+                    pmds.Add(new PmdSnapshot(pmd.State.Index, pmd.Core, c.RxPackets, c.TxPackets, c.TxDrops, c.FwdDrops,
+                        c.BusyCycles, c.IdleCycles, c.RxBursts, c.Rounds));
                 }
             }
 
-            ports.Add(new PortSnapshot(_ports[dp].Name, rx, tx, drops, _ports[dp].Stats()));
+            return new Snapshot(DateTime.UtcNow, ports, pmds);
         }
+    }
 
-        var pmds = new List<PmdSnapshot>();
-        foreach (var pmd in _pmds)
+    /// <summary>Rx queues per PMD core, as "port:queue" names.</summary>
+    public IReadOnlyDictionary<int, List<string>> RxQueueAssignment()
+    {
+        lock (_control)
         {
-            unsafe
-            {
-                var c = *pmd.State.Counters;
-                pmds.Add(new PmdSnapshot(pmd.State.Index, pmd.Core, c.RxPackets, c.TxPackets, c.TxDrops, c.FwdDrops,
-                    c.BusyCycles, c.IdleCycles, c.RxBursts, c.Rounds));
-            }
+            return _config.PmdCores.ToDictionary(c => c, c => _rxqCore.Where(kv => kv.Value == c)
+                .OrderBy(kv => kv.Key.Port, StringComparer.Ordinal).ThenBy(kv => kv.Key.Queue)
+                .Select(kv => $"{kv.Key.Port}:{kv.Key.Queue}").ToList());
         }
-
-        return new Snapshot(DateTime.UtcNow, ports, pmds);
     }
 
     /// <summary>Stops PMDs and ports; returns the number of mbufs still in use above the baseline (leaked).</summary>
     public long Stop()
     {
-        foreach (var pmd in _pmds)
+        lock (_control)
         {
-            pmd.RequestStop();
-        }
+            foreach (var pmd in _pmds)
+            {
+                pmd.RequestStop();
+            }
 
-        foreach (var pmd in _pmds)
-        {
-            pmd.Join();
-        }
+            foreach (var pmd in _pmds)
+            {
+                pmd.Join();
+            }
 
-        foreach (var port in _ports)
-        {
-            port.DrainRx();
-        }
+            _pmdsRunning = false;
+            foreach (var port in Ports)
+            {
+                port.DrainRx();
+            }
 
-        foreach (var port in _ports)
-        {
-            port.Stop();
-        }
+            foreach (var port in Ports)
+            {
+                port.Stop();
+            }
 
-        long leaked = _pool == null ? 0 : (long)_pool.InUse - _inUseBaseline;
-        return leaked;
+            return _pool == null ? 0 : (long)_pool.InUse - _inUseBaseline;
+        }
     }
 
     /// <summary>Closes ports and releases the EAL.</summary>
     public void Dispose()
     {
-        foreach (var port in _ports)
+        for (int dp = 0; dp < PmdState.MaxPorts; dp++)
         {
-            port.Remove();
+            RemoveSlot(dp);
         }
 
-        _ports.Clear();
         foreach (var pmd in _pmds)
         {
             pmd.State.Dispose();

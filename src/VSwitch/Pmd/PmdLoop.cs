@@ -13,7 +13,7 @@ using VSwitch.Ports;
 
 namespace VSwitch.Pmd;
 
-public sealed unsafe class PmdLoop<TIo, THandler>
+public sealed unsafe class PmdLoop<TIo, THandler> : IPmdRunner
     where TIo : struct, IPacketIo
     where THandler : struct, IBurstHandler
 {
@@ -63,6 +63,13 @@ public sealed unsafe class PmdLoop<TIo, THandler>
     public int Poll()
     {
         PmdState st = _state;
+        if (st.PendingPlan is PmdPlan plan)
+        {
+            // Round boundary: nothing buffered may outlive the old plan's ports.
+            FlushAll();
+            st.Apply(plan);
+        }
+
         PmdCounters* c = st.Counters;
         nint* rx = _rx;
         int total = 0;

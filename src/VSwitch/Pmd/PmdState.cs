@@ -57,6 +57,61 @@ public sealed unsafe class PmdState : IDisposable
     /// <summary>Set by the control plane to end the loop at the next round.</summary>
     public volatile bool StopRequested;
 
+    /// <summary>A plan waiting to be applied at the next round boundary (null: none).</summary>
+    public volatile PmdPlan? PendingPlan;
+
+    private long _appliedVersion;
+
+    /// <summary>Version of the last plan this PMD applied.</summary>
+    public long AppliedVersion => Volatile.Read(ref _appliedVersion);
+
+    /// <summary>PMD side: swaps in <paramref name="plan"/> (the caller has flushed every tx buffer).</summary>
+    internal void Apply(PmdPlan plan)
+    {
+        plan.Retired = RxQueues;
+        RxQueues = plan.RxQueues;
+        RxQueueCount = plan.RxQueueCount;
+        for (int i = 0; i < plan.TxCount; i++)
+        {
+            ref TxBuffer tb = ref Tx[plan.TxPorts[i]];
+            tb.PortId = plan.TxTargets[i].PortId;
+            tb.QueueId = plan.TxTargets[i].QueueId;
+            tb.Enabled = plan.TxTargets[i].Enabled;
+        }
+
+        PendingPlan = null;
+        Volatile.Write(ref _appliedVersion, plan.Version);
+    }
+
+    /// <summary>
+    /// Control side: publishes <paramref name="plan"/> and waits until the PMD applied it (or, when
+    /// <paramref name="pmdRunning"/> is false, applies it here). Returns false on timeout.
+    /// </summary>
+    public bool Publish(PmdPlan plan, bool pmdRunning, TimeSpan timeout)
+    {
+        if (!pmdRunning)
+        {
+            Apply(plan);
+            plan.Release();
+            return true;
+        }
+
+        PendingPlan = plan;
+        var end = DateTime.UtcNow + timeout;
+        while (AppliedVersion < plan.Version)
+        {
+            if (DateTime.UtcNow > end)
+            {
+                return false;
+            }
+
+            Thread.Sleep(1);
+        }
+
+        plan.Release();
+        return true;
+    }
+
     /// <summary>Drain interval in cycles (0: flush at the end of every round).</summary>
     public ulong DrainCycles;
 

@@ -4,21 +4,29 @@ using VSwitch.Interop;
 
 namespace VSwitch.Pmd;
 
+/// <summary>What a PMD thread runs: one interface call per thread lifetime, none per packet.</summary>
+public interface IPmdRunner
+{
+    void Run();
+
+    long AllocatedBytesDuringRun { get; }
+}
+
 public sealed class PmdThread
 {
     private readonly Thread _thread;
     private readonly ManualResetEventSlim _started = new();
-    private readonly Func<PmdState, Func<long>> _runLoop;
+    private readonly IPmdRunner _runner;
     private string? _startError;
 
     /// <param name="core">CPU to pin to.</param>
     /// <param name="state">The PMD's queues, buffers and counters.</param>
-    /// <param name="runLoop">Builds and runs the loop on the PMD thread; returns a reader of its allocation figure.</param>
-    public PmdThread(int core, PmdState state, Func<PmdState, Func<long>> runLoop)
+    /// <param name="runner">The loop, built on the control thread: the PMD thread itself allocates nothing, ever.</param>
+    public PmdThread(int core, PmdState state, IPmdRunner runner)
     {
         Core = core;
         State = state;
-        _runLoop = runLoop;
+        _runner = runner;
         _thread = new Thread(Body) { IsBackground = true, Name = $"pmd-c{core}" };
     }
 
@@ -34,6 +42,7 @@ public sealed class PmdThread
     /// <summary>Starts the thread and waits until it is pinned and registered; throws on failure.</summary>
     public void Start()
     {
+        Started = true;
         _thread.Start();
         _started.Wait();
         if (_startError != null)
@@ -43,9 +52,19 @@ public sealed class PmdThread
         }
     }
 
+    /// <summary>True once <see cref="Start"/> ran (the thread may have ended since).</summary>
+    public bool Started { get; private set; }
+
     public void RequestStop() => State.StopRequested = true;
 
-    public void Join() => _thread.Join();
+    /// <summary>Waits for the thread to end; a PMD that never started has nothing to wait for.</summary>
+    public void Join()
+    {
+        if (Started)
+        {
+            _thread.Join();
+        }
+    }
 
     private void Body()
     {
@@ -69,8 +88,8 @@ public sealed class PmdThread
         _started.Set();
         try
         {
-            var allocated = _runLoop(State);
-            AllocatedBytesDuringRun = allocated();
+            _runner.Run();
+            AllocatedBytesDuringRun = _runner.AllocatedBytesDuringRun;
         }
         finally
         {

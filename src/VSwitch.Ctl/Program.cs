@@ -1,0 +1,170 @@
+// vswitchctl - sends one command to vswitchd's control socket and prints the answer as human
+// tables (default) or the raw JSON result (--json). Exit codes: 0 ok, 1 refused by the switch,
+// 2 usage error, 3 cannot reach the switch.
+using System.Globalization;
+using System.Net.Sockets;
+using System.Text;
+using System.Text.Json.Nodes;
+
+const string usage = """
+    usage: vswitchctl [--socket PATH] [--json] COMMAND [ARGS]
+      show                                   ports, their links, and PMD threads
+      add-port NAME DEVARGS [--rxq N] [--pair PEER]
+                                             add a port while traffic runs (l2fwd: pair it with PEER)
+      del-port NAME                          remove a port while traffic runs on the others
+      dump-ports                             per-port packet counters (switch and device)
+      pmd-stats-show                         per-PMD packets, drops, busy cycles per packet, idle share
+      pmd-rxq-show                           which rx queues each PMD polls
+    default socket: /run/vswitch/vswitchd.sock (or $VSWITCH_SOCKET)
+    """;
+
+string socketPath = Environment.GetEnvironmentVariable("VSWITCH_SOCKET") ?? "/run/vswitch/vswitchd.sock";
+bool json = false;
+var rest = new List<string>();
+for (int i = 0; i < args.Length; i++)
+{
+    switch (args[i])
+    {
+        case "--socket" when i + 1 < args.Length:
+            socketPath = args[++i];
+            break;
+        case "--json":
+            json = true;
+            break;
+        case "-h" or "--help":
+            Console.WriteLine(usage);
+            return 0;
+        default:
+            rest.Add(args[i]);
+            break;
+    }
+}
+
+if (rest.Count == 0)
+{
+    Console.Error.WriteLine(usage);
+    return 2;
+}
+
+var cmd = rest[0];
+var cmdArgs = new JsonObject();
+try
+{
+    switch (cmd)
+    {
+        case "add-port":
+            if (rest.Count < 3)
+            {
+                throw new ArgumentException("add-port needs NAME and DEVARGS");
+            }
+
+            cmdArgs["name"] = rest[1];
+            cmdArgs["devargs"] = rest[2];
+            for (int i = 3; i < rest.Count; i++)
+            {
+                switch (rest[i])
+                {
+                    case "--rxq" when i + 1 < rest.Count && int.TryParse(rest[i + 1], NumberStyles.Integer, CultureInfo.InvariantCulture, out int q):
+                        cmdArgs["rxq"] = q;
+                        i++;
+                        break;
+                    case "--pair" when i + 1 < rest.Count:
+                        cmdArgs["pair"] = rest[++i];
+                        break;
+                    default:
+                        throw new ArgumentException($"add-port: unexpected '{rest[i]}'");
+                }
+            }
+
+            break;
+        case "del-port":
+            if (rest.Count != 2)
+            {
+                throw new ArgumentException("del-port needs NAME");
+            }
+
+            cmdArgs["name"] = rest[1];
+            break;
+        default:
+            if (rest.Count != 1)
+            {
+                throw new ArgumentException($"{cmd} takes no arguments");
+            }
+
+            break;
+    }
+}
+catch (ArgumentException e)
+{
+    Console.Error.WriteLine($"vswitchctl: {e.Message}");
+    return 2;
+}
+
+var request = new JsonObject { ["v"] = 1, ["id"] = 1, ["cmd"] = cmd, ["args"] = cmdArgs };
+JsonObject response;
+try
+{
+    using var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+    s.Connect(new UnixDomainSocketEndPoint(socketPath));
+    using var stream = new NetworkStream(s);
+    var bytes = Encoding.UTF8.GetBytes(request.ToJsonString() + "\n");
+    stream.Write(bytes);
+    using var reader = new StreamReader(stream, Encoding.UTF8);
+    var line = reader.ReadLine() ?? throw new IOException("the switch closed the connection without answering");
+    response = JsonNode.Parse(line)!.AsObject();
+}
+catch (Exception e) when (e is SocketException or IOException)
+{
+    Console.Error.WriteLine($"vswitchctl: cannot talk to vswitchd at {socketPath}: {e.Message}");
+    return 3;
+}
+
+if (response["ok"]?.GetValue<bool>() != true)
+{
+    Console.Error.WriteLine($"vswitchctl: {cmd}: {response["error"]}");
+    return 1;
+}
+
+var result = response["result"];
+if (json)
+{
+    Console.WriteLine(result?.ToJsonString() ?? "null");
+    return 0;
+}
+
+// Human output: every array of objects in the result becomes a table.
+void Table(string title, JsonArray rows)
+{
+    if (rows.Count == 0)
+    {
+        Console.WriteLine($"{title}: none");
+        return;
+    }
+
+    var cols = rows[0]!.AsObject().Select(kv => kv.Key).ToList();
+    var cells = rows.Select(r => cols.Select(c => r![c] is JsonArray a ? string.Join(",", a.Select(x => x?.ToString())) : r![c]?.ToString() ?? "").ToList()).ToList();
+    var widths = cols.Select((c, i) => Math.Max(c.Length, cells.Max(r => r[i].Length))).ToList();
+    Console.WriteLine($"{title}:");
+    Console.WriteLine("  " + string.Join("  ", cols.Select((c, i) => c.PadRight(widths[i]))));
+    foreach (var r in cells)
+    {
+        Console.WriteLine("  " + string.Join("  ", r.Select((v, i) => v.PadRight(widths[i]))));
+    }
+}
+
+if (result is JsonObject o)
+{
+    foreach (var (key, value) in o)
+    {
+        if (value is JsonArray rows && rows.All(r => r is JsonObject))
+        {
+            Table(key, rows);
+        }
+        else
+        {
+            Console.WriteLine($"{key}: {value}");
+        }
+    }
+}
+
+return 0;

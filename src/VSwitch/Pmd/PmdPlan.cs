@@ -1,0 +1,67 @@
+// PmdPlan.cs - a new assignment of rx queues and tx targets for one PMD, published by the control
+// plane with one reference store and applied by the PMD at a round boundary.
+//
+// The control plane builds the plan (including its native rx queue array), stores it in
+// PmdState.PendingPlan and waits until PmdState.AppliedVersion reaches Version. The PMD, at the
+// start of a round, flushes its tx buffers, swaps in the rx array, copies the tx targets and
+// publishes the version; it allocates nothing and takes no lock. After the acknowledgement no PMD
+// uses what the plan replaced, so the control plane may free the old rx array or stop a port.
+using System.Runtime.InteropServices;
+
+namespace VSwitch.Pmd;
+
+public sealed unsafe class PmdPlan
+{
+    public PmdPlan(long version, IReadOnlyList<RxQueueRef> rxQueues, IReadOnlyList<(int DpPort, ushort PortId, ushort QueueId, bool Enabled)> tx)
+    {
+        Version = version;
+        RxQueueCount = rxQueues.Count;
+        RxQueues = (RxQueueRef*)NativeMemory.AllocZeroed((nuint)Math.Max(1, rxQueues.Count), (nuint)sizeof(RxQueueRef));
+        for (int i = 0; i < rxQueues.Count; i++)
+        {
+            RxQueues[i] = rxQueues[i];
+        }
+
+        TxCount = tx.Count;
+        TxPorts = (int*)NativeMemory.Alloc((nuint)Math.Max(1, tx.Count), sizeof(int));
+        TxTargets = (TxBuffer*)NativeMemory.AllocZeroed((nuint)Math.Max(1, tx.Count), (nuint)sizeof(TxBuffer));
+        for (int i = 0; i < tx.Count; i++)
+        {
+            TxPorts[i] = tx[i].DpPort;
+            TxTargets[i].PortId = tx[i].PortId;
+            TxTargets[i].QueueId = tx[i].QueueId;
+            TxTargets[i].Enabled = tx[i].Enabled;
+        }
+    }
+
+    /// <summary>Monotonic version; the PMD acknowledges by publishing it.</summary>
+    public long Version { get; }
+
+    /// <summary>The new rx queue array (ownership passes to the PMD state).</summary>
+    public RxQueueRef* RxQueues { get; }
+
+    public int RxQueueCount { get; }
+
+    /// <summary>Datapath ports whose tx target changes.</summary>
+    public int* TxPorts { get; }
+
+    /// <summary>New PortId/QueueId/Enabled for each entry of <see cref="TxPorts"/>.</summary>
+    public TxBuffer* TxTargets { get; }
+
+    public int TxCount { get; }
+
+    /// <summary>Set by the PMD: the rx array this plan replaced (the control plane frees it).</summary>
+    public RxQueueRef* Retired { get; internal set; }
+
+    /// <summary>Frees the plan's own tx arrays and the retired rx array (after the acknowledgement).</summary>
+    public void Release()
+    {
+        NativeMemory.Free(TxPorts);
+        NativeMemory.Free(TxTargets);
+        if (Retired != null)
+        {
+            NativeMemory.Free(Retired);
+            Retired = null;
+        }
+    }
+}

@@ -1,0 +1,205 @@
+// End-to-end tests of the control socket and vswitchctl against a running vswitchd: ports added and
+// removed while traffic flows, and hostile or broken control input.
+using System.Diagnostics;
+using System.Globalization;
+using System.Net.Sockets;
+using System.Text;
+using System.Text.Json.Nodes;
+
+namespace VSwitch.Tests;
+
+[Collection("dpdk")]
+[Trait("Category", "Dpdk")]
+public sealed class ControlDpdkTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("vsw-ctl-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private string Ctl => Path.Combine(_dir, "ctl.sock");
+
+    private (int Exit, string Out, string Err) Vswitchctl(params string[] args)
+    {
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "vswitchctl.dll"));
+        psi.ArgumentList.Add("--socket");
+        psi.ArgumentList.Add(Ctl);
+        foreach (var a in args)
+        {
+            psi.ArgumentList.Add(a);
+        }
+
+        using var p = Process.Start(psi)!;
+        var o = p.StandardOutput.ReadToEndAsync();
+        var e = p.StandardError.ReadToEndAsync();
+        Assert.True(p.WaitForExit(30_000), "vswitchctl hung");
+        return (p.ExitCode, o.Result, e.Result);
+    }
+
+    /// <summary>A switch forwarding a <-> b, after its first link poll (show includes link state).</summary>
+    private RunningSwitch StartSwitch()
+    {
+        var sw = new RunningSwitch(["--stats-interval", "0", "--control", Ctl, "--port", "a=net_null0,size=64", "--port", "b=net_null1,size=64"]);
+        sw.WaitFor("port a link up");
+        sw.WaitFor("port b link up");
+        return sw;
+    }
+
+    [Fact]
+    public void Ports_come_and_go_while_traffic_on_the_others_loses_nothing()
+    {
+        using var sw = StartSwitch();
+        sw.WaitFor("vswitchd: forwarding");
+        Assert.Equal(VSwitch.Ports.VhostUser.SocketMode, File.GetUnixFileMode(Ctl) & (UnixFileMode)0x1FF);
+        for (int round = 0; round < 4; round++)
+        {
+            var add1 = Vswitchctl("add-port", "x", $"net_ring{round}");
+            Assert.True(add1.Exit == 0, add1.Err);
+            var add2 = Vswitchctl("add-port", "y", $"net_null{10 + round},size=64", "--pair", "x");
+            Assert.True(add2.Exit == 0, add2.Err);
+            var rxq = Vswitchctl("--json", "pmd-rxq-show");
+            Assert.Contains("x:0", rxq.Out, StringComparison.Ordinal);
+            Assert.Contains("y:0", rxq.Out, StringComparison.Ordinal);
+            Thread.Sleep(300);
+            var ports = JsonNode.Parse(Vswitchctl("--json", "dump-ports").Out)!["ports"]!.AsArray();
+            var x = ports.Single(p => (string)p!["name"]! == "x")!;
+            Assert.True((ulong)x["tx_packets"]! > 0, "the new pair forwarded nothing");
+            Assert.Equal(0, Vswitchctl("del-port", "y").Exit);
+            Assert.Equal(0, Vswitchctl("del-port", "x").Exit);
+        }
+
+        var show = Vswitchctl("show");
+        Assert.Contains("net_null0", show.Out, StringComparison.Ordinal);
+        Assert.DoesNotContain("net_ring", show.Out, StringComparison.Ordinal);
+        var r = sw.Stop();
+        Assert.True(r.ExitCode == 0, r.ToString());
+        long F(string port, string key) => long.Parse(r.Field($"final: port {port} ", key), CultureInfo.InvariantCulture);
+        // a <-> b never paused: everything one received, the other sent; nothing dropped.
+        Assert.True(F("a", "rx") == F("b", "tx") && F("b", "rx") == F("a", "tx"), r.ToString());
+        Assert.True(F("a", "tx_drops") + F("b", "tx_drops") == 0, r.ToString());
+        Assert.True(F("a", "rx") > 1_000_000);
+        Assert.True(r.Field("final: pmd 0", "alloc_bytes") == "0", r.ToString());
+        Assert.True(r.Field("final: mbufs", "leaked") == "0", r.ToString());
+    }
+
+    [Fact]
+    public void Bad_port_commands_are_refused_with_a_reason_and_change_nothing()
+    {
+        using var sw = StartSwitch();
+        sw.WaitFor("vswitchd: forwarding");
+        var before = Vswitchctl("--json", "show").Out;
+        var cases = new (string[] Args, string Expect)[]
+        {
+            (["add-port", "a", "net_null5"], "port 'a' already exists"),
+            (["add-port", "z", "net_bogus0"], "cannot probe device 'net_bogus0'"),
+            (["add-port", "z", "net_null6", "--pair", "a"], "'a' is already paired"),
+            (["add-port", "z", "net_null7", "--pair", "ghost"], "no port named 'ghost'"),
+            (["del-port", "ghost"], "no port named 'ghost'"),
+            (["frobnicate"], "unknown command 'frobnicate'"),
+        };
+        foreach (var (args, expect) in cases)
+        {
+            var res = Vswitchctl(args);
+            Assert.True(res.Exit == 1, $"{string.Join(' ', args)}: exit {res.Exit}\n{res.Out}{res.Err}");
+            Assert.Contains(expect, res.Err, StringComparison.Ordinal);
+        }
+
+        var after = Vswitchctl("--json", "show").Out;
+        Assert.True(before == after, $"tables changed:\n{before}\n{after}");
+        Assert.Equal(0, sw.Stop().ExitCode);
+    }
+
+    private JsonObject Raw(Socket s, byte[] bytes)
+    {
+        if (bytes.Length > 0)
+        {
+            s.Send(bytes);
+        }
+
+        var buf = new byte[65536];
+        var sb = new StringBuilder();
+        while (!sb.ToString().Contains('\n', StringComparison.Ordinal))
+        {
+            int n = s.Receive(buf);
+            if (n == 0)
+            {
+                break;
+            }
+
+            sb.Append(Encoding.UTF8.GetString(buf, 0, n));
+        }
+
+        return JsonNode.Parse(sb.ToString().Split('\n')[0])!.AsObject();
+    }
+
+    private Socket Connect()
+    {
+        var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified) { ReceiveTimeout = 10_000 };
+        s.Connect(new UnixDomainSocketEndPoint(Ctl));
+        return s;
+    }
+
+    [Fact]
+    public void Broken_hostile_and_silent_clients_get_errors_and_never_stall_the_switch_or_other_clients()
+    {
+        using var sw = StartSwitch();
+        sw.WaitFor("vswitchd: forwarding");
+        var before = Vswitchctl("--json", "show").Out;
+
+        // Silent clients connect and never send: others are still served.
+        var silent = Enumerable.Range(0, 20).Select(_ => Connect()).ToList();
+        using (var s = Connect())
+        {
+            Assert.Contains("not valid UTF-8", (string)Raw(s, [0xff, 0xfe, 0x7b, (byte)'\n'])["error"]!, StringComparison.Ordinal);
+            Assert.Contains("not valid JSON", (string)Raw(s, "{\"v\":1,\"cmd\":\n"u8.ToArray())["error"]!, StringComparison.Ordinal);
+            Assert.Contains("protocol version", (string)Raw(s, "{\"v\":9,\"cmd\":\"show\"}\n"u8.ToArray())["error"]!, StringComparison.Ordinal);
+            Assert.Contains("missing \"cmd\"", (string)Raw(s, "{\"v\":1}\n"u8.ToArray())["error"]!, StringComparison.Ordinal);
+            var ok = Raw(s, "{\"v\":1,\"id\":\"abc\",\"cmd\":\"show\"}\n"u8.ToArray());
+            Assert.True((bool)ok["ok"]!);
+            Assert.Equal("abc", (string)ok["id"]!);
+        }
+
+        using (var s = Connect())
+        {
+            var huge = new byte[ControlServer_MaxRequestBytes + 10];
+            Array.Fill(huge, (byte)'x');
+            Assert.Contains("over the limit", (string)Raw(s, huge)["error"]!, StringComparison.Ordinal);
+        }
+
+        using (var s = Connect())
+        {
+            s.Send("{\"v\":1,\"cmd\":\"show\""u8.ToArray());
+            s.Shutdown(SocketShutdown.Send);
+            Assert.Contains("truncated request", (string)Raw(s, [])["error"]!, StringComparison.Ordinal);
+        }
+
+        // Random and mutated requests: the switch answers or closes, and never crashes.
+        var rnd = new Random(42);
+        var valid = "{\"v\":1,\"id\":7,\"cmd\":\"add-port\",\"args\":{\"name\":\"q\",\"devargs\":\"net_bogus9\"}}"u8.ToArray();
+        for (int i = 0; i < 200; i++)
+        {
+            using var s = Connect();
+            var m = (byte[])valid.Clone();
+            for (int k = 0; k < 1 + rnd.Next(4); k++)
+            {
+                m[rnd.Next(m.Length)] = (byte)rnd.Next(256);
+            }
+
+            var line = m.Where(b => b != (byte)'\n').Append((byte)'\n').ToArray();
+            var resp = Raw(s, line);
+            Assert.NotNull(resp["ok"]);
+        }
+
+        Assert.Equal(before, Vswitchctl("--json", "show").Out);
+        foreach (var s in silent)
+        {
+            s.Dispose();
+        }
+
+        var r = sw.Stop();
+        Assert.True(r.ExitCode == 0, r.ToString());
+        Assert.False(File.Exists(Ctl), "the control socket is removed at exit");
+    }
+
+    private const int ControlServer_MaxRequestBytes = VSwitch.Control.ControlServer.MaxRequestBytes;
+}
