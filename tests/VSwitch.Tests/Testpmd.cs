@@ -16,7 +16,7 @@ internal sealed class Testpmd : IDisposable
 
     /// <param name="vdevs">--vdev values, e.g. net_virtio_user0,path=/x.sock</param>
     /// <param name="mode">forwarding mode (flowgen sends and counts what it receives)</param>
-    public Testpmd(IEnumerable<string> vdevs, string mode = "flowgen")
+    public Testpmd(IEnumerable<string> vdevs, string mode = "flowgen", int queues = 1)
     {
         var psi = new ProcessStartInfo("timeout", ["-s", "INT", "-k", "5", "120", "dpdk-testpmd"])
         {
@@ -39,7 +39,8 @@ internal sealed class Testpmd : IDisposable
             psi.ArgumentList.Add(v);
         }
 
-        foreach (var a in new[] { "--", $"--forward-mode={mode}", "--txpkts=64", "--total-num-mbufs=8192", "--auto-start", "--stats-period", "1" })
+        foreach (var a in new[] { "--", $"--forward-mode={mode}", "--txpkts=64", "--total-num-mbufs=8192", "--auto-start", "--stats-period", "1",
+                     $"--rxq={queues}", $"--txq={queues}", "--flowgen-flows=64" })
         {
             psi.ArgumentList.Add(a);
         }
