@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <rte_bus.h>
 #include <rte_cycles.h>
@@ -146,6 +147,18 @@ int32_t vsw_thread_pin(int32_t cpu)
 	CPU_ZERO(&set);
 	CPU_SET(cpu, &set);
 	return -pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
+
+int32_t vsw_gettid(void) { return (int32_t)gettid(); }
+
+int32_t vsw_tid_set_affinity(int32_t tid, uint64_t cpu_mask)
+{
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	for (int cpu = 0; cpu < 64; cpu++)
+		if (cpu_mask & (1ULL << cpu))
+			CPU_SET(cpu, &set);
+	return sched_setaffinity(tid, sizeof(set), &set) == 0 ? 0 : -errno;
 }
 
 int32_t vsw_thread_register(void) { return rte_thread_register() < 0 ? -rte_errno : 0; }

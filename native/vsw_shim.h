@@ -72,6 +72,9 @@ VSW_API void vsw_log_clear(void);
 /* Threads */
 VSW_API int32_t vsw_thread_pin(int32_t cpu);
 VSW_API int32_t vsw_thread_register(void);
+VSW_API int32_t vsw_gettid(void);
+/* Affinity of any thread of this process (tid), to the CPUs in a 64-bit mask. */
+VSW_API int32_t vsw_tid_set_affinity(int32_t tid, uint64_t cpu_mask);
 VSW_API void vsw_thread_unregister(void);
 VSW_API uint32_t vsw_lcore_id(void);
 VSW_API uint64_t vsw_tsc_hz(void);

@@ -65,8 +65,8 @@ public sealed class ConfigTests
     [Fact]
     public void Eal_arguments_get_defaults_the_operator_did_not_set()
     {
-        var (args, noHuge, notice) = Eal.BuildArguments([], anyPciPort: false, allowNoHugeFallback: true, ["/dev/hugepages"], 512, 0);
-        Assert.Equal(["vswitchd", "-l", "0", "--in-memory", "--log-level=error", "--no-pci"], args);
+        var (args, noHuge, notice) = Eal.BuildArguments([], anyPciPort: false, allowNoHugeFallback: true, ["/dev/hugepages"], 512, 0, [1]);
+        Assert.Equal(["vswitchd", "--lcores", "0@0,1@1", "--in-memory", "--log-level=error", "--no-pci"], args);
         Assert.False(noHuge);
         Assert.Null(notice);
 
@@ -74,6 +74,7 @@ public sealed class ConfigTests
         Assert.DoesNotContain("--in-memory", args);
         Assert.DoesNotContain("--no-pci", args);
         Assert.Equal(1, args.Count(a => a == "-l"));
+        Assert.DoesNotContain("--lcores", args);
     }
 
     [Fact]

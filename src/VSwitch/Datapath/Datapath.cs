@@ -72,7 +72,7 @@ public sealed unsafe class SwitchDatapath : IDisposable
         _config.Validate(Environment.ProcessorCount);
         bool anyPci = _config.Ports.Any(p => DpdkPort.IsPciDevArgs(p.DevArgs));
         int mainCore = Enumerable.Range(0, Environment.ProcessorCount).FirstOrDefault(c => !_config.PmdCores.Contains(c));
-        Eal = Interop.Eal.Init(_config.EalArgs, anyPci, _config.NoHugeFallback, mainCore);
+        Eal = Interop.Eal.Init(_config.EalArgs, anyPci, _config.NoHugeFallback, mainCore, _config.PmdCores);
         _ealUp = true;
 
         uint mbufs = _config.Mbufs != 0 ? _config.Mbufs : SizePool();
@@ -106,6 +106,7 @@ public sealed unsafe class SwitchDatapath : IDisposable
         }
 
         _pmdsRunning = true;
+        Interop.Eal.ConfineThreads(_pmds.Select(p => p.Tid).ToList(), _config.PmdCores);
         Interop.Eal.ShowLog();
     }
 

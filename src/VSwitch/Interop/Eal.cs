@@ -42,7 +42,7 @@ public static class Eal
     /// </summary>
     public static (List<string> Args, bool NoHuge, string? Notice) BuildArguments(
         IReadOnlyList<string> userArgs, bool anyPciPort, bool allowNoHugeFallback,
-        IReadOnlyList<string> hugeMounts, long freeHugepages, int mainCore)
+        IReadOnlyList<string> hugeMounts, long freeHugepages, int mainCore, IReadOnlyList<int>? pmdCores = null)
     {
         var args = new List<string> { "vswitchd" };
         args.AddRange(userArgs);
@@ -50,8 +50,19 @@ public static class Eal
 
         if (!Has("-l") && !Has("-c") && !Has("--lcores"))
         {
-            args.Add("-l");
-            args.Add(mainCore.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            // Main lcore on mainCore, and one (idle) EAL lcore on each PMD core: DPDK pins its
+            // control threads (interrupts, vhost-user messages, telemetry) to the CPUs no lcore
+            // uses, and without this that would be the PMD cores. The PMD threads themselves
+            // register as extra lcores.
+            var map = new List<string> { $"0@{mainCore}" };
+            int id = 1;
+            foreach (int c in (pmdCores ?? []).Where(c => c != mainCore).Distinct())
+            {
+                map.Add($"{id++}@{c}");
+            }
+
+            args.Add("--lcores");
+            args.Add(string.Join(',', map));
         }
 
         if (!Has("--file-prefix") && !Has("--in-memory"))
@@ -112,7 +123,7 @@ public static class Eal
     }
 
     /// <summary>Initialises the EAL once per process. Throws <see cref="VSwitchException"/> on failure.</summary>
-    public static unsafe EalInfo Init(IReadOnlyList<string> userArgs, bool anyPciPort, bool allowNoHugeFallback = true, int mainCore = 0)
+    public static unsafe EalInfo Init(IReadOnlyList<string> userArgs, bool anyPciPort, bool allowNoHugeFallback = true, int mainCore = 0, IReadOnlyList<int>? pmdCores = null)
     {
         if (Interlocked.Exchange(ref s_initialized, 1) == 1)
         {
@@ -121,7 +132,7 @@ public static class Eal
 
         CheckLayout();
         var (args, noHuge, notice) = BuildArguments(userArgs, anyPciPort, allowNoHugeFallback,
-            HugetlbfsMounts(), FreeHugepages(), mainCore);
+            HugetlbfsMounts(), FreeHugepages(), mainCore, pmdCores);
 
         // argv as NUL-terminated UTF-8, kept alive for the process lifetime (DPDK keeps pointers).
         var argv = (byte**)NativeMemory.AllocZeroed((nuint)(args.Count + 1), (nuint)sizeof(byte*));
@@ -172,6 +183,40 @@ public static class Eal
     }
 
     public static void Cleanup() => Native.EalCleanup();
+
+    /// <summary>
+    /// Moves every thread of this process except <paramref name="keep"/> (the PMDs) off the PMD
+    /// cores: the .NET runtime's threads exist before the EAL starts and may run anywhere. Threads
+    /// created later inherit their creator's affinity. Returns how many threads were moved.
+    /// </summary>
+    public static int ConfineThreads(IReadOnlyCollection<int> keep, IReadOnlyCollection<int> pmdCores)
+    {
+        ulong mask = 0;
+        for (int c = 0; c < Math.Min(64, Environment.ProcessorCount); c++)
+        {
+            if (!pmdCores.Contains(c))
+            {
+                mask |= 1UL << c;
+            }
+        }
+
+        if (mask == 0)
+        {
+            return 0; // every core is a PMD core: nowhere else to go
+        }
+
+        int moved = 0;
+        foreach (var dir in Directory.EnumerateDirectories("/proc/self/task"))
+        {
+            if (int.TryParse(Path.GetFileName(dir), System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out int tid)
+                && !keep.Contains(tid) && Native.TidSetAffinity(tid, mask) == 0)
+            {
+                moved++;
+            }
+        }
+
+        return moved;
+    }
 
     /// <summary>After start-up: let DPDK's log reach stderr again.</summary>
     public static void ShowLog() => Native.LogCapture(1);

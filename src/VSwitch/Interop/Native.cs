@@ -81,6 +81,12 @@ internal static unsafe partial class Native
     [LibraryImport(Lib, EntryPoint = "vsw_thread_register")]
     internal static partial int ThreadRegister();
 
+    [LibraryImport(Lib, EntryPoint = "vsw_gettid")]
+    internal static partial int GetTid();
+
+    [LibraryImport(Lib, EntryPoint = "vsw_tid_set_affinity")]
+    internal static partial int TidSetAffinity(int tid, ulong cpuMask);
+
     [LibraryImport(Lib, EntryPoint = "vsw_thread_unregister")]
     internal static partial void ThreadUnregister();
 

@@ -36,6 +36,9 @@ public sealed class PmdThread
 
     public uint LcoreId { get; private set; }
 
+    /// <summary>Kernel thread id (for affinity management).</summary>
+    public int Tid { get; private set; }
+
     /// <summary>Managed bytes allocated on this PMD thread while forwarding (after warm-up); -1 if unknown.</summary>
     public long AllocatedBytesDuringRun { get; private set; } = -1;
 
@@ -85,6 +88,7 @@ public sealed class PmdThread
         }
 
         LcoreId = Native.LcoreId();
+        Tid = Native.GetTid();
         _started.Set();
         try
         {
