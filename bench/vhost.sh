@@ -65,31 +65,31 @@ measure() { # LOG: wait until forwarding, measure, stop the VM
   vm_mpps "$1"
 }
 
-run_vswitchd() { # SIZE -> Mpps
+# serve_and_measure SIZE CMD...: start a switch that serves the vhost-user sockets, attach the VM
+# (virtio-user as client), measure, stop both -> Mpps
+serve_and_measure() {
+  local size=$1
+  shift
   rm -f "$run"/*.sock
-  timeout -s INT -k 5 $((MEAS + 60)) "$VSWITCHD" --pmd-cores 1 --no-mac-rewrite --stats-interval 0 \
-    --port "p0=net_vhost0,iface=$run/p0.sock" --port "p1=net_vhost1,iface=$run/p1.sock" > "$work/sw.log" 2>&1 &
+  timeout -s INT -k 5 $((MEAS + 60)) "$@" < <(sleep $((MEAS + 60))) > "$work/sw.log" 2>&1 &
   local sw=$!
   pids+=("$sw")
   for _ in $(seq 1 100); do [ -S "$run/p0.sock" ] && [ -S "$run/p1.sock" ] && break; sleep 0.2; done
-  vm_start "$1" 0 "$work/vm.log"
+  vm_start "$size" 0 "$work/vm.log"
   measure "$work/vm.log"
   kill -INT "$sw" 2>/dev/null || true
   wait "$sw" 2>/dev/null || true
 }
 
+run_vswitchd() { # SIZE -> Mpps
+  serve_and_measure "$1" "$VSWITCHD" --pmd-cores 1 --no-mac-rewrite --stats-interval 0 --control none \
+    --port "p0=net_vhost0,iface=$run/p0.sock" --port "p1=net_vhost1,iface=$run/p1.sock"
+}
+
 run_testpmd() { # SIZE -> Mpps
-  rm -f "$run"/*.sock
-  timeout -s INT -k 5 $((MEAS + 60)) dpdk-testpmd --lcores 0@0,1@1 --no-pci --in-memory -m 256 --log-level=error \
+  serve_and_measure "$1" dpdk-testpmd --lcores 0@0,1@1 --no-pci --in-memory -m 256 --log-level=error \
     --vdev "net_vhost0,iface=$run/p0.sock,queues=1" --vdev "net_vhost1,iface=$run/p1.sock,queues=1" -- \
-    --forward-mode=io --total-num-mbufs=16384 --auto-start --stats-period 1 < <(sleep $((MEAS + 60))) > "$work/sw.log" 2>&1 &
-  local sw=$!
-  pids+=("$sw")
-  for _ in $(seq 1 100); do [ -S "$run/p0.sock" ] && [ -S "$run/p1.sock" ] && break; sleep 0.2; done
-  vm_start "$1" 0 "$work/vm.log"
-  measure "$work/vm.log"
-  kill -INT "$sw" 2>/dev/null || true
-  wait "$sw" 2>/dev/null || true
+    --forward-mode=io --total-num-mbufs=16384 --auto-start --stats-period 1
 }
 
 ovs_stop() {

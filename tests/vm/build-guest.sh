@@ -20,7 +20,11 @@ if [ -z "$kpkg" ]; then
   apt-get update -q >/dev/null
   kpkg=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-/ {print $2; exit}')
 fi
-apt-get download -q "$kpkg" busybox-static >/dev/null
+if ! apt-get download -q "$kpkg" busybox-static >/dev/null 2>&1; then
+  apt-get update -q >/dev/null # stale package lists: the versions they name may be gone
+  kpkg=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-/ {print $2; exit}')
+  apt-get download -q "$kpkg" busybox-static >/dev/null 2>&1
+fi
 dpkg -x "$kpkg"_*.deb kernel
 dpkg -x busybox-static_*.deb bb
 kver=$(ls kernel/lib/modules | head -1)
