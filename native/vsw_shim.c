@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <rte_bus.h>
@@ -170,6 +171,12 @@ uint32_t vsw_lcore_id(void) { return rte_lcore_id(); }
 uint64_t vsw_tsc_hz(void) { return rte_get_tsc_hz(); }
 
 uint64_t vsw_rdtsc(void) { return rte_rdtsc(); }
+
+void vsw_sleep_us(uint32_t us)
+{
+	struct timespec ts = { .tv_sec = us / 1000000, .tv_nsec = (long)(us % 1000000) * 1000 };
+	nanosleep(&ts, NULL);
+}
 
 /* ---- Mempools ----------------------------------------------------------------------------- */
 

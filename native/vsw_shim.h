@@ -79,6 +79,8 @@ VSW_API void vsw_thread_unregister(void);
 VSW_API uint32_t vsw_lcore_id(void);
 VSW_API uint64_t vsw_tsc_hz(void);
 VSW_API uint64_t vsw_rdtsc(void);
+/* Sleeps the calling thread (PMD idle back-off). Blocking: not for the fast path. */
+VSW_API void vsw_sleep_us(uint32_t us);
 
 /* Mempools and mbufs */
 VSW_API void *vsw_mempool_create(const char *name, uint32_t n, uint32_t cache_size,

@@ -26,6 +26,10 @@ internal readonly unsafe struct LoopbackIo(nint* burst) : IPacketIo
     }
 
     public ulong Now() => 0;
+
+    public void Sleep(uint us)
+    {
+    }
 }
 
 [MemoryDiagnoser]

@@ -18,6 +18,7 @@ internal static class Options
           --l2fwd-pair A,B         forward A<->B (repeatable; default: ports paired in order)
           --no-mac-rewrite         l2fwd without rewriting MACs (plain io forwarding)
           --tx-drain-us US         longest wait of a buffered packet for a full tx burst (default 0)
+          --pmd-sleep-max US       an idle PMD sleeps up to US microseconds (0..10000; default 0: never)
           --mbufs N                mbuf pool size (default: sized from the ports)
           --eal ARGS               extra DPDK EAL arguments, space separated (e.g. "--huge-dir /mnt/huge")
           --control PATH           control socket (default /run/vswitch/vswitchd.sock); 'none' disables it
@@ -113,6 +114,9 @@ internal static class Options
                     break;
                 case "--tx-drain-us":
                     c.TxDrainMicros = NumArg(Value(args, ref i), a);
+                    break;
+                case "--pmd-sleep-max":
+                    c.PmdSleepMaxMicros = IntArg(Value(args, ref i), a, 0, 10_000);
                     break;
                 case "--mbufs":
                     c.Mbufs = (uint)IntArg(Value(args, ref i), a, 1024, 16 * 1024 * 1024);

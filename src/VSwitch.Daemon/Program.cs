@@ -164,7 +164,7 @@ foreach (var (p, t) in fin.Pmds.Zip(dp.Pmds))
     double cpp = p.RxPackets > 0 ? (double)p.BusyCycles / p.RxPackets : 0;
     double busyPct = p.BusyCycles + p.IdleCycles > 0 ? 100.0 * p.BusyCycles / (p.BusyCycles + p.IdleCycles) : 0;
     Console.WriteLine(string.Create(inv,
-        $"final: pmd {p.Index} core={p.Core} rx={p.RxPackets} tx={p.TxPackets} tx_drops={p.TxDrops} fwd_drops={p.FwdDrops} busy={busyPct:F1}% cycles_per_pkt={cpp:F1} alloc_bytes={t.AllocatedBytesDuringRun}"));
+        $"final: pmd {p.Index} core={p.Core} rx={p.RxPackets} tx={p.TxPackets} tx_drops={p.TxDrops} fwd_drops={p.FwdDrops} busy={busyPct:F1}% cycles_per_pkt={cpp:F1} slept_ms={p.SleptMicros / 1000} alloc_bytes={t.AllocatedBytesDuringRun}"));
 }
 
 Console.WriteLine($"final: mbufs in_use_before={dp.InUseBaseline} in_use_after={dp.Pool!.InUse} leaked={leaked}");

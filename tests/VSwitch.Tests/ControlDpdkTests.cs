@@ -202,4 +202,30 @@ public sealed class ControlDpdkTests : IDisposable
     }
 
     private const int ControlServer_MaxRequestBytes = VSwitch.Control.ControlServer.MaxRequestBytes;
+
+    [Fact]
+    public void With_pmd_sleep_an_idle_switch_does_not_burn_its_pmd_core()
+    {
+        // net_ring ports receive nothing unless fed: the PMD is idle the whole run.
+        using var sw = new RunningSwitch(["--stats-interval", "0", "--control", "none", "--pmd-sleep-max", "1000",
+            "--port", "a=net_ring0", "--port", "b=net_ring1"]);
+        sw.WaitFor("vswitchd: forwarding");
+        Thread.Sleep(500);
+        var tid = Directory.EnumerateDirectories($"/proc/{sw.Pid}/task")
+            .Single(t => File.ReadAllText(Path.Combine(t, "comm")).Trim() == "pmd-c1");
+        static long Ticks(string task)
+        {
+            var f = File.ReadAllText(Path.Combine(task, "stat")).Split(')')[1].Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            return long.Parse(f[11], CultureInfo.InvariantCulture) + long.Parse(f[12], CultureInfo.InvariantCulture); // utime + stime
+        }
+
+        long t0 = Ticks(tid);
+        var clock = Stopwatch.StartNew();
+        Thread.Sleep(3000);
+        double share = (Ticks(tid) - t0) / 100.0 / clock.Elapsed.TotalSeconds; // USER_HZ = 100
+        var r = sw.Stop();
+        Assert.True(r.ExitCode == 0, r.ToString());
+        Assert.True(share < 0.25, $"idle PMD used {share:P0} of its core");
+        Assert.Matches(@"slept_ms=[1-9]", r.Stdout);
+    }
 }

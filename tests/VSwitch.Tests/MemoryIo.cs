@@ -54,6 +54,7 @@ internal sealed unsafe class MemoryPorts(int ports, int capacity, FakeMbufs mbuf
     public readonly int[] TxCount = new int[ports];
     public int TxAccept = int.MaxValue;
     public ulong Clock;
+    public long SleptMicros;
 
     public FakeMbufs Mbufs { get; } = mbufs;
 
@@ -90,4 +91,6 @@ internal readonly unsafe struct MemoryIo(MemoryPorts ports) : IPacketIo
     public void Free(nint* mbufs, uint n) => ports.Mbufs.Freed += (int)n;
 
     public ulong Now() => ports.Clock += 10;
+
+    public void Sleep(uint us) => ports.SleptMicros += us;
 }

@@ -249,4 +249,35 @@ public sealed unsafe class PmdLoopTests
         plan1.Release();
         plan2.Release();
     }
+
+    [Fact]
+    public void An_idle_pmd_sleeps_longer_each_empty_round_up_to_the_maximum_and_wakes_on_traffic()
+    {
+        using var rig = new Rig(rewrite: false);
+        rig.State.SleepMaxMicros = 35;
+        var packet = rig.Mbufs.Create(Frames.Udp(1));
+        long allocated = 0;
+        void Poll()
+        {
+            long a = GC.GetAllocatedBytesForCurrentThread();
+            rig.Loop.Poll();
+            allocated += GC.GetAllocatedBytesForCurrentThread() - a;
+        }
+
+        long total = 0;
+        foreach (var step in new[] { 10L, 20, 30, 35, 35 })
+        {
+            Poll();
+            total += step;
+            Assert.Equal(total, rig.Ports.SleptMicros);
+        }
+
+        rig.Ports.Inject(0, packet);
+        Poll(); // traffic: no sleep, back-off reset
+        Assert.Equal(total, rig.Ports.SleptMicros);
+        Assert.Equal(1, rig.Ports.TxCount[1]);
+        Poll();
+        Assert.Equal(total + 10, rig.Ports.SleptMicros);
+        Assert.Equal(0, allocated);
+    }
 }

@@ -96,6 +96,8 @@ internal sealed class RunningSwitch : IDisposable
 
     public string Output { get { lock (_out) { return _out.ToString(); } } }
 
+    public int Pid => _p.Id;
+
     /// <summary>Waits until stdout matches <paramref name="pattern"/> <paramref name="count"/> times.</summary>
     public void WaitFor(string pattern, int count = 1, int seconds = 30)
     {

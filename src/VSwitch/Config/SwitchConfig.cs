@@ -57,6 +57,9 @@ public sealed class SwitchConfig
 
     public double StatsIntervalSeconds { get; set; } = 1;
 
+    /// <summary>PMD sleep: longest sleep of an idle PMD in microseconds (0: never sleep).</summary>
+    public int PmdSleepMaxMicros { get; set; }
+
     /// <summary>Stop after this many seconds (benchmarks, tests); null runs until SIGINT/SIGTERM.</summary>
     public double? DurationSeconds { get; set; }
 
@@ -166,6 +169,9 @@ public sealed class SwitchConfig
                     case "tx_drain_us":
                         c.TxDrainMicros = Num(v, source, path, 0, 1_000_000);
                         break;
+                    case "pmd_sleep_max_us":
+                        c.PmdSleepMaxMicros = Int(v, source, path, 0, 10_000);
+                        break;
                     case "stats_interval_s":
                         c.StatsIntervalSeconds = Num(v, source, path, 0, 3600);
                         break;
@@ -179,7 +185,7 @@ public sealed class SwitchConfig
                         c.NoHugeFallback = Bool(v, source, path);
                         break;
                     default:
-                        throw new VSwitchException($"{source}: {path}: unknown setting (known: eal, ports, pmd_cores, rxq_assign, mode, mac_rewrite, l2fwd_pairs, mbufs, mempool_cache, tx_drain_us, stats_interval_s, duration_s, control_socket, no_huge_fallback)");
+                        throw new VSwitchException($"{source}: {path}: unknown setting (known: eal, ports, pmd_cores, rxq_assign, mode, mac_rewrite, l2fwd_pairs, mbufs, mempool_cache, tx_drain_us, pmd_sleep_max_us, stats_interval_s, duration_s, control_socket, no_huge_fallback)");
                 }
             }
 

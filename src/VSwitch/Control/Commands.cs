@@ -120,6 +120,7 @@ public sealed class Commands(SwitchDatapath dp)
                 ["index"] = p.Index, ["core"] = p.Core, ["rx_packets"] = p.RxPackets, ["tx_packets"] = p.TxPackets,
                 ["tx_drops"] = p.TxDrops, ["fwd_drops"] = p.FwdDrops, ["busy_cycles"] = p.BusyCycles, ["idle_cycles"] = p.IdleCycles,
                 ["cycles_per_packet"] = p.RxPackets > 0 ? Math.Round((double)p.BusyCycles / p.RxPackets, 1) : 0,
+                ["slept_us"] = p.SleptMicros,
                 ["idle_share"] = p.BusyCycles + p.IdleCycles > 0 ? Math.Round((double)p.IdleCycles / (p.BusyCycles + p.IdleCycles), 4) : 1,
             });
         }

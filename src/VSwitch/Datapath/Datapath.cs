@@ -17,7 +17,7 @@ public sealed record PortSnapshot(string Name, ulong RxPackets, ulong TxPackets,
 
 /// <summary>Totals for one PMD thread.</summary>
 public sealed record PmdSnapshot(int Index, int Core, ulong RxPackets, ulong TxPackets, ulong TxDrops, ulong FwdDrops,
-    ulong BusyCycles, ulong IdleCycles, ulong RxBursts, ulong Rounds);
+    ulong BusyCycles, ulong IdleCycles, ulong RxBursts, ulong Rounds, ulong SleptMicros);
 
 public sealed record Snapshot(DateTime Time, IReadOnlyList<PortSnapshot> Ports, IReadOnlyList<PmdSnapshot> Pmds)
 {
@@ -112,7 +112,11 @@ public sealed unsafe class SwitchDatapath : IDisposable
 
     private PmdThread NewPmd(int index, int core)
     {
-        var state = new PmdState(index) { DrainCycles = (ulong)(_config.TxDrainMicros * Eal!.TscHz / 1e6) };
+        var state = new PmdState(index)
+        {
+            DrainCycles = (ulong)(_config.TxDrainMicros * Eal!.TscHz / 1e6),
+            SleepMaxMicros = (uint)_config.PmdSleepMaxMicros,
+        };
         var loop = new PmdLoop<DpdkIo, L2Forwarder>(state, default, new L2Forwarder(_l2fwd!, _config.MacRewrite));
         return new PmdThread(core, state, loop);
     }
@@ -388,7 +392,7 @@ public sealed unsafe class SwitchDatapath : IDisposable
                 {
                     var c = *pmd.State.Counters;
                     pmds.Add(new PmdSnapshot(pmd.State.Index, pmd.Core, c.RxPackets, c.TxPackets, c.TxDrops, c.FwdDrops,
-                        c.BusyCycles, c.IdleCycles, c.RxBursts, c.Rounds));
+                        c.BusyCycles, c.IdleCycles, c.RxBursts, c.Rounds, c.SleptMicros));
                 }
             }
 

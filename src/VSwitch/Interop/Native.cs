@@ -100,6 +100,10 @@ internal static unsafe partial class Native
     [SuppressGCTransition]
     internal static partial ulong Rdtsc();
 
+    /// <summary>Blocking sleep (PMD idle back-off): keeps the GC transition on purpose.</summary>
+    [LibraryImport(Lib, EntryPoint = "vsw_sleep_us")]
+    internal static partial void SleepMicros(uint us);
+
     [LibraryImport(Lib, EntryPoint = "vsw_mempool_create")]
     internal static partial nint MempoolCreate(byte* name, uint n, uint cacheSize, ushort dataRoom, int socketId);
 

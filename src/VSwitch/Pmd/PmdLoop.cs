@@ -127,7 +127,32 @@ public sealed unsafe class PmdLoop<TIo, THandler> : IPmdRunner
             c->IdleCycles += spent;
         }
 
+        if (st.SleepMaxMicros != 0)
+        {
+            IdleBackoff(st, total);
+        }
+
         return total;
+    }
+
+    /// <summary>
+    /// PMD sleep (as Open vSwitch's pmd-sleep-max): each empty round lengthens the sleep by a step, up
+    /// to the maximum; any packet ends it. Nothing is buffered while asleep: tx buffers were flushed
+    /// at the end of the round (a drain interval longer than the sleep still applies afterwards).
+    /// The first packet after idle waits at most the maximum sleep in the rx ring.
+    /// </summary>
+    private void IdleBackoff(PmdState st, int received)
+    {
+        if (received != 0)
+        {
+            st.SleepMicros = 0;
+            return;
+        }
+
+        st.SleepMicros = Math.Min(st.SleepMicros + PmdState.SleepStepMicros, st.SleepMaxMicros);
+        _io.Sleep(st.SleepMicros);
+        _lastTsc = _io.Now(); // the sleep is not idle polling: keep it out of the cycle accounts
+        st.Counters->SleptMicros += st.SleepMicros;
     }
 
     /// <summary>Sends every pending buffer that holds at least a full burst.</summary>

@@ -115,6 +115,14 @@ public sealed unsafe class PmdState : IDisposable
     /// <summary>Drain interval in cycles (0: flush at the end of every round).</summary>
     public ulong DrainCycles;
 
+    /// <summary>Longest idle sleep in microseconds (0: never sleep, poll flat out).</summary>
+    public uint SleepMaxMicros;
+
+    /// <summary>Current idle sleep; grows by <see cref="SleepStepMicros"/> per empty round, 0 after traffic.</summary>
+    public uint SleepMicros;
+
+    public const uint SleepStepMicros = 10;
+
     public PmdState(int index)
     {
         Index = index;

@@ -36,6 +36,9 @@ public struct PmdCounters
 
     /// <summary>Polling rounds over all assigned rx queues.</summary>
     [FieldOffset(128)] public ulong Rounds;
+
+    /// <summary>Microseconds slept while idle (PMD sleep).</summary>
+    [FieldOffset(136)] public ulong SleptMicros;
 }
 
 /// <summary>Per-port counters kept by one PMD (index = datapath port number).</summary>

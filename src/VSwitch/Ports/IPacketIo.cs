@@ -21,6 +21,9 @@ public unsafe interface IPacketIo
 
     /// <summary>A monotonic cycle counter (the TSC on DPDK).</summary>
     ulong Now();
+
+    /// <summary>Sleeps the PMD thread for <paramref name="us"/> microseconds (idle back-off).</summary>
+    void Sleep(uint us);
 }
 
 /// <summary>Burst I/O through the native shim: one native call per burst.</summary>
@@ -37,4 +40,6 @@ public readonly unsafe struct DpdkIo : IPacketIo
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public ulong Now() => Native.Rdtsc();
+
+    public void Sleep(uint us) => Native.SleepMicros(us);
 }
