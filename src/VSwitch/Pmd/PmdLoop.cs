@@ -91,7 +91,7 @@ public sealed unsafe class PmdLoop<TIo, THandler> : IPmdRunner
                 ref TxBuffer tb = ref st.Tx[whole];
                 if (tb.Count == 0 && n == PmdState.Burst)
                 {
-                    SendDirect(whole, ref tb, rx, n);
+                    Transmit(whole, ref tb, rx, n); // straight from the rx array: no copy
                     continue;
                 }
 
@@ -230,37 +230,29 @@ public sealed unsafe class PmdLoop<TIo, THandler> : IPmdRunner
         st.PendingCount = kept;
     }
 
-    /// <summary>A full burst straight from the rx array: one tx_burst, no copy into the tx buffer.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void SendDirect(int dpPort, ref TxBuffer tb, nint* mbufs, int n)
-    {
-        PmdState st = _state;
-        int sent = tb.Enabled ? _io.TxBurst(tb.PortId, tb.QueueId, mbufs, (ushort)n) : 0;
-        st.Counters->TxBursts++;
-        if (sent < n)
-        {
-            _io.Free(mbufs + sent, (uint)(n - sent));
-            st.Counters->TxDrops += (ulong)(n - sent);
-            st.PortCounters[dpPort].TxDrops += (ulong)(n - sent);
-        }
-
-        st.Counters->TxPackets += (ulong)sent;
-        st.PortCounters[dpPort].TxPackets += (ulong)sent;
-    }
-
-    /// <summary>One tx_burst of the whole buffer; whatever the port does not take is freed and counted.</summary>
+    /// <summary>Sends the buffer's mbufs and empties it.</summary>
     private void Send(int dpPort, ref TxBuffer tb)
     {
+        Transmit(dpPort, ref tb, tb.Slots, tb.Count);
+        tb.Count = 0;
+        tb.FirstTsc = 0;
+    }
+
+    /// <summary>
+    /// tx_burst of <paramref name="n"/> mbufs (a tx buffer's, or a whole rx burst sent without a copy)
+    /// in burst-sized pieces; whatever the port does not take is freed and counted as tx drops.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void Transmit(int dpPort, ref TxBuffer tb, nint* mbufs, int n)
+    {
         PmdState st = _state;
-        int n = tb.Count;
         int sent = 0;
         if (tb.Enabled)
         {
-            // A buffer holds at most two bursts; send in burst-sized pieces.
             while (sent < n)
             {
                 int chunk = Math.Min(n - sent, PmdState.Burst);
-                int took = _io.TxBurst(tb.PortId, tb.QueueId, tb.Slots + sent, (ushort)chunk);
+                int took = _io.TxBurst(tb.PortId, tb.QueueId, mbufs + sent, (ushort)chunk);
                 st.Counters->TxBursts++;
                 sent += took;
                 if (took < chunk)
@@ -272,14 +264,12 @@ public sealed unsafe class PmdLoop<TIo, THandler> : IPmdRunner
 
         if (sent < n)
         {
-            _io.Free(tb.Slots + sent, (uint)(n - sent));
+            _io.Free(mbufs + sent, (uint)(n - sent));
             st.Counters->TxDrops += (ulong)(n - sent);
             st.PortCounters[dpPort].TxDrops += (ulong)(n - sent);
         }
 
         st.Counters->TxPackets += (ulong)sent;
         st.PortCounters[dpPort].TxPackets += (ulong)sent;
-        tb.Count = 0;
-        tb.FirstTsc = 0;
     }
 }
