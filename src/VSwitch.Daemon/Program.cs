@@ -77,6 +77,11 @@ if (config.ControlSocket != null)
     {
         var commands = new VSwitch.Control.Commands(dp);
         control = new VSwitch.Control.ControlServer(config.ControlSocket, commands.Execute);
+        if (control.Notice != null)
+        {
+            Console.WriteLine($"vswitchd: notice: {control.Notice}");
+        }
+
         Console.WriteLine($"vswitchd: control socket {config.ControlSocket}");
     }
     catch (Exception e) when (e is VSwitchException or IOException or System.Net.Sockets.SocketException or UnauthorizedAccessException)

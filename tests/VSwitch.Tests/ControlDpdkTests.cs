@@ -50,7 +50,7 @@ public sealed class ControlDpdkTests : IDisposable
     {
         using var sw = StartSwitch();
         sw.WaitFor("vswitchd: forwarding");
-        Assert.Equal(VSwitch.Ports.VhostUser.SocketMode, File.GetUnixFileMode(Ctl) & (UnixFileMode)0x1FF);
+        Assert.Equal(VSwitch.Interop.UnixSocketFile.Mode, File.GetUnixFileMode(Ctl) & (UnixFileMode)0x1FF);
         for (int round = 0; round < 4; round++)
         {
             var add1 = Vswitchctl("add-port", "x", $"net_ring{round}");
@@ -227,5 +227,20 @@ public sealed class ControlDpdkTests : IDisposable
         Assert.True(r.ExitCode == 0, r.ToString());
         Assert.True(share < 0.25, $"idle PMD used {share:P0} of its core");
         Assert.Matches(@"slept_ms=[1-9]", r.Stdout);
+    }
+
+    [Fact]
+    public void A_stale_control_socket_is_removed_with_a_notice_naming_it()
+    {
+        using (var py = Process.Start("python3", ["-c", $"import socket; s = socket.socket(socket.AF_UNIX); s.bind('{Ctl}'); s.listen()"])!)
+        {
+            py.WaitForExit();
+        }
+
+        Assert.True(File.Exists(Ctl));
+        using var sw = StartSwitch();
+        Assert.Contains($"vswitchd: notice: removed stale control socket '{Ctl}'", sw.Output, StringComparison.Ordinal);
+        Assert.Equal(0, Vswitchctl("show").Exit);
+        Assert.Equal(0, sw.Stop().ExitCode);
     }
 }

@@ -28,7 +28,7 @@ public sealed class VhostDpdkTests : IDisposable
         using var sw = new RunningSwitch(["--stats-interval", "0", "--no-mac-rewrite",
             "--port", $"vhu0=net_vhost0,iface={Sock("vhu0")}", "--port", $"vhu1=net_vhost1,iface={Sock("vhu1")}"]);
         sw.WaitFor("vswitchd: forwarding");
-        Assert.Equal(VhostUser.SocketMode, File.GetUnixFileMode(Sock("vhu0")) & (UnixFileMode)0x1FF);
+        Assert.Equal(VSwitch.Interop.UnixSocketFile.Mode, File.GetUnixFileMode(Sock("vhu0")) & (UnixFileMode)0x1FF);
 
         using var vmA = new Testpmd([$"net_virtio_user0,path={Sock("vhu0")}"]);
         using var vmB = new Testpmd([$"net_virtio_user0,path={Sock("vhu1")}"]);

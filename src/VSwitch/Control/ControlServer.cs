@@ -34,15 +34,21 @@ public sealed class ControlServer : IAsyncDisposable
     {
         Path = path;
         _execute = execute;
-        Ports.VhostUser.PrepareServerSocket("control", path);
-        _listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        _listener.Bind(new UnixDomainSocketEndPoint(path));
-        File.SetUnixFileMode(path, Ports.VhostUser.SocketMode);
+        Notice = Interop.UnixSocketFile.PrepareToServe(null, "control socket", path);
+        _listener = Interop.UnixSocketFile.CreateWithMode(path, enforce: true, () =>
+        {
+            var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            s.Bind(new UnixDomainSocketEndPoint(path));
+            return s;
+        });
         _listener.Listen(64);
         _acceptLoop = Task.Run(AcceptLoop);
     }
 
     public string Path { get; }
+
+    /// <summary>A stale socket file was removed at start-up (or null).</summary>
+    public string? Notice { get; }
 
     public static TimeSpan IdleTimeout { get; set; } = TimeSpan.FromSeconds(60);
 

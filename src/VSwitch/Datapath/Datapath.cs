@@ -168,7 +168,7 @@ public sealed unsafe class SwitchDatapath : IDisposable
             return port;
         }
 
-        var created = vhost == null ? Create() : VhostUser.WithSocketMode(vhost.SocketPath, vhost.Client, Create);
+        var created = vhost == null ? Create() : UnixSocketFile.CreateWithMode(vhost.SocketPath, enforce: !vhost.Client, Create);
         _l2fwd!.SetRewrite(slot, created.Mac);
         _linkUp[slot] = false; // the first link poll reports the port's state
         _baselines[slot] = CurrentCounters(slot);
