@@ -202,6 +202,17 @@ void vsw_mbuf_free_bulk(void **mbufs, uint32_t n)
 	rte_pktmbuf_free_bulk((struct rte_mbuf **)mbufs, n);
 }
 
+uint32_t vsw_mbuf_copy_bulk(void *const *src, void **dst, uint32_t n)
+{
+	uint32_t made = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		struct rte_mbuf *m = (struct rte_mbuf *)src[i];
+		dst[i] = rte_pktmbuf_copy(m, m->pool, 0, UINT32_MAX);
+		made += dst[i] != NULL;
+	}
+	return made;
+}
+
 /* ---- Ports -------------------------------------------------------------------------------- */
 
 /* Probe a device by devargs ("net_null0,size=64", "0000:00:04.0", ...) and report the ethdev

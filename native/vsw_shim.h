@@ -90,6 +90,9 @@ VSW_API uint32_t vsw_mempool_in_use(const void *mp);
 VSW_API uint32_t vsw_mempool_avail(const void *mp);
 VSW_API int32_t vsw_mbuf_alloc_bulk(void *mp, void **mbufs, uint32_t n);
 VSW_API void vsw_mbuf_free_bulk(void **mbufs, uint32_t n);
+/* Deep-copies n packets (rte_pktmbuf_copy into each one's own pool); dst[i] is NULL when the pool is
+ * empty. Returns how many copies were made. One call per group of packets, never per packet. */
+VSW_API uint32_t vsw_mbuf_copy_bulk(void *const *src, void **dst, uint32_t n);
 
 /* Ports */
 VSW_API int32_t vsw_dev_probe(const char *devargs, uint16_t *port_ids, int32_t max_ports);

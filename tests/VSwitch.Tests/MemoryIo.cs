@@ -33,6 +33,21 @@ internal sealed unsafe class FakeMbufs : IDisposable
         return m;
     }
 
+    /// <summary>A deep copy (a test-only allocation; the pool has room for CloneBudget more).</summary>
+    public nint Clone(nint src)
+    {
+        if (CloneBudget <= 0)
+        {
+            return 0;
+        }
+
+        CloneBudget--;
+        nint m = Create(new ReadOnlySpan<byte>(Mbuf.Data(src), Mbuf.DataLen(src)), Mbuf.Port(src));
+        return m;
+    }
+
+    public int CloneBudget { get; set; } = int.MaxValue;
+
     public static byte[] Bytes(nint m) => new Span<byte>(Mbuf.Data(m), Mbuf.DataLen(m)).ToArray();
 
     public void Dispose()
@@ -89,6 +104,14 @@ internal readonly unsafe struct MemoryIo(MemoryPorts ports) : IPacketIo
     }
 
     public void Free(nint* mbufs, uint n) => ports.Mbufs.Freed += (int)n;
+
+    public void Copy(nint* src, nint* dst, uint n)
+    {
+        for (int i = 0; i < n; i++)
+        {
+            dst[i] = ports.Mbufs.Clone(src[i]);
+        }
+    }
 
     public ulong Now() => ports.Clock += 10;
 

@@ -115,6 +115,11 @@ public readonly unsafe struct L2Forwarder : IBurstHandler
 
     private const int EthernetHeaderLength = 14;
 
+    /// <summary>l2fwd keeps no tables: nothing to do per round.</summary>
+    public void Round(PmdState state, ulong now)
+    {
+    }
+
     private void HandleWithRunts(PmdState state, nint* mbufs, int n, int outPort)
     {
         for (int i = 0; i < n; i++)

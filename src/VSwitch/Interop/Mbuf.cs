@@ -44,6 +44,18 @@ internal static unsafe class Mbuf
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static ushort NbSegs(nint m) => *(ushort*)(m + NbSegsOffset);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static ushort DataOff(nint m) => *(ushort*)(m + DataOffOffset);
+
+    /// <summary>Grows (<paramref name="delta"/> &gt; 0, into the headroom) or shrinks the front of a one-segment packet.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void AdjustFront(nint m, int delta)
+    {
+        *(ushort*)(m + DataOffOffset) = (ushort)(*(ushort*)(m + DataOffOffset) - delta);
+        *(ushort*)(m + DataLenOffset) = (ushort)(*(ushort*)(m + DataLenOffset) + delta);
+        *(uint*)(m + PktLenOffset) = (uint)(*(uint*)(m + PktLenOffset) + delta);
+    }
 }
 
 /// <summary>The start-up check of the compiled-in mbuf offsets against the native build.</summary>

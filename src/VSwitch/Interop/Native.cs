@@ -124,6 +124,10 @@ internal static unsafe partial class Native
     [SuppressGCTransition]
     internal static partial void MbufFreeBulk(nint* mbufs, uint n);
 
+    [LibraryImport(Lib, EntryPoint = "vsw_mbuf_copy_bulk")]
+    [SuppressGCTransition]
+    internal static partial uint MbufCopyBulk(nint* src, nint* dst, uint n);
+
     [LibraryImport(Lib, EntryPoint = "vsw_dev_probe")]
     internal static partial int DevProbe(byte* devargs, ushort* portIds, int maxPorts);
 

@@ -18,4 +18,10 @@ public unsafe interface IBurstHandler
     /// transmits straight from the rx array when that port has nothing buffered (no copy).
     /// </summary>
     int Handle(PmdState state, in RxQueueRef rx, nint* mbufs, int n);
+
+    /// <summary>
+    /// Called once at the start of every polling round, busy or idle: the place to notice a new
+    /// table version (and acknowledge it) and to do a little housekeeping. <paramref name="now"/> is the TSC.
+    /// </summary>
+    void Round(PmdState state, ulong now);
 }

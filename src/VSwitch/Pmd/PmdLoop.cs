@@ -70,6 +70,8 @@ public sealed unsafe class PmdLoop<TIo, THandler> : IPmdRunner
             st.Apply(plan);
         }
 
+        _handler.Round(st, _lastTsc);
+
         PmdCounters* c = st.Counters;
         nint* rx = _rx;
         int total = 0;

@@ -112,6 +112,14 @@ public sealed unsafe class PmdState : IDisposable
         return true;
     }
 
+    private long _flowVersionSeen = -1;
+
+    /// <summary>The flow-table version this PMD classifies with (pipeline mode; -1 before the first round).</summary>
+    public long FlowVersionSeen => Volatile.Read(ref _flowVersionSeen);
+
+    /// <summary>PMD side: acknowledges that every packet from now on is classified with <paramref name="version"/>.</summary>
+    public void AcknowledgeFlowVersion(long version) => Volatile.Write(ref _flowVersionSeen, version);
+
     /// <summary>Drain interval in cycles (0: flush at the end of every round).</summary>
     public ulong DrainCycles;
 

@@ -7,7 +7,7 @@ using System.Runtime.InteropServices;
 
 namespace VSwitch.Pmd;
 
-[StructLayout(LayoutKind.Explicit, Size = 192)]
+[StructLayout(LayoutKind.Explicit, Size = 256)]
 public struct PmdCounters
 {
     /// <summary>Packets received from all rx queues.</summary>
@@ -39,6 +39,36 @@ public struct PmdCounters
 
     /// <summary>Microseconds slept while idle (PMD sleep).</summary>
     [FieldOffset(136)] public ulong SleptMicros;
+
+    /// <summary>Pipeline: packets whose verdict came from the microflow cache.</summary>
+    [FieldOffset(144)] public ulong EmcHits;
+
+    /// <summary>Pipeline: packets whose verdict came from the megaflow cache.</summary>
+    [FieldOffset(152)] public ulong MegaflowHits;
+
+    /// <summary>Pipeline: packets that went through the tables (cache miss).</summary>
+    [FieldOffset(160)] public ulong Upcalls;
+
+    /// <summary>Pipeline: malformed or truncated packets, dropped.</summary>
+    [FieldOffset(168)] public ulong Malformed;
+
+    /// <summary>Pipeline: stale megaflows re-checked against new tables (kept or replaced).</summary>
+    [FieldOffset(176)] public ulong Revalidations;
+
+    /// <summary>Pipeline: upcalls whose megaflow could not be installed (cache full).</summary>
+    [FieldOffset(184)] public ulong MegaflowFull;
+
+    /// <summary>Pipeline: packets copied to the punt ring (controller action).</summary>
+    [FieldOffset(192)] public ulong Punted;
+
+    /// <summary>Pipeline: punts dropped because the ring was full.</summary>
+    [FieldOffset(200)] public ulong PuntDrops;
+
+    /// <summary>Pipeline: packets dropped by actions (TTL expiry, no headroom for a tag, too many actions, no mbuf for a copy).</summary>
+    [FieldOffset(208)] public ulong ActionDrops;
+
+    /// <summary>Pipeline: TSC cycles spent in upcalls.</summary>
+    [FieldOffset(216)] public ulong UpcallCycles;
 }
 
 /// <summary>Per-port counters kept by one PMD (index = datapath port number).</summary>

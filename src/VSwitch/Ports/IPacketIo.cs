@@ -19,6 +19,9 @@ public unsafe interface IPacketIo
     /// <summary>Returns mbufs to their pool.</summary>
     void Free(nint* mbufs, uint n);
 
+    /// <summary>Deep-copies <paramref name="n"/> packets into <paramref name="dst"/> (0 where no mbuf was free).</summary>
+    void Copy(nint* src, nint* dst, uint n);
+
     /// <summary>A monotonic cycle counter (the TSC on DPDK).</summary>
     ulong Now();
 
@@ -37,6 +40,8 @@ public readonly unsafe struct DpdkIo : IPacketIo
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Free(nint* mbufs, uint n) => Native.MbufFreeBulk(mbufs, n);
+
+    public void Copy(nint* src, nint* dst, uint n) => Native.MbufCopyBulk(src, dst, n);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public ulong Now() => Native.Rdtsc();

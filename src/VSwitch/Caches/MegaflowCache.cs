@@ -1,0 +1,474 @@
+// MegaflowCache.cs - one PMD's wildcard cache: tuple space search over the masks upcalls produced.
+//
+// A megaflow is (masked key, mask) -> compiled actions. Megaflows with the same mask live in one
+// subtable, a chained hash table keyed by CRC32C over only the words that mask uses (most masks use
+// 2-4 of the key's 12 words). A lookup tries the subtables in rank order (most hits first, re-ranked
+// as traffic shifts) and returns the first entry whose masked key equals the packet's masked key;
+// megaflows never disagree where they overlap, so the first hit is the verdict.
+//
+// Everything is native memory sized at construction: entries come from a free list, so installing
+// a megaflow allocates nothing managed; the count is bounded by the limit (a full cache still
+// forwards, through a scratch entry that is not installed, and counts it). Entries carry the table
+// version and MAC generation they were computed for; the PMD revalidates a stale entry on its next
+// hit. Idle entries age out by a sweep of a few entries per PMD round. Owned by one PMD thread; the
+// control plane only reads it (dump-megaflows), accepting a racy snapshot.
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics.X86;
+using VSwitch.Actions;
+using VSwitch.Packets;
+using VSwitch.Pipeline;
+
+namespace VSwitch.Caches;
+
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct MegaflowEntry
+{
+    /// <summary>The masked key this entry matches.</summary>
+    public FlowKey Key;
+
+    /// <summary>Hash of the masked key (over the subtable's words).</summary>
+    public uint Hash;
+
+    /// <summary>Subtable (mask) index; -1 when the slot is free.</summary>
+    public int Subtable;
+
+    /// <summary>Next entry in the bucket chain, -1 at the end (free list link when free).</summary>
+    public int Next;
+
+    /// <summary>Bumped whenever the slot is freed, so microflow entries pointing here notice reuse.</summary>
+    public int Serial;
+
+    /// <summary>FlowTables version the actions were computed for.</summary>
+    public long Version;
+
+    /// <summary>MAC table generation for verdicts that used NORMAL; -1 when they did not.</summary>
+    public long MacGeneration;
+
+    /// <summary>Packets and bytes that took this megaflow.</summary>
+    public ulong Packets;
+    public ulong Bytes;
+
+    /// <summary>TSC of the last hit (aging).</summary>
+    public ulong LastUsed;
+
+    /// <summary>Number of DpActions in <see cref="Ops"/>.</summary>
+    public int OpCount;
+
+    /// <summary>Number of rule ids in <see cref="RuleIds"/>.</summary>
+    public int RuleCount;
+
+    /// <summary>FlowTables.Rules indices of the rules taken (their counters).</summary>
+    public fixed int RuleIds[Translation.MaxRules];
+
+    /// <summary>The compiled actions (DpAction[Translation.MaxOps] as raw words).</summary>
+    public fixed ulong Ops[Translation.MaxOps * 2];
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct MegaflowSubtable
+{
+    /// <summary>The mask of every entry in this subtable.</summary>
+    public FlowKey Mask;
+
+    /// <summary>Bucket heads (entry index or -1); length BucketMask + 1.</summary>
+    public int* Buckets;
+
+    public int BucketMask;
+
+    /// <summary>Entries in this subtable; 0 with Buckets null means the slot is unused.</summary>
+    public int Count;
+
+    /// <summary>Indices of the mask's non-zero words, WordCount of them.</summary>
+    public fixed byte Words[FlowKey.Words];
+
+    public int WordCount;
+
+    /// <summary>Lookups that hit here since the last re-rank (decayed).</summary>
+    public ulong Hits;
+}
+
+public sealed unsafe class MegaflowCache : IDisposable
+{
+    public const int MaxSubtables = 512;
+    private readonly MegaflowEntry* _entries;
+    private readonly MegaflowSubtable* _subtables;
+    private readonly int* _rank;
+    private int _rankCount;
+    private int _subtableSlots;
+    private int _free;
+    private int _sweep;
+
+    public MegaflowCache(int limit)
+    {
+        Limit = Math.Max(1, limit);
+        _entries = (MegaflowEntry*)NativeMemory.AllocZeroed((nuint)(Limit + 1), (nuint)sizeof(MegaflowEntry));
+        _subtables = (MegaflowSubtable*)NativeMemory.AllocZeroed(MaxSubtables, (nuint)sizeof(MegaflowSubtable));
+        _rank = (int*)NativeMemory.AllocZeroed(MaxSubtables, sizeof(int));
+        for (int i = 0; i < Limit; i++)
+        {
+            _entries[i].Subtable = -1;
+            _entries[i].Next = i + 1 < Limit ? i + 1 : -1;
+        }
+
+        _entries[Limit].Subtable = -1;
+        _free = 0;
+    }
+
+    /// <summary>Most megaflows installed at once.</summary>
+    public int Limit { get; }
+
+    /// <summary>Megaflows installed now.</summary>
+    public int Count { get; private set; }
+
+    /// <summary>Subtables (distinct masks) in use.</summary>
+    public int SubtableCount => _rankCount;
+
+    /// <summary>Index of the scratch entry used when the cache is full (never installed).</summary>
+    public int ScratchIndex => Limit;
+
+    public MegaflowEntry* Entry(int index) => _entries + index;
+
+    public MegaflowSubtable* Subtable(int index) => _subtables + index;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static uint MaskedHash(FlowKey* key, MegaflowSubtable* st)
+    {
+        ulong h = 0x5bd1e995UL;
+        ulong* w = key->W;
+        ulong* m = st->Mask.W;
+        int n = st->WordCount;
+        for (int i = 0; i < n; i++)
+        {
+            int j = st->Words[i];
+            h = Sse42.X64.IsSupported ? Sse42.X64.Crc32(h, w[j] & m[j]) : (h ^ (w[j] & m[j])) * 0x100000001B3UL;
+        }
+
+        return (uint)h ^ (uint)(h >> 32);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool MaskedEquals(FlowKey* key, MegaflowSubtable* st, MegaflowEntry* e)
+    {
+        ulong* w = key->W;
+        ulong* m = st->Mask.W;
+        ulong* v = e->Key.W;
+        int n = st->WordCount;
+        for (int i = 0; i < n; i++)
+        {
+            int j = st->Words[i];
+            if ((w[j] & m[j]) != v[j])
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>The megaflow matching <paramref name="key"/>, or -1.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public int Lookup(FlowKey* key)
+    {
+        int n = _rankCount;
+        for (int r = 0; r < n; r++)
+        {
+            MegaflowSubtable* st = _subtables + _rank[r];
+            uint h = MaskedHash(key, st);
+            int e = st->Buckets[h & (uint)st->BucketMask];
+            while (e >= 0)
+            {
+                MegaflowEntry* en = _entries + e;
+                if (en->Hash == h && MaskedEquals(key, st, en))
+                {
+                    st->Hits++;
+                    return e;
+                }
+
+                e = en->Next;
+            }
+        }
+
+        return -1;
+    }
+
+    /// <summary>
+    /// Installs the translation's verdict for <paramref name="key"/> and returns its entry; returns the
+    /// scratch entry (filled, not installed) when the cache is full or holds too many masks.
+    /// </summary>
+    public int Install(FlowKey* key, Translation t, long version, long macGeneration, ulong now)
+    {
+        int si = FindOrAddSubtable(in t.Wildcards);
+        int idx = si >= 0 && _free >= 0 ? _free : Limit;
+        MegaflowEntry* e = _entries + idx;
+        Fill(e, key, t, version, macGeneration, now);
+        if (idx == Limit)
+        {
+            e->Subtable = -1;
+            if (si >= 0 && _subtables[si].Count == 0)
+            {
+                RemoveFromRank(si);
+            }
+
+            return idx;
+        }
+
+        MegaflowSubtable* st = _subtables + si;
+        _free = e->Next;
+        e->Subtable = si;
+        for (int i = 0; i < FlowKey.Words; i++)
+        {
+            e->Key.W[i] = key->W[i] & st->Mask.W[i];
+        }
+
+        e->Hash = MaskedHash(key, st);
+        if (st->Count >= st->BucketMask + 1)
+        {
+            Grow(st);
+        }
+
+        int b = (int)(e->Hash & (uint)st->BucketMask);
+        e->Next = st->Buckets[b];
+        st->Buckets[b] = idx;
+        st->Count++;
+        Count++;
+        return idx;
+    }
+
+    /// <summary>Rewrites an entry's actions in place (revalidation found a verdict within the same mask).</summary>
+    public void Update(int idx, Translation t, long version, long macGeneration)
+    {
+        MegaflowEntry* e = _entries + idx;
+        e->Version = version;
+        e->MacGeneration = macGeneration;
+        SetActions(e, t);
+    }
+
+    private static void Fill(MegaflowEntry* e, FlowKey* key, Translation t, long version, long macGeneration, ulong now)
+    {
+        e->Key = *key;
+        e->Version = version;
+        e->MacGeneration = macGeneration;
+        e->Packets = 0;
+        e->Bytes = 0;
+        e->LastUsed = now;
+        SetActions(e, t);
+    }
+
+    private static void SetActions(MegaflowEntry* e, Translation t)
+    {
+        e->OpCount = t.OpCount;
+        fixed (DpAction* src = t.Ops)
+        {
+            Buffer.MemoryCopy(src, e->Ops, Translation.MaxOps * sizeof(DpAction), t.OpCount * sizeof(DpAction));
+        }
+
+        e->RuleCount = t.RuleCount;
+        for (int i = 0; i < t.RuleCount; i++)
+        {
+            e->RuleIds[i] = t.RuleIds[i];
+        }
+    }
+
+    /// <summary>Removes an installed entry (stale, aged, or flushed).</summary>
+    public void Remove(int idx)
+    {
+        MegaflowEntry* e = _entries + idx;
+        int si = e->Subtable;
+        if (si < 0 || idx == Limit)
+        {
+            return;
+        }
+
+        MegaflowSubtable* st = _subtables + si;
+        int* link = st->Buckets + (e->Hash & (uint)st->BucketMask);
+        while (*link != idx)
+        {
+            link = &_entries[*link].Next;
+        }
+
+        *link = e->Next;
+        e->Subtable = -1;
+        e->Serial++;
+        e->Next = _free;
+        _free = idx;
+        Count--;
+        if (--st->Count == 0)
+        {
+            RemoveFromRank(si);
+        }
+    }
+
+    /// <summary>Removes every entry.</summary>
+    public void Clear()
+    {
+        for (int i = 0; i < Limit; i++)
+        {
+            if (_entries[i].Subtable >= 0)
+            {
+                Remove(i);
+            }
+        }
+    }
+
+    /// <summary>Removes up to <paramref name="budget"/> entries' worth of idle megaflows (unused since <paramref name="olderThan"/>).</summary>
+    public int Sweep(int budget, ulong olderThan)
+    {
+        int removed = 0;
+        for (int k = 0; k < budget; k++)
+        {
+            int i = _sweep;
+            _sweep = _sweep + 1 >= Limit ? 0 : _sweep + 1;
+            MegaflowEntry* e = _entries + i;
+            if (e->Subtable >= 0 && e->LastUsed < olderThan)
+            {
+                Remove(i);
+                removed++;
+            }
+        }
+
+        return removed;
+    }
+
+    /// <summary>Re-orders subtables by hits (most first) and halves the counts, so the ranking follows traffic.</summary>
+    public void Rerank()
+    {
+        for (int i = 1; i < _rankCount; i++)
+        {
+            int s = _rank[i];
+            ulong h = _subtables[s].Hits;
+            int j = i - 1;
+            while (j >= 0 && _subtables[_rank[j]].Hits < h)
+            {
+                _rank[j + 1] = _rank[j];
+                j--;
+            }
+
+            _rank[j + 1] = s;
+        }
+
+        for (int i = 0; i < _rankCount; i++)
+        {
+            _subtables[_rank[i]].Hits >>= 1;
+        }
+    }
+
+    private int FindOrAddSubtable(in FlowKey mask)
+    {
+        for (int r = 0; r < _rankCount; r++)
+        {
+            if (_subtables[_rank[r]].Mask.Equals(mask))
+            {
+                return _rank[r];
+            }
+        }
+
+        int slot = -1;
+        for (int i = 0; i < _subtableSlots; i++)
+        {
+            if (_subtables[i].Count == 0 && !InRank(i))
+            {
+                slot = i;
+                break;
+            }
+        }
+
+        if (slot < 0)
+        {
+            if (_subtableSlots == MaxSubtables)
+            {
+                return -1;
+            }
+
+            slot = _subtableSlots++;
+        }
+
+        MegaflowSubtable* st = _subtables + slot;
+        st->Mask = mask;
+        st->WordCount = 0;
+        for (int w = 0; w < FlowKey.Words; w++)
+        {
+            if (mask.W[w] != 0)
+            {
+                st->Words[st->WordCount++] = (byte)w;
+            }
+        }
+
+        if (st->Buckets == null)
+        {
+            st->BucketMask = 15;
+            st->Buckets = (int*)NativeMemory.Alloc(16, sizeof(int));
+            new Span<int>(st->Buckets, 16).Fill(-1);
+        }
+
+        st->Hits = 0;
+        _rank[_rankCount++] = slot;
+        return slot;
+    }
+
+    private bool InRank(int s)
+    {
+        for (int r = 0; r < _rankCount; r++)
+        {
+            if (_rank[r] == s)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private void RemoveFromRank(int s)
+    {
+        for (int r = 0; r < _rankCount; r++)
+        {
+            if (_rank[r] == s)
+            {
+                for (int k = r + 1; k < _rankCount; k++)
+                {
+                    _rank[k - 1] = _rank[k];
+                }
+
+                _rankCount--;
+                return;
+            }
+        }
+    }
+
+    private void Grow(MegaflowSubtable* st)
+    {
+        int size = (st->BucketMask + 1) * 2;
+        int* nb = (int*)NativeMemory.Alloc((nuint)size, sizeof(int));
+        new Span<int>(nb, size).Fill(-1);
+        for (int b = 0; b <= st->BucketMask; b++)
+        {
+            int e = st->Buckets[b];
+            while (e >= 0)
+            {
+                int next = _entries[e].Next;
+                int nbIdx = (int)(_entries[e].Hash & (uint)(size - 1));
+                _entries[e].Next = nb[nbIdx];
+                nb[nbIdx] = e;
+                e = next;
+            }
+        }
+
+        NativeMemory.Free(st->Buckets);
+        st->Buckets = nb;
+        st->BucketMask = size - 1;
+    }
+
+    public void Dispose()
+    {
+        for (int i = 0; i < _subtableSlots; i++)
+        {
+            NativeMemory.Free(_subtables[i].Buckets);
+        }
+
+        NativeMemory.Free(_entries);
+        NativeMemory.Free(_subtables);
+        NativeMemory.Free(_rank);
+        GC.SuppressFinalize(this);
+    }
+}

@@ -1,0 +1,583 @@
+// PipelineForwarder.cs - the flow pipeline as a PMD burst handler: key extraction, microflow cache,
+// megaflow cache, upcall, then the compiled actions once per group of packets that share a megaflow.
+//
+// The walk of a burst (all state per PMD, in native scratch sized for one burst):
+//   1. extract every packet's key and hash; malformed packets are counted and dropped here;
+//   2. microflow (EMC) lookup; an entry is trusted only if its megaflow is current;
+//   3. megaflow lookup for the misses; a stale megaflow (older tables or MAC generation) is
+//      revalidated on the spot: kept with new actions when the new verdict needs no more key bits,
+//      else removed;
+//   4. upcall for what is left: translate through the tables, install the megaflow;
+//   5. group packets by megaflow (first-seen order; packet order within a group is kept) and run each
+//      group's action list once: rewrites per packet, outputs into the tx buffers.
+// A burst that is one group whose only action is one output is handed back whole (zero copy).
+// Steady state allocates nothing; the table version is read once per round (Round), and acknowledged.
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using VSwitch.Actions;
+using VSwitch.Caches;
+using VSwitch.Interop;
+using VSwitch.Packets;
+using VSwitch.Pipeline;
+using VSwitch.Pmd;
+using VSwitch.Ports;
+
+namespace VSwitch.Forwarding;
+
+/// <summary>One PMD's pipeline state: caches, per-burst scratch, the version in use.</summary>
+public sealed unsafe class FlowPmd : IDisposable
+{
+    public const int Burst = PmdState.Burst;
+
+    public FlowPmd(PipelineShared shared)
+    {
+        Shared = shared;
+        Megaflows = new MegaflowCache(shared.MegaflowLimit);
+        Emc = new Emc(shared.EmcInsertInvProb);
+        Keys = (FlowKey*)NativeMemory.AlignedAlloc(Burst * (nuint)sizeof(FlowKey), 64);
+        Offsets = (HeaderOffsets*)NativeMemory.AlignedAlloc(Burst * (nuint)sizeof(HeaderOffsets), 64);
+        Hashes = (uint*)NativeMemory.AlignedAlloc(Burst * sizeof(uint), 64);
+        EntryOf = (int*)NativeMemory.AlignedAlloc(Burst * sizeof(int), 64);
+        GroupEntry = (int*)NativeMemory.AlignedAlloc(Burst * sizeof(int), 64);
+        GroupSize = (int*)NativeMemory.AlignedAlloc(Burst * sizeof(int), 64);
+        Members = (byte*)NativeMemory.AlignedAlloc(Burst * Burst, 64);
+        GroupPkts = (nint*)NativeMemory.AlignedAlloc(Burst * (nuint)sizeof(nint), 64);
+        GroupOffs = (HeaderOffsets*)NativeMemory.AlignedAlloc(Burst * (nuint)sizeof(HeaderOffsets), 64);
+        Copies = (nint*)NativeMemory.AlignedAlloc(Burst * (nuint)sizeof(nint), 64);
+        Current = shared.Current;
+    }
+
+    public PipelineShared Shared { get; }
+
+    public MegaflowCache Megaflows { get; }
+
+    public Emc Emc { get; }
+
+    public PuntRing Punts { get; } = new();
+
+    /// <summary>Reused by every upcall on this PMD.</summary>
+    public Translation Translation { get; } = new();
+
+    /// <summary>The version this PMD classifies with (read once per round).</summary>
+    public FlowTables Current;
+
+    /// <summary>The MAC generation read at the start of the round.</summary>
+    public long MacGeneration;
+
+    public ulong Rounds;
+
+    /// <summary>Set by the control plane: drop every cached verdict at the next round.</summary>
+    public volatile bool FlushRequested;
+
+    // Per-burst scratch (one slot per received packet).
+    public readonly FlowKey* Keys;
+    public readonly HeaderOffsets* Offsets;
+    public readonly uint* Hashes;
+    public readonly int* EntryOf;
+    public readonly int* GroupEntry;
+    public readonly int* GroupSize;
+    public readonly byte* Members;
+    public readonly nint* GroupPkts;
+    public readonly HeaderOffsets* GroupOffs;
+    public readonly nint* Copies;
+
+    public void Dispose()
+    {
+        Megaflows.Dispose();
+        Emc.Dispose();
+        Punts.Dispose();
+        NativeMemory.AlignedFree(Keys);
+        NativeMemory.AlignedFree(Offsets);
+        NativeMemory.AlignedFree(Hashes);
+        NativeMemory.AlignedFree(EntryOf);
+        NativeMemory.AlignedFree(GroupEntry);
+        NativeMemory.AlignedFree(GroupSize);
+        NativeMemory.AlignedFree(Members);
+        NativeMemory.AlignedFree(GroupPkts);
+        NativeMemory.AlignedFree(GroupOffs);
+        NativeMemory.AlignedFree(Copies);
+        GC.SuppressFinalize(this);
+    }
+}
+
+/// <summary>The pipeline burst handler (TIo for packet copies).</summary>
+public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
+    where TIo : struct, IPacketIo
+{
+    private const int Invalid = -1;
+    private const int Done = -2;
+    private const int SweepBudget = 16;
+    private readonly FlowPmd _f;
+    private readonly TIo _io;
+
+    public PipelineForwarder(FlowPmd f, TIo io)
+    {
+        _f = f;
+        _io = io;
+    }
+
+    public void Round(PmdState state, ulong now)
+    {
+        FlowPmd f = _f;
+        FlowTables v = f.Shared.Current;
+        if (f.FlushRequested)
+        {
+            f.Megaflows.Clear();
+            f.Emc.Clear();
+            f.FlushRequested = false;
+        }
+
+        if (!ReferenceEquals(v, f.Current))
+        {
+            f.Current = v;
+        }
+
+        f.MacGeneration = f.Shared.Macs.Generation;
+        if (state.FlowVersionSeen != v.Version)
+        {
+            state.AcknowledgeFlowVersion(v.Version);
+        }
+
+        ulong idle = f.Shared.MegaflowIdleCycles;
+        if (idle != 0 && now > idle && (++f.Rounds & 7) == 0)
+        {
+            f.Megaflows.Sweep(SweepBudget, now - idle);
+        }
+
+        if ((f.Rounds & 0x3FFF) == 0)
+        {
+            f.Megaflows.Rerank();
+        }
+    }
+
+    public int Handle(PmdState state, in RxQueueRef rx, nint* mbufs, int n)
+    {
+        FlowPmd f = _f;
+        PmdCounters* c = state.Counters;
+        FlowKey* keys = f.Keys;
+        int* entryOf = f.EntryOf;
+        ushort inPort = (ushort)(rx.DpPort + 1);
+        long version = f.Current.Version;
+        long macGen = f.MacGeneration;
+        MegaflowCache mfc = f.Megaflows;
+        Emc emc = f.Emc;
+        int misses = 0;
+        int emcHits = 0;
+
+        // 1 + 2: keys, hashes, microflow cache.
+        for (int i = 0; i < n; i++)
+        {
+            nint m = mbufs[i];
+            if ((KeyExtractor.Extract(Mbuf.Data(m), Mbuf.DataLen(m), inPort, keys + i, f.Offsets + i) & ParseFlags.Errors) != 0)
+            {
+                c->Malformed++;
+                state.Drop(m);
+                entryOf[i] = Done;
+                continue;
+            }
+
+            uint h = KeyExtractor.Hash(keys + i);
+            f.Hashes[i] = h;
+            EmcEntry* ee = emc.Lookup(keys + i, h);
+            if (ee != null)
+            {
+                MegaflowEntry* me = mfc.Entry(ee->Megaflow);
+                if (me->Serial == ee->Serial && me->Subtable >= 0 && me->Version == version
+                    && (me->MacGeneration < 0 || me->MacGeneration == macGen))
+                {
+                    entryOf[i] = ee->Megaflow;
+                    emcHits++;
+                    continue;
+                }
+            }
+
+            entryOf[i] = Invalid;
+            misses++;
+        }
+
+        c->EmcHits += (ulong)emcHits;
+
+        // 3 + 4: megaflow cache, revalidation, upcalls.
+        if (misses != 0)
+        {
+            Miss(state, mbufs, n, version, macGen);
+        }
+
+        // 5: group by megaflow and run each group's actions.
+        int groups = 0;
+        int* ge = f.GroupEntry;
+        int* gs = f.GroupSize;
+        byte* members = f.Members;
+        for (int i = 0; i < n; i++)
+        {
+            int e = entryOf[i];
+            if (e < 0)
+            {
+                continue;
+            }
+
+            int g = 0;
+            while (g < groups && ge[g] != e)
+            {
+                g++;
+            }
+
+            if (g == groups)
+            {
+                ge[g] = e;
+                gs[g] = 0;
+                groups++;
+            }
+
+            members[(g * FlowPmd.Burst) + gs[g]++] = (byte)i;
+        }
+
+        if (groups == 1 && gs[0] == n)
+        {
+            MegaflowEntry* me = mfc.Entry(ge[0]);
+            if (me->OpCount == 1 && ((DpAction*)me->Ops)->Op == DpOp.Output)
+            {
+                Account(me, mbufs, n);
+                return ((DpAction*)me->Ops)->A;
+            }
+        }
+
+        for (int g = 0; g < groups; g++)
+        {
+            MegaflowEntry* me = mfc.Entry(ge[g]);
+            int k = gs[g];
+            byte* mem = members + (g * FlowPmd.Burst);
+            for (int j = 0; j < k; j++)
+            {
+                f.GroupPkts[j] = mbufs[mem[j]];
+                f.GroupOffs[j] = f.Offsets[mem[j]];
+            }
+
+            Account(me, f.GroupPkts, k);
+            Execute(state, me, f.GroupPkts, f.GroupOffs, k, inPort);
+        }
+
+        return -1;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void Miss(PmdState state, nint* mbufs, int n, long version, long macGen)
+    {
+        FlowPmd f = _f;
+        PmdCounters* c = state.Counters;
+        MegaflowCache mfc = f.Megaflows;
+        int* entryOf = f.EntryOf;
+        ulong mfHits = 0;
+        for (int i = 0; i < n; i++)
+        {
+            if (entryOf[i] != Invalid)
+            {
+                continue;
+            }
+
+            FlowKey* key = f.Keys + i;
+            int e = mfc.Lookup(key);
+            if (e >= 0)
+            {
+                MegaflowEntry* me = mfc.Entry(e);
+                if (me->Version != version || (me->MacGeneration >= 0 && me->MacGeneration != macGen))
+                {
+                    e = Revalidate(state, e);
+                }
+
+                if (e >= 0)
+                {
+                    mfHits++;
+                    entryOf[i] = e;
+                    f.Emc.MaybeInsert(key, f.Hashes[i], e, me->Serial);
+                    continue;
+                }
+            }
+
+            ulong t0 = _io.Now();
+            Translator.Translate(f.Current, *key, f.Shared.Macs, t0, f.Translation);
+            Translation t = f.Translation;
+            if (t.Overflow)
+            {
+                c->ActionDrops++;
+            }
+
+            long gen = t.UsesMac ? f.Shared.Macs.Generation : -1;
+            e = mfc.Install(key, t, version, gen, t0);
+            c->Upcalls++;
+            if (e == mfc.ScratchIndex)
+            {
+                // Not installed (cache full): act on this packet now, before the scratch is reused.
+                c->MegaflowFull++;
+                MegaflowEntry* se = mfc.Entry(e);
+                nint m = mbufs[i];
+                HeaderOffsets off = f.Offsets[i];
+                Account(se, &m, 1);
+                Execute(state, se, &m, &off, 1, (ushort)(key->InPort));
+                entryOf[i] = Done;
+            }
+            else
+            {
+                entryOf[i] = e;
+                if (mfc.Entry(e)->MacGeneration >= 0)
+                {
+                    f.MacGeneration = f.Shared.Macs.Generation;
+                }
+            }
+
+            c->UpcallCycles += _io.Now() - t0;
+        }
+
+        c->MegaflowHits += mfHits;
+    }
+
+    /// <summary>Re-checks a stale megaflow against the current tables; returns it (updated) or -1 (removed).</summary>
+    private int Revalidate(PmdState state, int e)
+    {
+        FlowPmd f = _f;
+        MegaflowCache mfc = f.Megaflows;
+        MegaflowEntry* me = mfc.Entry(e);
+        state.Counters->Revalidations++;
+        Translation t = f.Translation;
+        Translator.Translate(f.Current, me->Key, f.Shared.Macs, _io.Now(), t);
+        if (!t.Overflow && t.Wildcards.IsSubsetOf(mfc.Subtable(me->Subtable)->Mask))
+        {
+            mfc.Update(e, t, f.Current.Version, t.UsesMac ? f.Shared.Macs.Generation : -1);
+            return e;
+        }
+
+        mfc.Remove(e);
+        return -1;
+    }
+
+    /// <summary>Megaflow and rule counters for <paramref name="k"/> packets (once per group).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void Account(MegaflowEntry* me, nint* pkts, int k)
+    {
+        ulong bytes = 0;
+        for (int j = 0; j < k; j++)
+        {
+            bytes += Mbuf.PktLen(pkts[j]);
+        }
+
+        me->Packets += (ulong)k;
+        me->Bytes += bytes;
+        ulong stamp = _io.Now();
+        me->LastUsed = stamp;
+        int rc = me->RuleCount;
+        if (rc != 0)
+        {
+            FlowRule[] rules = _f.Current.Rules;
+            for (int r = 0; r < rc; r++)
+            {
+                int id = me->RuleIds[r];
+                if ((uint)id < (uint)rules.Length)
+                {
+                    RuleCounters rcs = rules[id].Counters;
+                    rcs.Packets += k;
+                    rcs.Bytes += (long)bytes;
+                    rcs.LastUsedTsc = stamp;
+                }
+            }
+        }
+    }
+
+    /// <summary>Runs a megaflow's actions on a group of packets (order kept).</summary>
+    private void Execute(PmdState state, MegaflowEntry* me, nint* pkts, HeaderOffsets* offs, int k, ushort inPort)
+    {
+        DpAction* ops = (DpAction*)me->Ops;
+        int count = me->OpCount;
+        bool sent = false;
+        for (int a = 0; a < count; a++)
+        {
+            DpAction op = ops[a];
+            switch (op.Op)
+            {
+                case DpOp.Output:
+                    if ((op.Flags & DpAction.CloneFlag) != 0)
+                    {
+                        nint* copies = _f.Copies;
+                        _io.Copy(pkts, copies, (uint)k);
+                        for (int j = 0; j < k; j++)
+                        {
+                            if (pkts[j] == 0)
+                            {
+                                if (copies[j] != 0)
+                                {
+                                    _io.Free(copies + j, 1);
+                                }
+
+                                continue;
+                            }
+
+                            if (copies[j] == 0)
+                            {
+                                state.Counters->ActionDrops++;
+                                continue;
+                            }
+
+                            Enqueue(state, op.A, copies[j]);
+                        }
+                    }
+                    else
+                    {
+                        for (int j = 0; j < k; j++)
+                        {
+                            if (pkts[j] != 0)
+                            {
+                                Enqueue(state, op.A, pkts[j]);
+                            }
+                        }
+
+                        sent = true;
+                    }
+
+                    break;
+                case DpOp.Controller:
+                    for (int j = 0; j < k; j++)
+                    {
+                        if (pkts[j] != 0)
+                        {
+                            if (_f.Punts.TryPut(pkts[j], inPort, op.A))
+                            {
+                                state.Counters->Punted++;
+                            }
+                            else
+                            {
+                                state.Counters->PuntDrops++;
+                            }
+                        }
+                    }
+
+                    break;
+                case DpOp.SetEthDst:
+                    for (int j = 0; j < k; j++)
+                    {
+                        if (pkts[j] != 0)
+                        {
+                            PacketEdit.WriteMac(Mbuf.Data(pkts[j]), op.C);
+                        }
+                    }
+
+                    break;
+                case DpOp.SetEthSrc:
+                    for (int j = 0; j < k; j++)
+                    {
+                        if (pkts[j] != 0)
+                        {
+                            PacketEdit.WriteMac(Mbuf.Data(pkts[j]) + 6, op.C);
+                        }
+                    }
+
+                    break;
+                case DpOp.PushVlan:
+                    for (int j = 0; j < k; j++)
+                    {
+                        if (pkts[j] != 0 && !PacketEdit.PushVlan(pkts[j], ref offs[j], op.A, (ushort)op.B))
+                        {
+                            DropOne(state, pkts, j);
+                        }
+                    }
+
+                    break;
+                case DpOp.PopVlan:
+                    for (int j = 0; j < k; j++)
+                    {
+                        if (pkts[j] != 0)
+                        {
+                            PacketEdit.PopVlan(pkts[j], ref offs[j]);
+                        }
+                    }
+
+                    break;
+                case DpOp.SetVlanTci:
+                    for (int j = 0; j < k; j++)
+                    {
+                        if (pkts[j] != 0)
+                        {
+                            PacketEdit.SetVlanTci(pkts[j], op.A, (ushort)op.B);
+                        }
+                    }
+
+                    break;
+                case DpOp.SetIpv4Src:
+                case DpOp.SetIpv4Dst:
+                    for (int j = 0; j < k; j++)
+                    {
+                        if (pkts[j] != 0)
+                        {
+                            PacketEdit.SetIpv4(pkts[j], offs[j], op.Op == DpOp.SetIpv4Dst, op.B, op.Flags);
+                        }
+                    }
+
+                    break;
+                case DpOp.SetIpv6Src:
+                case DpOp.SetIpv6Dst:
+                    for (int j = 0; j < k; j++)
+                    {
+                        if (pkts[j] != 0)
+                        {
+                            PacketEdit.SetIpv6(pkts[j], offs[j], op.Op == DpOp.SetIpv6Dst, op.C, ops[a + 1].C, op.Flags);
+                        }
+                    }
+
+                    a++; // the Ext slot
+                    break;
+                case DpOp.SetTpSrc:
+                case DpOp.SetTpDst:
+                    for (int j = 0; j < k; j++)
+                    {
+                        if (pkts[j] != 0)
+                        {
+                            PacketEdit.SetPort(pkts[j], offs[j], op.Op == DpOp.SetTpDst, op.A, op.Flags);
+                        }
+                    }
+
+                    break;
+                case DpOp.DecTtl:
+                    for (int j = 0; j < k; j++)
+                    {
+                        if (pkts[j] != 0 && !PacketEdit.DecTtl(pkts[j], offs[j], op.Flags == 2))
+                        {
+                            DropOne(state, pkts, j);
+                        }
+                    }
+
+                    break;
+            }
+        }
+
+        if (!sent)
+        {
+            for (int j = 0; j < k; j++)
+            {
+                if (pkts[j] != 0)
+                {
+                    state.Drop(pkts[j]);
+                }
+            }
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void DropOne(PmdState state, nint* pkts, int j)
+    {
+        state.Counters->ActionDrops++;
+        state.Drop(pkts[j]);
+        pkts[j] = 0;
+    }
+
+    /// <summary>Appends to a tx buffer; a buffer already full (many copies to one port) drops and counts.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void Enqueue(PmdState state, int slot, nint m)
+    {
+        if (state.Tx[slot].Count >= PmdState.TxCapacity)
+        {
+            state.Counters->TxDrops++;
+            _io.Free(&m, 1);
+            return;
+        }
+
+        state.Enqueue(slot, m);
+    }
+}

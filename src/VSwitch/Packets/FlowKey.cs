@@ -1,0 +1,151 @@
+// FlowKey.cs - the fixed-size flow key every packet is classified by: 12 64-bit words (96 bytes).
+//
+// Shaped for the caches: a key, a mask and a masked key are all the same 12 words, so matching is
+// "(key & mask) == value" word by word, hashing is CRC32C over the words a mask uses, and the
+// microflow cache compares three 256-bit vectors. Fields are stored as host-order integers (a MAC
+// is the 48-bit big-endian number of its six bytes, an IPv4 address the usual 32-bit number), so
+// CIDR prefixes and bit masks are plain integer masks. The word layout:
+//
+//   W0  in_port:16  dl_type:16  vlan_tci:16  vlan2_tci:16   (TCI with 0x1000 set when the tag exists)
+//   W1  dl_dst:48   nw_proto:8  nw_tos:8                   (ARP: nw_proto = opcode low byte)
+//   W2  dl_src:48   nw_ttl:8    nw_frag:8                   (frag: 1 = fragment, 2 = not the first)
+//   W3  tp_src:16   tp_dst:16   tcp_flags:16  parse:16      (ICMP: tp_src = type, tp_dst = code)
+//   W4  nw_src:32   nw_dst:32                               (IPv4, ARP spa/tpa)
+//   W5..W8  ipv6_src (hi, lo), ipv6_dst (hi, lo)
+//   W9  metadata:64
+//   W10 reg0:32 reg1:32
+//   W11 ct_state:8 ct_zone:16 reserved:8 ct_mark:32         (room for connection tracking)
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
+namespace VSwitch.Packets;
+
+[StructLayout(LayoutKind.Sequential, Size = 96)]
+public unsafe struct FlowKey : IEquatable<FlowKey>
+{
+    public const int Words = 12;
+
+    /// <summary>The key's 12 words (layout in the file comment).</summary>
+    public fixed ulong W[Words];
+
+    // Field positions: (word, shift, width). Kept as constants so accessors fold to one shift/mask.
+    public ushort InPort { readonly get => (ushort)W[0]; set => Set(0, 0, 16, value); }
+    public ushort DlType { readonly get => (ushort)(W[0] >> 16); set => Set(0, 16, 16, value); }
+    public ushort VlanTci { readonly get => (ushort)(W[0] >> 32); set => Set(0, 32, 16, value); }
+    public ushort Vlan2Tci { readonly get => (ushort)(W[0] >> 48); set => Set(0, 48, 16, value); }
+    public ulong DlDst { readonly get => W[1] & Mac48; set => Set(1, 0, 48, value); }
+    public byte NwProto { readonly get => (byte)(W[1] >> 48); set => Set(1, 48, 8, value); }
+    public byte NwTos { readonly get => (byte)(W[1] >> 56); set => Set(1, 56, 8, value); }
+    public ulong DlSrc { readonly get => W[2] & Mac48; set => Set(2, 0, 48, value); }
+    public byte NwTtl { readonly get => (byte)(W[2] >> 48); set => Set(2, 48, 8, value); }
+    public byte NwFrag { readonly get => (byte)(W[2] >> 56); set => Set(2, 56, 8, value); }
+    public ushort TpSrc { readonly get => (ushort)W[3]; set => Set(3, 0, 16, value); }
+    public ushort TpDst { readonly get => (ushort)(W[3] >> 16); set => Set(3, 16, 16, value); }
+    public ushort TcpFlags { readonly get => (ushort)(W[3] >> 32); set => Set(3, 32, 16, value); }
+    public ushort Parse { readonly get => (ushort)(W[3] >> 48); set => Set(3, 48, 16, value); }
+    public uint NwSrc { readonly get => (uint)W[4]; set => Set(4, 0, 32, value); }
+    public uint NwDst { readonly get => (uint)(W[4] >> 32); set => Set(4, 32, 32, value); }
+    public UInt128 Ipv6Src { readonly get => new(W[5], W[6]); set { W[5] = (ulong)(value >> 64); W[6] = (ulong)value; } }
+    public UInt128 Ipv6Dst { readonly get => new(W[7], W[8]); set { W[7] = (ulong)(value >> 64); W[8] = (ulong)value; } }
+    public ulong Metadata { readonly get => W[9]; set => W[9] = value; }
+    public uint Reg0 { readonly get => (uint)W[10]; set => Set(10, 0, 32, value); }
+    public uint Reg1 { readonly get => (uint)(W[10] >> 32); set => Set(10, 32, 32, value); }
+    public byte CtState { readonly get => (byte)W[11]; set => Set(11, 0, 8, value); }
+    public ushort CtZone { readonly get => (ushort)(W[11] >> 8); set => Set(11, 8, 16, value); }
+    public uint CtMark { readonly get => (uint)(W[11] >> 32); set => Set(11, 32, 32, value); }
+
+    public const ulong Mac48 = 0xFFFF_FFFF_FFFFUL;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Set(int word, int shift, int width, ulong value)
+    {
+        ulong m = (width == 64 ? ulong.MaxValue : ((1UL << width) - 1)) << shift;
+        W[word] = (W[word] & ~m) | ((value << shift) & m);
+    }
+
+    public readonly bool Equals(FlowKey other)
+    {
+        for (int i = 0; i < Words; i++)
+        {
+            if (W[i] != other.W[i])
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    public override readonly bool Equals(object? obj) => obj is FlowKey k && Equals(k);
+
+    public override readonly int GetHashCode()
+    {
+        ulong h = 0;
+        for (int i = 0; i < Words; i++)
+        {
+            h = (h * 0x9E3779B97F4A7C15UL) ^ W[i];
+        }
+
+        return (int)(h ^ (h >> 32));
+    }
+
+    /// <summary>True when every bit set in this mask is also set in <paramref name="other"/>.</summary>
+    public readonly bool IsSubsetOf(in FlowKey other)
+    {
+        for (int i = 0; i < Words; i++)
+        {
+            if ((W[i] & ~other.W[i]) != 0)
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>This key with every bit outside <paramref name="mask"/> cleared.</summary>
+    public readonly FlowKey MaskedBy(in FlowKey mask)
+    {
+        FlowKey r = default;
+        for (int i = 0; i < Words; i++)
+        {
+            r.W[i] = W[i] & mask.W[i];
+        }
+
+        return r;
+    }
+
+    /// <summary>Bitwise OR of <paramref name="other"/> into this key (used to grow a wildcard mask).</summary>
+    public void Or(in FlowKey other)
+    {
+        for (int i = 0; i < Words; i++)
+        {
+            W[i] |= other.W[i];
+        }
+    }
+}
+
+/// <summary>Bits of <see cref="FlowKey.Parse"/>: how far extraction got and what went wrong.</summary>
+public static class ParseFlags
+{
+    /// <summary>An Ethernet header (and any VLAN tags) was read.</summary>
+    public const ushort L2 = 0x0001;
+
+    /// <summary>A network header (IPv4, IPv6 or ARP) was read and is consistent.</summary>
+    public const ushort L3 = 0x0002;
+
+    /// <summary>A transport header (TCP, UDP, ICMP, ICMPv6) was read.</summary>
+    public const ushort L4 = 0x0004;
+
+    /// <summary>The frame ended inside a header.</summary>
+    public const ushort Truncated = 0x0100;
+
+    /// <summary>A header's fields are inconsistent (IHL below 5, length beyond the frame, bad version).</summary>
+    public const ushort Bad = 0x0200;
+
+    /// <summary>IPv6 extension headers nested deeper than the parser follows.</summary>
+    public const ushort TooDeep = 0x0400;
+
+    /// <summary>Any of the error bits: such a packet is counted as malformed and dropped.</summary>
+    public const ushort Errors = Truncated | Bad | TooDeep;
+}

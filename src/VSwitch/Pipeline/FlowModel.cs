@@ -1,0 +1,276 @@
+// FlowModel.cs - the control plane's view of a flow rule: match, priority, actions, counters.
+//
+// These are ordinary managed objects built off the PMD path (by the flow text parser or by code).
+// A rule's match is a FlowKey value and a FlowKey mask (value already masked); its actions are an
+// array of FlowAction interpreted by the pipeline at upcall time, never per packet. RuleCounters is
+// a separate object so that a replaced table can hand the same counters to an unchanged rule.
+using VSwitch.Packets;
+
+namespace VSwitch.Pipeline;
+
+/// <summary>A named key field: where it lives in the FlowKey and what it needs to be meaningful.</summary>
+public sealed record FieldDef(string Name, int Word, int Shift, int Width, Prerequisite Prereq, bool Writable)
+{
+    /// <summary>The field's bits within its word.</summary>
+    public ulong WordMask => (Width == 64 ? ulong.MaxValue : ((1UL << Width) - 1)) << Shift;
+
+    /// <summary>Width 128 fields (IPv6 addresses) span words Word and Word+1.</summary>
+    public bool IsWide => Width == 128;
+}
+
+/// <summary>What a match on a field requires of the packet (ovs-ofctl's "prerequisites").</summary>
+public enum Prerequisite
+{
+    None,
+    Ip,
+    Ipv6,
+    IpAny,
+    Arp,
+    Tcp,
+    Udp,
+    TcpUdp,
+    Icmp,
+    Vlan,
+}
+
+/// <summary>Every field the flow syntax knows (ovs-ofctl names).</summary>
+public static class Fields
+{
+    public static readonly FieldDef InPort = new("in_port", 0, 0, 16, Prerequisite.None, false);
+    public static readonly FieldDef DlType = new("dl_type", 0, 16, 16, Prerequisite.None, false);
+    public static readonly FieldDef VlanTci = new("vlan_tci", 0, 32, 16, Prerequisite.None, false);
+    public static readonly FieldDef DlVlan = new("dl_vlan", 0, 32, 12, Prerequisite.Vlan, true);
+    public static readonly FieldDef DlVlanPcp = new("dl_vlan_pcp", 0, 45, 3, Prerequisite.Vlan, true);
+    public static readonly FieldDef Vlan2Tci = new("vlan2_tci", 0, 48, 16, Prerequisite.None, false);
+    public static readonly FieldDef DlDst = new("dl_dst", 1, 0, 48, Prerequisite.None, true);
+    public static readonly FieldDef NwProto = new("nw_proto", 1, 48, 8, Prerequisite.IpAny, false);
+    public static readonly FieldDef ArpOp = new("arp_op", 1, 48, 8, Prerequisite.Arp, false);
+    public static readonly FieldDef NwTos = new("nw_tos", 1, 56, 8, Prerequisite.IpAny, false);
+    public static readonly FieldDef DlSrc = new("dl_src", 2, 0, 48, Prerequisite.None, true);
+    public static readonly FieldDef NwTtl = new("nw_ttl", 2, 48, 8, Prerequisite.IpAny, false);
+    public static readonly FieldDef NwFrag = new("ip_frag", 2, 56, 8, Prerequisite.IpAny, false);
+    public static readonly FieldDef TpSrc = new("tp_src", 3, 0, 16, Prerequisite.TcpUdp, true);
+    public static readonly FieldDef TpDst = new("tp_dst", 3, 16, 16, Prerequisite.TcpUdp, true);
+    public static readonly FieldDef IcmpType = new("icmp_type", 3, 0, 16, Prerequisite.Icmp, false);
+    public static readonly FieldDef IcmpCode = new("icmp_code", 3, 16, 16, Prerequisite.Icmp, false);
+    public static readonly FieldDef TcpFlags = new("tcp_flags", 3, 32, 16, Prerequisite.Tcp, false);
+    public static readonly FieldDef NwSrc = new("nw_src", 4, 0, 32, Prerequisite.Ip, true);
+    public static readonly FieldDef NwDst = new("nw_dst", 4, 32, 32, Prerequisite.Ip, true);
+    public static readonly FieldDef ArpSpa = new("arp_spa", 4, 0, 32, Prerequisite.Arp, false);
+    public static readonly FieldDef ArpTpa = new("arp_tpa", 4, 32, 32, Prerequisite.Arp, false);
+    public static readonly FieldDef Ipv6Src = new("ipv6_src", 5, 0, 128, Prerequisite.Ipv6, true);
+    public static readonly FieldDef Ipv6Dst = new("ipv6_dst", 7, 0, 128, Prerequisite.Ipv6, true);
+    public static readonly FieldDef Metadata = new("metadata", 9, 0, 64, Prerequisite.None, true);
+    public static readonly FieldDef Reg0 = new("reg0", 10, 0, 32, Prerequisite.None, true);
+    public static readonly FieldDef Reg1 = new("reg1", 10, 32, 32, Prerequisite.None, true);
+    public static readonly FieldDef CtState = new("ct_state", 11, 0, 8, Prerequisite.None, false);
+    public static readonly FieldDef CtZone = new("ct_zone", 11, 8, 16, Prerequisite.None, false);
+    public static readonly FieldDef CtMark = new("ct_mark", 11, 32, 32, Prerequisite.None, false);
+
+    public static readonly IReadOnlyList<FieldDef> All =
+    [
+        InPort, DlType, VlanTci, DlVlan, DlVlanPcp, Vlan2Tci, DlDst, NwProto, ArpOp, NwTos, DlSrc, NwTtl, NwFrag,
+        TpSrc, TpDst, IcmpType, IcmpCode, TcpFlags, NwSrc, NwDst, ArpSpa, ArpTpa, Ipv6Src, Ipv6Dst, Metadata,
+        Reg0, Reg1, CtState, CtZone, CtMark,
+    ];
+
+    private static readonly Dictionary<string, FieldDef> s_byName = Build();
+
+    private static Dictionary<string, FieldDef> Build()
+    {
+        var d = All.ToDictionary(f => f.Name, StringComparer.Ordinal);
+        d["eth_src"] = DlSrc;
+        d["eth_dst"] = DlDst;
+        d["eth_type"] = DlType;
+        d["ip_src"] = NwSrc;
+        d["ip_dst"] = NwDst;
+        d["ip_proto"] = NwProto;
+        d["ipv4_src"] = NwSrc;
+        d["ipv4_dst"] = NwDst;
+        d["tcp_src"] = TpSrc;
+        d["tcp_dst"] = TpDst;
+        d["udp_src"] = TpSrc;
+        d["udp_dst"] = TpDst;
+        d["icmpv6_type"] = IcmpType;
+        d["icmpv6_code"] = IcmpCode;
+        d["vlan_vid"] = DlVlan;
+        d["vlan_pcp"] = DlVlanPcp;
+        return d;
+    }
+
+    public static FieldDef? Find(string name) => s_byName.GetValueOrDefault(name);
+
+    public static IEnumerable<string> Names => s_byName.Keys;
+}
+
+/// <summary>A match: the packet's key masked by <see cref="Mask"/> equals <see cref="Value"/>.</summary>
+public struct FlowMatch : IEquatable<FlowMatch>
+{
+    /// <summary>The wanted bits (zero outside the mask).</summary>
+    public FlowKey Value;
+
+    /// <summary>The bits that matter.</summary>
+    public FlowKey Mask;
+
+    /// <summary>Adds "field &amp; mask == value &amp; mask" (for 128-bit fields use <see cref="SetWide"/>).</summary>
+    public void Set(FieldDef f, ulong value, ulong mask)
+    {
+        ulong fm = f.WordMask;
+        ulong m = (mask << f.Shift) & fm;
+        unsafe
+        {
+            Mask.W[f.Word] = (Mask.W[f.Word] & ~fm) | m;
+            Value.W[f.Word] = (Value.W[f.Word] & ~fm) | ((value << f.Shift) & m);
+        }
+    }
+
+    public void SetWide(FieldDef f, UInt128 value, UInt128 mask)
+    {
+        unsafe
+        {
+            Mask.W[f.Word] = (ulong)(mask >> 64);
+            Mask.W[f.Word + 1] = (ulong)mask;
+            Value.W[f.Word] = (ulong)((value & mask) >> 64);
+            Value.W[f.Word + 1] = (ulong)(value & mask);
+        }
+    }
+
+    /// <summary>The field's mask (shifted down) in this match.</summary>
+    public readonly ulong GetMask(FieldDef f)
+    {
+        unsafe
+        {
+            return (Mask.W[f.Word] & f.WordMask) >> f.Shift;
+        }
+    }
+
+    public readonly ulong GetValue(FieldDef f)
+    {
+        unsafe
+        {
+            return (Value.W[f.Word] & f.WordMask) >> f.Shift;
+        }
+    }
+
+    /// <summary>True when <paramref name="key"/> satisfies this match.</summary>
+    public readonly unsafe bool Matches(in FlowKey key)
+    {
+        for (int i = 0; i < FlowKey.Words; i++)
+        {
+            if ((key.W[i] & Mask.W[i]) != Value.W[i])
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    public readonly bool Equals(FlowMatch other) => Value.Equals(other.Value) && Mask.Equals(other.Mask);
+
+    public override readonly bool Equals(object? obj) => obj is FlowMatch m && Equals(m);
+
+    public override readonly int GetHashCode() => HashCode.Combine(Value.GetHashCode(), Mask.GetHashCode());
+}
+
+public enum ActionKind : byte
+{
+    /// <summary>Send to port <see cref="FlowAction.Port"/>.</summary>
+    Output,
+
+    /// <summary>Send back out of the port the packet came in on.</summary>
+    InPort,
+
+    /// <summary>Stop: no further actions, nothing sent.</summary>
+    Drop,
+
+    /// <summary>Every port except the input port (honouring port VLAN modes).</summary>
+    Flood,
+
+    /// <summary>MAC-learning switch with VLAN awareness.</summary>
+    Normal,
+
+    /// <summary>Punt a copy to the slow path through a bounded ring.</summary>
+    Controller,
+
+    /// <summary>Push an 802.1Q (or 802.1ad, <see cref="FlowAction.Value"/> = TPID) tag with VID 0.</summary>
+    PushVlan,
+
+    /// <summary>Remove the outermost VLAN tag.</summary>
+    PopVlan,
+
+    /// <summary>Set the outermost tag's VID (pushes a tag when there is none, like mod_vlan_vid).</summary>
+    SetVlanVid,
+
+    /// <summary>Set the outermost tag's PCP (pushes a tag when there is none, like mod_vlan_pcp).</summary>
+    SetVlanPcp,
+
+    /// <summary>Set <see cref="FlowAction.Field"/> to <see cref="FlowAction.Value"/> (/ <see cref="FlowAction.Value128"/>).</summary>
+    SetField,
+
+    /// <summary>Decrement the IP TTL / hop limit; packets whose TTL would reach 0 are dropped.</summary>
+    DecTtl,
+
+    /// <summary>metadata = (metadata &amp; ~Mask) | (Value &amp; Mask).</summary>
+    WriteMetadata,
+
+    /// <summary>Continue in table <see cref="FlowAction.Table"/> (instruction: last).</summary>
+    GotoTable,
+
+    /// <summary>Run table <see cref="FlowAction.Table"/> (with in_port <see cref="FlowAction.Port"/> when not -1) and come back.</summary>
+    Resubmit,
+}
+
+/// <summary>One action of a rule (a small value; the meaning of each member depends on Kind).</summary>
+public readonly record struct FlowAction(ActionKind Kind, int Port = 0, int Table = 0, FieldDef? Field = null,
+    ulong Value = 0, ulong Mask = 0, UInt128 Value128 = default);
+
+/// <summary>Packet and byte counts of one rule; survives replace-flows for an unchanged rule.</summary>
+public sealed class RuleCounters
+{
+    /// <summary>Packets that took the rule (written by the PMDs, once per packet group).</summary>
+    public long Packets;
+
+    /// <summary>Bytes of those packets.</summary>
+    public long Bytes;
+
+    /// <summary>When a packet last took the rule (TSC).</summary>
+    public ulong LastUsedTsc;
+}
+
+/// <summary>An OpenFlow-like rule in one table.</summary>
+public sealed class FlowRule
+{
+    public int Table { get; init; }
+
+    public int Priority { get; init; } = 32768;
+
+    public FlowMatch Match;
+
+    public FlowAction[] Actions { get; init; } = [];
+
+    public ulong Cookie { get; init; }
+
+    /// <summary>Seconds without traffic after which the rule is removed (0: never).</summary>
+    public int IdleTimeout { get; init; }
+
+    /// <summary>Seconds after installation after which the rule is removed (0: never).</summary>
+    public int HardTimeout { get; init; }
+
+    public RuleCounters Counters { get; set; } = new();
+
+    /// <summary>Install time (TSC) for the hard timeout and the duration shown by dump-flows.</summary>
+    public ulong InstalledTsc { get; set; }
+
+    /// <summary>Order of insertion: among equal priorities the earlier rule wins.</summary>
+    public long Seq { get; set; }
+
+    /// <summary>Where the rule came from (file and line), for messages.</summary>
+    public string? Origin { get; init; }
+
+    /// <summary>Same table, priority and match (the identity replace-flows and mod-flows use).</summary>
+    public bool SameIdentity(FlowRule o) => Table == o.Table && Priority == o.Priority && Match.Equals(o.Match);
+
+    public bool SameActions(FlowRule o) => Actions.AsSpan().SequenceEqual(o.Actions) && Cookie == o.Cookie
+        && IdleTimeout == o.IdleTimeout && HardTimeout == o.HardTimeout;
+}

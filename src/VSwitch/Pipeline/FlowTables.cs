@@ -1,0 +1,158 @@
+// FlowTables.cs - one immutable version of everything a verdict depends on: the tables, the port
+// set with its VLAN modes, and the table-miss policies.
+//
+// The control plane builds a new FlowTables for every change and publishes it with one reference
+// store (PipelineShared.Publish); PMDs read PipelineShared.Current once per burst and revalidate
+// any cached verdict whose Version differs. Rules are numbered within the version (RuleIds) so a
+// megaflow can name the rules it took in native memory and bump their counters.
+using VSwitch.Packets;
+
+namespace VSwitch.Pipeline;
+
+public enum VlanMode : byte
+{
+    /// <summary>No VLAN processing: NORMAL treats tagged and untagged frames as they come (trunk of all).</summary>
+    None,
+
+    /// <summary>Untagged port in one VLAN: untagged frames join Tag; tagged frames are dropped; egress is untagged.</summary>
+    Access,
+
+    /// <summary>Carries the allowed VLANs tagged (VLAN 0 = untagged).</summary>
+    Trunk,
+}
+
+/// <summary>A datapath port as the pipeline sees it (OpenFlow number = slot + 1).</summary>
+public sealed record PipelinePort(int OfPort, string Name, VlanMode Mode = VlanMode.None, ushort Tag = 0, IReadOnlyList<ushort>? Trunks = null)
+{
+    /// <summary>Datapath slot (index of the tx buffer).</summary>
+    public int Slot => OfPort - 1;
+
+    /// <summary>Whether this port carries <paramref name="vlan"/> (0: untagged) for NORMAL.</summary>
+    public bool Carries(int vlan) => Mode switch
+    {
+        VlanMode.Access => vlan == Tag,
+        VlanMode.Trunk => Trunks == null || Trunks.Count == 0 || Trunks.Contains((ushort)vlan),
+        _ => true,
+    };
+}
+
+public sealed class FlowTables
+{
+    public const int MaxTables = 255;
+    public const int MaxOfPort = 256;
+
+    private readonly FlowTable?[] _tables;
+    private readonly Dictionary<FlowRule, int> _ruleIds = new(ReferenceEqualityComparer.Instance);
+
+    public FlowTables(long version, IEnumerable<FlowTable> tables, IEnumerable<PipelinePort> ports)
+    {
+        Version = version;
+        _tables = new FlowTable?[MaxTables];
+        var all = new List<FlowRule>();
+        foreach (var t in tables)
+        {
+            _tables[t.Id] = t;
+            foreach (var r in t.Rules)
+            {
+                _ruleIds[r] = all.Count;
+                all.Add(r);
+            }
+        }
+
+        Rules = [.. all];
+        Ports = new PipelinePort?[MaxOfPort + 1];
+        var list = new List<PipelinePort>();
+        foreach (var p in ports)
+        {
+            Ports[p.OfPort] = p;
+            list.Add(p);
+        }
+
+        list.Sort((a, b) => a.OfPort.CompareTo(b.OfPort));
+        PortList = [.. list];
+    }
+
+    /// <summary>An empty version (no rules: every packet misses table 0 and is dropped).</summary>
+    public static FlowTables Empty(long version, IEnumerable<PipelinePort> ports) => new(version, [], ports);
+
+    /// <summary>Monotonic; cached verdicts carry the version they were computed for.</summary>
+    public long Version { get; }
+
+    /// <summary>Every rule of the version; megaflows refer to rules by index into this array.</summary>
+    public FlowRule[] Rules { get; }
+
+    /// <summary>Ports by OpenFlow number (null: no such port).</summary>
+    public PipelinePort?[] Ports { get; }
+
+    /// <summary>Ports in number order (flood and NORMAL walk this).</summary>
+    public PipelinePort[] PortList { get; }
+
+    public FlowTable? Table(int id) => (uint)id < MaxTables ? _tables[id] : null;
+
+    public IEnumerable<FlowTable> Tables => _tables.Where(t => t != null)!;
+
+    public int RuleId(FlowRule r) => _ruleIds.TryGetValue(r, out int id) ? id : -1;
+
+    public int RuleCount => Rules.Length;
+
+    /// <summary>A new version with the same tables and a different port set.</summary>
+    public FlowTables WithPorts(long version, IEnumerable<PipelinePort> ports) => new(version, Tables, ports);
+
+    /// <summary>
+    /// A new version whose tables hold exactly <paramref name="rules"/> (tables not mentioned become
+    /// empty); miss policies are kept.
+    /// </summary>
+    public FlowTables WithRules(long version, IEnumerable<FlowRule> rules)
+    {
+        var groups = rules.GroupBy(r => r.Table);
+        var tables = new List<FlowTable>();
+        foreach (var g in groups)
+        {
+            tables.Add(new FlowTable(g.Key, g, Table(g.Key)?.Miss ?? TableMissPolicy.Drop));
+        }
+
+        foreach (var t in Tables)
+        {
+            if (t.Miss != TableMissPolicy.Drop && tables.All(x => x.Id != t.Id))
+            {
+                tables.Add(new FlowTable(t.Id, [], t.Miss));
+            }
+        }
+
+        return new FlowTables(version, tables, PortList);
+    }
+
+    /// <summary>A new version where table <paramref name="id"/> has the given miss policy.</summary>
+    public FlowTables WithMiss(long version, int id, TableMissPolicy miss)
+    {
+        var tables = Tables.Where(t => t.Id != id).ToList();
+        tables.Add(new FlowTable(id, Table(id)?.Rules ?? [], miss));
+        return new FlowTables(version, tables, PortList);
+    }
+
+    /// <summary>All rules in dump order: table, then priority (high first), then insertion.</summary>
+    public IEnumerable<FlowRule> Dump(int? table = null) => Tables
+        .Where(t => table == null || t.Id == table)
+        .SelectMany(t => t.Rules.OrderBy(r => r, Comparer<FlowRule>.Create(FlowTable.Better)));
+
+    /// <summary>The brute-force reference: best rule of table <paramref name="id"/> for a key, by linear scan.</summary>
+    public FlowRule? LinearLookup(int id, in FlowKey key)
+    {
+        FlowRule? best = null;
+        var t = Table(id);
+        if (t == null)
+        {
+            return null;
+        }
+
+        foreach (var r in t.Rules)
+        {
+            if (r.Match.Matches(key) && (best == null || FlowTable.Better(r, best) < 0))
+            {
+                best = r;
+            }
+        }
+
+        return best;
+    }
+}

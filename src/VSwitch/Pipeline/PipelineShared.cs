@@ -1,0 +1,37 @@
+// PipelineShared.cs - what the PMDs share in pipeline mode: the current table version and the MAC table.
+//
+// The control plane is the only writer of Current: it builds a new FlowTables and publishes it with
+// one reference store. Each PMD reads Current once per polling round and acknowledges the version
+// it uses (PmdState.FlowVersionSeen); a change is in force once every PMD has acknowledged it.
+namespace VSwitch.Pipeline;
+
+public sealed class PipelineShared
+{
+    private volatile FlowTables _current;
+    private long _nextVersion;
+
+    public PipelineShared(IEnumerable<PipelinePort> ports)
+    {
+        _current = FlowTables.Empty(NextVersion(), ports);
+    }
+
+    /// <summary>The version PMDs classify with.</summary>
+    public FlowTables Current => _current;
+
+    /// <summary>The NORMAL action's learning table.</summary>
+    public MacTable Macs { get; } = new();
+
+    /// <summary>Most megaflows per PMD (as Open vSwitch's flow-limit).</summary>
+    public int MegaflowLimit { get; init; } = 200_000;
+
+    /// <summary>Megaflows unused this long are removed (TSC cycles).</summary>
+    public ulong MegaflowIdleCycles { get; set; }
+
+    /// <summary>Microflow cache insertion: one in this many misses.</summary>
+    public int EmcInsertInvProb { get; init; } = 100;
+
+    public long NextVersion() => Interlocked.Increment(ref _nextVersion);
+
+    /// <summary>Makes <paramref name="v"/> current (the caller then waits for the PMDs' acknowledgements).</summary>
+    public void Publish(FlowTables v) => _current = v;
+}
