@@ -25,6 +25,15 @@ internal readonly unsafe struct LoopbackIo(nint* burst) : IPacketIo
     {
     }
 
+    /// <summary>The loopback ports own a fixed set of mbufs: a copy is refused (the benchmarks' rules never clone).</summary>
+    public void Copy(nint* src, nint* dst, uint n)
+    {
+        for (uint i = 0; i < n; i++)
+        {
+            dst[i] = 0;
+        }
+    }
+
     public ulong Now() => 0;
 
     public void Sleep(uint us)

@@ -13,8 +13,20 @@ const string usage = """
                                              add a port while traffic runs (l2fwd: pair it with PEER)
       del-port NAME                          remove a port while traffic runs on the others
       dump-ports                             per-port packet counters (switch and device)
-      pmd-stats-show                         per-PMD packets, drops, busy cycles per packet, idle share
+      pmd-stats-show                         per-PMD packets, drops, busy cycles per packet, idle share,
+                                             cache hits and upcalls (pipeline mode)
+      pmd-stats-clear                        start pmd-stats-show's counts from zero
       pmd-rxq-show                           which rx queues each PMD polls
+      add-flow FLOW                          add one rule (ovs-ofctl syntax, docs/FLOWS.md)
+      add-flows FILE                         add every rule of FILE (all or nothing)
+      replace-flows FILE                     make the tables exactly FILE's rules, atomically
+                                             (unchanged rules keep their counters)
+      mod-flows [--strict] FLOW              new actions for the rules FLOW's match selects
+      del-flows [--strict] [MATCH]           delete the rules MATCH selects (all without MATCH)
+      dump-flows [TABLE]                     rules with counters
+      dump-megaflows                         the PMDs' cached megaflows, with masks and hits
+      trace PACKET                           the tables and rules a packet would take, e.g.
+                                             trace in_port=1,tcp,nw_dst=192.0.2.9,tp_dst=80
     default socket: /run/vswitch/vswitchd.sock (or $VSWITCH_SOCKET)
     """;
 
@@ -84,6 +96,60 @@ try
             }
 
             cmdArgs["name"] = rest[1];
+            break;
+        case "add-flow" or "trace":
+            if (rest.Count != 2)
+            {
+                throw new ArgumentException($"{cmd} needs one argument ({(cmd == "trace" ? "PACKET" : "FLOW")})");
+            }
+
+            cmdArgs[cmd == "trace" ? "packet" : "flow"] = rest[1];
+            break;
+        case "add-flows" or "replace-flows":
+            if (rest.Count != 2)
+            {
+                throw new ArgumentException($"{cmd} needs FILE");
+            }
+
+            if (!File.Exists(rest[1]))
+            {
+                throw new ArgumentException($"{cmd}: no such file: {rest[1]}");
+            }
+
+            cmdArgs["file"] = Path.GetFullPath(rest[1]);
+            break;
+        case "mod-flows" or "del-flows":
+        {
+            var a = rest.Skip(1).ToList();
+            if (a.Remove("--strict"))
+            {
+                cmdArgs["strict"] = true;
+            }
+
+            if (a.Count > 1 || (cmd == "mod-flows" && a.Count != 1))
+            {
+                throw new ArgumentException(cmd == "mod-flows" ? "mod-flows needs FLOW (match,actions=...)" : "del-flows takes at most one MATCH");
+            }
+
+            if (a.Count == 1)
+            {
+                cmdArgs[cmd == "mod-flows" ? "flow" : "match"] = a[0];
+            }
+
+            break;
+        }
+
+        case "dump-flows":
+            if (rest.Count > 2 || (rest.Count == 2 && !int.TryParse(rest[1], NumberStyles.Integer, CultureInfo.InvariantCulture, out _)))
+            {
+                throw new ArgumentException("dump-flows takes at most a TABLE number");
+            }
+
+            if (rest.Count == 2)
+            {
+                cmdArgs["table"] = int.Parse(rest[1], CultureInfo.InvariantCulture);
+            }
+
             break;
         default:
             if (rest.Count != 1)
@@ -159,6 +225,13 @@ if (result is JsonObject o)
         if (value is JsonArray rows && rows.All(r => r is JsonObject))
         {
             Table(key, rows);
+        }
+        else if (value is JsonArray lines && lines.All(r => r is JsonValue))
+        {
+            foreach (var l in lines)
+            {
+                Console.WriteLine(l?.ToString());
+            }
         }
         else
         {

@@ -14,7 +14,12 @@ internal static class Options
           --rxq NAME=N             rx queues of port NAME (default 1)
           --pmd-cores LIST         PMD cores, e.g. 1 or 1,2 (default: the last core)
           --rxq-assign P:Q=CORE    pin rx queue Q of port P to a PMD core (repeatable)
-          --mode MODE              forwarding mode: l2fwd (default)
+          --mode MODE              forwarding mode: l2fwd (default) or pipeline (flow tables)
+          --flows FILE             pipeline: load this flow file (ovs-ofctl syntax, docs/FLOWS.md) at start
+          --port-vlan NAME=SPEC    pipeline: VLAN mode of a port for NORMAL: access:TAG or trunk[:V1,V2,..]
+          --megaflow-limit N       pipeline: most megaflows per PMD (default 200000)
+          --emc-insert-inv-prob N  pipeline: insert 1 in N microflow cache misses (default 100, 0: off)
+          --state FILE             pipeline: keep ports and flow tables in FILE across restarts
           --l2fwd-pair A,B         forward A<->B (repeatable; default: ports paired in order)
           --no-mac-rewrite         l2fwd without rewriting MACs (plain io forwarding)
           --tx-drain-us US         longest wait of a buffered packet for a full tx burst (default 0)
@@ -61,6 +66,7 @@ internal static class Options
         }
 
         var rxqs = new List<(string, int)>();
+        var vlans = new List<(string, string)>();
         for (int i = 0; i < args.Length; i++)
         {
             string a = args[i];
@@ -101,6 +107,25 @@ internal static class Options
 
                 case "--mode":
                     c.Mode = SwitchConfig.ParseMode(Value(args, ref i), "--mode");
+                    break;
+                case "--flows":
+                    c.FlowsFile = Value(args, ref i);
+                    break;
+                case "--state":
+                    c.StateFile = Value(args, ref i);
+                    break;
+                case "--port-vlan":
+                    {
+                        var (name, spec) = Split(Value(args, ref i), '=', a);
+                        vlans.Add((name, spec));
+                        break;
+                    }
+
+                case "--megaflow-limit":
+                    c.MegaflowLimit = IntArg(Value(args, ref i), a, 1, 10_000_000);
+                    break;
+                case "--emc-insert-inv-prob":
+                    c.EmcInsertInvProb = IntArg(Value(args, ref i), a, 0, 1_000_000);
                     break;
                 case "--l2fwd-pair":
                     {
@@ -143,6 +168,13 @@ internal static class Options
                 default:
                     throw new UsageException($"unknown option '{a}'");
             }
+        }
+
+        foreach (var (name, spec) in vlans)
+        {
+            var port = c.Ports.FirstOrDefault(p => p.Name == name)
+                ?? throw new UsageException($"--port-vlan names unknown port '{name}'");
+            port.SetVlan(spec, "--port-vlan");
         }
 
         foreach (var (name, n) in rxqs)

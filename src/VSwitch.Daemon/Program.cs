@@ -93,12 +93,16 @@ if (config.ControlSocket != null)
     }
 }
 
-Console.WriteLine($"vswitchd: forwarding in {config.Mode.ToString().ToLowerInvariant()} mode{(config.MacRewrite ? " with MAC rewrite" : "")}; Ctrl-C stops");
+string modeNote = config.Mode == VSwitch.Config.ForwardingMode.Pipeline
+    ? $" with {dp.Flows!.Current.RuleCount} rules"
+    : config.MacRewrite ? " with MAC rewrite" : "";
+Console.WriteLine($"vswitchd: forwarding in {config.Mode.ToString().ToLowerInvariant()} mode{modeNote}; Ctrl-C stops");
 Console.Out.Flush();
 
 var clock = Stopwatch.StartNew();
 var last = dp.TakeSnapshot();
 double lastT = 0;
+double lastHousekeep = 0;
 double interval = config.StatsIntervalSeconds;
 double? duration = config.DurationSeconds;
 while (true)
@@ -120,6 +124,19 @@ while (true)
     {
         Console.WriteLine(string.Create(inv, $"vswitchd: t={clock.Elapsed.TotalSeconds:F2} {ev}"));
         Console.Out.Flush();
+    }
+
+    if (clock.Elapsed.TotalSeconds - lastHousekeep >= 1)
+    {
+        lastHousekeep = clock.Elapsed.TotalSeconds;
+        try
+        {
+            dp.Housekeep();
+        }
+        catch (VSwitchException e)
+        {
+            Console.Error.WriteLine($"vswitchd: housekeeping: {e.Message}");
+        }
     }
 
     now = clock.Elapsed.TotalSeconds;
@@ -155,7 +172,7 @@ if (control != null)
     await control.DisposeAsync();
 }
 
-long leaked = dp.Stop();
+dp.Stop();
 var fin = dp.TakeSnapshot();
 Console.WriteLine(string.Create(inv,
     $"final: seconds={elapsed:F2} rx_packets={fin.RxPackets} tx_packets={fin.TxPackets} drops={fin.Drops} avg_rx_mpps={SwitchDatapath.Mpps(fin.RxPackets / elapsed)}"));
@@ -168,9 +185,15 @@ foreach (var (p, t) in fin.Pmds.Zip(dp.Pmds))
 {
     double cpp = p.RxPackets > 0 ? (double)p.BusyCycles / p.RxPackets : 0;
     double busyPct = p.BusyCycles + p.IdleCycles > 0 ? 100.0 * p.BusyCycles / (p.BusyCycles + p.IdleCycles) : 0;
+    string pipe = dp.Flows == null ? "" : string.Create(inv,
+        $" emc_hits={p.Raw.EmcHits} megaflow_hits={p.Raw.MegaflowHits} upcalls={p.Raw.Upcalls} malformed={p.Raw.Malformed} revalidations={p.Raw.Revalidations} megaflows={p.Megaflows} action_drops={p.Raw.ActionDrops} punted={p.Raw.Punted}");
     Console.WriteLine(string.Create(inv,
-        $"final: pmd {p.Index} core={p.Core} rx={p.RxPackets} tx={p.TxPackets} tx_drops={p.TxDrops} fwd_drops={p.FwdDrops} busy={busyPct:F1}% cycles_per_pkt={cpp:F1} slept_ms={p.SleptMicros / 1000} alloc_bytes={t.AllocatedBytesDuringRun}"));
+        $"final: pmd {p.Index} core={p.Core} rx={p.RxPackets} tx={p.TxPackets} tx_drops={p.TxDrops} fwd_drops={p.FwdDrops} busy={busyPct:F1}% cycles_per_pkt={cpp:F1} slept_ms={p.SleptMicros / 1000} alloc_bytes={t.AllocatedBytesDuringRun}") + pipe);
 }
+
+// Closing the ports returns what drivers hold for themselves (net_pcap's infinite_rx ring), so the
+// pool's in-use count is compared with the baseline after they are gone.
+long leaked = dp.ReleasePorts();
 
 Console.WriteLine($"final: mbufs in_use_before={dp.InUseBaseline} in_use_after={dp.Pool!.InUse} leaked={leaked}");
 dp.Dispose();

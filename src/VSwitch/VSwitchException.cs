@@ -4,7 +4,7 @@ namespace VSwitch;
 /// An operator-facing error: the message is one complete sentence saying what is wrong and where,
 /// printed as is by vswitchd (no stack trace). Anything else escaping is a bug.
 /// </summary>
-public sealed class VSwitchException : Exception
+public class VSwitchException : Exception
 {
     public VSwitchException(string message) : base(message) { }
 

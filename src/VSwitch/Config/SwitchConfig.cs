@@ -19,6 +19,39 @@ public sealed class PortConfig
     public int RxDescriptors { get; set; } = 1024;
 
     public int TxDescriptors { get; set; } = 1024;
+
+    /// <summary>Pipeline mode: how NORMAL treats VLANs on this port (none, access, trunk).</summary>
+    public Pipeline.VlanMode VlanMode { get; set; }
+
+    /// <summary>Access port: its VLAN.</summary>
+    public ushort Tag { get; set; }
+
+    /// <summary>Trunk port: the VLANs it carries (empty: all).</summary>
+    public List<ushort> Trunks { get; set; } = [];
+
+    /// <summary>Parses "access:TAG" or "trunk:V1,V2,..." (or "none").</summary>
+    public void SetVlan(string spec, string where)
+    {
+        var (mode, rest) = spec.IndexOf(':') is int i and >= 0 ? (spec[..i], spec[(i + 1)..]) : (spec, "");
+        ushort Vid(string v) => ushort.TryParse(v, out ushort x) && x <= 4095
+            ? x : throw new VSwitchException($"{where}: VLAN '{v}' is not a number from 0 to 4095");
+        switch (mode)
+        {
+            case "none":
+                VlanMode = Pipeline.VlanMode.None;
+                break;
+            case "access":
+                VlanMode = Pipeline.VlanMode.Access;
+                Tag = Vid(rest);
+                break;
+            case "trunk":
+                VlanMode = Pipeline.VlanMode.Trunk;
+                Trunks = rest.Length == 0 ? [] : rest.Split(',').Select(Vid).ToList();
+                break;
+            default:
+                throw new VSwitchException($"{where}: VLAN mode '{mode}' is not one of none, access:TAG, trunk[:VLANS]");
+        }
+    }
 }
 
 /// <summary>Pins rx queue <see cref="Queue"/> of <see cref="Port"/> to the PMD on <see cref="Core"/>.</summary>
@@ -27,6 +60,9 @@ public sealed record RxqAssignment(string Port, int Queue, int Core);
 public enum ForwardingMode
 {
     L2fwd,
+
+    /// <summary>The flow pipeline: microflow and megaflow caches over OpenFlow-like tables.</summary>
+    Pipeline,
 }
 
 public sealed class SwitchConfig
@@ -70,6 +106,21 @@ public sealed class SwitchConfig
 
     /// <summary>Use --no-huge automatically when no hugepages are usable and every port allows it.</summary>
     public bool NoHugeFallback { get; set; } = true;
+
+    /// <summary>Pipeline mode: a flow file (ovs-ofctl syntax, docs/FLOWS.md) loaded at start.</summary>
+    public string? FlowsFile { get; set; }
+
+    /// <summary>Pipeline mode: most megaflows per PMD.</summary>
+    public int MegaflowLimit { get; set; } = 200_000;
+
+    /// <summary>Pipeline mode: megaflows unused this long are removed.</summary>
+    public int MegaflowIdleMs { get; set; } = 10_000;
+
+    /// <summary>Pipeline mode: a microflow entry is made for one in this many megaflow hits.</summary>
+    public int EmcInsertInvProb { get; set; } = 100;
+
+    /// <summary>Pipeline mode: where ports and flow tables are kept across restarts (null: not kept).</summary>
+    public string? StateFile { get; set; }
 
     /// <summary>The embedded default: l2fwd between two net_null ports, no NIC needed.</summary>
     public static SwitchConfig EmbeddedDefault()
@@ -184,8 +235,23 @@ public sealed class SwitchConfig
                     case "no_huge_fallback":
                         c.NoHugeFallback = Bool(v, source, path);
                         break;
+                    case "flows":
+                        c.FlowsFile = Str(v, source, path);
+                        break;
+                    case "megaflow_limit":
+                        c.MegaflowLimit = Int(v, source, path, 1, 10_000_000);
+                        break;
+                    case "megaflow_idle_ms":
+                        c.MegaflowIdleMs = Int(v, source, path, 0, 86_400_000);
+                        break;
+                    case "emc_insert_inv_prob":
+                        c.EmcInsertInvProb = Int(v, source, path, 0, 1_000_000);
+                        break;
+                    case "state_file":
+                        c.StateFile = v.ValueKind == JsonValueKind.Null ? null : Str(v, source, path);
+                        break;
                     default:
-                        throw new VSwitchException($"{source}: {path}: unknown setting (known: eal, ports, pmd_cores, rxq_assign, mode, mac_rewrite, l2fwd_pairs, mbufs, mempool_cache, tx_drain_us, pmd_sleep_max_us, stats_interval_s, duration_s, control_socket, no_huge_fallback)");
+                        throw new VSwitchException($"{source}: {path}: unknown setting (known: eal, ports, pmd_cores, rxq_assign, mode, mac_rewrite, l2fwd_pairs, mbufs, mempool_cache, tx_drain_us, pmd_sleep_max_us, stats_interval_s, duration_s, control_socket, no_huge_fallback, flows, megaflow_limit, megaflow_idle_ms, emc_insert_inv_prob, state_file)");
                 }
             }
 
@@ -196,7 +262,8 @@ public sealed class SwitchConfig
     public static ForwardingMode ParseMode(string s, string where) => s switch
     {
         "l2fwd" => ForwardingMode.L2fwd,
-        _ => throw new VSwitchException($"{where}: unknown forwarding mode '{s}' (known: l2fwd)"),
+        "pipeline" => ForwardingMode.Pipeline,
+        _ => throw new VSwitchException($"{where}: unknown forwarding mode '{s}' (known: l2fwd, pipeline)"),
     };
 
     private static PortConfig ParsePort(JsonElement p, string source, string path)
@@ -224,8 +291,11 @@ public sealed class SwitchConfig
                 case "txd":
                     port.TxDescriptors = Int(prop.Value, source, pp, 32, 32768);
                     break;
+                case "vlan":
+                    port.SetVlan(Str(prop.Value, source, pp), $"{source}: {pp}");
+                    break;
                 default:
-                    throw new VSwitchException($"{source}: {pp}: unknown port setting (known: name, devargs, rxq, rxd, txd)");
+                    throw new VSwitchException($"{source}: {pp}: unknown port setting (known: name, devargs, rxq, rxd, txd, vlan)");
             }
         }
 
@@ -330,6 +400,16 @@ public sealed class SwitchConfig
             {
                 throw new VSwitchException($"rx queue assignment of {a.Port}:{a.Queue} names core {a.Core}, which is not a PMD core ({string.Join(',', PmdCores)})");
             }
+        }
+
+        if (Mode == ForwardingMode.Pipeline && L2fwdPairs.Count != 0)
+        {
+            throw new VSwitchException("l2fwd pairs are given but the forwarding mode is pipeline (flows decide where packets go)");
+        }
+
+        if (Mode != ForwardingMode.Pipeline && FlowsFile != null)
+        {
+            throw new VSwitchException("a flow file is given but the forwarding mode is l2fwd; add --mode pipeline");
         }
 
         if (Mode == ForwardingMode.L2fwd)

@@ -3,13 +3,20 @@
 // response) with a message saying what and where.
 using System.Text.Json.Nodes;
 using VSwitch.Config;
+using VSwitch.Actions;
 using VSwitch.Datapath;
+using VSwitch.Interop;
+using VSwitch.Pipeline;
+using VSwitch.Pmd;
 
 namespace VSwitch.Control;
 
 public sealed class Commands(SwitchDatapath dp)
 {
-    public static readonly string[] Names = ["show", "dump-ports", "add-port", "del-port", "pmd-stats-show", "pmd-rxq-show"];
+    public static readonly string[] Names = ["show", "dump-ports", "add-port", "del-port", "pmd-stats-show", "pmd-stats-clear", "pmd-rxq-show",
+        "add-flow", "add-flows", "mod-flows", "del-flows", "replace-flows", "dump-flows", "dump-megaflows", "trace"];
+
+    private readonly Dictionary<int, PmdCounters> _statsBaseline = [];
 
     public JsonNode? Execute(string cmd, JsonObject args) => cmd switch
     {
@@ -18,7 +25,16 @@ public sealed class Commands(SwitchDatapath dp)
         "add-port" => AddPort(args),
         "del-port" => DelPort(args),
         "pmd-stats-show" => PmdStats(),
+        "pmd-stats-clear" => PmdStatsClear(),
         "pmd-rxq-show" => PmdRxq(),
+        "add-flow" => AddFlows(args, "flow"),
+        "add-flows" => AddFlows(args, "file"),
+        "replace-flows" => ReplaceFlows(args),
+        "mod-flows" => ModFlows(args),
+        "del-flows" => DelFlows(args),
+        "dump-flows" => DumpFlows(args),
+        "dump-megaflows" => DumpMegaflows(),
+        "trace" => Trace(args),
         _ => throw new VSwitchException($"unknown command '{cmd}' (known: {string.Join(", ", Names)})"),
     };
 
@@ -54,7 +70,7 @@ public sealed class Commands(SwitchDatapath dp)
         {
             ports.Add((JsonNode)new JsonObject
             {
-                ["name"] = p.Name, ["number"] = dp.DpPortOf(p), ["dpdk_port"] = p.PortId, ["driver"] = p.Driver,
+                ["name"] = p.Name, ["number"] = dp.DpPortOf(p), ["ofport"] = dp.OfPortOf(p), ["dpdk_port"] = p.PortId, ["driver"] = p.Driver,
                 ["devargs"] = p.DevArgs, ["mac"] = p.MacString, ["rxq"] = p.RxQueues, ["txq"] = p.TxQueues,
                 ["link"] = dp.LinkUp(p) ? "up" : "down",
             });
@@ -99,7 +115,7 @@ public sealed class Commands(SwitchDatapath dp)
         };
         var pair = Str(args, "pair", required: false);
         var port = dp.AddPort(pc, pair.Length == 0 ? null : pair);
-        return new JsonObject { ["name"] = port.Name, ["number"] = dp.DpPortOf(port), ["dpdk_port"] = port.PortId };
+        return new JsonObject { ["name"] = port.Name, ["number"] = dp.DpPortOf(port), ["ofport"] = dp.OfPortOf(port), ["dpdk_port"] = port.PortId };
     }
 
     private JsonObject DelPort(JsonObject args)
@@ -115,17 +131,188 @@ public sealed class Commands(SwitchDatapath dp)
         var pmds = new JsonArray();
         foreach (var p in s.Pmds)
         {
-            pmds.Add((JsonNode)new JsonObject
+            var b = _statsBaseline.GetValueOrDefault(p.Index);
+            var c = p.Raw;
+            ulong rx = c.RxPackets - b.RxPackets, busy = c.BusyCycles - b.BusyCycles, idle = c.IdleCycles - b.IdleCycles;
+            var o = new JsonObject
             {
-                ["index"] = p.Index, ["core"] = p.Core, ["rx_packets"] = p.RxPackets, ["tx_packets"] = p.TxPackets,
-                ["tx_drops"] = p.TxDrops, ["fwd_drops"] = p.FwdDrops, ["busy_cycles"] = p.BusyCycles, ["idle_cycles"] = p.IdleCycles,
-                ["cycles_per_packet"] = p.RxPackets > 0 ? Math.Round((double)p.BusyCycles / p.RxPackets, 1) : 0,
-                ["slept_us"] = p.SleptMicros,
-                ["idle_share"] = p.BusyCycles + p.IdleCycles > 0 ? Math.Round((double)p.IdleCycles / (p.BusyCycles + p.IdleCycles), 4) : 1,
-            });
+                ["index"] = p.Index, ["core"] = p.Core, ["rx_packets"] = rx, ["tx_packets"] = c.TxPackets - b.TxPackets,
+                ["tx_drops"] = c.TxDrops - b.TxDrops, ["fwd_drops"] = c.FwdDrops - b.FwdDrops, ["busy_cycles"] = busy, ["idle_cycles"] = idle,
+                ["cycles_per_packet"] = rx > 0 ? Math.Round((double)busy / rx, 1) : 0,
+                ["slept_us"] = c.SleptMicros - b.SleptMicros,
+                ["idle_share"] = busy + idle > 0 ? Math.Round((double)idle / (busy + idle), 4) : 1,
+            };
+            if (dp.Flows != null)
+            {
+                o["emc_hits"] = c.EmcHits - b.EmcHits;
+                o["megaflow_hits"] = c.MegaflowHits - b.MegaflowHits;
+                o["upcalls"] = c.Upcalls - b.Upcalls;
+                o["malformed"] = c.Malformed - b.Malformed;
+                o["revalidations"] = c.Revalidations - b.Revalidations;
+                o["megaflow_full"] = c.MegaflowFull - b.MegaflowFull;
+                o["punted"] = c.Punted - b.Punted;
+                o["punt_drops"] = c.PuntDrops - b.PuntDrops;
+                o["action_drops"] = c.ActionDrops - b.ActionDrops;
+                o["megaflows"] = p.Megaflows;
+                ulong up = c.Upcalls - b.Upcalls;
+                o["cycles_per_upcall"] = up > 0 ? Math.Round((double)(c.UpcallCycles - b.UpcallCycles) / up, 0) : 0;
+            }
+
+            pmds.Add((JsonNode)o);
         }
 
         return new JsonObject { ["pmds"] = pmds };
+    }
+
+    private JsonObject PmdStatsClear()
+    {
+        foreach (var p in dp.TakeSnapshot().Pmds)
+        {
+            _statsBaseline[p.Index] = p.Raw;
+        }
+
+        return new JsonObject { ["cleared"] = dp.Pmds.Count };
+    }
+
+    private FlowControl Flows => dp.Flows ?? throw new VSwitchException("flow commands need the pipeline forwarding mode (start vswitchd with --mode pipeline)");
+
+    /// <summary>Rules from args "flow" (one or more lines of text) or "file" (a path the switch reads).</summary>
+    private static List<FlowRule> RulesFrom(JsonObject args, string preferred)
+    {
+        if (Str(args, "file", required: false) is { Length: > 0 } file)
+        {
+            string text;
+            try
+            {
+                text = File.ReadAllText(file);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw new VSwitchException($"cannot read flow file {file}: {e.Message}");
+            }
+
+            return FlowParser.ParseRules(text, file);
+        }
+
+        if (Str(args, "flow", required: false) is { Length: > 0 } flow)
+        {
+            return FlowParser.ParseRules(flow, "flow");
+        }
+
+        throw new VSwitchException($"argument \"{(preferred == "file" ? "file" : "flow")}\" is required (\"file\": a path, or \"flow\": rule text)");
+    }
+
+    private JsonObject AddFlows(JsonObject args, string preferred)
+    {
+        var rules = RulesFrom(args, preferred);
+        var f = Flows;
+        int n = f.Add(rules, Native.Rdtsc());
+        return new JsonObject { ["added"] = n, ["rules"] = f.Current.RuleCount, ["version"] = f.Current.Version };
+    }
+
+    private JsonObject ReplaceFlows(JsonObject args)
+    {
+        var rules = RulesFrom(args, "file");
+        var f = Flows;
+        var (added, removed, changed, kept) = f.Replace(rules, Native.Rdtsc());
+        return new JsonObject
+        {
+            ["added"] = added, ["removed"] = removed, ["changed"] = changed, ["kept"] = kept,
+            ["rules"] = f.Current.RuleCount, ["version"] = f.Current.Version,
+        };
+    }
+
+    private static FlowFilter Filter(string text, bool strict)
+    {
+        var (match, table, priority, cookie, cookieMask) = FlowParser.ParseMatch(text, "match");
+        return new FlowFilter(match, table, priority, cookie, cookieMask, strict);
+    }
+
+    private static bool Bool(JsonObject args, string name) =>
+        args[name] is JsonValue v && v.TryGetValue(out bool b) ? b : args[name] is null ? false
+            : throw new VSwitchException($"argument \"{name}\" must be true or false");
+
+    private JsonObject DelFlows(JsonObject args)
+    {
+        var f = Flows;
+        var filter = Filter(Str(args, "match", required: false), Bool(args, "strict"));
+        int n = f.Delete(filter);
+        return new JsonObject { ["deleted"] = n, ["rules"] = f.Current.RuleCount, ["version"] = f.Current.Version };
+    }
+
+    private JsonObject ModFlows(JsonObject args)
+    {
+        var f = Flows;
+        var text = Str(args, "flow");
+        int at = text.IndexOf("actions=", StringComparison.Ordinal);
+        if (at < 0)
+        {
+            throw new VSwitchException("mod-flows: the flow must end with actions=...");
+        }
+
+        var filter = Filter(text[..at].TrimEnd(',', ' '), Bool(args, "strict"));
+        var actions = FlowParser.ParseRule(text, "mod-flows", 1).Actions;
+        int n = f.Modify(filter, actions);
+        return new JsonObject { ["modified"] = n, ["version"] = f.Current.Version };
+    }
+
+    private JsonObject DumpFlows(JsonObject args)
+    {
+        var f = Flows;
+        int table = Int(args, "table", -1, 0, FlowTables.MaxTables - 1);
+        ulong now = Native.Rdtsc();
+        ulong hz = dp.Eal?.TscHz ?? 1;
+        var lines = new JsonArray();
+        foreach (var r in f.Current.Dump(table < 0 ? null : table))
+        {
+            lines.Add((JsonNode?)FlowFormatter.Format(r, true, now, hz));
+        }
+
+        return new JsonObject { ["flows"] = lines };
+    }
+
+    private unsafe JsonObject DumpMegaflows()
+    {
+        _ = Flows;
+        var lines = new JsonArray();
+        ulong now = Native.Rdtsc();
+        double hz = dp.Eal?.TscHz ?? 1;
+        for (int pi = 0; pi < dp.FlowPmds.Count; pi++)
+        {
+            var mfc = dp.FlowPmds[pi].Megaflows;
+            for (int i = 0; i < mfc.Limit; i++)
+            {
+                var e = mfc.Entry(i);
+                int st = e->Subtable;
+                if (st < 0)
+                {
+                    continue;
+                }
+
+                var ops = new ReadOnlySpan<DpAction>(e->Ops, Math.Min(e->OpCount, Translation.MaxOps)).ToArray();
+                string actions = ops.Length == 0 ? "drop" : string.Join(",", ops.Where(o => o.Op != DpOp.Ext).Select(o => o.ToString()));
+                double used = now > e->LastUsed ? (now - e->LastUsed) / hz : 0;
+                lines.Add((JsonNode?)string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                    $"pmd={pi} {FlowFormatter.FormatKeyMask(e->Key, mfc.Subtable(st)->Mask)}, packets:{e->Packets}, bytes:{e->Bytes}, used:{used:F3}s, actions:{actions}"));
+            }
+        }
+
+        return new JsonObject { ["megaflows"] = lines };
+    }
+
+    private JsonObject Trace(JsonObject args)
+    {
+        var f = Flows;
+        var key = FlowParser.ParsePacket(Str(args, "packet"), "packet");
+        var (lines, t) = f.Trace(key);
+        var ops = t.Ops.Take(t.OpCount).Where(o => o.Op != DpOp.Ext).Select(o => o.ToString()).ToList();
+        var trace = new JsonArray(lines.Select(l => (JsonNode?)l).ToArray());
+        return new JsonObject
+        {
+            ["trace"] = trace,
+            ["datapath_actions"] = ops.Count == 0 ? "drop" : string.Join(",", ops),
+            ["megaflow"] = FlowFormatter.FormatKeyMask(t.Key, t.Wildcards),
+        };
     }
 
     private JsonObject PmdRxq()

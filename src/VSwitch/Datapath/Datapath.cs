@@ -7,6 +7,7 @@ using System.Globalization;
 using VSwitch.Config;
 using VSwitch.Forwarding;
 using VSwitch.Interop;
+using VSwitch.Pipeline;
 using VSwitch.Pmd;
 using VSwitch.Ports;
 
@@ -17,7 +18,14 @@ public sealed record PortSnapshot(string Name, ulong RxPackets, ulong TxPackets,
 
 /// <summary>Totals for one PMD thread.</summary>
 public sealed record PmdSnapshot(int Index, int Core, ulong RxPackets, ulong TxPackets, ulong TxDrops, ulong FwdDrops,
-    ulong BusyCycles, ulong IdleCycles, ulong RxBursts, ulong Rounds, ulong SleptMicros);
+    ulong BusyCycles, ulong IdleCycles, ulong RxBursts, ulong Rounds, ulong SleptMicros)
+{
+    /// <summary>Pipeline counters (all 0 in l2fwd mode).</summary>
+    public PmdCounters Raw { get; init; }
+
+    /// <summary>Megaflows installed on this PMD now.</summary>
+    public int Megaflows { get; init; }
+}
 
 public sealed record Snapshot(DateTime Time, IReadOnlyList<PortSnapshot> Ports, IReadOnlyList<PmdSnapshot> Pmds)
 {
@@ -39,7 +47,11 @@ public sealed unsafe class SwitchDatapath : IDisposable
     private readonly List<string> _notices = [];
     private readonly Dictionary<(string Port, int Queue), int> _rxqCore = [];
     private readonly object _control = new();
+    private readonly PortConfig?[] _portConfigs = new PortConfig?[PmdState.MaxPorts];
+    private readonly List<FlowPmd> _flowPmds = [];
     private L2fwdTable? _l2fwd;
+    private PipelineShared? _pipeline;
+    private FlowControl? _flows;
     private Mempool? _pool;
     private uint _inUseBaseline;
     private bool _ealUp;
@@ -56,6 +68,14 @@ public sealed unsafe class SwitchDatapath : IDisposable
     public IReadOnlyList<DpdkPort> Ports => _slots.Where(p => p != null).Select(p => p!).ToList();
 
     public IReadOnlyList<PmdThread> Pmds => _pmds;
+
+    /// <summary>Flow-table operations (pipeline mode), else null.</summary>
+    public FlowControl? Flows => _flows;
+
+    /// <summary>Per-PMD pipeline state (caches, punt rings), in PMD order; empty in l2fwd mode.</summary>
+    public IReadOnlyList<FlowPmd> FlowPmds => _flowPmds;
+
+    public SwitchConfig Config => _config;
 
     public Mempool? Pool => _pool;
 
@@ -79,6 +99,17 @@ public sealed unsafe class SwitchDatapath : IDisposable
         _pool = Mempool.Create("vsw_pool", mbufs, _config.MempoolCache, 2048 + Mbuf.Headroom);
         _inUseBaseline = _pool.InUse;
         _l2fwd = new L2fwdTable();
+        if (_config.Mode == ForwardingMode.Pipeline)
+        {
+            _pipeline = new PipelineShared([])
+            {
+                MegaflowLimit = _config.MegaflowLimit,
+                EmcInsertInvProb = _config.EmcInsertInvProb,
+                MegaflowIdleCycles = (ulong)(_config.MegaflowIdleMs * (Eal!.TscHz / 1000.0)),
+            };
+            _flows = new FlowControl(_pipeline, WaitForFlowAck);
+        }
+
         for (int pi = 0; pi < _config.PmdCores.Count; pi++)
         {
             _pmds.Add(NewPmd(pi, _config.PmdCores[pi]));
@@ -100,6 +131,26 @@ public sealed unsafe class SwitchDatapath : IDisposable
         }
 
         PublishPlans(); // applied in place: the PMDs are not running yet
+        if (_flows != null)
+        {
+            _flows.SetPorts(PipelinePorts());
+            if (_config.FlowsFile is string file)
+            {
+                string text;
+                try
+                {
+                    text = File.ReadAllText(file);
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    throw new VSwitchException($"flow file {file}: {e.Message}");
+                }
+
+                _flows.Add(FlowParser.ParseRules(text, file), Native.Rdtsc());
+            }
+
+            WarmUpUpcallPath();
+        }
         foreach (var pmd in _pmds)
         {
             pmd.Start();
@@ -117,8 +168,94 @@ public sealed unsafe class SwitchDatapath : IDisposable
             DrainCycles = (ulong)(_config.TxDrainMicros * Eal!.TscHz / 1e6),
             SleepMaxMicros = (uint)_config.PmdSleepMaxMicros,
         };
+        if (_pipeline != null)
+        {
+            var f = new FlowPmd(_pipeline);
+            _flowPmds.Add(f);
+            return new PmdThread(core, state, new PmdLoop<DpdkIo, PipelineForwarder<DpdkIo>>(state, default, new PipelineForwarder<DpdkIo>(f, default)));
+        }
+
         var loop = new PmdLoop<DpdkIo, L2Forwarder>(state, default, new L2Forwarder(_l2fwd!, _config.MacRewrite));
         return new PmdThread(core, state, loop);
+    }
+
+    /// <summary>
+    /// Compiles the upcall path (translation, megaflow install) on this thread before traffic: with
+    /// tiered compilation off, the first upcall on a PMD would otherwise wait for the JIT (about
+    /// 10 ms), which is the first packet's latency.
+    /// </summary>
+    private unsafe void WarmUpUpcallPath()
+    {
+        var t = new Translation { NoLearn = true };
+        using var cache = new Caches.MegaflowCache(4);
+        Packets.FlowKey key = default;
+        key.DlType = Packets.KeyExtractor.EthIp;
+        Translator.Translate(_pipeline!.Current, key, new MacTable(16), 0, t);
+        int e = cache.Install(&key, t, 0, -1, 0);
+        cache.Lookup(&key);
+        cache.Remove(e);
+    }
+
+    /// <summary>Waits until every running PMD classifies with the current flow tables.</summary>
+    private bool WaitForFlowAck()
+    {
+        if (!_pmdsRunning || _pipeline == null)
+        {
+            return true;
+        }
+
+        long want = _pipeline.Current.Version;
+        var end = DateTime.UtcNow + s_planTimeout;
+        while (_pmds.Any(p => p.State.FlowVersionSeen < want))
+        {
+            if (DateTime.UtcNow > end)
+            {
+                return false;
+            }
+
+            Thread.Sleep(0);
+        }
+
+        return true;
+    }
+
+    /// <summary>The ports as the pipeline sees them (OpenFlow number = slot + 1).</summary>
+    private List<PipelinePort> PipelinePorts(int exceptSlot = -1)
+    {
+        var list = new List<PipelinePort>();
+        for (int dp = 0; dp < PmdState.MaxPorts; dp++)
+        {
+            if (_slots[dp] is DpdkPort p && dp != exceptSlot)
+            {
+                var pc = _portConfigs[dp];
+                list.Add(new PipelinePort(dp + 1, p.Name, pc?.VlanMode ?? VlanMode.None, pc?.Tag ?? 0, pc?.Trunks));
+            }
+        }
+
+        return list;
+    }
+
+    /// <summary>OpenFlow port number of a port (pipeline mode).</summary>
+    public int OfPortOf(DpdkPort port) => DpPortOf(port) + 1;
+
+    /// <summary>Once a second from the control thread: rule timeouts and MAC aging.</summary>
+    public void Housekeep()
+    {
+        if (_flows == null || Eal == null)
+        {
+            return;
+        }
+
+        lock (_control)
+        {
+            ulong now = Native.Rdtsc();
+            _flows.Expire(now, Eal.TscHz);
+            const ulong macAgingSeconds = 300;
+            if (now > macAgingSeconds * Eal.TscHz)
+            {
+                _pipeline!.Macs.Age(now - (macAgingSeconds * Eal.TscHz));
+            }
+        }
     }
 
     /// <summary>Probes, configures and starts one port in the lowest free slot; vhost-user ports get their socket handling.</summary>
@@ -170,6 +307,7 @@ public sealed unsafe class SwitchDatapath : IDisposable
 
         var created = vhost == null ? Create() : UnixSocketFile.CreateWithMode(vhost.SocketPath, enforce: !vhost.Client, Create);
         _l2fwd!.SetRewrite(slot, created.Mac);
+        _portConfigs[slot] = pc;
         _linkUp[slot] = false; // the first link poll reports the port's state
         _baselines[slot] = CurrentCounters(slot);
         for (int q = 0; q < created.RxQueues; q++)
@@ -267,6 +405,8 @@ public sealed unsafe class SwitchDatapath : IDisposable
                 Pair(pc.Name, pairWith); // after every PMD knows the new port's tx queue
             }
 
+            _flows?.SetPorts(PipelinePorts()); // flows may output to it once every PMD has its tx queue
+
             return port;
         }
     }
@@ -284,8 +424,17 @@ public sealed unsafe class SwitchDatapath : IDisposable
                 _l2fwd.SetRoute(peer, -1);
             }
 
+            if (_flows != null)
+            {
+                // No verdict may send to the port once its tx queue goes away: publish the port set
+                // without it and wait for every PMD, then forget what was learned on it.
+                _flows.SetPorts(PipelinePorts(exceptSlot: slot));
+                _pipeline!.Macs.Flush(slot + 1);
+            }
+
             var port = _slots[slot]!;
             _slots[slot] = null;
+            _portConfigs[slot] = null;
             try
             {
                 PublishPlans();
@@ -391,8 +540,13 @@ public sealed unsafe class SwitchDatapath : IDisposable
                 unsafe
                 {
                     var c = *pmd.State.Counters;
+                    int pi = _pmds.IndexOf(pmd);
                     pmds.Add(new PmdSnapshot(pmd.State.Index, pmd.Core, c.RxPackets, c.TxPackets, c.TxDrops, c.FwdDrops,
-                        c.BusyCycles, c.IdleCycles, c.RxBursts, c.Rounds, c.SleptMicros));
+                        c.BusyCycles, c.IdleCycles, c.RxBursts, c.Rounds, c.SleptMicros)
+                    {
+                        Raw = c,
+                        Megaflows = pi < _flowPmds.Count ? _flowPmds[pi].Megaflows.Count : 0,
+                    });
                 }
             }
 
@@ -441,6 +595,20 @@ public sealed unsafe class SwitchDatapath : IDisposable
         }
     }
 
+    /// <summary>After <see cref="Stop"/>: closes and detaches every port; returns the mbufs still in use above the baseline (leaked).</summary>
+    public long ReleasePorts()
+    {
+        lock (_control)
+        {
+            for (int dp = 0; dp < PmdState.MaxPorts; dp++)
+            {
+                RemoveSlot(dp);
+            }
+
+            return _pool == null ? 0 : (long)_pool.InUse - _inUseBaseline;
+        }
+    }
+
     /// <summary>Closes ports and releases the EAL.</summary>
     public void Dispose()
     {
@@ -454,6 +622,12 @@ public sealed unsafe class SwitchDatapath : IDisposable
             pmd.State.Dispose();
         }
 
+        foreach (var f in _flowPmds)
+        {
+            f.Dispose();
+        }
+
+        _flowPmds.Clear();
         _pmds.Clear();
         _l2fwd?.Dispose();
         _l2fwd = null;

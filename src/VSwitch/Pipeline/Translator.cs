@@ -40,6 +40,9 @@ public sealed class Translation
     /// <summary>The verdict used the MAC learning table (NORMAL): it must follow its generation.</summary>
     public bool UsesMac;
 
+    /// <summary>Do not teach the MAC table (trace).</summary>
+    public bool NoLearn;
+
     /// <summary>Look rules up by linear scan (reference mode).</summary>
     public bool Linear;
 
@@ -444,7 +447,10 @@ public static class Translator
             return;
         }
 
-        macs.Learn(k.DlSrc, vlan, inPort.OfPort, now);
+        if (!t.NoLearn)
+        {
+            macs.Learn(k.DlSrc, vlan, inPort.OfPort, now);
+        }
         bool group = (k.DlDst & 0x0100_0000_0000UL) != 0;
         int dst = group ? -1 : macs.Lookup(k.DlDst, vlan);
         if (dst == inPort.OfPort)
