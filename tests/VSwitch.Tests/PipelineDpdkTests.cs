@@ -263,3 +263,72 @@ public sealed class PipelineDpdkTests : IDisposable
         Assert.True(r.Field("final: pmd 0", "alloc_bytes") == "0", r.ToString());
     }
 }
+
+[Collection("dpdk")]
+[Trait("Category", "Dpdk")]
+public sealed class StateStoreDpdkTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("vsw-state-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private string P(string name) => Path.Combine(_dir, name);
+
+    private (int Exit, string Out, string Err) Ctl(params string[] args)
+    {
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "vswitchctl.dll"));
+        psi.ArgumentList.Add("--socket");
+        psi.ArgumentList.Add(P("ctl.sock"));
+        foreach (var a in args)
+        {
+            psi.ArgumentList.Add(a);
+        }
+
+        using var p = Process.Start(psi)!;
+        var o = p.StandardOutput.ReadToEndAsync();
+        var e = p.StandardError.ReadToEndAsync();
+        Assert.True(p.WaitForExit(60_000), "vswitchctl hung");
+        return (p.ExitCode, o.Result, e.Result);
+    }
+
+    [Fact]
+    public void Ports_and_flows_come_back_after_a_restart_and_a_corrupt_store_is_refused_and_kept()
+    {
+        string[] baseArgs = ["--mode", "pipeline", "--stats-interval", "0", "--control", P("ctl.sock"), "--state", P("state.json"), "--port", "a=net_null0"];
+        using (var sw = new RunningSwitch(baseArgs))
+        {
+            sw.WaitFor("port a link up");
+            Assert.Equal(0, Ctl("add-port", "b", "net_null1").Exit);
+            File.WriteAllText(P("f.txt"), "table=0,priority=7,in_port=1,udp,tp_dst=53,actions=output:2\ntable=1,priority=1,actions=drop\n");
+            Assert.Equal(0, Ctl("add-flows", P("f.txt")).Exit);
+            var r = sw.Stop();
+            Assert.True(r.ExitCode == 0, r.ToString());
+        }
+
+        var stored = File.ReadAllText(P("state.json"));
+        Assert.Contains("tp_dst=53", stored, StringComparison.Ordinal);
+        using (var sw = new RunningSwitch(baseArgs))
+        {
+            sw.WaitFor("port b link up");
+            var flows = Ctl("dump-flows").Out;
+            Assert.Contains("priority=7,udp,in_port=1,tp_dst=53,actions=output:2", flows.Replace("priority=7,in_port=1,udp", "priority=7,udp,in_port=1", StringComparison.Ordinal), StringComparison.Ordinal);
+            Assert.Contains("table=1", flows, StringComparison.Ordinal);
+            Assert.Equal("output:2", JsonNode.Parse(Ctl("--json", "trace", "in_port=1,udp,tp_dst=53").Out)!["datapath_actions"]!.ToString());
+            Assert.True(sw.Stop().ExitCode == 0);
+        }
+
+        // A store damaged by hand is refused with a message naming it, and left as it was.
+        File.WriteAllText(P("state.json"), stored.Replace("tp_dst=53", "tp_dst=99999", StringComparison.Ordinal));
+        var damaged = File.ReadAllText(P("state.json"));
+        var bad = Vswitchd.Run([.. baseArgs, "--duration", "1"]);
+        Assert.Equal(1, bad.ExitCode);
+        Assert.Contains("state file", bad.Stderr, StringComparison.Ordinal);
+        Assert.Contains("line 1, column", bad.Stderr, StringComparison.Ordinal);
+        Assert.Equal(damaged, File.ReadAllText(P("state.json")));
+        File.WriteAllText(P("state.json"), "{\"format\": 1, \"ports\": [");
+        bad = Vswitchd.Run([.. baseArgs, "--duration", "1"]);
+        Assert.Equal(1, bad.ExitCode);
+        Assert.Contains("is corrupt (invalid JSON", bad.Stderr, StringComparison.Ordinal);
+    }
+}

@@ -82,7 +82,20 @@ public sealed class Commands(SwitchDatapath dp)
             pmds.Add((JsonNode)new JsonObject { ["index"] = t.State.Index, ["core"] = t.Core, ["lcore"] = t.LcoreId });
         }
 
-        return new JsonObject { ["ports"] = ports, ["pmds"] = pmds };
+        var o = new JsonObject { ["ports"] = ports, ["pmds"] = pmds, ["mode"] = dp.Config.Mode.ToString().ToLowerInvariant() };
+        if (dp.Flows != null)
+        {
+            o["rules"] = dp.Flows.Current.RuleCount;
+            o["flow_version"] = dp.Flows.Current.Version;
+        }
+
+        if (dp.Config.StateFile != null)
+        {
+            o["state_file"] = dp.Config.StateFile;
+            o["state_error"] = dp.StateError ?? "none";
+        }
+
+        return o;
     }
 
     private JsonObject DumpPorts()

@@ -52,6 +52,10 @@ public sealed unsafe class SwitchDatapath : IDisposable
     private L2fwdTable? _l2fwd;
     private PipelineShared? _pipeline;
     private FlowControl? _flows;
+    private Thread? _stateWriter;
+    private readonly AutoResetEvent _stateDirty = new(false);
+    private volatile bool _stateStop;
+    private string? _stateError;
     private Mempool? _pool;
     private uint _inUseBaseline;
     private bool _ealUp;
@@ -89,6 +93,19 @@ public sealed unsafe class SwitchDatapath : IDisposable
 
     public void Start()
     {
+        StoredState? stored = null;
+        if (_config.Mode == ForwardingMode.Pipeline && _config.StateFile is string stateFile)
+        {
+            stored = StateStore.Load(stateFile); // a corrupt store stops us here, before anything starts
+            if (stored != null)
+            {
+                foreach (var pc in stored.Ports.Where(sp => _config.Ports.All(cp => cp.Name != sp.Name)))
+                {
+                    _config.Ports.Add(pc);
+                }
+            }
+        }
+
         _config.Validate(Environment.ProcessorCount);
         bool anyPci = _config.Ports.Any(p => DpdkPort.IsPciDevArgs(p.DevArgs));
         int mainCore = Enumerable.Range(0, Environment.ProcessorCount).FirstOrDefault(c => !_config.PmdCores.Contains(c));
@@ -134,7 +151,16 @@ public sealed unsafe class SwitchDatapath : IDisposable
         if (_flows != null)
         {
             _flows.SetPorts(PipelinePorts());
-            if (_config.FlowsFile is string file)
+            if (stored != null)
+            {
+                if (_config.FlowsFile != null)
+                {
+                    _notices.Add($"flow file {_config.FlowsFile} not loaded: {stored.Rules.Count} rules restored from state file {_config.StateFile}");
+                }
+
+                _flows.Add(stored.Rules, Native.Rdtsc());
+            }
+            else if (_config.FlowsFile is string file)
             {
                 string text;
                 try
@@ -150,6 +176,13 @@ public sealed unsafe class SwitchDatapath : IDisposable
             }
 
             WarmUpUpcallPath();
+            if (_config.StateFile != null)
+            {
+                _stateWriter = new Thread(StateWriterBody) { IsBackground = true, Name = "state-writer" };
+                _stateWriter.Start();
+                _flows.Changed += _ => RequestStateSave();
+                RequestStateSave();
+            }
         }
         foreach (var pmd in _pmds)
         {
@@ -194,6 +227,47 @@ public sealed unsafe class SwitchDatapath : IDisposable
         int e = cache.Install(&key, t, 0, -1, 0);
         cache.Lookup(&key);
         cache.Remove(e);
+    }
+
+    /// <summary>Asks the state writer to store the current ports and flows (coalesced, off the command's path).</summary>
+    private void RequestStateSave() => _stateDirty.Set();
+
+    /// <summary>The last state-store write error, if the latest write failed (shown by show).</summary>
+    public string? StateError => _stateError;
+
+    private void StateWriterBody()
+    {
+        while (!_stateStop)
+        {
+            _stateDirty.WaitOne();
+            SaveStateNow();
+        }
+    }
+
+    /// <summary>Writes the store now (also at shutdown, so a clean stop leaves the final state).</summary>
+    private void SaveStateNow()
+    {
+        if (_config.StateFile is not string path || _flows == null)
+        {
+            return;
+        }
+
+        List<PortConfig> ports;
+        lock (_control)
+        {
+            ports = _portConfigs.Where(p => p != null).Select(p => p!).ToList();
+        }
+
+        try
+        {
+            StateStore.Save(path, ports, _flows.Current.Dump());
+            _stateError = null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            _stateError = $"state file {path}: {e.Message} (the previous store is kept)";
+            Console.Error.WriteLine($"vswitchd: {_stateError}");
+        }
     }
 
     /// <summary>Waits until every running PMD classifies with the current flow tables.</summary>
@@ -406,6 +480,7 @@ public sealed unsafe class SwitchDatapath : IDisposable
             }
 
             _flows?.SetPorts(PipelinePorts()); // flows may output to it once every PMD has its tx queue
+            RequestStateSave();
 
             return port;
         }
@@ -448,6 +523,7 @@ public sealed unsafe class SwitchDatapath : IDisposable
 
                 port.DrainRx();
                 port.Remove();
+                RequestStateSave();
             }
         }
     }
@@ -568,6 +644,15 @@ public sealed unsafe class SwitchDatapath : IDisposable
     /// <summary>Stops PMDs and ports; returns the number of mbufs still in use above the baseline (leaked).</summary>
     public long Stop()
     {
+        if (_stateWriter != null)
+        {
+            _stateStop = true;
+            _stateDirty.Set();
+            _stateWriter.Join();
+            _stateWriter = null;
+            SaveStateNow();
+        }
+
         lock (_control)
         {
             foreach (var pmd in _pmds)

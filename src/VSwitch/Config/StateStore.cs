@@ -1,0 +1,139 @@
+// StateStore.cs - keeps the running ports and flow tables across vswitchd restarts.
+//
+// The store is one JSON file: {"format": 1, "ports": [...], "flows": ["rule", ...]} where rules are in
+// the flow syntax (docs/FLOWS.md), so an operator can read and diff it. Writes are atomic: the
+// whole store goes to a temporary file in the same directory, is fsynced, then renamed over the old
+// one (and the directory fsynced), so a crash leaves either the old or the new store, never a torn
+// one. A store that does not parse, or holds a bad port or rule, is refused at start-up with a
+// message naming the file and the problem, and is left in place untouched.
+using System.Runtime.InteropServices;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using VSwitch.Pipeline;
+
+namespace VSwitch.Config;
+
+public sealed record StoredState(IReadOnlyList<PortConfig> Ports, IReadOnlyList<FlowRule> Rules);
+
+public static partial class StateStore
+{
+    public const int Format = 1;
+
+    /// <summary>Reads and fully validates a store; null when the file does not exist.</summary>
+    public static StoredState? Load(string path)
+    {
+        if (!File.Exists(path))
+        {
+            return null;
+        }
+
+        string where = $"state file {path}";
+        JsonNode? root;
+        try
+        {
+            root = JsonNode.Parse(File.ReadAllText(path));
+        }
+        catch (JsonException e)
+        {
+            throw new VSwitchException($"{where} is corrupt (invalid JSON at line {e.LineNumber + 1}: {e.Message.Split('.')[0]}); it was left as it is: fix or remove it");
+        }
+        catch (IOException e)
+        {
+            throw new VSwitchException($"{where}: {e.Message}");
+        }
+
+        if (root is not JsonObject o || o["format"]?.GetValue<int>() != Format || o["ports"] is not JsonArray ports || o["flows"] is not JsonArray flows)
+        {
+            throw new VSwitchException($"{where} is corrupt (expected an object with \"format\": {Format}, \"ports\" and \"flows\"); it was left as it is: fix or remove it");
+        }
+
+        var pcs = new List<PortConfig>();
+        int i = 0;
+        foreach (var p in ports)
+        {
+            try
+            {
+                var pc = new PortConfig
+                {
+                    Name = p!["name"]!.GetValue<string>(),
+                    DevArgs = p["devargs"]!.GetValue<string>(),
+                    RxQueues = p["rxq"]?.GetValue<int>() ?? 1,
+                };
+                if (p["vlan"]?.GetValue<string>() is string vlan)
+                {
+                    pc.SetVlan(vlan, $"{where}: ports[{i}].vlan");
+                }
+
+                pcs.Add(pc);
+            }
+            catch (Exception e) when (e is InvalidOperationException or NullReferenceException or FormatException)
+            {
+                throw new VSwitchException($"{where} is corrupt at ports[{i}] (needs \"name\" and \"devargs\" strings); it was left as it is: fix or remove it");
+            }
+
+            i++;
+        }
+
+        var text = string.Join('\n', flows.Select(f => f?.GetValue<string>() ?? ""));
+        List<FlowRule> rules;
+        try
+        {
+            rules = FlowParser.ParseRules(text, where + " flows");
+        }
+        catch (VSwitchException e)
+        {
+            throw new VSwitchException($"{e.Message} (the state file was left as it is: fix or remove it)");
+        }
+
+        return new StoredState(pcs, rules);
+    }
+
+    /// <summary>Writes the store atomically (temp file, fsync, rename, fsync of the directory).</summary>
+    public static void Save(string path, IEnumerable<PortConfig> ports, IEnumerable<FlowRule> rules)
+    {
+        var o = new JsonObject
+        {
+            ["format"] = Format,
+            ["ports"] = new JsonArray(ports.Select(p =>
+            {
+                var j = new JsonObject { ["name"] = p.Name, ["devargs"] = p.DevArgs, ["rxq"] = p.RxQueues };
+                if (p.VlanMode != VlanMode.None)
+                {
+                    j["vlan"] = p.VlanMode == VlanMode.Access ? $"access:{p.Tag}" : "trunk" + (p.Trunks.Count == 0 ? "" : ":" + string.Join(',', p.Trunks));
+                }
+
+                return (JsonNode?)j;
+            }).ToArray()),
+            ["flows"] = new JsonArray(rules.Select(r => (JsonNode?)FlowFormatter.Format(r, false)).ToArray()),
+        };
+        string dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        Directory.CreateDirectory(dir);
+        string tmp = Path.Combine(dir, $".{Path.GetFileName(path)}.{Environment.ProcessId}.tmp");
+        using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None))
+        {
+            using (var w = new Utf8JsonWriter(fs, new JsonWriterOptions { Indented = true }))
+            {
+                o.WriteTo(w);
+            }
+
+            fs.Flush(flushToDisk: true);
+        }
+
+        File.Move(tmp, path, overwrite: true);
+        int fd = open(dir, 0); // O_RDONLY: fsync the directory so the rename itself is durable
+        if (fd >= 0)
+        {
+            fsync(fd);
+            close(fd);
+        }
+    }
+
+    [LibraryImport("libc", StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int open(string path, int flags);
+
+    [LibraryImport("libc")]
+    private static partial int fsync(int fd);
+
+    [LibraryImport("libc")]
+    private static partial int close(int fd);
+}
