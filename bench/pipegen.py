@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""Rule files (ovs-ofctl add-flows syntax) and matching traffic for bench/pipeline.sh and bench/flowload.sh.
+
+usage:
+  pipegen.py rules OUT --shape exact|prefix --rules R [--traffic flowgen|pcap]
+  pipegen.py pcap OUT --flows F [--min-packets 1024] [--size 64] [--base 10.253.0.0] [--stride 1]
+  pipegen.py flowload OUT --rules N
+
+Traffic (the same address plan for both sources), flow i = 0..F-1:
+  flowgen: what dpdk-testpmd 22.11 --forward-mode=flowgen --flowgen-flows=F sends on EVERY port
+           (app/test-pmd/flowgen.c, confirmed on a net_pcap tx capture): Ethernet
+           00:01:02:03:04:00 -> 00:01:02:03:04:01, IPv4 UDP 10.254.0.0 -> 10.253.0.0 + i (the
+           DESTINATION address varies, as a 32-bit add: flow 256 is 10.253.1.0), UDP 1000 -> 1001,
+           TTL 64, 60-byte frames for --txpkts=64.
+  pcap:    the same MACs and addresses, and the UDP ports vary too: sport 1000 + i % 50000,
+           dport 1001 + i % 16 (dport(i) below).
+
+Rule sets, R rules per direction (in_port=1 -> output:2 and in_port=2 -> output:1, so 2R + 2 rules
+in the file), flow i < R hits rule i (its own, highest-priority match), flows >= R hit the
+priority-1 catch-all of their input port (exact shape) or a shorter prefix (prefix shape):
+  exact:  priority=100, ip,nw_dst=<flow i>            (one mask: in_port + dl_type + nw_dst/32)
+  prefix: longest-prefix-match layout over aligned blocks, priority 100 + prefix length:
+            flow i with 16 | tz(i) (i % 65536 == 0) -> ip,nw_dst=<i>/16
+            8 <= tz(i) < 16                         -> ip,nw_dst=<i>/24
+            4 <= tz(i) < 8                          -> ip,nw_dst=<i>/28
+            tz(i) < 4                               -> udp,nw_dst=<i>,tp_dst=dport(i)  (/32 + port)
+          (tz = trailing zero bits). Aligned blocks are nested or disjoint, so flow i's own rule is
+          its longest match. R=10000: 1 x /16, 39 x /24, 585 x /28, 9375 x /32+tp_dst.
+flowload: N distinct rules table=0,priority=100,ip,nw_dst=10.0.0.0+i,actions=output:2.
+The files have no comments or blank lines, so any ovs-ofctl-syntax parser takes them unchanged.
+"""
+import argparse
+import struct
+import sys
+
+FLOW_BASE = (10 << 24) | (253 << 16)   # 10.253.0.0: flowgen cfg_ip_dst
+SRC_IP = (10 << 24) | (254 << 16)      # 10.254.0.0: flowgen cfg_ip_src
+SRC_MAC = bytes([0x00, 0x01, 0x02, 0x03, 0x04, 0x00])
+DST_MAC = bytes([0x00, 0x01, 0x02, 0x03, 0x04, 0x01])
+
+
+def ip(a: int) -> str:
+    return ".".join(str((a >> s) & 0xFF) for s in (24, 16, 8, 0))
+
+
+def parse_ip(s: str) -> int:
+    p = [int(x) for x in s.split(".")]
+    return (p[0] << 24) | (p[1] << 16) | (p[2] << 8) | p[3]
+
+
+def dport(i: int, traffic: str) -> int:
+    return 1001 if traffic == "flowgen" else 1001 + i % 16
+
+
+def sport(i: int, traffic: str) -> int:
+    return 1000 if traffic == "flowgen" else 1000 + i % 50000
+
+
+def tz(i: int) -> int:
+    return 32 if i == 0 else (i & -i).bit_length() - 1
+
+
+def match(shape: str, i: int, traffic: str) -> tuple[int, str]:
+    a = FLOW_BASE + i
+    if shape == "exact":
+        return 100, f"ip,nw_dst={ip(a)}"
+    t = tz(i)
+    if t >= 16:
+        return 116, f"ip,nw_dst={ip(a)}/16"
+    if t >= 8:
+        return 124, f"ip,nw_dst={ip(a)}/24"
+    if t >= 4:
+        return 128, f"ip,nw_dst={ip(a)}/28"
+    return 132, f"udp,nw_dst={ip(a)},tp_dst={dport(i, traffic)}"
+
+
+def rules(a) -> None:
+    with open(a.out, "w") as f:
+        for inp, outp in ((1, 2), (2, 1)):
+            for i in range(a.rules):
+                prio, m = match(a.shape, i, a.traffic)
+                f.write(f"table=0,priority={prio},in_port={inp},{m},actions=output:{outp}\n")
+            f.write(f"table=0,priority=1,in_port={inp},actions=output:{outp}\n")
+
+
+def flowload(a) -> None:
+    base = parse_ip("10.0.0.0")
+    with open(a.out, "w") as f:
+        for i in range(a.rules):
+            f.write(f"table=0,priority=100,ip,nw_dst={ip(base + i)},actions=output:2\n")
+
+
+def csum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def packet(i: int, size: int, base: int, stride: int) -> bytes:
+    payload = max(0, size - 4 - 14 - 20 - 8)  # size includes the 4-byte FCS, like --txpkts
+    udp = struct.pack("!HHHH", sport(i, "pcap"), dport(i, "pcap"), 8 + payload, 0) + bytes(payload)
+    iph = struct.pack("!BBHHHBBHII", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0, SRC_IP, base + i * stride)
+    iph = iph[:10] + struct.pack("!H", csum(iph)) + iph[12:]
+    return DST_MAC + SRC_MAC + b"\x08\x00" + iph + udp
+
+
+def pcap(a) -> None:
+    # Round-robin over the flows, at least --min-packets packets (whole rounds): net_pcap's
+    # infinite_rx replays a ring of these, and a ring shorter than a burst starves the reader.
+    rounds = max(1, -(-a.min_packets // a.flows))
+    base = parse_ip(a.base)
+    pkts = [packet(i, a.size, base, a.stride) for i in range(a.flows)]
+    with open(a.out, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        n = 0
+        for _ in range(rounds):
+            for p in pkts:
+                f.write(struct.pack("<IIII", n // 1000000, n % 1000000, len(p), len(p)))
+                f.write(p)
+                n += 1
+    print(n)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("rules")
+    r.add_argument("out")
+    r.add_argument("--shape", choices=["exact", "prefix"], required=True)
+    r.add_argument("--rules", type=int, required=True)
+    r.add_argument("--traffic", choices=["flowgen", "pcap"], default="flowgen")
+    p = sub.add_parser("pcap")
+    p.add_argument("out")
+    p.add_argument("--flows", type=int, required=True)
+    p.add_argument("--min-packets", type=int, default=1024)
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--base", default=ip(FLOW_BASE))
+    p.add_argument("--stride", type=int, default=1)
+    fl = sub.add_parser("flowload")
+    fl.add_argument("out")
+    fl.add_argument("--rules", type=int, required=True)
+    a = ap.parse_args()
+    if a.cmd in ("rules", "flowload") and not 1 <= a.rules <= 1 << 24:
+        sys.exit("pipegen.py: --rules out of range")
+    if a.cmd == "rules" and a.rules > 65536 and a.shape == "prefix":
+        sys.exit("pipegen.py: the prefix shape stays inside 10.253.0.0/16 (R <= 65536)")
+    {"rules": rules, "pcap": pcap, "flowload": flowload}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    main()
