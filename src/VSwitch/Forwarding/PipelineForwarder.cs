@@ -178,6 +178,16 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
                 continue;
             }
 
+            // Bursts often carry runs of one flow: a key equal to the previous packet's takes its
+            // verdict without hashing or a cache lookup (the previous verdict was checked current).
+            if (i > 0 && entryOf[i - 1] >= 0 && SameKey(keys + i, keys + i - 1))
+            {
+                entryOf[i] = entryOf[i - 1];
+                f.Hashes[i] = f.Hashes[i - 1];
+                emcHits++;
+                continue;
+            }
+
             uint h = KeyExtractor.Hash(keys + i);
             f.Hashes[i] = h;
             EmcEntry* ee = emc.Lookup(keys + i, h);
@@ -260,6 +270,15 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
         }
 
         return -1;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool SameKey(FlowKey* a, FlowKey* b)
+    {
+        var x = System.Runtime.Intrinsics.Vector256.Load((ulong*)a) ^ System.Runtime.Intrinsics.Vector256.Load((ulong*)b);
+        x |= System.Runtime.Intrinsics.Vector256.Load((ulong*)a + 4) ^ System.Runtime.Intrinsics.Vector256.Load((ulong*)b + 4);
+        x |= System.Runtime.Intrinsics.Vector256.Load((ulong*)a + 8) ^ System.Runtime.Intrinsics.Vector256.Load((ulong*)b + 8);
+        return x == System.Runtime.Intrinsics.Vector256<ulong>.Zero;
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]

@@ -56,8 +56,19 @@ public static unsafe class KeyExtractor
     public static ushort Extract(byte* d, int len, ushort inPort, FlowKey* key, HeaderOffsets* off)
     {
         ulong* w = key->W;
-        w[0] = inPort; w[1] = 0; w[2] = 0; w[3] = 0; w[4] = 0; w[5] = 0;
-        w[6] = 0; w[7] = 0; w[8] = 0; w[9] = 0; w[10] = 0; w[11] = 0;
+        if (System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated)
+        {
+            System.Runtime.Intrinsics.Vector256.Store(System.Runtime.Intrinsics.Vector256<ulong>.Zero, w);
+            System.Runtime.Intrinsics.Vector256.Store(System.Runtime.Intrinsics.Vector256<ulong>.Zero, w + 4);
+            System.Runtime.Intrinsics.Vector256.Store(System.Runtime.Intrinsics.Vector256<ulong>.Zero, w + 8);
+            w[0] = inPort;
+        }
+        else
+        {
+            w[0] = inPort; w[1] = 0; w[2] = 0; w[3] = 0; w[4] = 0; w[5] = 0;
+            w[6] = 0; w[7] = 0; w[8] = 0; w[9] = 0; w[10] = 0; w[11] = 0;
+        }
+
         off->L3 = 0xFFFF;
         off->L4 = 0xFFFF;
         ushort parse = Parse(d, len, w, off);
