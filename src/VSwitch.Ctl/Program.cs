@@ -9,8 +9,12 @@ using System.Text.Json.Nodes;
 const string usage = """
     usage: vswitchctl [--socket PATH] [--json] COMMAND [ARGS]
       show                                   ports, their links, and PMD threads
-      add-port NAME DEVARGS [--rxq N] [--pair PEER]
-                                             add a port while traffic runs (l2fwd: pair it with PEER)
+      add-port NAME DEVARGS [--rxq N] [--pair PEER] [--vlan SPEC]
+                                             add a port while traffic runs (l2fwd: pair it with PEER;
+                                             pipeline: VLAN mode none, access:TAG or trunk[:V1,V2])
+      set-port NAME vlan=SPEC                change a port's VLAN mode while traffic runs
+      set-table-miss TABLE drop|controller|continue
+                                             what a table does with a packet no rule matches
       del-port NAME                          remove a port while traffic runs on the others
       dump-ports                             per-port packet counters (switch and device)
       pmd-stats-show                         per-PMD packets, drops, busy cycles per packet, idle share,
@@ -83,6 +87,9 @@ try
                     case "--pair" when i + 1 < rest.Count:
                         cmdArgs["pair"] = rest[++i];
                         break;
+                    case "--vlan" when i + 1 < rest.Count:
+                        cmdArgs["vlan"] = rest[++i];
+                        break;
                     default:
                         throw new ArgumentException($"add-port: unexpected '{rest[i]}'");
                 }
@@ -96,6 +103,24 @@ try
             }
 
             cmdArgs["name"] = rest[1];
+            break;
+        case "set-port":
+            if (rest.Count != 3 || !rest[2].StartsWith("vlan=", StringComparison.Ordinal))
+            {
+                throw new ArgumentException("set-port needs NAME vlan=SPEC (none, access:TAG, trunk[:V1,V2])");
+            }
+
+            cmdArgs["name"] = rest[1];
+            cmdArgs["vlan"] = rest[2]["vlan=".Length..];
+            break;
+        case "set-table-miss":
+            if (rest.Count != 3 || !int.TryParse(rest[1], NumberStyles.Integer, CultureInfo.InvariantCulture, out int tbl))
+            {
+                throw new ArgumentException("set-table-miss needs TABLE and drop|controller|continue");
+            }
+
+            cmdArgs["table"] = tbl;
+            cmdArgs["policy"] = rest[2];
             break;
         case "add-flow" or "trace":
             if (rest.Count != 2)

@@ -74,6 +74,8 @@ public sealed unsafe class PipelineTests
 
         public PmdCounters Counters => *State.Counters;
 
+        public FlowTables Current() => Shared.Current;
+
         public void Dispose()
         {
             Flow.Dispose();
@@ -519,5 +521,59 @@ public sealed unsafe class PipelineTests
         long after = GC.GetAllocatedBytesForCurrentThread();
         Assert.Equal(0, after - before);
         Assert.True(rig.Counters.EmcHits > 100_000);
+    }
+
+    [Fact]
+    public void Table_miss_policies_drop_continue_and_punt()
+    {
+        using var rig = new Rig();
+        rig.Load([Rule(1, 1, m => m.Tcp(), Out(2))]);
+        var frame = Tcp(FrameBuilder.Ip("192.0.2.1"), FrameBuilder.Ip("198.51.100.2"), 80);
+        rig.Send(1, [frame]);
+        Assert.Empty(rig.Out(2)); // table 0 is empty and drops by default
+        var flows = new FlowControl(rig.Shared, () => { rig.Loop.Poll(); return rig.State.FlowVersionSeen == rig.Shared.Current.Version; });
+        flows.SetTableMiss(0, TableMissPolicy.Continue);
+        rig.Send(1, [frame]);
+        Assert.Single(rig.Out(2)); // continued into table 1
+        flows.SetTableMiss(0, TableMissPolicy.Controller);
+        rig.Send(1, [frame]);
+        Assert.Empty(rig.Out(2));
+        Assert.Single(rig.Flow.Punts.Drain());
+    }
+
+    [Fact]
+    public void Idle_and_hard_timeouts_remove_rules_on_an_injected_clock()
+    {
+        using var rig = new Rig();
+        var flows = new FlowControl(rig.Shared, () => { rig.Loop.Poll(); return true; });
+        const ulong hz = 1000; // one tick a millisecond: the clock is passed in, nothing sleeps
+        flows.Add([
+            new FlowRule { Priority = 3, Match = default, Actions = [Out(2)], IdleTimeout = 10 },
+            new FlowRule { Priority = 2, Match = default, Actions = [Out(3)], HardTimeout = 30 },
+            new FlowRule { Priority = 1, Match = default, Actions = [Out(4)] },
+        ], now: 1_000);
+        Assert.Equal(0, flows.Expire(5_000, hz));
+        rig.Current().Rules.Single(r => r.Priority == 3).Counters.LastUsedTsc = 9_000; // traffic at t=9 s
+        Assert.Equal(0, flows.Expire(15_000, hz)); // idle only 6 s
+        Assert.Equal(1, flows.Expire(19_000, hz)); // idle 10 s: gone
+        Assert.Equal(1, flows.Expire(31_000, hz)); // 30 s since installation: gone
+        Assert.Equal(1, Assert.Single(flows.Current.Rules).Priority);
+    }
+
+    [Fact]
+    public void Idle_megaflows_age_out_and_subtables_empty_with_them()
+    {
+        using var rig = new Rig();
+        rig.Shared.MegaflowIdleCycles = 100_000; // MemoryIo's clock advances 10 per call
+        rig.Load([Rule(0, 1, m => m.Tcp(), Out(2)), Rule(0, 1, m => m.Ip().Set(Fields.NwProto, 17), Out(3))]);
+        rig.Send(1, [Tcp(FrameBuilder.Ip("192.0.2.1"), FrameBuilder.Ip("198.51.100.2"), 80)]);
+        Assert.Equal(1, rig.Flow.Megaflows.Count);
+        for (int i = 0; i < 200_000 && rig.Flow.Megaflows.Count != 0; i++)
+        {
+            rig.Loop.Poll();
+        }
+
+        Assert.Equal(0, rig.Flow.Megaflows.Count);
+        Assert.Equal(0, rig.Flow.Megaflows.SubtableCount);
     }
 }

@@ -17,8 +17,10 @@ namespace VSwitch.Caches;
 [StructLayout(LayoutKind.Sequential, Size = 128)]
 public struct EmcEntry
 {
-    /// <summary>The exact key.</summary>
-    public FlowKey Key;
+    // Hash first: a lookup whose hash differs (most misses) touches only the entry's first cache line.
+
+    /// <summary>Full hash of the key.</summary>
+    public uint Hash;
 
     /// <summary>Megaflow entry index; -1 when empty.</summary>
     public int Megaflow;
@@ -26,8 +28,11 @@ public struct EmcEntry
     /// <summary>The megaflow slot's serial when this entry was made.</summary>
     public int Serial;
 
-    /// <summary>Full hash of the key.</summary>
-    public uint Hash;
+    /// <summary>Padding: the key starts 16 bytes in.</summary>
+    public int Reserved;
+
+    /// <summary>The exact key.</summary>
+    public FlowKey Key;
 }
 
 public sealed unsafe class Emc : IDisposable

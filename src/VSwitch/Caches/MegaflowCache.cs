@@ -24,8 +24,9 @@ namespace VSwitch.Caches;
 [StructLayout(LayoutKind.Sequential)]
 public unsafe struct MegaflowEntry
 {
-    /// <summary>The masked key this entry matches.</summary>
-    public FlowKey Key;
+    // Laid out for the hit path: the first cache line holds everything a hit reads or writes
+    // besides the key (chain, validity, batch grouping, counters); the key follows, then the
+    // rule ids and the actions.
 
     /// <summary>Hash of the masked key (over the subtable's words).</summary>
     public uint Hash;
@@ -52,11 +53,23 @@ public unsafe struct MegaflowEntry
     /// <summary>TSC of the last hit (aging).</summary>
     public ulong LastUsed;
 
+    /// <summary>The burst this entry was last grouped in (per-PMD burst sequence) ...</summary>
+    public uint BatchSeq;
+
+    /// <summary>... and its group index in that burst.</summary>
+    public byte BatchGroup;
+
     /// <summary>Number of DpActions in <see cref="Ops"/>.</summary>
-    public int OpCount;
+    public byte OpCount;
 
     /// <summary>Number of rule ids in <see cref="RuleIds"/>.</summary>
-    public int RuleCount;
+    public byte RuleCount;
+
+    /// <summary>Padding to the end of the first cache line.</summary>
+    public byte Reserved;
+
+    /// <summary>The masked key this entry matches.</summary>
+    public FlowKey Key;
 
     /// <summary>FlowTables.Rules indices of the rules taken (their counters).</summary>
     public fixed int RuleIds[Translation.MaxRules];
@@ -251,19 +264,20 @@ public sealed unsafe class MegaflowCache : IDisposable
         e->MacGeneration = macGeneration;
         e->Packets = 0;
         e->Bytes = 0;
+        e->BatchSeq = 0;
         e->LastUsed = now;
         SetActions(e, t);
     }
 
     private static void SetActions(MegaflowEntry* e, Translation t)
     {
-        e->OpCount = t.OpCount;
+        e->OpCount = (byte)t.OpCount;
         fixed (DpAction* src = t.Ops)
         {
             Buffer.MemoryCopy(src, e->Ops, Translation.MaxOps * sizeof(DpAction), t.OpCount * sizeof(DpAction));
         }
 
-        e->RuleCount = t.RuleCount;
+        e->RuleCount = (byte)t.RuleCount;
         for (int i = 0; i < t.RuleCount; i++)
         {
             e->RuleIds[i] = t.RuleIds[i];

@@ -14,7 +14,7 @@ namespace VSwitch.Control;
 public sealed class Commands(SwitchDatapath dp)
 {
     public static readonly string[] Names = ["show", "dump-ports", "add-port", "del-port", "pmd-stats-show", "pmd-stats-clear", "pmd-rxq-show",
-        "add-flow", "add-flows", "mod-flows", "del-flows", "replace-flows", "dump-flows", "dump-megaflows", "trace"];
+        "add-flow", "add-flows", "mod-flows", "del-flows", "replace-flows", "dump-flows", "dump-megaflows", "trace", "set-port", "set-table-miss"];
 
     private readonly Dictionary<int, PmdCounters> _statsBaseline = [];
 
@@ -35,6 +35,8 @@ public sealed class Commands(SwitchDatapath dp)
         "dump-flows" => DumpFlows(args),
         "dump-megaflows" => DumpMegaflows(),
         "trace" => Trace(args),
+        "set-port" => SetPort(args),
+        "set-table-miss" => SetTableMiss(args),
         _ => throw new VSwitchException($"unknown command '{cmd}' (known: {string.Join(", ", Names)})"),
     };
 
@@ -126,9 +128,42 @@ public sealed class Commands(SwitchDatapath dp)
             RxDescriptors = Int(args, "rxd", 1024, 32, 32768),
             TxDescriptors = Int(args, "txd", 1024, 32, 32768),
         };
+        if (Str(args, "vlan", required: false) is { Length: > 0 } vlan)
+        {
+            pc.SetVlan(vlan, "argument \"vlan\"");
+        }
+
         var pair = Str(args, "pair", required: false);
         var port = dp.AddPort(pc, pair.Length == 0 ? null : pair);
         return new JsonObject { ["name"] = port.Name, ["number"] = dp.DpPortOf(port), ["ofport"] = dp.OfPortOf(port), ["dpdk_port"] = port.PortId };
+    }
+
+    private JsonObject SetPort(JsonObject args)
+    {
+        var name = Str(args, "name");
+        var vlan = Str(args, "vlan");
+        _ = Flows; // VLAN modes are a pipeline (NORMAL) setting
+        dp.SetPortVlan(name, vlan);
+        return new JsonObject { ["name"] = name, ["vlan"] = vlan };
+    }
+
+    private JsonObject SetTableMiss(JsonObject args)
+    {
+        int table = Int(args, "table", -1, 0, FlowTables.MaxTables - 1);
+        if (table < 0)
+        {
+            throw new VSwitchException("argument \"table\" (0..254) is required");
+        }
+
+        var policy = Str(args, "policy") switch
+        {
+            "drop" => TableMissPolicy.Drop,
+            "controller" => TableMissPolicy.Controller,
+            "continue" => TableMissPolicy.Continue,
+            var other => throw new VSwitchException($"argument \"policy\": '{other}' is not one of drop, controller, continue"),
+        };
+        Flows.SetTableMiss(table, policy);
+        return new JsonObject { ["table"] = table, ["policy"] = policy.ToString().ToLowerInvariant() };
     }
 
     private JsonObject DelPort(JsonObject args)
@@ -302,7 +337,7 @@ public sealed class Commands(SwitchDatapath dp)
                     continue;
                 }
 
-                var ops = new ReadOnlySpan<DpAction>(e->Ops, Math.Min(e->OpCount, Translation.MaxOps)).ToArray();
+                var ops = new ReadOnlySpan<DpAction>(e->Ops, Math.Min((int)e->OpCount, Translation.MaxOps)).ToArray();
                 string actions = ops.Length == 0 ? "drop" : string.Join(",", ops.Where(o => o.Op != DpOp.Ext).Select(o => o.ToString()));
                 double used = now > e->LastUsed ? (now - e->LastUsed) / hz : 0;
                 lines.Add((JsonNode?)string.Create(System.Globalization.CultureInfo.InvariantCulture,

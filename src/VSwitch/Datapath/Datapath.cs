@@ -510,6 +510,29 @@ public sealed unsafe class SwitchDatapath : IDisposable
         }
     }
 
+    /// <summary>Changes a port's VLAN mode for NORMAL (pipeline mode); cached verdicts follow at once.</summary>
+    public void SetPortVlan(string name, string spec)
+    {
+        lock (_control)
+        {
+            int slot = SlotOf(name);
+            var pc = _portConfigs[slot]!;
+            var (mode, tag, trunks) = (pc.VlanMode, pc.Tag, pc.Trunks);
+            pc.SetVlan(spec, "vlan"); // validates completely before anything changes
+            try
+            {
+                _flows!.SetPorts(PipelinePorts());
+            }
+            catch (VSwitchException)
+            {
+                (pc.VlanMode, pc.Tag, pc.Trunks) = (mode, tag, trunks);
+                throw;
+            }
+
+            RequestStateSave();
+        }
+    }
+
     /// <summary>Removes a port while traffic flows on the others: unroute, PMDs let go, then stop and detach.</summary>
     public void RemovePort(string name)
     {

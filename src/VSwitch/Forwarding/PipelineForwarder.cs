@@ -66,6 +66,9 @@ public sealed unsafe class FlowPmd : IDisposable
 
     public ulong Rounds;
 
+    /// <summary>Sequence number of the current burst (megaflow entries remember the burst they were grouped in).</summary>
+    public uint BurstSeq;
+
     /// <summary>Set by the control plane: drop every cached verdict at the next round.</summary>
     public volatile bool FlushRequested;
 
@@ -215,11 +218,13 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
             Miss(state, mbufs, n, version, macGen);
         }
 
-        // 5: group by megaflow and run each group's actions.
+        // 5: group by megaflow and run each group's actions. The entry remembers the burst and
+        // group it was last put in, so grouping is O(1) per packet whatever the number of flows.
         int groups = 0;
         int* ge = f.GroupEntry;
         int* gs = f.GroupSize;
         byte* members = f.Members;
+        uint seq = ++f.BurstSeq == 0 ? ++f.BurstSeq : f.BurstSeq;
         for (int i = 0; i < n; i++)
         {
             int e = entryOf[i];
@@ -228,28 +233,32 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
                 continue;
             }
 
-            int g = 0;
-            while (g < groups && ge[g] != e)
+            MegaflowEntry* me = mfc.Entry(e);
+            int g;
+            if (me->BatchSeq == seq)
             {
-                g++;
+                g = me->BatchGroup;
             }
-
-            if (g == groups)
+            else
             {
+                g = groups++;
+                me->BatchSeq = seq;
+                me->BatchGroup = (byte)g;
                 ge[g] = e;
                 gs[g] = 0;
-                groups++;
             }
 
             members[(g * FlowPmd.Burst) + gs[g]++] = (byte)i;
         }
+
+        ulong now = _io.Now();
 
         if (groups == 1 && gs[0] == n)
         {
             MegaflowEntry* me = mfc.Entry(ge[0]);
             if (me->OpCount == 1 && ((DpAction*)me->Ops)->Op == DpOp.Output)
             {
-                Account(me, mbufs, n);
+                Account(me, mbufs, n, now);
                 return ((DpAction*)me->Ops)->A;
             }
         }
@@ -265,7 +274,7 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
                 f.GroupOffs[j] = f.Offsets[mem[j]];
             }
 
-            Account(me, f.GroupPkts, k);
+            Account(me, f.GroupPkts, k, now);
             Execute(state, me, f.GroupPkts, f.GroupOffs, k, inPort);
         }
 
@@ -333,7 +342,7 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
                 MegaflowEntry* se = mfc.Entry(e);
                 nint m = mbufs[i];
                 HeaderOffsets off = f.Offsets[i];
-                Account(se, &m, 1);
+                Account(se, &m, 1, t0);
                 Execute(state, se, &m, &off, 1, (ushort)(key->InPort));
                 entryOf[i] = Done;
             }
@@ -373,7 +382,7 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
 
     /// <summary>Megaflow and rule counters for <paramref name="k"/> packets (once per group).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void Account(MegaflowEntry* me, nint* pkts, int k)
+    private void Account(MegaflowEntry* me, nint* pkts, int k, ulong stamp)
     {
         ulong bytes = 0;
         for (int j = 0; j < k; j++)
@@ -383,7 +392,6 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
 
         me->Packets += (ulong)k;
         me->Bytes += bytes;
-        ulong stamp = _io.Now();
         me->LastUsed = stamp;
         int rc = me->RuleCount;
         if (rc != 0)
