@@ -46,6 +46,27 @@ public sealed class ControlDpdkTests : IDisposable
     }
 
     [Fact]
+    public void A_client_without_permission_on_the_socket_gets_nothing()
+    {
+        // The directory is world-searchable, so only the socket's own 0660 mode stands in the way.
+        File.SetUnixFileMode(_dir, (UnixFileMode)0x1ED); // 0755
+        using var sw = StartSwitch();
+        var psi = new ProcessStartInfo("runuser") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in new[] { "-u", "nobody", "--", "python3", "-c",
+            "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ntry:\n s.connect(sys.argv[1]); s.sendall(b'{\"v\":1,\"cmd\":\"show\"}\\n'); print('GOT', s.recv(100))\nexcept OSError as e:\n print('REFUSED', e.errno)", Ctl })
+        {
+            psi.ArgumentList.Add(a);
+        }
+
+        using var p = Process.Start(psi)!;
+        var output = p.StandardOutput.ReadToEnd() + p.StandardError.ReadToEnd();
+        Assert.True(p.WaitForExit(30_000));
+        Assert.Contains("REFUSED 13", output, StringComparison.Ordinal); // EACCES from the kernel
+        Assert.DoesNotContain("GOT", output, StringComparison.Ordinal);
+        Assert.Equal(0, Vswitchctl("show").Exit); // root still is served
+    }
+
+    [Fact]
     public void Ports_come_and_go_while_traffic_on_the_others_loses_nothing()
     {
         using var sw = StartSwitch();
