@@ -123,17 +123,6 @@ public sealed unsafe class Emc : IDisposable
         e->Serial = serial;
     }
 
-    public int Occupied()
-    {
-        int n = 0;
-        for (int i = 0; i < Size; i++)
-        {
-            n += _entries[i].Megaflow >= 0 ? 1 : 0;
-        }
-
-        return n;
-    }
-
     public void Dispose()
     {
         NativeMemory.AlignedFree(_entries);

@@ -313,18 +313,6 @@ public sealed unsafe class MegaflowCache : IDisposable
         }
     }
 
-    /// <summary>Removes every entry.</summary>
-    public void Clear()
-    {
-        for (int i = 0; i < Limit; i++)
-        {
-            if (_entries[i].Subtable >= 0)
-            {
-                Remove(i);
-            }
-        }
-    }
-
     /// <summary>Removes up to <paramref name="budget"/> entries' worth of idle megaflows (unused since <paramref name="olderThan"/>).</summary>
     public int Sweep(int budget, ulong olderThan)
     {

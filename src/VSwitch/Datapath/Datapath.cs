@@ -50,7 +50,6 @@ public sealed unsafe class SwitchDatapath : IDisposable
     private readonly PortConfig?[] _portConfigs = new PortConfig?[PmdState.MaxPorts];
     private readonly List<FlowPmd> _flowPmds = [];
     private L2fwdTable? _l2fwd;
-    private PipelineShared? _pipeline;
     private FlowControl? _flows;
     private Thread? _stateWriter;
     private readonly AutoResetEvent _stateDirty = new(false);
@@ -118,13 +117,13 @@ public sealed unsafe class SwitchDatapath : IDisposable
         _l2fwd = new L2fwdTable();
         if (_config.Mode == ForwardingMode.Pipeline)
         {
-            _pipeline = new PipelineShared([])
+            var shared = new PipelineShared([])
             {
                 MegaflowLimit = _config.MegaflowLimit,
                 EmcInsertInvProb = _config.EmcInsertInvProb,
                 MegaflowIdleCycles = (ulong)(_config.MegaflowIdleMs * (Eal!.TscHz / 1000.0)),
             };
-            _flows = new FlowControl(_pipeline, WaitForFlowAck);
+            _flows = new FlowControl(shared, WaitForFlowAck);
         }
 
         for (int pi = 0; pi < _config.PmdCores.Count; pi++)
@@ -201,9 +200,9 @@ public sealed unsafe class SwitchDatapath : IDisposable
             DrainCycles = (ulong)(_config.TxDrainMicros * Eal!.TscHz / 1e6),
             SleepMaxMicros = (uint)_config.PmdSleepMaxMicros,
         };
-        if (_pipeline != null)
+        if (_flows != null)
         {
-            var f = new FlowPmd(_pipeline);
+            var f = new FlowPmd(_flows.Shared);
             _flowPmds.Add(f);
             return new PmdThread(core, state, new PmdLoop<DpdkIo, PipelineForwarder<DpdkIo>>(state, default, new PipelineForwarder<DpdkIo>(f, default)));
         }
@@ -247,7 +246,7 @@ public sealed unsafe class SwitchDatapath : IDisposable
         using var cache = new Caches.MegaflowCache(4);
         Packets.FlowKey key = default;
         key.DlType = Packets.KeyExtractor.EthIp;
-        Translator.Translate(_pipeline!.Current, key, new MacTable(16), 0, t);
+        Translator.Translate(_flows!.Current, key, new MacTable(16), 0, t);
         int e = cache.Install(&key, t, 0, -1, 0);
         cache.Lookup(&key);
         cache.Remove(e);
@@ -297,12 +296,12 @@ public sealed unsafe class SwitchDatapath : IDisposable
     /// <summary>Waits until every running PMD classifies with the current flow tables.</summary>
     private bool WaitForFlowAck()
     {
-        if (!_pmdsRunning || _pipeline == null)
+        if (!_pmdsRunning || _flows == null)
         {
             return true;
         }
 
-        long want = _pipeline.Current.Version;
+        long want = _flows.Current.Version;
         var end = DateTime.UtcNow + s_planTimeout;
         while (_pmds.Any(p => p.State.FlowVersionSeen < want))
         {
@@ -351,7 +350,7 @@ public sealed unsafe class SwitchDatapath : IDisposable
             const ulong macAgingSeconds = 300;
             if (now > macAgingSeconds * Eal.TscHz)
             {
-                _pipeline!.Macs.Age(now - (macAgingSeconds * Eal.TscHz));
+                _flows!.Shared.Macs.Age(now - (macAgingSeconds * Eal.TscHz));
             }
         }
     }
@@ -551,7 +550,7 @@ public sealed unsafe class SwitchDatapath : IDisposable
                 // No verdict may send to the port once its tx queue goes away: publish the port set
                 // without it and wait for every PMD, then forget what was learned on it.
                 _flows.SetPorts(PipelinePorts(exceptSlot: slot));
-                _pipeline!.Macs.Flush(slot + 1);
+                _flows!.Shared.Macs.Flush(slot + 1);
             }
 
             var port = _slots[slot]!;
@@ -688,8 +687,8 @@ public sealed unsafe class SwitchDatapath : IDisposable
         }
     }
 
-    /// <summary>Stops PMDs and ports; returns the number of mbufs still in use above the baseline (leaked).</summary>
-    public long Stop()
+    /// <summary>Stops PMDs and ports (then <see cref="ReleasePorts"/> closes them and counts leaked mbufs).</summary>
+    public void Stop()
     {
         if (_stateWriter != null)
         {
@@ -722,8 +721,6 @@ public sealed unsafe class SwitchDatapath : IDisposable
             {
                 port.Stop();
             }
-
-            return _pool == null ? 0 : (long)_pool.InUse - _inUseBaseline;
         }
     }
 

@@ -69,9 +69,6 @@ public sealed unsafe class FlowPmd : IDisposable
     /// <summary>Sequence number of the current burst (megaflow entries remember the burst they were grouped in).</summary>
     public uint BurstSeq;
 
-    /// <summary>Set by the control plane: drop every cached verdict at the next round.</summary>
-    public volatile bool FlushRequested;
-
     // Per-burst scratch (one slot per received packet).
     public readonly FlowKey* Keys;
     public readonly HeaderOffsets* Offsets;
@@ -123,17 +120,7 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
     {
         FlowPmd f = _f;
         FlowTables v = f.Shared.Current;
-        if (f.FlushRequested)
-        {
-            f.Megaflows.Clear();
-            f.Emc.Clear();
-            f.FlushRequested = false;
-        }
-
-        if (!ReferenceEquals(v, f.Current))
-        {
-            f.Current = v;
-        }
+        f.Current = v;
 
         f.MacGeneration = f.Shared.Macs.Generation;
         if (state.FlowVersionSeen != v.Version)

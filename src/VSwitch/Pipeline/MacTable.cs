@@ -144,17 +144,4 @@ public sealed class MacTable
 
         Interlocked.Increment(ref _generation);
     }
-
-    /// <summary>A snapshot of the bindings (control plane).</summary>
-    public IEnumerable<(ulong Mac, int Vlan, int Port, ulong Seen)> Entries()
-    {
-        for (int s = 0; s <= _mask; s++)
-        {
-            ulong k = _keys[s];
-            if (k != 0)
-            {
-                yield return (k & 0xFFFF_FFFF_FFFFUL, (int)((k >> 48) & 0xFFF), _ports[s], _seen[s]);
-            }
-        }
-    }
 }
