@@ -96,8 +96,8 @@ public struct DpAction
     {
         DpOp.Output => $"output:{A + 1}{((Flags & CloneFlag) != 0 ? "(clone)" : "")}",
         DpOp.Controller => "controller",
-        DpOp.SetEthDst => $"set(eth_dst={Mac(C)})",
-        DpOp.SetEthSrc => $"set(eth_src={Mac(C)})",
+        DpOp.SetEthDst => $"set(eth_dst={Pipeline.FlowFormatter.FormatMac(C)})",
+        DpOp.SetEthSrc => $"set(eth_src={Pipeline.FlowFormatter.FormatMac(C)})",
         DpOp.PushVlan => $"push_vlan(tpid=0x{A:x4},vid={B & 0xFFF},pcp={B >> 13})",
         DpOp.PopVlan => "pop_vlan",
         DpOp.SetVlanTci => $"set(vlan_tci=0x{A:x4}/0x{B:x4})",
@@ -110,6 +110,4 @@ public struct DpAction
         DpOp.DecTtl => "dec_ttl",
         _ => Op.ToString(),
     };
-
-    public static string Mac(ulong m) => string.Join(':', Enumerable.Range(0, 6).Select(i => ((m >> (40 - 8 * i)) & 0xFF).ToString("x2")));
 }

@@ -99,7 +99,7 @@ public static partial class StateStore
                 var j = new JsonObject { ["name"] = p.Name, ["devargs"] = p.DevArgs, ["rxq"] = p.RxQueues };
                 if (p.VlanMode != VlanMode.None)
                 {
-                    j["vlan"] = p.VlanMode == VlanMode.Access ? $"access:{p.Tag}" : "trunk" + (p.Trunks.Count == 0 ? "" : ":" + string.Join(',', p.Trunks));
+                    j["vlan"] = p.VlanSpec;
                 }
 
                 return (JsonNode?)j;

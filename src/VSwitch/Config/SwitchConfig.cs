@@ -29,6 +29,14 @@ public sealed class PortConfig
     /// <summary>Trunk port: the VLANs it carries (empty: all).</summary>
     public List<ushort> Trunks { get; set; } = [];
 
+    /// <summary>The VLAN mode as <see cref="SetVlan"/> reads it.</summary>
+    public string VlanSpec => VlanMode switch
+    {
+        Pipeline.VlanMode.Access => $"access:{Tag}",
+        Pipeline.VlanMode.Trunk => Trunks.Count == 0 ? "trunk" : "trunk:" + string.Join(',', Trunks),
+        _ => "none",
+    };
+
     /// <summary>Parses "access:TAG" or "trunk:V1,V2,..." (or "none").</summary>
     public void SetVlan(string spec, string where)
     {

@@ -11,8 +11,8 @@ namespace VSwitch.Pipeline;
 /// <summary>A named key field: where it lives in the FlowKey and what it needs to be meaningful.</summary>
 public sealed record FieldDef(string Name, int Word, int Shift, int Width, Prerequisite Prereq, bool Writable)
 {
-    /// <summary>The field's bits within its word.</summary>
-    public ulong WordMask => (Width == 64 ? ulong.MaxValue : ((1UL << Width) - 1)) << Shift;
+    /// <summary>The field's bits within its word (for a 128-bit field: all of each of its two words).</summary>
+    public ulong WordMask => Width >= 64 ? ulong.MaxValue : ((1UL << Width) - 1) << Shift;
 
     /// <summary>Width 128 fields (IPv6 addresses) span words Word and Word+1.</summary>
     public bool IsWide => Width == 128;

@@ -2139,6 +2139,14 @@ public static class FlowFormatter
         }
     }
 
+    /// <summary>A MAC (48-bit number) as aa:bb:cc:dd:ee:ff.</summary>
+    public static string FormatMac(ulong mac)
+    {
+        var sb = new StringBuilder(17);
+        AppendMac(sb, mac);
+        return sb.ToString();
+    }
+
     private static void AppendMac(StringBuilder sb, ulong mac)
     {
         for (int i = 5; i >= 0; i--)

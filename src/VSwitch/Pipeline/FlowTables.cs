@@ -24,6 +24,9 @@ public enum VlanMode : byte
 /// <summary>A datapath port as the pipeline sees it (OpenFlow number = slot + 1).</summary>
 public sealed record PipelinePort(int OfPort, string Name, VlanMode Mode = VlanMode.None, ushort Tag = 0, IReadOnlyList<ushort>? Trunks = null)
 {
+    /// <summary>Trunk VLANs as a 4096-bit set (null: every VLAN), built once off the PMD path.</summary>
+    private readonly ulong[]? _trunkSet = Trunks is { Count: > 0 } ? TrunkSet(Trunks) : null;
+
     /// <summary>Datapath slot (index of the tx buffer).</summary>
     public int Slot => OfPort - 1;
 
@@ -31,9 +34,20 @@ public sealed record PipelinePort(int OfPort, string Name, VlanMode Mode = VlanM
     public bool Carries(int vlan) => Mode switch
     {
         VlanMode.Access => vlan == Tag,
-        VlanMode.Trunk => Trunks == null || Trunks.Count == 0 || Trunks.Contains((ushort)vlan),
+        VlanMode.Trunk => _trunkSet == null || (_trunkSet[(vlan & 0xFFF) >> 6] & (1UL << (vlan & 63))) != 0,
         _ => true,
     };
+
+    private static ulong[] TrunkSet(IReadOnlyList<ushort> vlans)
+    {
+        var set = new ulong[64];
+        foreach (ushort v in vlans)
+        {
+            set[(v & 0xFFF) >> 6] |= 1UL << (v & 63);
+        }
+
+        return set;
+    }
 }
 
 public sealed class FlowTables

@@ -206,9 +206,7 @@ public static class Translator
                 // The new tag copies the VID/PCP of the current outer tag (OpenFlow push_vlan), or is 0.
                 t.Wildcards.W[0] |= 0xFFFFUL << 32;
                 ushort tci = (ushort)(k.VlanTci & 0xEFFF);
-                t.Emit(new DpAction(DpOp.PushVlan, a: tpid, b: tci));
-                k.Vlan2Tci = k.VlanTci;
-                k.VlanTci = (ushort)(tci | KeyExtractor.VlanPresent);
+                PushTag(t, tpid, tci);
                 break;
             }
 
@@ -216,9 +214,7 @@ public static class Translator
                 t.Wildcards.W[0] |= PresentBit;
                 if ((k.VlanTci & KeyExtractor.VlanPresent) != 0)
                 {
-                    t.Emit(new DpAction(DpOp.PopVlan));
-                    k.VlanTci = k.Vlan2Tci;
-                    k.Vlan2Tci = 0;
+                    PopTag(t);
                 }
 
                 break;
@@ -278,6 +274,22 @@ public static class Translator
         t.Emit(new DpAction(DpOp.Output, a: (ushort)p.Slot));
     }
 
+    /// <summary>Pushes a tag on the packet and on the working key (the old outer tag becomes the inner one).</summary>
+    private static void PushTag(Translation t, ushort tpid, ushort tci)
+    {
+        t.Emit(new DpAction(DpOp.PushVlan, a: tpid, b: tci));
+        t.Key.Vlan2Tci = t.Key.VlanTci;
+        t.Key.VlanTci = (ushort)(tci | KeyExtractor.VlanPresent);
+    }
+
+    /// <summary>Pops the outer tag from the packet and the working key (the caller knows there is one).</summary>
+    private static void PopTag(Translation t)
+    {
+        t.Emit(new DpAction(DpOp.PopVlan));
+        t.Key.VlanTci = t.Key.Vlan2Tci;
+        t.Key.Vlan2Tci = 0;
+    }
+
     private static unsafe void SetTci(Translation t, ushort value, ushort mask)
     {
         ref FlowKey k = ref t.Key;
@@ -290,9 +302,7 @@ public static class Translator
         else
         {
             // mod_vlan_vid / mod_vlan_pcp on an untagged frame push a tag (as Open vSwitch does).
-            t.Emit(new DpAction(DpOp.PushVlan, a: KeyExtractor.EthVlan, b: value));
-            k.Vlan2Tci = 0;
-            k.VlanTci = (ushort)(value | KeyExtractor.VlanPresent);
+            PushTag(t, KeyExtractor.EthVlan, value);
         }
     }
 
@@ -462,7 +472,7 @@ public static class Translator
         var target = dst > 0 ? v.Ports[dst] : null;
         if (target != null && target.Carries(vlan))
         {
-            t.Trace?.Add($"  normal: learned {DpAction.Mac(k.DlDst)} vlan {vlan} -> port {dst}");
+            t.Trace?.Add($"  normal: learned {FlowFormatter.FormatMac(k.DlDst)} vlan {vlan} -> port {dst}");
             NormalOutput(t, target, vlan);
             return;
         }
@@ -484,14 +494,11 @@ public static class Translator
         bool wantTag = p.Mode != VlanMode.Access && vlan != 0;
         if (wantTag && !tagged)
         {
-            t.Emit(new DpAction(DpOp.PushVlan, a: KeyExtractor.EthVlan, b: (uint)vlan));
-            k.VlanTci = (ushort)(vlan | KeyExtractor.VlanPresent);
+            PushTag(t, KeyExtractor.EthVlan, (ushort)vlan);
         }
         else if (!wantTag && tagged)
         {
-            t.Emit(new DpAction(DpOp.PopVlan));
-            k.VlanTci = k.Vlan2Tci;
-            k.Vlan2Tci = 0;
+            PopTag(t);
         }
 
         t.Emit(new DpAction(DpOp.Output, a: (ushort)p.Slot));
