@@ -18,23 +18,7 @@ public sealed class ControlDpdkTests : IDisposable
 
     private string Ctl => Path.Combine(_dir, "ctl.sock");
 
-    private (int Exit, string Out, string Err) Vswitchctl(params string[] args)
-    {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "vswitchctl.dll"));
-        psi.ArgumentList.Add("--socket");
-        psi.ArgumentList.Add(Ctl);
-        foreach (var a in args)
-        {
-            psi.ArgumentList.Add(a);
-        }
-
-        using var p = Process.Start(psi)!;
-        var o = p.StandardOutput.ReadToEndAsync();
-        var e = p.StandardError.ReadToEndAsync();
-        Assert.True(p.WaitForExit(30_000), "vswitchctl hung");
-        return (p.ExitCode, o.Result, e.Result);
-    }
+    private (int Exit, string Out, string Err) Vswitchctl(params string[] args) => ControlClient.Vswitchctl(Ctl, args);
 
     /// <summary>A switch forwarding a <-> b, after its first link poll (show includes link state).</summary>
     private RunningSwitch StartSwitch()
@@ -130,35 +114,9 @@ public sealed class ControlDpdkTests : IDisposable
         Assert.Equal(0, sw.Stop().ExitCode);
     }
 
-    private JsonObject Raw(Socket s, byte[] bytes)
-    {
-        if (bytes.Length > 0)
-        {
-            s.Send(bytes);
-        }
+    private static JsonObject Raw(Socket s, byte[] bytes) => ControlClient.Raw(s, bytes);
 
-        var buf = new byte[65536];
-        var sb = new StringBuilder();
-        while (!sb.ToString().Contains('\n', StringComparison.Ordinal))
-        {
-            int n = s.Receive(buf);
-            if (n == 0)
-            {
-                break;
-            }
-
-            sb.Append(Encoding.UTF8.GetString(buf, 0, n));
-        }
-
-        return JsonNode.Parse(sb.ToString().Split('\n')[0])!.AsObject();
-    }
-
-    private Socket Connect()
-    {
-        var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified) { ReceiveTimeout = 10_000 };
-        s.Connect(new UnixDomainSocketEndPoint(Ctl));
-        return s;
-    }
+    private Socket Connect() => ControlClient.Connect(Ctl);
 
     [Fact]
     public void Broken_hostile_and_silent_clients_get_errors_and_never_stall_the_switch_or_other_clients()

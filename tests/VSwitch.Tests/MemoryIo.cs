@@ -75,6 +75,16 @@ internal sealed unsafe class MemoryPorts(int ports, int capacity, FakeMbufs mbuf
 
     public void Inject(int port, nint m) => Rx[port][RxTail[port]++] = m;
 
+    /// <summary>Makes <paramref name="state"/>'s PMD poll every port (datapath port i = memory port i) and send to each.</summary>
+    public void Attach(Pmd.PmdState state)
+    {
+        state.SetRxQueues(Enumerable.Range(0, Rx.Length).Select(p => new Pmd.RxQueueRef { DpPort = p, PortId = (ushort)p }).ToList());
+        for (int p = 0; p < Rx.Length; p++)
+        {
+            state.SetTxPort(p, (ushort)p, 0, true);
+        }
+    }
+
     public IEnumerable<nint> Sent(int port) => Tx[port].Take(TxCount[port]);
 }
 

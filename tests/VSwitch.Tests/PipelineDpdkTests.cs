@@ -164,23 +164,7 @@ public sealed class PipelineDpdkTests : IDisposable
 
     private string Ctl => P("ctl.sock");
 
-    private (int Exit, string Out, string Err) Vswitchctl(params string[] args)
-    {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "vswitchctl.dll"));
-        psi.ArgumentList.Add("--socket");
-        psi.ArgumentList.Add(Ctl);
-        foreach (var a in args)
-        {
-            psi.ArgumentList.Add(a);
-        }
-
-        using var p = Process.Start(psi)!;
-        var o = p.StandardOutput.ReadToEndAsync();
-        var e = p.StandardError.ReadToEndAsync();
-        Assert.True(p.WaitForExit(60_000), "vswitchctl hung");
-        return (p.ExitCode, o.Result, e.Result);
-    }
+    private (int Exit, string Out, string Err) Vswitchctl(params string[] args) => ControlClient.Vswitchctl(Ctl, args);
 
     private JsonObject Json(params string[] args)
     {
@@ -274,23 +258,7 @@ public sealed class StateStoreDpdkTests : IDisposable
 
     private string P(string name) => Path.Combine(_dir, name);
 
-    private (int Exit, string Out, string Err) Ctl(params string[] args)
-    {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "vswitchctl.dll"));
-        psi.ArgumentList.Add("--socket");
-        psi.ArgumentList.Add(P("ctl.sock"));
-        foreach (var a in args)
-        {
-            psi.ArgumentList.Add(a);
-        }
-
-        using var p = Process.Start(psi)!;
-        var o = p.StandardOutput.ReadToEndAsync();
-        var e = p.StandardError.ReadToEndAsync();
-        Assert.True(p.WaitForExit(60_000), "vswitchctl hung");
-        return (p.ExitCode, o.Result, e.Result);
-    }
+    private (int Exit, string Out, string Err) Ctl(params string[] args) => ControlClient.Vswitchctl(P("ctl.sock"), args);
 
     [Fact]
     public void Ports_and_flows_come_back_after_a_restart_and_a_corrupt_store_is_refused_and_kept()
@@ -343,31 +311,7 @@ public sealed class FlowUpdateDpdkTests : IDisposable
 
     private string P(string name) => Path.Combine(_dir, name);
 
-    private JsonObject Request(string cmd, JsonObject args)
-    {
-        using var s = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified) { ReceiveTimeout = 60_000 };
-        s.Connect(new System.Net.Sockets.UnixDomainSocketEndPoint(P("ctl.sock")));
-        return Raw(s, System.Text.Encoding.UTF8.GetBytes(new JsonObject { ["v"] = 1, ["id"] = 1, ["cmd"] = cmd, ["args"] = args }.ToJsonString() + "\n"));
-    }
-
-    private static JsonObject Raw(System.Net.Sockets.Socket s, byte[] line)
-    {
-        s.Send(line);
-        var buf = new byte[1 << 20];
-        var ms = new MemoryStream();
-        while (!ms.ToArray().Contains((byte)'\n'))
-        {
-            int n = s.Receive(buf);
-            if (n == 0)
-            {
-                break;
-            }
-
-            ms.Write(buf, 0, n);
-        }
-
-        return JsonNode.Parse(ms.ToArray())!.AsObject();
-    }
+    private JsonObject Request(string cmd, JsonObject args) => ControlClient.Request(P("ctl.sock"), cmd, args);
 
     private (ulong Rx, ulong Fwd, ulong TxDrops, Dictionary<string, ulong> Tx) Counters()
     {

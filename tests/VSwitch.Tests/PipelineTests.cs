@@ -28,12 +28,7 @@ public sealed unsafe class PipelineTests
             var specs = portSpecs?.ToList() ?? Enumerable.Range(1, ports).Select(p => new PipelinePort(p, $"p{p}")).ToList();
             Shared = new PipelineShared(specs) { EmcInsertInvProb = emcInvProb, MegaflowLimit = megaflowLimit };
             Flow = new FlowPmd(Shared);
-            var rxq = Enumerable.Range(0, ports).Select(p => new RxQueueRef { DpPort = p, PortId = (ushort)p, QueueId = 0 }).ToList();
-            State.SetRxQueues(rxq);
-            for (int p = 0; p < ports; p++)
-            {
-                State.SetTxPort(p, (ushort)p, 0, true);
-            }
+            Ports.Attach(State);
 
             var io = new MemoryIo(Ports);
             Loop = new PmdLoop<MemoryIo, PipelineForwarder<MemoryIo>>(State, io, new PipelineForwarder<MemoryIo>(Flow, io));

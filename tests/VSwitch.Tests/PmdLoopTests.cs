@@ -24,9 +24,7 @@ public sealed unsafe class PmdLoopTests
             Table.SetRoute(1, 0);
             Table.SetRewrite(0, s_macA);
             Table.SetRewrite(1, s_macB);
-            State.SetRxQueues([new RxQueueRef { DpPort = 0, PortId = 0 }, new RxQueueRef { DpPort = 1, PortId = 1 }]);
-            State.SetTxPort(0, 0, 0, true);
-            State.SetTxPort(1, 1, 0, true);
+            Ports.Attach(State);
             State.DrainCycles = drainCycles;
             Loop = new PmdLoop<MemoryIo, L2Forwarder>(State, new MemoryIo(Ports), new L2Forwarder(Table, rewrite));
         }

@@ -1,6 +1,8 @@
 // Vswitchd.cs - runs the real vswitchd binary (built next to the tests) with a hard timeout.
 using System.Diagnostics;
+using System.Net.Sockets;
 using System.Text;
+using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 
 namespace VSwitch.Tests;
@@ -142,3 +144,65 @@ internal sealed class RunningSwitch : IDisposable
 /// <summary>DPDK tests start real DPDK processes; run them one at a time (they share the PMD core).</summary>
 [CollectionDefinition("dpdk", DisableParallelization = true)]
 public sealed class DpdkCollection;
+
+/// <summary>Talks to a running vswitchd's control socket: through the real vswitchctl, or raw JSON lines.</summary>
+internal static class ControlClient
+{
+    /// <summary>Runs vswitchctl against <paramref name="socket"/>; returns its exit code and output.</summary>
+    public static (int Exit, string Out, string Err) Vswitchctl(string socket, params string[] args)
+    {
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "vswitchctl.dll"));
+        psi.ArgumentList.Add("--socket");
+        psi.ArgumentList.Add(socket);
+        foreach (var a in args)
+        {
+            psi.ArgumentList.Add(a);
+        }
+
+        using var p = Process.Start(psi)!;
+        var o = p.StandardOutput.ReadToEndAsync();
+        var e = p.StandardError.ReadToEndAsync();
+        Xunit.Assert.True(p.WaitForExit(60_000), "vswitchctl hung");
+        return (p.ExitCode, o.Result, e.Result);
+    }
+
+    public static Socket Connect(string socket)
+    {
+        var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified) { ReceiveTimeout = 60_000 };
+        s.Connect(new UnixDomainSocketEndPoint(socket));
+        return s;
+    }
+
+    /// <summary>Sends <paramref name="bytes"/> (may be empty) and reads one response line.</summary>
+    public static JsonObject Raw(Socket s, byte[] bytes)
+    {
+        if (bytes.Length > 0)
+        {
+            s.Send(bytes);
+        }
+
+        var buf = new byte[1 << 16];
+        var ms = new MemoryStream();
+        while (Array.IndexOf(ms.GetBuffer(), (byte)'\n', 0, (int)ms.Length) < 0)
+        {
+            int n = s.Receive(buf);
+            if (n == 0)
+            {
+                break;
+            }
+
+            ms.Write(buf, 0, n);
+        }
+
+        var line = Encoding.UTF8.GetString(ms.GetBuffer(), 0, (int)ms.Length).Split('\n')[0];
+        return JsonNode.Parse(line)!.AsObject();
+    }
+
+    /// <summary>One request on a new connection: {"v":1,"id":1,"cmd":...,"args":...}.</summary>
+    public static JsonObject Request(string socket, string cmd, JsonObject args)
+    {
+        using var s = Connect(socket);
+        return Raw(s, Encoding.UTF8.GetBytes(new JsonObject { ["v"] = 1, ["id"] = 1, ["cmd"] = cmd, ["args"] = args }.ToJsonString() + "\n"));
+    }
+}
