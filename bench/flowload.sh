@@ -33,8 +33,9 @@ VSWITCHCTL=${VSWITCHCTL:-$root/out/vswitchctl/vswitchctl}
 LOAD_LIMIT=${LOAD_LIMIT:-600} # bound on one load (s)
 work=$(mktemp -d /tmp/vsw-flowload.XXXXXX)
 run=$work/run
-mkdir -p "$run" "$work/ovs"/{run,log,db} "$work/gen"
-export OVS_RUNDIR=$work/ovs/run OVS_LOGDIR=$work/ovs/log OVS_DBDIR=$work/ovs/db
+mkdir -p "$run" "$work/gen"
+. "$here/lib.sh"
+ovs_env "$work/ovs" vswloadovs
 # clients run on core 0 like every thread but the PMD
 VSCTL="timeout 60 taskset -c 0 ovs-vsctl --timeout=20"
 OFCTL="timeout $LOAD_LIMIT taskset -c 0 ovs-ofctl"
@@ -47,7 +48,6 @@ cleanup() {
     while read -r p; do [ "$(cat "/proc/$p/comm" 2>/dev/null)" = timeout ] && kill "$p" 2>/dev/null || true; done < "$work/pids"
   fi
   ovs_stop >/dev/null 2>&1 || true
-  rm -f /dev/hugepages/vswloadovs* 2>/dev/null || true
   [ -n "${KEEP:-}" ] && echo "kept $work" >&2 || rm -rf "$work"
 }
 trap cleanup EXIT
@@ -59,7 +59,6 @@ if [[ " $SWITCHES " == *" vswitchd "* ]]; then
   "$VSWITCHCTL" --help 2>&1 | grep -q 'add-flows' || { echo "flowload.sh: $VSWITCHCTL has no add-flows; SWITCHES=ovs runs OVS alone" >&2; exit 1; }
 fi
 
-median() { sort -g | awk '{v[NR]=$1} END {if (NR==0) {print "NA"; exit} print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.3f", b - a}'; }
 
 rulefile() { # N -> path (generated once)
@@ -112,18 +111,6 @@ load_vswitchd() { # N -> seconds
 }
 
 # ---- Open vSwitch ----
-ovs_stop() {
-  for d in ovs-vswitchd ovsdb-server; do
-    local f=$OVS_RUNDIR/$d.pid
-    if [ -f "$f" ]; then
-      local p; p=$(cat "$f")
-      kill "$p" 2>/dev/null || true
-      for _ in $(seq 1 40); do kill -0 "$p" 2>/dev/null || break; sleep 0.25; done
-      kill -9 "$p" 2>/dev/null || true
-      rm -f "$f"
-    fi
-  done
-}
 
 ovs_count() { $OFCTL dump-aggregate br0 2>/dev/null | sed -n 's/.*flow_count=\([0-9]*\).*/\1/p'; }
 
@@ -131,21 +118,9 @@ load_ovs() { # N -> seconds
   local n=$1 rules t0 t1 rc=0 c="" bundle=()
   rules=$(rulefile "$n")
   [ "$OVS_BUNDLE" = 1 ] && bundle=(--bundle)
-  rm -f "$OVS_DBDIR/conf.db"
-  ovsdb-tool create "$OVS_DBDIR/conf.db" /usr/share/openvswitch/vswitch.ovsschema
-  taskset -c 0 ovsdb-server "$OVS_DBDIR/conf.db" -vconsole:off --remote="punix:$OVS_RUNDIR/db.sock" \
-    --pidfile="$OVS_RUNDIR/ovsdb-server.pid" --detach --log-file="$OVS_LOGDIR/ovsdb-server.log"
-  $VSCTL --no-wait init
-  $VSCTL --no-wait set Open_vSwitch . other_config:dpdk-init=true other_config:dpdk-socket-mem=512 \
-    other_config:dpdk-socket-limit=512 other_config:dpdk-lcore-mask=0x1 other_config:pmd-cpu-mask=0x2 \
-    other_config:dpdk-extra="--no-pci --file-prefix=vswloadovs"
-  taskset -c 0 ovs-vswitchd "unix:$OVS_RUNDIR/db.sock" -vconsole:off --pidfile="$OVS_RUNDIR/ovs-vswitchd.pid" \
-    --detach --log-file="$OVS_LOGDIR/ovs-vswitchd.log"
-  for _ in $(seq 1 60); do $VSCTL get Open_vSwitch . dpdk_initialized 2>/dev/null | grep -q true && break; sleep 0.5; done
-  $VSCTL add-br br0 -- set bridge br0 datapath_type=netdev
+  ovs_start
   $VSCTL add-port br0 p0 -- set Interface p0 type=dpdk options:dpdk-devargs="$(port0 "$n")" ofport_request=1
   $VSCTL add-port br0 p1 -- set Interface p1 type=dpdk options:dpdk-devargs="net_null1,no-rx=1" ofport_request=2
-  $OFCTL del-flows br0 # the new bridge's priority-0 NORMAL rule
   [ "$(ovs_count)" = 0 ] || echo "ovs: table not empty before the load" >> "$work/errors.log"
   t0=$EPOCHREALTIME
   $OFCTL "${bundle[@]}" add-flows br0 "$rules" > "$work/ctl.log" 2>&1 || rc=$?
@@ -163,7 +138,6 @@ load_ovs() { # N -> seconds
   echo "ovs $n rules: ovs-ofctl returned after $(elapsed "$t0" "$ta") s, flow_count confirmed after $(elapsed "$t0" "$t1") s" >> "$work/ovs-split.log"
   [ "$TRAFFIC" = 1 ] && echo "traffic check: ovs $n rules: port 2 $($OFCTL dump-ports br0 2 | grep -o 'tx pkts=[0-9]*')" >> "$work/notes.log"
   ovs_stop
-  rm -f /dev/hugepages/vswloadovs* 2>/dev/null || true
   if [ "$rc" != 0 ]; then
     echo "ovs add-flows $n: $rc, flow_count=${c:-?}: $(head -c 300 "$work/ctl.log")" >> "$work/errors.log"
     echo NA

@@ -35,7 +35,7 @@ devs() { # scenario -> "devargsA devargsB"
 }
 
 # median of numbers on stdin
-median() { sort -g | awk '{v[NR]=$1} END {if (NR==0) {print "NA"; exit} print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
+. "$here/lib.sh" # median
 
 run_vsw() { # scenario mac|io -> Mpps
   local a b extra=""

@@ -18,6 +18,18 @@ def csum(data: bytes) -> int:
     return ~s & 0xFFFF
 
 
+def write_pcap(path: str, frames) -> int:
+    """Writes a microsecond Ethernet pcap of the frames; returns how many."""
+    n = 0
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        for pkt in frames:
+            f.write(struct.pack("<IIII", n // 1000000, n % 1000000, len(pkt), len(pkt)))
+            f.write(pkt)
+            n += 1
+    return n
+
+
 def ipv4_udp(flow: int, size: int, proto: int = 17, vlan: int | None = None) -> bytes:
     dst_mac = bytes([0x02, 0, 0, 0, 0, 0x01])
     src_mac = bytes([0x02, 0, 0, 0, (flow >> 8) & 0xFF, flow & 0xFF])
@@ -59,19 +71,19 @@ def main() -> None:
     ap.add_argument("--flows", type=int, default=1)
     ap.add_argument("--mixed", action="store_true")
     a = ap.parse_args()
-    with open(a.out, "wb") as f:
-        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+
+    def frames():
         for i in range(a.count):
             flow = i % a.flows
             if a.mixed:
                 kind = i % 4
                 size = [64, 128, 512, 1514][(i // 4) % 4]
-                pkt = [ipv4_udp(flow, size - 4), ipv4_udp(flow, size - 4, proto=6),
+                yield [ipv4_udp(flow, size - 4), ipv4_udp(flow, size - 4, proto=6),
                        ipv4_udp(flow, size - 4, vlan=100 + flow % 4), arp(flow)][kind]
             else:
-                pkt = ipv4_udp(flow, a.size - 4)
-            f.write(struct.pack("<IIII", i // 1000000, i % 1000000, len(pkt), len(pkt)))
-            f.write(pkt)
+                yield ipv4_udp(flow, a.size - 4)
+
+    write_pcap(a.out, frames())
 
 
 if __name__ == "__main__":

@@ -33,6 +33,8 @@ import argparse
 import struct
 import sys
 
+from pcapgen import csum, write_pcap  # same folder
+
 FLOW_BASE = (10 << 24) | (253 << 16)   # 10.253.0.0: flowgen cfg_ip_dst
 SRC_IP = (10 << 24) | (254 << 16)      # 10.254.0.0: flowgen cfg_ip_src
 SRC_MAC = bytes([0x00, 0x01, 0x02, 0x03, 0x04, 0x00])
@@ -90,15 +92,6 @@ def flowload(a) -> None:
             f.write(f"table=0,priority=100,ip,nw_dst={ip(base + i)},actions=output:2\n")
 
 
-def csum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
-
 def packet(i: int, size: int, base: int, stride: int) -> bytes:
     payload = max(0, size - 4 - 14 - 20 - 8)  # size includes the 4-byte FCS, like --txpkts
     udp = struct.pack("!HHHH", sport(i, "pcap"), dport(i, "pcap"), 8 + payload, 0) + bytes(payload)
@@ -113,14 +106,7 @@ def pcap(a) -> None:
     rounds = max(1, -(-a.min_packets // a.flows))
     base = parse_ip(a.base)
     pkts = [packet(i, a.size, base, a.stride) for i in range(a.flows)]
-    with open(a.out, "wb") as f:
-        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
-        n = 0
-        for _ in range(rounds):
-            for p in pkts:
-                f.write(struct.pack("<IIII", n // 1000000, n % 1000000, len(p), len(p)))
-                f.write(p)
-                n += 1
+    n = write_pcap(a.out, (p for _ in range(rounds) for p in pkts))
     print(n)
 
 

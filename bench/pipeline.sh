@@ -54,9 +54,10 @@ VSWITCHCTL=${VSWITCHCTL:-$root/out/vswitchctl/vswitchctl}
 LIMIT=$((WARM_MAX + MEAS + 90)) # hard bound on every process of one run
 work=$(mktemp -d /tmp/vsw-pipeline.XXXXXX)
 run=$work/run
-mkdir -p "$run" "$work/ovs"/{run,log,db} "$work/gen"
+mkdir -p "$run" "$work/gen"
 echo '{}' > "$work/zero.json"
-export OVS_RUNDIR=$work/ovs/run OVS_LOGDIR=$work/ovs/log OVS_DBDIR=$work/ovs/db
+. "$here/lib.sh"
+ovs_env "$work/ovs" vswpipeovs
 # clients run on core 0 like every thread but the PMD
 VSCTL="timeout 60 taskset -c 0 ovs-vsctl --timeout=20"
 OFCTL="timeout 120 taskset -c 0 ovs-ofctl"
@@ -69,7 +70,6 @@ cleanup() {
     while read -r p; do [ "$(cat "/proc/$p/comm" 2>/dev/null)" = timeout ] && kill "$p" 2>/dev/null || true; done < "$work/pids"
   fi
   ovs_stop >/dev/null 2>&1 || true
-  rm -f /dev/hugepages/vswpipeovs* 2>/dev/null || true
   [ -n "${KEEP:-}" ] && echo "kept $work" >&2 || rm -rf "$work"
 }
 trap cleanup EXIT
@@ -81,7 +81,6 @@ if [[ " $SWITCHES " == *" vswitchd "* ]]; then
   "$VSWITCHD" --help 2>&1 | grep -q -- '--flows' || { echo "pipeline.sh: $VSWITCHD has no --flows (pipeline mode); SWITCHES=ovs runs OVS alone" >&2; exit 1; }
 fi
 
-median() { sort -g | awk '{v[NR]=$1} END {if (NR==0) {print "NA"; exit} print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
 maxof() { sort -g | tail -1 | grep . || echo NA; }
 now() { echo "$EPOCHREALTIME"; }
 
@@ -251,39 +250,8 @@ run_vswitchd() {
 }
 
 # ---- Open vSwitch ----
-ovs_stop() {
-  for d in ovs-vswitchd ovsdb-server; do
-    local f=$OVS_RUNDIR/$d.pid
-    if [ -f "$f" ]; then
-      local p; p=$(cat "$f")
-      kill "$p" 2>/dev/null || true
-      for _ in $(seq 1 40); do kill -0 "$p" 2>/dev/null || break; sleep 0.25; done
-      kill -9 "$p" 2>/dev/null || true
-      rm -f "$f"
-    fi
-  done
-}
 
-ovs_start() { # fresh database and daemons, bridge br0 with an empty flow table
-  rm -f "$OVS_DBDIR/conf.db"
-  ovsdb-tool create "$OVS_DBDIR/conf.db" /usr/share/openvswitch/vswitch.ovsschema
-  taskset -c 0 ovsdb-server "$OVS_DBDIR/conf.db" -vconsole:off --remote="punix:$OVS_RUNDIR/db.sock" \
-    --pidfile="$OVS_RUNDIR/ovsdb-server.pid" --detach --log-file="$OVS_LOGDIR/ovsdb-server.log"
-  $VSCTL --no-wait init
-  $VSCTL --no-wait set Open_vSwitch . other_config:dpdk-init=true other_config:dpdk-socket-mem=512 \
-    other_config:dpdk-socket-limit=512 other_config:dpdk-lcore-mask=0x1 other_config:pmd-cpu-mask=0x2 \
-    other_config:dpdk-extra="--no-pci --file-prefix=vswpipeovs"
-  taskset -c 0 ovs-vswitchd "unix:$OVS_RUNDIR/db.sock" -vconsole:off --pidfile="$OVS_RUNDIR/ovs-vswitchd.pid" \
-    --detach --log-file="$OVS_LOGDIR/ovs-vswitchd.log"
-  for _ in $(seq 1 60); do $VSCTL get Open_vSwitch . dpdk_initialized 2>/dev/null | grep -q true && break; sleep 0.5; done
-  $VSCTL add-br br0 -- set bridge br0 datapath_type=netdev
-  $OFCTL del-flows br0
-}
 
-ovs_finish() {
-  ovs_stop
-  rm -f /dev/hugepages/vswpipeovs* 2>/dev/null || true
-}
 
 ovs_tx() { # tx packets of OpenFlow port 2
   $OFCTL dump-ports br0 2 2>/dev/null | sed -n 's/.*tx pkts=\([0-9]*\).*/\1/p' | head -1
@@ -338,7 +306,7 @@ run_ovs() {
   fi
   st=$(ovs_pmd_stats < "$work/ovs-pmd.txt")
   grep -iE '\|(ERR|EMER)\|' "$OVS_LOGDIR/ovs-vswitchd.log" >> "$work/errors.log" 2>/dev/null || true
-  ovs_finish
+  ovs_stop
   echo "$mpps $st $warm"
 }
 

@@ -23,9 +23,11 @@ SKIP=3
 VSWITCHD=${VSWITCHD:-$root/out/vswitchd/vswitchd}
 work=$(mktemp -d /tmp/vsw-vhost.XXXXXX)
 run=$work/run
-mkdir -p "$run" "$work/ovs"/{run,log,db}
-export OVS_RUNDIR=$work/ovs/run OVS_LOGDIR=$work/ovs/log OVS_DBDIR=$work/ovs/db
+mkdir -p "$run"
+. "$here/lib.sh"
+ovs_env "$work/ovs" vswbenchovs
 VSCTL="ovs-vsctl --timeout=20"
+OFCTL="ovs-ofctl"
 pids=()
 cleanup() {
   for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
@@ -38,7 +40,6 @@ trap cleanup EXIT
 "$root/hugepages/setup.sh" >/dev/null
 [ -x "$VSWITCHD" ] || { echo "vhost.sh: $VSWITCHD missing; run scripts/setup first" >&2; exit 1; }
 
-median() { sort -g | awk '{v[NR]=$1} END {if (NR==0) {print "NA"; exit} print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
 
 # vm SIZE SERVER(0|1) LOG -> starts the VM testpmd in the background, pid in $vm_pid
 vm_start() {
@@ -92,43 +93,18 @@ run_testpmd() { # SIZE -> Mpps
     --forward-mode=io --total-num-mbufs=16384 --auto-start --stats-period 1
 }
 
-ovs_stop() {
-  for d in ovs-vswitchd ovsdb-server; do
-    local f=$OVS_RUNDIR/$d.pid
-    if [ -f "$f" ]; then
-      local p; p=$(cat "$f")
-      kill "$p" 2>/dev/null || true
-      for _ in $(seq 1 40); do kill -0 "$p" 2>/dev/null || break; sleep 0.25; done
-      kill -9 "$p" 2>/dev/null || true
-      rm -f "$f"
-    fi
-  done
-}
-
 run_ovs() { # SIZE -> Mpps. OVS is the vhost-user client (dpdkvhostuserclient); the VM owns the sockets.
-  rm -f "$run"/*.sock "$OVS_DBDIR/conf.db"
-  ovsdb-tool create "$OVS_DBDIR/conf.db" /usr/share/openvswitch/vswitch.ovsschema
-  ovsdb-server "$OVS_DBDIR/conf.db" -vconsole:off --remote="punix:$OVS_RUNDIR/db.sock" \
-    --pidfile="$OVS_RUNDIR/ovsdb-server.pid" --detach --log-file="$OVS_LOGDIR/ovsdb-server.log"
-  $VSCTL --no-wait init
-  $VSCTL --no-wait set Open_vSwitch . other_config:dpdk-init=true other_config:dpdk-socket-mem=512 \
-    other_config:dpdk-socket-limit=512 other_config:dpdk-lcore-mask=0x1 other_config:pmd-cpu-mask=0x2 \
-    other_config:dpdk-extra="--no-pci --file-prefix=vswbenchovs"
-  taskset -c 0 ovs-vswitchd "unix:$OVS_RUNDIR/db.sock" -vconsole:off --pidfile="$OVS_RUNDIR/ovs-vswitchd.pid" \
-    --detach --log-file="$OVS_LOGDIR/ovs-vswitchd.log"
-  for _ in $(seq 1 60); do $VSCTL get Open_vSwitch . dpdk_initialized 2>/dev/null | grep -q true && break; sleep 0.5; done
-  $VSCTL add-br br0 -- set bridge br0 datapath_type=netdev
+  rm -f "$run"/*.sock
+  ovs_start
   vm_start "$1" 1 "$work/vm.log" # waits in accept() for OVS to connect
   for i in 0 1; do
     $VSCTL add-port br0 "vhu$i" -- set Interface "vhu$i" type=dpdkvhostuserclient \
       options:vhost-server-path="$run/p$i.sock" ofport_request=$((i + 1))
   done
-  ovs-ofctl del-flows br0
-  ovs-ofctl add-flow br0 in_port=1,actions=output:2
-  ovs-ofctl add-flow br0 in_port=2,actions=output:1
+  $OFCTL add-flow br0 in_port=1,actions=output:2
+  $OFCTL add-flow br0 in_port=2,actions=output:1
   measure "$work/vm.log"
   ovs_stop
-  rm -f /dev/hugepages/vswbenchovs* 2>/dev/null || true
 }
 
 echo "# vhost benchmark $(date -u +%FT%TZ) runs=$RUNS meas=${MEAS}s flows=$FLOWS; $(ovs-vswitchd --version | head -1); $(nproc) cpus"

@@ -249,6 +249,19 @@ internal sealed unsafe class PipelineRig : IDisposable
 
     public PmdLoop<BurstRingIo, PipelineForwarder<BurstRingIo>> Loop { get; }
 
+    /// <summary>Runs <paramref name="rounds"/> polling rounds; returns the packets received.</summary>
+    public int Poll(int rounds)
+    {
+        var loop = Loop;
+        int n = 0;
+        for (int r = 0; r < rounds; r++)
+        {
+            n += loop.Poll();
+        }
+
+        return n;
+    }
+
     public PmdCounters Counters => *State.Counters;
 
     /// <summary>
@@ -582,14 +595,7 @@ public class PipelineEmcBenchmarks
     [Benchmark(OperationsPerInvoke = PacketsPerInvoke)]
     public int EmcHit()
     {
-        var loop = _rig.Loop;
-        int n = 0;
-        for (int r = 0; r < Rounds; r++)
-        {
-            n += loop.Poll();
-        }
-
-        return n;
+        return _rig.Poll(Rounds);
     }
 
     [GlobalCleanup]
@@ -624,14 +630,7 @@ public class PipelineMegaflowBenchmarks
     [Benchmark(OperationsPerInvoke = PacketsPerInvoke)]
     public int MegaflowHit()
     {
-        var loop = _rig.Loop;
-        int n = 0;
-        for (int r = 0; r < Rounds; r++)
-        {
-            n += loop.Poll();
-        }
-
-        return n;
+        return _rig.Poll(Rounds);
     }
 
     [GlobalCleanup]

@@ -1,0 +1,45 @@
+# lib.sh - shared pieces of the macro benchmarks (sourced, not run).
+#
+# median: numbers on stdin -> their median ("NA" for none).
+# A private Open vSwitch with DPDK under $OVS_WORK: ovs_env DIR PREFIX sets it up (the DPDK
+# --file-prefix is PREFIX); ovs_start starts ovsdb-server and ovs-vswitchd (main thread on core 0,
+# PMD on core 1) with bridge br0 and an empty flow table; ovs_stop stops both and removes the
+# hugepage files. Callers set VSCTL and OFCTL (with their own timeouts) before ovs_start.
+
+median() { sort -g | awk '{v[NR]=$1} END {if (NR==0) {print "NA"; exit} print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
+
+ovs_env() { # DIR PREFIX
+  mkdir -p "$1"/{run,log,db}
+  export OVS_RUNDIR=$1/run OVS_LOGDIR=$1/log OVS_DBDIR=$1/db
+  OVS_PREFIX=$2
+}
+
+ovs_start() {
+  rm -f "$OVS_DBDIR/conf.db"
+  ovsdb-tool create "$OVS_DBDIR/conf.db" /usr/share/openvswitch/vswitch.ovsschema
+  taskset -c 0 ovsdb-server "$OVS_DBDIR/conf.db" -vconsole:off --remote="punix:$OVS_RUNDIR/db.sock" \
+    --pidfile="$OVS_RUNDIR/ovsdb-server.pid" --detach --log-file="$OVS_LOGDIR/ovsdb-server.log"
+  $VSCTL --no-wait init
+  $VSCTL --no-wait set Open_vSwitch . other_config:dpdk-init=true other_config:dpdk-socket-mem=512 \
+    other_config:dpdk-socket-limit=512 other_config:dpdk-lcore-mask=0x1 other_config:pmd-cpu-mask=0x2 \
+    other_config:dpdk-extra="--no-pci --file-prefix=$OVS_PREFIX"
+  taskset -c 0 ovs-vswitchd "unix:$OVS_RUNDIR/db.sock" -vconsole:off --pidfile="$OVS_RUNDIR/ovs-vswitchd.pid" \
+    --detach --log-file="$OVS_LOGDIR/ovs-vswitchd.log"
+  for _ in $(seq 1 60); do $VSCTL get Open_vSwitch . dpdk_initialized 2>/dev/null | grep -q true && break; sleep 0.5; done
+  $VSCTL add-br br0 -- set bridge br0 datapath_type=netdev
+  $OFCTL del-flows br0 # the new bridge's priority-0 NORMAL rule
+}
+
+ovs_stop() {
+  for d in ovs-vswitchd ovsdb-server; do
+    local f=$OVS_RUNDIR/$d.pid
+    if [ -f "$f" ]; then
+      local p; p=$(cat "$f")
+      kill "$p" 2>/dev/null || true
+      for _ in $(seq 1 40); do kill -0 "$p" 2>/dev/null || break; sleep 0.25; done
+      kill -9 "$p" 2>/dev/null || true
+      rm -f "$f"
+    fi
+  done
+  rm -f /dev/hugepages/"$OVS_PREFIX"* 2>/dev/null || true
+}
