@@ -17,14 +17,22 @@ namespace VSwitch.Datapath;
 public sealed record PortSnapshot(string Name, ulong RxPackets, ulong TxPackets, ulong TxDrops, PortHwStats Hw);
 
 /// <summary>Totals for one PMD thread.</summary>
-public sealed record PmdSnapshot(int Index, int Core, ulong RxPackets, ulong TxPackets, ulong TxDrops, ulong FwdDrops,
-    ulong BusyCycles, ulong IdleCycles, ulong RxBursts, ulong Rounds, ulong SleptMicros)
+/// <summary>One PMD's counters (<paramref name="Raw"/>; the pipeline's are 0 in l2fwd mode) and its installed megaflows.</summary>
+public sealed record PmdSnapshot(int Index, int Core, PmdCounters Raw, int Megaflows)
 {
-    /// <summary>Pipeline counters (all 0 in l2fwd mode).</summary>
-    public PmdCounters Raw { get; init; }
+    public ulong RxPackets => Raw.RxPackets;
 
-    /// <summary>Megaflows installed on this PMD now.</summary>
-    public int Megaflows { get; init; }
+    public ulong TxPackets => Raw.TxPackets;
+
+    public ulong TxDrops => Raw.TxDrops;
+
+    public ulong FwdDrops => Raw.FwdDrops;
+
+    public ulong BusyCycles => Raw.BusyCycles;
+
+    public ulong IdleCycles => Raw.IdleCycles;
+
+    public ulong SleptMicros => Raw.SleptMicros;
 }
 
 public sealed record Snapshot(DateTime Time, IReadOnlyList<PortSnapshot> Ports, IReadOnlyList<PmdSnapshot> Pmds)
@@ -663,12 +671,7 @@ public sealed unsafe class SwitchDatapath : IDisposable
                 {
                     var c = *pmd.State.Counters;
                     int pi = _pmds.IndexOf(pmd);
-                    pmds.Add(new PmdSnapshot(pmd.State.Index, pmd.Core, c.RxPackets, c.TxPackets, c.TxDrops, c.FwdDrops,
-                        c.BusyCycles, c.IdleCycles, c.RxBursts, c.Rounds, c.SleptMicros)
-                    {
-                        Raw = c,
-                        Megaflows = pi < _flowPmds.Count ? _flowPmds[pi].Megaflows.Count : 0,
-                    });
+                    pmds.Add(new PmdSnapshot(pmd.State.Index, pmd.Core, c, pi < _flowPmds.Count ? _flowPmds[pi].Megaflows.Count : 0));
                 }
             }
 
