@@ -262,7 +262,7 @@ int32_t vsw_dev_remove(uint16_t port_id)
 	int ret = rte_eth_dev_info_get(port_id, &info);
 	if (ret != 0)
 		return ret;
-	rte_eth_dev_close(port_id);
+	vsw_port_close(port_id);
 	return info.device ? rte_dev_remove(info.device) : 0;
 }
 
@@ -285,6 +285,9 @@ int32_t vsw_port_info_get(uint16_t port_id, struct vsw_port_info *out)
 		 info.device ? rte_dev_name(info.device) : "");
 	return 0;
 }
+
+/* each port's rx mempool as given to vsw_port_configure (checked by the vhost-user direct path) */
+static struct rte_mempool *rx_pool[RTE_MAX_ETHPORTS];
 
 int32_t vsw_port_configure(uint16_t port_id, uint16_t nb_rxq, uint16_t nb_txq, uint16_t nb_rxd,
 			   uint16_t nb_txd, void *mp)
@@ -318,6 +321,7 @@ int32_t vsw_port_configure(uint16_t port_id, uint16_t nb_rxq, uint16_t nb_txq, u
 		return ret;
 	if (socket < 0)
 		socket = (int)rte_socket_id();
+	rx_pool[port_id] = mp;
 	for (q = 0; q < nb_rxq; q++) {
 		ret = rte_eth_rx_queue_setup(port_id, q, nb_rxd, socket, NULL, mp);
 		if (ret != 0)
@@ -333,11 +337,189 @@ int32_t vsw_port_configure(uint16_t port_id, uint16_t nb_rxq, uint16_t nb_txq, u
 	return 0;
 }
 
-int32_t vsw_port_start(uint16_t port_id) { return rte_eth_dev_start(port_id); }
+/* ---- vhost-user direct data path -----------------------------------------------------------
+ * net_vhost's rx/tx functions add a per-packet pass (mbuf->port, vlan_tci, byte count) and free
+ * every sent mbuf one at a time (one rte_lcore_id() TLS lookup and one mempool put each). The
+ * shim calls rte_vhost_dequeue_burst/rte_vhost_enqueue_burst itself for net_vhost queues, keeping
+ * net_vhost's queue protocol (allow_queuing/while_queuing, which its destroy_device waits on) and
+ * its packet/byte counters, and frees sent mbufs in bulk. That needs the leading fields of
+ * net_vhost's private per-queue struct in DPDK 22.11 (drivers/net/vhost/rte_eth_vhost.c); they are
+ * checked against what queue setup stored (the mempool, the virtqueue index) before the direct
+ * path is used for a queue, and any mismatch leaves the queue on rte_eth_rx/tx_burst. */
+#include <rte_ip.h>
+#include <rte_net.h>
+#include <rte_vhost.h>
 
-int32_t vsw_port_stop(uint16_t port_id) { return rte_eth_dev_stop(port_id); }
+struct vsw_nv_queue { /* net_vhost 22.11: struct vhost_queue, leading fields */
+	int vid;
+	rte_atomic32_t allow_queuing;
+	rte_atomic32_t while_queuing;
+	void *internal;
+	struct rte_mempool *mb_pool;
+	uint16_t port;
+	uint16_t virtqueue_id;
+	struct {
+		uint64_t pkts;
+		uint64_t bytes;
+		uint64_t missed_pkts;
+	} stats;
+};
 
-int32_t vsw_port_close(uint16_t port_id) { return rte_eth_dev_close(port_id); }
+/* ethdev rx queue q reads the guest's tx virtqueue 2q+1; tx queue q writes its rx virtqueue 2q */
+#define VSW_DIRECT_QUEUES 8
+#define VSW_VHOST_CHUNK 32 /* net_vhost's VHOST_MAX_PKT_BURST */
+static struct vsw_nv_queue *direct_rxq[RTE_MAX_ETHPORTS][VSW_DIRECT_QUEUES];
+static struct vsw_nv_queue *direct_txq[RTE_MAX_ETHPORTS][VSW_DIRECT_QUEUES];
+
+static void vhost_direct_clear(uint16_t port_id)
+{
+	if (port_id >= RTE_MAX_ETHPORTS)
+		return;
+	memset(direct_rxq[port_id], 0, sizeof(direct_rxq[port_id]));
+	memset(direct_txq[port_id], 0, sizeof(direct_txq[port_id]));
+}
+
+/* After rte_eth_dev_start: which queues of a net_vhost port take the direct path -> count. */
+static int vhost_direct_setup(uint16_t port_id)
+{
+	struct rte_eth_dev_info info;
+	int n = 0;
+
+	vhost_direct_clear(port_id);
+	if (port_id >= RTE_MAX_ETHPORTS || rte_eth_dev_info_get(port_id, &info) != 0 ||
+	    info.driver_name == NULL || strcmp(info.driver_name, "net_vhost") != 0)
+		return 0;
+	for (uint16_t q = 0; q < info.nb_rx_queues && q < VSW_DIRECT_QUEUES; q++) {
+		struct vsw_nv_queue *vq = rte_eth_fp_ops[port_id].rxq.data[q];
+		if (vq != NULL && vq->mb_pool == rx_pool[port_id] && vq->mb_pool != NULL &&
+		    vq->virtqueue_id == q * 2 + 1) {
+			direct_rxq[port_id][q] = vq;
+			n++;
+		}
+	}
+	for (uint16_t q = 0; q < info.nb_tx_queues && q < VSW_DIRECT_QUEUES; q++) {
+		struct vsw_nv_queue *vq = rte_eth_fp_ops[port_id].txq.data[q];
+		if (vq != NULL && vq->mb_pool == NULL && vq->virtqueue_id == q * 2) {
+			direct_txq[port_id][q] = vq;
+			n++;
+		}
+	}
+	return n;
+}
+
+/* A guest that negotiated VIRTIO_NET_F_CSUM sends TCP/UDP with a partial checksum (the field holds
+ * the pseudo-header sum; VIRTIO_NET_HDR_F_NEEDS_CSUM); rte_vhost marks those RX_L4_CKSUM_NONE. The
+ * port enables no rx checksum offload, so the switch completes the sum here, as net_vhost's rx does
+ * in that case: packets leave the switch with valid checksums whatever their output port. */
+static void vhost_complete_l4_csum(struct rte_mbuf *m)
+{
+	struct rte_net_hdr_lens lens;
+	uint32_t ptype = rte_net_get_ptype(m, &lens, RTE_PTYPE_ALL_MASK);
+	uint32_t start = lens.l2_len + lens.l3_len, field;
+	uint16_t sum = 0;
+	int udp = (ptype & RTE_PTYPE_L4_MASK) == RTE_PTYPE_L4_UDP;
+
+	if ((ptype & RTE_PTYPE_L4_MASK) == RTE_PTYPE_L4_TCP)
+		field = start + 16; /* TCP checksum */
+	else if (udp)
+		field = start + 6; /* UDP checksum */
+	else
+		return;
+	if (field + 2 > m->data_len || rte_raw_cksum_mbuf(m, start, m->pkt_len - start, &sum) < 0)
+		return;
+	sum = (uint16_t)~sum;
+	if (udp && sum == 0)
+		sum = 0xffff; /* RFC 768: 0 means "no checksum" */
+	*rte_pktmbuf_mtod_offset(m, uint16_t *, field) = sum;
+	m->ol_flags = (m->ol_flags & ~RTE_MBUF_F_RX_L4_CKSUM_MASK) | RTE_MBUF_F_RX_L4_CKSUM_GOOD;
+}
+
+static inline uint16_t vhost_direct_rx(struct vsw_nv_queue *r, struct rte_mbuf **bufs, uint16_t n)
+{
+	uint16_t got = 0;
+	uint64_t bytes = 0;
+
+	if (unlikely(rte_atomic32_read(&r->allow_queuing) == 0))
+		return 0;
+	rte_atomic32_set(&r->while_queuing, 1);
+	if (likely(rte_atomic32_read(&r->allow_queuing) != 0)) {
+		while (got < n) {
+			uint16_t want = RTE_MIN(n - got, VSW_VHOST_CHUNK);
+			uint16_t k = rte_vhost_dequeue_burst(r->vid, r->virtqueue_id, r->mb_pool, &bufs[got], want);
+			got += k;
+			if (k < want)
+				break;
+		}
+		for (uint16_t i = 0; i < got; i++) {
+			bufs[i]->port = r->port;
+			bytes += bufs[i]->pkt_len;
+			if (unlikely((bufs[i]->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK) == RTE_MBUF_F_RX_L4_CKSUM_NONE))
+				vhost_complete_l4_csum(bufs[i]);
+		}
+		r->stats.pkts += got;
+		r->stats.bytes += bytes;
+	}
+	rte_atomic32_set(&r->while_queuing, 0);
+	return got;
+}
+
+static inline uint16_t vhost_direct_tx(struct vsw_nv_queue *r, struct rte_mbuf **bufs, uint16_t n)
+{
+	uint16_t sent = 0;
+	uint64_t bytes = 0;
+
+	if (unlikely(rte_atomic32_read(&r->allow_queuing) == 0))
+		return 0;
+	rte_atomic32_set(&r->while_queuing, 1);
+	if (likely(rte_atomic32_read(&r->allow_queuing) != 0)) {
+		while (sent < n) {
+			uint16_t want = RTE_MIN(n - sent, VSW_VHOST_CHUNK);
+			uint16_t k = rte_vhost_enqueue_burst(r->vid, r->virtqueue_id, &bufs[sent], want);
+			sent += k;
+			if (k < want)
+				break;
+		}
+		for (uint16_t i = 0; i < sent; i++)
+			bytes += bufs[i]->pkt_len;
+		r->stats.pkts += sent;
+		r->stats.bytes += bytes;
+		r->stats.missed_pkts += n - sent;
+		/* enqueue copied them into guest memory */
+		rte_pktmbuf_free_bulk(bufs, sent);
+	}
+	rte_atomic32_set(&r->while_queuing, 0);
+	return sent;
+}
+
+int32_t vsw_port_start(uint16_t port_id)
+{
+	int ret = rte_eth_dev_start(port_id);
+	if (ret == 0 && getenv("VSW_NO_VHOST_DIRECT") == NULL)
+		vhost_direct_setup(port_id);
+	return ret;
+}
+
+int32_t vsw_port_direct_queues(uint16_t port_id)
+{
+	int n = 0;
+	if (port_id >= RTE_MAX_ETHPORTS)
+		return 0;
+	for (int q = 0; q < VSW_DIRECT_QUEUES; q++)
+		n += (direct_rxq[port_id][q] != NULL) + (direct_txq[port_id][q] != NULL);
+	return n;
+}
+
+int32_t vsw_port_stop(uint16_t port_id)
+{
+	vhost_direct_clear(port_id);
+	return rte_eth_dev_stop(port_id);
+}
+
+int32_t vsw_port_close(uint16_t port_id)
+{
+	vhost_direct_clear(port_id);
+	return rte_eth_dev_close(port_id);
+}
 
 int32_t vsw_port_link(uint16_t port_id, struct vsw_link *out)
 {
@@ -419,10 +601,16 @@ int32_t vsw_port_xstats(uint16_t port_id, uint64_t *values, uint32_t n)
 
 uint16_t vsw_rx_burst(uint16_t port_id, uint16_t queue_id, void **mbufs, uint16_t n)
 {
+	struct vsw_nv_queue *vq = queue_id < VSW_DIRECT_QUEUES ? direct_rxq[port_id][queue_id] : NULL;
+	if (vq != NULL)
+		return vhost_direct_rx(vq, (struct rte_mbuf **)mbufs, n);
 	return rte_eth_rx_burst(port_id, queue_id, (struct rte_mbuf **)mbufs, n);
 }
 
 uint16_t vsw_tx_burst(uint16_t port_id, uint16_t queue_id, void **mbufs, uint16_t n)
 {
+	struct vsw_nv_queue *vq = queue_id < VSW_DIRECT_QUEUES ? direct_txq[port_id][queue_id] : NULL;
+	if (vq != NULL)
+		return vhost_direct_tx(vq, (struct rte_mbuf **)mbufs, n);
 	return rte_eth_tx_burst(port_id, queue_id, (struct rte_mbuf **)mbufs, n);
 }

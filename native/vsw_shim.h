@@ -103,6 +103,8 @@ VSW_API int32_t vsw_port_configure(uint16_t port_id, uint16_t nb_rxq, uint16_t n
 VSW_API int32_t vsw_port_start(uint16_t port_id);
 VSW_API int32_t vsw_port_stop(uint16_t port_id);
 VSW_API int32_t vsw_port_close(uint16_t port_id);
+/* Queues of the port that take the shim's direct vhost-user path (0: rte_eth_rx/tx_burst). */
+VSW_API int32_t vsw_port_direct_queues(uint16_t port_id);
 VSW_API int32_t vsw_port_link(uint16_t port_id, struct vsw_link *out);
 VSW_API int32_t vsw_port_mac(uint16_t port_id, uint8_t *mac6);
 VSW_API int32_t vsw_port_promiscuous(uint16_t port_id, int32_t on);

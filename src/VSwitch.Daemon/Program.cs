@@ -61,7 +61,7 @@ foreach (var n in dp.Notices)
 Console.WriteLine($"vswitchd: EAL {string.Join(' ', dp.Eal.Arguments)}");
 foreach (var p in dp.Ports)
 {
-    Console.WriteLine($"vswitchd: port {p.Name} dpdk_port={p.PortId} driver={p.Driver} mac={p.MacString} rxq={p.RxQueues} txq={p.TxQueues} devargs={p.DevArgs}");
+    Console.WriteLine($"vswitchd: port {p.Name} dpdk_port={p.PortId} driver={p.Driver} mac={p.MacString} rxq={p.RxQueues} txq={p.TxQueues} direct_queues={p.DirectQueues} devargs={p.DevArgs}");
 }
 
 var rxqs = dp.RxQueueAssignment();

@@ -29,6 +29,10 @@ public sealed class VhostDpdkTests : IDisposable
             "--port", $"vhu0=net_vhost0,iface={Sock("vhu0")}", "--port", $"vhu1=net_vhost1,iface={Sock("vhu1")}"]);
         sw.WaitFor("vswitchd: forwarding");
         Assert.Equal(VSwitch.Interop.UnixSocketFile.Mode, File.GetUnixFileMode(Sock("vhu0")) & (UnixFileMode)0x1FF);
+        // the shim's direct vhost path serves both queues of each port (not net_vhost's rx/tx)
+        Assert.Contains("vswitchd: port vhu0 dpdk_port=0 driver=net_vhost", sw.Output, StringComparison.Ordinal);
+        Assert.Matches(@"port vhu0 .* direct_queues=2 ", sw.Output);
+        Assert.Matches(@"port vhu1 .* direct_queues=2 ", sw.Output);
 
         using var vmA = new Testpmd([$"net_virtio_user0,path={Sock("vhu0")}"]);
         using var vmB = new Testpmd([$"net_virtio_user0,path={Sock("vhu1")}"]);
@@ -53,6 +57,13 @@ public sealed class VhostDpdkTests : IDisposable
         Assert.Equal(Field(r, "vhu1", "rx"), Field(r, "vhu0", "tx") + Field(r, "vhu0", "tx_drops"));
         Assert.InRange(b.Rx, Field(r, "vhu1", "tx") - RingSlack, Field(r, "vhu1", "tx"));
         Assert.InRange(a.Rx, Field(r, "vhu0", "tx") - RingSlack, Field(r, "vhu0", "tx"));
+        // the device's own counters (kept by the direct path in net_vhost's queue stats) agree
+        foreach (var port in new[] { "vhu0", "vhu1" })
+        {
+            Assert.Equal(Field(r, port, "rx"), Field(r, port, "hw_ipackets"));
+            Assert.Equal(Field(r, port, "tx"), Field(r, port, "hw_opackets"));
+        }
+
         Assert.Equal("0", r.Field("final: pmd 0", "alloc_bytes"));
         Assert.Equal("0", r.Field("final: mbufs", "leaked"));
     }
@@ -125,6 +136,9 @@ public sealed class VhostDpdkTests : IDisposable
             "--port", $"vhu1=net_vhost1,iface={Sock("mq1")},queues=2", "--rxq", "vhu1=2"]);
         sw.WaitFor("vswitchd: forwarding");
         Assert.Contains("rxqs=vhu0:0,vhu0:1,vhu1:0,vhu1:1", sw.Output, StringComparison.Ordinal);
+        var q = System.Text.RegularExpressions.Regex.Match(sw.Output, @"port vhu0 .* rxq=2 txq=(\d+) direct_queues=(\d+) ");
+        Assert.True(q.Success, sw.Output);
+        Assert.Equal(2 + int.Parse(q.Groups[1].Value, CultureInfo.InvariantCulture), int.Parse(q.Groups[2].Value, CultureInfo.InvariantCulture));
         using var vm = new Testpmd([$"net_virtio_user0,path={Sock("mq0")},queues=2", $"net_virtio_user1,path={Sock("mq1")},queues=2"], queues: 2);
         vm.WaitForwarding();
         sw.WaitFor("port vhu1 link up");

@@ -143,6 +143,9 @@ internal static unsafe partial class Native
     [LibraryImport(Lib, EntryPoint = "vsw_port_start")]
     internal static partial int PortStart(ushort portId);
 
+    [LibraryImport(Lib, EntryPoint = "vsw_port_direct_queues")]
+    internal static partial int PortDirectQueues(ushort portId);
+
     [LibraryImport(Lib, EntryPoint = "vsw_port_stop")]
     internal static partial int PortStop(ushort portId);
 

@@ -108,8 +108,15 @@ public sealed unsafe class DpdkPort
         }
 
         Native.PortPromiscuous(PortId, 1); // best effort: virtual devices may not support it
+        DirectQueues = Native.PortDirectQueues(PortId);
         Started = true;
     }
+
+    /// <summary>
+    /// How many of the port's rx and tx queues the shim serves with its direct vhost-user path
+    /// (rte_vhost_dequeue/enqueue_burst without net_vhost's per-packet pass); 0 for other drivers.
+    /// </summary>
+    public int DirectQueues { get; private set; }
 
     /// <summary>Receives and frees whatever is still queued on the port's rx queues (shutdown).</summary>
     public int DrainRx()

@@ -5,6 +5,8 @@
 // so the PMD loop, tx buffers, counters and stats need no second code path; it already maps
 // guest queues to ethdev queues, reports link state from the guest (new_device/destroy_device),
 // and in client mode (client=1) rte_vhost reconnects by itself after the VM's QEMU restarts.
+// The packets themselves bypass net_vhost's rx/tx functions (the shim's direct vhost-user path,
+// docs/ARCHITECTURE.md): DpdkPort.DirectQueues says which queues use it.
 using VSwitch.Interop;
 
 namespace VSwitch.Ports;
