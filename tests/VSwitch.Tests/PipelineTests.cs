@@ -111,6 +111,52 @@ public sealed unsafe class PipelineTests
     }
 
     [Fact]
+    public unsafe void Cache_entries_are_whole_cache_lines_with_the_hit_metadata_in_the_first()
+    {
+        Assert.Equal(0, sizeof(VSwitch.Caches.MegaflowEntry) % 64);
+        Assert.Equal(64, (int)System.Runtime.InteropServices.Marshal.OffsetOf<VSwitch.Caches.MegaflowEntry>(nameof(VSwitch.Caches.MegaflowEntry.Key)));
+        Assert.Equal(0, sizeof(VSwitch.Caches.EmcEntry) % 64);
+    }
+
+    [Fact]
+    public void Rule_counters_count_cached_hits_too_and_a_reused_counter_slot_starts_at_zero()
+    {
+        using var rig = new Rig();
+        rig.Load([
+            Rule(0, 100, m => m.Ip().Set(Fields.NwDst, FrameBuilder.Ip("198.51.100.0"), 0xFFFFFF00), Out(2)),
+            Rule(0, 10, _ => { }, Out(3)),
+        ]);
+        var frame = Tcp(FrameBuilder.Ip("192.0.2.1"), FrameBuilder.Ip("198.51.100.9"), 80);
+        for (int i = 0; i < 10; i++)
+        {
+            rig.Send(1, [.. Enumerable.Repeat(frame, 10)]); // upcall, then megaflow/EMC hits
+        }
+
+        var rules = rig.Shared.Current.Rules;
+        Assert.Equal(100, rules[0].Counters.Packets);
+        Assert.Equal(100L * frame.Length, rules[0].Counters.Bytes);
+        Assert.NotEqual(0UL, rules[0].Counters.LastUsedTsc);
+        Assert.Equal(0, rules[1].Counters.Packets);
+
+        // slots of collected counters are reused: a new rule's counters never start from old counts
+        DirtyAndDrop(5000);
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        var fresh = Enumerable.Range(0, 5000).Select(_ => new RuleCounters()).ToList();
+        Assert.All(fresh, c => Assert.Equal((0L, 0L, 0UL), (c.Packets, c.Bytes, c.LastUsedTsc)));
+        GC.KeepAlive(fresh);
+
+        [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+        static void DirtyAndDrop(int n)
+        {
+            for (int i = 0; i < n; i++)
+            {
+                _ = new RuleCounters { Packets = 7, Bytes = 700, LastUsedTsc = 1 };
+            }
+        }
+    }
+
+    [Fact]
     public void Rules_pick_outputs_by_priority_and_mask_and_count_hits()
     {
         using var rig = new Rig();

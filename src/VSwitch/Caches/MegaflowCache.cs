@@ -21,7 +21,7 @@ using VSwitch.Pipeline;
 
 namespace VSwitch.Caches;
 
-[StructLayout(LayoutKind.Sequential)]
+[StructLayout(LayoutKind.Sequential, Size = 640)] // a whole number of cache lines (the array is 64-aligned)
 public unsafe struct MegaflowEntry
 {
     // Laid out for the hit path: the first cache line holds everything a hit reads or writes
@@ -62,7 +62,7 @@ public unsafe struct MegaflowEntry
     /// <summary>Number of DpActions in <see cref="Ops"/>.</summary>
     public byte OpCount;
 
-    /// <summary>Number of rule ids in <see cref="RuleIds"/>.</summary>
+    /// <summary>Number of rules in <see cref="RuleSlots"/>.</summary>
     public byte RuleCount;
 
     /// <summary>Padding to the end of the first cache line.</summary>
@@ -71,8 +71,8 @@ public unsafe struct MegaflowEntry
     /// <summary>The masked key this entry matches.</summary>
     public FlowKey Key;
 
-    /// <summary>FlowTables.Rules indices of the rules taken (their counters).</summary>
-    public fixed int RuleIds[Translation.MaxRules];
+    /// <summary>Counter slots (RuleCounterSlot*) of the rules taken, valid while Version is current.</summary>
+    public fixed long RuleSlots[Translation.MaxRules];
 
     /// <summary>The compiled actions (DpAction[Translation.MaxOps] as raw words).</summary>
     public fixed ulong Ops[Translation.MaxOps * 2];
@@ -115,7 +115,10 @@ public sealed unsafe class MegaflowCache : IDisposable
     public MegaflowCache(int limit)
     {
         Limit = Math.Max(1, limit);
-        _entries = (MegaflowEntry*)NativeMemory.AllocZeroed((nuint)(Limit + 1), (nuint)sizeof(MegaflowEntry));
+        // cache-line aligned, so each entry's first line holds everything a hit reads before its key
+        nuint bytes = (nuint)(Limit + 1) * (nuint)sizeof(MegaflowEntry);
+        _entries = (MegaflowEntry*)NativeMemory.AlignedAlloc(bytes, 64);
+        NativeMemory.Clear(_entries, bytes);
         _subtables = (MegaflowSubtable*)NativeMemory.AllocZeroed(MaxSubtables, (nuint)sizeof(MegaflowSubtable));
         _rank = (int*)NativeMemory.AllocZeroed(MaxSubtables, sizeof(int));
         for (int i = 0; i < Limit; i++)
@@ -280,7 +283,7 @@ public sealed unsafe class MegaflowCache : IDisposable
         e->RuleCount = (byte)t.RuleCount;
         for (int i = 0; i < t.RuleCount; i++)
         {
-            e->RuleIds[i] = t.RuleIds[i];
+            e->RuleSlots[i] = t.RuleSlots[i];
         }
     }
 
@@ -468,7 +471,7 @@ public sealed unsafe class MegaflowCache : IDisposable
             NativeMemory.Free(_subtables[i].Buckets);
         }
 
-        NativeMemory.Free(_entries);
+        NativeMemory.AlignedFree(_entries);
         NativeMemory.Free(_subtables);
         NativeMemory.Free(_rank);
         GC.SuppressFinalize(this);

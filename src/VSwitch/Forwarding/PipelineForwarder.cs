@@ -380,21 +380,14 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
         me->Packets += (ulong)k;
         me->Bytes += bytes;
         me->LastUsed = stamp;
+        // the entry's Version is current here, so its rules (and their slots) are alive
         int rc = me->RuleCount;
-        if (rc != 0)
+        for (int r = 0; r < rc; r++)
         {
-            FlowRule[] rules = _f.Current.Rules;
-            for (int r = 0; r < rc; r++)
-            {
-                int id = me->RuleIds[r];
-                if ((uint)id < (uint)rules.Length)
-                {
-                    RuleCounters rcs = rules[id].Counters;
-                    rcs.Packets += k;
-                    rcs.Bytes += (long)bytes;
-                    rcs.LastUsedTsc = stamp;
-                }
-            }
+            RuleCounterSlot* s = (RuleCounterSlot*)me->RuleSlots[r];
+            s->Packets += k;
+            s->Bytes += (long)bytes;
+            s->LastUsedTsc = stamp;
         }
     }
 

@@ -3,7 +3,8 @@
 // These are ordinary managed objects built off the PMD path (by the flow text parser or by code).
 // A rule's match is a FlowKey value and a FlowKey mask (value already masked); its actions are an
 // array of FlowAction interpreted by the pipeline at upcall time, never per packet. RuleCounters is
-// a separate object so that a replaced table can hand the same counters to an unchanged rule.
+// a separate object (over a native slot) so that a replaced table can hand the same counters to an
+// unchanged rule.
 using VSwitch.Packets;
 
 namespace VSwitch.Pipeline;
@@ -225,17 +226,91 @@ public enum ActionKind : byte
 public readonly record struct FlowAction(ActionKind Kind, int Port = 0, int Table = 0, FieldDef? Field = null,
     ulong Value = 0, ulong Mask = 0, UInt128 Value128 = default);
 
-/// <summary>Packet and byte counts of one rule; survives replace-flows for an unchanged rule.</summary>
-public sealed class RuleCounters
+/// <summary>
+/// Packet and byte counts of one rule; survives replace-flows for an unchanged rule. The counts live
+/// in a native 32-byte slot (<see cref="RuleCounterSlot"/>) that megaflows point at, so a PMD bumps a
+/// rule's counters with one memory access per packet group (not a rules array, a FlowRule and this
+/// object). The slot goes back to <see cref="RuleCounterSlab"/> when this object is collected: a
+/// PMD only bumps slots of rules in the table version it is running, which keeps them reachable.
+/// </summary>
+public sealed unsafe class RuleCounters
 {
+    private readonly RuleCounterSlot* _slot = RuleCounterSlab.Alloc();
+
+    ~RuleCounters() => RuleCounterSlab.Free(_slot);
+
+    /// <summary>The native slot the PMDs write.</summary>
+    public nint Slot => (nint)_slot;
+
     /// <summary>Packets that took the rule (written by the PMDs, once per packet group).</summary>
-    public long Packets;
+    public long Packets { get => Volatile.Read(ref _slot->Packets); set => Volatile.Write(ref _slot->Packets, value); }
 
     /// <summary>Bytes of those packets.</summary>
-    public long Bytes;
+    public long Bytes { get => Volatile.Read(ref _slot->Bytes); set => Volatile.Write(ref _slot->Bytes, value); }
 
     /// <summary>When a packet last took the rule (TSC).</summary>
+    public ulong LastUsedTsc { get => Volatile.Read(ref _slot->LastUsedTsc); set => Volatile.Write(ref _slot->LastUsedTsc, value); }
+}
+
+/// <summary>A rule's counters in native memory (see <see cref="RuleCounters"/>).</summary>
+[System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Sequential, Size = 32)]
+public struct RuleCounterSlot
+{
+    public long Packets;
+    public long Bytes;
     public ulong LastUsedTsc;
+}
+
+/// <summary>
+/// Native RuleCounterSlots in chunks that never move or shrink (the peak rule count bounds them);
+/// freed slots are reused. Called by the control plane and the finalizer thread, never by a PMD.
+/// </summary>
+public static unsafe class RuleCounterSlab
+{
+    private const int ChunkSlots = 2048;
+    private static readonly Lock Gate = new();
+    private static readonly Stack<nint> FreeSlots = new();
+    private static RuleCounterSlot* _chunk;
+    private static int _used = ChunkSlots;
+
+    /// <summary>Slots handed out and not yet freed (tests).</summary>
+    public static int InUse { get; private set; }
+
+    public static RuleCounterSlot* Alloc()
+    {
+        RuleCounterSlot* s;
+        lock (Gate)
+        {
+            if (FreeSlots.TryPop(out nint f))
+            {
+                s = (RuleCounterSlot*)f;
+            }
+            else
+            {
+                if (_used == ChunkSlots)
+                {
+                    _chunk = (RuleCounterSlot*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(ChunkSlots * (nuint)sizeof(RuleCounterSlot), 64);
+                    _used = 0;
+                }
+
+                s = _chunk + _used++;
+            }
+
+            InUse++;
+        }
+
+        *s = default;
+        return s;
+    }
+
+    public static void Free(RuleCounterSlot* s)
+    {
+        lock (Gate)
+        {
+            FreeSlots.Push((nint)s);
+            InUse--;
+        }
+    }
 }
 
 /// <summary>An OpenFlow-like rule in one table.</summary>

@@ -1733,7 +1733,7 @@ public static class FlowFormatter
                 ? 0
                 : (nowTsc - r.InstalledTsc) / (double)tscHz;
             sb.Append(ic, $"cookie=0x{r.Cookie:x}, duration={duration:F3}s, table={r.Table}, ");
-            sb.Append(ic, $"n_packets={Volatile.Read(ref r.Counters.Packets)}, n_bytes={Volatile.Read(ref r.Counters.Bytes)}, ");
+            sb.Append(ic, $"n_packets={r.Counters.Packets}, n_bytes={r.Counters.Bytes}, ");
             if (r.IdleTimeout != 0)
             {
                 sb.Append(ic, $"idle_timeout={r.IdleTimeout}, ");

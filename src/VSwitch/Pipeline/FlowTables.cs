@@ -3,8 +3,8 @@
 //
 // The control plane builds a new FlowTables for every change and publishes it with one reference
 // store (PipelineShared.Publish); PMDs read PipelineShared.Current once per burst and revalidate
-// any cached verdict whose Version differs. Rules are numbered within the version (RuleIds) so a
-// megaflow can name the rules it took in native memory and bump their counters.
+// any cached verdict whose Version differs. A megaflow names the rules it took by their native
+// counter slots (RuleCounters.Slot), valid while the version it was computed for is current.
 using VSwitch.Packets;
 
 namespace VSwitch.Pipeline;
@@ -56,7 +56,6 @@ public sealed class FlowTables
     public const int MaxOfPort = 256;
 
     private readonly FlowTable?[] _tables;
-    private readonly Dictionary<FlowRule, int> _ruleIds = new(ReferenceEqualityComparer.Instance);
 
     public FlowTables(long version, IEnumerable<FlowTable> tables, IEnumerable<PipelinePort> ports)
     {
@@ -68,7 +67,6 @@ public sealed class FlowTables
             _tables[t.Id] = t;
             foreach (var r in t.Rules)
             {
-                _ruleIds[r] = all.Count;
                 all.Add(r);
             }
         }
@@ -104,8 +102,6 @@ public sealed class FlowTables
     public FlowTable? Table(int id) => (uint)id < MaxTables ? _tables[id] : null;
 
     public IEnumerable<FlowTable> Tables => _tables.Where(t => t != null)!;
-
-    public int RuleId(FlowRule r) => _ruleIds.TryGetValue(r, out int id) ? id : -1;
 
     public int RuleCount => Rules.Length;
 

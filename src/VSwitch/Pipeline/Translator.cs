@@ -33,8 +33,8 @@ public sealed class Translation
     /// <summary>More datapath actions than a megaflow holds: the verdict is a drop (counted).</summary>
     public bool Overflow;
 
-    /// <summary>Ids (FlowTables.Rules indices) of the rules taken, first MaxRules of them.</summary>
-    public readonly int[] RuleIds = new int[MaxRules];
+    /// <summary>Counter slots (RuleCounters.Slot) of the rules taken, first MaxRules of them.</summary>
+    public readonly nint[] RuleSlots = new nint[MaxRules];
     public int RuleCount;
 
     /// <summary>The verdict used the MAC learning table (NORMAL): it must follow its generation.</summary>
@@ -146,7 +146,7 @@ public static class Translator
 
             if (t.RuleCount < Translation.MaxRules)
             {
-                t.RuleIds[t.RuleCount++] = v.RuleId(r);
+                t.RuleSlots[t.RuleCount++] = r.Counters.Slot;
             }
 
             t.Trace?.Add($"table {tableId}: rule priority={r.Priority} ({r.Origin ?? "no origin"}) matched");
