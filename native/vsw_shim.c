@@ -434,32 +434,44 @@ static void vhost_complete_l4_csum(struct rte_mbuf *m)
 	m->ol_flags = (m->ol_flags & ~RTE_MBUF_F_RX_L4_CKSUM_MASK) | RTE_MBUF_F_RX_L4_CKSUM_GOOD;
 }
 
+/* net_vhost's queue protocol: a queue is used only while allow_queuing is set, and while_queuing
+ * tells destroy_device (which clears allow_queuing, then waits) that a burst is in progress. */
+static inline int vhost_queue_enter(struct vsw_nv_queue *r)
+{
+	if (unlikely(rte_atomic32_read(&r->allow_queuing) == 0))
+		return 0;
+	rte_atomic32_set(&r->while_queuing, 1);
+	if (likely(rte_atomic32_read(&r->allow_queuing) != 0))
+		return 1;
+	rte_atomic32_set(&r->while_queuing, 0);
+	return 0;
+}
+
+static inline void vhost_queue_leave(struct vsw_nv_queue *r) { rte_atomic32_set(&r->while_queuing, 0); }
+
 static inline uint16_t vhost_direct_rx(struct vsw_nv_queue *r, struct rte_mbuf **bufs, uint16_t n)
 {
 	uint16_t got = 0;
 	uint64_t bytes = 0;
 
-	if (unlikely(rte_atomic32_read(&r->allow_queuing) == 0))
+	if (!vhost_queue_enter(r))
 		return 0;
-	rte_atomic32_set(&r->while_queuing, 1);
-	if (likely(rte_atomic32_read(&r->allow_queuing) != 0)) {
-		while (got < n) {
-			uint16_t want = RTE_MIN(n - got, VSW_VHOST_CHUNK);
-			uint16_t k = rte_vhost_dequeue_burst(r->vid, r->virtqueue_id, r->mb_pool, &bufs[got], want);
-			got += k;
-			if (k < want)
-				break;
-		}
-		for (uint16_t i = 0; i < got; i++) {
-			bufs[i]->port = r->port;
-			bytes += bufs[i]->pkt_len;
-			if (unlikely((bufs[i]->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK) == RTE_MBUF_F_RX_L4_CKSUM_NONE))
-				vhost_complete_l4_csum(bufs[i]);
-		}
-		r->stats.pkts += got;
-		r->stats.bytes += bytes;
+	while (got < n) {
+		uint16_t want = RTE_MIN(n - got, VSW_VHOST_CHUNK);
+		uint16_t k = rte_vhost_dequeue_burst(r->vid, r->virtqueue_id, r->mb_pool, &bufs[got], want);
+		got += k;
+		if (k < want)
+			break;
 	}
-	rte_atomic32_set(&r->while_queuing, 0);
+	for (uint16_t i = 0; i < got; i++) {
+		bufs[i]->port = r->port;
+		bytes += bufs[i]->pkt_len;
+		if (unlikely((bufs[i]->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK) == RTE_MBUF_F_RX_L4_CKSUM_NONE))
+			vhost_complete_l4_csum(bufs[i]);
+	}
+	r->stats.pkts += got;
+	r->stats.bytes += bytes;
+	vhost_queue_leave(r);
 	return got;
 }
 
@@ -468,26 +480,22 @@ static inline uint16_t vhost_direct_tx(struct vsw_nv_queue *r, struct rte_mbuf *
 	uint16_t sent = 0;
 	uint64_t bytes = 0;
 
-	if (unlikely(rte_atomic32_read(&r->allow_queuing) == 0))
+	if (!vhost_queue_enter(r))
 		return 0;
-	rte_atomic32_set(&r->while_queuing, 1);
-	if (likely(rte_atomic32_read(&r->allow_queuing) != 0)) {
-		while (sent < n) {
-			uint16_t want = RTE_MIN(n - sent, VSW_VHOST_CHUNK);
-			uint16_t k = rte_vhost_enqueue_burst(r->vid, r->virtqueue_id, &bufs[sent], want);
-			sent += k;
-			if (k < want)
-				break;
-		}
-		for (uint16_t i = 0; i < sent; i++)
-			bytes += bufs[i]->pkt_len;
-		r->stats.pkts += sent;
-		r->stats.bytes += bytes;
-		r->stats.missed_pkts += n - sent;
-		/* enqueue copied them into guest memory */
-		rte_pktmbuf_free_bulk(bufs, sent);
+	while (sent < n) {
+		uint16_t want = RTE_MIN(n - sent, VSW_VHOST_CHUNK);
+		uint16_t k = rte_vhost_enqueue_burst(r->vid, r->virtqueue_id, &bufs[sent], want);
+		sent += k;
+		if (k < want)
+			break;
 	}
-	rte_atomic32_set(&r->while_queuing, 0);
+	for (uint16_t i = 0; i < sent; i++)
+		bytes += bufs[i]->pkt_len;
+	r->stats.pkts += sent;
+	r->stats.bytes += bytes;
+	r->stats.missed_pkts += n - sent;
+	rte_pktmbuf_free_bulk(bufs, sent); /* enqueue copied them into guest memory */
+	vhost_queue_leave(r);
 	return sent;
 }
 
