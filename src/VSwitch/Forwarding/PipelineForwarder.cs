@@ -37,6 +37,7 @@ public sealed unsafe class FlowPmd : IDisposable
         Keys = (FlowKey*)NativeMemory.AlignedAlloc(Burst * (nuint)sizeof(FlowKey), 64);
         Offsets = (HeaderOffsets*)NativeMemory.AlignedAlloc(Burst * (nuint)sizeof(HeaderOffsets), 64);
         Hashes = (uint*)NativeMemory.AlignedAlloc(Burst * sizeof(uint), 64);
+        MegaflowHashes = (uint*)NativeMemory.AlignedAlloc(Burst * sizeof(uint), 64);
         EntryOf = (int*)NativeMemory.AlignedAlloc(Burst * sizeof(int), 64);
         GroupEntry = (int*)NativeMemory.AlignedAlloc(Burst * sizeof(int), 64);
         GroupSize = (int*)NativeMemory.AlignedAlloc(Burst * sizeof(int), 64);
@@ -73,6 +74,9 @@ public sealed unsafe class FlowPmd : IDisposable
     public readonly FlowKey* Keys;
     public readonly HeaderOffsets* Offsets;
     public readonly uint* Hashes;
+
+    /// <summary>Per packet of the burst: the top megaflow subtable's hash (prefetch stage).</summary>
+    public readonly uint* MegaflowHashes;
     public readonly int* EntryOf;
     public readonly int* GroupEntry;
     public readonly int* GroupSize;
@@ -89,6 +93,7 @@ public sealed unsafe class FlowPmd : IDisposable
         NativeMemory.AlignedFree(Keys);
         NativeMemory.AlignedFree(Offsets);
         NativeMemory.AlignedFree(Hashes);
+        NativeMemory.AlignedFree(MegaflowHashes);
         NativeMemory.AlignedFree(EntryOf);
         NativeMemory.AlignedFree(GroupEntry);
         NativeMemory.AlignedFree(GroupSize);
@@ -285,6 +290,27 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
         MegaflowCache mfc = f.Megaflows;
         int* entryOf = f.EntryOf;
         ulong mfHits = 0;
+
+        // With many flows the megaflow array is far bigger than the caches: a lookup is a bucket
+        // miss followed by entry misses. Prefetch every missed packet's bucket, then its entry, so
+        // the misses of a burst overlap; the lookups below then mostly hit the cache.
+        uint* mh = f.MegaflowHashes;
+        for (int i = 0; i < n; i++)
+        {
+            if (entryOf[i] == Invalid)
+            {
+                mh[i] = mfc.PrefetchBucket(f.Keys + i);
+            }
+        }
+
+        for (int i = 0; i < n; i++)
+        {
+            if (entryOf[i] == Invalid)
+            {
+                mfc.PrefetchEntry(mh[i]);
+            }
+        }
+
         for (int i = 0; i < n; i++)
         {
             if (entryOf[i] != Invalid)
