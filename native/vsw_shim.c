@@ -14,6 +14,7 @@
 #include <sched.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -24,10 +25,13 @@
 #include <rte_eal.h>
 #include <rte_errno.h>
 #include <rte_ethdev.h>
+#include <rte_ip.h>
 #include <rte_lcore.h>
 #include <rte_log.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
+#include <rte_net.h>
+#include <rte_vhost.h>
 
 void vsw_mbuf_layout_get(struct vsw_mbuf_layout *out)
 {
@@ -346,9 +350,6 @@ int32_t vsw_port_configure(uint16_t port_id, uint16_t nb_rxq, uint16_t nb_txq, u
  * net_vhost's private per-queue struct in DPDK 22.11 (drivers/net/vhost/rte_eth_vhost.c); they are
  * checked against what queue setup stored (the mempool, the virtqueue index) before the direct
  * path is used for a queue, and any mismatch leaves the queue on rte_eth_rx/tx_burst. */
-#include <rte_ip.h>
-#include <rte_net.h>
-#include <rte_vhost.h>
 
 struct vsw_nv_queue { /* net_vhost 22.11: struct vhost_queue, leading fields */
 	int vid;

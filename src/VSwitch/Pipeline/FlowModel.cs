@@ -273,9 +273,6 @@ public static unsafe class RuleCounterSlab
     private static RuleCounterSlot* _chunk;
     private static int _used = ChunkSlots;
 
-    /// <summary>Slots handed out and not yet freed (tests).</summary>
-    public static int InUse { get; private set; }
-
     public static RuleCounterSlot* Alloc()
     {
         RuleCounterSlot* s;
@@ -295,8 +292,6 @@ public static unsafe class RuleCounterSlab
 
                 s = _chunk + _used++;
             }
-
-            InUse++;
         }
 
         *s = default;
@@ -308,7 +303,6 @@ public static unsafe class RuleCounterSlab
         lock (Gate)
         {
             FreeSlots.Push((nint)s);
-            InUse--;
         }
     }
 }
