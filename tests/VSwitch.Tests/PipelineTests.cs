@@ -32,6 +32,7 @@ public sealed unsafe class PipelineTests
 
             var io = new MemoryIo(Ports);
             Loop = new PmdLoop<MemoryIo, PipelineForwarder<MemoryIo>>(State, io, new PipelineForwarder<MemoryIo>(Flow, io));
+            PmdCode.CompilePipeline<MemoryIo>(); // as vswitchd does before its PMDs start
         }
 
         public void Load(IEnumerable<FlowRule> rules)

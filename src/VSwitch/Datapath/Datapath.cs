@@ -224,32 +224,9 @@ public sealed unsafe class SwitchDatapath : IDisposable
     /// tiered compilation off, the first upcall on a PMD would otherwise wait for the JIT (about
     /// 10 ms), which is the first packet's latency.
     /// </summary>
-    [System.Diagnostics.CodeAnalysis.UnconditionalSuppressMessage("Trimming", "IL2075", Justification = "vswitchd is not trimmed; the types are referenced statically")]
     private unsafe void WarmUpUpcallPath()
     {
-        // Compile everything the PMD may call for the first time mid-run (NORMAL, revalidation,
-        // VLAN and checksum edits, the punt ring): the JIT allocates on the calling thread, and a
-        // PMD must allocate nothing, ever.
-        Type[] types =
-        [
-            typeof(Translator), typeof(MacTable), typeof(FlowTable), typeof(FlowTables), typeof(PipelinePort),
-            typeof(Actions.PacketEdit), typeof(Actions.PuntRing), typeof(Caches.MegaflowCache), typeof(Caches.Emc),
-            typeof(Packets.KeyExtractor), typeof(Packets.FlowKey), typeof(PipelineForwarder<DpdkIo>), typeof(FlowPmd),
-            typeof(PmdLoop<DpdkIo, PipelineForwarder<DpdkIo>>), typeof(Translation),
-        ];
-        foreach (var type in types)
-        {
-            foreach (var m in type.GetMethods(System.Reflection.BindingFlags.Instance | System.Reflection.BindingFlags.Static
-                         | System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.DeclaredOnly))
-            {
-                if (!m.IsAbstract && !m.ContainsGenericParameters)
-                {
-                    System.Runtime.CompilerServices.RuntimeHelpers.PrepareMethod(m.MethodHandle,
-                        type.IsGenericType ? type.GetGenericArguments().Select(a => a.TypeHandle).ToArray() : null);
-                }
-            }
-        }
-
+        PmdCode.CompilePipeline<DpdkIo>();
         var t = new Translation { NoLearn = true };
         using var cache = new Caches.MegaflowCache(4);
         Packets.FlowKey key = default;
