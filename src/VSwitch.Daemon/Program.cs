@@ -120,7 +120,7 @@ while (true)
         break;
     }
 
-    foreach (var ev in dp.PollLinks())
+    foreach (var ev in dp.PollLinks().Concat(dp.PollPmdFaults()))
     {
         Console.WriteLine(string.Create(inv, $"vswitchd: t={clock.Elapsed.TotalSeconds:F2} {ev}"));
         Console.Out.Flush();
@@ -186,7 +186,7 @@ foreach (var (p, t) in fin.Pmds.Zip(dp.Pmds))
     double cpp = p.RxPackets > 0 ? (double)p.BusyCycles / p.RxPackets : 0;
     double busyPct = p.BusyCycles + p.IdleCycles > 0 ? 100.0 * p.BusyCycles / (p.BusyCycles + p.IdleCycles) : 0;
     string pipe = dp.Flows == null ? "" : string.Create(inv,
-        $" emc_hits={p.Raw.EmcHits} megaflow_hits={p.Raw.MegaflowHits} upcalls={p.Raw.Upcalls} malformed={p.Raw.Malformed} revalidations={p.Raw.Revalidations} megaflows={p.Megaflows} action_drops={p.Raw.ActionDrops} punted={p.Raw.Punted}");
+        $" emc_hits={p.Raw.EmcHits} megaflow_hits={p.Raw.MegaflowHits} upcalls={p.Raw.Upcalls} malformed={p.Raw.Malformed} revalidations={p.Raw.Revalidations} megaflows={p.Megaflows} action_drops={p.Raw.ActionDrops} translation_errors={p.Raw.TranslationErrors} punted={p.Raw.Punted}");
     Console.WriteLine(string.Create(inv,
         $"final: pmd {p.Index} core={p.Core} rx={p.RxPackets} tx={p.TxPackets} tx_drops={p.TxDrops} fwd_drops={p.FwdDrops} busy={busyPct:F1}% cycles_per_pkt={cpp:F1} slept_ms={p.SleptMicros / 1000} alloc_bytes={t.AllocatedBytesDuringRun}") + pipe);
 }

@@ -119,7 +119,8 @@ internal readonly unsafe struct MemoryIo(MemoryPorts ports) : IPacketIo
     {
         for (int i = 0; i < n; i++)
         {
-            dst[i] = ports.Mbufs.Clone(src[i]);
+            // the shim's copy dereferences its source: a NULL here is a crash in vswitchd
+            dst[i] = src[i] != 0 ? ports.Mbufs.Clone(src[i]) : throw new InvalidOperationException("copy of a NULL mbuf");
         }
     }
 

@@ -162,6 +162,57 @@ public sealed class PipelineDpdkTests : IDisposable
         Assert.Equal(frames.Count - 1, int.Parse(r.Field("final: pmd 0", "malformed"), CultureInfo.InvariantCulture));
     }
 
+    [Fact]
+    public void A_ttl_1_packet_before_two_outputs_is_a_counted_drop_not_a_crash()
+    {
+        // Reported crash (SIGSEGV): dec_ttl dropped the TTL-1 packet and left a NULL in the group
+        // that the copy for output:2 handed to the shim.
+        File.WriteAllText(P("flows.txt"), "table=0,priority=10,ip,actions=dec_ttl,output:2,output:3\n");
+        var frames = Enumerable.Range(0, 6).Select(i => Frame(i, s => { s.Proto = 17; s.Ttl = (byte)(i % 3 == 0 ? 1 : 9); })).ToList();
+        Pcap.Write(P("in.pcap"), frames);
+        Pcap.Write(P("empty.pcap"), []);
+        var r = Vswitchd.Run([
+            "--mode", "pipeline", "--flows", P("flows.txt"), "--duration", "2", "--stats-interval", "0", "--control", "none",
+            "--port", $"p1=net_pcap0,rx_pcap={P("in.pcap")}",
+            "--port", $"p2=net_pcap1,rx_pcap={P("empty.pcap")},tx_pcap={P("o2.pcap")}",
+            "--port", $"p3=net_pcap2,rx_pcap={P("empty.pcap")},tx_pcap={P("o3.pcap")}",
+        ]);
+        Assert.True(r.ExitCode == 0, r.ToString());
+        var want = frames.Select((_, i) => i).Where(i => i % 3 != 0).Select(i => Frame(i, s => { s.Proto = 17; s.Ttl = 8; })).ToList();
+        Assert.Equal(want, Pcap.Read(P("o2.pcap")));
+        Assert.Equal(want, Pcap.Read(P("o3.pcap")));
+        Assert.Equal("2", r.Field("final: pmd 0", "action_drops"));
+        Assert.Equal("0", r.Field("final: mbufs", "leaked"));
+    }
+
+    [Fact]
+    public void A_resubmit_to_a_port_that_does_not_exist_before_normal_neither_kills_the_switch_at_start_nor_live()
+    {
+        // Reported crash (SIGABRT): NORMAL indexed the port table with in_port 1000.
+        const string rules = "table=0,priority=10,ip,actions=resubmit(1000,1)\ntable=1,priority=1,actions=normal\n";
+        File.WriteAllText(P("flows.txt"), rules);
+        Pcap.Write(P("udp.pcap"), Enumerable.Range(0, 16).Select(i => Frame(i, s => s.Proto = 17)));
+        var atStart = Vswitchd.Run([
+            "--mode", "pipeline", "--flows", P("flows.txt"), "--duration", "1", "--stats-interval", "0", "--control", "none",
+            "--port", $"a=net_pcap0,rx_pcap={P("udp.pcap")}", "--port", "b=net_null1,no-rx=1"]);
+        Assert.True(atStart.ExitCode == 0, atStart.ToString());
+        Assert.Equal("16", atStart.Field("final: pmd 0", "fwd_drops"));
+
+        // Loaded live into a running switch under traffic: it keeps forwarding what it can.
+        using var sw = new RunningSwitch(["--mode", "pipeline", "--stats-interval", "0", "--control", Ctl,
+            "--port", $"a=net_pcap0,rx_pcap={P("udp.pcap")},infinite_rx=1", "--port", "b=net_null1,no-rx=1"]);
+        sw.WaitFor("port b link up");
+        Assert.Equal(0, Vswitchctl("add-flow", "table=0,priority=10,ip,actions=resubmit(1000,1)").Exit);
+        Assert.Equal(0, Vswitchctl("add-flow", "table=1,priority=1,actions=normal").Exit);
+        Thread.Sleep(300);
+        Assert.Equal(0, Vswitchctl("add-flow", "table=0,priority=20,udp,actions=output:2").Exit);
+        ulong b0 = PortTx("b");
+        Eventually(() => PortTx("b") > b0 + 100_000, "traffic on b after the fix-up rule");
+        var r = sw.Stop();
+        Assert.True(r.ExitCode == 0, r.ToString());
+        Assert.Equal("0", r.Field("final: pmd 0", "translation_errors"));
+    }
+
     private string Ctl => P("ctl.sock");
 
     private (int Exit, string Out, string Err) Vswitchctl(params string[] args) => ControlClient.Vswitchctl(Ctl, args);

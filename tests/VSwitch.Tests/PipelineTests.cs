@@ -268,7 +268,7 @@ public sealed unsafe class PipelineTests
                 var me = rig.Flow.Megaflows.Entry(e);
                 if (me->Version == version.Version)
                 {
-                    var ops = new ReadOnlySpan<DpAction>(me->Ops, me->OpCount).ToArray();
+                    var ops = Caches.MegaflowCache.ProgramOf(me).ToArray();
                     Assert.Equal(t.Ops.Take(t.OpCount).Select(o => o.ToString()), ops.Select(o => o.ToString()));
                 }
             }

@@ -21,7 +21,7 @@ using VSwitch.Pipeline;
 
 namespace VSwitch.Caches;
 
-[StructLayout(LayoutKind.Sequential, Size = 640)] // a whole number of cache lines (the array is 64-aligned)
+[StructLayout(LayoutKind.Sequential, Size = 512)] // a whole number of cache lines (the array is 64-aligned)
 public unsafe struct MegaflowEntry
 {
     // Laid out for the hit path: the first cache line holds everything a hit reads or writes
@@ -56,17 +56,14 @@ public unsafe struct MegaflowEntry
     /// <summary>The burst this entry was last grouped in (per-PMD burst sequence) ...</summary>
     public uint BatchSeq;
 
+    /// <summary>Number of DpActions at <see cref="Program"/>.</summary>
+    public ushort OpCount;
+
     /// <summary>... and its group index in that burst.</summary>
     public byte BatchGroup;
 
-    /// <summary>Number of DpActions in <see cref="Ops"/>.</summary>
-    public byte OpCount;
-
     /// <summary>Number of rules in <see cref="RuleSlots"/>.</summary>
     public byte RuleCount;
-
-    /// <summary>Padding to the end of the first cache line.</summary>
-    public byte Reserved;
 
     /// <summary>The masked key this entry matches.</summary>
     public FlowKey Key;
@@ -74,8 +71,14 @@ public unsafe struct MegaflowEntry
     /// <summary>Counter slots (RuleCounterSlot*) of the rules taken, valid while Version is current.</summary>
     public fixed long RuleSlots[Translation.MaxRules];
 
-    /// <summary>The compiled actions (DpAction[Translation.MaxOps] as raw words).</summary>
-    public fixed ulong Ops[Translation.MaxOps * 2];
+    /// <summary>The compiled actions: <see cref="Inline"/> when they fit, else a block from the cache's pool.</summary>
+    public DpAction* Program;
+
+    /// <summary>Room for short action lists (DpAction[InlineOps] as raw words); longer ones live out of line.</summary>
+    public fixed ulong Inline[InlineOps * 2];
+
+    /// <summary>Actions stored in the entry itself; most verdicts need a handful.</summary>
+    public const int InlineOps = 17;
 }
 
 [StructLayout(LayoutKind.Sequential)]
@@ -112,6 +115,11 @@ public sealed unsafe class MegaflowCache : IDisposable
     private int _free;
     private int _sweep;
 
+    /// <summary>Free out-of-line action blocks per size class (linked through their first word).</summary>
+    private readonly nint[] _blockFree = new nint[BlockClasses];
+    private int _blocks;
+    private const int BlockClasses = 16;
+
     public MegaflowCache(int limit)
     {
         Limit = Math.Max(1, limit);
@@ -128,6 +136,11 @@ public sealed unsafe class MegaflowCache : IDisposable
         }
 
         _entries[Limit].Subtable = -1;
+        for (int i = 0; i <= Limit; i++)
+        {
+            _entries[i].Program = (DpAction*)_entries[i].Inline;
+        }
+
         _free = 0;
     }
 
@@ -302,7 +315,7 @@ public sealed unsafe class MegaflowCache : IDisposable
         SetActions(e, t);
     }
 
-    private static void Fill(MegaflowEntry* e, FlowKey* key, Translation t, long version, long macGeneration, ulong now)
+    private void Fill(MegaflowEntry* e, FlowKey* key, Translation t, long version, long macGeneration, ulong now)
     {
         e->Key = *key;
         e->Version = version;
@@ -314,20 +327,81 @@ public sealed unsafe class MegaflowCache : IDisposable
         SetActions(e, t);
     }
 
-    private static void SetActions(MegaflowEntry* e, Translation t)
+    /// <summary>
+    /// Stores the verdict's actions: in the entry when they fit, else in a pooled native block
+    /// (a flood to many ports). Blocks go back to this cache's pool, never to the OS, so a racy
+    /// reader (dump-megaflows on the control thread) always reads mapped memory; it clamps the count
+    /// to the block's capacity (<see cref="ProgramOf"/>).
+    /// </summary>
+    private void SetActions(MegaflowEntry* e, Translation t)
     {
-        e->OpCount = (byte)t.OpCount;
+        ReleaseProgram(e);
+        int n = t.OpCount;
+        DpAction* dst = n > MegaflowEntry.InlineOps ? RentBlock(n) : (DpAction*)e->Inline;
         fixed (DpAction* src = t.Ops)
         {
-            Buffer.MemoryCopy(src, e->Ops, Translation.MaxOps * sizeof(DpAction), t.OpCount * sizeof(DpAction));
+            Buffer.MemoryCopy(src, dst, n * sizeof(DpAction), n * sizeof(DpAction));
         }
 
+        e->Program = dst;
+        e->OpCount = (ushort)n;
         e->RuleCount = (byte)t.RuleCount;
         for (int i = 0; i < t.RuleCount; i++)
         {
             e->RuleSlots[i] = t.RuleSlots[i];
         }
     }
+
+    /// <summary>Returns an out-of-line action block to the pool (a no-op for inline actions).</summary>
+    private void ReleaseProgram(MegaflowEntry* e)
+    {
+        DpAction* p = e->Program;
+        e->Program = (DpAction*)e->Inline;
+        e->OpCount = 0;
+        if (p != null && p != (DpAction*)e->Inline)
+        {
+            int c = BlockClass(((long*)p)[-2]);
+            ((nint*)p)[0] = _blockFree[c];
+            _blockFree[c] = (nint)p;
+        }
+    }
+
+    /// <summary>A block of at least <paramref name="n"/> actions (power-of-two classes; capacity in a 16-byte header).</summary>
+    private DpAction* RentBlock(int n)
+    {
+        int c = BlockClass(n);
+        nint p = _blockFree[c];
+        if (p != 0)
+        {
+            _blockFree[c] = ((nint*)p)[0];
+            return (DpAction*)p;
+        }
+
+        long cap = 1L << c;
+        long* raw = (long*)NativeMemory.AlignedAlloc((nuint)(16 + (cap * sizeof(DpAction))), 64);
+        raw[0] = cap;
+        _blocks++;
+        return (DpAction*)(raw + 2);
+    }
+
+    private static int BlockClass(long n) => Math.Max(5, 64 - System.Numerics.BitOperations.LeadingZeroCount((ulong)(n - 1)));
+
+    /// <summary>An entry's actions, for readers on other threads: the count is clamped to the storage it points at.</summary>
+    public static ReadOnlySpan<DpAction> ProgramOf(MegaflowEntry* e)
+    {
+        DpAction* p = e->Program;
+        int n = e->OpCount;
+        if (p == null)
+        {
+            return default;
+        }
+
+        long cap = p == (DpAction*)e->Inline ? MegaflowEntry.InlineOps : ((long*)p)[-2];
+        return new ReadOnlySpan<DpAction>(p, (int)Math.Min(n, cap));
+    }
+
+    /// <summary>Out-of-line action blocks allocated (they are pooled, never freed before Dispose).</summary>
+    public int ActionBlocks => _blocks;
 
     /// <summary>Removes an installed entry (stale, aged, or flushed).</summary>
     public void Remove(int idx)
@@ -349,6 +423,7 @@ public sealed unsafe class MegaflowCache : IDisposable
         *link = e->Next;
         e->Subtable = -1;
         e->Serial++;
+        ReleaseProgram(e);
         e->Next = _free;
         _free = idx;
         Count--;
@@ -508,6 +583,21 @@ public sealed unsafe class MegaflowCache : IDisposable
 
     public void Dispose()
     {
+        for (int i = 0; i <= Limit; i++)
+        {
+            ReleaseProgram(_entries + i);
+        }
+
+        for (int c = 0; c < BlockClasses; c++)
+        {
+            for (nint p = _blockFree[c]; p != 0;)
+            {
+                nint next = ((nint*)p)[0];
+                NativeMemory.AlignedFree((long*)p - 2);
+                p = next;
+            }
+        }
+
         for (int i = 0; i < _subtableSlots; i++)
         {
             NativeMemory.Free(_subtables[i].Buckets);

@@ -4,6 +4,7 @@
 using System.Text.Json.Nodes;
 using VSwitch.Config;
 using VSwitch.Actions;
+using VSwitch.Caches;
 using VSwitch.Datapath;
 using VSwitch.Interop;
 using VSwitch.Pipeline;
@@ -201,6 +202,7 @@ public sealed class Commands(SwitchDatapath dp)
                 o["punted"] = c.Punted - b.Punted;
                 o["punt_drops"] = c.PuntDrops - b.PuntDrops;
                 o["action_drops"] = c.ActionDrops - b.ActionDrops;
+                o["translation_errors"] = c.TranslationErrors - b.TranslationErrors;
                 o["megaflows"] = p.Megaflows;
                 ulong up = c.Upcalls - b.Upcalls;
                 o["cycles_per_upcall"] = up > 0 ? Math.Round((double)(c.UpcallCycles - b.UpcallCycles) / up, 0) : 0;
@@ -337,7 +339,7 @@ public sealed class Commands(SwitchDatapath dp)
                     continue;
                 }
 
-                var ops = new ReadOnlySpan<DpAction>(e->Ops, Math.Min((int)e->OpCount, Translation.MaxOps)).ToArray();
+                var ops = MegaflowCache.ProgramOf(e).ToArray();
                 string actions = ops.Length == 0 ? "drop" : string.Join(",", ops.Where(o => o.Op != DpOp.Ext).Select(o => o.ToString()));
                 double used = now > e->LastUsed ? (now - e->LastUsed) / hz : 0;
                 lines.Add((JsonNode?)string.Create(System.Globalization.CultureInfo.InvariantCulture,

@@ -610,6 +610,36 @@ public sealed unsafe class SwitchDatapath : IDisposable
 
     public bool LinkUp(DpdkPort port) => _linkUp[DpPortOf(port)];
 
+    /// <summary>
+    /// Lines to log about PMD faults since the last call: packets dropped because their translation
+    /// threw (with the last error's text), and exceptions that escaped a PMD loop (it was restarted).
+    /// </summary>
+    public unsafe IReadOnlyList<string> PollPmdFaults()
+    {
+        lock (_control)
+        {
+            List<string>? events = null;
+            for (int i = 0; i < _pmds.Count; i++)
+            {
+                var pmd = _pmds[i];
+                ulong errors = pmd.State.Counters->TranslationErrors;
+                if (i < _flowPmds.Count && errors != pmd.TranslationErrorsLogged)
+                {
+                    (events ??= []).Add($"pmd {i}: {errors - pmd.TranslationErrorsLogged} packet(s) dropped: translation failed: {_flowPmds[i].LastTranslationError}");
+                    pmd.TranslationErrorsLogged = errors;
+                }
+
+                if (pmd.LastFault is { } fault && pmd.Faults != pmd.FaultsLogged)
+                {
+                    (events ??= []).Add($"pmd {i}: {pmd.Faults - pmd.FaultsLogged} fault(s), loop restarted: {fault}");
+                    pmd.FaultsLogged = pmd.Faults;
+                }
+            }
+
+            return events ?? (IReadOnlyList<string>)[];
+        }
+    }
+
     private unsafe PortCountersBaseline CurrentCounters(int dp)
     {
         ulong rx = 0, tx = 0, drops = 0;

@@ -62,6 +62,12 @@ public sealed unsafe class FlowPmd : IDisposable
     /// <summary>The version this PMD classifies with (read once per round).</summary>
     public FlowTables Current;
 
+    /// <summary>
+    /// The last translation failure's text (written by the PMD, read by the control thread, which
+    /// logs it when <see cref="PmdCounters.TranslationErrors"/> grows). Only failures allocate it.
+    /// </summary>
+    public volatile string? LastTranslationError;
+
     /// <summary>The MAC generation read at the start of the round.</summary>
     public long MacGeneration;
 
@@ -248,10 +254,10 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
         if (groups == 1 && gs[0] == n)
         {
             MegaflowEntry* me = mfc.Entry(ge[0]);
-            if (me->OpCount == 1 && ((DpAction*)me->Ops)->Op == DpOp.Output)
+            if (me->OpCount == 1 && me->Program->Op == DpOp.Output)
             {
                 Account(me, mbufs, n, now);
-                return ((DpAction*)me->Ops)->A;
+                return me->Program->A;
             }
         }
 
@@ -338,8 +344,15 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
             }
 
             ulong t0 = _io.Now();
-            Translator.Translate(f.Current, *key, f.Shared.Macs, t0, f.Translation);
             Translation t = f.Translation;
+            if (!TryTranslate(key, t0))
+            {
+                c->TranslationErrors++;
+                state.Drop(mbufs[i]);
+                entryOf[i] = Done;
+                continue;
+            }
+
             if (t.Overflow)
             {
                 c->ActionDrops++;
@@ -374,6 +387,26 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
         c->MegaflowHits += mfHits;
     }
 
+    /// <summary>
+    /// Translates on the PMD. No exception may leave a PMD thread: a translation that throws (a
+    /// bug, or a rule set nobody foresaw) is recorded for the control thread to log, and the caller
+    /// drops the packet and counts it; the PMD keeps polling.
+    /// </summary>
+    private bool TryTranslate(FlowKey* key, ulong now)
+    {
+        FlowPmd f = _f;
+        try
+        {
+            Translator.Translate(f.Current, *key, f.Shared.Macs, now, f.Translation);
+            return true;
+        }
+        catch (Exception ex)
+        {
+            f.LastTranslationError = $"{ex.GetType().Name}: {ex.Message} (in_port={key->InPort}) at {ex.StackTrace?.Split('\n').FirstOrDefault()?.Trim()}";
+            return false;
+        }
+    }
+
     /// <summary>Re-checks a stale megaflow against the current tables; returns it (updated) or -1 (removed).</summary>
     private int Revalidate(PmdState state, int e)
     {
@@ -382,7 +415,12 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
         MegaflowEntry* me = mfc.Entry(e);
         state.Counters->Revalidations++;
         Translation t = f.Translation;
-        Translator.Translate(f.Current, me->Key, f.Shared.Macs, _io.Now(), t);
+        if (!TryTranslate(&me->Key, _io.Now()))
+        {
+            mfc.Remove(e); // the caller translates again, which fails again: a counted drop
+            return -1;
+        }
+
         if (!t.Overflow && t.Wildcards.IsSubsetOf(mfc.Subtable(me->Subtable)->Mask))
         {
             mfc.Update(e, t, f.Current.Version, t.UsesMac ? f.Shared.Macs.Generation : -1);
@@ -417,13 +455,19 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
         }
     }
 
-    /// <summary>Runs a megaflow's actions on a group of packets (order kept).</summary>
+    /// <summary>
+    /// Runs a megaflow's actions on a group of packets (order kept). Every step owns the group's
+    /// mbufs: an action that drops a packet (TTL expiry, no headroom for a tag) frees it and closes
+    /// the gap (<see cref="Keep"/>), so the group never holds a hole a later copy or edit could touch;
+    /// a non-final output sends copies, the final output sends the originals, and whatever no output
+    /// took is freed at the end.
+    /// </summary>
     private void Execute(PmdState state, MegaflowEntry* me, nint* pkts, HeaderOffsets* offs, int k, ushort inPort)
     {
-        DpAction* ops = (DpAction*)me->Ops;
+        DpAction* ops = me->Program;
         int count = me->OpCount;
         bool sent = false;
-        for (int a = 0; a < count; a++)
+        for (int a = 0; a < count && k > 0; a++)
         {
             DpAction op = ops[a];
             switch (op.Op)
@@ -435,19 +479,9 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
                         _io.Copy(pkts, copies, (uint)k);
                         for (int j = 0; j < k; j++)
                         {
-                            if (pkts[j] == 0)
-                            {
-                                if (copies[j] != 0)
-                                {
-                                    _io.Free(copies + j, 1);
-                                }
-
-                                continue;
-                            }
-
                             if (copies[j] == 0)
                             {
-                                state.Counters->ActionDrops++;
+                                state.Counters->ActionDrops++; // no mbuf for the copy
                                 continue;
                             }
 
@@ -458,29 +492,24 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
                     {
                         for (int j = 0; j < k; j++)
                         {
-                            if (pkts[j] != 0)
-                            {
-                                Enqueue(state, op.A, pkts[j]);
-                            }
+                            Enqueue(state, op.A, pkts[j]);
                         }
 
                         sent = true;
+                        k = 0;
                     }
 
                     break;
                 case DpOp.Controller:
                     for (int j = 0; j < k; j++)
                     {
-                        if (pkts[j] != 0)
+                        if (_f.Punts.TryPut(pkts[j], inPort, op.A))
                         {
-                            if (_f.Punts.TryPut(pkts[j], inPort, op.A))
-                            {
-                                state.Counters->Punted++;
-                            }
-                            else
-                            {
-                                state.Counters->PuntDrops++;
-                            }
+                            state.Counters->Punted++;
+                        }
+                        else
+                        {
+                            state.Counters->PuntDrops++;
                         }
                     }
 
@@ -488,50 +517,40 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
                 case DpOp.SetEthDst:
                     for (int j = 0; j < k; j++)
                     {
-                        if (pkts[j] != 0)
-                        {
-                            PacketEdit.WriteMac(Mbuf.Data(pkts[j]), op.C);
-                        }
+                        PacketEdit.WriteMac(Mbuf.Data(pkts[j]), op.C);
                     }
 
                     break;
                 case DpOp.SetEthSrc:
                     for (int j = 0; j < k; j++)
                     {
-                        if (pkts[j] != 0)
-                        {
-                            PacketEdit.WriteMac(Mbuf.Data(pkts[j]) + 6, op.C);
-                        }
+                        PacketEdit.WriteMac(Mbuf.Data(pkts[j]) + 6, op.C);
                     }
 
                     break;
                 case DpOp.PushVlan:
+                {
+                    int w = 0;
                     for (int j = 0; j < k; j++)
                     {
-                        if (pkts[j] != 0 && !PacketEdit.PushVlan(pkts[j], ref offs[j], op.A, (ushort)op.B))
-                        {
-                            DropOne(state, pkts, j);
-                        }
+                        w = PacketEdit.PushVlan(pkts[j], ref offs[j], op.A, (ushort)op.B) ? Keep(pkts, offs, j, w) : DropOne(state, pkts[j], w);
                     }
 
+                    k = w;
                     break;
+                }
+
                 case DpOp.PopVlan:
                     for (int j = 0; j < k; j++)
                     {
-                        if (pkts[j] != 0)
-                        {
-                            PacketEdit.PopVlan(pkts[j], ref offs[j]);
-                        }
+                        PacketEdit.PopVlan(pkts[j], ref offs[j]);
                     }
 
                     break;
                 case DpOp.SetVlanTci:
                     for (int j = 0; j < k; j++)
                     {
-                        if (pkts[j] != 0)
-                        {
-                            PacketEdit.SetVlanTci(pkts[j], op.A, (ushort)op.B);
-                        }
+                        PacketEdit.SetVlanTci(pkts[j], op.A, (ushort)op.B);
                     }
 
                     break;
@@ -539,10 +558,7 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
                 case DpOp.SetIpv4Dst:
                     for (int j = 0; j < k; j++)
                     {
-                        if (pkts[j] != 0)
-                        {
-                            PacketEdit.SetIpv4(pkts[j], offs[j], op.Op == DpOp.SetIpv4Dst, op.B, op.Flags);
-                        }
+                        PacketEdit.SetIpv4(pkts[j], offs[j], op.Op == DpOp.SetIpv4Dst, op.B, op.Flags);
                     }
 
                     break;
@@ -550,10 +566,7 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
                 case DpOp.SetIpv6Dst:
                     for (int j = 0; j < k; j++)
                     {
-                        if (pkts[j] != 0)
-                        {
-                            PacketEdit.SetIpv6(pkts[j], offs[j], op.Op == DpOp.SetIpv6Dst, op.C, ops[a + 1].C, op.Flags);
-                        }
+                        PacketEdit.SetIpv6(pkts[j], offs[j], op.Op == DpOp.SetIpv6Dst, op.C, ops[a + 1].C, op.Flags);
                     }
 
                     a++; // the Ext slot
@@ -562,23 +575,21 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
                 case DpOp.SetTpDst:
                     for (int j = 0; j < k; j++)
                     {
-                        if (pkts[j] != 0)
-                        {
-                            PacketEdit.SetPort(pkts[j], offs[j], op.Op == DpOp.SetTpDst, op.A, op.Flags);
-                        }
+                        PacketEdit.SetPort(pkts[j], offs[j], op.Op == DpOp.SetTpDst, op.A, op.Flags);
                     }
 
                     break;
                 case DpOp.DecTtl:
+                {
+                    int w = 0;
                     for (int j = 0; j < k; j++)
                     {
-                        if (pkts[j] != 0 && !PacketEdit.DecTtl(pkts[j], offs[j], op.Flags == 2))
-                        {
-                            DropOne(state, pkts, j);
-                        }
+                        w = PacketEdit.DecTtl(pkts[j], offs[j], op.Flags == 2) ? Keep(pkts, offs, j, w) : DropOne(state, pkts[j], w);
                     }
 
+                    k = w;
                     break;
+                }
             }
         }
 
@@ -586,20 +597,27 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
         {
             for (int j = 0; j < k; j++)
             {
-                if (pkts[j] != 0)
-                {
-                    state.Drop(pkts[j]);
-                }
+                state.Drop(pkts[j]);
             }
         }
     }
 
+    /// <summary>Moves packet <paramref name="j"/> to position <paramref name="w"/> of the group; returns the next free position.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void DropOne(PmdState state, nint* pkts, int j)
+    private static int Keep(nint* pkts, HeaderOffsets* offs, int j, int w)
+    {
+        pkts[w] = pkts[j];
+        offs[w] = offs[j];
+        return w + 1;
+    }
+
+    /// <summary>Frees a packet an action dropped and counts it; the group's next free position stays <paramref name="w"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int DropOne(PmdState state, nint m, int w)
     {
         state.Counters->ActionDrops++;
-        state.Drop(pkts[j]);
-        pkts[j] = 0;
+        state.Drop(m);
+        return w;
     }
 
     /// <summary>Appends to a tx buffer; a buffer already full (many copies to one port) drops and counts.</summary>

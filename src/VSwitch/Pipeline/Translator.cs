@@ -17,7 +17,8 @@ namespace VSwitch.Pipeline;
 /// <summary>The result of one translation (reused between upcalls).</summary>
 public sealed class Translation
 {
-    public const int MaxOps = 24;
+    /// <summary>Most datapath actions one verdict may have (a flood to every port of a large switch fits).</summary>
+    public const int MaxOps = 4096;
     public const int MaxRules = 8;
     public const int MaxDepth = 64;
 
@@ -27,10 +28,11 @@ public sealed class Translation
     /// <summary>The working key after the actions' rewrites.</summary>
     public FlowKey Key;
 
-    public readonly DpAction[] Ops = new DpAction[MaxOps];
+    /// <summary>The compiled actions, OpCount of them; grows (rarely, then stays) up to MaxOps.</summary>
+    public DpAction[] Ops = new DpAction[64];
     public int OpCount;
 
-    /// <summary>More datapath actions than a megaflow holds: the verdict is a drop (counted).</summary>
+    /// <summary>More than MaxOps datapath actions: the verdict is a drop (counted).</summary>
     public bool Overflow;
 
     /// <summary>Counter slots (RuleCounters.Slot) of the rules taken, first MaxRules of them.</summary>
@@ -61,10 +63,15 @@ public sealed class Translation
 
     internal void Emit(in DpAction a)
     {
-        if (OpCount == MaxOps)
+        if (OpCount == Ops.Length)
         {
-            Overflow = true;
-            return;
+            if (OpCount == MaxOps)
+            {
+                Overflow = true;
+                return;
+            }
+
+            Array.Resize(ref Ops, Math.Min(MaxOps, OpCount * 2));
         }
 
         Ops[OpCount++] = a;
@@ -433,9 +440,10 @@ public static class Translator
         t.Wildcards.W[0] |= 0xFFFFUL << 32; // vlan_tci
         t.Wildcards.W[1] |= FlowKey.Mac48; // dl_dst
         t.Wildcards.W[2] |= FlowKey.Mac48; // dl_src
-        var inPort = v.Ports[k.InPort];
+        var inPort = k.InPort <= FlowTables.MaxOfPort ? v.Ports[k.InPort] : null;
         if (inPort == null)
         {
+            t.Trace?.Add($"  normal: input port {k.InPort} is not a switch port: dropped");
             return;
         }
 
@@ -469,7 +477,7 @@ public static class Translator
             return;
         }
 
-        var target = dst > 0 ? v.Ports[dst] : null;
+        var target = dst > 0 && dst <= FlowTables.MaxOfPort ? v.Ports[dst] : null;
         if (target != null && target.Carries(vlan))
         {
             t.Trace?.Add($"  normal: learned {FlowFormatter.FormatMac(k.DlDst)} vlan {vlan} -> port {dst}");

@@ -69,6 +69,9 @@ public struct PmdCounters
 
     /// <summary>Pipeline: TSC cycles spent in upcalls.</summary>
     [FieldOffset(216)] public ulong UpcallCycles;
+
+    /// <summary>Pipeline: packets dropped because their translation failed (a bug or an unforeseen rule; logged).</summary>
+    [FieldOffset(224)] public ulong TranslationErrors;
 }
 
 /// <summary>Per-port counters kept by one PMD (index = datapath port number).</summary>

@@ -55,6 +55,16 @@ public sealed class PmdThread
         }
     }
 
+    /// <summary>Exceptions that escaped the PMD loop (each restarted it), and the last one's text.</summary>
+    public long Faults { get; private set; }
+
+    public string? LastFault { get; private set; }
+
+    /// <summary>What the control thread has logged so far (its own bookkeeping).</summary>
+    public long FaultsLogged { get; set; }
+
+    public ulong TranslationErrorsLogged { get; set; }
+
     /// <summary>True once <see cref="Start"/> ran (the thread may have ended since).</summary>
     public bool Started { get; private set; }
 
@@ -92,7 +102,22 @@ public sealed class PmdThread
         _started.Set();
         try
         {
-            _runner.Run();
+            // No exception may end a PMD: one that escapes the loop (a bug) is recorded for the
+            // control thread to log, and polling resumes (the burst in flight may be lost).
+            while (true)
+            {
+                try
+                {
+                    _runner.Run();
+                    break;
+                }
+                catch (Exception ex)
+                {
+                    LastFault = $"{ex.GetType().Name}: {ex.Message} at {ex.StackTrace?.Split('\n').FirstOrDefault()?.Trim()}";
+                    Faults++;
+                }
+            }
+
             AllocatedBytesDuringRun = _runner.AllocatedBytesDuringRun;
         }
         finally

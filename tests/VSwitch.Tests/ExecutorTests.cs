@@ -1,0 +1,162 @@
+// ExecutorTests.cs - the action executor's ownership of mbufs: a packet an action drops leaves its
+// group cleanly (no hole a later copy or edit touches), long action lists are stored out of line,
+// and every mbuf is either sent or freed.
+using VSwitch.Interop;
+using VSwitch.Pipeline;
+using Xunit;
+using static VSwitch.Tests.PipelineTests;
+
+namespace VSwitch.Tests;
+
+public sealed unsafe class ExecutorTests
+{
+    private static byte[] Udp(int id, byte ttl)
+    {
+        var s = new FrameSpec { Proto = 17, Ttl = ttl, Payload = new byte[18] };
+        BitConverter.GetBytes(id).CopyTo(s.Payload, 0);
+        return FrameBuilder.Build(s);
+    }
+
+    private static int Id(byte[] f) => BitConverter.ToInt32(f, f.Length - 18);
+
+    [Fact]
+    public void A_ttl_drop_before_two_outputs_leaves_no_hole_for_the_copy()
+    {
+        // The reported crash: dec_ttl drops TTL-1 packets, then output:2 copies the group. A packet
+        // dropped by the TTL must not be handed to the copy (the shim would dereference NULL).
+        using var rig = new Rig();
+        rig.Load(FlowParser.ParseRules("table=0,priority=10,ip,actions=dec_ttl,output:2,output:3", "test"));
+        byte[] ttls = [1, 5, 1, 5, 0, 2, 1];
+        rig.Send(1, ttls.Select((t, i) => Udp(i, t)));
+
+        var two = rig.Out(2);
+        var three = rig.Out(3);
+        int[] live = [1, 3, 5];
+        Assert.Equal(live, two.Select(Id));
+        Assert.Equal(live, three.Select(Id));
+        foreach (var f in two.Concat(three))
+        {
+            Assert.Equal(ttls[Id(f)] - 1, f[14 + 8]);
+            Assert.Empty(FrameBuilder.VerifyChecksums(f));
+        }
+
+        Assert.Equal(4UL, rig.Counters.ActionDrops);
+        Assert.Equal(rig.Mbufs.Allocated, rig.Mbufs.Freed + 6);
+    }
+
+    [Fact]
+    public void A_whole_group_dropped_by_ttl_sends_nothing_and_frees_everything()
+    {
+        using var rig = new Rig();
+        rig.Load(FlowParser.ParseRules("table=0,priority=10,ip,actions=output:4,dec_ttl,output:2,output:3", "test"));
+        rig.Send(1, [Udp(0, 1), Udp(1, 1), Udp(2, 0)]);
+        Assert.Equal(3, rig.Out(4).Count); // the copy before dec_ttl still leaves
+        Assert.Empty(rig.Out(2));
+        Assert.Empty(rig.Out(3));
+        Assert.Equal(3UL, rig.Counters.ActionDrops);
+        Assert.Equal(rig.Mbufs.Allocated, rig.Mbufs.Freed + 3);
+    }
+
+    [Fact]
+    public void A_failed_push_vlan_drops_only_that_packet()
+    {
+        using var rig = new Rig();
+        rig.Load(FlowParser.ParseRules("table=0,priority=10,ip,actions=push_vlan:0x8100,mod_vlan_vid:9,output:2,output:3", "test"));
+        var frames = Enumerable.Range(0, 5).Select(i => Udp(i, 64)).ToList();
+        foreach (var (f, i) in frames.Select((f, i) => (f, i)))
+        {
+            nint m = rig.Mbufs.Create(f, 0);
+            if (i % 2 == 1)
+            {
+                // no headroom left for a tag: the frame sits at the start of the buffer
+                byte* buf = *(byte**)m;
+                Buffer.MemoryCopy(Mbuf.Data(m), buf + 2, f.Length, f.Length);
+                *(ushort*)(m + Mbuf.DataOffOffset) = 2;
+            }
+
+            rig.Ports.Inject(0, m);
+        }
+
+        while (rig.Loop.Poll() != 0)
+        {
+        }
+
+        int[] live = [0, 2, 4];
+        var two = rig.Out(2);
+        Assert.Equal(live, two.Select(Id));
+        Assert.Equal(live, rig.Out(3).Select(Id));
+        Assert.All(two, f => Assert.Equal(0x8100, (f[12] << 8) | f[13]));
+        Assert.Equal(2UL, rig.Counters.ActionDrops);
+        Assert.Equal(rig.Mbufs.Allocated, rig.Mbufs.Freed + 6);
+    }
+
+    [Theory]
+    [InlineData("flood")]
+    [InlineData("normal")]
+    public void A_broadcast_floods_to_all_of_40_ports(string action)
+    {
+        // More datapath actions than fit in a megaflow entry: stored out of line, not dropped.
+        const int ports = 40;
+        using var rig = new Rig(ports: ports);
+        rig.Load(FlowParser.ParseRules($"table=0,priority=0,actions={action}", "test"));
+        var bcast = new FrameSpec { Dst = 0xFFFFFFFFFFFF, Proto = 17, Payload = new byte[18] };
+        int sent = 0;
+        for (int round = 0; round < 3; round++) // the upcall, then cached hits
+        {
+            rig.Send(1, [FrameBuilder.Build(bcast), FrameBuilder.Build(bcast)]);
+            Assert.Empty(rig.Out(1));
+            for (int p = 2; p <= ports; p++)
+            {
+                var got = rig.Out(p);
+                Assert.Equal(2, got.Count);
+                sent += got.Count;
+            }
+        }
+
+        Assert.Equal(0UL, rig.Counters.ActionDrops);
+        Assert.Equal(1UL, rig.Counters.Upcalls);
+        Assert.True(rig.Flow.Megaflows.ActionBlocks >= 1);
+        Assert.Equal(rig.Mbufs.Allocated, rig.Mbufs.Freed + sent); // every copy and original sent or freed
+    }
+
+    [Fact]
+    public void Out_of_line_actions_are_reused_after_revalidation_and_removal()
+    {
+        const int ports = 40;
+        using var rig = new Rig(ports: ports);
+        var bcast = FrameBuilder.Build(new FrameSpec { Dst = 0xFFFFFFFFFFFF, Proto = 17, Payload = new byte[18] });
+        for (int i = 0; i < 20; i++)
+        {
+            // alternate a long and a short verdict for the same megaflow
+            rig.Load(FlowParser.ParseRules(i % 2 == 0 ? "actions=flood" : "actions=output:7", "test"));
+            rig.Send(1, [bcast]);
+            Assert.Single(rig.Out(7));
+            for (int p = 2; p <= ports; p++)
+            {
+                rig.Out(p);
+            }
+        }
+
+        Assert.Equal(1, rig.Flow.Megaflows.ActionBlocks); // one block, returned and rented again
+    }
+
+    [Fact]
+    public void A_translation_that_throws_is_a_counted_drop_and_the_pmd_keeps_forwarding()
+    {
+        using var rig = new Rig();
+        // A rule no parser would build (set_field without a field): its translation throws.
+        rig.Load([
+            Rule(0, 100, m => m.Ip().Set(Fields.NwProto, 17), new FlowAction(ActionKind.SetField, Value: 1)),
+            Rule(0, 10, _ => { }, Out(2)),
+        ]);
+        rig.Send(1, [Udp(0, 64), Udp(1, 64)]);
+        Assert.Empty(rig.Out(2));
+        Assert.Equal(2UL, rig.Counters.TranslationErrors);
+        Assert.Contains("NullReferenceException", rig.Flow.LastTranslationError, StringComparison.Ordinal);
+
+        var tcp = FrameBuilder.Build(new FrameSpec { Payload = new byte[18] });
+        rig.Send(1, [tcp, tcp]);
+        Assert.Equal(2, rig.Out(2).Count);
+        Assert.Equal(rig.Mbufs.Allocated, rig.Mbufs.Freed + 2);
+    }
+}
