@@ -159,4 +159,28 @@ public sealed unsafe class ExecutorTests
         Assert.Equal(2, rig.Out(2).Count);
         Assert.Equal(rig.Mbufs.Allocated, rig.Mbufs.Freed + 2);
     }
+
+    [Theory]
+    [InlineData("ipv6_src", 58)]
+    [InlineData("ipv6_dst", 58)]
+    [InlineData("ipv6_dst", 17)]
+    [InlineData("ipv6_src", 6)]
+    public void An_ipv6_address_rewrite_keeps_the_l4_checksum_right_including_icmpv6(string field, byte proto)
+    {
+        using var rig = new Rig();
+        rig.Load(FlowParser.ParseRules($"table=0,priority=10,ipv6,actions=set_field:2001:db8::99->{field},output:2", "test"));
+        UInt128 a = UInt128.Parse("42540766411282592856903984951653826561"), b = UInt128.Parse("42540766411282592856903984951653826562");
+        UInt128 to = UInt128.Parse("42540766411282592856903984951653826713"); // 2001:db8::99
+        FrameSpec Spec(UInt128 src, UInt128 dst) => new() { EthType = 0x86DD, Proto = proto, V6Src = src, V6Dst = dst, Payload = new byte[18] };
+        var input = FrameBuilder.Build(Spec(a, b));
+        rig.Send(1, [input, input]); // the upcall, then a cached hit
+        var want = FrameBuilder.Build(field == "ipv6_src" ? Spec(to, b) : Spec(a, to));
+        var got = rig.Out(2);
+        Assert.Equal(2, got.Count);
+        foreach (var f in got)
+        {
+            Assert.Empty(FrameBuilder.VerifyChecksums(f));
+            Assert.Equal(Convert.ToHexString(want), Convert.ToHexString(f));
+        }
+    }
 }

@@ -64,6 +64,7 @@ public struct DpAction
     public const byte L4None = 0;
     public const byte L4Tcp = 1;
     public const byte L4Udp = 2;
+    public const byte L4Icmp6 = 3;
 
     /// <summary>What to do.</summary>
     public DpOp Op;

@@ -67,6 +67,11 @@ public static unsafe class PacketEdit
             c = Update32(c, old, now);
             Wr16(l4 + 6, c == 0 ? (ushort)0xFFFF : c);
         }
+        else if (kind == DpAction.L4Icmp6)
+        {
+            // ICMPv6's checksum covers the IPv6 pseudo-header (RFC 4443 2.3), so address rewrites reach it
+            Wr16(l4 + 2, Update32(Rd16(l4 + 2), old, now));
+        }
     }
 
     public static void SetIpv4(nint m, in HeaderOffsets off, bool dst, uint addr, byte l4Kind)

@@ -321,6 +321,7 @@ public static class Translator
         {
             KeyExtractor.ProtoTcp => DpAction.L4Tcp,
             KeyExtractor.ProtoUdp => DpAction.L4Udp,
+            KeyExtractor.ProtoIcmpv6 when t.Key.DlType == KeyExtractor.EthIpv6 => DpAction.L4Icmp6,
             _ => DpAction.L4None,
         };
     }
@@ -396,7 +397,7 @@ public static class Translator
         {
             byte kind = L4Kind(t);
             t.Wildcards.W[2] |= 0x3UL << 56;
-            if (kind == DpAction.L4None || (k.NwFrag & 2) != 0)
+            if (kind is DpAction.L4None or DpAction.L4Icmp6 || (k.NwFrag & 2) != 0)
             {
                 return;
             }
