@@ -618,4 +618,17 @@ public sealed unsafe class PipelineTests
         Assert.Equal(0, rig.Flow.Megaflows.Count);
         Assert.Equal(0, rig.Flow.Megaflows.SubtableCount);
     }
+
+    [Fact]
+    public void Trace_shows_the_megaflow_of_the_packet_as_it_came_not_as_the_actions_left_it()
+    {
+        using var rig = new Rig();
+        var flows = new FlowControl(rig.Shared, () => { rig.Loop.Poll(); return true; });
+        flows.Add(FlowParser.ParseRules("table=0,priority=10,ip,nw_dst=198.51.100.7,actions=mod_nw_dst:203.0.113.9,mod_dl_src:02:00:00:00:00:99,output:2", "test"), now: 0);
+        var (_, t, megaflow) = flows.Trace(FlowParser.ParsePacket("in_port=1,dl_src=02:00:00:00:00:01,tcp,nw_dst=198.51.100.7", "packet"));
+        Assert.Equal(3, t.OpCount); // two rewrites and the output
+        Assert.Contains("nw_dst=198.51.100.7", megaflow, StringComparison.Ordinal);
+        Assert.DoesNotContain("203.0.113.9", megaflow, StringComparison.Ordinal);
+        Assert.DoesNotContain("02:00:00:00:00:99", megaflow, StringComparison.Ordinal);
+    }
 }

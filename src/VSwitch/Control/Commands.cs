@@ -354,14 +354,14 @@ public sealed class Commands(SwitchDatapath dp)
     {
         var f = Flows;
         var key = FlowParser.ParsePacket(Str(args, "packet"), "packet");
-        var (lines, t) = f.Trace(key);
+        var (lines, t, megaflow) = f.Trace(key);
         var ops = t.Ops.Take(t.OpCount).Where(o => o.Op != DpOp.Ext).Select(o => o.ToString()).ToList();
         var trace = new JsonArray(lines.Select(l => (JsonNode?)l).ToArray());
         return new JsonObject
         {
             ["trace"] = trace,
             ["datapath_actions"] = ops.Count == 0 ? "drop" : string.Join(",", ops),
-            ["megaflow"] = FlowFormatter.FormatKeyMask(t.Key, t.Wildcards),
+            ["megaflow"] = megaflow,
         };
     }
 

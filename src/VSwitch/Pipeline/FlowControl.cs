@@ -260,10 +260,11 @@ public sealed class FlowControl
     }
 
     /// <summary>ofproto/trace: the tables a packet would walk, the rules it would take, the datapath actions and megaflow.</summary>
-    public (List<string> Lines, Translation Result) Trace(in FlowKey key)
+    /// <returns>The trace lines, the translation, and the megaflow: the packet's own key (before any rewrite) under the mask.</returns>
+    public (List<string> Lines, Translation Result, string Megaflow) Trace(in FlowKey key)
     {
         var t = new Translation { Trace = [], NoLearn = true };
         Translator.Translate(Current, key, _shared.Macs, 0, t);
-        return (t.Trace!, t);
+        return (t.Trace!, t, FlowFormatter.FormatKeyMask(key, t.Wildcards));
     }
 }
