@@ -8,6 +8,7 @@ using System.Runtime.InteropServices;
 using VSwitch;
 using VSwitch.Daemon;
 using VSwitch.Datapath;
+using VSwitch.Pmd;
 
 var inv = CultureInfo.InvariantCulture;
 VSwitch.Config.SwitchConfig? config;
@@ -181,6 +182,7 @@ foreach (var p in fin.Ports)
     Console.WriteLine($"final: port {p.Name} rx={p.RxPackets} tx={p.TxPackets} tx_drops={p.TxDrops} hw_ipackets={p.Hw.IPackets} hw_opackets={p.Hw.OPackets} hw_imissed={p.Hw.IMissed} hw_oerrors={p.Hw.OErrors}");
 }
 
+double tscMhz = (dp.Eal?.TscHz ?? 1_000_000) / 1e6;
 foreach (var (p, t) in fin.Pmds.Zip(dp.Pmds))
 {
     double cpp = p.RxPackets > 0 ? (double)p.BusyCycles / p.RxPackets : 0;
@@ -188,8 +190,12 @@ foreach (var (p, t) in fin.Pmds.Zip(dp.Pmds))
     string pipe = dp.Flows == null ? "" : string.Create(inv,
         $" emc_hits={p.Raw.EmcHits} megaflow_hits={p.Raw.MegaflowHits} upcalls={p.Raw.Upcalls} malformed={p.Raw.Malformed} revalidations={p.Raw.Revalidations} megaflows={p.Megaflows} action_drops={p.Raw.ActionDrops} translation_errors={p.Raw.TranslationErrors} punted={p.Raw.Punted}");
     Console.WriteLine(string.Create(inv,
-        $"final: pmd {p.Index} core={p.Core} rx={p.RxPackets} tx={p.TxPackets} tx_drops={p.TxDrops} fwd_drops={p.FwdDrops} busy={busyPct:F1}% cycles_per_pkt={cpp:F1} slept_ms={p.SleptMicros / 1000} alloc_bytes={t.AllocatedBytesDuringRun}") + pipe);
+        $"final: pmd {p.Index} core={p.Core} rx={p.RxPackets} tx={p.TxPackets} tx_drops={p.TxDrops} fwd_drops={p.FwdDrops} busy={busyPct:F1}% cycles_per_pkt={cpp:F1} slept_ms={p.SleptMicros / 1000} alloc_bytes={t.AllocatedBytesDuringRun}"
+        + $" gap_max_us={p.Raw.GapMaxCycles / tscMhz:F1} gap_p999_us={PmdCounters.GapQuantile(p.Raw, default, 0.999) / tscMhz:F1}") + pipe);
 }
+
+Console.WriteLine(string.Create(inv,
+    $"final: gc collections={dp.Gc.Pauses} gen0={GC.CollectionCount(0)} gen1={GC.CollectionCount(1)} gen2={GC.CollectionCount(2)} pause_total_ms={dp.Gc.PauseTotalMs:F3} pause_max_ms={dp.Gc.PauseMaxMs:F3}"));
 
 // Closing the ports returns what drivers hold for themselves (net_pcap's infinite_rx ring), so the
 // pool's in-use count is compared with the baseline after they are gone.

@@ -293,6 +293,10 @@ public sealed class PipelineDpdkTests : IDisposable
         var pmd = Json("pmd-stats-show")["pmds"]!.AsArray()[0]!;
         Assert.True(pmd["emc_hits"]!.GetValue<ulong>() + pmd["megaflow_hits"]!.GetValue<ulong>() > 1_000_000);
         Assert.True(pmd["revalidations"]!.GetValue<ulong>() >= 1);
+        double gapMax = pmd["gap_max_us"]!.GetValue<double>(), p999 = pmd["gap_p999_us"]!.GetValue<double>();
+        Assert.True(gapMax > 0 && p999 > 0 && p999 <= gapMax * 1.25, $"gap max {gapMax} us, p99.9 {p999} us");
+        var gc = Json("pmd-stats-show")["gc"]!;
+        Assert.True(gc["collections"]!.GetValue<long>() >= 0 && gc["heap_mb"]!.GetValue<double>() > 0, gc.ToJsonString());
         var r = sw.Stop();
         Assert.True(r.ExitCode == 0, r.ToString());
         Assert.True(r.Field("final: pmd 0", "alloc_bytes") == "0", r.ToString());

@@ -278,4 +278,32 @@ public sealed unsafe class PmdLoopTests
         Assert.Equal(total + 10, rig.Ports.SleptMicros);
         Assert.Equal(0, allocated);
     }
+
+    [Fact]
+    public void The_gap_histogram_and_maximum_show_one_long_stall_among_many_short_rounds()
+    {
+        using var rig = new Rig(rewrite: false);
+        for (int i = 0; i < 5000; i++)
+        {
+            if (i == 2500)
+            {
+                rig.Ports.Clock += 1_000_000; // the PMD was stopped here (a GC pause, a preemption)
+            }
+
+            rig.Loop.Poll();
+        }
+
+        var c = *rig.State.Counters;
+        Assert.InRange(c.GapMaxCycles, 1_000_000UL, 1_001_000UL);
+        ulong p999 = PmdCounters.GapQuantile(c, default, 0.999);
+        Assert.InRange(p999, 1UL, 1_000UL); // one stall in 5000 rounds is above the 99.9th percentile
+        Assert.InRange(PmdCounters.GapQuantile(c, default, 1.0), 1_000_000UL, 1_250_000UL); // bucket bound: within 25 %
+        ulong rounds = 0;
+        for (int b = 0; b < PmdCounters.GapBuckets; b++)
+        {
+            rounds += c.GapHistogram[b];
+        }
+
+        Assert.Equal(c.Rounds, rounds);
+    }
 }

@@ -177,6 +177,7 @@ public sealed class Commands(SwitchDatapath dp)
     private JsonObject PmdStats()
     {
         var s = dp.TakeSnapshot();
+        double tscMhz = (dp.Eal?.TscHz ?? 1_000_000) / 1e6;
         var pmds = new JsonArray();
         foreach (var p in s.Pmds)
         {
@@ -190,6 +191,9 @@ public sealed class Commands(SwitchDatapath dp)
                 ["cycles_per_packet"] = rx > 0 ? Math.Round((double)busy / rx, 1) : 0,
                 ["slept_us"] = c.SleptMicros - b.SleptMicros,
                 ["idle_share"] = busy + idle > 0 ? Math.Round((double)idle / (busy + idle), 4) : 1,
+                ["gap_max_us"] = Math.Round(c.GapMaxCycles / tscMhz, 1),
+                ["gap_p999_us"] = Math.Round(PmdCounters.GapQuantile(c, b, 0.999) / tscMhz, 1),
+                ["gap_p99_us"] = Math.Round(PmdCounters.GapQuantile(c, b, 0.99) / tscMhz, 1),
             };
             if (dp.Flows != null)
             {
@@ -211,15 +215,36 @@ public sealed class Commands(SwitchDatapath dp)
             pmds.Add((JsonNode)o);
         }
 
-        return new JsonObject { ["pmds"] = pmds };
+        var gc = dp.Gc;
+        var recent = new JsonArray(gc.RecentCollections.Select(g => (JsonNode?)new JsonObject
+        {
+            ["gen"] = g.Generation, ["reason"] = g.Reason, ["pause_ms"] = Math.Round(g.PauseMs, 3),
+            ["at"] = g.At.ToString("HH:mm:ss.fff", System.Globalization.CultureInfo.InvariantCulture),
+        }).ToArray());
+        return new JsonObject
+        {
+            ["pmds"] = pmds,
+            ["gc"] = new JsonObject
+            {
+                ["collections"] = gc.Pauses, ["pause_total_ms"] = Math.Round(gc.PauseTotalMs, 3), ["pause_max_ms"] = Math.Round(gc.PauseMaxMs, 3),
+                ["heap_mb"] = Math.Round(GC.GetTotalMemory(false) / 1048576.0, 1), ["recent"] = recent,
+            },
+        };
     }
 
-    private JsonObject PmdStatsClear()
+    private unsafe JsonObject PmdStatsClear()
     {
         foreach (var p in dp.TakeSnapshot().Pmds)
         {
             _statsBaseline[p.Index] = p.Raw;
         }
+
+        foreach (var pmd in dp.Pmds)
+        {
+            pmd.State.Counters->GapMaxCycles = 0; // see PmdCounters.GapMaxCycles
+        }
+
+        dp.Gc.Reset();
 
         return new JsonObject { ["cleared"] = dp.Pmds.Count };
     }

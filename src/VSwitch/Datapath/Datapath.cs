@@ -51,6 +51,9 @@ public sealed unsafe class SwitchDatapath : IDisposable
     private readonly DpdkPort?[] _slots = new DpdkPort?[PmdState.MaxPorts];
     private readonly PortCountersBaseline[] _baselines = new PortCountersBaseline[PmdState.MaxPorts];
     private readonly bool[] _linkUp = new bool[PmdState.MaxPorts];
+
+    /// <summary>The process's GC pauses (each one stopped every PMD).</summary>
+    public GcWatch Gc { get; } = new();
     private readonly List<PmdThread> _pmds = [];
     private readonly List<string> _notices = [];
     private readonly Dictionary<(string Port, int Queue), int> _rxqCore = [];
@@ -751,6 +754,7 @@ public sealed unsafe class SwitchDatapath : IDisposable
     /// <summary>Closes ports and releases the EAL.</summary>
     public void Dispose()
     {
+        Gc.Dispose();
         for (int dp = 0; dp < PmdState.MaxPorts; dp++)
         {
             RemoveSlot(dp);

@@ -43,6 +43,7 @@ public sealed unsafe class PmdLoop<TIo, THandler> : IPmdRunner
         const int warmupRounds = 4096;
         long allocBase = 0;
         long rounds = 0;
+        _lastTsc = _io.Now(); // the loop was built before the thread started: gaps count from here
         while (!_state.StopRequested)
         {
             Poll();
@@ -118,6 +119,12 @@ public sealed unsafe class PmdLoop<TIo, THandler> : IPmdRunner
         ulong spent = now - _lastTsc;
         _lastTsc = now;
         c->Rounds++;
+        c->GapHistogram[PmdCounters.GapBucket(spent)]++;
+        if (spent > c->GapMaxCycles)
+        {
+            c->GapMaxCycles = spent;
+        }
+
         if (total != 0)
         {
             c->RxPackets += (ulong)total;

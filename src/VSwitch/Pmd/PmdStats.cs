@@ -7,9 +7,12 @@ using System.Runtime.InteropServices;
 
 namespace VSwitch.Pmd;
 
-[StructLayout(LayoutKind.Explicit, Size = 256)]
-public struct PmdCounters
+[StructLayout(LayoutKind.Explicit, Size = 256 + (GapBuckets * 8))]
+public unsafe struct PmdCounters
 {
+    /// <summary>Gap histogram: 4 log-linear buckets per power of two of TSC cycles, up to 2^48.</summary>
+    public const int GapBuckets = 48 * 4;
+
     /// <summary>Packets received from all rx queues.</summary>
     [FieldOffset(64)] public ulong RxPackets;
 
@@ -72,6 +75,55 @@ public struct PmdCounters
 
     /// <summary>Pipeline: packets dropped because their translation failed (a bug or an unforeseen rule; logged).</summary>
     [FieldOffset(224)] public ulong TranslationErrors;
+
+    /// <summary>
+    /// Longest gap (TSC cycles) between the starts of two consecutive rounds, sleeps excluded: how
+    /// long the PMD left its rx queues unpolled (a GC pause, a preemption, a long upcall). Reset by
+    /// pmd-stats-clear writing 0 (a benign race with the PMD: either value is a real gap).
+    /// </summary>
+    [FieldOffset(232)] public ulong GapMaxCycles;
+
+    /// <summary>Rounds per gap length: bucket <see cref="GapBucket"/>(cycles); readers derive percentiles.</summary>
+    [FieldOffset(256)] public fixed ulong GapHistogram[GapBuckets];
+
+    /// <summary>The histogram bucket of a gap: 4 per octave (the value's top 3 bits), so a bucket spans at most 25 %.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    public static int GapBucket(ulong cycles)
+    {
+        int e = 63 - System.Numerics.BitOperations.LeadingZeroCount(cycles | 4);
+        int b = (e << 2) | (int)((cycles >> (e - 2)) & 3);
+        return b < GapBuckets ? b : GapBuckets - 1;
+    }
+
+    /// <summary>The largest gap (cycles) bucket <paramref name="b"/> can hold.</summary>
+    public static ulong GapBucketUpper(int b) => ((4UL | (ulong)(b & 3)) + 1) << ((b >> 2) - 2);
+
+    /// <summary>The gap (cycles, a bucket's upper bound) that <paramref name="quantile"/> of the rounds did not exceed, over <paramref name="h"/> minus <paramref name="baseline"/>.</summary>
+    public static ulong GapQuantile(in PmdCounters h, in PmdCounters baseline, double quantile)
+    {
+        ulong total = 0;
+        for (int b = 0; b < GapBuckets; b++)
+        {
+            total += h.GapHistogram[b] - baseline.GapHistogram[b];
+        }
+
+        if (total == 0)
+        {
+            return 0;
+        }
+
+        ulong want = (ulong)Math.Ceiling(total * quantile), seen = 0;
+        for (int b = 0; b < GapBuckets; b++)
+        {
+            seen += h.GapHistogram[b] - baseline.GapHistogram[b];
+            if (seen >= want)
+            {
+                return GapBucketUpper(b);
+            }
+        }
+
+        return GapBucketUpper(GapBuckets - 1);
+    }
 }
 
 /// <summary>Per-port counters kept by one PMD (index = datapath port number).</summary>
