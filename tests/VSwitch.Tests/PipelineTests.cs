@@ -59,6 +59,7 @@ public sealed unsafe class PipelineTests
             }
 
             Loop.Poll();
+            Shared.Learner.Drain(); // vswitchd's learner thread does this about every millisecond
         }
 
         public List<byte[]> Out(int ofPort)

@@ -71,14 +71,21 @@ public unsafe struct MegaflowEntry
     /// <summary>Counter slots (RuleCounterSlot*) of the rules taken, valid while Version is current.</summary>
     public fixed long RuleSlots[Translation.MaxRules];
 
-    /// <summary>The compiled actions: <see cref="Inline"/> when they fit, else a block from the cache's pool.</summary>
+    /// <summary>The compiled actions: <see cref="Inline"/> when they fit, else a block from the cache's pool.
+    /// After the OpCount actions come LearnCount learn records (Ext: C = MAC, A = VLAN, B = OpenFlow port).</summary>
     public DpAction* Program;
+
+    /// <summary>Sources NORMAL learned for this verdict, re-posted to the learner while the megaflow is hit.</summary>
+    public int LearnCount;
+
+    /// <summary>When the learn records were last posted (TSC).</summary>
+    public ulong LearnStamp;
 
     /// <summary>Room for short action lists (DpAction[InlineOps] as raw words); longer ones live out of line.</summary>
     public fixed ulong Inline[InlineOps * 2];
 
     /// <summary>Actions stored in the entry itself; most verdicts need a handful.</summary>
-    public const int InlineOps = 17;
+    public const int InlineOps = 16;
 }
 
 [StructLayout(LayoutKind.Sequential)]
@@ -114,6 +121,7 @@ public sealed unsafe class MegaflowCache : IDisposable
     private int _subtableSlots;
     private int _free;
     private int _sweep;
+    private int _refresh;
 
     /// <summary>Free out-of-line action blocks per size class (linked through their first word).</summary>
     private readonly nint[] _blockFree = new nint[BlockClasses];
@@ -324,6 +332,7 @@ public sealed unsafe class MegaflowCache : IDisposable
         e->Bytes = 0;
         e->BatchSeq = 0;
         e->LastUsed = now;
+        e->LearnStamp = now; // the upcall posts this verdict's sources itself
         SetActions(e, t);
     }
 
@@ -337,14 +346,21 @@ public sealed unsafe class MegaflowCache : IDisposable
     {
         ReleaseProgram(e);
         int n = t.OpCount;
-        DpAction* dst = n > MegaflowEntry.InlineOps ? RentBlock(n) : (DpAction*)e->Inline;
+        int total = n + t.LearnCount;
+        DpAction* dst = total > MegaflowEntry.InlineOps ? RentBlock(total) : (DpAction*)e->Inline;
         fixed (DpAction* src = t.Ops)
         {
             Buffer.MemoryCopy(src, dst, n * sizeof(DpAction), n * sizeof(DpAction));
         }
 
+        for (int i = 0; i < t.LearnCount; i++)
+        {
+            dst[n + i] = new DpAction(DpOp.Ext, a: (ushort)t.LearnVlans[i], b: (uint)t.LearnPorts[i], c: t.LearnMacs[i]);
+        }
+
         e->Program = dst;
         e->OpCount = (ushort)n;
+        e->LearnCount = t.LearnCount;
         e->RuleCount = (byte)t.RuleCount;
         for (int i = 0; i < t.RuleCount; i++)
         {
@@ -358,6 +374,7 @@ public sealed unsafe class MegaflowCache : IDisposable
         DpAction* p = e->Program;
         e->Program = (DpAction*)e->Inline;
         e->OpCount = 0;
+        e->LearnCount = 0;
         if (p != null && p != (DpAction*)e->Inline)
         {
             int c = BlockClass(((long*)p)[-2]);
@@ -431,6 +448,42 @@ public sealed unsafe class MegaflowCache : IDisposable
         {
             RemoveFromRank(si);
         }
+    }
+
+    /// <summary>
+    /// Visits the next <paramref name="budget"/> entries (a cursor over the whole cache) and posts the
+    /// learn records of those hit since their last post to <paramref name="ring"/>, so hosts whose
+    /// traffic only takes cached verdicts stay learned. Returns the events posted; stops early when the
+    /// ring is full (the entry is revisited on the next pass).
+    /// </summary>
+    public int RefreshLearning(int budget, Pipeline.LearnRing ring, ulong now)
+    {
+        int posted = 0;
+        for (int k = 0; k < budget; k++)
+        {
+            int i = _refresh;
+            _refresh = _refresh + 1 >= Limit ? 0 : _refresh + 1;
+            MegaflowEntry* e = _entries + i;
+            if (e->Subtable < 0 || e->LearnCount == 0 || e->LastUsed <= e->LearnStamp)
+            {
+                continue;
+            }
+
+            DpAction* l = e->Program + e->OpCount;
+            for (int j = 0; j < e->LearnCount; j++)
+            {
+                if (!ring.TryPut(l[j].C, l[j].A, (int)l[j].B, e->LastUsed))
+                {
+                    return posted;
+                }
+
+                posted++;
+            }
+
+            e->LearnStamp = now;
+        }
+
+        return posted;
     }
 
     /// <summary>Removes up to <paramref name="budget"/> entries' worth of idle megaflows (unused since <paramref name="olderThan"/>).</summary>

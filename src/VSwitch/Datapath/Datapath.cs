@@ -52,6 +52,9 @@ public sealed unsafe class SwitchDatapath : IDisposable
     private readonly PortCountersBaseline[] _baselines = new PortCountersBaseline[PmdState.MaxPorts];
     private readonly bool[] _linkUp = new bool[PmdState.MaxPorts];
 
+    private readonly CancellationTokenSource _learnerStop = new();
+    private Thread? _learner;
+
     /// <summary>The process's GC pauses (each one stopped every PMD).</summary>
     public GcWatch Gc { get; } = new();
     private readonly List<PmdThread> _pmds = [];
@@ -200,6 +203,11 @@ public sealed unsafe class SwitchDatapath : IDisposable
         }
 
         _pmdsRunning = true;
+        if (_flows != null)
+        {
+            _learner = _flows.Shared.Learner.Start(_learnerStop.Token);
+        }
+
         Interop.Eal.ConfineThreads(_pmds.Select(p => p.Tid).ToList(), _config.PmdCores);
         Interop.Eal.ShowLog();
     }
@@ -338,7 +346,7 @@ public sealed unsafe class SwitchDatapath : IDisposable
             const ulong macAgingSeconds = 300;
             if (now > macAgingSeconds * Eal.TscHz)
             {
-                _flows!.Shared.Macs.Age(now - (macAgingSeconds * Eal.TscHz));
+                _flows!.Shared.Learner.Age(now - (macAgingSeconds * Eal.TscHz));
             }
         }
     }
@@ -538,7 +546,7 @@ public sealed unsafe class SwitchDatapath : IDisposable
                 // No verdict may send to the port once its tx queue goes away: publish the port set
                 // without it and wait for every PMD, then forget what was learned on it.
                 _flows.SetPorts(PipelinePorts(exceptSlot: slot));
-                _flows!.Shared.Macs.Flush(slot + 1);
+                _flows!.Shared.Learner.Flush(slot + 1);
             }
 
             var port = _slots[slot]!;
@@ -724,6 +732,9 @@ public sealed unsafe class SwitchDatapath : IDisposable
                 pmd.Join();
             }
 
+            _learnerStop.Cancel();
+            _learner?.Join();
+            _learner = null;
             _pmdsRunning = false;
             foreach (var port in Ports)
             {

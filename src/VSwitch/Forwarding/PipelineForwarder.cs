@@ -46,6 +46,7 @@ public sealed unsafe class FlowPmd : IDisposable
         GroupOffs = (HeaderOffsets*)NativeMemory.AlignedAlloc(Burst * (nuint)sizeof(HeaderOffsets), 64);
         Copies = (nint*)NativeMemory.AlignedAlloc(Burst * (nuint)sizeof(nint), 64);
         Current = shared.Current;
+        shared.Learner.Register(Learns);
     }
 
     public PipelineShared Shared { get; }
@@ -55,6 +56,9 @@ public sealed unsafe class FlowPmd : IDisposable
     public Emc Emc { get; }
 
     public PuntRing Punts { get; } = new();
+
+    /// <summary>Sources NORMAL saw, for the MAC table's single writer (PipelineShared.Learner).</summary>
+    public LearnRing Learns { get; } = new();
 
     /// <summary>Reused by every upcall on this PMD.</summary>
     public Translation Translation { get; } = new();
@@ -93,9 +97,11 @@ public sealed unsafe class FlowPmd : IDisposable
 
     public void Dispose()
     {
+        Shared.Learner.Unregister(Learns);
         Megaflows.Dispose();
         Emc.Dispose();
         Punts.Dispose();
+        Learns.Dispose();
         NativeMemory.AlignedFree(Keys);
         NativeMemory.AlignedFree(Offsets);
         NativeMemory.AlignedFree(Hashes);
@@ -142,9 +148,14 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
         // Aging: 64 entries every 256 rounds (a pass over 200 000 entries takes about a second or
         // two of busy polling), so the sweep stays out of the per-packet cost.
         ulong idle = f.Shared.MegaflowIdleCycles;
-        if ((++f.Rounds & 0xFF) == 0 && idle != 0 && now > idle && f.Megaflows.Count != 0)
+        if ((++f.Rounds & 0xFF) == 0 && f.Megaflows.Count != 0)
         {
-            f.Megaflows.Sweep(SweepBudget, now - idle);
+            if (idle != 0 && now > idle)
+            {
+                f.Megaflows.Sweep(SweepBudget, now - idle);
+            }
+
+            f.Megaflows.RefreshLearning(SweepBudget, f.Learns, now);
         }
 
         if ((f.Rounds & 0x3FFF) == 0)
@@ -345,6 +356,9 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
 
             ulong t0 = _io.Now();
             Translation t = f.Translation;
+            // The generation is read before the tables are: a binding learned meanwhile makes this
+            // verdict stale (revalidated), never stamped as current.
+            long gen = f.Shared.Macs.Generation;
             if (!TryTranslate(key, t0))
             {
                 c->TranslationErrors++;
@@ -358,8 +372,8 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
                 c->ActionDrops++;
             }
 
-            long gen = t.UsesMac ? f.Shared.Macs.Generation : -1;
-            e = mfc.Install(key, t, version, gen, t0);
+            PostLearns(state, t, t0);
+            e = mfc.Install(key, t, version, t.UsesMac ? gen : -1, t0);
             c->Upcalls++;
             if (e == mfc.ScratchIndex)
             {
@@ -415,20 +429,35 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
         MegaflowEntry* me = mfc.Entry(e);
         state.Counters->Revalidations++;
         Translation t = f.Translation;
-        if (!TryTranslate(&me->Key, _io.Now()))
+        long gen = f.Shared.Macs.Generation;
+        ulong now = _io.Now();
+        if (!TryTranslate(&me->Key, now))
         {
             mfc.Remove(e); // the caller translates again, which fails again: a counted drop
             return -1;
         }
 
+        PostLearns(state, t, now);
         if (!t.Overflow && t.Wildcards.IsSubsetOf(mfc.Subtable(me->Subtable)->Mask))
         {
-            mfc.Update(e, t, f.Current.Version, t.UsesMac ? f.Shared.Macs.Generation : -1);
+            mfc.Update(e, t, f.Current.Version, t.UsesMac ? gen : -1);
             return e;
         }
 
         mfc.Remove(e);
         return -1;
+    }
+
+    /// <summary>Posts the sources a translation's NORMAL saw to the MAC table's writer (a full ring drops and counts).</summary>
+    private void PostLearns(PmdState state, Translation t, ulong now)
+    {
+        for (int i = 0; i < t.LearnCount; i++)
+        {
+            if (!_f.Learns.TryPut(t.LearnMacs[i], t.LearnVlans[i], t.LearnPorts[i], now))
+            {
+                state.Counters->LearnDrops++;
+            }
+        }
     }
 
     /// <summary>Megaflow and rule counters for <paramref name="k"/> packets (once per group).</summary>

@@ -1,11 +1,13 @@
 // MacTable.cs - the NORMAL action's learning table: (MAC, VLAN) -> port, with aging.
 //
-// Written by PMD threads during upcalls and read by them, so it takes no lock: a fixed array of
-// slots, open addressing over a short probe window, each slot's key and port written as separate
-// words with the key last. A reader that races a writer can see a stale port for one upcall, which a
-// learning switch tolerates (the next upcall corrects it); it never sees a torn key. Any change of a
-// binding (new MAC, moved MAC, aged-out MAC) bumps Generation, which invalidates the megaflows that
-// NORMAL compiled, so cached verdicts follow the table. Aging runs on the control thread.
+// One writer (MacLearner, fed by the PMDs' learn rings; aging and port removal also go through the
+// control thread that runs it) and many lock-free readers (PMD upcalls): a fixed array of slots,
+// open addressing over a short probe window, each slot's key and port written as separate words
+// with the key last. A reader that races the writer can see a stale port for one upcall, which a
+// learning switch tolerates (the megaflow it installs carries the generation read before, so it is
+// revalidated); it never sees a torn key. Any change of a binding (new MAC, moved MAC, aged-out MAC)
+// bumps Generation, which invalidates the megaflows that NORMAL compiled, so cached verdicts follow
+// the table; refreshing a known binding does not.
 namespace VSwitch.Pipeline;
 
 public sealed class MacTable

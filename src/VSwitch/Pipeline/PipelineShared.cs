@@ -13,13 +13,17 @@ public sealed class PipelineShared
     public PipelineShared(IEnumerable<PipelinePort> ports)
     {
         _current = FlowTables.Empty(NextVersion(), ports);
+        Learner = new MacLearner(Macs);
     }
 
     /// <summary>The version PMDs classify with.</summary>
     public FlowTables Current => _current;
 
-    /// <summary>The NORMAL action's learning table.</summary>
+    /// <summary>The NORMAL action's learning table (PMDs read it; only <see cref="Learner"/> writes it).</summary>
     public MacTable Macs { get; } = new();
+
+    /// <summary>The MAC table's single writer, fed by the PMDs' learn rings.</summary>
+    public MacLearner Learner { get; }
 
     /// <summary>Most megaflows per PMD (as Open vSwitch's flow-limit).</summary>
     public int MegaflowLimit { get; init; } = 200_000;

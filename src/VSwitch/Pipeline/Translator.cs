@@ -42,8 +42,40 @@ public sealed class Translation
     /// <summary>The verdict used the MAC learning table (NORMAL): it must follow its generation.</summary>
     public bool UsesMac;
 
-    /// <summary>Do not teach the MAC table (trace).</summary>
+    /// <summary>Do not record sources to learn (trace).</summary>
     public bool NoLearn;
+
+    /// <summary>Most sources one verdict records for learning (one per NORMAL).</summary>
+    public const int MaxLearns = 4;
+
+    /// <summary>Sources NORMAL saw (MAC, VLAN, OpenFlow port), for the PMD to post to the learner; LearnCount of them.</summary>
+    public readonly ulong[] LearnMacs = new ulong[MaxLearns];
+    public readonly int[] LearnVlans = new int[MaxLearns];
+    public readonly int[] LearnPorts = new int[MaxLearns];
+    public int LearnCount;
+
+    internal void AddLearn(ulong mac, int vlan, int port)
+    {
+        if ((mac & 0x0100_0000_0000UL) != 0)
+        {
+            return; // multicast/broadcast sources are not learned
+        }
+
+        for (int i = 0; i < LearnCount; i++)
+        {
+            if (LearnMacs[i] == mac && LearnVlans[i] == vlan && LearnPorts[i] == port)
+            {
+                return;
+            }
+        }
+
+        if (LearnCount < MaxLearns)
+        {
+            LearnMacs[LearnCount] = mac;
+            LearnVlans[LearnCount] = vlan;
+            LearnPorts[LearnCount++] = port;
+        }
+    }
 
     /// <summary>Look rules up by linear scan (reference mode).</summary>
     public bool Linear;
@@ -59,6 +91,7 @@ public sealed class Translation
         Overflow = false;
         RuleCount = 0;
         UsesMac = false;
+        LearnCount = 0;
     }
 
     internal void Emit(in DpAction a)
@@ -468,7 +501,7 @@ public static class Translator
 
         if (!t.NoLearn)
         {
-            macs.Learn(k.DlSrc, vlan, inPort.OfPort, now);
+            t.AddLearn(k.DlSrc, vlan, inPort.OfPort); // posted to the MAC table's single writer by the PMD
         }
         bool group = (k.DlDst & 0x0100_0000_0000UL) != 0;
         int dst = group ? -1 : macs.Lookup(k.DlDst, vlan);

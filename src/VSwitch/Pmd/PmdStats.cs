@@ -83,6 +83,9 @@ public unsafe struct PmdCounters
     /// </summary>
     [FieldOffset(232)] public ulong GapMaxCycles;
 
+    /// <summary>Pipeline: learn events dropped because the PMD's learn ring was full (the host is learned on a later packet).</summary>
+    [FieldOffset(240)] public ulong LearnDrops;
+
     /// <summary>Rounds per gap length: bucket <see cref="GapBucket"/>(cycles); readers derive percentiles.</summary>
     [FieldOffset(256)] public fixed ulong GapHistogram[GapBuckets];
 
