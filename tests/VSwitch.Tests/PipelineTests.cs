@@ -460,6 +460,39 @@ public sealed unsafe class PipelineTests
         }
     }
 
+    [Theory]
+    [InlineData(0x88A8)]
+    [InlineData(0x8100)]
+    public void Normal_with_a_double_tagged_frame_pops_only_for_access_ports_and_leaves_the_frame_as_it_came(int outerTpid)
+    {
+        var ports = new[]
+        {
+            new PipelinePort(1, "in", VlanMode.Trunk, 0, [10, 20]),
+            new PipelinePort(2, "a10", VlanMode.Access, 10),
+            new PipelinePort(3, "trunk", VlanMode.Trunk, 0, [10, 20]),
+            new PipelinePort(4, "a20", VlanMode.Access, 20),
+            new PipelinePort(5, "mirror", VlanMode.Access, 30),
+        };
+        using var rig = new Rig(5, portSpecs: ports);
+        rig.Load(FlowParser.ParseRules("priority=0,actions=normal,output:5", "test"));
+        var frame = FrameBuilder.Build(new FrameSpec { Dst = 0xFFFFFFFFFFFF, Proto = 17, Tags = [((ushort)outerTpid, 10), (0x8100, 20)], Payload = new byte[18] });
+        var inner = FrameBuilder.Build(new FrameSpec { Dst = 0xFFFFFFFFFFFF, Proto = 17, Tags = [(0x8100, 20)], Payload = new byte[18] });
+        for (int round = 0; round < 2; round++) // upcall, then the cached verdict
+        {
+            rig.Send(1, [frame]);
+            Assert.Equal(Convert.ToHexString(inner), Convert.ToHexString(Assert.Single(rig.Out(2)))); // access 10: outer tag popped
+            Assert.Equal(Convert.ToHexString(frame), Convert.ToHexString(Assert.Single(rig.Out(3)))); // trunk: VLAN 10 as it came, not the inner VID 20
+            Assert.Empty(rig.Out(4)); // VLAN 20 is another VLAN
+            Assert.Equal(Convert.ToHexString(frame), Convert.ToHexString(Assert.Single(rig.Out(5)))); // after NORMAL: the frame as it came
+        }
+
+        // A frame tagged 802.1Q outside must not take the 802.1ad verdict (the outer TPID is in the megaflow).
+        var other = FrameBuilder.Build(new FrameSpec { Dst = 0xFFFFFFFFFFFF, Proto = 17, Tags = [((ushort)(outerTpid ^ 0x88A8 ^ 0x8100), 10), (0x8100, 20)], Payload = new byte[18] });
+        rig.Send(1, [other]);
+        Assert.Equal(Convert.ToHexString(other), Convert.ToHexString(Assert.Single(rig.Out(5))));
+        Assert.Equal(Convert.ToHexString(other), Convert.ToHexString(Assert.Single(rig.Out(3))));
+    }
+
     [Fact]
     public void Controller_action_punts_a_copy_through_the_bounded_ring_and_counts_overflow()
     {

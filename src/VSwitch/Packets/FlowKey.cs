@@ -137,6 +137,9 @@ public static class ParseFlags
     /// <summary>A transport header (TCP, UDP, ICMP, ICMPv6) was read.</summary>
     public const ushort L4 = 0x0004;
 
+    /// <summary>The outer VLAN tag's TPID is 802.1ad (0x88a8), not 802.1Q: NORMAL puts a tag it popped back with it.</summary>
+    public const ushort OuterQinQ = 0x0010;
+
     /// <summary>The frame ended inside a header.</summary>
     public const ushort Truncated = 0x0100;
 

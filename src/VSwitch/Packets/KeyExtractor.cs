@@ -72,6 +72,10 @@ public static unsafe class KeyExtractor
         off->L3 = 0xFFFF;
         off->L4 = 0xFFFF;
         ushort parse = Parse(d, len, w, off);
+        if (len >= 14 && d[12] == 0x88 && d[13] == 0xA8)
+        {
+            parse |= ParseFlags.OuterQinQ;
+        }
         w[3] |= (ulong)parse << 48;
         return parse;
     }

@@ -42,6 +42,12 @@ public sealed class Translation
     /// <summary>The verdict used the MAC learning table (NORMAL): it must follow its generation.</summary>
     public bool UsesMac;
 
+    /// <summary>The TPIDs of the working key's outer and inner tags (a pushed tag's, or one of the sentinels below).</summary>
+    public ushort OuterTpid = TpidOfPacketOuter, InnerTpid = TpidOfPacketInner;
+
+    /// <summary>Sentinels: the tag is the packet's own outer / inner one (see Translator.ResolveTpid).</summary>
+    public const ushort TpidOfPacketOuter = 1, TpidOfPacketInner = 2;
+
     /// <summary>Do not record sources to learn (trace).</summary>
     public bool NoLearn;
 
@@ -92,6 +98,8 @@ public sealed class Translation
         RuleCount = 0;
         UsesMac = false;
         LearnCount = 0;
+        OuterTpid = TpidOfPacketOuter;
+        InnerTpid = TpidOfPacketInner;
     }
 
     internal void Emit(in DpAction a)
@@ -314,9 +322,27 @@ public static class Translator
         t.Emit(new DpAction(DpOp.Output, a: (ushort)p.Slot));
     }
 
+    /// <summary>
+    /// The TPID of a tag of the working key: a pushed tag's own, the packet's outer tag's from the
+    /// parse flags (which then become part of the megaflow), and 0x8100 for the packet's inner tag
+    /// (the parser does not record it).
+    /// </summary>
+    private static unsafe ushort ResolveTpid(Translation t, ushort tpid)
+    {
+        if (tpid == Translation.TpidOfPacketOuter)
+        {
+            t.Wildcards.W[3] |= (ulong)ParseFlags.OuterQinQ << 48;
+            return (t.Key.Parse & ParseFlags.OuterQinQ) != 0 ? KeyExtractor.EthQinQ : KeyExtractor.EthVlan;
+        }
+
+        return tpid == Translation.TpidOfPacketInner ? KeyExtractor.EthVlan : tpid;
+    }
+
     /// <summary>Pushes a tag on the packet and on the working key (the old outer tag becomes the inner one).</summary>
     private static void PushTag(Translation t, ushort tpid, ushort tci)
     {
+        t.InnerTpid = t.OuterTpid;
+        t.OuterTpid = tpid;
         t.Emit(new DpAction(DpOp.PushVlan, a: tpid, b: tci));
         t.Key.Vlan2Tci = t.Key.VlanTci;
         t.Key.VlanTci = (ushort)(tci | KeyExtractor.VlanPresent);
@@ -325,6 +351,9 @@ public static class Translator
     /// <summary>Pops the outer tag from the packet and the working key (the caller knows there is one).</summary>
     private static void PopTag(Translation t)
     {
+        t.OuterTpid = t.InnerTpid;
+        // below the packet's outer tag is its inner one; below anything else, a tag the parser did not record
+        t.InnerTpid = t.OuterTpid == Translation.TpidOfPacketOuter ? Translation.TpidOfPacketInner : KeyExtractor.EthVlan;
         t.Emit(new DpAction(DpOp.PopVlan));
         t.Key.VlanTci = t.Key.Vlan2Tci;
         t.Key.Vlan2Tci = 0;
@@ -515,34 +544,83 @@ public static class Translator
         if (target != null && target.Carries(vlan))
         {
             t.Trace?.Add($"  normal: learned {FlowFormatter.FormatMac(k.DlDst)} vlan {vlan} -> port {dst}");
-            NormalOutput(t, target, vlan);
+            NormalOutputs(v, t, inPort.OfPort, vlan, target);
             return;
         }
 
         t.Trace?.Add($"  normal: flood vlan {vlan}");
+        int outputs = 0;
         foreach (var p in v.PortList)
         {
             if (p.OfPort != inPort.OfPort && p.Carries(vlan))
             {
-                NormalOutput(t, p, vlan);
+                outputs++;
             }
+        }
+
+        if (outputs > 0)
+        {
+            NormalOutputs(v, t, inPort.OfPort, vlan, null);
         }
     }
 
-    private static unsafe void NormalOutput(Translation t, PipelinePort p, int vlan)
+    /// <summary>
+    /// NORMAL's outputs (to <paramref name="only"/>, or flooded to every port of the VLAN but the input).
+    /// The packet's tag state changes at most once: first the ports that take the frame as it is,
+    /// then (after one push or pop) the others; then the frame is put back as NORMAL got it (the
+    /// popped tag with its TPID and TCI, or the pushed tag removed), so neither a later output nor
+    /// a later action sees another VLAN's tag. The restore is dropped by Finish when nothing follows.
+    /// </summary>
+    private static unsafe void NormalOutputs(FlowTables v, Translation t, int inOfPort, int vlan, PipelinePort? only)
     {
         ref FlowKey k = ref t.Key;
         bool tagged = (k.VlanTci & KeyExtractor.VlanPresent) != 0;
-        bool wantTag = p.Mode != VlanMode.Access && vlan != 0;
-        if (wantTag && !tagged)
+        ushort outerTci = k.VlanTci;
+        ushort popped = 0;
+        for (int pass = 0; pass < 2; pass++)
         {
-            PushTag(t, KeyExtractor.EthVlan, (ushort)vlan);
-        }
-        else if (!wantTag && tagged)
-        {
-            PopTag(t);
-        }
+            bool changed = false;
+            foreach (var p in v.PortList)
+            {
+                if (only != null ? p != only : p.OfPort == inOfPort || !p.Carries(vlan))
+                {
+                    continue;
+                }
 
-        t.Emit(new DpAction(DpOp.Output, a: (ushort)p.Slot));
+                bool wantTag = p.Mode != VlanMode.Access && vlan != 0;
+                if ((wantTag == tagged) != (pass == 0))
+                {
+                    continue;
+                }
+
+                if (pass == 1 && !changed)
+                {
+                    changed = true;
+                    if (tagged)
+                    {
+                        popped = ResolveTpid(t, t.OuterTpid);
+                        PopTag(t);
+                    }
+                    else
+                    {
+                        PushTag(t, KeyExtractor.EthVlan, (ushort)vlan);
+                    }
+                }
+
+                t.Emit(new DpAction(DpOp.Output, a: (ushort)p.Slot));
+            }
+
+            if (changed)
+            {
+                if (tagged)
+                {
+                    PushTag(t, popped, (ushort)(outerTci & ~KeyExtractor.VlanPresent));
+                }
+                else
+                {
+                    PopTag(t);
+                }
+            }
+        }
     }
 }
