@@ -294,7 +294,7 @@ int32_t vsw_port_info_get(uint16_t port_id, struct vsw_port_info *out)
 static struct rte_mempool *rx_pool[RTE_MAX_ETHPORTS];
 
 int32_t vsw_port_configure(uint16_t port_id, uint16_t nb_rxq, uint16_t nb_txq, uint16_t nb_rxd,
-			   uint16_t nb_txd, void *mp)
+			   uint16_t nb_txd, void *mp, uint16_t mtu)
 {
 	struct rte_eth_conf conf;
 	struct rte_eth_dev_info info;
@@ -315,8 +315,21 @@ int32_t vsw_port_configure(uint16_t port_id, uint16_t nb_rxq, uint16_t nb_txq, u
 	}
 	if (info.rx_offload_capa & RTE_ETH_RX_OFFLOAD_RSS_HASH)
 		conf.rxmode.offloads |= RTE_ETH_RX_OFFLOAD_RSS_HASH;
-	if (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_MBUF_FAST_FREE)
+	if (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_MULTI_SEGS)
+		conf.txmode.offloads |= RTE_ETH_TX_OFFLOAD_MULTI_SEGS;
+	else if (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_MBUF_FAST_FREE)
 		conf.txmode.offloads |= RTE_ETH_TX_OFFLOAD_MBUF_FAST_FREE;
+	if (mtu != 0) {
+		if (mtu < info.min_mtu || mtu > info.max_mtu)
+			return -ERANGE;
+		conf.rxmode.mtu = mtu;
+		if ((uint32_t)mtu + RTE_ETHER_HDR_LEN + RTE_ETHER_CRC_LEN + 8 >
+		    (uint32_t)rte_pktmbuf_data_room_size((struct rte_mempool *)mp) - RTE_PKTMBUF_HEADROOM) {
+			/* virtual devices (net_pcap, net_vhost) chain mbufs without offering it */
+			if (info.rx_offload_capa & RTE_ETH_RX_OFFLOAD_SCATTER)
+				conf.rxmode.offloads |= RTE_ETH_RX_OFFLOAD_SCATTER;
+		}
+	}
 	ret = rte_eth_dev_configure(port_id, nb_rxq, nb_txq, &conf);
 	if (ret != 0)
 		return ret;

@@ -98,8 +98,10 @@ VSW_API uint32_t vsw_mbuf_copy_bulk(void *const *src, void **dst, uint32_t n);
 VSW_API int32_t vsw_dev_probe(const char *devargs, uint16_t *port_ids, int32_t max_ports);
 VSW_API int32_t vsw_dev_remove(uint16_t port_id);
 VSW_API int32_t vsw_port_info_get(uint16_t port_id, struct vsw_port_info *out);
+/* mtu 0 keeps the device's default (-ERANGE outside the device's range); a frame larger than one
+ * mbuf holds turns on scatter rx where the device offers it; multi-segment tx wherever offered. */
 VSW_API int32_t vsw_port_configure(uint16_t port_id, uint16_t nb_rxq, uint16_t nb_txq,
-				   uint16_t nb_rxd, uint16_t nb_txd, void *mp);
+				   uint16_t nb_rxd, uint16_t nb_txd, void *mp, uint16_t mtu);
 VSW_API int32_t vsw_port_start(uint16_t port_id);
 VSW_API int32_t vsw_port_stop(uint16_t port_id);
 VSW_API int32_t vsw_port_close(uint16_t port_id);

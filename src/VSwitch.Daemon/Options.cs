@@ -17,6 +17,7 @@ internal static class Options
           --mode MODE              forwarding mode: l2fwd (default) or pipeline (flow tables)
           --flows FILE             pipeline: load this flow file (ovs-ofctl syntax, docs/FLOWS.md) at start
           --port-vlan NAME=SPEC    pipeline: VLAN mode of a port for NORMAL: access:TAG or trunk[:V1,V2,..]
+          --port-mtu NAME=MTU      the device MTU of a port (as ovs-vsctl's mtu_request; default: the device's)
           --megaflow-limit N       pipeline: most megaflows per PMD (default 200000)
           --emc-insert-inv-prob N  pipeline: insert 1 in N microflow cache misses (default 100, 0: off)
           --state FILE             pipeline: keep ports and flow tables in FILE across restarts
@@ -67,6 +68,7 @@ internal static class Options
 
         var rxqs = new List<(string, int)>();
         var vlans = new List<(string, string)>();
+        var mtus = new List<(string, int)>();
         for (int i = 0; i < args.Length; i++)
         {
             string a = args[i];
@@ -121,6 +123,13 @@ internal static class Options
                         break;
                     }
 
+                case "--port-mtu":
+                    {
+                        var (name, mtu) = Split(Value(args, ref i), '=', a);
+                        mtus.Add((name, IntArg(mtu, a, 68, 65535)));
+                        break;
+                    }
+
                 case "--megaflow-limit":
                     c.MegaflowLimit = IntArg(Value(args, ref i), a, 1, 10_000_000);
                     break;
@@ -168,6 +177,11 @@ internal static class Options
                 default:
                     throw new UsageException($"unknown option '{a}'");
             }
+        }
+
+        foreach (var (name, mtu) in mtus)
+        {
+            (c.Ports.FirstOrDefault(p => p.Name == name) ?? throw new UsageException($"--port-mtu names unknown port '{name}'")).Mtu = mtu;
         }
 
         foreach (var (name, spec) in vlans)

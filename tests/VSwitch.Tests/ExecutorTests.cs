@@ -183,4 +183,49 @@ public sealed unsafe class ExecutorTests
             Assert.Equal(Convert.ToHexString(want), Convert.ToHexString(f));
         }
     }
+
+    [Theory]
+    [InlineData(17, 60)]
+    [InlineData(6, 100)]
+    [InlineData(17, 1400)]
+    public void A_jumbo_frame_in_a_chain_of_mbufs_is_parsed_rewritten_and_forwarded_not_counted_malformed(byte proto, int firstSegment)
+    {
+        using var rig = new Rig();
+        rig.Load(FlowParser.ParseRules($"table=0,priority=10,{(proto == 6 ? "tcp" : "udp")},nw_dst=198.51.100.2,actions=mod_nw_dst:203.0.113.5,mod_tp_dst:4242,dec_ttl,push_vlan:0x8100,mod_vlan_vid:7,output:2", "test"));
+        FrameSpec Spec() => new() { Proto = proto, Payload = Enumerable.Range(0, 8900).Select(i => (byte)i).ToArray() };
+        var input = FrameBuilder.Build(Spec());
+        var s = Spec();
+        s.NwDst = FrameBuilder.Ip("203.0.113.5");
+        s.DstPort = 4242;
+        s.Ttl = 63;
+        s.Tags = [(0x8100, 7)];
+        var want = FrameBuilder.Build(s);
+
+        rig.Ports.Inject(0, rig.Mbufs.CreateChain(input, firstSegment));
+        while (rig.Loop.Poll() != 0)
+        {
+        }
+
+        Assert.Equal(0UL, rig.Counters.Malformed);
+        nint sent = Assert.Single(rig.Ports.Sent(1));
+        Assert.Equal((uint)want.Length, Mbuf.PktLen(sent));
+        var got = FakeMbufs.ChainBytes(sent);
+        Assert.Empty(FrameBuilder.VerifyChecksums(got)); // incremental checksums over the whole chain's payload
+        Assert.Equal(Convert.ToHexString(want), Convert.ToHexString(got));
+    }
+
+    [Fact]
+    public void A_chain_whose_first_segment_ends_inside_a_header_is_counted_malformed()
+    {
+        using var rig = new Rig();
+        rig.Load(FlowParser.ParseRules("table=0,priority=0,actions=output:2", "test"));
+        var input = FrameBuilder.Build(new FrameSpec { Proto = 6, Payload = new byte[3000] });
+        rig.Ports.Inject(0, rig.Mbufs.CreateChain(input, 40)); // the TCP header starts at 34 and is 20 long
+        while (rig.Loop.Poll() != 0)
+        {
+        }
+
+        Assert.Equal(1UL, rig.Counters.Malformed);
+        Assert.Empty(rig.Ports.Sent(1));
+    }
 }

@@ -33,6 +33,36 @@ internal sealed unsafe class FakeMbufs : IDisposable
         return m;
     }
 
+    /// <summary>A frame in a chain of mbufs, <paramref name="firstSegment"/> bytes in the first and up to 2 KB in each next (as a NIC's scatter rx builds a jumbo frame).</summary>
+    public nint CreateChain(ReadOnlySpan<byte> frame, int firstSegment, ushort port = 0)
+    {
+        nint head = Create(frame[..firstSegment], port);
+        nint tail = head;
+        ushort segs = 1;
+        for (int at = firstSegment; at < frame.Length; at += DataRoom, segs++)
+        {
+            nint m = Create(frame[at..Math.Min(frame.Length, at + DataRoom)], port);
+            *(nint*)(tail + Mbuf.NextOffset) = m;
+            tail = m;
+        }
+
+        *(ushort*)(head + Mbuf.NbSegsOffset) = segs;
+        *(uint*)(head + Mbuf.PktLenOffset) = (uint)frame.Length;
+        return head;
+    }
+
+    /// <summary>All bytes of a (possibly chained) mbuf.</summary>
+    public static byte[] ChainBytes(nint m)
+    {
+        var all = new List<byte>();
+        for (; m != 0; m = *(nint*)(m + Mbuf.NextOffset))
+        {
+            all.AddRange(new Span<byte>(Mbuf.Data(m), Mbuf.DataLen(m)).ToArray());
+        }
+
+        return [.. all];
+    }
+
     /// <summary>A deep copy (a test-only allocation; the pool has room for CloneBudget more).</summary>
     public nint Clone(nint src)
     {

@@ -165,7 +165,7 @@ public static unsafe class PacketEdit
     /// <summary>Pushes a VLAN tag; false when the mbuf has no headroom or is not one segment.</summary>
     public static bool PushVlan(nint m, ref HeaderOffsets off, ushort tpid, ushort tci)
     {
-        if (Mbuf.DataOff(m) < 4 || Mbuf.NbSegs(m) != 1 || Mbuf.DataLen(m) < 12)
+        if (Mbuf.DataOff(m) < 4 || Mbuf.DataLen(m) < 12) // the tag goes into the first segment's headroom
         {
             return false;
         }

@@ -20,6 +20,9 @@ public sealed class PortConfig
 
     public int TxDescriptors { get; set; } = 1024;
 
+    /// <summary>The device MTU to request (as ovs-vsctl's mtu_request); 0 keeps the device's default.</summary>
+    public int Mtu { get; set; }
+
     /// <summary>Pipeline mode: how NORMAL treats VLANs on this port (none, access, trunk).</summary>
     public Pipeline.VlanMode VlanMode { get; set; }
 
@@ -302,8 +305,11 @@ public sealed class SwitchConfig
                 case "vlan":
                     port.SetVlan(Str(prop.Value, source, pp), $"{source}: {pp}");
                     break;
+                case "mtu":
+                    port.Mtu = Int(prop.Value, source, pp, 68, 65535);
+                    break;
                 default:
-                    throw new VSwitchException($"{source}: {pp}: unknown port setting (known: name, devargs, rxq, rxd, txd, vlan)");
+                    throw new VSwitchException($"{source}: {pp}: unknown port setting (known: name, devargs, rxq, rxd, txd, vlan, mtu)");
             }
         }
 

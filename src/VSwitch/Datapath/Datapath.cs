@@ -386,7 +386,7 @@ public sealed unsafe class SwitchDatapath : IDisposable
             _slots[slot] = port;
             try
             {
-                port.ConfigureAndStart(pc.RxQueues, pmdCount, pc.RxDescriptors, pc.TxDescriptors, _pool!);
+                port.ConfigureAndStart(pc.RxQueues, pmdCount, pc.RxDescriptors, pc.TxDescriptors, _pool!, pc.Mtu);
             }
             catch (VSwitchException)
             {

@@ -182,7 +182,7 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
         for (int i = 0; i < n; i++)
         {
             nint m = mbufs[i];
-            if ((KeyExtractor.Extract(Mbuf.Data(m), Mbuf.DataLen(m), inPort, keys + i, f.Offsets + i) & ParseFlags.Errors) != 0)
+            if ((KeyExtractor.Extract(Mbuf.Data(m), Mbuf.DataLen(m), (int)Mbuf.PktLen(m), inPort, keys + i, f.Offsets + i) & ParseFlags.Errors) != 0)
             {
                 c->Malformed++;
                 state.Drop(m);

@@ -138,7 +138,7 @@ internal static unsafe partial class Native
     internal static partial int PortInfoGet(ushort portId, NativePortInfo* info);
 
     [LibraryImport(Lib, EntryPoint = "vsw_port_configure")]
-    internal static partial int PortConfigure(ushort portId, ushort nbRxq, ushort nbTxq, ushort nbRxd, ushort nbTxd, nint mp);
+    internal static partial int PortConfigure(ushort portId, ushort nbRxq, ushort nbTxq, ushort nbRxd, ushort nbTxd, nint mp, ushort mtu);
 
     [LibraryImport(Lib, EntryPoint = "vsw_port_start")]
     internal static partial int PortStart(ushort portId);

@@ -53,7 +53,15 @@ public static unsafe class KeyExtractor
     /// Fills <paramref name="key"/> (all words written) from the <paramref name="len"/> bytes at
     /// <paramref name="d"/> received on datapath port <paramref name="inPort"/>; returns the parse flags.
     /// </summary>
-    public static ushort Extract(byte* d, int len, ushort inPort, FlowKey* key, HeaderOffsets* off)
+    public static ushort Extract(byte* d, int len, ushort inPort, FlowKey* key, HeaderOffsets* off) => Extract(d, len, len, inPort, key, off);
+
+    /// <summary>
+    /// As above for a frame of <paramref name="frameLen"/> bytes whose first <paramref name="len"/>
+    /// are readable at <paramref name="d"/> (a multi-segment mbuf: its first segment). Headers are read
+    /// from the first segment only (one that ends inside a header is Truncated); length fields are
+    /// checked against the whole frame, so a jumbo frame in a chain of mbufs parses like any other.
+    /// </summary>
+    public static ushort Extract(byte* d, int len, int frameLen, ushort inPort, FlowKey* key, HeaderOffsets* off)
     {
         ulong* w = key->W;
         if (System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated)
@@ -71,7 +79,7 @@ public static unsafe class KeyExtractor
 
         off->L3 = 0xFFFF;
         off->L4 = 0xFFFF;
-        ushort parse = Parse(d, len, w, off);
+        ushort parse = Parse(d, len, Math.Max(len, frameLen), w, off);
         if (len >= 14 && d[12] == 0x88 && d[13] == 0xA8)
         {
             parse |= ParseFlags.OuterQinQ;
@@ -81,7 +89,7 @@ public static unsafe class KeyExtractor
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static ushort Parse(byte* d, int len, ulong* w, HeaderOffsets* off)
+    private static ushort Parse(byte* d, int len, int frameLen, ulong* w, HeaderOffsets* off)
     {
         if (len < 14)
         {
@@ -125,8 +133,8 @@ public static unsafe class KeyExtractor
         int avail = len - o;
         return type switch
         {
-            EthIp => ParseIpv4(d + o, avail, o, w, off),
-            EthIpv6 => ParseIpv6(d + o, avail, o, w, off),
+            EthIp => ParseIpv4(d + o, avail, frameLen - o, o, w, off),
+            EthIpv6 => ParseIpv6(d + o, avail, frameLen - o, o, w, off),
             EthArp => ParseArp(d + o, avail, o, w, off),
             _ => ParseFlags.L2,
         };
@@ -150,7 +158,9 @@ public static unsafe class KeyExtractor
         return ParseFlags.L2 | ParseFlags.L3;
     }
 
-    private static ushort ParseIpv4(byte* p, int avail, int o, ulong* w, HeaderOffsets* off)
+    /// <param name="avail">Bytes readable at <paramref name="p"/> (to the end of the first segment).</param>
+    /// <param name="frameAvail">Bytes of the frame from <paramref name="p"/> on (all segments).</param>
+    private static ushort ParseIpv4(byte* p, int avail, int frameAvail, int o, ulong* w, HeaderOffsets* off)
     {
         if (avail < 20)
         {
@@ -169,7 +179,7 @@ public static unsafe class KeyExtractor
             return ParseFlags.L2 | ParseFlags.Truncated;
         }
 
-        if (total > avail)
+        if (total > frameAvail)
         {
             return ParseFlags.L2 | ParseFlags.Bad; // claims more bytes than the frame holds
         }
@@ -186,10 +196,10 @@ public static unsafe class KeyExtractor
             return ParseFlags.L2 | ParseFlags.L3; // later fragments carry no transport header
         }
 
-        return (ushort)(ParseFlags.L2 | ParseFlags.L3 | ParseL4(p + ihl, total - ihl, o + ihl, proto, false, w, off));
+        return (ushort)(ParseFlags.L2 | ParseFlags.L3 | ParseL4(p + ihl, Math.Min(total, avail) - ihl, o + ihl, proto, false, w, off));
     }
 
-    private static ushort ParseIpv6(byte* p, int avail, int o, ulong* w, HeaderOffsets* off)
+    private static ushort ParseIpv6(byte* p, int avail, int frameAvail, int o, ulong* w, HeaderOffsets* off)
     {
         if (avail < 40)
         {
@@ -202,7 +212,7 @@ public static unsafe class KeyExtractor
         }
 
         int payload = Be16(p + 4);
-        if (40 + payload > avail)
+        if (40 + payload > frameAvail)
         {
             return ParseFlags.L2 | ParseFlags.Bad;
         }
@@ -216,7 +226,7 @@ public static unsafe class KeyExtractor
         byte next = p[6];
         int frag = 0;
         int h = 40;
-        int end = 40 + payload;
+        int end = Math.Min(40 + payload, avail); // extension and transport headers are read from the first segment
         for (int i = 0; ; i++)
         {
             if (next != 0 && next != 43 && next != 60 && next != 44 && next != 51)

@@ -79,7 +79,8 @@ public sealed unsafe class DpdkPort
     }
 
     /// <summary>Sets up <paramref name="rxq"/> rx and <paramref name="txq"/> tx queues and starts the port.</summary>
-    public void ConfigureAndStart(int rxq, int txq, int rxd, int txd, Mempool pool)
+    /// <param name="mtu">The device MTU to set (0: the device's default).</param>
+    public void ConfigureAndStart(int rxq, int txq, int rxd, int txd, Mempool pool, int mtu = 0)
     {
         NativePortInfo info;
         Native.PortInfoGet(PortId, &info);
@@ -93,7 +94,12 @@ public sealed unsafe class DpdkPort
             throw new VSwitchException($"port '{Name}': {txq} tx queues needed (one per PMD thread), the {Driver} device supports at most {info.MaxTxQueues}");
         }
 
-        int rc = Native.PortConfigure(PortId, (ushort)rxq, (ushort)txq, (ushort)rxd, (ushort)txd, pool.Handle);
+        if (mtu != 0 && (mtu < info.MinMtu || mtu > info.MaxMtu))
+        {
+            throw new VSwitchException($"port '{Name}': MTU {mtu} is outside what the {Driver} device supports ({info.MinMtu} to {info.MaxMtu})");
+        }
+
+        int rc = Native.PortConfigure(PortId, (ushort)rxq, (ushort)txq, (ushort)rxd, (ushort)txd, pool.Handle, (ushort)mtu);
         if (rc != 0)
         {
             throw new VSwitchException($"port '{Name}': cannot configure {rxq} rx / {txq} tx queues: {Native.ErrorText(rc)}");
