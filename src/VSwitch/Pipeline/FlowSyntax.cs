@@ -17,6 +17,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Runtime.CompilerServices;
 using System.Text;
+using VSwitch.FlowText;
 using VSwitch.Packets;
 
 namespace VSwitch.Pipeline;
