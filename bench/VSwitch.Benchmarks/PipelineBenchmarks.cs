@@ -33,6 +33,7 @@ using System.Buffers.Binary;
 using System.Runtime.InteropServices;
 using BenchmarkDotNet.Attributes;
 using VSwitch.Caches;
+using VSwitch.FlowText;
 using VSwitch.Forwarding;
 using VSwitch.Interop;
 using VSwitch.Packets;

@@ -1,6 +1,7 @@
 // ExecutorTests.cs - the action executor's ownership of mbufs: a packet an action drops leaves its
 // group cleanly (no hole a later copy or edit touches), long action lists are stored out of line,
 // and every mbuf is either sent or freed.
+using VSwitch.FlowText;
 using VSwitch.Interop;
 using VSwitch.Pipeline;
 using Xunit;

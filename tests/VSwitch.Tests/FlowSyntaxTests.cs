@@ -2,6 +2,7 @@
 // formatting and round trips, trace packets, and a large batch (no DPDK needed).
 using System.Net;
 using System.Text;
+using VSwitch.FlowText;
 using VSwitch.Packets;
 using VSwitch.Pipeline;
 

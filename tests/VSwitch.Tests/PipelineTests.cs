@@ -2,6 +2,7 @@
 // reference, actions, learning, revalidation after table changes, and zero allocation.
 using System.Runtime.InteropServices;
 using VSwitch.Actions;
+using VSwitch.FlowText;
 using VSwitch.Forwarding;
 using VSwitch.Interop;
 using VSwitch.Packets;

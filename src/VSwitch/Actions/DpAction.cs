@@ -97,8 +97,8 @@ public struct DpAction
     {
         DpOp.Output => $"output:{A + 1}{((Flags & CloneFlag) != 0 ? "(clone)" : "")}",
         DpOp.Controller => "controller",
-        DpOp.SetEthDst => $"set(eth_dst={Pipeline.FlowFormatter.FormatMac(C)})",
-        DpOp.SetEthSrc => $"set(eth_src={Pipeline.FlowFormatter.FormatMac(C)})",
+        DpOp.SetEthDst => $"set(eth_dst={FlowText.FlowFormatter.FormatMac(C)})",
+        DpOp.SetEthSrc => $"set(eth_src={FlowText.FlowFormatter.FormatMac(C)})",
         DpOp.PushVlan => $"push_vlan(tpid=0x{A:x4},vid={B & 0xFFF},pcp={B >> 13})",
         DpOp.PopVlan => "pop_vlan",
         DpOp.SetVlanTci => $"set(vlan_tci=0x{A:x4}/0x{B:x4})",

@@ -9,6 +9,7 @@
 using System.Runtime.InteropServices;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using VSwitch.FlowText;
 using VSwitch.Pipeline;
 
 namespace VSwitch.Config;

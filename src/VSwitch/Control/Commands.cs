@@ -6,6 +6,7 @@ using VSwitch.Config;
 using VSwitch.Actions;
 using VSwitch.Caches;
 using VSwitch.Datapath;
+using VSwitch.FlowText;
 using VSwitch.Interop;
 using VSwitch.Pipeline;
 using VSwitch.Pmd;

@@ -5,6 +5,7 @@
 // stop and close -> the pool's in-use count is compared with its value before the ports started.
 using System.Globalization;
 using VSwitch.Config;
+using VSwitch.FlowText;
 using VSwitch.Forwarding;
 using VSwitch.Interop;
 using VSwitch.Pipeline;

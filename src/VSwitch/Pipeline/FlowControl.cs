@@ -4,6 +4,7 @@
 // from then on no packet is classified by an older verdict (stale megaflows are revalidated on
 // their next hit). A change that fails validation throws before anything is published, so the
 // running tables are untouched. Operations are serialised by one lock (control thread only).
+using VSwitch.FlowText;
 using VSwitch.Packets;
 
 namespace VSwitch.Pipeline;

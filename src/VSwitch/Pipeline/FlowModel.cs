@@ -4,105 +4,11 @@
 // A rule's match is a FlowKey value and a FlowKey mask (value already masked); its actions are an
 // array of FlowAction interpreted by the pipeline at upcall time, never per packet. RuleCounters is
 // a separate object (over a native slot) so that a replaced table can hand the same counters to an
-// unchanged rule.
+// unchanged rule. Fields are named by the FieldDefs of the one field table, FlowText/Fields.cs.
+using VSwitch.FlowText;
 using VSwitch.Packets;
 
 namespace VSwitch.Pipeline;
-
-/// <summary>A named key field: where it lives in the FlowKey and what it needs to be meaningful.</summary>
-public sealed record FieldDef(string Name, int Word, int Shift, int Width, Prerequisite Prereq, bool Writable)
-{
-    /// <summary>The field's bits within its word (for a 128-bit field: all of each of its two words).</summary>
-    public ulong WordMask => Width >= 64 ? ulong.MaxValue : ((1UL << Width) - 1) << Shift;
-
-    /// <summary>Width 128 fields (IPv6 addresses) span words Word and Word+1.</summary>
-    public bool IsWide => Width == 128;
-}
-
-/// <summary>What a match on a field requires of the packet (ovs-ofctl's "prerequisites").</summary>
-public enum Prerequisite
-{
-    None,
-    Ip,
-    Ipv6,
-    IpAny,
-    Arp,
-    Tcp,
-    Udp,
-    TcpUdp,
-    Icmp,
-    Vlan,
-}
-
-/// <summary>Every field the flow syntax knows (ovs-ofctl names).</summary>
-public static class Fields
-{
-    public static readonly FieldDef InPort = new("in_port", 0, 0, 16, Prerequisite.None, false);
-    public static readonly FieldDef DlType = new("dl_type", 0, 16, 16, Prerequisite.None, false);
-    public static readonly FieldDef VlanTci = new("vlan_tci", 0, 32, 16, Prerequisite.None, false);
-    public static readonly FieldDef DlVlan = new("dl_vlan", 0, 32, 12, Prerequisite.Vlan, true);
-    public static readonly FieldDef DlVlanPcp = new("dl_vlan_pcp", 0, 45, 3, Prerequisite.Vlan, true);
-    public static readonly FieldDef Vlan2Tci = new("vlan2_tci", 0, 48, 16, Prerequisite.None, false);
-    public static readonly FieldDef DlDst = new("dl_dst", 1, 0, 48, Prerequisite.None, true);
-    public static readonly FieldDef NwProto = new("nw_proto", 1, 48, 8, Prerequisite.IpAny, false);
-    public static readonly FieldDef ArpOp = new("arp_op", 1, 48, 8, Prerequisite.Arp, false);
-    public static readonly FieldDef NwTos = new("nw_tos", 1, 56, 8, Prerequisite.IpAny, false);
-    public static readonly FieldDef DlSrc = new("dl_src", 2, 0, 48, Prerequisite.None, true);
-    public static readonly FieldDef NwTtl = new("nw_ttl", 2, 48, 8, Prerequisite.IpAny, false);
-    public static readonly FieldDef NwFrag = new("ip_frag", 2, 56, 8, Prerequisite.IpAny, false);
-    public static readonly FieldDef TpSrc = new("tp_src", 3, 0, 16, Prerequisite.TcpUdp, true);
-    public static readonly FieldDef TpDst = new("tp_dst", 3, 16, 16, Prerequisite.TcpUdp, true);
-    public static readonly FieldDef IcmpType = new("icmp_type", 3, 0, 16, Prerequisite.Icmp, false);
-    public static readonly FieldDef IcmpCode = new("icmp_code", 3, 16, 16, Prerequisite.Icmp, false);
-    public static readonly FieldDef TcpFlags = new("tcp_flags", 3, 32, 16, Prerequisite.Tcp, false);
-    public static readonly FieldDef NwSrc = new("nw_src", 4, 0, 32, Prerequisite.Ip, true);
-    public static readonly FieldDef NwDst = new("nw_dst", 4, 32, 32, Prerequisite.Ip, true);
-    public static readonly FieldDef ArpSpa = new("arp_spa", 4, 0, 32, Prerequisite.Arp, false);
-    public static readonly FieldDef ArpTpa = new("arp_tpa", 4, 32, 32, Prerequisite.Arp, false);
-    public static readonly FieldDef Ipv6Src = new("ipv6_src", 5, 0, 128, Prerequisite.Ipv6, true);
-    public static readonly FieldDef Ipv6Dst = new("ipv6_dst", 7, 0, 128, Prerequisite.Ipv6, true);
-    public static readonly FieldDef Metadata = new("metadata", 9, 0, 64, Prerequisite.None, true);
-    public static readonly FieldDef Reg0 = new("reg0", 10, 0, 32, Prerequisite.None, true);
-    public static readonly FieldDef Reg1 = new("reg1", 10, 32, 32, Prerequisite.None, true);
-    public static readonly FieldDef CtState = new("ct_state", 11, 0, 8, Prerequisite.None, false);
-    public static readonly FieldDef CtZone = new("ct_zone", 11, 8, 16, Prerequisite.None, false);
-    public static readonly FieldDef CtMark = new("ct_mark", 11, 32, 32, Prerequisite.None, false);
-
-    public static readonly IReadOnlyList<FieldDef> All =
-    [
-        InPort, DlType, VlanTci, DlVlan, DlVlanPcp, Vlan2Tci, DlDst, NwProto, ArpOp, NwTos, DlSrc, NwTtl, NwFrag,
-        TpSrc, TpDst, IcmpType, IcmpCode, TcpFlags, NwSrc, NwDst, ArpSpa, ArpTpa, Ipv6Src, Ipv6Dst, Metadata,
-        Reg0, Reg1, CtState, CtZone, CtMark,
-    ];
-
-    private static readonly Dictionary<string, FieldDef> s_byName = Build();
-
-    private static Dictionary<string, FieldDef> Build()
-    {
-        var d = All.ToDictionary(f => f.Name, StringComparer.Ordinal);
-        d["eth_src"] = DlSrc;
-        d["eth_dst"] = DlDst;
-        d["eth_type"] = DlType;
-        d["ip_src"] = NwSrc;
-        d["ip_dst"] = NwDst;
-        d["ip_proto"] = NwProto;
-        d["ipv4_src"] = NwSrc;
-        d["ipv4_dst"] = NwDst;
-        d["tcp_src"] = TpSrc;
-        d["tcp_dst"] = TpDst;
-        d["udp_src"] = TpSrc;
-        d["udp_dst"] = TpDst;
-        d["icmpv6_type"] = IcmpType;
-        d["icmpv6_code"] = IcmpCode;
-        d["vlan_vid"] = DlVlan;
-        d["vlan_pcp"] = DlVlanPcp;
-        return d;
-    }
-
-    public static FieldDef? Find(string name) => s_byName.GetValueOrDefault(name);
-
-    public static IEnumerable<string> Names => s_byName.Keys;
-}
 
 /// <summary>A match: the packet's key masked by <see cref="Mask"/> equals <see cref="Value"/>.</summary>
 public struct FlowMatch : IEquatable<FlowMatch>

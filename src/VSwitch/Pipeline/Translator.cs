@@ -10,6 +10,7 @@
 // Runs on the PMD thread on a cache miss, and on the control thread for trace and revalidation; a
 // Translation object is reused, so an upcall allocates nothing once the tables are built.
 using VSwitch.Actions;
+using VSwitch.FlowText;
 using VSwitch.Packets;
 
 namespace VSwitch.Pipeline;

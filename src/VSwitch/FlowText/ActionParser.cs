@@ -1,0 +1,497 @@
+// ActionParser.cs - reads the actions of a rule: everything after "actions=".
+//
+// Actions are checked against the rule's final match (mod_nw_src needs ip in the match;
+// mod_dl_src on a VLAN field needs a tag, from the match or from an earlier push_vlan or
+// mod_vlan_vid) and against each other (drop is the only action, goto_table the last and to a later
+// table). set_field and load take any writable field of Fields and read its value by its
+// FieldSyntax; dl_vlan and dl_vlan_pcp become the VLAN actions, as mod_vlan_vid/mod_vlan_pcp do.
+// The list is gathered in a per-thread scratch list, so a rule allocates only its final array.
+using System.Globalization;
+using System.Runtime.CompilerServices;
+using VSwitch.Packets;
+using VSwitch.Pipeline;
+using static VSwitch.FlowText.FlowLine;
+using static VSwitch.FlowText.FlowValues;
+
+namespace VSwitch.FlowText;
+
+/// <summary>Parses the action list of one rule (see docs/FLOWS.md for the actions).</summary>
+internal readonly ref struct ActionParser
+{
+    [ThreadStatic]
+    private static List<FlowAction>? t_actions;
+
+    private readonly FlowLine _line;
+    private readonly int _start;
+    private readonly int _table;
+    private readonly FlowMatch _match;
+
+    /// <param name="line">The rule's line.</param>
+    /// <param name="start">Where the actions start (just after "actions=").</param>
+    /// <param name="table">The rule's table (goto_table must go later, resubmit defaults to it).</param>
+    /// <param name="match">The rule's whole match (for the actions' prerequisites).</param>
+    public ActionParser(FlowLine line, int start, int table, in FlowMatch match)
+    {
+        _line = line;
+        _start = start;
+        _table = table;
+        _match = match;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public FlowAction[] Parse()
+    {
+        var list = t_actions ??= new List<FlowAction>(8);
+        list.Clear();
+        var s = _line.Text;
+        int table = _table;
+        int pos = _start;
+        int dropAt = -1;
+        int gotoAt = -1;
+        bool vlan = Prerequisites.Satisfied(Prerequisite.Vlan, _match);
+        Span<char> lower = stackalloc char[24];
+        while (true)
+        {
+            pos = _line.SkipSeps(pos);
+            if (pos >= s.Length)
+            {
+                break;
+            }
+
+            int start = pos;
+            while (pos < s.Length && !FlowLine.IsSep(s[pos]) && s[pos] is not (':' or '=' or '('))
+            {
+                pos++;
+            }
+
+            var name = s[start..pos];
+            char sep = pos < s.Length ? s[pos] : '\0';
+            bool hasArg = false;
+            int argAt = pos;
+            ReadOnlySpan<char> arg = default;
+            if (sep is ':' or '=')
+            {
+                pos++;
+                argAt = pos;
+                pos = _line.TokenEnd(pos);
+                arg = s[argAt..pos];
+                hasArg = true;
+            }
+            else if (sep == '(')
+            {
+                pos++;
+                argAt = pos;
+                int depth = 1;
+                while (pos < s.Length)
+                {
+                    if (s[pos] == '(')
+                    {
+                        depth++;
+                    }
+                    else if (s[pos] == ')' && --depth == 0)
+                    {
+                        break;
+                    }
+
+                    pos++;
+                }
+
+                if (pos >= s.Length)
+                {
+                    _line.Fail(start, $"expected ')' to close '{name}(', found the end of the line");
+                }
+
+                arg = s[argAt..pos];
+                pos++;
+                hasArg = true;
+                if (pos < s.Length && !FlowLine.IsSep(s[pos]))
+                {
+                    _line.Fail(pos, $"expected ',' after '{s[start..pos]}', found {_line.FoundAt(pos)}");
+                }
+            }
+
+            var token = s[start..pos];
+            if (gotoAt >= 0)
+            {
+                _line.Fail(start, $"expected nothing after 'goto_table' (it must be the last action), found '{token}'");
+            }
+
+            if (dropAt >= 0)
+            {
+                _line.Fail(start, $"expected nothing after 'drop' (it must be the only action), found '{token}'");
+            }
+
+            if (name.IsEmpty)
+            {
+                _line.Fail(start, $"expected an action, found '{token}'");
+            }
+
+            var head = s[start..argAt]; // "output:", "resubmit(": quoted by the messages below
+            if (IsDigits(name) && !hasArg)
+            {
+                list.Add(new FlowAction(ActionKind.Output, Port: ParsePort(name, start, default)));
+                continue;
+            }
+
+            int n = name.Length <= lower.Length ? name.ToLowerInvariant(lower) : -1;
+            var lname = n < 0 ? "" : (ReadOnlySpan<char>)lower[..n];
+            FlowAction a;
+            switch (lname)
+            {
+                case "output":
+                    NeedArg(hasArg, name, pos, "a port number");
+                    if (arg.Equals("in_port", StringComparison.OrdinalIgnoreCase))
+                    {
+                        a = new FlowAction(ActionKind.InPort);
+                        break;
+                    }
+
+                    a = new FlowAction(ActionKind.Output, Port: ParsePort(arg, argAt, head));
+                    break;
+                case "in_port":
+                    NoArg(hasArg, name, pos);
+                    a = new FlowAction(ActionKind.InPort);
+                    break;
+                case "drop":
+                    NoArg(hasArg, name, pos);
+                    if (list.Count > 0)
+                    {
+                        _line.Fail(start, "expected 'drop' to be the only action, found it after other actions");
+                    }
+
+                    dropAt = start;
+                    a = new FlowAction(ActionKind.Drop);
+                    break;
+                case "flood":
+                    NoArg(hasArg, name, pos);
+                    a = new FlowAction(ActionKind.Flood);
+                    break;
+                case "normal":
+                    NoArg(hasArg, name, pos);
+                    a = new FlowAction(ActionKind.Normal);
+                    break;
+                case "controller":
+                    if (hasArg && sep != '(' && !TryParseU64(arg, out _))
+                    {
+                        _line.Fail(argAt, $"expected a max_len (an integer) after '{name}:', found {Found(arg)}");
+                    }
+
+                    a = new FlowAction(ActionKind.Controller);
+                    break;
+                case "push_vlan":
+                {
+                    NeedArg(hasArg, name, pos, "a TPID (0x8100 or 0x88a8)");
+                    if (!TryParseU64(arg, out ulong tpid) || (tpid != KeyExtractor.EthVlan && tpid != KeyExtractor.EthQinQ))
+                    {
+                        _line.Fail(argAt, $"expected a TPID (0x8100 or 0x88a8) after '{head}', found {Found(arg)}");
+                    }
+
+                    vlan = true;
+                    a = new FlowAction(ActionKind.PushVlan, Value: tpid);
+                    break;
+                }
+
+                case "pop_vlan" or "strip_vlan":
+                    NoArg(hasArg, name, pos);
+                    vlan = false;
+                    a = new FlowAction(ActionKind.PopVlan);
+                    break;
+                case "mod_vlan_vid":
+                    a = new FlowAction(ActionKind.SetVlanVid, Value: IntArg(hasArg, name, pos, arg, argAt, head, "a VLAN id", 4095));
+                    vlan = true;
+                    break;
+                case "mod_vlan_pcp":
+                    a = new FlowAction(ActionKind.SetVlanPcp, Value: IntArg(hasArg, name, pos, arg, argAt, head, "a priority", 7));
+                    vlan = true;
+                    break;
+                case "mod_dl_src" or "mod_dl_dst" or "mod_nw_src" or "mod_nw_dst" or "mod_tp_src" or "mod_tp_dst":
+                    a = SetField(ModField(lname), name, start, hasArg, pos, arg, argAt, head, vlan);
+                    break;
+                case "set_field" or "load":
+                {
+                    bool load = lname[0] == 'l';
+                    NeedArg(hasArg, name, pos, load ? "VALUE->FIELD[]" : "VALUE->FIELD");
+                    int arrow = arg.IndexOf("->");
+                    if (arrow < 0)
+                    {
+                        _line.Fail(argAt, $"expected VALUE->FIELD{(load ? "[]" : "")} after '{head}', found {Found(arg)}");
+                    }
+
+                    var fname = arg[(arrow + 2)..];
+                    int fAt = argAt + arrow + 2;
+                    if (load)
+                    {
+                        if (!fname.EndsWith("[]"))
+                        {
+                            _line.Fail(fAt, $"expected a whole field 'FIELD[]' after '->' (partial loads are not supported), found {Found(fname)}");
+                        }
+
+                        fname = fname[..^2];
+                    }
+
+                    if (!Keywords.TryFindField(fname, out var field))
+                    {
+                        _line.Fail(fAt, $"expected a field name after '->', found {Found(fname)}{(fname.IsEmpty ? "" : Keywords.Suggest(fname))}");
+                    }
+
+                    if (!field.Writable)
+                    {
+                        _line.Fail(fAt, $"expected a writable field after '->' ({WritableNames()}), found '{fname}' (read-only)");
+                    }
+
+                    a = load
+                        ? LoadField(field, arg[..arrow], argAt, fname, start, vlan)
+                        : SetField(field, name, start, true, pos, arg[..arrow], argAt, head, vlan, fname);
+                    break;
+                }
+
+                case "dec_ttl":
+                    NoArg(hasArg, name, pos);
+                    a = new FlowAction(ActionKind.DecTtl);
+                    break;
+                case "write_metadata":
+                {
+                    NeedArg(hasArg, name, pos, "VALUE[/MASK]");
+                    int slash = arg.IndexOf('/');
+                    var vs = slash < 0 ? arg : arg[..slash];
+                    if (!TryParseU64(vs, out ulong mv))
+                    {
+                        _line.Fail(argAt, $"expected a 64-bit value after '{head}', found {Found(arg)}");
+                    }
+
+                    ulong mm = ulong.MaxValue;
+                    if (slash >= 0 && !TryParseU64(arg[(slash + 1)..], out mm))
+                    {
+                        _line.Fail(argAt + slash + 1, $"expected a 64-bit mask after '{head}{vs}/', found {Found(arg[(slash + 1)..])}");
+                    }
+
+                    a = new FlowAction(ActionKind.WriteMetadata, Value: mv & mm, Mask: mm);
+                    break;
+                }
+
+                case "goto_table":
+                {
+                    NeedArg(hasArg, name, pos, "a table number");
+                    if (!TryParseU64(arg, out ulong t) || t > 254 || (int)t <= table)
+                    {
+                        _line.Fail(argAt, table >= 254
+                            ? $"expected no goto_table in a rule of table {table} (no later table exists), found '{token}'"
+                            : $"expected a table from {table + 1} to 254 after '{head}' (later than the rule's table {table}), found {Found(arg)}");
+                    }
+
+                    gotoAt = start;
+                    a = new FlowAction(ActionKind.GotoTable, Table: (int)t);
+                    break;
+                }
+
+                case "resubmit":
+                    NeedArg(hasArg, name, pos, "a port or (PORT,TABLE)");
+                    a = ParseResubmit(arg, argAt, sep == '(', table);
+                    break;
+                default:
+                    _line.Fail(start, $"expected an action (output:PORT, in_port, drop, flood, normal, controller, push_vlan, "
+                        + $"pop_vlan, mod_vlan_vid, mod_vlan_pcp, mod_dl_src, mod_dl_dst, mod_nw_src, mod_nw_dst, mod_tp_src, "
+                        + $"mod_tp_dst, set_field, load, dec_ttl, write_metadata, goto_table, resubmit), found '{name}'");
+                    return [];
+            }
+
+            list.Add(a);
+        }
+
+        if (list.Count == 0)
+        {
+            return [new FlowAction(ActionKind.Drop)];
+        }
+
+        return [.. list];
+    }
+
+    /// <summary>The field a mod_* action (ovs-ofctl's OpenFlow 1.0 names) sets.</summary>
+    private static FieldDef ModField(ReadOnlySpan<char> action) => action switch
+    {
+        "mod_dl_src" => Fields.DlSrc,
+        "mod_dl_dst" => Fields.DlDst,
+        "mod_nw_src" => Fields.NwSrc,
+        "mod_nw_dst" => Fields.NwDst,
+        "mod_tp_src" => Fields.TpSrc,
+        _ => Fields.TpDst,
+    };
+
+    private static bool IsDigits(ReadOnlySpan<char> s)
+    {
+        foreach (char c in s)
+        {
+            if (!char.IsAsciiDigit(c))
+            {
+                return false;
+            }
+        }
+
+        return s.Length > 0;
+    }
+
+    private void NeedArg(bool hasArg, ReadOnlySpan<char> name, int pos, string what)
+    {
+        if (!hasArg)
+        {
+            _line.Fail(pos, $"expected ':' and {what} after '{name}', found {_line.FoundAt(pos)}");
+        }
+    }
+
+    /// <summary>The argument of "name:N", an integer from 0 to <paramref name="max"/>.</summary>
+    private ulong IntArg(bool hasArg, ReadOnlySpan<char> name, int pos, ReadOnlySpan<char> arg, int argAt,
+        ReadOnlySpan<char> head, string what, ulong max)
+    {
+        NeedArg(hasArg, name, pos, what);
+        if (!TryParseU64(arg, out ulong v) || v > max)
+        {
+            _line.Fail(argAt, $"expected {what} from 0 to {max} after '{head}', found {Found(arg)}");
+        }
+
+        return v;
+    }
+
+    private void NoArg(bool hasArg, ReadOnlySpan<char> name, int pos)
+    {
+        if (hasArg)
+        {
+            _line.Fail(pos, $"expected ',' after '{name}' (it takes no argument), found {_line.FoundAt(pos)}");
+        }
+    }
+
+    private int ParsePort(ReadOnlySpan<char> s, int at, ReadOnlySpan<char> head)
+    {
+        if (!TryParseU64(s, out ulong p) || p == 0 || p > 0xFF00)
+        {
+            _line.Fail(at, head.IsEmpty
+                ? $"expected an output port from 1 to 65280, found {Found(s)}"
+                : head[^1] == '('
+                    ? $"expected a port number from 1 to 65280 (or nothing for the packet's in_port) in '{head}PORT,TABLE)', found {Found(s)}"
+                    : $"expected a port number from 1 to 65280 after '{head}', found {Found(s)}");
+        }
+
+        return (int)p;
+    }
+
+    private FlowAction ParseResubmit(ReadOnlySpan<char> arg, int argAt, bool paren, int table)
+    {
+        int port = -1;
+        int t = table;
+        ReadOnlySpan<char> ps = arg;
+        int comma = paren ? arg.IndexOf(',') : -1;
+        if (comma >= 0)
+        {
+            ps = arg[..comma];
+            var ts = arg[(comma + 1)..].Trim();
+            if (!ts.IsEmpty)
+            {
+                if (!TryParseU64(ts, out ulong tv) || tv > 254)
+                {
+                    _line.Fail(argAt + comma + 1, $"expected a table from 0 to 254 in 'resubmit(PORT,TABLE)', found {Found(ts)}");
+                }
+
+                t = (int)tv;
+            }
+        }
+
+        ps = ps.Trim();
+        if (!ps.IsEmpty && !ps.Equals("in_port", StringComparison.OrdinalIgnoreCase))
+        {
+            port = ParsePort(ps, argAt, paren ? "resubmit(" : "resubmit:");
+        }
+        else if (ps.IsEmpty && !paren)
+        {
+            _line.Fail(argAt, "expected a port after 'resubmit:', found nothing");
+        }
+
+        return new FlowAction(ActionKind.Resubmit, Port: port, Table: t);
+    }
+
+    private FlowAction SetField(FieldDef f, ReadOnlySpan<char> name, int start, bool hasArg, int pos,
+        ReadOnlySpan<char> arg, int argAt, ReadOnlySpan<char> head, bool vlan, ReadOnlySpan<char> fieldName = default)
+    {
+        NeedArg(hasArg, name, pos, "a value");
+        var shown = fieldName.IsEmpty ? name : fieldName;
+        CheckActionPrereq(f, shown, start, vlan);
+        switch (f.Syntax)
+        {
+            case FieldSyntax.Mac:
+                if (!TryParseMac(arg, out ulong mac))
+                {
+                    _line.Fail(argAt, $"expected a MAC address (aa:bb:cc:dd:ee:ff) after {After(head, fieldName)}, found {Found(arg)}");
+                }
+
+                return new FlowAction(ActionKind.SetField, Field: f, Value: mac);
+            case FieldSyntax.Ipv4:
+                if (!TryParseIpv4(arg, out uint ip))
+                {
+                    _line.Fail(argAt, $"expected an IPv4 address after {After(head, fieldName)}, found {Found(arg)}");
+                }
+
+                return new FlowAction(ActionKind.SetField, Field: f, Value: ip);
+            case FieldSyntax.Ipv6:
+                if (!TryParseIpv6(arg, out var ip6))
+                {
+                    _line.Fail(argAt, $"expected an IPv6 address after {After(head, fieldName)}, found {Found(arg)}");
+                }
+
+                return new FlowAction(ActionKind.SetField, Field: f, Value128: ip6);
+            default:
+                return IntSet(f, arg, argAt, head, fieldName);
+        }
+    }
+
+    private FlowAction LoadField(FieldDef f, ReadOnlySpan<char> value, int at, ReadOnlySpan<char> fieldName,
+        int start, bool vlan)
+    {
+        CheckActionPrereq(f, fieldName, start, vlan);
+        if (f.IsWide)
+        {
+            if (!TryParseU128(value, out var v128))
+            {
+                _line.Fail(at, $"expected a 128-bit integer after {After("load:", fieldName)}, found {Found(value)}");
+            }
+
+            return new FlowAction(ActionKind.SetField, Field: f, Value128: v128);
+        }
+
+        return IntSet(f, value, at, "load:", fieldName);
+    }
+
+    private static string After(ReadOnlySpan<char> head, ReadOnlySpan<char> fieldName) =>
+        fieldName.IsEmpty ? $"'{head}'" : $"'{head}' (for '{fieldName}')";
+
+    private FlowAction IntSet(FieldDef f, ReadOnlySpan<char> arg, int argAt, ReadOnlySpan<char> head,
+        ReadOnlySpan<char> fieldName)
+    {
+        bool of12Vid = fieldName.SequenceEqual("vlan_vid");
+        ulong max = f.Max;
+        if (!TryParseU64(arg, out ulong v) || (v > max && !(of12Vid && v is >= 0x1000 and <= 0x1FFF)))
+        {
+            _line.Fail(argAt, $"expected an integer from 0 to {(max > 0xFFFF ? "0x" + max.ToString("x", CultureInfo.InvariantCulture) : max.ToString(CultureInfo.InvariantCulture))} after {After(head, fieldName)}, found {Found(arg)}");
+        }
+
+        if (ReferenceEquals(f, Fields.DlVlan))
+        {
+            return new FlowAction(ActionKind.SetVlanVid, Value: v & 0xFFF);
+        }
+
+        if (ReferenceEquals(f, Fields.DlVlanPcp))
+        {
+            return new FlowAction(ActionKind.SetVlanPcp, Value: v);
+        }
+
+        return new FlowAction(ActionKind.SetField, Field: f, Value: v);
+    }
+
+    private void CheckActionPrereq(FieldDef f, ReadOnlySpan<char> name, int start, bool vlan)
+    {
+        bool ok = f.Prereq == Prerequisite.Vlan ? vlan : Prerequisites.Satisfied(f.Prereq, _match);
+        if (!ok)
+        {
+            _line.Fail(start, $"missing prerequisite for '{name}' in the actions: expected {Prerequisites.Describe(f.Prereq)} in the match");
+        }
+    }
+
+    private static string WritableNames() => string.Join(", ", Fields.All.Where(f => f.Writable).Select(f => f.Name));
+}

@@ -1,0 +1,204 @@
+// Fields.cs - the one table of every field the flow text knows, and what its prerequisites mean.
+//
+// A field is a bit range of a FlowKey word (Word, Shift, Width; IPv6 addresses span two words)
+// with its ovs-ofctl name and synonyms, the protocol it needs in the match (Prereq), whether
+// set_field/load may write it, and its value syntax: how the match parser reads a value and how
+// the formatter writes it back (decimal, hex, MAC, IPv4 prefix, flag names, ...). The parsers, the
+// formatter and the translator all take their field knowledge from this table; adding a field is
+// one line here plus its extraction (Packets) and, when writable, its rewrite (Translator).
+using System.Runtime.CompilerServices;
+using VSwitch.Packets;
+using VSwitch.Pipeline;
+
+namespace VSwitch.FlowText;
+
+/// <summary>How a field's value is written in flow text (read by the parsers, written by the formatter).</summary>
+public enum FieldSyntax : byte
+{
+    /// <summary>An integer, written in decimal ("tp_dst=80").</summary>
+    Decimal,
+
+    /// <summary>An integer, written in hex ("reg0=0x1f").</summary>
+    Hex,
+
+    /// <summary>An integer, written as four hex digits ("dl_type=0x0800").</summary>
+    Hex4,
+
+    /// <summary>aa:bb:cc:dd:ee:ff, mask in the same form.</summary>
+    Mac,
+
+    /// <summary>Dotted quad; the mask a prefix length or a dotted quad.</summary>
+    Ipv4,
+
+    /// <summary>An IPv6 address (a 128-bit field); the mask a prefix length or an address.</summary>
+    Ipv6,
+
+    /// <summary>A VLAN id (0 to 4095, 0xffff: no tag) in the VLAN TCI word, with the tag-present bit.</summary>
+    Vlan,
+
+    /// <summary>A VLAN priority (0 to 7) in the VLAN TCI word, with the tag-present bit.</summary>
+    VlanPcp,
+
+    /// <summary>no, yes, first, later, not_later, or an integer.</summary>
+    Frag,
+
+    /// <summary>"+name-name" over <see cref="FieldDef.FlagNames"/>, or an integer (written in hex).</summary>
+    Flags,
+}
+
+/// <summary>What a match on a field requires of the packet (ovs-ofctl's "prerequisites").</summary>
+public enum Prerequisite
+{
+    None,
+    Ip,
+    Ipv6,
+    IpAny,
+    Arp,
+    Tcp,
+    Udp,
+    TcpUdp,
+    Icmp,
+    Vlan,
+}
+
+/// <summary>A named key field: where it lives in the FlowKey, what it needs and how its value is written.</summary>
+public sealed record FieldDef(string Name, int Word, int Shift, int Width, Prerequisite Prereq, bool Writable, FieldSyntax Syntax)
+{
+    /// <summary>Other names the syntax accepts for the field (OpenFlow 1.2 and ovs-ofctl synonyms).</summary>
+    public string[] Aliases { get; init; } = [];
+
+    /// <summary>A match takes an exact value only (no /mask).</summary>
+    public bool Exact { get; init; }
+
+    /// <summary>The largest value a match or a set_field takes (all ones of the width unless narrower).</summary>
+    public ulong Max { get; init; } = Width >= 64 ? ulong.MaxValue : (1UL << Width) - 1;
+
+    /// <summary>The named bits of a <see cref="FieldSyntax.Flags"/> field, in the order they are written.</summary>
+    public (string Name, ushort Bit)[] FlagNames { get; init; } = [];
+
+    /// <summary>The field's bits within its word (for a 128-bit field: all of each of its two words).</summary>
+    public ulong WordMask => Width >= 64 ? ulong.MaxValue : ((1UL << Width) - 1) << Shift;
+
+    /// <summary>Width 128 fields (IPv6 addresses) span words Word and Word+1.</summary>
+    public bool IsWide => Width == 128;
+}
+
+/// <summary>Every field the flow syntax knows (ovs-ofctl names).</summary>
+public static class Fields
+{
+    private const Prerequisite None = Prerequisite.None;
+
+    private static readonly (string Name, ushort Bit)[] s_tcpFlagNames =
+    [
+        ("fin", 0x001), ("syn", 0x002), ("rst", 0x004), ("psh", 0x008), ("ack", 0x010), ("urg", 0x020),
+        ("ece", 0x040), ("cwr", 0x080), ("ns", 0x100),
+    ];
+
+    private static readonly (string Name, ushort Bit)[] s_ctStateNames =
+    [
+        ("new", 0x01), ("est", 0x02), ("rel", 0x04), ("rpl", 0x08), ("inv", 0x10), ("trk", 0x20), ("snat", 0x40),
+        ("dnat", 0x80),
+    ];
+
+    // Name, FlowKey word, shift and width in bits, prerequisite, writable by set_field/load, value syntax.
+    public static readonly FieldDef InPort    = new("in_port",      0,  0,  16, None,                false, FieldSyntax.Decimal) { Exact = true };
+    public static readonly FieldDef DlType    = new("dl_type",      0, 16,  16, None,                false, FieldSyntax.Hex4) { Exact = true, Aliases = ["eth_type"] };
+    public static readonly FieldDef VlanTci   = new("vlan_tci",     0, 32,  16, None,                false, FieldSyntax.Hex4);
+    public static readonly FieldDef DlVlan    = new("dl_vlan",      0, 32,  12, Prerequisite.Vlan,   true,  FieldSyntax.Vlan) { Aliases = ["vlan_vid"] };
+    public static readonly FieldDef DlVlanPcp = new("dl_vlan_pcp",  0, 45,   3, Prerequisite.Vlan,   true,  FieldSyntax.VlanPcp) { Aliases = ["vlan_pcp"] };
+    public static readonly FieldDef Vlan2Tci  = new("vlan2_tci",    0, 48,  16, None,                false, FieldSyntax.Hex4);
+    public static readonly FieldDef DlDst     = new("dl_dst",       1,  0,  48, None,                true,  FieldSyntax.Mac) { Aliases = ["eth_dst"] };
+    public static readonly FieldDef NwProto   = new("nw_proto",     1, 48,   8, Prerequisite.IpAny,  false, FieldSyntax.Decimal) { Exact = true, Aliases = ["ip_proto"] };
+    public static readonly FieldDef ArpOp     = new("arp_op",       1, 48,   8, Prerequisite.Arp,    false, FieldSyntax.Decimal) { Exact = true };
+    public static readonly FieldDef NwTos     = new("nw_tos",       1, 56,   8, Prerequisite.IpAny,  false, FieldSyntax.Decimal);
+    public static readonly FieldDef DlSrc     = new("dl_src",       2,  0,  48, None,                true,  FieldSyntax.Mac) { Aliases = ["eth_src"] };
+    public static readonly FieldDef NwTtl     = new("nw_ttl",       2, 48,   8, Prerequisite.IpAny,  false, FieldSyntax.Decimal);
+    public static readonly FieldDef NwFrag    = new("ip_frag",      2, 56,   8, Prerequisite.IpAny,  false, FieldSyntax.Frag);
+    public static readonly FieldDef TpSrc     = new("tp_src",       3,  0,  16, Prerequisite.TcpUdp, true,  FieldSyntax.Decimal) { Aliases = ["tcp_src", "udp_src"] };
+    public static readonly FieldDef TpDst     = new("tp_dst",       3, 16,  16, Prerequisite.TcpUdp, true,  FieldSyntax.Decimal) { Aliases = ["tcp_dst", "udp_dst"] };
+    public static readonly FieldDef IcmpType  = new("icmp_type",    3,  0,  16, Prerequisite.Icmp,   false, FieldSyntax.Decimal) { Max = 255, Aliases = ["icmpv6_type"] };
+    public static readonly FieldDef IcmpCode  = new("icmp_code",    3, 16,  16, Prerequisite.Icmp,   false, FieldSyntax.Decimal) { Max = 255, Aliases = ["icmpv6_code"] };
+    public static readonly FieldDef TcpFlags  = new("tcp_flags",    3, 32,  16, Prerequisite.Tcp,    false, FieldSyntax.Flags) { Max = 0xFFF, FlagNames = s_tcpFlagNames };
+    public static readonly FieldDef NwSrc     = new("nw_src",       4,  0,  32, Prerequisite.Ip,     true,  FieldSyntax.Ipv4) { Aliases = ["ip_src", "ipv4_src"] };
+    public static readonly FieldDef NwDst     = new("nw_dst",       4, 32,  32, Prerequisite.Ip,     true,  FieldSyntax.Ipv4) { Aliases = ["ip_dst", "ipv4_dst"] };
+    public static readonly FieldDef ArpSpa    = new("arp_spa",      4,  0,  32, Prerequisite.Arp,    false, FieldSyntax.Ipv4);
+    public static readonly FieldDef ArpTpa    = new("arp_tpa",      4, 32,  32, Prerequisite.Arp,    false, FieldSyntax.Ipv4);
+    public static readonly FieldDef Ipv6Src   = new("ipv6_src",     5,  0, 128, Prerequisite.Ipv6,   true,  FieldSyntax.Ipv6);
+    public static readonly FieldDef Ipv6Dst   = new("ipv6_dst",     7,  0, 128, Prerequisite.Ipv6,   true,  FieldSyntax.Ipv6);
+    public static readonly FieldDef Metadata  = new("metadata",     9,  0,  64, None,                true,  FieldSyntax.Hex);
+    public static readonly FieldDef Reg0      = new("reg0",        10,  0,  32, None,                true,  FieldSyntax.Hex);
+    public static readonly FieldDef Reg1      = new("reg1",        10, 32,  32, None,                true,  FieldSyntax.Hex);
+    public static readonly FieldDef CtState   = new("ct_state",    11,  0,   8, None,                false, FieldSyntax.Flags) { FlagNames = s_ctStateNames };
+    public static readonly FieldDef CtZone    = new("ct_zone",     11,  8,  16, None,                false, FieldSyntax.Decimal);
+    public static readonly FieldDef CtMark    = new("ct_mark",     11, 32,  32, None,                false, FieldSyntax.Hex);
+
+    public static readonly IReadOnlyList<FieldDef> All =
+    [
+        InPort, DlType, VlanTci, DlVlan, DlVlanPcp, Vlan2Tci, DlDst, NwProto, ArpOp, NwTos, DlSrc, NwTtl, NwFrag,
+        TpSrc, TpDst, IcmpType, IcmpCode, TcpFlags, NwSrc, NwDst, ArpSpa, ArpTpa, Ipv6Src, Ipv6Dst, Metadata,
+        Reg0, Reg1, CtState, CtZone, CtMark,
+    ];
+
+    private static readonly Dictionary<string, FieldDef> s_byName = Build();
+
+    private static Dictionary<string, FieldDef> Build()
+    {
+        var d = All.ToDictionary(f => f.Name, StringComparer.Ordinal);
+        foreach (var f in All)
+        {
+            foreach (var alias in f.Aliases)
+            {
+                d.Add(alias, f);
+            }
+        }
+
+        return d;
+    }
+
+    /// <summary>The field with this name or synonym, or null.</summary>
+    public static FieldDef? Find(string name) => s_byName.GetValueOrDefault(name);
+
+    /// <summary>Every name and synonym.</summary>
+    public static IEnumerable<string> Names => s_byName.Keys;
+}
+
+/// <summary>Whether a match satisfies a field's prerequisite, and how to name one in a message.</summary>
+internal static class Prerequisites
+{
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static bool Satisfied(Prerequisite p, in FlowMatch m)
+    {
+        int dlType = m.GetMask(Fields.DlType) == 0xFFFF ? (int)m.GetValue(Fields.DlType) : -1;
+        int proto = m.GetMask(Fields.NwProto) == 0xFF ? (int)m.GetValue(Fields.NwProto) : -1;
+        bool v4 = dlType == KeyExtractor.EthIp;
+        bool v6 = dlType == KeyExtractor.EthIpv6;
+        return p switch
+        {
+            Prerequisite.None => true,
+            Prerequisite.Ip => v4,
+            Prerequisite.Ipv6 => v6,
+            Prerequisite.IpAny => v4 || v6,
+            Prerequisite.Arp => dlType == KeyExtractor.EthArp,
+            Prerequisite.Tcp => (v4 || v6) && proto == KeyExtractor.ProtoTcp,
+            Prerequisite.Udp => (v4 || v6) && proto == KeyExtractor.ProtoUdp,
+            Prerequisite.TcpUdp => (v4 || v6) && proto is KeyExtractor.ProtoTcp or KeyExtractor.ProtoUdp,
+            Prerequisite.Icmp => (v4 && proto == KeyExtractor.ProtoIcmp) || (v6 && proto == KeyExtractor.ProtoIcmpv6),
+            Prerequisite.Vlan => (m.GetMask(Fields.VlanTci) & m.GetValue(Fields.VlanTci) & KeyExtractor.VlanPresent) != 0,
+            _ => false,
+        };
+    }
+
+    public static string Describe(Prerequisite p) => p switch
+    {
+        Prerequisite.Ip => "'ip' (dl_type=0x0800)",
+        Prerequisite.Ipv6 => "'ipv6' (dl_type=0x86dd)",
+        Prerequisite.IpAny => "'ip' or 'ipv6' (dl_type=0x0800 or 0x86dd)",
+        Prerequisite.Arp => "'arp' (dl_type=0x0806)",
+        Prerequisite.Tcp => "'tcp' or 'tcp6' (nw_proto=6 with ip or ipv6)",
+        Prerequisite.Udp => "'udp' or 'udp6' (nw_proto=17 with ip or ipv6)",
+        Prerequisite.TcpUdp => "'tcp', 'udp', 'tcp6' or 'udp6' (nw_proto=6 or 17 with ip or ipv6)",
+        Prerequisite.Icmp => "'icmp' or 'icmp6' (nw_proto=1 with ip, or 58 with ipv6)",
+        Prerequisite.Vlan => "a VLAN tag (dl_vlan=N, or push_vlan / mod_vlan_vid earlier in the actions)",
+        _ => "nothing",
+    };
+}

@@ -1,0 +1,610 @@
+// FlowFormatter.cs - writes rules, matches, actions and megaflow keys in the syntax FlowParser reads.
+//
+// Format(rule, false) gives text that ParseRule takes back to an equal match and equal actions;
+// with counters it is a dump-flows line. Matches are written in ovs-ofctl's order (metadata and
+// registers, the protocol shorthand, in_port, L2, L3, L4), a field's value by its FieldSyntax
+// (Fields.cs): decimal or hex, MAC, an IPv4 or IPv6 prefix when the mask is one, flag names for a
+// partial tcp_flags or ct_state mask. FormatKeyMask shows a megaflow as raw fields, no shorthands.
+// Cold code (control plane and trace): StringBuilder and interpolation are fine here.
+using System.Buffers.Binary;
+using System.Globalization;
+using System.Net;
+using System.Text;
+using VSwitch.Packets;
+using VSwitch.Pipeline;
+
+namespace VSwitch.FlowText;
+
+/// <summary>Writes rules, matches, actions and megaflow keys in the syntax <see cref="FlowParser"/> reads.</summary>
+public static class FlowFormatter
+{
+    /// <summary>
+    /// With counters, a dump-flows line ("cookie=0x0, duration=1.234s, table=0, n_packets=3,
+    /// n_bytes=180, priority=100,ip,nw_dst=192.0.2.0/24,actions=output:2"); duration needs the
+    /// current TSC and its frequency (0 prints 0.000s). Without counters, the rule as add-flow takes
+    /// it back ("table=0,priority=100,ip,nw_dst=192.0.2.0/24,actions=output:2").
+    /// </summary>
+    public static string Format(FlowRule r, bool withCounters, ulong nowTsc = 0, ulong tscHz = 0)
+    {
+        ArgumentNullException.ThrowIfNull(r);
+        var sb = new StringBuilder(128);
+        var ic = CultureInfo.InvariantCulture;
+        if (withCounters)
+        {
+            double duration = tscHz == 0 || r.InstalledTsc == 0 || nowTsc < r.InstalledTsc
+                ? 0
+                : (nowTsc - r.InstalledTsc) / (double)tscHz;
+            sb.Append(ic, $"cookie=0x{r.Cookie:x}, duration={duration:F3}s, table={r.Table}, ");
+            sb.Append(ic, $"n_packets={r.Counters.Packets}, n_bytes={r.Counters.Bytes}, ");
+            if (r.IdleTimeout != 0)
+            {
+                sb.Append(ic, $"idle_timeout={r.IdleTimeout}, ");
+            }
+
+            if (r.HardTimeout != 0)
+            {
+                sb.Append(ic, $"hard_timeout={r.HardTimeout}, ");
+            }
+
+            sb.Append(ic, $"priority={r.Priority}");
+        }
+        else
+        {
+            sb.Append(ic, $"table={r.Table},priority={r.Priority}");
+            if (r.Cookie != 0)
+            {
+                sb.Append(ic, $",cookie=0x{r.Cookie:x}");
+            }
+
+            if (r.IdleTimeout != 0)
+            {
+                sb.Append(ic, $",idle_timeout={r.IdleTimeout}");
+            }
+
+            if (r.HardTimeout != 0)
+            {
+                sb.Append(ic, $",hard_timeout={r.HardTimeout}");
+            }
+        }
+
+        int before = sb.Length;
+        sb.Append(',');
+        AppendMatch(sb, r.Match);
+        if (sb.Length == before + 1)
+        {
+            sb.Length = before;
+        }
+
+        sb.Append(",actions=");
+        AppendActions(sb, r.Actions);
+        return sb.ToString();
+    }
+
+    /// <summary>The match as comma-separated fields ("" for match-all).</summary>
+    public static string FormatMatch(in FlowMatch m)
+    {
+        var sb = new StringBuilder(64);
+        AppendMatch(sb, m);
+        return sb.ToString();
+    }
+
+    /// <summary>The action list ("drop" when empty).</summary>
+    public static string FormatActions(FlowAction[] a)
+    {
+        ArgumentNullException.ThrowIfNull(a);
+        var sb = new StringBuilder(32);
+        AppendActions(sb, a);
+        return sb.ToString();
+    }
+
+    /// <summary>
+    /// A megaflow's key and mask as fields (no protocol shorthands): every field with a non-zero
+    /// mask, "field=value" when the mask covers the field and "field=value/mask" otherwise.
+    /// </summary>
+    public static string FormatKeyMask(in FlowKey key, in FlowKey mask)
+    {
+        var m = new FlowMatch { Value = key.MaskedBy(mask), Mask = mask };
+        var sb = new StringBuilder(96);
+        bool arp = m.GetMask(Fields.DlType) == 0xFFFF && m.GetValue(Fields.DlType) == KeyExtractor.EthArp;
+        bool icmp = IsIcmp(m);
+        foreach (var f in (ReadOnlySpan<FieldDef>)[
+            Fields.InPort, Fields.VlanTci, Fields.Vlan2Tci, Fields.DlSrc, Fields.DlDst, Fields.DlType,
+            arp ? Fields.ArpSpa : Fields.NwSrc, arp ? Fields.ArpTpa : Fields.NwDst, Fields.Ipv6Src, Fields.Ipv6Dst,
+            arp ? Fields.ArpOp : Fields.NwProto, Fields.NwTos, Fields.NwTtl, Fields.NwFrag,
+            icmp ? Fields.IcmpType : Fields.TpSrc, icmp ? Fields.IcmpCode : Fields.TpDst, Fields.TcpFlags,
+            Fields.Metadata, Fields.Reg0, Fields.Reg1, Fields.CtState, Fields.CtZone, Fields.CtMark])
+        {
+            AppendField(sb, f, m, raw: true);
+        }
+
+        ushort pm = mask.Parse;
+        if (pm != 0)
+        {
+            Sep(sb);
+            sb.Append(CultureInfo.InvariantCulture, $"parse=0x{key.Parse & pm:x}");
+            if (pm != 0xFFFF)
+            {
+                sb.Append(CultureInfo.InvariantCulture, $"/0x{pm:x}");
+            }
+        }
+
+        return sb.ToString();
+    }
+
+    private static bool IsIcmp(in FlowMatch m)
+    {
+        if (m.GetMask(Fields.NwProto) != 0xFF || m.GetMask(Fields.DlType) != 0xFFFF)
+        {
+            return false;
+        }
+
+        ulong t = m.GetValue(Fields.DlType), p = m.GetValue(Fields.NwProto);
+        return (t == KeyExtractor.EthIp && p == KeyExtractor.ProtoIcmp) || (t == KeyExtractor.EthIpv6 && p == KeyExtractor.ProtoIcmpv6);
+    }
+
+    private static void Sep(StringBuilder sb)
+    {
+        if (sb.Length > 0 && sb[^1] != ',')
+        {
+            sb.Append(',');
+        }
+    }
+
+    private static void AppendMatch(StringBuilder sb, in FlowMatch m)
+    {
+        int start = sb.Length;
+        void S()
+        {
+            if (sb.Length > start)
+            {
+                sb.Append(',');
+            }
+        }
+
+        // ovs-ofctl's order: metadata, registers and ct_* fields, then the protocol, in_port, L2, L3, L4.
+        foreach (var f in (ReadOnlySpan<FieldDef>)[Fields.Metadata, Fields.Reg0, Fields.Reg1, Fields.CtState, Fields.CtZone, Fields.CtMark])
+        {
+            if (Masked(f, m))
+            {
+                S();
+                AppendField(sb, f, m, raw: false);
+            }
+        }
+
+        bool typeExact = m.GetMask(Fields.DlType) == 0xFFFF;
+        ulong dlType = m.GetValue(Fields.DlType);
+        bool protoExact = m.GetMask(Fields.NwProto) == 0xFF;
+        ulong proto = m.GetValue(Fields.NwProto);
+        string? shorthand = null;
+        bool protoDone = false;
+        if (typeExact)
+        {
+            bool v6 = dlType == KeyExtractor.EthIpv6;
+            if (dlType == KeyExtractor.EthIp || v6)
+            {
+                shorthand = v6 ? "ipv6" : "ip";
+                if (protoExact)
+                {
+                    string? p = proto switch
+                    {
+                        KeyExtractor.ProtoTcp => v6 ? "tcp6" : "tcp",
+                        KeyExtractor.ProtoUdp => v6 ? "udp6" : "udp",
+                        KeyExtractor.ProtoIcmp when !v6 => "icmp",
+                        KeyExtractor.ProtoIcmpv6 when v6 => "icmp6",
+                        _ => null,
+                    };
+                    if (p != null)
+                    {
+                        shorthand = p;
+                        protoDone = true;
+                    }
+                }
+            }
+            else if (dlType == KeyExtractor.EthArp)
+            {
+                shorthand = "arp";
+            }
+        }
+
+        if (shorthand != null)
+        {
+            S();
+            sb.Append(shorthand);
+        }
+
+        if (Masked(Fields.InPort, m))
+        {
+            S();
+            AppendField(sb, Fields.InPort, m, raw: false);
+        }
+
+        AppendVlan(sb, m, S);
+        foreach (var f in (ReadOnlySpan<FieldDef>)[Fields.Vlan2Tci, Fields.DlSrc, Fields.DlDst])
+        {
+            if (Masked(f, m))
+            {
+                S();
+                AppendField(sb, f, m, raw: false);
+            }
+        }
+
+        if (shorthand == null && Masked(Fields.DlType, m))
+        {
+            S();
+            AppendField(sb, Fields.DlType, m, raw: false);
+        }
+
+        bool arp = typeExact && dlType == KeyExtractor.EthArp;
+        bool icmp = IsIcmp(m);
+        FieldDef protoField = arp ? Fields.ArpOp : Fields.NwProto;
+        foreach (var f in (ReadOnlySpan<FieldDef>)[
+            arp ? Fields.ArpSpa : Fields.NwSrc, arp ? Fields.ArpTpa : Fields.NwDst, Fields.Ipv6Src, Fields.Ipv6Dst,
+            protoField, Fields.NwTos, Fields.NwTtl, Fields.NwFrag,
+            icmp ? Fields.IcmpType : Fields.TpSrc, icmp ? Fields.IcmpCode : Fields.TpDst, Fields.TcpFlags])
+        {
+            if ((ReferenceEquals(f, protoField) && protoDone) || !Masked(f, m))
+            {
+                continue;
+            }
+
+            S();
+            AppendField(sb, f, m, raw: false);
+        }
+    }
+
+    private static bool Masked(FieldDef f, in FlowMatch m)
+    {
+        if (f.IsWide)
+        {
+            unsafe
+            {
+                return (m.Mask.W[f.Word] | m.Mask.W[f.Word + 1]) != 0;
+            }
+        }
+
+        return m.GetMask(f) != 0;
+    }
+
+    private static void AppendVlan(StringBuilder sb, in FlowMatch m, Action sep)
+    {
+        ulong tm = m.GetMask(Fields.VlanTci);
+        if (tm == 0)
+        {
+            return;
+        }
+
+        ulong tv = m.GetValue(Fields.VlanTci);
+        ulong vidMask = tm & 0xFFF, pcpMask = tm & 0xE000;
+        if ((tm & KeyExtractor.VlanPresent) != 0 && (tv & KeyExtractor.VlanPresent) != 0
+            && vidMask is 0 or 0xFFF && pcpMask is 0 or 0xE000 && (vidMask | pcpMask) != 0)
+        {
+            if (vidMask != 0)
+            {
+                sep();
+                sb.Append(CultureInfo.InvariantCulture, $"dl_vlan={tv & 0xFFF}");
+            }
+
+            if (pcpMask != 0)
+            {
+                sep();
+                sb.Append(CultureInfo.InvariantCulture, $"dl_vlan_pcp={tv >> 13}");
+            }
+
+            return;
+        }
+
+        sep();
+        AppendField(sb, Fields.VlanTci, m, raw: true);
+    }
+
+    /// <summary>Appends "name=value[/mask]" for one field of the match.</summary>
+    private static void AppendField(StringBuilder sb, FieldDef f, in FlowMatch m, bool raw)
+    {
+        var ic = CultureInfo.InvariantCulture;
+        if (f.IsWide)
+        {
+            UInt128 mask, value;
+            unsafe
+            {
+                mask = new UInt128(m.Mask.W[f.Word], m.Mask.W[f.Word + 1]);
+                value = new UInt128(m.Value.W[f.Word], m.Value.W[f.Word + 1]);
+            }
+
+            if (mask == 0)
+            {
+                return;
+            }
+
+            if (raw)
+            {
+                Sep(sb);
+            }
+
+            sb.Append(f.Name).Append('=').Append(Ipv6Text(value));
+            if (mask != UInt128.MaxValue)
+            {
+                int len = PrefixLen128(mask);
+                sb.Append('/');
+                if (len >= 0)
+                {
+                    sb.Append(len);
+                }
+                else
+                {
+                    sb.Append(Ipv6Text(mask));
+                }
+            }
+
+            return;
+        }
+
+        ulong mk = m.GetMask(f);
+        if (mk == 0)
+        {
+            return;
+        }
+
+        if (raw)
+        {
+            Sep(sb);
+        }
+
+        ulong v = m.GetValue(f);
+        ulong full = f.WordMask >> f.Shift;
+        sb.Append(f.Name).Append('=');
+        switch (f.Syntax)
+        {
+            case FieldSyntax.Mac:
+                AppendMac(sb, v);
+                if (mk != full)
+                {
+                    sb.Append('/');
+                    AppendMac(sb, mk);
+                }
+
+                return;
+            case FieldSyntax.Ipv4:
+                AppendIpv4(sb, (uint)v);
+                if (mk != full)
+                {
+                    int len = PrefixLen32((uint)mk);
+                    sb.Append('/');
+                    if (len >= 0)
+                    {
+                        sb.Append(len);
+                    }
+                    else
+                    {
+                        AppendIpv4(sb, (uint)mk);
+                    }
+                }
+
+                return;
+            case FieldSyntax.Frag:
+                string? name = (v, mk) switch
+                {
+                    (0, 1) => "no",
+                    (1, 1) => "yes",
+                    (1, 3) => "first",
+                    (3, 3) => "later",
+                    (0, 2) => "not_later",
+                    _ => null,
+                };
+                if (name != null && !raw)
+                {
+                    sb.Append(name);
+                    return;
+                }
+
+                break;
+            case FieldSyntax.Flags when !raw && mk != full && (mk & ~NamedBits(f.FlagNames)) == 0:
+                AppendFlags(sb, f.FlagNames, v, mk);
+                return;
+        }
+
+        if (mk == full)
+        {
+            if (f.Syntax == FieldSyntax.Decimal)
+            {
+                sb.Append(v);
+            }
+            else if (f.Syntax == FieldSyntax.Hex4)
+            {
+                sb.Append(ic, $"0x{v:x4}");
+            }
+            else
+            {
+                sb.Append(ic, $"0x{v:x}");
+            }
+        }
+        else
+        {
+            sb.Append(ic, $"0x{v:x}/0x{mk:x}");
+        }
+    }
+
+    private static ulong NamedBits((string Name, ushort Bit)[] names)
+    {
+        ulong bits = 0;
+        foreach (var (_, b) in names)
+        {
+            bits |= b;
+        }
+
+        return bits;
+    }
+
+    private static void AppendFlags(StringBuilder sb, (string Name, ushort Bit)[] names, ulong v, ulong mk)
+    {
+        foreach (var (n, b) in names)
+        {
+            if ((mk & b) != 0)
+            {
+                sb.Append((v & b) != 0 ? '+' : '-').Append(n);
+            }
+        }
+    }
+
+    /// <summary>A MAC (48-bit number) as aa:bb:cc:dd:ee:ff.</summary>
+    public static string FormatMac(ulong mac)
+    {
+        var sb = new StringBuilder(17);
+        AppendMac(sb, mac);
+        return sb.ToString();
+    }
+
+    private static void AppendMac(StringBuilder sb, ulong mac)
+    {
+        for (int i = 5; i >= 0; i--)
+        {
+            sb.Append(((byte)(mac >> (i * 8))).ToString("x2", CultureInfo.InvariantCulture));
+            if (i > 0)
+            {
+                sb.Append(':');
+            }
+        }
+    }
+
+    private static void AppendIpv4(StringBuilder sb, uint a) =>
+        sb.Append(a >> 24).Append('.').Append((a >> 16) & 0xFF).Append('.').Append((a >> 8) & 0xFF).Append('.').Append(a & 0xFF);
+
+    private static string Ipv6Text(UInt128 a)
+    {
+        Span<byte> b = stackalloc byte[16];
+        BinaryPrimitives.WriteUInt128BigEndian(b, a);
+        return new IPAddress(b).ToString();
+    }
+
+    private static int PrefixLen32(uint m)
+    {
+        int len = System.Numerics.BitOperations.PopCount(m);
+        return len == 0 ? (m == 0 ? 0 : -1) : (m == (0xFFFF_FFFFU << (32 - len)) ? len : -1);
+    }
+
+    private static int PrefixLen128(UInt128 m)
+    {
+        int len = (int)UInt128.PopCount(m);
+        return len == 0 ? 0 : (m == (UInt128.MaxValue << (128 - len)) ? len : -1);
+    }
+
+    private static void AppendActions(StringBuilder sb, FlowAction[] actions)
+    {
+        if (actions.Length == 0)
+        {
+            sb.Append("drop");
+            return;
+        }
+
+        var ic = CultureInfo.InvariantCulture;
+        for (int i = 0; i < actions.Length; i++)
+        {
+            if (i > 0)
+            {
+                sb.Append(',');
+            }
+
+            var a = actions[i];
+            switch (a.Kind)
+            {
+                case ActionKind.Output:
+                    sb.Append(ic, $"output:{a.Port}");
+                    break;
+                case ActionKind.InPort:
+                    sb.Append("in_port");
+                    break;
+                case ActionKind.Drop:
+                    sb.Append("drop");
+                    break;
+                case ActionKind.Flood:
+                    sb.Append("flood");
+                    break;
+                case ActionKind.Normal:
+                    sb.Append("normal");
+                    break;
+                case ActionKind.Controller:
+                    sb.Append("controller");
+                    break;
+                case ActionKind.PushVlan:
+                    sb.Append(ic, $"push_vlan:0x{a.Value:x4}");
+                    break;
+                case ActionKind.PopVlan:
+                    sb.Append("pop_vlan");
+                    break;
+                case ActionKind.SetVlanVid:
+                    sb.Append(ic, $"mod_vlan_vid:{a.Value}");
+                    break;
+                case ActionKind.SetVlanPcp:
+                    sb.Append(ic, $"mod_vlan_pcp:{a.Value}");
+                    break;
+                case ActionKind.SetField:
+                    AppendSetField(sb, a);
+                    break;
+                case ActionKind.DecTtl:
+                    sb.Append("dec_ttl");
+                    break;
+                case ActionKind.WriteMetadata:
+                    sb.Append(ic, $"write_metadata:0x{a.Value:x}");
+                    if (a.Mask != ulong.MaxValue)
+                    {
+                        sb.Append(ic, $"/0x{a.Mask:x}");
+                    }
+
+                    break;
+                case ActionKind.GotoTable:
+                    sb.Append(ic, $"goto_table:{a.Table}");
+                    break;
+                case ActionKind.Resubmit:
+                    sb.Append("resubmit(");
+                    if (a.Port >= 0)
+                    {
+                        sb.Append(a.Port);
+                    }
+
+                    sb.Append(ic, $",{a.Table})");
+                    break;
+                default:
+                    sb.Append(ic, $"unknown_action_{(int)a.Kind}");
+                    break;
+            }
+        }
+    }
+
+    private static void AppendSetField(StringBuilder sb, in FlowAction a)
+    {
+        var f = a.Field;
+        if (f == null)
+        {
+            sb.Append("set_field:?->?");
+            return;
+        }
+
+        sb.Append("set_field:");
+        switch (f.Syntax)
+        {
+            case FieldSyntax.Mac:
+                AppendMac(sb, a.Value);
+                break;
+            case FieldSyntax.Ipv4:
+                AppendIpv4(sb, (uint)a.Value);
+                break;
+            case FieldSyntax.Ipv6:
+                sb.Append(Ipv6Text(a.Value128));
+                break;
+            default:
+                // The writable decimal fields (the L4 ports) in decimal, every other integer in hex
+                // (a read-only field can only be here when code built the action).
+                if (f.Syntax == FieldSyntax.Decimal && f.Writable)
+                {
+                    sb.Append(a.Value);
+                }
+                else
+                {
+                    sb.Append(CultureInfo.InvariantCulture, $"0x{a.Value:x}");
+                }
+
+                break;
+        }
+
+        sb.Append("->").Append(f.Name);
+    }
+}

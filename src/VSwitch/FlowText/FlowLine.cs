@@ -1,0 +1,61 @@
+// FlowLine.cs - one line of flow text as the parsers walk it: separators, tokens and errors.
+//
+// The match parser and the action parser both read the line as a span with integer positions (no
+// per-token strings); this holds the line, knows what separates items (',', ' ' and '\t') and
+// turns a position into a FlowSyntaxException with its 1-based column.
+using System.Diagnostics.CodeAnalysis;
+
+namespace VSwitch.FlowText;
+
+/// <summary>A line of flow text with its origin and line number, for positions and errors.</summary>
+internal readonly ref struct FlowLine
+{
+    private readonly string _origin;
+    private readonly int _lineNo;
+
+    public FlowLine(ReadOnlySpan<char> text, string origin, int lineNo)
+    {
+        Text = text;
+        _origin = origin;
+        _lineNo = lineNo;
+    }
+
+    /// <summary>The line, without a trailing '\r'.</summary>
+    public ReadOnlySpan<char> Text { get; }
+
+    /// <summary>Throws the error for the text at <paramref name="index"/> (0-based).</summary>
+    [DoesNotReturn]
+    public void Fail(int index, string detail) => throw new FlowSyntaxException(_origin, _lineNo, index + 1, detail);
+
+    public static bool IsSep(char c) => c is ',' or ' ' or '\t';
+
+    /// <summary>The first position at or after <paramref name="pos"/> that is not a separator.</summary>
+    public int SkipSeps(int pos)
+    {
+        var s = Text;
+        while (pos < s.Length && IsSep(s[pos]))
+        {
+            pos++;
+        }
+
+        return pos;
+    }
+
+    /// <summary>The first separator (or the end of the line) at or after <paramref name="pos"/>.</summary>
+    public int TokenEnd(int pos)
+    {
+        var s = Text;
+        while (pos < s.Length && !IsSep(s[pos]))
+        {
+            pos++;
+        }
+
+        return pos;
+    }
+
+    /// <summary>The token at <paramref name="pos"/> quoted for a "found ..." message.</summary>
+    public string FoundAt(int pos) => Found(Text[pos..TokenEnd(pos)]);
+
+    /// <summary>Text quoted for a "found ..." message ("nothing" when empty).</summary>
+    public static string Found(ReadOnlySpan<char> s) => s.IsEmpty ? "nothing" : "'" + s.ToString() + "'";
+}
