@@ -1,6 +1,7 @@
 // MacLearningTests.cs - NORMAL's learning through the MAC table's single writer: PMDs post learn
 // events, one writer applies them, cached-only hosts stay learned, and a flood verdict follows the
 // table once the destination is known.
+using VSwitch.FlowText;
 using VSwitch.Pipeline;
 using Xunit;
 using static VSwitch.Tests.PipelineTests;
