@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Rule loading: seconds from "load this file" to "the N rules are in force", this switch vs Open
 # vSwitch with DPDK, the same ovs-ofctl-syntax file (bench/pipegen.py flowload: N distinct rules
-# table=0,priority=100,ip,nw_dst=10.0.0.0+i,actions=output:2), interleaved, each switch started
-# fresh (empty table) for every measurement.
+# table=0,priority=100,ip,nw_dst=10.0.0.0+i,actions=output:2), interleaved (SWITCHES in order in
+# odd runs, reversed in even runs; each run prints its order), each switch started fresh (empty
+# table) for every measurement.
 #
 #   vswitchd  `vswitchctl add-flows FILE`, which returns when the new table version is active in
 #             the datapath (--mode pipeline, no --flows: empty table).
@@ -150,7 +151,9 @@ echo "# flowload benchmark $(date -u +%FT%TZ) runs=$RUNS traffic=$TRAFFIC ovs_bu
 declare -A res
 for n in $SIZES; do
   for r in $(seq 1 "$RUNS"); do
-    for sw in $SWITCHES; do
+    order=$(run_order $((r - 1)) $SWITCHES)
+    echo "$n rules run $r order: $order"
+    for sw in $order; do
       v=$("load_$sw" "$n" 2>>"$work/errors.log" | tail -1)
       res[$n.$sw]="${res[$n.$sw]:-} ${v:-NA}"
       printf '%7s rules run %d %-8s %8s s\n' "$n" "$r" "$sw" "${v:-NA}"

@@ -3,7 +3,8 @@
 #
 # Scenarios (64 B): "null" = two net_null ports; "pcap" = a net_pcap infinite-rx replay paired with
 # a net_null port. For each run, in turn: vswitchd l2fwd with MAC rewrite, testpmd mac, vswitchd
-# without rewrite, testpmd io -- interleaved so machine drift hits all alike. Forwarding runs on
+# without rewrite, testpmd io -- interleaved so machine drift hits all alike, in that order in odd
+# runs (1, 3, ..) and reversed in even runs (each run prints its order). Forwarding runs on
 # core 1 (PMD_CORE), everything else on core 0. Mpps = received packets per second summed over
 # both ports, median of the 1-s samples after SKIP warm-up samples; per peer the median over runs.
 #
@@ -61,7 +62,9 @@ echo "# l2fwd benchmark $(date -u +%FT%TZ) runs=$RUNS dur=${DUR}s core=$PMD_CORE
 declare -A res
 for sc in $SCENARIOS; do
   for r in $(seq 1 "$RUNS"); do
-    for peer in vsw_mac tpmd_mac vsw_io tpmd_io; do
+    peers=$(run_order $((r - 1)) vsw_mac tpmd_mac vsw_io tpmd_io)
+    echo "$sc run $r order: $peers"
+    for peer in $peers; do
       mode=${peer#*_}
       case "$peer" in
         vsw_*) v=$(run_vsw "$sc" "$mode") ;;

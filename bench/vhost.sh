@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # VM-to-VM over vhost-user: this switch vs Open vSwitch with DPDK vs dpdk-testpmd (io-forward, the
-# no-lookup upper bound), same topology and cores, interleaved.
+# no-lookup upper bound), same topology and cores, interleaved: vswitchd, OVS, testpmd in odd runs,
+# reversed in even runs (each run prints its order).
 #
 # Topology: one "VM" = one dpdk-testpmd with two virtio-user ports in flowgen mode on core 0;
 # packets it sends on port 0 go through the switch to port 1 and back. The switch's forwarding
@@ -111,7 +112,9 @@ echo "# vhost benchmark $(date -u +%FT%TZ) runs=$RUNS meas=${MEAS}s flows=$FLOWS
 declare -A res
 for size in $SIZES; do
   for r in $(seq 1 "$RUNS"); do
-    for sw in vswitchd ovs testpmd; do
+    order=$(run_order $((r - 1)) vswitchd ovs testpmd)
+    echo "$size B run $r order: $order"
+    for sw in $order; do
       v=$("run_$sw" "$size" 2>>"$work/errors.log" | tail -1)
       res[$size.$sw]="${res[$size.$sw]:-} $v"
       printf '%5s B run %d %-9s %8s Mpps\n' "$size" "$r" "$sw" "$v"
