@@ -43,14 +43,14 @@ run_vsw() { # scenario mac|io -> Mpps
   read -r a b <<<"$(devs "$1")"
   [ "$2" = io ] && extra="--no-mac-rewrite"
   timeout -s INT -k 5 $((DUR + 30)) taskset -c 0,"$PMD_CORE" "$VSWITCHD" --pmd-cores "$PMD_CORE" \
-    --port "a=$a" --port "b=$b" $extra --duration "$DUR" --stats-interval 1 > "$work/vsw.log" 2>&1 || true
+    --eal "--in-memory --file-prefix vswl2fwdvsw" --port "a=$a" --port "b=$b" $extra --duration "$DUR" --stats-interval 1 > "$work/vsw.log" 2>&1 || true
   grep '^stats ' "$work/vsw.log" | tail -n +$((SKIP + 1)) | sed 's/.*rx_mpps=\([0-9.]*\).*/\1/' | median
 }
 
 run_testpmd() { # scenario mac|io -> Mpps
   local a b
   read -r a b <<<"$(devs "$1")"
-  timeout -s INT -k 5 "$DUR" "$TESTPMD" --lcores "0@0,1@$PMD_CORE" --no-pci --in-memory -m 512 \
+  timeout -s INT -k 5 "$DUR" "$TESTPMD" --lcores "0@0,1@$PMD_CORE" --no-pci --in-memory --file-prefix vswl2fwdtp -m 512 \
     --log-level=error --vdev "$a" --vdev "$b" -- --forward-mode="$2" --txpkts=64 --auto-start \
     --stats-period 1 > "$work/tp.log" 2>&1 || true
   # sum Rx-pps over both ports per sample; drop the SKIP first and the last (partial) sample
@@ -82,8 +82,8 @@ declare -A med
 for sc in $SCENARIOS; do
   row=""
   for peer in vsw_mac tpmd_mac vsw_io tpmd_io; do
-    m=$(tr ' ' '\n' <<<"${res[$sc.$peer]}" | grep -v '^$' | grep -v NA | median)
-    x=$(tr ' ' '\n' <<<"${res[$sc.$peer]}" | grep -v '^$' | grep -v NA | sort -g | tail -1)
+    vals=$(tr ' ' '\n' <<<"${res[$sc.$peer]}" | grep -v '^$' | grep -v NA || true) # a peer may be all NA
+    m=$(grep . <<<"$vals" | median || true); x=$(sort -g <<<"$vals" | tail -1)
     med[$sc.$peer]=$m
     row+=$(printf '| %-28s ' "$m / $x")
   done

@@ -12,8 +12,8 @@
 # (Two separate VM processes plus the switch would be three busy pollers on two cores.)
 # The VM's core is the bottleneck in most runs (the switch's PMD then idles part of the time), so
 # beside Mpps each switch's cost is reported: PMD busy cycles (polling rounds that received packets,
-# the same definition in both) per received packet over the window
-# from SKIP s after forwarding starts to MEAS s (vswitchd: `vswitchctl pmd-stats-clear`, then
+# the same definition in both) per received packet over the window from SKIP s after forwarding
+# starts to MEAS s (vswitchd: `vswitchctl pmd-stats-clear`, then
 # `--json pmd-stats-show` busy_cycles / rx_packets; OVS: `ovs-appctl dpif-netdev/pmd-stats-clear`,
 # then pmd-stats-show "processing cycles" / "packets received" of the core-1 PMD; testpmd: none).
 #
@@ -191,7 +191,7 @@ for size in $SIZES; do
   row="| $size B "
   for sw in vswitchd ovs testpmd; do
     vals=$(tr ' ' '\n' <<<"${res[$size.$sw]}" | grep -v '^$' | grep -v NA || true)
-    m=$(median <<<"$vals"); x=$(sort -g <<<"$vals" | tail -1)
+    m=$(grep . <<<"$vals" | median || true); x=$(sort -g <<<"$vals" | tail -1)
     med[$size.$sw]=$m
     row+="| $m / ${x:-NA} "
   done
@@ -199,7 +199,7 @@ for size in $SIZES; do
   rt=$(awk -v a="${med[$size.vswitchd]}" -v b="${med[$size.testpmd]}" 'BEGIN{printf "%.3f", (b>0)?a/b:0}')
   med[$size.ro]=$ro; med[$size.rt]=$rt
   for sw in vswitchd ovs; do
-    med[$size.$sw.cyc]=$(tr ' ' '\n' <<<"${cyc_[$size.$sw]:-}" | grep -v '^$' | grep -v NA | median)
+    med[$size.$sw.cyc]=$(tr ' ' '\n' <<<"${cyc_[$size.$sw]:-}" | grep -v '^$' | grep -v NA | median || true)
   done
   rc=$(awk -v a="${med[$size.ovs.cyc]}" -v b="${med[$size.vswitchd.cyc]}" 'BEGIN{if (a == "NA" || b == "NA" || b <= 0) print "NA"; else printf "%.3f", a/b}')
   med[$size.rc]=$rc
