@@ -8,9 +8,11 @@
 # core 1 (PMD_CORE), everything else on core 0. Mpps = received packets per second summed over
 # both ports, median of the 1-s samples after SKIP warm-up samples; per peer the median over runs.
 #
-# usage: bench/l2fwd.sh [RUNS=3] ; env: DUR (s, default 10), SCENARIOS ("null pcap"), PMD_CORE (1)
+# usage: bench/l2fwd.sh [RUNS=3] ; env: DUR (s, default 10), SKIP (samples, 3), SCENARIOS ("null pcap"),
+#        PMD_CORE (1), VSWITCHD, TESTPMD
 # Last line: RESULT l2fwd_vs_testpmd_mac=<ratio> l2fwd_vs_testpmd_io=<ratio>  (null scenario)
 set -euo pipefail
+case ${1:-} in -h | --help) sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 RUNS=${1:-${RUNS:-3}}
