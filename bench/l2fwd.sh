@@ -3,13 +3,16 @@
 #
 # Scenarios (64 B): "null" = two net_null ports; "pcap" = a net_pcap infinite-rx replay paired with
 # a net_null port. For each run, in turn: vswitchd l2fwd with MAC rewrite, testpmd mac, vswitchd
-# without rewrite, testpmd io -- interleaved so machine drift hits all alike. Forwarding runs on
+# without rewrite, testpmd io -- interleaved so machine drift hits all alike, in that order in odd
+# runs (1, 3, ..) and reversed in even runs (each run prints its order). Forwarding runs on
 # core 1 (PMD_CORE), everything else on core 0. Mpps = received packets per second summed over
 # both ports, median of the 1-s samples after SKIP warm-up samples; per peer the median over runs.
 #
-# usage: bench/l2fwd.sh [RUNS=3] ; env: DUR (s, default 10), SCENARIOS ("null pcap"), PMD_CORE (1)
+# usage: bench/l2fwd.sh [RUNS=3] ; env: DUR (s, default 10), SKIP (samples, 3), SCENARIOS ("null pcap"),
+#        PMD_CORE (1), VSWITCHD, TESTPMD
 # Last line: RESULT l2fwd_vs_testpmd_mac=<ratio> l2fwd_vs_testpmd_io=<ratio>  (null scenario)
 set -euo pipefail
+case ${1:-} in -h | --help) sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 RUNS=${1:-${RUNS:-3}}
@@ -42,14 +45,14 @@ run_vsw() { # scenario mac|io -> Mpps
   read -r a b <<<"$(devs "$1")"
   [ "$2" = io ] && extra="--no-mac-rewrite"
   timeout -s INT -k 5 $((DUR + 30)) taskset -c 0,"$PMD_CORE" "$VSWITCHD" --pmd-cores "$PMD_CORE" \
-    --port "a=$a" --port "b=$b" $extra --duration "$DUR" --stats-interval 1 > "$work/vsw.log" 2>&1 || true
+    --eal "--in-memory --file-prefix vswl2fwdvsw" --port "a=$a" --port "b=$b" $extra --duration "$DUR" --stats-interval 1 > "$work/vsw.log" 2>&1 || true
   grep '^stats ' "$work/vsw.log" | tail -n +$((SKIP + 1)) | sed 's/.*rx_mpps=\([0-9.]*\).*/\1/' | median
 }
 
 run_testpmd() { # scenario mac|io -> Mpps
   local a b
   read -r a b <<<"$(devs "$1")"
-  timeout -s INT -k 5 "$DUR" "$TESTPMD" --lcores "0@0,1@$PMD_CORE" --no-pci --in-memory -m 512 \
+  timeout -s INT -k 5 "$DUR" "$TESTPMD" --lcores "0@0,1@$PMD_CORE" --no-pci --in-memory --file-prefix vswl2fwdtp -m 512 \
     --log-level=error --vdev "$a" --vdev "$b" -- --forward-mode="$2" --txpkts=64 --auto-start \
     --stats-period 1 > "$work/tp.log" 2>&1 || true
   # sum Rx-pps over both ports per sample; drop the SKIP first and the last (partial) sample
@@ -61,7 +64,9 @@ echo "# l2fwd benchmark $(date -u +%FT%TZ) runs=$RUNS dur=${DUR}s core=$PMD_CORE
 declare -A res
 for sc in $SCENARIOS; do
   for r in $(seq 1 "$RUNS"); do
-    for peer in vsw_mac tpmd_mac vsw_io tpmd_io; do
+    peers=$(run_order $((r - 1)) vsw_mac tpmd_mac vsw_io tpmd_io)
+    echo "$sc run $r order: $peers"
+    for peer in $peers; do
       mode=${peer#*_}
       case "$peer" in
         vsw_*) v=$(run_vsw "$sc" "$mode") ;;
@@ -79,8 +84,8 @@ declare -A med
 for sc in $SCENARIOS; do
   row=""
   for peer in vsw_mac tpmd_mac vsw_io tpmd_io; do
-    m=$(tr ' ' '\n' <<<"${res[$sc.$peer]}" | grep -v '^$' | grep -v NA | median)
-    x=$(tr ' ' '\n' <<<"${res[$sc.$peer]}" | grep -v '^$' | grep -v NA | sort -g | tail -1)
+    vals=$(tr ' ' '\n' <<<"${res[$sc.$peer]}" | grep -v '^$' | grep -v NA || true) # a peer may be all NA
+    m=$(grep . <<<"$vals" | median || true); x=$(sort -g <<<"$vals" | tail -1)
     med[$sc.$peer]=$m
     row+=$(printf '| %-28s ' "$m / $x")
   done

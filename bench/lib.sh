@@ -5,6 +5,17 @@
 # --file-prefix is PREFIX); ovs_start starts ovsdb-server and ovs-vswitchd (main thread on core 0,
 # PMD on core 1) with bridge br0 and an empty flow table; ovs_stop stops both and removes the
 # hugepage files. Callers set VSCTL and OFCTL (with their own timeouts) before ovs_start.
+# run_order I PEER...: the peers in the given order when I is even, reversed when I is odd; the
+# interleaved benchmarks pass the 0-based run index, so peers alternate going first (drift, warm
+# caches or a previous peer's leftovers then favour none) and run 1 keeps the listed order.
+
+run_order() { # I PEER...
+  local i=$1 w out=()
+  shift
+  if [ $((i % 2)) = 0 ]; then echo "$*"; return; fi
+  for w in "$@"; do out=("$w" "${out[@]}"); done
+  echo "${out[*]}"
+}
 
 median() { sort -g | awk '{v[NR]=$1} END {if (NR==0) {print "NA"; exit} print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
 

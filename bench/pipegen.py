@@ -4,7 +4,7 @@
 usage:
   pipegen.py rules OUT --shape exact|prefix --rules R [--traffic flowgen|pcap]
   pipegen.py pcap OUT --flows F [--min-packets 1024] [--size 64] [--base 10.253.0.0] [--stride 1]
-  pipegen.py flowload OUT --rules N
+  pipegen.py flowload OUT --rules N [--probe-port P]
 
 Traffic (the same address plan for both sources), flow i = 0..F-1:
   flowgen: what dpdk-testpmd 22.11 --forward-mode=flowgen --flowgen-flows=F sends on EVERY port
@@ -26,7 +26,9 @@ priority-1 catch-all of their input port (exact shape) or a shorter prefix (pref
             tz(i) < 4                               -> udp,nw_dst=<i>,tp_dst=dport(i)  (/32 + port)
           (tz = trailing zero bits). Aligned blocks are nested or disjoint, so flow i's own rule is
           its longest match. R=10000: 1 x /16, 39 x /24, 585 x /28, 9375 x /32+tp_dst.
-flowload: N distinct rules table=0,priority=100,ip,nw_dst=10.0.0.0+i,actions=output:2.
+flowload: N distinct rules table=0,priority=100,ip,nw_dst=10.0.0.0+i,actions=output:2; with
+          --probe-port P the last rule (i = N-1) outputs to port P instead, so a packet leaving P
+          shows that rule in use (bench/flowload.sh).
 The files have no comments or blank lines, so any ovs-ofctl-syntax parser takes them unchanged.
 """
 import argparse
@@ -89,7 +91,8 @@ def flowload(a) -> None:
     base = parse_ip("10.0.0.0")
     with open(a.out, "w") as f:
         for i in range(a.rules):
-            f.write(f"table=0,priority=100,ip,nw_dst={ip(base + i)},actions=output:2\n")
+            out = a.probe_port if a.probe_port and i == a.rules - 1 else 2
+            f.write(f"table=0,priority=100,ip,nw_dst={ip(base + i)},actions=output:{out}\n")
 
 
 def packet(i: int, size: int, base: int, stride: int) -> bytes:
@@ -128,6 +131,7 @@ def main() -> None:
     fl = sub.add_parser("flowload")
     fl.add_argument("out")
     fl.add_argument("--rules", type=int, required=True)
+    fl.add_argument("--probe-port", type=int, default=0)
     a = ap.parse_args()
     if a.cmd in ("rules", "flowload") and not 1 <= a.rules <= 1 << 24:
         sys.exit("pipegen.py: --rules out of range")

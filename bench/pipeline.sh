@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Flow-pipeline throughput: this switch (--mode pipeline) vs Open vSwitch with DPDK, the same
-# OpenFlow rule files loaded unchanged by both, the same cores, interleaved.
+# OpenFlow rule files loaded unchanged by both, the same cores, interleaved (SWITCHES in order in
+# odd runs, reversed in even runs; each run prints its order).
 #
 # Rule sets (bench/pipegen.py, ovs-ofctl syntax): R rules per direction (in_port=1 -> output:2 and
 # in_port=2 -> output:1) plus a priority-1 catch-all per input port. Shapes:
@@ -322,7 +323,9 @@ for sc in $SCENARIOS; do
       key=$sc.$shape.$F.$R
       rowkeys+=("$key")
       for r in $(seq 1 "$RUNS"); do
-        for sw in $SWITCHES; do
+        order=$(run_order $((r - 1)) $SWITCHES)
+        echo "$sc $shape F=$F R=$R run $r order: $order"
+        for sw in $order; do
           line=$("run_$sw" "$sc" "$shape" "$F" "$R" 2>>"$work/errors.log" | tail -1)
           read -r mpps emc smc mf up cyc warm <<<"$line"
           res[$key.$sw.mpps]="${res[$key.$sw.mpps]:-} ${mpps:-NA}"
