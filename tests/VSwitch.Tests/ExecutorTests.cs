@@ -229,4 +229,49 @@ public sealed unsafe class ExecutorTests
         Assert.Equal(1UL, rig.Counters.Malformed);
         Assert.Empty(rig.Ports.Sent(1));
     }
+
+    [Fact]
+    public void Recirc_sends_the_rewritten_packet_back_through_the_caches_with_its_recirc_id()
+    {
+        using var rig = new Rig();
+        rig.Load(FlowParser.ParseRules("""
+            table=0,priority=100,recirc_id=0,udp,nw_dst=198.51.100.7,actions=mod_nw_dst:203.0.113.9,dec_ttl,recirc(1)
+            table=0,priority=100,recirc_id=1,udp,nw_dst=203.0.113.9,nw_ttl=63,actions=output:3
+            table=0,priority=90,recirc_id=1,actions=output:2
+            table=0,priority=50,udp,nw_dst=203.0.113.9,actions=output:4
+            """, "test"));
+        FrameSpec Spec(string dst, byte ttl = 64) => new() { Proto = 17, NwDst = FrameBuilder.Ip(dst), Ttl = ttl, Payload = new byte[18] };
+        var toSeven = FrameBuilder.Build(Spec("198.51.100.7"));
+        var direct = FrameBuilder.Build(Spec("203.0.113.9"));
+        var rewritten = FrameBuilder.Build(Spec("203.0.113.9", 63));
+        for (int round = 0; round < 3; round++) // first passes and recirculated passes from the caches too
+        {
+            rig.Send(1, [toSeven, direct, toSeven]);
+            var three = rig.Out(3);
+            Assert.Equal(2, three.Count); // the second pass saw the rewritten address and TTL
+            Assert.All(three, f => Assert.Equal(Convert.ToHexString(rewritten), Convert.ToHexString(f)));
+            Assert.Equal(Convert.ToHexString(direct), Convert.ToHexString(Assert.Single(rig.Out(4)))); // recirc_id 0 only
+            Assert.Empty(rig.Out(2));
+        }
+
+        Assert.Equal(6UL, rig.Counters.Recirculations);
+        Assert.Equal(3UL, rig.Counters.Upcalls); // two first-pass flows and one second-pass flow, all cached after round 1
+        Assert.Equal(rig.Mbufs.Allocated, rig.Mbufs.Freed + 9);
+    }
+
+    [Fact]
+    public void A_recirculation_loop_is_cut_at_the_depth_limit_and_counted()
+    {
+        using var rig = new Rig();
+        rig.Load(FlowParser.ParseRules("table=0,priority=10,udp,actions=recirc(1)", "test"));
+        rig.Send(1, [Udp(0, 64), Udp(1, 64), Udp(2, 64)]);
+        for (int p = 1; p <= 4; p++)
+        {
+            Assert.Empty(rig.Out(p));
+        }
+
+        Assert.Equal(3UL, rig.Counters.RecircDrops);
+        Assert.Equal((ulong)(3 * (VSwitch.Forwarding.FlowPmd.MaxRecircDepth - 1)), rig.Counters.Recirculations);
+        Assert.Equal(rig.Mbufs.Allocated, rig.Mbufs.Freed);
+    }
 }

@@ -427,6 +427,8 @@ public sealed class FlowSyntaxTests
     [InlineData("actions=mod_vlan_vid:5000", 22, "expected a VLAN id from 0 to 4095 after 'mod_vlan_vid:', found '5000'")]
     [InlineData("ipv6,ipv6_dst=2001:db8::/129,actions=drop", 26, "expected a prefix length from 0 to 128 or an IPv6 mask after 'ipv6_dst=2001:db8::/', found '129'")]
     [InlineData("ipv6,ipv6_dst=2001:zz8::,actions=drop", 15, "expected an IPv6 address or prefix after 'ipv6_dst=', found '2001:zz8::'")]
+    [InlineData("actions=recirc(0)", 16, "expected a recirculation id from 1 to 255 after 'recirc', found '0'")]
+    [InlineData("recirc_id=1/1,actions=drop", 12, "expected an exact value after 'recirc_id='")]
     public void Errors_name_the_column_and_what_was_expected(string text, int column, string detail)
     {
         var e = Error(text, 3);
@@ -596,6 +598,7 @@ public sealed class FlowSyntaxTests
     [InlineData("table=0,priority=1,tcp,tcp_flags=+syn-ack,actions=resubmit(,3)")]
     [InlineData("table=0,priority=1,ip,ip_frag=later,actions=drop")]
     [InlineData("table=0,priority=1,ipv6,ipv6_dst=2001:db8::/64,actions=drop")]
+    [InlineData("table=0,priority=5,recirc_id=3,udp,actions=set_field:203.0.113.9->nw_dst,recirc(4)")]
     public void Canonical_text_formats_to_itself(string text) =>
         Assert.Equal(text, FlowFormatter.Format(Rule(text), withCounters: false));
 

@@ -214,6 +214,31 @@ public sealed class PipelineDpdkTests : IDisposable
     }
 
     [Fact]
+    public void A_recirculated_packet_is_looked_up_again_after_its_rewrite_over_dpdk_ports()
+    {
+        File.WriteAllText(P("flows.txt"), """
+            table=0,priority=100,recirc_id=0,udp,nw_dst=198.51.100.7,actions=mod_nw_dst:203.0.113.9,recirc(1)
+            table=0,priority=100,recirc_id=1,udp,nw_dst=203.0.113.9,actions=output:2
+            table=0,priority=50,actions=output:3
+            """);
+        var frames = Enumerable.Range(0, 40).Select(i => Frame(i, s => { s.Proto = 17; s.NwDst = FrameBuilder.Ip(i % 2 == 0 ? "198.51.100.7" : "198.51.100.8"); })).ToList();
+        Pcap.Write(P("in.pcap"), frames);
+        Pcap.Write(P("empty.pcap"), []);
+        var r = Vswitchd.Run([
+            "--mode", "pipeline", "--flows", P("flows.txt"), "--duration", "2", "--stats-interval", "0", "--control", "none",
+            "--port", $"p1=net_pcap0,rx_pcap={P("in.pcap")}",
+            "--port", $"p2=net_pcap1,rx_pcap={P("empty.pcap")},tx_pcap={P("o2.pcap")}",
+            "--port", $"p3=net_pcap2,rx_pcap={P("empty.pcap")},tx_pcap={P("o3.pcap")}",
+        ]);
+        Assert.True(r.ExitCode == 0, r.ToString());
+        var want2 = Enumerable.Range(0, 40).Where(i => i % 2 == 0).Select(i => Frame(i, s => { s.Proto = 17; s.NwDst = FrameBuilder.Ip("203.0.113.9"); })).ToList();
+        Assert.Equal(want2, Pcap.Read(P("o2.pcap")));
+        Assert.Equal(frames.Where((_, i) => i % 2 == 1).ToList(), Pcap.Read(P("o3.pcap")));
+        Assert.Equal("20", r.Field("final: pmd 0", "recirculations"));
+        Assert.Equal("0", r.Field("final: mbufs", "leaked"));
+    }
+
+    [Fact]
     public void Jumbo_frames_arriving_as_mbuf_chains_are_rewritten_and_forwarded_byte_for_byte()
     {
         // net_pcap reads a 9000-byte frame into a chain of 2 KB mbufs: the pipeline must parse it

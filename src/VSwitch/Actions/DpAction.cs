@@ -55,6 +55,9 @@ public enum DpOp : byte
 
     /// <summary>Second slot of a two-slot action.</summary>
     Ext,
+
+    /// <summary>Send the group back through the caches with recirc_id A (the last action; depth bounded, counted).</summary>
+    Recirc,
 }
 
 [StructLayout(LayoutKind.Sequential, Size = 16)]
@@ -91,7 +94,7 @@ public struct DpAction
     }
 
     /// <summary>Whether the op changes packet bytes (and so must not follow the last output).</summary>
-    public readonly bool Modifies => Op is not (DpOp.Output or DpOp.Controller or DpOp.Ext);
+    public readonly bool Modifies => Op is not (DpOp.Output or DpOp.Controller or DpOp.Ext or DpOp.Recirc);
 
     public override readonly string ToString() => Op switch
     {
@@ -109,6 +112,7 @@ public struct DpAction
         DpOp.SetTpSrc => $"set(tp_src={A})",
         DpOp.SetTpDst => $"set(tp_dst={A})",
         DpOp.DecTtl => "dec_ttl",
+        DpOp.Recirc => $"recirc({A})",
         _ => Op.ToString(),
     };
 }

@@ -209,6 +209,8 @@ public sealed class Commands(SwitchDatapath dp)
                 o["action_drops"] = c.ActionDrops - b.ActionDrops;
                 o["translation_errors"] = c.TranslationErrors - b.TranslationErrors;
                 o["learn_drops"] = c.LearnDrops - b.LearnDrops;
+                o["recirculations"] = c.Recirculations - b.Recirculations;
+                o["recirc_drops"] = c.RecircDrops - b.RecircDrops;
                 o["megaflows"] = p.Megaflows;
                 ulong up = c.Upcalls - b.Upcalls;
                 o["cycles_per_upcall"] = up > 0 ? Math.Round((double)(c.UpcallCycles - b.UpcallCycles) / up, 0) : 0;

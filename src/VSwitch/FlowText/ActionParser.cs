@@ -288,10 +288,21 @@ internal readonly ref struct ActionParser
                     NeedArg(hasArg, name, pos, "a port or (PORT,TABLE)");
                     a = ParseResubmit(arg, argAt, sep == '(', table);
                     break;
+                case "recirc":
+                {
+                    NeedArg(hasArg, name, pos, "a recirculation id (1-255)");
+                    if (!TryParseU64(arg, out ulong id) || id < 1 || id > 255)
+                    {
+                        _line.Fail(argAt, $"expected a recirculation id from 1 to 255 after 'recirc', found {Found(arg)}");
+                    }
+
+                    a = new FlowAction(ActionKind.Recirc, Value: id);
+                    break;
+                }
                 default:
                     _line.Fail(start, $"expected an action (output:PORT, in_port, drop, flood, normal, controller, push_vlan, "
                         + $"pop_vlan, mod_vlan_vid, mod_vlan_pcp, mod_dl_src, mod_dl_dst, mod_nw_src, mod_nw_dst, mod_tp_src, "
-                        + $"mod_tp_dst, set_field, load, dec_ttl, write_metadata, goto_table, resubmit), found '{name}'");
+                        + $"mod_tp_dst, set_field, load, dec_ttl, write_metadata, goto_table, resubmit, recirc), found '{name}'");
                     return [];
             }
 

@@ -131,12 +131,13 @@ public static class Fields
     public static readonly FieldDef CtState   = new("ct_state",    11,  0,   8, None,                false, FieldSyntax.Flags) { FlagNames = s_ctStateNames };
     public static readonly FieldDef CtZone    = new("ct_zone",     11,  8,  16, None,                false, FieldSyntax.Decimal);
     public static readonly FieldDef CtMark    = new("ct_mark",     11, 32,  32, None,                false, FieldSyntax.Hex);
+    public static readonly FieldDef RecircId  = new("recirc_id",   11, 24,   8, None,                false, FieldSyntax.Decimal) { Exact = true };
 
     public static readonly IReadOnlyList<FieldDef> All =
     [
         InPort, DlType, VlanTci, DlVlan, DlVlanPcp, Vlan2Tci, DlDst, NwProto, ArpOp, NwTos, DlSrc, NwTtl, NwFrag,
         TpSrc, TpDst, IcmpType, IcmpCode, TcpFlags, NwSrc, NwDst, ArpSpa, ArpTpa, Ipv6Src, Ipv6Dst, Metadata,
-        Reg0, Reg1, CtState, CtZone, CtMark,
+        Reg0, Reg1, CtState, CtZone, CtMark, RecircId,
     ];
 
     private static readonly Dictionary<string, FieldDef> s_byName = Build();

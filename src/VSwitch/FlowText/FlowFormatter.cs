@@ -112,7 +112,7 @@ public static class FlowFormatter
             arp ? Fields.ArpSpa : Fields.NwSrc, arp ? Fields.ArpTpa : Fields.NwDst, Fields.Ipv6Src, Fields.Ipv6Dst,
             arp ? Fields.ArpOp : Fields.NwProto, Fields.NwTos, Fields.NwTtl, Fields.NwFrag,
             icmp ? Fields.IcmpType : Fields.TpSrc, icmp ? Fields.IcmpCode : Fields.TpDst, Fields.TcpFlags,
-            Fields.Metadata, Fields.Reg0, Fields.Reg1, Fields.CtState, Fields.CtZone, Fields.CtMark])
+            Fields.RecircId, Fields.Metadata, Fields.Reg0, Fields.Reg1, Fields.CtState, Fields.CtZone, Fields.CtMark])
         {
             AppendField(sb, f, m, raw: true);
         }
@@ -162,7 +162,7 @@ public static class FlowFormatter
         }
 
         // ovs-ofctl's order: metadata, registers and ct_* fields, then the protocol, in_port, L2, L3, L4.
-        foreach (var f in (ReadOnlySpan<FieldDef>)[Fields.Metadata, Fields.Reg0, Fields.Reg1, Fields.CtState, Fields.CtZone, Fields.CtMark])
+        foreach (var f in (ReadOnlySpan<FieldDef>)[Fields.RecircId, Fields.Metadata, Fields.Reg0, Fields.Reg1, Fields.CtState, Fields.CtZone, Fields.CtMark])
         {
             if (Masked(f, m))
             {
@@ -561,6 +561,9 @@ public static class FlowFormatter
                     }
 
                     sb.Append(ic, $",{a.Table})");
+                    break;
+                case ActionKind.Recirc:
+                    sb.Append(ic, $"recirc({a.Value})");
                     break;
                 default:
                     sb.Append(ic, $"unknown_action_{(int)a.Kind}");

@@ -45,6 +45,10 @@ public sealed unsafe class FlowPmd : IDisposable
         GroupPkts = (nint*)NativeMemory.AlignedAlloc(Burst * (nuint)sizeof(nint), 64);
         GroupOffs = (HeaderOffsets*)NativeMemory.AlignedAlloc(Burst * (nuint)sizeof(HeaderOffsets), 64);
         Copies = (nint*)NativeMemory.AlignedAlloc(Burst * (nuint)sizeof(nint), 64);
+        RecircPkts = (nint*)NativeMemory.AlignedAlloc(Burst * (nuint)sizeof(nint), 64);
+        RecircWork = (nint*)NativeMemory.AlignedAlloc(Burst * (nuint)sizeof(nint), 64);
+        RecircIds = (byte*)NativeMemory.AlignedAlloc(Burst, 64);
+        RecircWorkIds = (byte*)NativeMemory.AlignedAlloc(Burst, 64);
         Current = shared.Current;
         shared.Learner.Register(Learns);
     }
@@ -95,6 +99,18 @@ public sealed unsafe class FlowPmd : IDisposable
     public readonly HeaderOffsets* GroupOffs;
     public readonly nint* Copies;
 
+    /// <summary>Most passes a packet makes through the caches (the first plus recirculations).</summary>
+    public const int MaxRecircDepth = 8;
+
+    /// <summary>Packets a recirc action queued for the next pass, their recirc ids, and how many.</summary>
+    public readonly nint* RecircPkts;
+    public readonly byte* RecircIds;
+    public int RecircCount;
+
+    /// <summary>The pass being run (a copy of the queue, so the pass can queue the next one).</summary>
+    public readonly nint* RecircWork;
+    public readonly byte* RecircWorkIds;
+
     public void Dispose()
     {
         Shared.Learner.Unregister(Learns);
@@ -113,6 +129,10 @@ public sealed unsafe class FlowPmd : IDisposable
         NativeMemory.AlignedFree(GroupPkts);
         NativeMemory.AlignedFree(GroupOffs);
         NativeMemory.AlignedFree(Copies);
+        NativeMemory.AlignedFree(RecircPkts);
+        NativeMemory.AlignedFree(RecircWork);
+        NativeMemory.AlignedFree(RecircIds);
+        NativeMemory.AlignedFree(RecircWorkIds);
         GC.SuppressFinalize(this);
     }
 }
@@ -166,11 +186,69 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
 
     public int Handle(PmdState state, in RxQueueRef rx, nint* mbufs, int n)
     {
+        ushort inPort = (ushort)(rx.DpPort + 1);
+        int whole = Process(state, mbufs, n, inPort, 0, allowWhole: true);
+        if (_f.RecircCount != 0)
+        {
+            Recirculate(state, inPort);
+        }
+
+        return whole;
+    }
+
+    /// <summary>
+    /// Runs the packets a recirc action queued back through the caches, pass after pass, with their
+    /// recirc_id in the key (packets of one id go together); a packet still recirculating after
+    /// <see cref="FlowPmd.MaxRecircDepth"/> passes is dropped and counted.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void Recirculate(PmdState state, ushort inPort)
+    {
+        FlowPmd f = _f;
+        PmdCounters* c = state.Counters;
+        for (int depth = 1; f.RecircCount != 0; depth++)
+        {
+            int n = f.RecircCount;
+            Buffer.MemoryCopy(f.RecircPkts, f.RecircWork, FlowPmd.Burst * sizeof(nint), n * sizeof(nint));
+            Buffer.MemoryCopy(f.RecircIds, f.RecircWorkIds, FlowPmd.Burst, n);
+            f.RecircCount = 0;
+            if (depth >= FlowPmd.MaxRecircDepth)
+            {
+                for (int i = 0; i < n; i++)
+                {
+                    state.Drop(f.RecircWork[i]);
+                }
+
+                c->RecircDrops += (ulong)n;
+                return;
+            }
+
+            c->Recirculations += (ulong)n;
+            for (int start = 0; start < n;)
+            {
+                int end = start + 1;
+                while (end < n && f.RecircWorkIds[end] == f.RecircWorkIds[start])
+                {
+                    end++;
+                }
+
+                Process(state, f.RecircWork + start, end - start, inPort, f.RecircWorkIds[start], allowWhole: false);
+                start = end;
+            }
+        }
+    }
+
+    /// <summary>
+    /// One pass of <paramref name="n"/> packets from <paramref name="inPort"/> (recirc_id <paramref name="recircId"/>)
+    /// through the caches and actions. With <paramref name="allowWhole"/>, a pass that is one group with
+    /// one output returns that output's slot instead of buffering (the loop sends the burst as is).
+    /// </summary>
+    private int Process(PmdState state, nint* mbufs, int n, ushort inPort, byte recircId, bool allowWhole)
+    {
         FlowPmd f = _f;
         PmdCounters* c = state.Counters;
         FlowKey* keys = f.Keys;
         int* entryOf = f.EntryOf;
-        ushort inPort = (ushort)(rx.DpPort + 1);
         long version = f.Current.Version;
         long macGen = f.MacGeneration;
         MegaflowCache mfc = f.Megaflows;
@@ -189,6 +267,8 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
                 entryOf[i] = Done;
                 continue;
             }
+
+            keys[i].W[11] |= (ulong)recircId << 24;
 
             // Bursts often carry runs of one flow: a key equal to the previous packet's takes its
             // verdict without hashing or a cache lookup (the previous verdict was checked current).
@@ -262,7 +342,7 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
 
         ulong now = _io.Now();
 
-        if (groups == 1 && gs[0] == n)
+        if (allowWhole && groups == 1 && gs[0] == n)
         {
             MegaflowEntry* me = mfc.Entry(ge[0]);
             if (me->OpCount == 1 && me->Program->Op == DpOp.Output)
@@ -607,6 +687,23 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
                         PacketEdit.SetPort(pkts[j], offs[j], op.Op == DpOp.SetTpDst, op.A, op.Flags);
                     }
 
+                    break;
+                case DpOp.Recirc:
+                    for (int j = 0; j < k; j++)
+                    {
+                        if (_f.RecircCount < FlowPmd.Burst)
+                        {
+                            _f.RecircPkts[_f.RecircCount] = pkts[j];
+                            _f.RecircIds[_f.RecircCount++] = (byte)op.A;
+                        }
+                        else
+                        {
+                            DropOne(state, pkts[j], 0);
+                        }
+                    }
+
+                    sent = true; // the packets now belong to the next pass
+                    k = 0;
                     break;
                 case DpOp.DecTtl:
                 {

@@ -14,7 +14,7 @@
 //   W5..W8  ipv6_src (hi, lo), ipv6_dst (hi, lo)
 //   W9  metadata:64
 //   W10 reg0:32 reg1:32
-//   W11 ct_state:8 ct_zone:16 reserved:8 ct_mark:32         (room for connection tracking)
+//   W11 ct_state:8 ct_zone:16 recirc_id:8 ct_mark:32        (recirc_id: set by the recirc action)
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
@@ -53,6 +53,7 @@ public unsafe struct FlowKey : IEquatable<FlowKey>
     public byte CtState { readonly get => (byte)W[11]; set => Set(11, 0, 8, value); }
     public ushort CtZone { readonly get => (ushort)(W[11] >> 8); set => Set(11, 8, 16, value); }
     public uint CtMark { readonly get => (uint)(W[11] >> 32); set => Set(11, 32, 32, value); }
+    public byte RecircId { readonly get => (byte)(W[11] >> 24); set => Set(11, 24, 8, value); }
 
     public const ulong Mac48 = 0xFFFF_FFFF_FFFFUL;
 

@@ -126,6 +126,13 @@ public enum ActionKind : byte
 
     /// <summary>Run table <see cref="FlowAction.Table"/> (with in_port <see cref="FlowAction.Port"/> when not -1) and come back.</summary>
     Resubmit,
+
+    /// <summary>
+    /// Send the packet, as the actions so far left it, back through the caches and tables from table 0
+    /// with recirc_id = <see cref="FlowAction.Value"/> (1-255): a fresh parse and lookup after rewrites.
+    /// Ends the rule's actions.
+    /// </summary>
+    Recirc,
 }
 
 /// <summary>One action of a rule (a small value; the meaning of each member depends on Kind).</summary>

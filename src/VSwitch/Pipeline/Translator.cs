@@ -33,6 +33,9 @@ public sealed class Translation
     public DpAction[] Ops = new DpAction[64];
     public int OpCount;
 
+    /// <summary>A recirc action ended the verdict: nothing after it runs in this pass.</summary>
+    public bool Stopped;
+
     /// <summary>More than MaxOps datapath actions: the verdict is a drop (counted).</summary>
     public bool Overflow;
 
@@ -98,6 +101,7 @@ public sealed class Translation
         Overflow = false;
         RuleCount = 0;
         UsesMac = false;
+        Stopped = false;
         LearnCount = 0;
         OuterTpid = TpidOfPacketOuter;
         InnerTpid = TpidOfPacketInner;
@@ -105,6 +109,11 @@ public sealed class Translation
 
     internal void Emit(in DpAction a)
     {
+        if (Stopped)
+        {
+            return;
+        }
+
         if (OpCount == Ops.Length)
         {
             if (OpCount == MaxOps)
@@ -132,6 +141,7 @@ public static class Translator
         t.Linear = linear;
         t.Wildcards.W[0] |= 0xFFFF; // in_port: every datapath flow is per input port
         t.Wildcards.W[3] |= (ulong)ParseFlags.Errors << 48; // malformed packets never share a verdict
+        t.Wildcards.W[11] |= 0xFFUL << 24; // recirc_id: a recirculated packet never takes a first pass's verdict
         int depth = 0;
         RunTable(v, 0, macs, now, t, ref depth);
         Finish(t);
@@ -166,7 +176,7 @@ public static class Translator
 
     private static unsafe void RunTable(FlowTables v, int tableId, MacTable macs, ulong now, Translation t, ref int depth)
     {
-        while (true)
+        while (!t.Stopped)
         {
             if (++depth > Translation.MaxDepth)
             {
@@ -209,6 +219,10 @@ public static class Translator
                 }
 
                 Apply(v, a, tableId, macs, now, t, ref depth);
+                if (t.Stopped)
+                {
+                    return;
+                }
             }
 
             if (gotoTable < 0)
@@ -287,6 +301,11 @@ public static class Translator
                 break;
             case ActionKind.WriteMetadata:
                 k.Metadata = (k.Metadata & ~a.Mask) | (a.Value & a.Mask);
+                break;
+            case ActionKind.Recirc:
+                t.Trace?.Add($"  recirc({a.Value}): the packet goes back through the caches and table 0 with recirc_id={a.Value}");
+                t.Emit(new DpAction(DpOp.Recirc, a: (ushort)a.Value));
+                t.Stopped = true;
                 break;
             case ActionKind.Resubmit:
             {

@@ -7,7 +7,7 @@ using System.Runtime.InteropServices;
 
 namespace VSwitch.Pmd;
 
-[StructLayout(LayoutKind.Explicit, Size = 256 + (GapBuckets * 8))]
+[StructLayout(LayoutKind.Explicit, Size = 320 + (GapBuckets * 8))]
 public unsafe struct PmdCounters
 {
     /// <summary>Gap histogram: 4 log-linear buckets per power of two of TSC cycles, up to 2^48.</summary>
@@ -86,8 +86,14 @@ public unsafe struct PmdCounters
     /// <summary>Pipeline: learn events dropped because the PMD's learn ring was full (the host is learned on a later packet).</summary>
     [FieldOffset(240)] public ulong LearnDrops;
 
+    /// <summary>Pipeline: packets sent back through the caches by a recirc action (each pass counts).</summary>
+    [FieldOffset(248)] public ulong Recirculations;
+
+    /// <summary>Pipeline: packets dropped because they recirculated more than FlowPmd.MaxRecircDepth times.</summary>
+    [FieldOffset(256)] public ulong RecircDrops;
+
     /// <summary>Rounds per gap length: bucket <see cref="GapBucket"/>(cycles); readers derive percentiles.</summary>
-    [FieldOffset(256)] public fixed ulong GapHistogram[GapBuckets];
+    [FieldOffset(320)] public fixed ulong GapHistogram[GapBuckets];
 
     /// <summary>The histogram bucket of a gap: 4 per octave (the value's top 3 bits), so a bucket spans at most 25 %.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
