@@ -28,6 +28,7 @@ public static class PmdCode
             typeof(Actions.PacketEdit), typeof(Actions.PuntRing), typeof(Caches.MegaflowCache), typeof(Caches.Emc),
             typeof(Packets.KeyExtractor), typeof(Packets.FlowKey), typeof(PipelineForwarder<TIo>), typeof(FlowPmd),
             typeof(PmdLoop<TIo, PipelineForwarder<TIo>>), typeof(Translation), typeof(TIo),
+            typeof(Actions.ActionExecutor<TIo>), typeof(LearnRing),
         ];
         foreach (var type in types)
         {

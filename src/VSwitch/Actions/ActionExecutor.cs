@@ -1,0 +1,226 @@
+// ActionExecutor.cs - runs a megaflow's compiled actions (DpAction list) on a group of packets.
+//
+// One switch per action, then a loop over the group's packets: no per-packet virtual calls. Every
+// step owns the group's mbufs explicitly: an action that drops a packet (TTL expiry, no headroom
+// for a tag) frees it and closes the gap, a non-final output sends copies, the final output (or a
+// recirc, which hands the packets to the PMD's next pass) takes the originals, and whatever no step
+// took is freed at the end. Later stages (a crypto queue, a conntrack ring) plug in here the same way.
+using System.Runtime.CompilerServices;
+using VSwitch.Caches;
+using VSwitch.Forwarding;
+using VSwitch.Interop;
+using VSwitch.Packets;
+using VSwitch.Pmd;
+using VSwitch.Ports;
+
+namespace VSwitch.Actions;
+
+/// <summary>The executor of one PMD (TIo for copies and frees).</summary>
+public readonly unsafe struct ActionExecutor<TIo>
+    where TIo : struct, IPacketIo
+{
+    private readonly FlowPmd _f;
+    private readonly TIo _io;
+
+    public ActionExecutor(FlowPmd f, TIo io)
+    {
+        _f = f;
+        _io = io;
+    }
+
+    /// <summary>
+    /// Runs a megaflow's actions on a group of packets (order kept). Every step owns the group's
+    /// mbufs: an action that drops a packet (TTL expiry, no headroom for a tag) frees it and closes
+    /// the gap (<see cref="Keep"/>), so the group never holds a hole a later copy or edit could touch;
+    /// a non-final output sends copies, the final output sends the originals, and whatever no output
+    /// took is freed at the end.
+    /// </summary>
+    public void Execute(PmdState state, MegaflowEntry* me, nint* pkts, HeaderOffsets* offs, int k, ushort inPort)
+    {
+        DpAction* ops = me->Program;
+        int count = me->OpCount;
+        bool sent = false;
+        for (int a = 0; a < count && k > 0; a++)
+        {
+            DpAction op = ops[a];
+            switch (op.Op)
+            {
+                case DpOp.Output:
+                    if ((op.Flags & DpAction.CloneFlag) != 0)
+                    {
+                        nint* copies = _f.Copies;
+                        _io.Copy(pkts, copies, (uint)k);
+                        for (int j = 0; j < k; j++)
+                        {
+                            if (copies[j] == 0)
+                            {
+                                state.Counters->ActionDrops++; // no mbuf for the copy
+                                continue;
+                            }
+
+                            Enqueue(state, op.A, copies[j]);
+                        }
+                    }
+                    else
+                    {
+                        for (int j = 0; j < k; j++)
+                        {
+                            Enqueue(state, op.A, pkts[j]);
+                        }
+
+                        sent = true;
+                        k = 0;
+                    }
+
+                    break;
+                case DpOp.Controller:
+                    for (int j = 0; j < k; j++)
+                    {
+                        if (_f.Punts.TryPut(pkts[j], inPort, op.A))
+                        {
+                            state.Counters->Punted++;
+                        }
+                        else
+                        {
+                            state.Counters->PuntDrops++;
+                        }
+                    }
+
+                    break;
+                case DpOp.SetEthDst:
+                    for (int j = 0; j < k; j++)
+                    {
+                        PacketEdit.WriteMac(Mbuf.Data(pkts[j]), op.C);
+                    }
+
+                    break;
+                case DpOp.SetEthSrc:
+                    for (int j = 0; j < k; j++)
+                    {
+                        PacketEdit.WriteMac(Mbuf.Data(pkts[j]) + 6, op.C);
+                    }
+
+                    break;
+                case DpOp.PushVlan:
+                {
+                    int w = 0;
+                    for (int j = 0; j < k; j++)
+                    {
+                        w = PacketEdit.PushVlan(pkts[j], ref offs[j], op.A, (ushort)op.B) ? Keep(pkts, offs, j, w) : DropOne(state, pkts[j], w);
+                    }
+
+                    k = w;
+                    break;
+                }
+
+                case DpOp.PopVlan:
+                    for (int j = 0; j < k; j++)
+                    {
+                        PacketEdit.PopVlan(pkts[j], ref offs[j]);
+                    }
+
+                    break;
+                case DpOp.SetVlanTci:
+                    for (int j = 0; j < k; j++)
+                    {
+                        PacketEdit.SetVlanTci(pkts[j], op.A, (ushort)op.B);
+                    }
+
+                    break;
+                case DpOp.SetIpv4Src:
+                case DpOp.SetIpv4Dst:
+                    for (int j = 0; j < k; j++)
+                    {
+                        PacketEdit.SetIpv4(pkts[j], offs[j], op.Op == DpOp.SetIpv4Dst, op.B, op.Flags);
+                    }
+
+                    break;
+                case DpOp.SetIpv6Src:
+                case DpOp.SetIpv6Dst:
+                    for (int j = 0; j < k; j++)
+                    {
+                        PacketEdit.SetIpv6(pkts[j], offs[j], op.Op == DpOp.SetIpv6Dst, op.C, ops[a + 1].C, op.Flags);
+                    }
+
+                    a++; // the Ext slot
+                    break;
+                case DpOp.SetTpSrc:
+                case DpOp.SetTpDst:
+                    for (int j = 0; j < k; j++)
+                    {
+                        PacketEdit.SetPort(pkts[j], offs[j], op.Op == DpOp.SetTpDst, op.A, op.Flags);
+                    }
+
+                    break;
+                case DpOp.Recirc:
+                    for (int j = 0; j < k; j++)
+                    {
+                        if (_f.RecircCount < FlowPmd.Burst)
+                        {
+                            _f.RecircPkts[_f.RecircCount] = pkts[j];
+                            _f.RecircIds[_f.RecircCount++] = (byte)op.A;
+                        }
+                        else
+                        {
+                            DropOne(state, pkts[j], 0);
+                        }
+                    }
+
+                    sent = true; // the packets now belong to the next pass
+                    k = 0;
+                    break;
+                case DpOp.DecTtl:
+                {
+                    int w = 0;
+                    for (int j = 0; j < k; j++)
+                    {
+                        w = PacketEdit.DecTtl(pkts[j], offs[j], op.Flags == 2) ? Keep(pkts, offs, j, w) : DropOne(state, pkts[j], w);
+                    }
+
+                    k = w;
+                    break;
+                }
+            }
+        }
+
+        if (!sent)
+        {
+            for (int j = 0; j < k; j++)
+            {
+                state.Drop(pkts[j]);
+            }
+        }
+    }
+
+    /// <summary>Moves packet <paramref name="j"/> to position <paramref name="w"/> of the group; returns the next free position.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int Keep(nint* pkts, HeaderOffsets* offs, int j, int w)
+    {
+        pkts[w] = pkts[j];
+        offs[w] = offs[j];
+        return w + 1;
+    }
+
+    /// <summary>Frees a packet an action dropped and counts it; the group's next free position stays <paramref name="w"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int DropOne(PmdState state, nint m, int w)
+    {
+        state.Counters->ActionDrops++;
+        state.Drop(m);
+        return w;
+    }
+
+    /// <summary>Appends to a tx buffer; a buffer already full (many copies to one port) drops and counts.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Enqueue(PmdState state, int slot, nint m)
+    {
+        if (state.Tx[slot].Count >= PmdState.TxCapacity)
+        {
+            state.Counters->TxDrops++;
+            _io.Free(&m, 1);
+            return;
+        }
+
+        state.Enqueue(slot, m);
+    }
+}
