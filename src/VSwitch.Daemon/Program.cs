@@ -188,7 +188,7 @@ foreach (var (p, t) in fin.Pmds.Zip(dp.Pmds))
     double cpp = p.RxPackets > 0 ? (double)p.BusyCycles / p.RxPackets : 0;
     double busyPct = p.BusyCycles + p.IdleCycles > 0 ? 100.0 * p.BusyCycles / (p.BusyCycles + p.IdleCycles) : 0;
     string pipe = dp.Flows == null ? "" : string.Create(inv,
-        $" emc_hits={p.Raw.EmcHits} megaflow_hits={p.Raw.MegaflowHits} upcalls={p.Raw.Upcalls} malformed={p.Raw.Malformed} revalidations={p.Raw.Revalidations} megaflows={p.Megaflows} action_drops={p.Raw.ActionDrops} translation_errors={p.Raw.TranslationErrors} recirculations={p.Raw.Recirculations} recirc_drops={p.Raw.RecircDrops} punted={p.Raw.Punted}");
+        $" emc_hits={p.Raw.EmcHits} megaflow_hits={p.Raw.MegaflowHits} upcalls={p.Raw.Upcalls} malformed={p.Raw.Malformed} revalidations={p.Raw.Revalidations} megaflows={p.Megaflows} action_drops={p.Raw.ActionDrops} translation_errors={p.Raw.TranslationErrors} recirculations={p.Raw.Recirculations} recirc_drops={p.Raw.RecircDrops} clones={p.Raw.Clones} no_output_drops={p.Raw.NoOutputDrops} copy_failures={p.Raw.CopyFailures} learn_drops={p.Raw.LearnDrops} punted={p.Raw.Punted}");
     Console.WriteLine(string.Create(inv,
         $"final: pmd {p.Index} core={p.Core} rx={p.RxPackets} tx={p.TxPackets} tx_drops={p.TxDrops} fwd_drops={p.FwdDrops} busy={busyPct:F1}% cycles_per_pkt={cpp:F1} slept_ms={p.SleptMicros / 1000} alloc_bytes={t.AllocatedBytesDuringRun}"
         + $" gap_max_us={p.Raw.GapMaxCycles / tscMhz:F1} gap_p999_us={PmdCounters.GapQuantile(p.Raw, default, 0.999) / tscMhz:F1}") + pipe);

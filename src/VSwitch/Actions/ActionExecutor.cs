@@ -54,10 +54,11 @@ public readonly unsafe struct ActionExecutor<TIo>
                         {
                             if (copies[j] == 0)
                             {
-                                state.Counters->ActionDrops++; // no mbuf for the copy
+                                state.Counters->CopyFailures++; // no mbuf for the copy
                                 continue;
                             }
 
+                            state.Counters->Clones++;
                             Enqueue(state, op.A, copies[j]);
                         }
                     }
@@ -185,6 +186,7 @@ public readonly unsafe struct ActionExecutor<TIo>
 
         if (!sent)
         {
+            state.Counters->NoOutputDrops += (ulong)k;
             for (int j = 0; j < k; j++)
             {
                 state.Drop(pkts[j]);

@@ -211,6 +211,9 @@ public sealed class Commands(SwitchDatapath dp)
                 o["learn_drops"] = c.LearnDrops - b.LearnDrops;
                 o["recirculations"] = c.Recirculations - b.Recirculations;
                 o["recirc_drops"] = c.RecircDrops - b.RecircDrops;
+                o["clones"] = c.Clones - b.Clones;
+                o["no_output_drops"] = c.NoOutputDrops - b.NoOutputDrops;
+                o["copy_failures"] = c.CopyFailures - b.CopyFailures;
                 o["megaflows"] = p.Megaflows;
                 ulong up = c.Upcalls - b.Upcalls;
                 o["cycles_per_upcall"] = up > 0 ? Math.Round((double)(c.UpcallCycles - b.UpcallCycles) / up, 0) : 0;

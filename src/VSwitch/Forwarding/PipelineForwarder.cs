@@ -450,10 +450,6 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
                 continue;
             }
 
-            if (t.Overflow)
-            {
-                c->ActionDrops++;
-            }
 
             PostLearns(state, t, t0);
             e = mfc.Install(key, t, version, t.UsesMac ? gen : -1, t0);

@@ -67,7 +67,7 @@ public unsafe struct PmdCounters
     /// <summary>Pipeline: punts dropped because the ring was full.</summary>
     [FieldOffset(200)] public ulong PuntDrops;
 
-    /// <summary>Pipeline: packets dropped by actions (TTL expiry, no headroom for a tag, too many actions, no mbuf for a copy).</summary>
+    /// <summary>Pipeline: packets dropped by actions (TTL expiry, no headroom for a tag, a full recirculation queue).</summary>
     [FieldOffset(208)] public ulong ActionDrops;
 
     /// <summary>Pipeline: TSC cycles spent in upcalls.</summary>
@@ -91,6 +91,16 @@ public unsafe struct PmdCounters
 
     /// <summary>Pipeline: packets dropped because they recirculated more than FlowPmd.MaxRecircDepth times.</summary>
     [FieldOffset(256)] public ulong RecircDrops;
+
+    /// <summary>Pipeline: copies made for non-final outputs (each then sent or counted in tx_drops).
+    /// Every received mbuf and every copy is accounted for: rx + clones = tx + tx_drops + fwd_drops.</summary>
+    [FieldOffset(264)] public ulong Clones;
+
+    /// <summary>Pipeline: packets whose verdict sent them nowhere (drop rules, table misses, outputs that all skipped).</summary>
+    [FieldOffset(272)] public ulong NoOutputDrops;
+
+    /// <summary>Pipeline: copies that could not be made (mempool empty); the output did not get that packet.</summary>
+    [FieldOffset(280)] public ulong CopyFailures;
 
     /// <summary>Rounds per gap length: bucket <see cref="GapBucket"/>(cycles); readers derive percentiles.</summary>
     [FieldOffset(320)] public fixed ulong GapHistogram[GapBuckets];
