@@ -188,6 +188,7 @@ internal static class Options
         {
             var d = SwitchConfig.EmbeddedDefault();
             c.Ports.AddRange(d.Ports);
+            c.PortsAreEmbeddedDefault = true;
         }
 
         return c;

@@ -299,6 +299,60 @@ public sealed class StateStoreDpdkTests : IDisposable
         Assert.Equal(1, bad.ExitCode);
         Assert.Contains("is corrupt (invalid JSON", bad.Stderr, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void A_restart_from_the_store_alone_after_port_changes_brings_back_exactly_the_stored_ports()
+    {
+        // Without --port the embedded default (null0=net_null0, null1=net_null1) used to be added
+        // next to the stored ports, so the stored b=net_null1 probed the default's live device,
+        // failed to reconfigure it, and removed it while a PMD polled it.
+        string[] common = ["--mode", "pipeline", "--stats-interval", "0", "--control", P("ctl.sock"), "--state", P("S")];
+        using (var sw = new RunningSwitch([.. common, "--port", "a=net_null0,no-rx=1", "--port", "b=net_null1,no-rx=1"]))
+        {
+            sw.WaitFor("port b link up");
+            Assert.Equal(0, Ctl("del-port", "a").Exit);
+            var add = Ctl("add-port", "d", "net_null3,no-rx=1");
+            Assert.True(add.Exit == 0, add.Err);
+            var r = sw.Stop("TERM");
+            Assert.True(r.ExitCode == 0, r.ToString());
+        }
+
+        using (var sw = new RunningSwitch(common))
+        {
+            sw.WaitFor("vswitchd: forwarding");
+            var names = JsonNode.Parse(Ctl("--json", "show").Out)!["ports"]!.AsArray().Select(p => (string)p!["name"]!).Order().ToList();
+            Assert.Equal(["b", "d"], names);
+            var r = sw.Stop("TERM");
+            Assert.True(r.ExitCode == 0, r.ToString());
+            Assert.DoesNotContain("not ready port", r.Stderr, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public void Adding_a_port_on_a_device_another_port_uses_is_refused_and_leaves_that_port_running()
+    {
+        using var sw = new RunningSwitch(["--mode", "pipeline", "--stats-interval", "0", "--control", P("ctl.sock"),
+            "--port", "a=net_null0,no-rx=1", "--port", "b=net_null1,size=64"]);
+        sw.WaitFor("port b link up");
+        var before = Ctl("--json", "show").Out;
+        var add = Ctl("add-port", "z", "net_null1,no-rx=1");
+        Assert.Equal(1, add.Exit);
+        Assert.Contains("device 'net_null1' is already in use by port 'b'", add.Err, StringComparison.Ordinal);
+        Assert.Equal(before, Ctl("--json", "show").Out);
+        ulong Rx() => JsonNode.Parse(Ctl("--json", "dump-ports").Out)!["ports"]!.AsArray().Single(p => (string)p!["name"]! == "b")!["rx_packets"]!.GetValue<ulong>();
+        ulong rx0 = Rx();
+        Thread.Sleep(200);
+        Assert.True(Rx() > rx0, "port b still receives");
+        var r = sw.Stop();
+        Assert.True(r.ExitCode == 0, r.ToString());
+        Assert.DoesNotContain("not ready port", r.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("Invalid port_id", r.Stderr, StringComparison.Ordinal);
+
+        // Two configured ports on one device are refused before anything starts.
+        var dup = Vswitchd.Run(["--stats-interval", "0", "--control", "none", "--duration", "1", "--port", "x=net_null4", "--port", "y=net_null4,size=64"]);
+        Assert.Equal(1, dup.ExitCode);
+        Assert.Contains("ports 'x' and 'y' both use device 'net_null4'", dup.Stderr, StringComparison.Ordinal);
+    }
 }
 
 [Collection("dpdk")]

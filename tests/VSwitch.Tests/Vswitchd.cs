@@ -115,10 +115,10 @@ internal sealed class RunningSwitch : IDisposable
         }
     }
 
-    /// <summary>SIGINT, wait, and return the whole run.</summary>
-    public RunResult Stop()
+    /// <summary>SIGINT (or <paramref name="signal"/>), wait, and return the whole run.</summary>
+    public RunResult Stop(string signal = "INT")
     {
-        Vswitchd.Signal(_p, "INT");
+        Vswitchd.Signal(_p, signal);
         bool done = _p.WaitForExit(30_000);
         if (!done)
         {

@@ -37,6 +37,22 @@ public sealed class PortConfig
         _ => "none",
     };
 
+    /// <summary>The DPDK device a devargs string names (before the first comma; PCI addresses with their domain, lower case).</summary>
+    public static string DeviceName(string devArgs)
+    {
+        var name = devArgs.Split(',')[0].Trim();
+        if (Ports.DpdkPort.IsPciDevArgs(name))
+        {
+            name = name.ToLowerInvariant();
+            return name.Length == 7 ? "0000:" + name : name;
+        }
+
+        return name;
+    }
+
+    /// <summary>Whether two devargs strings name the same DPDK device.</summary>
+    public static bool SameDevice(string a, string b) => string.Equals(DeviceName(a), DeviceName(b), StringComparison.Ordinal);
+
     /// <summary>Parses "access:TAG" or "trunk:V1,V2,..." (or "none").</summary>
     public void SetVlan(string spec, string where)
     {
@@ -129,6 +145,9 @@ public sealed class SwitchConfig
 
     /// <summary>Pipeline mode: where ports and flow tables are kept across restarts (null: not kept).</summary>
     public string? StateFile { get; set; }
+
+    /// <summary>True when <see cref="Ports"/> holds only the embedded default (no port was configured); a state file's ports replace them.</summary>
+    public bool PortsAreEmbeddedDefault { get; set; }
 
     /// <summary>The embedded default: l2fwd between two net_null ports, no NIC needed.</summary>
     public static SwitchConfig EmbeddedDefault()
@@ -369,6 +388,17 @@ public sealed class SwitchConfig
             if (!names.Add(p.Name))
             {
                 throw new VSwitchException($"port '{p.Name}' is defined twice");
+            }
+        }
+
+        for (int i = 0; i < Ports.Count; i++)
+        {
+            for (int j = 0; j < i; j++)
+            {
+                if (PortConfig.SameDevice(Ports[i].DevArgs, Ports[j].DevArgs))
+                {
+                    throw new VSwitchException($"ports '{Ports[j].Name}' and '{Ports[i].Name}' both use device '{PortConfig.DeviceName(Ports[i].DevArgs)}'; a device can back one port only");
+                }
             }
         }
 

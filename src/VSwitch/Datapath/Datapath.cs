@@ -106,8 +106,21 @@ public sealed unsafe class SwitchDatapath : IDisposable
             stored = StateStore.Load(stateFile); // a corrupt store stops us here, before anything starts
             if (stored != null)
             {
+                if (_config.PortsAreEmbeddedDefault && stored.Ports.Count > 0)
+                {
+                    // The embedded default stands in for "no ports given"; the store gives ports, so
+                    // it must not add its own devices next to them (the same net_nullN twice).
+                    _config.Ports.Clear();
+                    _config.PortsAreEmbeddedDefault = false;
+                }
+
                 foreach (var pc in stored.Ports.Where(sp => _config.Ports.All(cp => cp.Name != sp.Name)))
                 {
+                    if (_config.Ports.FirstOrDefault(cp => PortConfig.SameDevice(cp.DevArgs, pc.DevArgs)) is PortConfig clash)
+                    {
+                        throw new VSwitchException($"state file {stateFile}: port '{pc.Name}' ({pc.DevArgs}) uses device '{PortConfig.DeviceName(pc.DevArgs)}', which the configuration gives to port '{clash.Name}'; rename or remove one of them");
+                    }
+
                     _config.Ports.Add(pc);
                 }
             }
@@ -348,6 +361,11 @@ public sealed unsafe class SwitchDatapath : IDisposable
             throw new VSwitchException($"port '{pc.Name}' already exists");
         }
 
+        if (Ports.FirstOrDefault(p => PortConfig.SameDevice(p.DevArgs, pc.DevArgs)) is DpdkPort owner)
+        {
+            throw new VSwitchException($"port '{pc.Name}': device '{PortConfig.DeviceName(pc.DevArgs)}' is already in use by port '{owner.Name}'");
+        }
+
         int slot = Array.IndexOf(_slots, null);
         if (slot < 0)
         {
@@ -371,19 +389,26 @@ public sealed unsafe class SwitchDatapath : IDisposable
 
         DpdkPort Create()
         {
+            // The probe refuses a device that is already a port, so the port removed on failure
+            // is always the one just probed, never one a PMD polls. The slot (what PMD plans are
+            // built from) is taken only once the port is configured and started.
             var port = DpdkPort.Probe(pc.Name, pc.DevArgs);
-            _slots[slot] = port;
+            if (Ports.FirstOrDefault(p => p.PortId == port.PortId) is DpdkPort other)
+            {
+                throw new VSwitchException($"port '{pc.Name}': device '{pc.DevArgs}' resolved to DPDK port {port.PortId}, which is port '{other.Name}'");
+            }
+
             try
             {
                 port.ConfigureAndStart(pc.RxQueues, pmdCount, pc.RxDescriptors, pc.TxDescriptors, _pool!);
             }
             catch (VSwitchException)
             {
-                _slots[slot] = null;
                 port.Remove();
                 throw;
             }
 
+            _slots[slot] = port;
             return port;
         }
 
