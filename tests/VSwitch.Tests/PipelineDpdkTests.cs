@@ -399,9 +399,9 @@ public sealed class FlowUpdateDpdkTests : IDisposable
         Thread.Sleep(500);
         var before = Counters();
         Assert.Equal(0UL, before.Fwd);
-        var rep = Request("replace-flows", new JsonObject { ["file"] = P("v2.txt") });
-        Assert.True((bool)rep["ok"]!, rep.ToJsonString());
-        Assert.Equal(157, rep["result"]!["changed"]!.GetValue<int>()); // the rules with i % 64 == 5 below 10 000
+        var rep = ControlClient.Vswitchctl(P("ctl.sock"), "--json", "replace-flows", P("v2.txt"));
+        Assert.True(rep.Exit == 0, rep.Err);
+        Assert.Equal(157, JsonNode.Parse(rep.Out)!["changed"]!.GetValue<int>()); // the rules with i % 64 == 5 below 10 000
         Thread.Sleep(500);
         var after = Counters();
         var r = sw.Stop();
@@ -475,5 +475,93 @@ public sealed class FlowUpdateDpdkTests : IDisposable
         Assert.True(refused > 50, $"only {refused} of 300 mutated commands were refused");
         var r = sw.Stop();
         Assert.True(r.ExitCode == 0, r.ToString());
+    }
+}
+
+[Collection("dpdk")]
+[Trait("Category", "Dpdk")]
+public sealed class FlowFileDpdkTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("vsw-flowfile-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private string P(string name) => Path.Combine(_dir, name);
+
+    private RunningSwitch Start()
+    {
+        var sw = new RunningSwitch(["--mode", "pipeline", "--stats-interval", "0", "--control", P("ctl.sock"),
+            "--port", "a=net_null0,no-rx=1", "--port", "b=net_null1,no-rx=1"]);
+        sw.WaitFor("port b link up");
+        return sw;
+    }
+
+    private JsonObject Show() => JsonNode.Parse(ControlClient.Vswitchctl(P("ctl.sock"), "--json", "show").Out)!.AsObject();
+
+    [Fact]
+    public void The_switch_opens_no_file_a_client_names_and_quotes_none_back()
+    {
+        File.WriteAllText(P("secret"), "root:SECRET-HASH-1234:19000:0:99999:7:::\n");
+        using var sw = Start();
+        foreach (var cmd in new[] { "add-flows", "replace-flows", "add-flow", "del-flows", "mod-flows", "show" })
+        {
+            var resp = ControlClient.Request(P("ctl.sock"), cmd, new JsonObject { ["file"] = P("secret") });
+            Assert.False((bool)resp["ok"]!, $"{cmd}: {resp.ToJsonString()}");
+            var error = (string)resp["error"]!;
+            Assert.Contains("argument \"file\" is refused", error, StringComparison.Ordinal);
+            Assert.DoesNotContain("SECRET", error, StringComparison.Ordinal);
+        }
+
+        // vswitchctl reads the file itself, so the error names the client's file and line.
+        var ctl = ControlClient.Vswitchctl(P("ctl.sock"), "add-flows", P("secret"));
+        Assert.Equal(1, ctl.Exit);
+        Assert.Contains($"{P("secret")}: line 1, column", ctl.Err, StringComparison.Ordinal);
+        Assert.Equal(0, Show()["rules"]!.GetValue<int>());
+        Assert.Equal(0, sw.Stop().ExitCode);
+    }
+
+    private static string Rules(int n, int port, int from = 0)
+    {
+        var sb = new System.Text.StringBuilder();
+        for (int i = from; i < from + n; i++)
+        {
+            sb.Append(CultureInfo.InvariantCulture, $"table=0,priority=100,udp,nw_dst=10.{(i >> 16) & 0xFF}.{(i >> 8) & 0xFF}.{i & 0xFF},tp_dst={i % 50000},actions=output:{port}\n");
+        }
+
+        return sb.ToString();
+    }
+
+    [Fact]
+    public void Two_hundred_thousand_rules_load_in_chunks_and_a_bad_line_deep_in_a_replace_changes_nothing()
+    {
+        File.WriteAllText(P("big.txt"), "# 200 000 rules\n" + Rules(200_000, 2));
+        using var sw = Start();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var add = ControlClient.Vswitchctl(P("ctl.sock"), "--json", "add-flows", P("big.txt"));
+        double seconds = clock.Elapsed.TotalSeconds;
+        Assert.True(add.Exit == 0, add.Err);
+        Assert.Equal(200_000, JsonNode.Parse(add.Out)!["rules"]!.GetValue<int>());
+        Assert.True(seconds < 20, $"200 000 rules took {seconds:F1} s");
+        long version = Show()["flow_version"]!.GetValue<long>();
+
+        // replace-flows from stdin: a bad rule on file line 150 002 refuses the whole replace.
+        var lines = Rules(200_000, 1).Split('\n').ToList();
+        lines[150_001] = "table=0,priority=100,udp,nw_dst=10.2.73.300,actions=output:1";
+        var bad = ControlClient.VswitchctlWithStdin(P("ctl.sock"), string.Join('\n', lines), "replace-flows", "-");
+        Assert.Equal(1, bad.Exit);
+        Assert.Contains("stdin: line 150002, column", bad.Err, StringComparison.Ordinal);
+        var show = Show();
+        Assert.Equal(200_000, show["rules"]!.GetValue<int>());
+        Assert.Equal(version, show["flow_version"]!.GetValue<long>());
+        Assert.Equal("output:2", (string)JsonNode.Parse(ControlClient.Vswitchctl(P("ctl.sock"), "--json", "trace", "in_port=1,udp,nw_dst=10.0.0.7,tp_dst=7").Out)!["datapath_actions"]!);
+
+        // The good replace applies in one version.
+        File.WriteAllText(P("small.txt"), Rules(1000, 1, from: 5));
+        var rep = ControlClient.Vswitchctl(P("ctl.sock"), "--json", "replace-flows", P("small.txt"));
+        Assert.True(rep.Exit == 0, rep.Err);
+        var r = JsonNode.Parse(rep.Out)!;
+        Assert.Equal(1000, r["rules"]!.GetValue<int>());
+        Assert.Equal(version + 1, r["version"]!.GetValue<long>());
+        Assert.Equal(0, sw.Stop().ExitCode);
     }
 }

@@ -149,9 +149,12 @@ public sealed class DpdkCollection;
 internal static class ControlClient
 {
     /// <summary>Runs vswitchctl against <paramref name="socket"/>; returns its exit code and output.</summary>
-    public static (int Exit, string Out, string Err) Vswitchctl(string socket, params string[] args)
+    public static (int Exit, string Out, string Err) Vswitchctl(string socket, params string[] args) => VswitchctlWithStdin(socket, null, args);
+
+    /// <summary>As <see cref="Vswitchctl(string, string[])"/> with <paramref name="stdin"/> as its standard input.</summary>
+    public static (int Exit, string Out, string Err) VswitchctlWithStdin(string socket, string? stdin, params string[] args)
     {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = stdin != null, UseShellExecute = false };
         psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "vswitchctl.dll"));
         psi.ArgumentList.Add("--socket");
         psi.ArgumentList.Add(socket);
@@ -163,6 +166,19 @@ internal static class ControlClient
         using var p = Process.Start(psi)!;
         var o = p.StandardOutput.ReadToEndAsync();
         var e = p.StandardError.ReadToEndAsync();
+        if (stdin != null)
+        {
+            try
+            {
+                p.StandardInput.Write(stdin);
+                p.StandardInput.Close();
+            }
+            catch (IOException)
+            {
+                // vswitchctl stopped reading (a refused chunk ends the transfer)
+            }
+        }
+
         Xunit.Assert.True(p.WaitForExit(60_000), "vswitchctl hung");
         return (p.ExitCode, o.Result, e.Result);
     }
