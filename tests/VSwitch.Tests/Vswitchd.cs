@@ -87,9 +87,9 @@ internal sealed class RunningSwitch : IDisposable
     private readonly StringBuilder _out = new();
     private readonly StringBuilder _err = new();
 
-    public RunningSwitch(IEnumerable<string> args)
+    public RunningSwitch(IEnumerable<string> args, Dictionary<string, string>? env = null)
     {
-        _p = Vswitchd.Start(args);
+        _p = Vswitchd.Start(args, env);
         _p.OutputDataReceived += (_, e) => { if (e.Data != null) { lock (_out) { _out.AppendLine(e.Data); } } };
         _p.ErrorDataReceived += (_, e) => { if (e.Data != null) { lock (_err) { _err.AppendLine(e.Data); } } };
         _p.BeginOutputReadLine();

@@ -501,9 +501,29 @@ public sealed unsafe class SwitchDatapath : IDisposable
             {
                 PublishPlans();
             }
-            catch (VSwitchException)
+            catch (VSwitchException e)
             {
-                RemoveSlot(DpPortOf(port));
+                // Some PMDs may poll the port already: take it out of their plans again, and stop it
+                // only once every PMD acknowledged that; otherwise it stays (started) in the switch.
+                int slot = DpPortOf(port);
+                _slots[slot] = null;
+                try
+                {
+                    PublishPlans();
+                }
+                catch (VSwitchException)
+                {
+                    _slots[slot] = port;
+                    throw new VSwitchException($"port '{pc.Name}': {e.Message}; the port stays added (a PMD may be using it)");
+                }
+
+                _portConfigs[slot] = null;
+                foreach (var key in _rxqCore.Keys.Where(k => k.Port == pc.Name).ToList())
+                {
+                    _rxqCore.Remove(key);
+                }
+
+                port.Remove();
                 throw;
             }
 
@@ -542,45 +562,96 @@ public sealed unsafe class SwitchDatapath : IDisposable
         }
     }
 
-    /// <summary>Removes a port while traffic flows on the others: unroute, PMDs let go, then stop and detach.</summary>
+    /// <summary>
+    /// Removes a port while traffic flows on the others: unroute, every PMD lets go (acknowledged),
+    /// then stop and detach. If a PMD does not acknowledge in time the port is put back as it was,
+    /// still started (a PMD may yet use it), and the removal is refused with the reason.
+    /// </summary>
     public void RemovePort(string name)
     {
         lock (_control)
         {
             int slot = SlotOf(name);
+            var port = _slots[slot]!;
+            var pc = _portConfigs[slot];
             int peer = _l2fwd!.OutPort[slot];
+            bool mutual = peer >= 0 && _l2fwd.OutPort[peer] == slot;
             _l2fwd.SetRoute(slot, -1);
-            if (peer >= 0 && _l2fwd.OutPort[peer] == slot)
+            if (mutual)
             {
                 _l2fwd.SetRoute(peer, -1);
+            }
+
+            void Restore(string why)
+            {
+                _slots[slot] = port;
+                _portConfigs[slot] = pc;
+                string pending = "";
+                try
+                {
+                    PublishPlans(); // the newest plan wins: a late PMD takes this one, with the port
+                }
+                catch (VSwitchException)
+                {
+                    pending = " (its PMD will take the port back when it next runs a round)";
+                }
+
+                if (peer >= 0)
+                {
+                    _l2fwd.SetRoute(slot, peer);
+                    if (mutual)
+                    {
+                        _l2fwd.SetRoute(peer, slot);
+                    }
+                }
+
+                try
+                {
+                    _flows?.SetPorts(PipelinePorts());
+                }
+                catch (VSwitchException)
+                {
+                    // published; the late PMD takes the newest tables when it next runs a round
+                }
+
+                throw new VSwitchException($"port '{name}' was not removed: {why}; it is kept, still started and in the switch{pending}");
             }
 
             if (_flows != null)
             {
                 // No verdict may send to the port once its tx queue goes away: publish the port set
-                // without it and wait for every PMD, then forget what was learned on it.
-                _flows.SetPorts(PipelinePorts(exceptSlot: slot));
-                _flows!.Shared.Macs.Flush(slot + 1);
+                // without it and wait for every PMD.
+                try
+                {
+                    _flows.SetPorts(PipelinePorts(exceptSlot: slot));
+                }
+                catch (VSwitchException e)
+                {
+                    Restore(e.Message);
+                }
             }
 
-            var port = _slots[slot]!;
             _slots[slot] = null;
             _portConfigs[slot] = null;
             try
             {
                 PublishPlans();
             }
-            finally
+            catch (VSwitchException e)
             {
-                foreach (var key in _rxqCore.Keys.Where(k => k.Port == name).ToList())
-                {
-                    _rxqCore.Remove(key);
-                }
-
-                port.DrainRx();
-                port.Remove();
-                RequestStateSave();
+                Restore(e.Message);
             }
+
+            // Every PMD acknowledged: none polls the port or holds a packet for it.
+            _flows?.Shared.Macs.Flush(slot + 1);
+            foreach (var key in _rxqCore.Keys.Where(k => k.Port == name).ToList())
+            {
+                _rxqCore.Remove(key);
+            }
+
+            port.DrainRx();
+            port.Remove();
+            RequestStateSave();
         }
     }
 
