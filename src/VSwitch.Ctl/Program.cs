@@ -9,9 +9,10 @@ using System.Text.Json.Nodes;
 const string usage = """
     usage: vswitchctl [--socket PATH] [--json] COMMAND [ARGS]
       show                                   ports, their links, and PMD threads
-      add-port NAME DEVARGS [--rxq N] [--pair PEER] [--vlan SPEC]
+      add-port NAME DEVARGS [--rxq N] [--pair PEER] [--vlan SPEC] [--ofport N]
                                              add a port while traffic runs (l2fwd: pair it with PEER;
-                                             pipeline: VLAN mode none, access:TAG or trunk[:V1,V2])
+                                             pipeline: VLAN mode none, access:TAG or trunk[:V1,V2];
+                                             OpenFlow number N, default: the next never used)
       set-port NAME vlan=SPEC                change a port's VLAN mode while traffic runs
       set-table-miss TABLE drop|controller|continue
                                              what a table does with a packet no rule matches
@@ -92,6 +93,10 @@ try
                         break;
                     case "--vlan" when i + 1 < rest.Count:
                         cmdArgs["vlan"] = rest[++i];
+                        break;
+                    case "--ofport" when i + 1 < rest.Count && int.TryParse(rest[i + 1], NumberStyles.Integer, CultureInfo.InvariantCulture, out int of):
+                        cmdArgs["ofport"] = of;
+                        i++;
                         break;
                     default:
                         throw new ArgumentException($"add-port: unexpected '{rest[i]}'");

@@ -328,6 +328,67 @@ public sealed class StateStoreDpdkTests : IDisposable
         }
     }
 
+    private string Trace(string packet) => (string)JsonNode.Parse(Ctl("--json", "trace", packet).Out)!["datapath_actions"]!;
+
+    private Dictionary<string, int> OfPorts() =>
+        JsonNode.Parse(Ctl("--json", "dump-ports").Out)!["ports"]!.AsArray().ToDictionary(p => (string)p!["name"]!, p => p!["ofport"]!.GetValue<int>());
+
+    [Fact]
+    public void OpenFlow_port_numbers_are_never_reused_can_be_requested_and_survive_a_restart()
+    {
+        string[] common = ["--mode", "pipeline", "--stats-interval", "0", "--control", P("ctl.sock"), "--state", P("S")];
+        using (var sw = new RunningSwitch([.. common, "--port", "a=net_null0,no-rx=1", "--port", "b=net_null1,no-rx=1", "--port", "c=net_null2,no-rx=1"]))
+        {
+            sw.WaitFor("port c link up");
+            Assert.Equal(new Dictionary<string, int> { ["a"] = 1, ["b"] = 2, ["c"] = 3 }, OfPorts());
+            Assert.Equal(0, Ctl("add-flow", "table=0,priority=5,udp,actions=output:2").Exit);
+            Assert.Equal(0, Ctl("add-flow", "table=0,priority=6,tcp,actions=output:3").Exit);
+
+            // b goes; a new port must not inherit b's number (and so the rule that names it).
+            Assert.Equal(0, Ctl("del-port", "b").Exit);
+            Assert.Equal(0, Ctl("add-port", "d", "net_null3,no-rx=1").Exit);
+            Assert.Equal(4, OfPorts()["d"]);
+            Assert.Equal("drop", Trace("in_port=1,udp"));
+
+            // Requested numbers: a free one is granted, a taken or out-of-range one refused.
+            var e = Ctl("--json", "add-port", "e", "net_null4,no-rx=1", "--ofport", "2");
+            Assert.True(e.Exit == 0, e.Err);
+            Assert.Equal(2, JsonNode.Parse(e.Out)!["ofport"]!.GetValue<int>());
+            Assert.Equal("output:2", Trace("in_port=1,udp"));
+            var taken = Ctl("add-port", "f", "net_null5,no-rx=1", "--ofport", "4");
+            Assert.Equal(1, taken.Exit);
+            Assert.Contains("OpenFlow port 4 is taken by port 'd'", taken.Err, StringComparison.Ordinal);
+            var range = Ctl("add-port", "f", "net_null5,no-rx=1", "--ofport", "70000");
+            Assert.Equal(1, range.Exit);
+            Assert.Contains("\"ofport\" must be an integer from 1 to 65280", range.Err, StringComparison.Ordinal);
+            Assert.Equal(0, Ctl("del-port", "a").Exit);
+            Assert.True(sw.Stop("TERM").ExitCode == 0);
+        }
+
+        Assert.Contains("\"ofport\": 4", File.ReadAllText(P("S")), StringComparison.Ordinal);
+        using (var sw = new RunningSwitch(common))
+        {
+            sw.WaitFor("vswitchd: forwarding");
+            Assert.Equal(new Dictionary<string, int> { ["c"] = 3, ["d"] = 4, ["e"] = 2 }, OfPorts());
+            Assert.Equal("output:3", Trace("in_port=4,tcp"));
+            Assert.Equal("output:2", Trace("in_port=4,udp"));
+
+            // Sparse numbers in the datapath: packets from g (number 5, not a's 1) reach c (number 3).
+            var g = Ctl("--json", "add-port", "g", "net_null6,size=64");
+            Assert.True(g.Exit == 0, g.Err);
+            Assert.Equal(5, JsonNode.Parse(g.Out)!["ofport"]!.GetValue<int>());
+            Assert.Equal(0, Ctl("add-flow", "table=0,priority=9,in_port=5,actions=output:3").Exit);
+            Thread.Sleep(300);
+            var tx = JsonNode.Parse(Ctl("--json", "dump-ports").Out)!["ports"]!.AsArray().ToDictionary(p => (string)p!["name"]!, p => p!["tx_packets"]!.GetValue<ulong>());
+            Assert.True(tx["c"] > 1000, $"c sent {tx["c"]}");
+            Assert.Equal(0UL, tx["d"] + tx["e"] + tx["g"]);
+            Assert.Contains("in_port=5", Ctl("dump-megaflows").Out, StringComparison.Ordinal);
+            var r = sw.Stop();
+            Assert.True(r.ExitCode == 0, r.ToString());
+            Assert.True(r.Field("final: pmd 0", "alloc_bytes") == "0", r.ToString());
+        }
+    }
+
     [Fact]
     public void Adding_a_port_on_a_device_another_port_uses_is_refused_and_leaves_that_port_running()
     {

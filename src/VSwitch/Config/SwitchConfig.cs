@@ -20,6 +20,15 @@ public sealed class PortConfig
 
     public int TxDescriptors { get; set; } = 1024;
 
+    /// <summary>Highest OpenFlow port number (OpenFlow's OFPP_MAX, as the flow syntax accepts).</summary>
+    public const int MaxOfPort = 65280;
+
+    /// <summary>
+    /// The port's OpenFlow number: requested (ofport_request), or set by the switch when it adds the
+    /// port and kept in the state file so flows keep naming the same port across restarts.
+    /// </summary>
+    public int? OfPort { get; set; }
+
     /// <summary>Pipeline mode: how NORMAL treats VLANs on this port (none, access, trunk).</summary>
     public Pipeline.VlanMode VlanMode { get; set; }
 
@@ -321,8 +330,11 @@ public sealed class SwitchConfig
                 case "vlan":
                     port.SetVlan(Str(prop.Value, source, pp), $"{source}: {pp}");
                     break;
+                case "ofport":
+                    port.OfPort = Int(prop.Value, source, pp, 1, PortConfig.MaxOfPort);
+                    break;
                 default:
-                    throw new VSwitchException($"{source}: {pp}: unknown port setting (known: name, devargs, rxq, rxd, txd, vlan)");
+                    throw new VSwitchException($"{source}: {pp}: unknown port setting (known: name, devargs, rxq, rxd, txd, vlan, ofport)");
             }
         }
 
@@ -398,6 +410,11 @@ public sealed class SwitchConfig
                 if (PortConfig.SameDevice(Ports[i].DevArgs, Ports[j].DevArgs))
                 {
                     throw new VSwitchException($"ports '{Ports[j].Name}' and '{Ports[i].Name}' both use device '{PortConfig.DeviceName(Ports[i].DevArgs)}'; a device can back one port only");
+                }
+
+                if (Ports[i].OfPort is int n && Ports[j].OfPort == n)
+                {
+                    throw new VSwitchException($"ports '{Ports[j].Name}' and '{Ports[i].Name}' both have OpenFlow port {n}");
                 }
             }
         }

@@ -204,7 +204,7 @@ public sealed class Commands(SwitchDatapath dp)
         {
             ports.Add((JsonNode)new JsonObject
             {
-                ["name"] = p.Name, ["rx_packets"] = p.RxPackets, ["tx_packets"] = p.TxPackets, ["tx_drops"] = p.TxDrops,
+                ["name"] = p.Name, ["ofport"] = p.OfPort, ["rx_packets"] = p.RxPackets, ["tx_packets"] = p.TxPackets, ["tx_drops"] = p.TxDrops,
                 ["hw_ipackets"] = p.Hw.IPackets, ["hw_opackets"] = p.Hw.OPackets, ["hw_ibytes"] = p.Hw.IBytes,
                 ["hw_obytes"] = p.Hw.OBytes, ["hw_imissed"] = p.Hw.IMissed, ["hw_ierrors"] = p.Hw.IErrors,
                 ["hw_oerrors"] = p.Hw.OErrors, ["hw_rx_nombuf"] = p.Hw.RxNoMbuf,
@@ -223,6 +223,7 @@ public sealed class Commands(SwitchDatapath dp)
             RxQueues = Int(args, "rxq", 1, 1, 128),
             RxDescriptors = Int(args, "rxd", 1024, 32, 32768),
             TxDescriptors = Int(args, "txd", 1024, 32, 32768),
+            OfPort = args["ofport"] is null ? null : Int(args, "ofport", 0, 1, PortConfig.MaxOfPort),
         };
         if (Str(args, "vlan", required: false) is { Length: > 0 } vlan)
         {
@@ -399,9 +400,16 @@ public sealed class Commands(SwitchDatapath dp)
         return new JsonObject { ["flows"] = lines };
     }
 
+    /// <summary>Datapath slot -> OpenFlow number, for showing compiled outputs as the numbers rules use.</summary>
+    private static Func<int, int> OfPortOfSlot(FlowTables v)
+    {
+        var map = v.PortList.ToDictionary(p => p.Slot, p => p.OfPort);
+        return slot => map.TryGetValue(slot, out int of) ? of : -1;
+    }
+
     private unsafe JsonObject DumpMegaflows()
     {
-        _ = Flows;
+        var ofPortOfSlot = OfPortOfSlot(Flows.Current);
         var lines = new JsonArray();
         ulong now = Native.Rdtsc();
         double hz = dp.Eal?.TscHz ?? 1;
@@ -418,7 +426,7 @@ public sealed class Commands(SwitchDatapath dp)
                 }
 
                 var ops = new ReadOnlySpan<DpAction>(e->Ops, Math.Min((int)e->OpCount, Translation.MaxOps)).ToArray();
-                string actions = ops.Length == 0 ? "drop" : string.Join(",", ops.Where(o => o.Op != DpOp.Ext).Select(o => o.ToString()));
+                string actions = ops.Length == 0 ? "drop" : string.Join(",", ops.Where(o => o.Op != DpOp.Ext).Select(o => o.Format(ofPortOfSlot)));
                 double used = now > e->LastUsed ? (now - e->LastUsed) / hz : 0;
                 lines.Add((JsonNode?)string.Create(System.Globalization.CultureInfo.InvariantCulture,
                     $"pmd={pi} {FlowFormatter.FormatKeyMask(e->Key, mfc.Subtable(st)->Mask)}, packets:{e->Packets}, bytes:{e->Bytes}, used:{used:F3}s, actions:{actions}"));
@@ -433,7 +441,8 @@ public sealed class Commands(SwitchDatapath dp)
         var f = Flows;
         var key = FlowParser.ParsePacket(Str(args, "packet"), "packet");
         var (lines, t) = f.Trace(key);
-        var ops = t.Ops.Take(t.OpCount).Where(o => o.Op != DpOp.Ext).Select(o => o.ToString()).ToList();
+        var ofPortOfSlot = OfPortOfSlot(f.Current);
+        var ops = t.Ops.Take(t.OpCount).Where(o => o.Op != DpOp.Ext).Select(o => o.Format(ofPortOfSlot)).ToList();
         var trace = new JsonArray(lines.Select(l => (JsonNode?)l).ToArray());
         return new JsonObject
         {

@@ -14,7 +14,7 @@ using VSwitch.Ports;
 namespace VSwitch.Datapath;
 
 /// <summary>Totals for one port, summed over PMDs, plus the device's own counters.</summary>
-public sealed record PortSnapshot(string Name, ulong RxPackets, ulong TxPackets, ulong TxDrops, PortHwStats Hw);
+public sealed record PortSnapshot(string Name, ulong RxPackets, ulong TxPackets, ulong TxDrops, PortHwStats Hw, int OfPort = 0);
 
 /// <summary>Totals for one PMD thread.</summary>
 /// <summary>One PMD's counters (<paramref name="Raw"/>; the pipeline's are 0 in l2fwd mode) and its installed megaflows.</summary>
@@ -56,6 +56,15 @@ public sealed unsafe class SwitchDatapath : IDisposable
     private readonly Dictionary<(string Port, int Queue), int> _rxqCore = [];
     private readonly object _control = new();
     private readonly PortConfig?[] _portConfigs = new PortConfig?[PmdState.MaxPorts];
+
+    /// <summary>OpenFlow number of the port in each slot (0: none). Slots are reused; numbers are not.</summary>
+    private readonly int[] _ofPorts = new int[PmdState.MaxPorts];
+
+    /// <summary>Numbers requested by ports still to be opened at start-up (auto numbering skips them).</summary>
+    private readonly HashSet<int> _reservedOfPorts = [];
+
+    /// <summary>The lowest OpenFlow number never handed out; only grows (kept in the state file).</summary>
+    private int _nextOfPort = 1;
     private readonly List<FlowPmd> _flowPmds = [];
     private L2fwdTable? _l2fwd;
     private FlowControl? _flows;
@@ -114,8 +123,23 @@ public sealed unsafe class SwitchDatapath : IDisposable
                     _config.PortsAreEmbeddedDefault = false;
                 }
 
+                _nextOfPort = stored.NextOfPort;
+                foreach (var cp in _config.Ports)
+                {
+                    // a port given again on the command line keeps its stored number unless it asks for another
+                    if (cp.OfPort == null && stored.Ports.FirstOrDefault(sp => sp.Name == cp.Name) is { OfPort: int kept })
+                    {
+                        cp.OfPort = kept;
+                    }
+                }
+
                 foreach (var pc in stored.Ports.Where(sp => _config.Ports.All(cp => cp.Name != sp.Name)))
                 {
+                    if (pc.OfPort is int n && _config.Ports.FirstOrDefault(cp => cp.OfPort == n) is PortConfig taken)
+                    {
+                        throw new VSwitchException($"state file {stateFile}: port '{pc.Name}' has OpenFlow port {n}, which the configuration gives to port '{taken.Name}'; give one of them another number (--ofport NAME=N)");
+                    }
+
                     if (_config.Ports.FirstOrDefault(cp => PortConfig.SameDevice(cp.DevArgs, pc.DevArgs)) is PortConfig clash)
                     {
                         throw new VSwitchException($"state file {stateFile}: port '{pc.Name}' ({pc.DevArgs}) uses device '{PortConfig.DeviceName(pc.DevArgs)}', which the configuration gives to port '{clash.Name}'; rename or remove one of them");
@@ -159,8 +183,18 @@ public sealed unsafe class SwitchDatapath : IDisposable
 
         foreach (var pc in _config.Ports)
         {
+            if (pc.OfPort is int n)
+            {
+                _reservedOfPorts.Add(n);
+            }
+        }
+
+        foreach (var pc in _config.Ports)
+        {
             OpenPort(pc);
         }
+
+        _reservedOfPorts.Clear();
 
         foreach (var (a, b) in _config.L2fwdPairs)
         {
@@ -274,14 +308,16 @@ public sealed unsafe class SwitchDatapath : IDisposable
         }
 
         List<PortConfig> ports;
+        int nextOfPort;
         lock (_control)
         {
             ports = _portConfigs.Where(p => p != null).Select(p => p!).ToList();
+            nextOfPort = _nextOfPort;
         }
 
         try
         {
-            StateStore.Save(path, ports, _flows.Current.Dump());
+            StateStore.Save(path, ports, _flows.Current.Dump(), nextOfPort);
             _stateError = null;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -314,7 +350,7 @@ public sealed unsafe class SwitchDatapath : IDisposable
         return true;
     }
 
-    /// <summary>The ports as the pipeline sees them (OpenFlow number = slot + 1).</summary>
+    /// <summary>The ports as the pipeline sees them: OpenFlow number, and the slot the PMDs send to.</summary>
     private List<PipelinePort> PipelinePorts(int exceptSlot = -1)
     {
         var list = new List<PipelinePort>();
@@ -323,7 +359,7 @@ public sealed unsafe class SwitchDatapath : IDisposable
             if (_slots[dp] is DpdkPort p && dp != exceptSlot)
             {
                 var pc = _portConfigs[dp];
-                list.Add(new PipelinePort(dp + 1, p.Name, pc?.VlanMode ?? VlanMode.None, pc?.Tag ?? 0, pc?.Trunks));
+                list.Add(new PipelinePort(_ofPorts[dp], p.Name, pc?.VlanMode ?? VlanMode.None, pc?.Tag ?? 0, pc?.Trunks) { Slot = dp });
             }
         }
 
@@ -331,7 +367,22 @@ public sealed unsafe class SwitchDatapath : IDisposable
     }
 
     /// <summary>OpenFlow port number of a port (pipeline mode).</summary>
-    public int OfPortOf(DpdkPort port) => DpPortOf(port) + 1;
+    public int OfPortOf(DpdkPort port) => _ofPorts[DpPortOf(port)];
+
+    /// <summary>The port using OpenFlow number <paramref name="ofPort"/>, or null.</summary>
+    private DpdkPort? PortWithOfPort(int ofPort) => Array.IndexOf(_ofPorts, ofPort) is int s and >= 0 ? _slots[s] : null;
+
+    /// <summary>The number a new port gets: the lowest never handed out (so rules that named a removed port never reach a new one).</summary>
+    private int NextFreeOfPort()
+    {
+        int n = _nextOfPort;
+        while (n <= PortConfig.MaxOfPort && (_reservedOfPorts.Contains(n) || PortWithOfPort(n) != null))
+        {
+            n++;
+        }
+
+        return n <= PortConfig.MaxOfPort ? n : throw new VSwitchException($"every OpenFlow port number up to {PortConfig.MaxOfPort} has been used; request a free one (ofport)");
+    }
 
     /// <summary>Once a second from the control thread: rule timeouts and MAC aging.</summary>
     public void Housekeep()
@@ -371,6 +422,21 @@ public sealed unsafe class SwitchDatapath : IDisposable
         {
             throw new VSwitchException($"port '{pc.Name}': all {PmdState.MaxPorts} port slots are in use");
         }
+
+        if (pc.OfPort is int want)
+        {
+            if (want < 1 || want > PortConfig.MaxOfPort)
+            {
+                throw new VSwitchException($"port '{pc.Name}': OpenFlow port {want} is out of range (1 to {PortConfig.MaxOfPort})");
+            }
+
+            if (PortWithOfPort(want) is DpdkPort holder)
+            {
+                throw new VSwitchException($"port '{pc.Name}': OpenFlow port {want} is taken by port '{holder.Name}'");
+            }
+        }
+
+        int ofPort = pc.OfPort ?? NextFreeOfPort();
 
         int pmdCount = _pmds.Count;
         var vhost = VhostUserArgs.Parse(pc.DevArgs);
@@ -414,6 +480,9 @@ public sealed unsafe class SwitchDatapath : IDisposable
 
         var created = vhost == null ? Create() : UnixSocketFile.CreateWithMode(vhost.SocketPath, enforce: !vhost.Client, Create);
         _l2fwd!.SetRewrite(slot, created.Mac);
+        pc.OfPort = ofPort; // stored with the port: the same number after a restart
+        _ofPorts[slot] = ofPort;
+        _nextOfPort = Math.Max(_nextOfPort, ofPort + 1);
         _portConfigs[slot] = pc;
         _linkUp[slot] = false; // the first link poll reports the port's state
         _baselines[slot] = CurrentCounters(slot);
@@ -470,7 +539,7 @@ public sealed unsafe class SwitchDatapath : IDisposable
                 {
                     if (_rxqCore[(port.Name, q)] == pmd.Core)
                     {
-                        rx.Add(new RxQueueRef { DpPort = dp, PortId = port.PortId, QueueId = (ushort)q });
+                        rx.Add(new RxQueueRef { DpPort = dp, PortId = port.PortId, QueueId = (ushort)q, OfPort = (ushort)_ofPorts[dp] });
                     }
                 }
             }
@@ -518,6 +587,7 @@ public sealed unsafe class SwitchDatapath : IDisposable
                 }
 
                 _portConfigs[slot] = null;
+                _ofPorts[slot] = 0;
                 foreach (var key in _rxqCore.Keys.Where(k => k.Port == pc.Name).ToList())
                 {
                     _rxqCore.Remove(key);
@@ -643,7 +713,8 @@ public sealed unsafe class SwitchDatapath : IDisposable
             }
 
             // Every PMD acknowledged: none polls the port or holds a packet for it.
-            _flows?.Shared.Macs.Flush(slot + 1);
+            _flows?.Shared.Macs.Flush(_ofPorts[slot]);
+            _ofPorts[slot] = 0;
             foreach (var key in _rxqCore.Keys.Where(k => k.Port == name).ToList())
             {
                 _rxqCore.Remove(key);
@@ -734,7 +805,7 @@ public sealed unsafe class SwitchDatapath : IDisposable
 
                 var now = CurrentCounters(dp);
                 var b = _baselines[dp];
-                ports.Add(new PortSnapshot(port.Name, now.Rx - b.Rx, now.Tx - b.Tx, now.TxDrops - b.TxDrops, port.Stats()));
+                ports.Add(new PortSnapshot(port.Name, now.Rx - b.Rx, now.Tx - b.Tx, now.TxDrops - b.TxDrops, port.Stats(), _ofPorts[dp]));
             }
 
             var pmds = new List<PmdSnapshot>();

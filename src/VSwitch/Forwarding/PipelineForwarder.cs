@@ -153,7 +153,7 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
         PmdCounters* c = state.Counters;
         FlowKey* keys = f.Keys;
         int* entryOf = f.EntryOf;
-        ushort inPort = (ushort)(rx.DpPort + 1);
+        ushort inPort = rx.OfPort;
         long version = f.Current.Version;
         long macGen = f.MacGeneration;
         MegaflowCache mfc = f.Megaflows;

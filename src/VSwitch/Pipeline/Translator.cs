@@ -264,7 +264,7 @@ public static class Translator
             return;
         }
 
-        var p = (uint)ofPort <= FlowTables.MaxOfPort ? v.Ports[ofPort] : null;
+        var p = v.Port(ofPort);
         if (p == null)
         {
             t.Trace?.Add($"  output:{ofPort}: no such port: skipped");
@@ -433,7 +433,7 @@ public static class Translator
         t.Wildcards.W[0] |= 0xFFFFUL << 32; // vlan_tci
         t.Wildcards.W[1] |= FlowKey.Mac48; // dl_dst
         t.Wildcards.W[2] |= FlowKey.Mac48; // dl_src
-        var inPort = v.Ports[k.InPort];
+        var inPort = v.Port(k.InPort);
         if (inPort == null)
         {
             return;
@@ -469,7 +469,7 @@ public static class Translator
             return;
         }
 
-        var target = dst > 0 ? v.Ports[dst] : null;
+        var target = v.Port(dst);
         if (target != null && target.Carries(vlan))
         {
             t.Trace?.Add($"  normal: learned {FlowFormatter.FormatMac(k.DlDst)} vlan {vlan} -> port {dst}");

@@ -19,6 +19,9 @@ public struct RxQueueRef
 
     /// <summary>Queue id on that port.</summary>
     public ushort QueueId;
+
+    /// <summary>The port's OpenFlow number (the packets' in_port in pipeline mode; numbers are sparse, slots dense).</summary>
+    public ushort OfPort;
 }
 
 public sealed unsafe class PmdState : IDisposable
