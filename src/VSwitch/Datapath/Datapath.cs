@@ -335,16 +335,21 @@ public sealed unsafe class SwitchDatapath : IDisposable
             return true;
         }
 
+        // No allocation in this spin (it used a closure per iteration): a GC here would wait for
+        // every PMD to reach a safe point, and a PMD stuck inside a burst call never does.
         long want = _flows.Current.Version;
         var end = DateTime.UtcNow + s_planTimeout;
-        while (_pmds.Any(p => p.State.FlowVersionSeen < want))
+        foreach (var pmd in _pmds)
         {
-            if (DateTime.UtcNow > end)
+            while (pmd.State.FlowVersionSeen < want)
             {
-                return false;
-            }
+                if (DateTime.UtcNow > end)
+                {
+                    return false;
+                }
 
-            Thread.Sleep(0);
+                Thread.Sleep(0);
+            }
         }
 
         return true;
