@@ -527,6 +527,7 @@ public sealed unsafe class SwitchDatapath : IDisposable
     private void PublishPlans()
     {
         long version = ++_planVersion;
+        var plans = new List<PmdPlan>(_pmds.Count);
         foreach (var pmd in _pmds)
         {
             var rx = new List<RxQueueRef>();
@@ -549,10 +550,39 @@ public sealed unsafe class SwitchDatapath : IDisposable
                 }
             }
 
-            if (!pmd.State.Publish(new PmdPlan(version, rx, tx), _pmdsRunning, s_planTimeout))
+            plans.Add(new PmdPlan(version, rx, tx));
+        }
+
+        if (!_pmdsRunning)
+        {
+            for (int i = 0; i < _pmds.Count; i++)
             {
-                throw new VSwitchException($"PMD on core {pmd.Core} did not take the new port assignment within {s_planTimeout.TotalSeconds} s");
+                _pmds[i].State.Publish(plans[i], pmdRunning: false, s_planTimeout); // applied in place
             }
+
+            return;
+        }
+
+        // Every PMD gets its plan before any is waited for, so one that does not answer leaves no
+        // other PMD on an older plan; then all answer within one shared bound.
+        for (int i = 0; i < _pmds.Count; i++)
+        {
+            _pmds[i].State.Post(plans[i]);
+        }
+
+        var deadline = DateTime.UtcNow + s_planTimeout;
+        var late = new List<int>();
+        for (int i = 0; i < _pmds.Count; i++)
+        {
+            if (!_pmds[i].State.WaitApplied(plans[i], deadline))
+            {
+                late.Add(_pmds[i].Core);
+            }
+        }
+
+        if (late.Count != 0)
+        {
+            throw new VSwitchException($"PMD on core {string.Join(", ", late)} did not take the new port assignment within {s_planTimeout.TotalSeconds} s");
         }
     }
 
@@ -587,7 +617,19 @@ public sealed unsafe class SwitchDatapath : IDisposable
                 }
                 catch (VSwitchException)
                 {
+                    // kept: in the slots, the tables and the store alike (a late PMD takes the newest plan)
                     _slots[slot] = port;
+                    try
+                    {
+                        PublishPlans();
+                        _flows?.SetPorts(PipelinePorts());
+                    }
+                    catch (VSwitchException)
+                    {
+                        // published; the late PMD takes the newest plan and tables at its next round
+                    }
+
+                    RequestStateSave();
                     throw new VSwitchException($"port '{pc.Name}': {e.Message}; the port stays added (a PMD may be using it)");
                 }
 

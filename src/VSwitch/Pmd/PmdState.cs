@@ -108,6 +108,13 @@ public sealed unsafe class PmdState : IDisposable
             return true;
         }
 
+        Post(plan);
+        return WaitApplied(plan, DateTime.UtcNow + timeout);
+    }
+
+    /// <summary>Control side: makes <paramref name="plan"/> the pending plan, replacing (and freeing) one the PMD has not taken.</summary>
+    public void Post(PmdPlan plan)
+    {
         ReleaseLatePlans();
         if (Interlocked.Exchange(ref PendingPlan, plan) is PmdPlan superseded)
         {
@@ -115,11 +122,14 @@ public sealed unsafe class PmdState : IDisposable
             _late.Remove(superseded);
             superseded.ReleaseUnapplied();
         }
+    }
 
-        var end = DateTime.UtcNow + timeout;
+    /// <summary>Control side: waits until the PMD applied <paramref name="plan"/> (then releases it); false after <paramref name="deadline"/>.</summary>
+    public bool WaitApplied(PmdPlan plan, DateTime deadline)
+    {
         while (AppliedVersion < plan.Version)
         {
-            if (DateTime.UtcNow > end)
+            if (DateTime.UtcNow > deadline)
             {
                 // The PMD may still take it (or a newer plan replaces it): what it replaces is in use
                 // until then, so the caller must not free or stop anything the plan let go of.
