@@ -22,6 +22,7 @@
 #include <rte_bus.h>
 #include <rte_cycles.h>
 #include <rte_dev.h>
+#include <rte_devargs.h>
 #include <rte_eal.h>
 #include <rte_errno.h>
 #include <rte_ethdev.h>
@@ -219,23 +220,11 @@ uint32_t vsw_mbuf_copy_bulk(void *const *src, void **dst, uint32_t n)
 
 /* ---- Ports -------------------------------------------------------------------------------- */
 
-/* Probe a device by devargs ("net_null0,size=64", "0000:00:04.0", ...) and report the ethdev
- * ports it created. Returns the number of ports, or a negative errno. */
-int32_t vsw_dev_probe(const char *devargs, uint16_t *port_ids, int32_t max_ports)
+/* The ethdev ports whose device is named `name`; returns how many (ids of the first max_ports). */
+static int32_t ports_of_device(const char *name, uint16_t *port_ids, int32_t max_ports)
 {
-	char name[RTE_DEV_NAME_MAX_LEN];
-	size_t len = strcspn(devargs, ",");
-	int ret, count = 0;
+	int32_t count = 0;
 	uint16_t pid;
-
-	if (len == 0 || len >= sizeof(name))
-		return -EINVAL;
-	memcpy(name, devargs, len);
-	name[len] = '\0';
-
-	ret = rte_dev_probe(devargs);
-	if (ret < 0)
-		return ret;
 
 	RTE_ETH_FOREACH_DEV(pid) {
 		struct rte_eth_dev_info info;
@@ -247,17 +236,36 @@ int32_t vsw_dev_probe(const char *devargs, uint16_t *port_ids, int32_t max_ports
 			port_ids[count] = pid;
 		count++;
 	}
-	if (count == 0) {
-		/* PCI names are normalised by the bus ("00:04.0" -> "0000:00:04.0"): fall back to the
-		 * newest port, which the probe above just created. */
-		uint16_t last = RTE_MAX_ETHPORTS;
-		RTE_ETH_FOREACH_DEV(pid) last = pid;
-		if (last == RTE_MAX_ETHPORTS)
-			return -ENODEV;
-		port_ids[0] = last;
-		count = 1;
-	}
 	return count;
+}
+
+/* Probe a device by devargs ("net_null0,size=64", "0000:00:04.0", ...) and report the ethdev
+ * ports it created. Returns the number of ports, or a negative errno: -EEXIST when the device
+ * is already probed (its ports belong to someone else: rte_dev_probe reports success for an
+ * existing device, and handing its live port out again would let the caller reconfigure or
+ * close a port that PMDs are polling). */
+int32_t vsw_dev_probe(const char *devargs, uint16_t *port_ids, int32_t max_ports)
+{
+	struct rte_devargs da;
+	char name[RTE_DEV_NAME_MAX_LEN];
+	int ret, count;
+
+	memset(&da, 0, sizeof(da));
+	/* the bus's own parser gives the canonical name ("00:04.0" -> "0000:00:04.0") */
+	if (rte_devargs_parse(&da, devargs) != 0)
+		return -EINVAL;
+	snprintf(name, sizeof(name), "%s", da.name);
+	rte_devargs_reset(&da);
+	if (name[0] == '\0')
+		return -EINVAL;
+	if (ports_of_device(name, port_ids, max_ports) > 0)
+		return -EEXIST;
+
+	ret = rte_dev_probe(devargs);
+	if (ret < 0)
+		return ret;
+	count = ports_of_device(name, port_ids, max_ports);
+	return count > 0 ? count : -ENODEV;
 }
 
 int32_t vsw_dev_remove(uint16_t port_id)

@@ -227,7 +227,7 @@ internal sealed unsafe class PipelineRig : IDisposable
         Shared.Publish(BenchRules.Tables(Shared.Current, Shared.NextVersion(), rules));
         Flow = new FlowPmd(Shared);
         State = new PmdState(0);
-        State.SetRxQueues([new RxQueueRef { DpPort = 0, PortId = 0, QueueId = 0 }]);
+        State.SetRxQueues([new RxQueueRef { DpPort = 0, PortId = 0, QueueId = 0, OfPort = 1 }]);
         for (int p = 0; p < Ports; p++)
         {
             State.SetTxPort(p, (ushort)p, 0, true);

@@ -9,9 +9,10 @@ using System.Text.Json.Nodes;
 const string usage = """
     usage: vswitchctl [--socket PATH] [--json] COMMAND [ARGS]
       show                                   ports, their links, and PMD threads
-      add-port NAME DEVARGS [--rxq N] [--pair PEER] [--vlan SPEC]
+      add-port NAME DEVARGS [--rxq N] [--pair PEER] [--vlan SPEC] [--ofport N]
                                              add a port while traffic runs (l2fwd: pair it with PEER;
-                                             pipeline: VLAN mode none, access:TAG or trunk[:V1,V2])
+                                             pipeline: VLAN mode none, access:TAG or trunk[:V1,V2];
+                                             OpenFlow number N, default: the next never used)
       set-port NAME vlan=SPEC                change a port's VLAN mode while traffic runs
       set-table-miss TABLE drop|controller|continue
                                              what a table does with a packet no rule matches
@@ -22,8 +23,9 @@ const string usage = """
       pmd-stats-clear                        start pmd-stats-show's counts from zero
       pmd-rxq-show                           which rx queues each PMD polls
       add-flow FLOW                          add one rule (ovs-ofctl syntax, docs/FLOWS.md)
-      add-flows FILE                         add every rule of FILE (all or nothing)
-      replace-flows FILE                     make the tables exactly FILE's rules, atomically
+      add-flows FILE|-                       add every rule of FILE or stdin (all or nothing);
+                                             vswitchctl reads the file and sends it in chunks
+      replace-flows FILE|-                   make the tables exactly FILE's rules, atomically
                                              (unchanged rules keep their counters)
       mod-flows [--strict] FLOW              new actions for the rules FLOW's match selects
       del-flows [--strict] [MATCH]           delete the rules MATCH selects (all without MATCH)
@@ -34,6 +36,7 @@ const string usage = """
     default socket: /run/vswitch/vswitchd.sock (or $VSWITCH_SOCKET)
     """;
 
+var s_relaxed = new System.Text.Json.JsonSerializerOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 string socketPath = Environment.GetEnvironmentVariable("VSWITCH_SOCKET") ?? "/run/vswitch/vswitchd.sock";
 bool json = false;
 var rest = new List<string>();
@@ -64,6 +67,7 @@ if (rest.Count == 0)
 
 var cmd = rest[0];
 var cmdArgs = new JsonObject();
+string? flowSource = null;
 try
 {
     switch (cmd)
@@ -89,6 +93,10 @@ try
                         break;
                     case "--vlan" when i + 1 < rest.Count:
                         cmdArgs["vlan"] = rest[++i];
+                        break;
+                    case "--ofport" when i + 1 < rest.Count && int.TryParse(rest[i + 1], NumberStyles.Integer, CultureInfo.InvariantCulture, out int of):
+                        cmdArgs["ofport"] = of;
+                        i++;
                         break;
                     default:
                         throw new ArgumentException($"add-port: unexpected '{rest[i]}'");
@@ -136,12 +144,12 @@ try
                 throw new ArgumentException($"{cmd} needs FILE");
             }
 
-            if (!File.Exists(rest[1]))
+            if (rest[1] != "-" && !File.Exists(rest[1]))
             {
                 throw new ArgumentException($"{cmd}: no such file: {rest[1]}");
             }
 
-            cmdArgs["file"] = Path.GetFullPath(rest[1]);
+            flowSource = rest[1]; // read here, by the client, and sent in chunks (see FlowTransaction)
             break;
         case "mod-flows" or "del-flows":
         {
@@ -191,23 +199,33 @@ catch (ArgumentException e)
     return 2;
 }
 
-var request = new JsonObject { ["v"] = 1, ["id"] = 1, ["cmd"] = cmd, ["args"] = cmdArgs };
 JsonObject response;
 try
 {
     using var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
     s.Connect(new UnixDomainSocketEndPoint(socketPath));
     using var stream = new NetworkStream(s);
-    var bytes = Encoding.UTF8.GetBytes(request.ToJsonString() + "\n");
-    stream.Write(bytes);
     using var reader = new StreamReader(stream, Encoding.UTF8);
-    var line = reader.ReadLine() ?? throw new IOException("the switch closed the connection without answering");
-    response = JsonNode.Parse(line)!.AsObject();
+    int requestId = 0;
+    JsonObject Call(string c, JsonObject a)
+    {
+        var request = new JsonObject { ["v"] = 1, ["id"] = ++requestId, ["cmd"] = c, ["args"] = a };
+        stream.Write(Encoding.UTF8.GetBytes(request.ToJsonString(s_relaxed) + "\n"));
+        var line = reader.ReadLine() ?? throw new IOException("the switch closed the connection without answering");
+        return JsonNode.Parse(line)!.AsObject();
+    }
+
+    response = flowSource == null ? Call(cmd, cmdArgs) : FlowTransaction(Call, cmd == "replace-flows" ? "replace" : "add", flowSource);
 }
 catch (Exception e) when (e is SocketException or IOException)
 {
     Console.Error.WriteLine($"vswitchctl: cannot talk to vswitchd at {socketPath}: {e.Message}");
     return 3;
+}
+catch (FlowFileException e)
+{
+    Console.Error.WriteLine($"vswitchctl: {cmd}: {e.Message}");
+    return 2;
 }
 
 if (response["ok"]?.GetValue<bool>() != true)
@@ -266,3 +284,88 @@ if (result is JsonObject o)
 }
 
 return 0;
+
+// Sends a flow file the way ovs-ofctl does: the client reads it (vswitchd opens no path a client
+// names) and sends its lines in chunks of about ChunkChars characters, each request far below the
+// 85 KB at which the daemon's per-request buffers would land in the large-object heap, inside one
+// transaction: the switch parses each chunk as it arrives (errors name the file's own line) and
+// applies all of them in one table version at flows-commit, or nothing.
+static JsonObject FlowTransaction(Func<string, JsonObject, JsonObject> call, string op, string source)
+{
+    string origin = source == "-" ? "stdin" : source;
+    var begin = call("flows-begin", new JsonObject { ["op"] = op, ["origin"] = origin });
+    if (begin["ok"]?.GetValue<bool>() != true)
+    {
+        return begin;
+    }
+
+    long txn = begin["result"]!["txn"]!.GetValue<long>();
+    TextReader text;
+    try
+    {
+        text = source == "-" ? Console.In : new StreamReader(source, Encoding.UTF8);
+    }
+    catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+    {
+        throw new FlowFileException($"cannot read {source}: {e.Message}");
+    }
+
+    using (text)
+    {
+        var chunk = new StringBuilder();
+        int first = 1, lineNo = 0;
+        JsonObject? Send()
+        {
+            var r = call("flows-chunk", new JsonObject { ["txn"] = txn, ["line"] = first, ["flow"] = chunk.ToString() });
+            chunk.Clear();
+            return r["ok"]?.GetValue<bool>() == true ? null : r;
+        }
+
+        while (true)
+        {
+            string? line;
+            try
+            {
+                line = text.ReadLine();
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw new FlowFileException($"cannot read {source}: {e.Message}");
+            }
+
+            if (line == null)
+            {
+                break;
+            }
+
+            lineNo++;
+            if (chunk.Length > 0 && chunk.Length + line.Length >= ChunkLimits.ChunkChars)
+            {
+                if (Send() is JsonObject refused)
+                {
+                    return refused;
+                }
+
+                first = lineNo;
+            }
+
+            chunk.Append(line).Append('\n');
+        }
+
+        if (chunk.Length > 0 && Send() is JsonObject last)
+        {
+            return last;
+        }
+    }
+
+    return call("flows-commit", new JsonObject { ["txn"] = txn });
+}
+
+internal static class ChunkLimits
+{
+    /// <summary>Characters of flow text per flows-chunk request (a request stays near 16 KB; a longer single line goes alone).</summary>
+    public const int ChunkChars = 16 * 1024;
+}
+
+/// <summary>The flow file named on the command line cannot be read (exit code 2).</summary>
+internal sealed class FlowFileException(string message) : Exception(message);

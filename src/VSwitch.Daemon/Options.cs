@@ -12,6 +12,8 @@ internal static class Options
                                    the embedded default runs: l2fwd between net_null0 and net_null1
           --port NAME=DEVARGS      add a DPDK port, e.g. --port p0=net_pcap0,rx_pcap=in.pcap,tx_pcap=out.pcap
           --rxq NAME=N             rx queues of port NAME (default 1)
+          --ofport NAME=N          OpenFlow port number of port NAME (1..65280; default: the next
+                                   number never used, from 1; kept in the state file)
           --pmd-cores LIST         PMD cores, e.g. 1 or 1,2 (default: the last core)
           --rxq-assign P:Q=CORE    pin rx queue Q of port P to a PMD core (repeatable)
           --mode MODE              forwarding mode: l2fwd (default) or pipeline (flow tables)
@@ -67,6 +69,7 @@ internal static class Options
         }
 
         var rxqs = new List<(string, int)>();
+        var ofports = new List<(string, int)>();
         var vlans = new List<(string, string)>();
         var mtus = new List<(string, int)>();
         for (int i = 0; i < args.Length; i++)
@@ -88,6 +91,13 @@ internal static class Options
                     {
                         var (name, n) = Split(Value(args, ref i), '=', a);
                         rxqs.Add((name, IntArg(n, a, 1, 128)));
+                        break;
+                    }
+
+                case "--ofport":
+                    {
+                        var (name, n) = Split(Value(args, ref i), '=', a);
+                        ofports.Add((name, IntArg(n, a, 1, PortConfig.MaxOfPort)));
                         break;
                     }
 
@@ -191,6 +201,13 @@ internal static class Options
             port.SetVlan(spec, "--port-vlan");
         }
 
+        foreach (var (name, n) in ofports)
+        {
+            var port = c.Ports.FirstOrDefault(p => p.Name == name)
+                ?? throw new UsageException($"--ofport names unknown port '{name}'");
+            port.OfPort = n;
+        }
+
         foreach (var (name, n) in rxqs)
         {
             var port = c.Ports.FirstOrDefault(p => p.Name == name)
@@ -202,6 +219,7 @@ internal static class Options
         {
             var d = SwitchConfig.EmbeddedDefault();
             c.Ports.AddRange(d.Ports);
+            c.PortsAreEmbeddedDefault = true;
         }
 
         return c;

@@ -55,6 +55,39 @@ public sealed class ConfigTests
     }
 
     [Fact]
+    public void OpenFlow_numbers_and_devices_are_checked_and_the_store_keeps_the_numbers()
+    {
+        var c = SwitchConfig.FromJson("""
+            { "mode": "pipeline", "ports": [ { "name": "a", "devargs": "net_null0", "ofport": 7 }, { "name": "b", "devargs": "net_null1", "ofport": 7 } ] }
+            """, "t.json");
+        Assert.Equal(7, c.Ports[0].OfPort);
+        Assert.Contains("both have OpenFlow port 7", Assert.Throws<VSwitchException>(() => c.Validate(2)).Message, StringComparison.Ordinal);
+        Assert.StartsWith("t.json: $.ports[0].ofport: expected an integer from 1 to 65280", Assert.Throws<VSwitchException>(() =>
+            SwitchConfig.FromJson("""{ "ports": [ { "name": "a", "devargs": "net_null0", "ofport": 0 } ] }""", "t.json")).Message, StringComparison.Ordinal);
+
+        c = SwitchConfig.EmbeddedDefault();
+        c.Ports.Add(new PortConfig { Name = "pci1", DevArgs = "00:04.0" });
+        c.Ports.Add(new PortConfig { Name = "pci2", DevArgs = "0000:00:04.0,x=1" });
+        Assert.Contains("ports 'pci1' and 'pci2' both use device '0000:00:04.0'", Assert.Throws<VSwitchException>(() => c.Validate(2)).Message, StringComparison.Ordinal);
+
+        string dir = Directory.CreateTempSubdirectory("vsw-store-").FullName;
+        try
+        {
+            string path = Path.Combine(dir, "s.json");
+            StateStore.Save(path, [new PortConfig { Name = "b", DevArgs = "net_null1", OfPort = 2 }, new PortConfig { Name = "d", DevArgs = "net_null3", OfPort = 4 }], [], 5);
+            var stored = StateStore.Load(path)!;
+            Assert.Equal([2, 4], stored.Ports.Select(p => p.OfPort ?? 0));
+            Assert.Equal(5, stored.NextOfPort);
+            File.WriteAllText(path, File.ReadAllText(path).Replace("\"ofport\": 4", "\"ofport\": 2", StringComparison.Ordinal));
+            Assert.Contains("is corrupt at ports[1]", Assert.Throws<VSwitchException>(() => StateStore.Load(path)).Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
     public void The_default_pmd_core_is_the_last_core()
     {
         var c = SwitchConfig.EmbeddedDefault();

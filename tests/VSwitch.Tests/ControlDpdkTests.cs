@@ -87,6 +87,54 @@ public sealed class ControlDpdkTests : IDisposable
         Assert.True(r.Field("final: mbufs", "leaked") == "0", r.ToString());
     }
 
+    [Theory]
+    [InlineData("l2fwd")]
+    [InlineData("pipeline")]
+    public async Task A_port_is_not_torn_down_while_a_pmd_has_not_acknowledged_its_removal(string mode)
+    {
+        // The PMD blocks inside net_pcap's rx on a FIFO that has a pcap header and no packet yet:
+        // it runs no round boundary, so it cannot acknowledge anything until the FIFO closes. A PMD
+        // blocked inside a burst call (no GC transition) also holds off every runtime suspension,
+        // so the switch gets a gen0 budget that no GC falls into during the test (its waits for
+        // acknowledgements allocate nothing).
+        string fifo = Path.Combine(_dir, "rx.fifo");
+        using (var mk = Process.Start("mkfifo", [fifo])!)
+        {
+            mk.WaitForExit();
+        }
+
+        var writer = Task.Run(() =>
+        {
+            var w = new FileStream(fifo, FileMode.Open, FileAccess.Write);
+            w.Write([0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 1, 0, 0, 0]);
+            w.Flush();
+            return w;
+        });
+        using var sw = new RunningSwitch(["--mode", mode, "--stats-interval", "0", "--control", Ctl, "--port", $"s=net_pcap0,rx_pcap={fifo}",
+            "--port", "t=net_null1,no-rx=1", "--port", "a=net_null2,no-rx=1", "--port", "b=net_null3,no-rx=1"],
+            new() { ["DOTNET_GCgen0size"] = "0x20000000" });
+        sw.WaitFor("vswitchd: forwarding");
+        using var w = await writer.WaitAsync(TimeSpan.FromSeconds(30));
+        using var safety = new Timer(_ => w.Dispose(), null, 40_000, Timeout.Infinite); // fail, never hang
+        Thread.Sleep(300);
+
+        var del = Vswitchctl("del-port", "a");
+        Assert.True(del.Exit == 1, $"exit {del.Exit}: {del.Out}{del.Err}");
+        Assert.True(Vswitchctl("--json", "show").Out.Contains("\"a\"", StringComparison.Ordinal), $"port a was torn down after: {del.Err}");
+        Assert.Contains("port 'a' was not removed", del.Err, StringComparison.Ordinal);
+
+        w.Dispose(); // EOF: the PMD comes back, takes the newest plan (with a) and acknowledges
+        Thread.Sleep(200);
+        var again = Vswitchctl("del-port", "a");
+        Assert.True(again.Exit == 0, again.Err);
+        Assert.DoesNotContain("\"a\"", Vswitchctl("--json", "show").Out, StringComparison.Ordinal);
+        var r = sw.Stop();
+        Assert.True(r.ExitCode == 0, r.ToString());
+        Assert.DoesNotContain("Invalid port_id", r.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("not ready port", r.Stderr, StringComparison.Ordinal);
+        Assert.True(r.Field("final: mbufs", "leaked") == "0", r.ToString());
+    }
+
     [Fact]
     public void Bad_port_commands_are_refused_with_a_reason_and_change_nothing()
     {

@@ -108,7 +108,7 @@ internal sealed unsafe class MemoryPorts(int ports, int capacity, FakeMbufs mbuf
     /// <summary>Makes <paramref name="state"/>'s PMD poll every port (datapath port i = memory port i) and send to each.</summary>
     public void Attach(Pmd.PmdState state)
     {
-        state.SetRxQueues(Enumerable.Range(0, Rx.Length).Select(p => new Pmd.RxQueueRef { DpPort = p, PortId = (ushort)p }).ToList());
+        state.SetRxQueues(Enumerable.Range(0, Rx.Length).Select(p => new Pmd.RxQueueRef { DpPort = p, PortId = (ushort)p, OfPort = (ushort)(p + 1) }).ToList());
         for (int p = 0; p < Rx.Length; p++)
         {
             state.SetTxPort(p, (ushort)p, 0, true);

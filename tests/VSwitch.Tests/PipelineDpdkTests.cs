@@ -409,6 +409,121 @@ public sealed class StateStoreDpdkTests : IDisposable
         Assert.Equal(1, bad.ExitCode);
         Assert.Contains("is corrupt (invalid JSON", bad.Stderr, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void A_restart_from_the_store_alone_after_port_changes_brings_back_exactly_the_stored_ports()
+    {
+        // Without --port the embedded default (null0=net_null0, null1=net_null1) used to be added
+        // next to the stored ports, so the stored b=net_null1 probed the default's live device,
+        // failed to reconfigure it, and removed it while a PMD polled it.
+        string[] common = ["--mode", "pipeline", "--stats-interval", "0", "--control", P("ctl.sock"), "--state", P("S")];
+        using (var sw = new RunningSwitch([.. common, "--port", "a=net_null0,no-rx=1", "--port", "b=net_null1,no-rx=1"]))
+        {
+            sw.WaitFor("port b link up");
+            Assert.Equal(0, Ctl("del-port", "a").Exit);
+            var add = Ctl("add-port", "d", "net_null3,no-rx=1");
+            Assert.True(add.Exit == 0, add.Err);
+            var r = sw.Stop("TERM");
+            Assert.True(r.ExitCode == 0, r.ToString());
+        }
+
+        using (var sw = new RunningSwitch(common))
+        {
+            sw.WaitFor("vswitchd: forwarding");
+            var names = JsonNode.Parse(Ctl("--json", "show").Out)!["ports"]!.AsArray().Select(p => (string)p!["name"]!).Order().ToList();
+            Assert.Equal(["b", "d"], names);
+            var r = sw.Stop("TERM");
+            Assert.True(r.ExitCode == 0, r.ToString());
+            Assert.DoesNotContain("not ready port", r.Stderr, StringComparison.Ordinal);
+        }
+    }
+
+    private string Trace(string packet) => (string)JsonNode.Parse(Ctl("--json", "trace", packet).Out)!["datapath_actions"]!;
+
+    private Dictionary<string, int> OfPorts() =>
+        JsonNode.Parse(Ctl("--json", "dump-ports").Out)!["ports"]!.AsArray().ToDictionary(p => (string)p!["name"]!, p => p!["ofport"]!.GetValue<int>());
+
+    [Fact]
+    public void OpenFlow_port_numbers_are_never_reused_can_be_requested_and_survive_a_restart()
+    {
+        string[] common = ["--mode", "pipeline", "--stats-interval", "0", "--control", P("ctl.sock"), "--state", P("S")];
+        using (var sw = new RunningSwitch([.. common, "--port", "a=net_null0,no-rx=1", "--port", "b=net_null1,no-rx=1", "--port", "c=net_null2,no-rx=1"]))
+        {
+            sw.WaitFor("port c link up");
+            Assert.Equal(new Dictionary<string, int> { ["a"] = 1, ["b"] = 2, ["c"] = 3 }, OfPorts());
+            Assert.Equal(0, Ctl("add-flow", "table=0,priority=5,udp,actions=output:2").Exit);
+            Assert.Equal(0, Ctl("add-flow", "table=0,priority=6,tcp,actions=output:3").Exit);
+
+            // b goes; a new port must not inherit b's number (and so the rule that names it).
+            Assert.Equal(0, Ctl("del-port", "b").Exit);
+            Assert.Equal(0, Ctl("add-port", "d", "net_null3,no-rx=1").Exit);
+            Assert.Equal(4, OfPorts()["d"]);
+            Assert.Equal("drop", Trace("in_port=1,udp"));
+
+            // Requested numbers: a free one is granted, a taken or out-of-range one refused.
+            var e = Ctl("--json", "add-port", "e", "net_null4,no-rx=1", "--ofport", "2");
+            Assert.True(e.Exit == 0, e.Err);
+            Assert.Equal(2, JsonNode.Parse(e.Out)!["ofport"]!.GetValue<int>());
+            Assert.Equal("output:2", Trace("in_port=1,udp"));
+            var taken = Ctl("add-port", "f", "net_null5,no-rx=1", "--ofport", "4");
+            Assert.Equal(1, taken.Exit);
+            Assert.Contains("OpenFlow port 4 is taken by port 'd'", taken.Err, StringComparison.Ordinal);
+            var range = Ctl("add-port", "f", "net_null5,no-rx=1", "--ofport", "70000");
+            Assert.Equal(1, range.Exit);
+            Assert.Contains("\"ofport\" must be an integer from 1 to 65280", range.Err, StringComparison.Ordinal);
+            Assert.Equal(0, Ctl("del-port", "a").Exit);
+            Assert.True(sw.Stop("TERM").ExitCode == 0);
+        }
+
+        Assert.Contains("\"ofport\": 4", File.ReadAllText(P("S")), StringComparison.Ordinal);
+        using (var sw = new RunningSwitch(common))
+        {
+            sw.WaitFor("vswitchd: forwarding");
+            Assert.Equal(new Dictionary<string, int> { ["c"] = 3, ["d"] = 4, ["e"] = 2 }, OfPorts());
+            Assert.Equal("output:3", Trace("in_port=4,tcp"));
+            Assert.Equal("output:2", Trace("in_port=4,udp"));
+
+            // Sparse numbers in the datapath: packets from g (number 5, not a's 1) reach c (number 3).
+            var g = Ctl("--json", "add-port", "g", "net_null6,size=64");
+            Assert.True(g.Exit == 0, g.Err);
+            Assert.Equal(5, JsonNode.Parse(g.Out)!["ofport"]!.GetValue<int>());
+            Assert.Equal(0, Ctl("add-flow", "table=0,priority=9,in_port=5,actions=output:3").Exit);
+            Thread.Sleep(300);
+            var tx = JsonNode.Parse(Ctl("--json", "dump-ports").Out)!["ports"]!.AsArray().ToDictionary(p => (string)p!["name"]!, p => p!["tx_packets"]!.GetValue<ulong>());
+            Assert.True(tx["c"] > 1000, $"c sent {tx["c"]}");
+            Assert.Equal(0UL, tx["d"] + tx["e"] + tx["g"]);
+            Assert.Contains("in_port=5", Ctl("dump-megaflows").Out, StringComparison.Ordinal);
+            var r = sw.Stop();
+            Assert.True(r.ExitCode == 0, r.ToString());
+            Assert.True(r.Field("final: pmd 0", "alloc_bytes") == "0", r.ToString());
+        }
+    }
+
+    [Fact]
+    public void Adding_a_port_on_a_device_another_port_uses_is_refused_and_leaves_that_port_running()
+    {
+        using var sw = new RunningSwitch(["--mode", "pipeline", "--stats-interval", "0", "--control", P("ctl.sock"),
+            "--port", "a=net_null0,no-rx=1", "--port", "b=net_null1,size=64"]);
+        sw.WaitFor("port b link up");
+        var before = Ctl("--json", "show").Out;
+        var add = Ctl("add-port", "z", "net_null1,no-rx=1");
+        Assert.Equal(1, add.Exit);
+        Assert.Contains("device 'net_null1' is already in use by port 'b'", add.Err, StringComparison.Ordinal);
+        Assert.Equal(before, Ctl("--json", "show").Out);
+        ulong Rx() => JsonNode.Parse(Ctl("--json", "dump-ports").Out)!["ports"]!.AsArray().Single(p => (string)p!["name"]! == "b")!["rx_packets"]!.GetValue<ulong>();
+        ulong rx0 = Rx();
+        Thread.Sleep(200);
+        Assert.True(Rx() > rx0, "port b still receives");
+        var r = sw.Stop();
+        Assert.True(r.ExitCode == 0, r.ToString());
+        Assert.DoesNotContain("not ready port", r.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("Invalid port_id", r.Stderr, StringComparison.Ordinal);
+
+        // Two configured ports on one device are refused before anything starts.
+        var dup = Vswitchd.Run(["--stats-interval", "0", "--control", "none", "--duration", "1", "--port", "x=net_null4", "--port", "y=net_null4,size=64"]);
+        Assert.Equal(1, dup.ExitCode);
+        Assert.Contains("ports 'x' and 'y' both use device 'net_null4'", dup.Stderr, StringComparison.Ordinal);
+    }
 }
 
 [Collection("dpdk")]
@@ -455,9 +570,9 @@ public sealed class FlowUpdateDpdkTests : IDisposable
         Thread.Sleep(500);
         var before = Counters();
         Assert.Equal(0UL, before.Fwd);
-        var rep = Request("replace-flows", new JsonObject { ["file"] = P("v2.txt") });
-        Assert.True((bool)rep["ok"]!, rep.ToJsonString());
-        Assert.Equal(157, rep["result"]!["changed"]!.GetValue<int>()); // the rules with i % 64 == 5 below 10 000
+        var rep = ControlClient.Vswitchctl(P("ctl.sock"), "--json", "replace-flows", P("v2.txt"));
+        Assert.True(rep.Exit == 0, rep.Err);
+        Assert.Equal(157, JsonNode.Parse(rep.Out)!["changed"]!.GetValue<int>()); // the rules with i % 64 == 5 below 10 000
         Thread.Sleep(500);
         var after = Counters();
         var r = sw.Stop();
@@ -531,5 +646,93 @@ public sealed class FlowUpdateDpdkTests : IDisposable
         Assert.True(refused > 50, $"only {refused} of 300 mutated commands were refused");
         var r = sw.Stop();
         Assert.True(r.ExitCode == 0, r.ToString());
+    }
+}
+
+[Collection("dpdk")]
+[Trait("Category", "Dpdk")]
+public sealed class FlowFileDpdkTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("vsw-flowfile-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private string P(string name) => Path.Combine(_dir, name);
+
+    private RunningSwitch Start()
+    {
+        var sw = new RunningSwitch(["--mode", "pipeline", "--stats-interval", "0", "--control", P("ctl.sock"),
+            "--port", "a=net_null0,no-rx=1", "--port", "b=net_null1,no-rx=1"]);
+        sw.WaitFor("port b link up");
+        return sw;
+    }
+
+    private JsonObject Show() => JsonNode.Parse(ControlClient.Vswitchctl(P("ctl.sock"), "--json", "show").Out)!.AsObject();
+
+    [Fact]
+    public void The_switch_opens_no_file_a_client_names_and_quotes_none_back()
+    {
+        File.WriteAllText(P("secret"), "root:SECRET-HASH-1234:19000:0:99999:7:::\n");
+        using var sw = Start();
+        foreach (var cmd in new[] { "add-flows", "replace-flows", "add-flow", "del-flows", "mod-flows", "show" })
+        {
+            var resp = ControlClient.Request(P("ctl.sock"), cmd, new JsonObject { ["file"] = P("secret") });
+            Assert.False((bool)resp["ok"]!, $"{cmd}: {resp.ToJsonString()}");
+            var error = (string)resp["error"]!;
+            Assert.Contains("argument \"file\" is refused", error, StringComparison.Ordinal);
+            Assert.DoesNotContain("SECRET", error, StringComparison.Ordinal);
+        }
+
+        // vswitchctl reads the file itself, so the error names the client's file and line.
+        var ctl = ControlClient.Vswitchctl(P("ctl.sock"), "add-flows", P("secret"));
+        Assert.Equal(1, ctl.Exit);
+        Assert.Contains($"{P("secret")}: line 1, column", ctl.Err, StringComparison.Ordinal);
+        Assert.Equal(0, Show()["rules"]!.GetValue<int>());
+        Assert.Equal(0, sw.Stop().ExitCode);
+    }
+
+    private static string Rules(int n, int port, int from = 0)
+    {
+        var sb = new System.Text.StringBuilder();
+        for (int i = from; i < from + n; i++)
+        {
+            sb.Append(CultureInfo.InvariantCulture, $"table=0,priority=100,udp,nw_dst=10.{(i >> 16) & 0xFF}.{(i >> 8) & 0xFF}.{i & 0xFF},tp_dst={i % 50000},actions=output:{port}\n");
+        }
+
+        return sb.ToString();
+    }
+
+    [Fact]
+    public void Two_hundred_thousand_rules_load_in_chunks_and_a_bad_line_deep_in_a_replace_changes_nothing()
+    {
+        File.WriteAllText(P("big.txt"), "# 200 000 rules\n" + Rules(200_000, 2));
+        using var sw = Start();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var add = ControlClient.Vswitchctl(P("ctl.sock"), "--json", "add-flows", P("big.txt"));
+        double seconds = clock.Elapsed.TotalSeconds;
+        Assert.True(add.Exit == 0, add.Err);
+        Assert.Equal(200_000, JsonNode.Parse(add.Out)!["rules"]!.GetValue<int>());
+        Assert.True(seconds < 20, $"200 000 rules took {seconds:F1} s");
+        long version = Show()["flow_version"]!.GetValue<long>();
+
+        // replace-flows from stdin: a bad rule on file line 150 002 refuses the whole replace.
+        var lines = Rules(200_000, 1).Split('\n').ToList();
+        lines[150_001] = "table=0,priority=100,udp,nw_dst=10.2.73.300,actions=output:1";
+        var bad = ControlClient.VswitchctlWithStdin(P("ctl.sock"), string.Join('\n', lines), "replace-flows", "-");
+        Assert.Equal(1, bad.Exit);
+        Assert.Contains("stdin: line 150002, column", bad.Err, StringComparison.Ordinal);
+        var show = Show();
+        Assert.Equal(200_000, show["rules"]!.GetValue<int>());
+        Assert.Equal(version, show["flow_version"]!.GetValue<long>());
+        Assert.Equal("output:2", (string)JsonNode.Parse(ControlClient.Vswitchctl(P("ctl.sock"), "--json", "trace", "in_port=1,udp,nw_dst=10.0.0.7,tp_dst=7").Out)!["datapath_actions"]!);
+
+        // The good replace applies in one version.
+        File.WriteAllText(P("small.txt"), Rules(1000, 1, from: 5));
+        var rep = ControlClient.Vswitchctl(P("ctl.sock"), "--json", "replace-flows", P("small.txt"));
+        Assert.True(rep.Exit == 0, rep.Err);
+        var r = JsonNode.Parse(rep.Out)!;
+        Assert.Equal(1000, r["rules"]!.GetValue<int>());
+        Assert.Equal(version + 1, r["version"]!.GetValue<long>());
+        Assert.Equal(0, sw.Stop().ExitCode);
     }
 }

@@ -249,6 +249,35 @@ public sealed unsafe class PmdLoopTests
     }
 
     [Fact]
+    public void A_plan_the_pmd_did_not_take_in_time_is_replaced_by_the_next_and_only_the_newest_is_applied()
+    {
+        using var rig = new Rig(rewrite: false);
+        var tx = new List<(int, ushort, ushort, bool)> { (0, 0, 0, true), (1, 1, 0, true) };
+        var late = new PmdPlan(1, [new RxQueueRef { DpPort = 0, PortId = 0 }], tx);
+        var newest = new PmdPlan(2, [new RxQueueRef { DpPort = 1, PortId = 1 }], tx);
+
+        // The PMD runs no round: the first publish times out and stays pending.
+        Assert.False(rig.State.Publish(late, pmdRunning: true, TimeSpan.FromMilliseconds(20)));
+        Assert.Same(late, rig.State.PendingPlan);
+
+        // The next publish replaces it (never applied, freed whole); the PMD applies only that one.
+        bool applied = false;
+        var publisher = new Thread(() => applied = rig.State.Publish(newest, pmdRunning: true, TimeSpan.FromSeconds(10)));
+        publisher.Start();
+        while (rig.State.PendingPlan != newest)
+        {
+            Thread.Yield();
+        }
+
+        rig.Loop.Poll();
+        Assert.True(publisher.Join(TimeSpan.FromSeconds(10)) && applied);
+        Assert.Equal(2, rig.State.AppliedVersion);
+        Assert.Null(rig.State.PendingPlan);
+        Assert.Equal(1, rig.State.RxQueueCount);
+        Assert.Equal(1, rig.State.RxQueues[0].DpPort);
+    }
+
+    [Fact]
     public void An_idle_pmd_sleeps_longer_each_empty_round_up_to_the_maximum_and_wakes_on_traffic()
     {
         using var rig = new Rig(rewrite: false);

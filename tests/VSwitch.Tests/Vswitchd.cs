@@ -87,9 +87,9 @@ internal sealed class RunningSwitch : IDisposable
     private readonly StringBuilder _out = new();
     private readonly StringBuilder _err = new();
 
-    public RunningSwitch(IEnumerable<string> args)
+    public RunningSwitch(IEnumerable<string> args, Dictionary<string, string>? env = null)
     {
-        _p = Vswitchd.Start(args);
+        _p = Vswitchd.Start(args, env);
         _p.OutputDataReceived += (_, e) => { if (e.Data != null) { lock (_out) { _out.AppendLine(e.Data); } } };
         _p.ErrorDataReceived += (_, e) => { if (e.Data != null) { lock (_err) { _err.AppendLine(e.Data); } } };
         _p.BeginOutputReadLine();
@@ -115,10 +115,10 @@ internal sealed class RunningSwitch : IDisposable
         }
     }
 
-    /// <summary>SIGINT, wait, and return the whole run.</summary>
-    public RunResult Stop()
+    /// <summary>SIGINT (or <paramref name="signal"/>), wait, and return the whole run.</summary>
+    public RunResult Stop(string signal = "INT")
     {
-        Vswitchd.Signal(_p, "INT");
+        Vswitchd.Signal(_p, signal);
         bool done = _p.WaitForExit(30_000);
         if (!done)
         {
@@ -149,9 +149,12 @@ public sealed class DpdkCollection;
 internal static class ControlClient
 {
     /// <summary>Runs vswitchctl against <paramref name="socket"/>; returns its exit code and output.</summary>
-    public static (int Exit, string Out, string Err) Vswitchctl(string socket, params string[] args)
+    public static (int Exit, string Out, string Err) Vswitchctl(string socket, params string[] args) => VswitchctlWithStdin(socket, null, args);
+
+    /// <summary>As <see cref="Vswitchctl(string, string[])"/> with <paramref name="stdin"/> as its standard input.</summary>
+    public static (int Exit, string Out, string Err) VswitchctlWithStdin(string socket, string? stdin, params string[] args)
     {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = stdin != null, UseShellExecute = false };
         psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "vswitchctl.dll"));
         psi.ArgumentList.Add("--socket");
         psi.ArgumentList.Add(socket);
@@ -163,6 +166,19 @@ internal static class ControlClient
         using var p = Process.Start(psi)!;
         var o = p.StandardOutput.ReadToEndAsync();
         var e = p.StandardError.ReadToEndAsync();
+        if (stdin != null)
+        {
+            try
+            {
+                p.StandardInput.Write(stdin);
+                p.StandardInput.Close();
+            }
+            catch (IOException)
+            {
+                // vswitchctl stopped reading (a refused chunk ends the transfer)
+            }
+        }
+
         Xunit.Assert.True(p.WaitForExit(60_000), "vswitchctl hung");
         return (p.ExitCode, o.Result, e.Result);
     }

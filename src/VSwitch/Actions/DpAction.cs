@@ -96,9 +96,12 @@ public struct DpAction
     /// <summary>Whether the op changes packet bytes (and so must not follow the last output).</summary>
     public readonly bool Modifies => Op is not (DpOp.Output or DpOp.Controller or DpOp.Ext or DpOp.Recirc);
 
-    public override readonly string ToString() => Op switch
+    public override readonly string ToString() => Format(null);
+
+    /// <summary>The op as text; an output names the port's OpenFlow number (<paramref name="ofPortOfSlot"/>; without it, slot + 1).</summary>
+    public readonly string Format(Func<int, int>? ofPortOfSlot) => Op switch
     {
-        DpOp.Output => $"output:{A + 1}{((Flags & CloneFlag) != 0 ? "(clone)" : "")}",
+        DpOp.Output => $"output:{(ofPortOfSlot == null ? A + 1 : ofPortOfSlot(A))}{((Flags & CloneFlag) != 0 ? "(clone)" : "")}",
         DpOp.Controller => "controller",
         DpOp.SetEthDst => $"set(eth_dst={FlowText.FlowFormatter.FormatMac(C)})",
         DpOp.SetEthSrc => $"set(eth_src={FlowText.FlowFormatter.FormatMac(C)})",

@@ -14,7 +14,8 @@ using VSwitch.Pipeline;
 
 namespace VSwitch.Config;
 
-public sealed record StoredState(IReadOnlyList<PortConfig> Ports, IReadOnlyList<FlowRule> Rules);
+/// <param name="NextOfPort">The lowest OpenFlow number never handed out (numbers are not reused, so rules that name a removed port never reach a new one).</param>
+public sealed record StoredState(IReadOnlyList<PortConfig> Ports, IReadOnlyList<FlowRule> Rules, int NextOfPort);
 
 public static partial class StateStore
 {
@@ -65,11 +66,18 @@ public static partial class StateStore
                     pc.SetVlan(vlan, $"{where}: ports[{i}].vlan");
                 }
 
+                if (p["ofport"] is JsonNode of)
+                {
+                    int n = of.GetValue<int>();
+                    pc.OfPort = n is >= 1 and <= PortConfig.MaxOfPort && pcs.All(q => q.OfPort != n)
+                        ? n : throw new FormatException("ofport");
+                }
+
                 pcs.Add(pc);
             }
             catch (Exception e) when (e is InvalidOperationException or NullReferenceException or FormatException)
             {
-                throw new VSwitchException($"{where} is corrupt at ports[{i}] (needs \"name\" and \"devargs\" strings); it was left as it is: fix or remove it");
+                throw new VSwitchException($"{where} is corrupt at ports[{i}] (needs \"name\" and \"devargs\" strings, and an \"ofport\" from 1 to {PortConfig.MaxOfPort} used once, if any); it was left as it is: fix or remove it");
             }
 
             i++;
@@ -86,18 +94,37 @@ public static partial class StateStore
             throw new VSwitchException($"{e.Message} (the state file was left as it is: fix or remove it)");
         }
 
-        return new StoredState(pcs, rules);
+        int next = pcs.Select(p => (p.OfPort ?? 0) + 1).Append(1).Max();
+        if (o["next_ofport"] is JsonNode nn)
+        {
+            try
+            {
+                next = Math.Max(next, nn.GetValue<int>());
+            }
+            catch (Exception e) when (e is InvalidOperationException or FormatException)
+            {
+                throw new VSwitchException($"{where} is corrupt at next_ofport (expected an integer); it was left as it is: fix or remove it");
+            }
+        }
+
+        return new StoredState(pcs, rules, next);
     }
 
     /// <summary>Writes the store atomically (temp file, fsync, rename, fsync of the directory).</summary>
-    public static void Save(string path, IEnumerable<PortConfig> ports, IEnumerable<FlowRule> rules)
+    public static void Save(string path, IEnumerable<PortConfig> ports, IEnumerable<FlowRule> rules, int nextOfPort)
     {
         var o = new JsonObject
         {
             ["format"] = Format,
+            ["next_ofport"] = nextOfPort,
             ["ports"] = new JsonArray(ports.Select(p =>
             {
                 var j = new JsonObject { ["name"] = p.Name, ["devargs"] = p.DevArgs, ["rxq"] = p.RxQueues };
+                if (p.OfPort is int of)
+                {
+                    j["ofport"] = of;
+                }
+
                 if (p.VlanMode != VlanMode.None)
                 {
                     j["vlan"] = p.VlanSpec;

@@ -22,6 +22,14 @@ public sealed class PortConfig
 
     /// <summary>The device MTU to request (as ovs-vsctl's mtu_request); 0 keeps the device's default.</summary>
     public int Mtu { get; set; }
+    /// <summary>Highest OpenFlow port number (OpenFlow's OFPP_MAX, as the flow syntax accepts).</summary>
+    public const int MaxOfPort = 65280;
+
+    /// <summary>
+    /// The port's OpenFlow number: requested (ofport_request), or set by the switch when it adds the
+    /// port and kept in the state file so flows keep naming the same port across restarts.
+    /// </summary>
+    public int? OfPort { get; set; }
 
     /// <summary>Pipeline mode: how NORMAL treats VLANs on this port (none, access, trunk).</summary>
     public Pipeline.VlanMode VlanMode { get; set; }
@@ -39,6 +47,22 @@ public sealed class PortConfig
         Pipeline.VlanMode.Trunk => Trunks.Count == 0 ? "trunk" : "trunk:" + string.Join(',', Trunks),
         _ => "none",
     };
+
+    /// <summary>The DPDK device a devargs string names (before the first comma; PCI addresses with their domain, lower case).</summary>
+    public static string DeviceName(string devArgs)
+    {
+        var name = devArgs.Split(',')[0].Trim();
+        if (Ports.DpdkPort.IsPciDevArgs(name))
+        {
+            name = name.ToLowerInvariant();
+            return name.Length == 7 ? "0000:" + name : name;
+        }
+
+        return name;
+    }
+
+    /// <summary>Whether two devargs strings name the same DPDK device.</summary>
+    public static bool SameDevice(string a, string b) => string.Equals(DeviceName(a), DeviceName(b), StringComparison.Ordinal);
 
     /// <summary>Parses "access:TAG" or "trunk:V1,V2,..." (or "none").</summary>
     public void SetVlan(string spec, string where)
@@ -132,6 +156,9 @@ public sealed class SwitchConfig
 
     /// <summary>Pipeline mode: where ports and flow tables are kept across restarts (null: not kept).</summary>
     public string? StateFile { get; set; }
+
+    /// <summary>True when <see cref="Ports"/> holds only the embedded default (no port was configured); a state file's ports replace them.</summary>
+    public bool PortsAreEmbeddedDefault { get; set; }
 
     /// <summary>The embedded default: l2fwd between two net_null ports, no NIC needed.</summary>
     public static SwitchConfig EmbeddedDefault()
@@ -305,11 +332,14 @@ public sealed class SwitchConfig
                 case "vlan":
                     port.SetVlan(Str(prop.Value, source, pp), $"{source}: {pp}");
                     break;
+                case "ofport":
+                    port.OfPort = Int(prop.Value, source, pp, 1, PortConfig.MaxOfPort);
+                    break;
                 case "mtu":
                     port.Mtu = Int(prop.Value, source, pp, 68, 65535);
                     break;
                 default:
-                    throw new VSwitchException($"{source}: {pp}: unknown port setting (known: name, devargs, rxq, rxd, txd, vlan, mtu)");
+                    throw new VSwitchException($"{source}: {pp}: unknown port setting (known: name, devargs, rxq, rxd, txd, vlan, mtu, ofport)");
             }
         }
 
@@ -375,6 +405,22 @@ public sealed class SwitchConfig
             if (!names.Add(p.Name))
             {
                 throw new VSwitchException($"port '{p.Name}' is defined twice");
+            }
+        }
+
+        for (int i = 0; i < Ports.Count; i++)
+        {
+            for (int j = 0; j < i; j++)
+            {
+                if (PortConfig.SameDevice(Ports[i].DevArgs, Ports[j].DevArgs))
+                {
+                    throw new VSwitchException($"ports '{Ports[j].Name}' and '{Ports[i].Name}' both use device '{PortConfig.DeviceName(Ports[i].DevArgs)}'; a device can back one port only");
+                }
+
+                if (Ports[i].OfPort is int n && Ports[j].OfPort == n)
+                {
+                    throw new VSwitchException($"ports '{Ports[j].Name}' and '{Ports[i].Name}' both have OpenFlow port {n}");
+                }
             }
         }
 

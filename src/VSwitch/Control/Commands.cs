@@ -16,11 +16,42 @@ namespace VSwitch.Control;
 public sealed class Commands(SwitchDatapath dp)
 {
     public static readonly string[] Names = ["show", "dump-ports", "add-port", "del-port", "pmd-stats-show", "pmd-stats-clear", "pmd-rxq-show",
-        "add-flow", "add-flows", "mod-flows", "del-flows", "replace-flows", "dump-flows", "dump-megaflows", "trace", "set-port", "set-table-miss"];
+        "add-flow", "add-flows", "mod-flows", "del-flows", "replace-flows", "dump-flows", "dump-megaflows", "trace", "set-port", "set-table-miss",
+        "flows-begin", "flows-chunk", "flows-commit", "flows-abort"];
+
+    /// <summary>Most rules one flow transaction may hold (its parsed rules stay in memory until the commit).</summary>
+    public const int MaxTransactionRules = 2_000_000;
 
     private readonly Dictionary<int, PmdCounters> _statsBaseline = [];
+    private long _lastTransaction;
 
-    public JsonNode? Execute(string cmd, JsonObject args) => cmd switch
+    /// <summary>Runs one command for a connection without session state (tests, one-shot callers).</summary>
+    public JsonNode? Execute(string cmd, JsonObject args) => Execute(cmd, args, new ControlSession());
+
+    /// <summary>Runs one command; <paramref name="session"/> carries the connection's open flow transaction.</summary>
+    public JsonNode? Execute(string cmd, JsonObject args, ControlSession session)
+    {
+        ArgumentNullException.ThrowIfNull(args);
+        ArgumentNullException.ThrowIfNull(session);
+        if (args.ContainsKey("file"))
+        {
+            // The daemon runs as root: a path from a client would let anyone who may use the socket
+            // make it open (and quote in errors) any file. Flow files are read by the client.
+            throw new VSwitchException("argument \"file\" is refused: vswitchd opens no path a client names; send the rules as \"flow\" text, "
+                + "or in chunks with flows-begin / flows-chunk / flows-commit (vswitchctl add-flows FILE reads the file itself)");
+        }
+
+        return cmd switch
+        {
+            "flows-begin" => FlowsBegin(args, session),
+            "flows-chunk" => FlowsChunk(args, session),
+            "flows-commit" => FlowsCommit(args, session),
+            "flows-abort" => FlowsAbort(args, session),
+            _ => Execute1(cmd, args),
+        };
+    }
+
+    private JsonNode? Execute1(string cmd, JsonObject args) => cmd switch
     {
         "show" => Show(),
         "dump-ports" => DumpPorts(),
@@ -29,8 +60,7 @@ public sealed class Commands(SwitchDatapath dp)
         "pmd-stats-show" => PmdStats(),
         "pmd-stats-clear" => PmdStatsClear(),
         "pmd-rxq-show" => PmdRxq(),
-        "add-flow" => AddFlows(args, "flow"),
-        "add-flows" => AddFlows(args, "file"),
+        "add-flow" or "add-flows" => AddFlows(args),
         "replace-flows" => ReplaceFlows(args),
         "mod-flows" => ModFlows(args),
         "del-flows" => DelFlows(args),
@@ -41,6 +71,72 @@ public sealed class Commands(SwitchDatapath dp)
         "set-table-miss" => SetTableMiss(args),
         _ => throw new VSwitchException($"unknown command '{cmd}' (known: {string.Join(", ", Names)})"),
     };
+
+    private JsonObject FlowsBegin(JsonObject args, ControlSession session)
+    {
+        _ = Flows;
+        bool replace = Str(args, "op") switch
+        {
+            "add" => false,
+            "replace" => true,
+            var other => throw new VSwitchException($"argument \"op\": '{other}' is not one of add, replace"),
+        };
+        if (session.Transaction is FlowTransaction open)
+        {
+            throw new VSwitchException($"flow transaction {open.Id} is still open on this connection (flows-commit or flows-abort it first)");
+        }
+
+        var origin = Str(args, "origin", required: false);
+        var t = new FlowTransaction(++_lastTransaction, replace, origin.Length == 0 ? "flows" : origin);
+        session.Transaction = t;
+        return new JsonObject { ["txn"] = t.Id };
+    }
+
+    /// <summary>The connection's open transaction, which <paramref name="args"/>' "txn" must name.</summary>
+    private static FlowTransaction OpenTransaction(JsonObject args, ControlSession session)
+    {
+        long id = args["txn"] is JsonValue v && v.TryGetValue(out long x) ? x : throw new VSwitchException("argument \"txn\" (the number flows-begin returned) is required");
+        return session.Transaction is FlowTransaction t && t.Id == id
+            ? t : throw new VSwitchException($"no open flow transaction {id} on this connection (flows-begin starts one; a refused chunk ends it)");
+    }
+
+    private JsonObject FlowsChunk(JsonObject args, ControlSession session)
+    {
+        var t = OpenTransaction(args, session);
+        try
+        {
+            int line = Int(args, "line", 1, 1, int.MaxValue);
+            var text = args["flow"] is JsonValue v && v.TryGetValue(out string? f) ? f : throw new VSwitchException("argument \"flow\" (rule text) is required");
+            var rules = FlowParser.ParseRules(text, t.Origin, line);
+            if (t.Rules.Count + rules.Count > MaxTransactionRules)
+            {
+                throw new VSwitchException($"{t.Origin}: more than {MaxTransactionRules} rules in one transaction");
+            }
+
+            t.Rules.AddRange(rules);
+            t.Chunks++;
+            return new JsonObject { ["txn"] = t.Id, ["rules"] = t.Rules.Count };
+        }
+        catch (VSwitchException e)
+        {
+            session.Transaction = null; // all or nothing: the batch is refused as a whole
+            throw new VSwitchException($"{e.Message} (transaction {t.Id} aborted; the tables are unchanged)");
+        }
+    }
+
+    private JsonObject FlowsCommit(JsonObject args, ControlSession session)
+    {
+        var t = OpenTransaction(args, session);
+        session.Transaction = null;
+        return t.Replace ? ApplyReplace(t.Rules) : ApplyAdd(t.Rules);
+    }
+
+    private static JsonObject FlowsAbort(JsonObject args, ControlSession session)
+    {
+        var t = OpenTransaction(args, session);
+        session.Transaction = null;
+        return new JsonObject { ["aborted"] = t.Id, ["rules"] = t.Rules.Count };
+    }
 
     private static string Str(JsonObject args, string name, bool required = true)
     {
@@ -110,7 +206,7 @@ public sealed class Commands(SwitchDatapath dp)
         {
             ports.Add((JsonNode)new JsonObject
             {
-                ["name"] = p.Name, ["rx_packets"] = p.RxPackets, ["tx_packets"] = p.TxPackets, ["tx_drops"] = p.TxDrops,
+                ["name"] = p.Name, ["ofport"] = p.OfPort, ["rx_packets"] = p.RxPackets, ["tx_packets"] = p.TxPackets, ["tx_drops"] = p.TxDrops,
                 ["hw_ipackets"] = p.Hw.IPackets, ["hw_opackets"] = p.Hw.OPackets, ["hw_ibytes"] = p.Hw.IBytes,
                 ["hw_obytes"] = p.Hw.OBytes, ["hw_imissed"] = p.Hw.IMissed, ["hw_ierrors"] = p.Hw.IErrors,
                 ["hw_oerrors"] = p.Hw.OErrors, ["hw_rx_nombuf"] = p.Hw.RxNoMbuf,
@@ -129,6 +225,7 @@ public sealed class Commands(SwitchDatapath dp)
             RxQueues = Int(args, "rxq", 1, 1, 128),
             RxDescriptors = Int(args, "rxd", 1024, 32, 32768),
             TxDescriptors = Int(args, "txd", 1024, 32, 32768),
+            OfPort = args["ofport"] is null ? null : Int(args, "ofport", 0, 1, PortConfig.MaxOfPort),
         };
         if (Str(args, "vlan", required: false) is { Length: > 0 } vlan)
         {
@@ -258,43 +355,27 @@ public sealed class Commands(SwitchDatapath dp)
 
     private FlowControl Flows => dp.Flows ?? throw new VSwitchException("flow commands need the pipeline forwarding mode (start vswitchd with --mode pipeline)");
 
-    /// <summary>Rules from args "flow" (one or more lines of text) or "file" (a path the switch reads).</summary>
-    private static List<FlowRule> RulesFrom(JsonObject args, string preferred)
+    /// <summary>Rules from args "flow" (one or more lines of text; optional "origin" and "line" name them in errors).</summary>
+    private static List<FlowRule> RulesFrom(JsonObject args)
     {
-        if (Str(args, "file", required: false) is { Length: > 0 } file)
-        {
-            string text;
-            try
-            {
-                text = File.ReadAllText(file);
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                throw new VSwitchException($"cannot read flow file {file}: {e.Message}");
-            }
-
-            return FlowParser.ParseRules(text, file);
-        }
-
-        if (Str(args, "flow", required: false) is { Length: > 0 } flow)
-        {
-            return FlowParser.ParseRules(flow, "flow");
-        }
-
-        throw new VSwitchException($"argument \"{(preferred == "file" ? "file" : "flow")}\" is required (\"file\": a path, or \"flow\": rule text)");
+        var origin = Str(args, "origin", required: false);
+        int line = Int(args, "line", 1, 1, int.MaxValue);
+        return FlowParser.ParseRules(Str(args, "flow"), origin.Length == 0 ? "flow" : origin, line);
     }
 
-    private JsonObject AddFlows(JsonObject args, string preferred)
+    private JsonObject AddFlows(JsonObject args) => ApplyAdd(RulesFrom(args));
+
+    private JsonObject ApplyAdd(List<FlowRule> rules)
     {
-        var rules = RulesFrom(args, preferred);
         var f = Flows;
         int n = f.Add(rules, Native.Rdtsc());
         return new JsonObject { ["added"] = n, ["rules"] = f.Current.RuleCount, ["version"] = f.Current.Version };
     }
 
-    private JsonObject ReplaceFlows(JsonObject args)
+    private JsonObject ReplaceFlows(JsonObject args) => ApplyReplace(RulesFrom(args));
+
+    private JsonObject ApplyReplace(List<FlowRule> rules)
     {
-        var rules = RulesFrom(args, "file");
         var f = Flows;
         var (added, removed, changed, kept) = f.Replace(rules, Native.Rdtsc());
         return new JsonObject
@@ -353,9 +434,16 @@ public sealed class Commands(SwitchDatapath dp)
         return new JsonObject { ["flows"] = lines };
     }
 
+    /// <summary>Datapath slot -> OpenFlow number, for showing compiled outputs as the numbers rules use.</summary>
+    private static Func<int, int> OfPortOfSlot(FlowTables v)
+    {
+        var map = v.PortList.ToDictionary(p => p.Slot, p => p.OfPort);
+        return slot => map.TryGetValue(slot, out int of) ? of : -1;
+    }
+
     private unsafe JsonObject DumpMegaflows()
     {
-        _ = Flows;
+        var ofPortOfSlot = OfPortOfSlot(Flows.Current);
         var lines = new JsonArray();
         ulong now = Native.Rdtsc();
         double hz = dp.Eal?.TscHz ?? 1;
@@ -372,7 +460,7 @@ public sealed class Commands(SwitchDatapath dp)
                 }
 
                 var ops = MegaflowCache.ProgramOf(e).ToArray();
-                string actions = ops.Length == 0 ? "drop" : string.Join(",", ops.Where(o => o.Op != DpOp.Ext).Select(o => o.ToString()));
+                string actions = ops.Length == 0 ? "drop" : string.Join(",", ops.Where(o => o.Op != DpOp.Ext).Select(o => o.Format(ofPortOfSlot)));
                 double used = now > e->LastUsed ? (now - e->LastUsed) / hz : 0;
                 lines.Add((JsonNode?)string.Create(System.Globalization.CultureInfo.InvariantCulture,
                     $"pmd={pi} {FlowFormatter.FormatKeyMask(e->Key, mfc.Subtable(st)->Mask)}, packets:{e->Packets}, bytes:{e->Bytes}, used:{used:F3}s, actions:{actions}"));
@@ -387,7 +475,8 @@ public sealed class Commands(SwitchDatapath dp)
         var f = Flows;
         var key = FlowParser.ParsePacket(Str(args, "packet"), "packet");
         var (lines, t, megaflow) = f.Trace(key);
-        var ops = t.Ops.Take(t.OpCount).Where(o => o.Op != DpOp.Ext).Select(o => o.ToString()).ToList();
+        var ofPortOfSlot = OfPortOfSlot(f.Current);
+        var ops = t.Ops.Take(t.OpCount).Where(o => o.Op != DpOp.Ext).Select(o => o.Format(ofPortOfSlot)).ToList();
         var trace = new JsonArray(lines.Select(l => (JsonNode?)l).ToArray());
         return new JsonObject
         {

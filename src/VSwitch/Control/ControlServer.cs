@@ -23,14 +23,14 @@ public sealed class ControlServer : IAsyncDisposable
     public const int ProtocolVersion = 1;
     private static readonly UTF8Encoding s_strictUtf8 = new(false, throwOnInvalidBytes: true);
     private readonly Socket _listener;
-    private readonly Func<string, JsonObject, JsonNode?> _execute;
+    private readonly Func<string, JsonObject, ControlSession, JsonNode?> _execute;
     private readonly CancellationTokenSource _stop = new();
     private readonly SemaphoreSlim _oneAtATime = new(1, 1);
     private readonly Task _acceptLoop;
 
     /// <param name="path">Socket path; its directory is created (0750) if needed.</param>
-    /// <param name="execute">Runs one command; throws <see cref="VSwitchException"/> for a refused request.</param>
-    public ControlServer(string path, Func<string, JsonObject, JsonNode?> execute)
+    /// <param name="execute">Runs one command for a connection's session; throws <see cref="VSwitchException"/> for a refused request.</param>
+    public ControlServer(string path, Func<string, JsonObject, ControlSession, JsonNode?> execute)
     {
         Path = path;
         _execute = execute;
@@ -73,6 +73,7 @@ public sealed class ControlServer : IAsyncDisposable
     private async Task Serve(Socket client)
     {
         using var _ = client;
+        var session = new ControlSession(); // dropped with the connection (an open flow transaction with it)
         await using var stream = new NetworkStream(client, ownsSocket: false);
         var reader = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 64 * 1024));
         try
@@ -100,7 +101,7 @@ public sealed class ControlServer : IAsyncDisposable
                         return;
                     }
 
-                    var response = await Handle(line.ToArray()).ConfigureAwait(false);
+                    var response = await Handle(line.ToArray(), session).ConfigureAwait(false);
                     await Send(stream, response).ConfigureAwait(false);
                 }
 
@@ -146,7 +147,7 @@ public sealed class ControlServer : IAsyncDisposable
         return true;
     }
 
-    private async Task<JsonObject> Handle(byte[] bytes)
+    private async Task<JsonObject> Handle(byte[] bytes, ControlSession session)
     {
         string text;
         try
@@ -183,7 +184,7 @@ public sealed class ControlServer : IAsyncDisposable
         await _oneAtATime.WaitAsync().ConfigureAwait(false);
         try
         {
-            var result = _execute(cmd, args);
+            var result = _execute(cmd, args, session);
             return new JsonObject { ["v"] = ProtocolVersion, ["id"] = id, ["ok"] = true, ["result"] = result };
         }
         catch (VSwitchException e)

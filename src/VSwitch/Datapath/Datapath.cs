@@ -15,7 +15,7 @@ using VSwitch.Ports;
 namespace VSwitch.Datapath;
 
 /// <summary>Totals for one port, summed over PMDs, plus the device's own counters.</summary>
-public sealed record PortSnapshot(string Name, ulong RxPackets, ulong TxPackets, ulong TxDrops, PortHwStats Hw);
+public sealed record PortSnapshot(string Name, ulong RxPackets, ulong TxPackets, ulong TxDrops, PortHwStats Hw, int OfPort = 0);
 
 /// <summary>Totals for one PMD thread.</summary>
 /// <summary>One PMD's counters (<paramref name="Raw"/>; the pipeline's are 0 in l2fwd mode) and its installed megaflows.</summary>
@@ -63,6 +63,15 @@ public sealed unsafe class SwitchDatapath : IDisposable
     private readonly Dictionary<(string Port, int Queue), int> _rxqCore = [];
     private readonly object _control = new();
     private readonly PortConfig?[] _portConfigs = new PortConfig?[PmdState.MaxPorts];
+
+    /// <summary>OpenFlow number of the port in each slot (0: none). Slots are reused; numbers are not.</summary>
+    private readonly int[] _ofPorts = new int[PmdState.MaxPorts];
+
+    /// <summary>Numbers requested by ports still to be opened at start-up (auto numbering skips them).</summary>
+    private readonly HashSet<int> _reservedOfPorts = [];
+
+    /// <summary>The lowest OpenFlow number never handed out; only grows (kept in the state file).</summary>
+    private int _nextOfPort = 1;
     private readonly List<FlowPmd> _flowPmds = [];
     private L2fwdTable? _l2fwd;
     private FlowControl? _flows;
@@ -113,8 +122,36 @@ public sealed unsafe class SwitchDatapath : IDisposable
             stored = StateStore.Load(stateFile); // a corrupt store stops us here, before anything starts
             if (stored != null)
             {
+                if (_config.PortsAreEmbeddedDefault && stored.Ports.Count > 0)
+                {
+                    // The embedded default stands in for "no ports given"; the store gives ports, so
+                    // it must not add its own devices next to them (the same net_nullN twice).
+                    _config.Ports.Clear();
+                    _config.PortsAreEmbeddedDefault = false;
+                }
+
+                _nextOfPort = stored.NextOfPort;
+                foreach (var cp in _config.Ports)
+                {
+                    // a port given again on the command line keeps its stored number unless it asks for another
+                    if (cp.OfPort == null && stored.Ports.FirstOrDefault(sp => sp.Name == cp.Name) is { OfPort: int kept })
+                    {
+                        cp.OfPort = kept;
+                    }
+                }
+
                 foreach (var pc in stored.Ports.Where(sp => _config.Ports.All(cp => cp.Name != sp.Name)))
                 {
+                    if (pc.OfPort is int n && _config.Ports.FirstOrDefault(cp => cp.OfPort == n) is PortConfig taken)
+                    {
+                        throw new VSwitchException($"state file {stateFile}: port '{pc.Name}' has OpenFlow port {n}, which the configuration gives to port '{taken.Name}'; give one of them another number (--ofport NAME=N)");
+                    }
+
+                    if (_config.Ports.FirstOrDefault(cp => PortConfig.SameDevice(cp.DevArgs, pc.DevArgs)) is PortConfig clash)
+                    {
+                        throw new VSwitchException($"state file {stateFile}: port '{pc.Name}' ({pc.DevArgs}) uses device '{PortConfig.DeviceName(pc.DevArgs)}', which the configuration gives to port '{clash.Name}'; rename or remove one of them");
+                    }
+
                     _config.Ports.Add(pc);
                 }
             }
@@ -153,8 +190,18 @@ public sealed unsafe class SwitchDatapath : IDisposable
 
         foreach (var pc in _config.Ports)
         {
+            if (pc.OfPort is int n)
+            {
+                _reservedOfPorts.Add(n);
+            }
+        }
+
+        foreach (var pc in _config.Ports)
+        {
             OpenPort(pc);
         }
+
+        _reservedOfPorts.Clear();
 
         foreach (var (a, b) in _config.L2fwdPairs)
         {
@@ -273,14 +320,16 @@ public sealed unsafe class SwitchDatapath : IDisposable
         }
 
         List<PortConfig> ports;
+        int nextOfPort;
         lock (_control)
         {
             ports = _portConfigs.Where(p => p != null).Select(p => p!).ToList();
+            nextOfPort = _nextOfPort;
         }
 
         try
         {
-            StateStore.Save(path, ports, _flows.Current.Dump());
+            StateStore.Save(path, ports, _flows.Current.Dump(), nextOfPort);
             _stateError = null;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -298,22 +347,27 @@ public sealed unsafe class SwitchDatapath : IDisposable
             return true;
         }
 
+        // No allocation in this spin (it used a closure per iteration): a GC here would wait for
+        // every PMD to reach a safe point, and a PMD stuck inside a burst call never does.
         long want = _flows.Current.Version;
         var end = DateTime.UtcNow + s_planTimeout;
-        while (_pmds.Any(p => p.State.FlowVersionSeen < want))
+        foreach (var pmd in _pmds)
         {
-            if (DateTime.UtcNow > end)
+            while (pmd.State.FlowVersionSeen < want)
             {
-                return false;
-            }
+                if (DateTime.UtcNow > end)
+                {
+                    return false;
+                }
 
-            Thread.Sleep(0);
+                Thread.Sleep(0);
+            }
         }
 
         return true;
     }
 
-    /// <summary>The ports as the pipeline sees them (OpenFlow number = slot + 1).</summary>
+    /// <summary>The ports as the pipeline sees them: OpenFlow number, and the slot the PMDs send to.</summary>
     private List<PipelinePort> PipelinePorts(int exceptSlot = -1)
     {
         var list = new List<PipelinePort>();
@@ -322,7 +376,7 @@ public sealed unsafe class SwitchDatapath : IDisposable
             if (_slots[dp] is DpdkPort p && dp != exceptSlot)
             {
                 var pc = _portConfigs[dp];
-                list.Add(new PipelinePort(dp + 1, p.Name, pc?.VlanMode ?? VlanMode.None, pc?.Tag ?? 0, pc?.Trunks));
+                list.Add(new PipelinePort(_ofPorts[dp], p.Name, pc?.VlanMode ?? VlanMode.None, pc?.Tag ?? 0, pc?.Trunks) { Slot = dp });
             }
         }
 
@@ -330,7 +384,22 @@ public sealed unsafe class SwitchDatapath : IDisposable
     }
 
     /// <summary>OpenFlow port number of a port (pipeline mode).</summary>
-    public int OfPortOf(DpdkPort port) => DpPortOf(port) + 1;
+    public int OfPortOf(DpdkPort port) => _ofPorts[DpPortOf(port)];
+
+    /// <summary>The port using OpenFlow number <paramref name="ofPort"/>, or null.</summary>
+    private DpdkPort? PortWithOfPort(int ofPort) => Array.IndexOf(_ofPorts, ofPort) is int s and >= 0 ? _slots[s] : null;
+
+    /// <summary>The number a new port gets: the lowest never handed out (so rules that named a removed port never reach a new one).</summary>
+    private int NextFreeOfPort()
+    {
+        int n = _nextOfPort;
+        while (n <= PortConfig.MaxOfPort && (_reservedOfPorts.Contains(n) || PortWithOfPort(n) != null))
+        {
+            n++;
+        }
+
+        return n <= PortConfig.MaxOfPort ? n : throw new VSwitchException($"every OpenFlow port number up to {PortConfig.MaxOfPort} has been used; request a free one (ofport)");
+    }
 
     /// <summary>Once a second from the control thread: rule timeouts and MAC aging.</summary>
     public void Housekeep()
@@ -360,11 +429,31 @@ public sealed unsafe class SwitchDatapath : IDisposable
             throw new VSwitchException($"port '{pc.Name}' already exists");
         }
 
+        if (Ports.FirstOrDefault(p => PortConfig.SameDevice(p.DevArgs, pc.DevArgs)) is DpdkPort owner)
+        {
+            throw new VSwitchException($"port '{pc.Name}': device '{PortConfig.DeviceName(pc.DevArgs)}' is already in use by port '{owner.Name}'");
+        }
+
         int slot = Array.IndexOf(_slots, null);
         if (slot < 0)
         {
             throw new VSwitchException($"port '{pc.Name}': all {PmdState.MaxPorts} port slots are in use");
         }
+
+        if (pc.OfPort is int want)
+        {
+            if (want < 1 || want > PortConfig.MaxOfPort)
+            {
+                throw new VSwitchException($"port '{pc.Name}': OpenFlow port {want} is out of range (1 to {PortConfig.MaxOfPort})");
+            }
+
+            if (PortWithOfPort(want) is DpdkPort holder)
+            {
+                throw new VSwitchException($"port '{pc.Name}': OpenFlow port {want} is taken by port '{holder.Name}'");
+            }
+        }
+
+        int ofPort = pc.OfPort ?? NextFreeOfPort();
 
         int pmdCount = _pmds.Count;
         var vhost = VhostUserArgs.Parse(pc.DevArgs);
@@ -383,24 +472,34 @@ public sealed unsafe class SwitchDatapath : IDisposable
 
         DpdkPort Create()
         {
+            // The probe refuses a device that is already a port, so the port removed on failure
+            // is always the one just probed, never one a PMD polls. The slot (what PMD plans are
+            // built from) is taken only once the port is configured and started.
             var port = DpdkPort.Probe(pc.Name, pc.DevArgs);
-            _slots[slot] = port;
+            if (Ports.FirstOrDefault(p => p.PortId == port.PortId) is DpdkPort other)
+            {
+                throw new VSwitchException($"port '{pc.Name}': device '{pc.DevArgs}' resolved to DPDK port {port.PortId}, which is port '{other.Name}'");
+            }
+
             try
             {
                 port.ConfigureAndStart(pc.RxQueues, pmdCount, pc.RxDescriptors, pc.TxDescriptors, _pool!, pc.Mtu);
             }
             catch (VSwitchException)
             {
-                _slots[slot] = null;
                 port.Remove();
                 throw;
             }
 
+            _slots[slot] = port;
             return port;
         }
 
         var created = vhost == null ? Create() : UnixSocketFile.CreateWithMode(vhost.SocketPath, enforce: !vhost.Client, Create);
         _l2fwd!.SetRewrite(slot, created.Mac);
+        pc.OfPort = ofPort; // stored with the port: the same number after a restart
+        _ofPorts[slot] = ofPort;
+        _nextOfPort = Math.Max(_nextOfPort, ofPort + 1);
         _portConfigs[slot] = pc;
         _linkUp[slot] = false; // the first link poll reports the port's state
         _baselines[slot] = CurrentCounters(slot);
@@ -440,6 +539,7 @@ public sealed unsafe class SwitchDatapath : IDisposable
     private void PublishPlans()
     {
         long version = ++_planVersion;
+        var plans = new List<PmdPlan>(_pmds.Count);
         foreach (var pmd in _pmds)
         {
             var rx = new List<RxQueueRef>();
@@ -457,15 +557,44 @@ public sealed unsafe class SwitchDatapath : IDisposable
                 {
                     if (_rxqCore[(port.Name, q)] == pmd.Core)
                     {
-                        rx.Add(new RxQueueRef { DpPort = dp, PortId = port.PortId, QueueId = (ushort)q });
+                        rx.Add(new RxQueueRef { DpPort = dp, PortId = port.PortId, QueueId = (ushort)q, OfPort = (ushort)_ofPorts[dp] });
                     }
                 }
             }
 
-            if (!pmd.State.Publish(new PmdPlan(version, rx, tx), _pmdsRunning, s_planTimeout))
+            plans.Add(new PmdPlan(version, rx, tx));
+        }
+
+        if (!_pmdsRunning)
+        {
+            for (int i = 0; i < _pmds.Count; i++)
             {
-                throw new VSwitchException($"PMD on core {pmd.Core} did not take the new port assignment within {s_planTimeout.TotalSeconds} s");
+                _pmds[i].State.Publish(plans[i], pmdRunning: false, s_planTimeout); // applied in place
             }
+
+            return;
+        }
+
+        // Every PMD gets its plan before any is waited for, so one that does not answer leaves no
+        // other PMD on an older plan; then all answer within one shared bound.
+        for (int i = 0; i < _pmds.Count; i++)
+        {
+            _pmds[i].State.Post(plans[i]);
+        }
+
+        var deadline = DateTime.UtcNow + s_planTimeout;
+        var late = new List<int>();
+        for (int i = 0; i < _pmds.Count; i++)
+        {
+            if (!_pmds[i].State.WaitApplied(plans[i], deadline))
+            {
+                late.Add(_pmds[i].Core);
+            }
+        }
+
+        if (late.Count != 0)
+        {
+            throw new VSwitchException($"PMD on core {string.Join(", ", late)} did not take the new port assignment within {s_planTimeout.TotalSeconds} s");
         }
     }
 
@@ -488,9 +617,42 @@ public sealed unsafe class SwitchDatapath : IDisposable
             {
                 PublishPlans();
             }
-            catch (VSwitchException)
+            catch (VSwitchException e)
             {
-                RemoveSlot(DpPortOf(port));
+                // Some PMDs may poll the port already: take it out of their plans again, and stop it
+                // only once every PMD acknowledged that; otherwise it stays (started) in the switch.
+                int slot = DpPortOf(port);
+                _slots[slot] = null;
+                try
+                {
+                    PublishPlans();
+                }
+                catch (VSwitchException)
+                {
+                    // kept: in the slots, the tables and the store alike (a late PMD takes the newest plan)
+                    _slots[slot] = port;
+                    try
+                    {
+                        PublishPlans();
+                        _flows?.SetPorts(PipelinePorts());
+                    }
+                    catch (VSwitchException)
+                    {
+                        // published; the late PMD takes the newest plan and tables at its next round
+                    }
+
+                    RequestStateSave();
+                    throw new VSwitchException($"port '{pc.Name}': {e.Message}; the port stays added (a PMD may be using it)");
+                }
+
+                _portConfigs[slot] = null;
+                _ofPorts[slot] = 0;
+                foreach (var key in _rxqCore.Keys.Where(k => k.Port == pc.Name).ToList())
+                {
+                    _rxqCore.Remove(key);
+                }
+
+                port.Remove();
                 throw;
             }
 
@@ -529,45 +691,97 @@ public sealed unsafe class SwitchDatapath : IDisposable
         }
     }
 
-    /// <summary>Removes a port while traffic flows on the others: unroute, PMDs let go, then stop and detach.</summary>
+    /// <summary>
+    /// Removes a port while traffic flows on the others: unroute, every PMD lets go (acknowledged),
+    /// then stop and detach. If a PMD does not acknowledge in time the port is put back as it was,
+    /// still started (a PMD may yet use it), and the removal is refused with the reason.
+    /// </summary>
     public void RemovePort(string name)
     {
         lock (_control)
         {
             int slot = SlotOf(name);
+            var port = _slots[slot]!;
+            var pc = _portConfigs[slot];
             int peer = _l2fwd!.OutPort[slot];
+            bool mutual = peer >= 0 && _l2fwd.OutPort[peer] == slot;
             _l2fwd.SetRoute(slot, -1);
-            if (peer >= 0 && _l2fwd.OutPort[peer] == slot)
+            if (mutual)
             {
                 _l2fwd.SetRoute(peer, -1);
+            }
+
+            void Restore(string why)
+            {
+                _slots[slot] = port;
+                _portConfigs[slot] = pc;
+                string pending = "";
+                try
+                {
+                    PublishPlans(); // the newest plan wins: a late PMD takes this one, with the port
+                }
+                catch (VSwitchException)
+                {
+                    pending = " (its PMD will take the port back when it next runs a round)";
+                }
+
+                if (peer >= 0)
+                {
+                    _l2fwd.SetRoute(slot, peer);
+                    if (mutual)
+                    {
+                        _l2fwd.SetRoute(peer, slot);
+                    }
+                }
+
+                try
+                {
+                    _flows?.SetPorts(PipelinePorts());
+                }
+                catch (VSwitchException)
+                {
+                    // published; the late PMD takes the newest tables when it next runs a round
+                }
+
+                throw new VSwitchException($"port '{name}' was not removed: {why}; it is kept, still started and in the switch{pending}");
             }
 
             if (_flows != null)
             {
                 // No verdict may send to the port once its tx queue goes away: publish the port set
-                // without it and wait for every PMD, then forget what was learned on it.
-                _flows.SetPorts(PipelinePorts(exceptSlot: slot));
-                _flows!.Shared.Learner.Flush(slot + 1);
+                // without it and wait for every PMD.
+                try
+                {
+                    _flows.SetPorts(PipelinePorts(exceptSlot: slot));
+                }
+                catch (VSwitchException e)
+                {
+                    Restore(e.Message);
+                }
             }
 
-            var port = _slots[slot]!;
             _slots[slot] = null;
             _portConfigs[slot] = null;
             try
             {
                 PublishPlans();
             }
-            finally
+            catch (VSwitchException e)
             {
-                foreach (var key in _rxqCore.Keys.Where(k => k.Port == name).ToList())
-                {
-                    _rxqCore.Remove(key);
-                }
-
-                port.DrainRx();
-                port.Remove();
-                RequestStateSave();
+                Restore(e.Message);
             }
+
+            // Every PMD acknowledged: none polls the port or holds a packet for it.
+            _flows?.Shared.Learner.Flush(_ofPorts[slot]);
+            _ofPorts[slot] = 0;
+            foreach (var key in _rxqCore.Keys.Where(k => k.Port == name).ToList())
+            {
+                _rxqCore.Remove(key);
+            }
+
+            port.DrainRx();
+            port.Remove();
+            RequestStateSave();
         }
     }
 
@@ -680,7 +894,7 @@ public sealed unsafe class SwitchDatapath : IDisposable
 
                 var now = CurrentCounters(dp);
                 var b = _baselines[dp];
-                ports.Add(new PortSnapshot(port.Name, now.Rx - b.Rx, now.Tx - b.Tx, now.TxDrops - b.TxDrops, port.Stats()));
+                ports.Add(new PortSnapshot(port.Name, now.Rx - b.Rx, now.Tx - b.Tx, now.TxDrops - b.TxDrops, port.Stats(), _ofPorts[dp]));
             }
 
             var pmds = new List<PmdSnapshot>();

@@ -23,14 +23,17 @@ public static class FlowParser
     /// '\r' is tolerated. The first bad line throws <see cref="FlowSyntaxException"/> and nothing is
     /// returned. Each rule's Origin is "origin:line".
     /// </summary>
+    public static List<FlowRule> ParseRules(string text, string origin) => ParseRules(text, origin, 1);
+
+    /// <summary>As <see cref="ParseRules(string, string)"/> for a piece of a file whose first line is line <paramref name="firstLine"/> there (errors and origins name the file's lines).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static List<FlowRule> ParseRules(string text, string origin)
+    public static List<FlowRule> ParseRules(string text, string origin, int firstLine)
     {
         ArgumentNullException.ThrowIfNull(text);
         ArgumentNullException.ThrowIfNull(origin);
         var span = text.AsSpan();
         var rules = new List<FlowRule>(span.Count('\n') + 1);
-        int lineNo = 0;
+        int lineNo = firstLine - 1;
         while (!span.IsEmpty)
         {
             lineNo++;

@@ -189,7 +189,7 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
 
     public int Handle(PmdState state, in RxQueueRef rx, nint* mbufs, int n)
     {
-        ushort inPort = (ushort)(rx.DpPort + 1);
+        ushort inPort = rx.OfPort;
         int whole = Process(state, mbufs, n, inPort, 0, allowWhole: true);
         if (_f.RecircCount != 0)
         {

@@ -21,14 +21,18 @@ public enum VlanMode : byte
     Trunk,
 }
 
-/// <summary>A datapath port as the pipeline sees it (OpenFlow number = slot + 1).</summary>
+/// <summary>
+/// A datapath port as the pipeline sees it: its OpenFlow number (what rules and in_port name; stable,
+/// sparse) and its datapath slot (the PMDs' tx buffer index; reused, dense). Slot defaults to
+/// OfPort - 1 for callers that number densely (tests).
+/// </summary>
 public sealed record PipelinePort(int OfPort, string Name, VlanMode Mode = VlanMode.None, ushort Tag = 0, IReadOnlyList<ushort>? Trunks = null)
 {
     /// <summary>Trunk VLANs as a 4096-bit set (null: every VLAN), built once off the PMD path.</summary>
     private readonly ulong[]? _trunkSet = Trunks is { Count: > 0 } ? TrunkSet(Trunks) : null;
 
-    /// <summary>Datapath slot (index of the tx buffer).</summary>
-    public int Slot => OfPort - 1;
+    /// <summary>Datapath slot (index of the tx buffer) the translation outputs to.</summary>
+    public int Slot { get; init; } = OfPort - 1;
 
     /// <summary>Whether this port carries <paramref name="vlan"/> (0: untagged) for NORMAL.</summary>
     public bool Carries(int vlan) => Mode switch
@@ -53,7 +57,6 @@ public sealed record PipelinePort(int OfPort, string Name, VlanMode Mode = VlanM
 public sealed class FlowTables
 {
     public const int MaxTables = 255;
-    public const int MaxOfPort = 256;
 
     private readonly FlowTable?[] _tables;
 
@@ -72,16 +75,14 @@ public sealed class FlowTables
         }
 
         Rules = [.. all];
-        Ports = new PipelinePort?[MaxOfPort + 1];
-        var list = new List<PipelinePort>();
-        foreach (var p in ports)
-        {
-            Ports[p.OfPort] = p;
-            list.Add(p);
-        }
-
+        var list = new List<PipelinePort>(ports);
         list.Sort((a, b) => a.OfPort.CompareTo(b.OfPort));
         PortList = [.. list];
+        _byOfPort = new PipelinePort?[list.Count == 0 ? 1 : list[^1].OfPort + 1]; // numbers are sparse: sized by the highest
+        foreach (var p in list)
+        {
+            _byOfPort[p.OfPort] = p;
+        }
     }
 
     /// <summary>An empty version (no rules: every packet misses table 0 and is dropped).</summary>
@@ -93,8 +94,10 @@ public sealed class FlowTables
     /// <summary>Every rule of the version; megaflows refer to rules by index into this array.</summary>
     public FlowRule[] Rules { get; }
 
-    /// <summary>Ports by OpenFlow number (null: no such port).</summary>
-    public PipelinePort?[] Ports { get; }
+    private readonly PipelinePort?[] _byOfPort;
+
+    /// <summary>The port with OpenFlow number <paramref name="ofPort"/>, or null (any int: in_port, rules' and learned numbers).</summary>
+    public PipelinePort? Port(int ofPort) => (uint)ofPort < (uint)_byOfPort.Length ? _byOfPort[ofPort] : null;
 
     /// <summary>Ports in number order (flood and NORMAL walk this).</summary>
     public PipelinePort[] PortList { get; }

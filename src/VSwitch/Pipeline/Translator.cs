@@ -332,7 +332,7 @@ public static class Translator
             return;
         }
 
-        var p = (uint)ofPort <= FlowTables.MaxOfPort ? v.Ports[ofPort] : null;
+        var p = v.Port(ofPort);
         if (p == null)
         {
             t.Trace?.Add($"  output:{ofPort}: no such port: skipped");
@@ -523,7 +523,7 @@ public static class Translator
         t.Wildcards.W[0] |= 0xFFFFUL << 32; // vlan_tci
         t.Wildcards.W[1] |= FlowKey.Mac48; // dl_dst
         t.Wildcards.W[2] |= FlowKey.Mac48; // dl_src
-        var inPort = k.InPort <= FlowTables.MaxOfPort ? v.Ports[k.InPort] : null;
+        var inPort = v.Port(k.InPort);
         if (inPort == null)
         {
             t.Trace?.Add($"  normal: input port {k.InPort} is not a switch port: dropped");
@@ -560,7 +560,7 @@ public static class Translator
             return;
         }
 
-        var target = dst > 0 && dst <= FlowTables.MaxOfPort ? v.Ports[dst] : null;
+        var target = v.Port(dst);
         if (target != null && target.Carries(vlan))
         {
             t.Trace?.Add($"  normal: learned {FlowFormatter.FormatMac(k.DlDst)} vlan {vlan} -> port {dst}");

@@ -64,7 +64,7 @@ public sealed unsafe class PmdLoop<TIo, THandler> : IPmdRunner
     public int Poll()
     {
         PmdState st = _state;
-        if (st.PendingPlan is PmdPlan plan)
+        if (st.PendingPlan != null && st.TakePlan() is PmdPlan plan)
         {
             // Round boundary: nothing buffered may outlive the old plan's ports.
             FlushAll();

@@ -53,6 +53,14 @@ public sealed unsafe class PmdPlan
     /// <summary>Set by the PMD: the rx array this plan replaced (the control plane frees it).</summary>
     public RxQueueRef* Retired { get; internal set; }
 
+    /// <summary>Frees a plan the PMD never took (a newer plan replaced it): its own rx and tx arrays.</summary>
+    public void ReleaseUnapplied()
+    {
+        NativeMemory.Free(TxPorts);
+        NativeMemory.Free(TxTargets);
+        NativeMemory.Free(RxQueues);
+    }
+
     /// <summary>Frees the plan's own tx arrays and the retired rx array (after the acknowledgement).</summary>
     public void Release()
     {

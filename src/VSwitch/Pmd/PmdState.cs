@@ -19,6 +19,9 @@ public struct RxQueueRef
 
     /// <summary>Queue id on that port.</summary>
     public ushort QueueId;
+
+    /// <summary>The port's OpenFlow number (the packets' in_port in pipeline mode; numbers are sparse, slots dense).</summary>
+    public ushort OfPort;
 }
 
 public sealed unsafe class PmdState : IDisposable
@@ -57,8 +60,15 @@ public sealed unsafe class PmdState : IDisposable
     /// <summary>Set by the control plane to end the loop at the next round.</summary>
     public volatile bool StopRequested;
 
-    /// <summary>A plan waiting to be applied at the next round boundary (null: none).</summary>
+    /// <summary>
+    /// A plan waiting to be applied at the next round boundary (null: none). The PMD takes it with one
+    /// exchange (<see cref="TakePlan"/>), so a newer plan published after a timeout replaces an
+    /// unapplied one instead of racing with it.
+    /// </summary>
     public volatile PmdPlan? PendingPlan;
+
+    /// <summary>Plans a PMD did not acknowledge in time: released once it applies them (or a newer one).</summary>
+    private readonly List<PmdPlan> _late = [];
 
     private long _appliedVersion;
 
@@ -79,9 +89,11 @@ public sealed unsafe class PmdState : IDisposable
             tb.Enabled = plan.TxTargets[i].Enabled;
         }
 
-        PendingPlan = null;
         Volatile.Write(ref _appliedVersion, plan.Version);
     }
+
+    /// <summary>PMD side: takes the pending plan, if any (one atomic exchange, only when a plan is pending).</summary>
+    internal PmdPlan? TakePlan() => Interlocked.Exchange(ref PendingPlan, null);
 
     /// <summary>
     /// Control side: publishes <paramref name="plan"/> and waits until the PMD applied it (or, when
@@ -96,12 +108,32 @@ public sealed unsafe class PmdState : IDisposable
             return true;
         }
 
-        PendingPlan = plan;
-        var end = DateTime.UtcNow + timeout;
+        Post(plan);
+        return WaitApplied(plan, DateTime.UtcNow + timeout);
+    }
+
+    /// <summary>Control side: makes <paramref name="plan"/> the pending plan, replacing (and freeing) one the PMD has not taken.</summary>
+    public void Post(PmdPlan plan)
+    {
+        ReleaseLatePlans();
+        if (Interlocked.Exchange(ref PendingPlan, plan) is PmdPlan superseded)
+        {
+            // never taken by the PMD: nothing of it is in use
+            _late.Remove(superseded);
+            superseded.ReleaseUnapplied();
+        }
+    }
+
+    /// <summary>Control side: waits until the PMD applied <paramref name="plan"/> (then releases it); false after <paramref name="deadline"/>.</summary>
+    public bool WaitApplied(PmdPlan plan, DateTime deadline)
+    {
         while (AppliedVersion < plan.Version)
         {
-            if (DateTime.UtcNow > end)
+            if (DateTime.UtcNow > deadline)
             {
+                // The PMD may still take it (or a newer plan replaces it): what it replaces is in use
+                // until then, so the caller must not free or stop anything the plan let go of.
+                _late.Add(plan);
                 return false;
             }
 
@@ -110,6 +142,20 @@ public sealed unsafe class PmdState : IDisposable
 
         plan.Release();
         return true;
+    }
+
+    /// <summary>Releases late plans the PMD has applied since (its acknowledgement covers them).</summary>
+    private void ReleaseLatePlans()
+    {
+        long applied = AppliedVersion;
+        for (int i = _late.Count - 1; i >= 0; i--)
+        {
+            if (_late[i].Version <= applied && !ReferenceEquals(PendingPlan, _late[i]))
+            {
+                _late[i].Release();
+                _late.RemoveAt(i);
+            }
+        }
     }
 
     private long _flowVersionSeen = -1;

@@ -52,6 +52,12 @@ public sealed unsafe class DpdkPort
             n = Native.DevProbe(p, ids, 8);
         }
 
+        const int eexist = 17;
+        if (n == -eexist)
+        {
+            throw new VSwitchException($"port '{name}': device '{devArgs.Split(',')[0]}' already exists (another port uses it); a device can back one port only");
+        }
+
         if (n < 0)
         {
             throw new VSwitchException($"port '{name}': cannot probe device '{devArgs}': {Native.ErrorText(n)} (check the driver name and its arguments)");
@@ -129,6 +135,11 @@ public sealed unsafe class DpdkPort
     {
         nint* buf = stackalloc nint[32];
         int total = 0;
+        if (!Started)
+        {
+            return 0; // a port that never started has no rx queues set up to poll
+        }
+
         for (int q = 0; q < RxQueues; q++)
         {
             for (int guard = 0; guard < 2048; guard++)
