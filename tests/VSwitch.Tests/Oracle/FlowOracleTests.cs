@@ -1,0 +1,291 @@
+// FlowOracleTests.cs - the pipeline against an independent oracle, byte for byte.
+//
+// Random rule sets (OracleGenerator) are rendered to the switch's text syntax and loaded through the
+// in-memory PMD rig; the same rule objects are interpreted by ReferenceSwitch over packet bytes.
+// Each packet goes through the switch three times alone (an upcall, then cache hits), then all the
+// case's packets again in one mixed burst; every output port's frames must equal the oracle's, in
+// order and number (in the mixed burst, as a multiset per port: the switch groups a burst by
+// megaflow). Every frame that leaves is also checked by PacketDotNet (IPv4 header, TCP, UDP, ICMP
+// and ICMPv6 checksums).
+//
+// Budget: DefaultCases rule sets with the fixed DefaultSeed in CI; VSW_ORACLE_CASES and
+// VSW_ORACLE_SEED run more by hand, VSW_ORACLE_CASE runs one case. A failure prints the seed, the
+// case, the rules, the packets sent before (they taught NORMAL its MACs) and the packet in hex.
+using System.Globalization;
+using System.Text;
+using PacketDotNet;
+using VSwitch.Pipeline;
+using Xunit.Abstractions;
+
+namespace VSwitch.Tests.Oracle;
+
+public sealed class FlowOracleTests(ITestOutputHelper output)
+{
+    private const int DefaultCases = 250;
+    private const int DefaultSeed = 20261205;
+    private const int PacketsPerCase = 12;
+    private const int Ports = 4;
+
+    [Fact]
+    public void The_pipeline_agrees_with_an_independent_byte_level_oracle()
+    {
+        int cases = EnvInt("VSW_ORACLE_CASES") ?? DefaultCases;
+        int seed = EnvInt("VSW_ORACLE_SEED") ?? DefaultSeed;
+        int? only = EnvInt("VSW_ORACLE_CASE");
+        var stats = new OracleStats();
+        var started = DateTime.UtcNow;
+        for (int c = only ?? 0; c < (only + 1 ?? cases); c++)
+        {
+            RunCase(seed, c, stats, Exclusions);
+        }
+
+        output.WriteLine($"seed {seed}: {cases} rule sets, {stats.Checked} packets checked ({stats.Sends} sends, {stats.Outputs} frames compared), "
+            + $"{stats.Bursts} mixed bursts, {stats.Skipped} packets excluded, {(DateTime.UtcNow - started).TotalSeconds:F1} s");
+        foreach (var kv in stats.Excluded.OrderBy(k => k.Key, StringComparer.Ordinal))
+        {
+            output.WriteLine($"  excluded: {kv.Key}: {kv.Value}");
+        }
+
+        Assert.True(stats.Checked > cases * PacketsPerCase / 2, "most packets were judged, not excluded");
+        Assert.True(stats.Outputs > stats.Checked, "packets were forwarded, not only dropped");
+    }
+
+    /// <summary>
+    /// Case classes the random run leaves out because the switch is known to get them wrong; each has a
+    /// skipped [Fact] in OracleSwitchBugTests that shows it. Remove a line when its bug is fixed.
+    /// </summary>
+    internal static string? Exclusions(OracleAction action, FrameView packet) =>
+        OracleSwitchBugTests.ExcludeIcmpv6AddressRewrite(action, packet);
+
+    /// <summary>The same for whole verdicts.</summary>
+    internal static string? ExcludedVerdicts(OracleVerdict verdict) =>
+        OracleSwitchBugTests.ExcludeCopiesAfterTtlDrop(verdict);
+
+    private static int? EnvInt(string name) =>
+        int.TryParse(Environment.GetEnvironmentVariable(name), NumberStyles.Integer, CultureInfo.InvariantCulture, out int v) ? v : null;
+
+    internal sealed class OracleStats
+    {
+        public int Checked;
+        public int Sends;
+        public int Outputs;
+        public int Bursts;
+        public int Skipped;
+        public readonly Dictionary<string, int> Excluded = [];
+    }
+
+    /// <summary>One generated case: ports, rules (and their text), table-miss policies and packets.</summary>
+    internal sealed record OracleCase(
+        IReadOnlyList<OraclePort> Ports, IReadOnlyList<OracleRule> Rules, IReadOnlyList<string> Lines, IReadOnlySet<int> MissContinue,
+        IReadOnlyList<OraclePacket> Packets, int BurstSeed)
+    {
+        public string Describe() =>
+            $"  ports: {string.Join(", ", Ports.Select(p => p.ToString()))}\n"
+            + $"  table-miss continue: [{string.Join(",", MissContinue)}]\n  rules:\n{string.Concat(Lines.Select(l => $"    {l}\n"))}"
+            + $"  packets (in_port hex), each sent 3 times, then all in one mixed burst:\n{string.Concat(Packets.Select(h => $"    {h.InPort} {h.Hex}\n"))}";
+    }
+
+    internal static OracleCase Generate(int seed, int caseNo)
+    {
+        var rnd = new Random(unchecked((seed * 1_000_003) + caseNo) & int.MaxValue); // not HashCode: it is salted per process
+        var gen = new OracleGenerator(rnd, Ports);
+        var ports = gen.Ports();
+        var rules = gen.Rules(rnd.Next(4, 20));
+        var missContinue = new HashSet<int>(Enumerable.Range(0, 3).Where(_ => rnd.Next(5) == 0));
+        var lines = rules.Select(r => r.Render(rnd.Next(32))).ToList();
+        var packets = Enumerable.Range(0, PacketsPerCase).Select(_ => gen.Packet()).ToList();
+        return new OracleCase(ports, rules, lines, missContinue, packets, rnd.Next());
+    }
+
+    internal static void RunCase(int seed, int caseNo, OracleStats stats, Func<OracleAction, FrameView, string?>? exclude)
+    {
+        var c = Generate(seed, caseNo);
+        string? failure = Execute(c, stats, exclude);
+        if (failure != null)
+        {
+            var small = Shrink(c, exclude);
+            Assert.Fail($"oracle mismatch (VSW_ORACLE_SEED={seed} VSW_ORACLE_CASE={caseNo}): {failure}\n"
+                + $"smallest reproduction found (rules and packets removed while it still fails):\n{small.Describe()}"
+                + $"  its first mismatch: {Execute(small, new OracleStats(), exclude)}");
+        }
+    }
+
+    /// <summary>Greedily removes rules and packets while the case still fails.</summary>
+    private static OracleCase Shrink(OracleCase c, Func<OracleAction, FrameView, string?>? exclude)
+    {
+        bool progress = true;
+        while (progress)
+        {
+            progress = false;
+            for (int i = c.Rules.Count - 1; i >= 0; i--)
+            {
+                var smaller = c with { Rules = Without(c.Rules, i), Lines = Without(c.Lines, i) };
+                if (Execute(smaller, new OracleStats(), exclude) != null)
+                {
+                    c = smaller;
+                    progress = true;
+                }
+            }
+
+            for (int i = c.Packets.Count - 1; i >= 0; i--)
+            {
+                var smaller = c with { Packets = Without(c.Packets, i) };
+                if (Execute(smaller, new OracleStats(), exclude) != null)
+                {
+                    c = smaller;
+                    progress = true;
+                }
+            }
+        }
+
+        return c;
+
+        static List<T> Without<T>(IReadOnlyList<T> xs, int i) => xs.Where((_, j) => j != i).ToList();
+    }
+
+    /// <summary>Runs a case through the switch and the oracle; the first mismatch, or null.</summary>
+    internal static string? Execute(OracleCase c, OracleStats stats, Func<OracleAction, FrameView, string?>? exclude)
+    {
+        var oracle = new ReferenceSwitch(c.Ports, c.Rules, c.MissContinue.ToHashSet()) { Exclude = exclude };
+        using var rig = new PipelineTests.Rig(ports: Ports, emcInvProb: 1, portSpecs: c.Ports.Select(ToSwitchPort));
+        rig.Load(FlowParser.ParseRules(string.Join('\n', c.Lines), "oracle.flows"));
+        foreach (int t in c.MissContinue)
+        {
+            rig.Shared.Publish(rig.Shared.Current.WithMiss(rig.Shared.NextVersion(), t, TableMissPolicy.Continue));
+        }
+
+        var judged = new List<OraclePacket>();
+        foreach (var p in c.Packets)
+        {
+            CheckChecksums(p.Frame, "generated frame " + p.Hex);
+            for (int rep = 0; rep < 3; rep++)
+            {
+                var trial = oracle.Fork();
+                var want = trial.Run(p.InPort, p.Frame);
+                want.Excluded ??= ExcludedVerdicts(want);
+                if (want.Excluded != null)
+                {
+                    stats.Skipped++;
+                    stats.Excluded[want.Excluded] = stats.Excluded.GetValueOrDefault(want.Excluded) + 1;
+                    break; // not sent: the switch's learning table must stay where the oracle's is
+                }
+
+                oracle = trial;
+                rig.Send(p.InPort, [p.Frame]);
+                stats.Sends++;
+                for (int port = 1; port <= Ports; port++)
+                {
+                    var got = rig.Out(port);
+                    var exp = want.Outputs.Where(o => o.Port == port).Select(o => o.Frame).ToList();
+                    if (got.Count != exp.Count || !got.Zip(exp).All(x => x.First.AsSpan().SequenceEqual(x.Second)))
+                    {
+                        return $"packet in_port={p.InPort} {p.Hex}, send {rep + 1} (1 = upcall, later = cache hits), port {port}\n"
+                            + $"  expected {exp.Count}:\n{Frames(exp)}  got {got.Count}:\n{Frames(got)}";
+                    }
+
+                    foreach (var f in got)
+                    {
+                        CheckChecksums(f, $"packet in_port={p.InPort} {p.Hex}, output on port {port}: {Convert.ToHexString(f)}");
+                        stats.Outputs++;
+                    }
+                }
+
+                if (rep == 0)
+                {
+                    stats.Checked++;
+                    judged.Add(p);
+                }
+            }
+        }
+
+        return MixedBurst(rig, oracle, judged, new Random(c.BurstSeed), stats);
+    }
+
+    /// <summary>The case's packets again, shuffled, repeated and on several ports at once: cached verdicts in a mixed burst.</summary>
+    private static string? MixedBurst(PipelineTests.Rig rig, ReferenceSwitch oracle, List<OraclePacket> judged, Random rnd, OracleStats stats)
+    {
+        var burst = judged.SelectMany(p => Enumerable.Repeat(p, 1 + rnd.Next(3))).OrderBy(_ => rnd.Next()).Take(32).ToList();
+        if (burst.Count == 0)
+        {
+            return null;
+        }
+
+        var trial = oracle.Fork();
+        var want = burst.Select(p => trial.Run(p.InPort, p.Frame)).ToList();
+        want.ForEach(w => w.Excluded ??= ExcludedVerdicts(w));
+        if (want.Any(w => w.Learned || w.Excluded != null))
+        {
+            return null; // a verdict in this burst would change the learning table: order inside a burst is the switch's own
+        }
+
+        foreach (var p in burst)
+        {
+            rig.Ports.Inject(p.InPort - 1, rig.Mbufs.Create(p.Frame, (ushort)(p.InPort - 1)));
+        }
+
+        while (rig.Loop.Poll() != 0)
+        {
+        }
+
+        rig.Loop.Poll();
+        stats.Bursts++;
+        for (int port = 1; port <= Ports; port++)
+        {
+            var got = rig.Out(port).Select(Convert.ToHexString).Order(StringComparer.Ordinal).ToList();
+            var exp = want.SelectMany(w => w.Outputs).Where(o => o.Port == port).Select(o => Convert.ToHexString(o.Frame)).Order(StringComparer.Ordinal).ToList();
+            if (!got.SequenceEqual(exp))
+            {
+                return $"mixed burst of {burst.Count} ({string.Join(" ", burst.Select(b => $"{b.InPort}:{b.Hex}"))}), port {port}\n"
+                    + $"  expected {exp.Count}:\n{string.Concat(exp.Select(e => $"    {e}\n"))}  got {got.Count}:\n{string.Concat(got.Select(e => $"    {e}\n"))}";
+            }
+        }
+
+        return null;
+    }
+
+    private static string Frames(IEnumerable<byte[]> frames) => string.Concat(frames.Select(f => $"    {Convert.ToHexString(f).ToLowerInvariant()}\n"));
+
+    private static PipelinePort ToSwitchPort(OraclePort p) => p.Mode switch
+    {
+        OraclePortMode.Access => new PipelinePort(p.Number, $"p{p.Number}", VlanMode.Access, (ushort)p.Tag),
+        OraclePortMode.Trunk => new PipelinePort(p.Number, $"p{p.Number}", VlanMode.Trunk, 0, p.Trunks?.Select(v => (ushort)v).ToList()),
+        _ => new PipelinePort(p.Number, $"p{p.Number}"),
+    };
+
+    /// <summary>PacketDotNet's verdict on a frame's checksums (its VLAN tags removed first: it reads one 802.1Q tag at most).</summary>
+    internal static void CheckChecksums(byte[] frame, string context)
+    {
+        var f = frame;
+        while (f.Length > 18 && (f[12] << 8 | f[13]) is FrameView.TpidVlan or FrameView.TpidQinQ)
+        {
+            f = [.. f.AsSpan(0, 12), .. f.AsSpan(16)];
+        }
+
+        var p = Packet.ParsePacket(LinkLayers.Ethernet, f);
+        var ip4 = p.Extract<IPv4Packet>();
+        if (ip4 != null)
+        {
+            Assert.True(ip4.ValidIPChecksum, "IPv4 header checksum: " + context);
+        }
+
+        if (p.Extract<TcpPacket>() is { } tcp)
+        {
+            Assert.True(tcp.ValidTcpChecksum, "TCP checksum: " + context);
+        }
+
+        if (p.Extract<UdpPacket>() is { } udp && !(ip4 != null && udp.Checksum == 0))
+        {
+            Assert.True(udp.ValidUdpChecksum, "UDP checksum: " + context);
+        }
+
+        if (p.Extract<IcmpV4Packet>() is { } icmp)
+        {
+            Assert.True(icmp.ValidIcmpChecksum, "ICMP checksum: " + context);
+        }
+
+        if (p.Extract<IcmpV6Packet>() is { } icmp6)
+        {
+            Assert.True(icmp6.ValidIcmpChecksum, "ICMPv6 checksum: " + context);
+        }
+    }
+}
