@@ -53,7 +53,13 @@ internal sealed class OracleGenerator(Random rnd, int portCount)
         var rules = new List<OracleRule>();
         for (int i = 0; i < count; i++)
         {
-            int table = rnd.Next(4);
+            int table = i < 2 ? 0 : rnd.Next(4); // table 0 is where every packet starts
+            if (i == 2 && Chance(50))
+            {
+                rules.Add(new OracleRule(0, 0, new OracleMatch(), RandomActions(0, new OracleMatch()))); // a catch-all
+                continue;
+            }
+
             var m = RandomMatch();
             rules.Add(new OracleRule(table, Pick(new[] { 0, 10, 100, 100, 200, 32768 }), m, RandomActions(table, m)));
         }

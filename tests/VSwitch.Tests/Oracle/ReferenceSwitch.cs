@@ -143,6 +143,12 @@ internal sealed class OracleVerdict
     /// <summary>Copies the actions would have sent after dec_ttl dropped the packet (none leave).</summary>
     public int OutputsAfterDrop { get; set; }
 
+    /// <summary>
+    /// A NORMAL egress pushed or popped a tag, and a later egress or action would see that change if
+    /// the push/pop stayed on the packet (it does not here; see OracleSwitchBugTests).
+    /// </summary>
+    public bool NormalTagLeak { get; set; }
+
     /// <summary>Whether the verdict changed the MAC learning table.</summary>
     public bool Learned { get; set; }
 }
@@ -195,12 +201,16 @@ internal sealed class ReferenceSwitch(IReadOnlyList<OraclePort> ports, IReadOnly
         public required bool Learn;
         public bool Dead;
         public int Ops;
+
+        /// <summary>The last NORMAL left a different frame behind if its egress edits stayed on the packet.</summary>
+        public bool PendingLeak;
     }
 
     private void RunTable(Context c, int table)
     {
         while (c.Verdict.Excluded == null)
         {
+            c.Verdict.NormalTagLeak |= c.PendingLeak;
             var view = FrameView.Parse(c.Frame);
             OracleRule? best = null;
             foreach (var r in rules)
@@ -271,6 +281,7 @@ internal sealed class ReferenceSwitch(IReadOnlyList<OraclePort> ports, IReadOnly
 
     private void Apply(Context c, OracleAction a)
     {
+        c.Verdict.NormalTagLeak |= c.PendingLeak;
         var v = FrameView.Parse(c.Frame);
         if (Exclude?.Invoke(a, v) is { } why)
         {
@@ -481,6 +492,7 @@ internal sealed class ReferenceSwitch(IReadOnlyList<OraclePort> ports, IReadOnly
         }
 
         bool group = (v.DlDst & 0x0100_0000_0000UL) != 0;
+        var egress = new List<OraclePort>();
         if (!group && _macs.TryGetValue((v.DlDst, vlan), out int dst))
         {
             if (dst == inPort.Number)
@@ -491,38 +503,46 @@ internal sealed class ReferenceSwitch(IReadOnlyList<OraclePort> ports, IReadOnly
             var target = ports.FirstOrDefault(p => p.Number == dst);
             if (target != null && target.Carries(vlan))
             {
-                NormalOut(c, v, target, vlan);
-                return;
+                egress.Add(target);
             }
         }
 
-        foreach (var p in ports)
+        if (egress.Count == 0)
         {
-            if (p.Number != inPort.Number && p.Carries(vlan))
-            {
-                NormalOut(c, v, p, vlan);
-            }
+            egress.AddRange(ports.Where(p => p.Number != inPort.Number && p.Carries(vlan)));
         }
+
+        byte[] leaked = c.Frame;
+        foreach (var p in egress)
+        {
+            var f = NormalEgress(c.Frame, p, vlan, ref c.Ops);
+            int ignored = 0;
+            leaked = NormalEgress(leaked, p, vlan, ref ignored);
+            c.Verdict.NormalTagLeak |= !leaked.AsSpan().SequenceEqual(f);
+            Emit(c, p.Number, f);
+        }
+
+        c.PendingLeak = !leaked.AsSpan().SequenceEqual(c.Frame);
     }
 
     /// <summary>One NORMAL egress: the frame with the tag the port wants (access: none; else the VLAN's, 0 = none).</summary>
-    private static void NormalOut(Context c, FrameView v, OraclePort p, int vlan)
+    private static byte[] NormalEgress(byte[] f, OraclePort p, int vlan, ref int ops)
     {
         bool wantTag = p.Mode != OraclePortMode.Access && vlan != 0;
-        byte[] f = c.Frame;
-        if (wantTag && v.Tags == 0)
+        bool tagged = FrameView.Parse(f).Tags > 0;
+        if (wantTag && !tagged)
         {
-            var tag = new byte[] { 0x81, 0x00, (byte)(vlan >> 8), (byte)vlan };
-            f = [.. f.AsSpan(0, 12), .. tag, .. f.AsSpan(12)];
-            c.Ops++;
-        }
-        else if (!wantTag && v.Tags > 0)
-        {
-            f = [.. f.AsSpan(0, 12), .. f.AsSpan(16)];
-            c.Ops++;
+            ops++;
+            return [.. f.AsSpan(0, 12), 0x81, 0x00, (byte)(vlan >> 8), (byte)vlan, .. f.AsSpan(12)];
         }
 
-        Emit(c, p.Number, f);
+        if (!wantTag && tagged)
+        {
+            ops++;
+            return [.. f.AsSpan(0, 12), .. f.AsSpan(16)];
+        }
+
+        return f;
     }
 }
 
