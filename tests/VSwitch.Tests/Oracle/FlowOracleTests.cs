@@ -21,7 +21,7 @@ namespace VSwitch.Tests.Oracle;
 
 public sealed class FlowOracleTests(ITestOutputHelper output)
 {
-    private const int DefaultCases = 250;
+    private const int DefaultCases = 1000;
     private const int DefaultSeed = 20261205;
     private const int PacketsPerCase = 12;
     private const int Ports = 4;
@@ -44,6 +44,18 @@ public sealed class FlowOracleTests(ITestOutputHelper output)
         foreach (var kv in stats.Excluded.OrderBy(k => k.Key, StringComparer.Ordinal))
         {
             output.WriteLine($"  excluded: {kv.Key}: {kv.Value}");
+        }
+
+        output.WriteLine("  judged packets per action kind: " + string.Join(", ", stats.Coverage.OrderBy(k => k.Key, StringComparer.Ordinal).Select(k => $"{k.Key} {k.Value}")));
+        string[] kinds =
+        [
+            nameof(OutputAction), nameof(InPortAction), nameof(FloodAction), nameof(NormalAction), nameof(DropAction), nameof(PushVlanAction),
+            nameof(PopVlanAction), nameof(ModVlanAction), nameof(DecTtlAction), nameof(ResubmitAction), nameof(GotoTableAction),
+            .. Enum.GetNames<SetTarget>().Select(t => $"set_field:{t}"),
+        ];
+        if (only == null)
+        {
+            Assert.All(kinds, k => Assert.True(stats.Coverage.GetValueOrDefault(k) > 0, $"no judged packet took {k}"));
         }
 
         Assert.True(stats.Checked > cases * PacketsPerCase / 2, "most packets were judged, not excluded");
@@ -72,6 +84,7 @@ public sealed class FlowOracleTests(ITestOutputHelper output)
         public int Bursts;
         public int Skipped;
         public readonly Dictionary<string, int> Excluded = [];
+        public readonly Dictionary<string, int> Coverage = [];
     }
 
     /// <summary>One generated case: ports, rules (and their text), table-miss policies and packets.</summary>
@@ -171,7 +184,15 @@ public sealed class FlowOracleTests(ITestOutputHelper output)
                 }
 
                 oracle = trial;
-                rig.Send(p.InPort, [p.Frame]);
+                try
+                {
+                    rig.Send(p.InPort, [p.Frame]);
+                }
+                catch (Exception e) when (e is NullReferenceException or AccessViolationException or InvalidOperationException)
+                {
+                    return $"packet in_port={p.InPort} {p.Hex}, send {rep + 1}: the switch threw {e.GetType().Name}: {e.Message}";
+                }
+
                 stats.Sends++;
                 for (int port = 1; port <= Ports; port++)
                 {
@@ -192,6 +213,11 @@ public sealed class FlowOracleTests(ITestOutputHelper output)
 
                 if (rep == 0)
                 {
+                    foreach (var kind in want.Applied)
+                    {
+                        stats.Coverage[kind] = stats.Coverage.GetValueOrDefault(kind) + 1;
+                    }
+
                     stats.Checked++;
                     judged.Add(p);
                 }
@@ -229,11 +255,19 @@ public sealed class FlowOracleTests(ITestOutputHelper output)
             rig.Ports.Inject(p.InPort - 1, rig.Mbufs.Create(p.Frame, (ushort)(p.InPort - 1)));
         }
 
-        while (rig.Loop.Poll() != 0)
+        try
         {
+            while (rig.Loop.Poll() != 0)
+            {
+            }
+
+            rig.Loop.Poll();
+        }
+        catch (Exception e) when (e is NullReferenceException or AccessViolationException or InvalidOperationException)
+        {
+            return $"mixed burst: the switch threw {e.GetType().Name}: {e.Message}";
         }
 
-        rig.Loop.Poll();
         stats.Bursts++;
         for (int port = 1; port <= Ports; port++)
         {

@@ -60,6 +60,16 @@ internal sealed class OracleGenerator(Random rnd, int portCount)
                 continue;
             }
 
+            if (i == 3 && Chance(40))
+            {
+                // a protocol-only rule of rewrites: L3/L4 set_field on many packets
+                var pm = RandomMatch();
+                var proto = new OracleMatch { DlType = pm.DlType ?? 0x0800, NwProto = pm.NwProto ?? 6 };
+                var sets = Enumerable.Range(0, rnd.Next(1, 4)).Select(_ => (OracleAction)RandomSet(proto));
+                rules.Add(new OracleRule(0, 40000, proto, [.. sets, .. RandomActions(0, proto).Where(a => a is not DropAction)]));
+                continue;
+            }
+
             var m = RandomMatch();
             rules.Add(new OracleRule(table, Pick(new[] { 0, 10, 100, 100, 200, 32768 }), m, RandomActions(table, m)));
         }
@@ -70,7 +80,7 @@ internal sealed class OracleGenerator(Random rnd, int portCount)
     private OracleMatch RandomMatch()
     {
         var m = new OracleMatch();
-        int kind = rnd.Next(10);
+        int kind = rnd.Next(12);
         (m.DlType, m.NwProto) = kind switch
         {
             0 => (0x0800, (int?)null),
@@ -81,6 +91,8 @@ internal sealed class OracleGenerator(Random rnd, int portCount)
             5 => (0x86DD, 6),
             6 => (0x86DD, 17),
             7 => (0x86DD, 58),
+            8 => (0x0800, 6),
+            9 => (0x86DD, 17),
             _ => ((int?)null, (int?)null),
         };
         if (Chance(30))
@@ -181,7 +193,7 @@ internal sealed class OracleGenerator(Random rnd, int portCount)
         bool tagKnown = m.RequiresTag;
         for (int i = 0; i < n; i++)
         {
-            switch (rnd.Next(14))
+            switch (rnd.Next(15))
             {
                 case 0:
                 case 1:
@@ -219,7 +231,8 @@ internal sealed class OracleGenerator(Random rnd, int portCount)
                     break;
                 case 8:
                 case 9:
-                    acts.Add(RandomSet(m) ?? (OracleAction)new OutputAction(1 + rnd.Next(portCount)));
+                case 13:
+                    acts.Add(RandomSet(m));
                     break;
                 case 10:
                 case 11:
@@ -247,22 +260,23 @@ internal sealed class OracleGenerator(Random rnd, int portCount)
         return acts.Count == 0 ? [new OutputAction(1 + rnd.Next(portCount))] : acts;
     }
 
-    private SetFieldAction? RandomSet(OracleMatch m)
+    private SetFieldAction RandomSet(OracleMatch m)
     {
+        // Mostly the deepest layer the match allows: those rules are the rarer ones.
         var options = new List<SetTarget> { SetTarget.DlSrc, SetTarget.DlDst };
         if (m.IsIpv4)
         {
-            options.AddRange([SetTarget.NwSrc, SetTarget.NwDst, SetTarget.NwSrc, SetTarget.NwDst]);
+            options.AddRange(Enumerable.Repeat(new[] { SetTarget.NwSrc, SetTarget.NwDst }, 3).SelectMany(x => x));
         }
 
         if (m.IsIpv6)
         {
-            options.AddRange([SetTarget.Ipv6Src, SetTarget.Ipv6Dst, SetTarget.Ipv6Src, SetTarget.Ipv6Dst]);
+            options.AddRange(Enumerable.Repeat(new[] { SetTarget.Ipv6Src, SetTarget.Ipv6Dst }, 3).SelectMany(x => x));
         }
 
         if (m.HasPorts)
         {
-            options.AddRange([SetTarget.TpSrc, SetTarget.TpDst, SetTarget.TpSrc, SetTarget.TpDst]);
+            options.AddRange(Enumerable.Repeat(new[] { SetTarget.TpSrc, SetTarget.TpDst }, 6).SelectMany(x => x));
         }
 
         var t = Pick(options);

@@ -140,14 +140,20 @@ internal sealed class OracleVerdict
     /// <summary>Why the oracle declines to judge this packet (an excluded case class), or null.</summary>
     public string? Excluded { get; set; }
 
-    /// <summary>Copies the actions would have sent after dec_ttl dropped the packet (none leave).</summary>
-    public int OutputsAfterDrop { get; set; }
+    /// <summary>
+    /// After dec_ttl dropped the packet, an output was followed by another output or dec_ttl (so a
+    /// datapath would copy the dropped packet for it rather than send it last).
+    /// </summary>
+    public bool CopyAfterDrop { get; set; }
 
     /// <summary>
     /// A NORMAL egress pushed or popped a tag, and a later egress or action would see that change if
     /// the push/pop stayed on the packet (it does not here; see OracleSwitchBugTests).
     /// </summary>
     public bool NormalTagLeak { get; set; }
+
+    /// <summary>The kinds of action applied to the live packet (for the run's coverage report).</summary>
+    public HashSet<string> Applied { get; } = [];
 
     /// <summary>Whether the verdict changed the MAC learning table.</summary>
     public bool Learned { get; set; }
@@ -202,6 +208,9 @@ internal sealed class ReferenceSwitch(IReadOnlyList<OraclePort> ports, IReadOnly
         public bool Dead;
         public int Ops;
 
+        /// <summary>An output came after the packet was dropped.</summary>
+        public bool DeadOutput;
+
         /// <summary>The last NORMAL left a different frame behind if its egress edits stayed on the packet.</summary>
         public bool PendingLeak;
     }
@@ -242,6 +251,11 @@ internal sealed class ReferenceSwitch(IReadOnlyList<OraclePort> ports, IReadOnly
 
                 if (a is GotoTableAction g)
                 {
+                    if (!c.Dead)
+                    {
+                        c.Verdict.Applied.Add(nameof(GotoTableAction));
+                    }
+
                     next = g.Table;
                     break;
                 }
@@ -289,6 +303,11 @@ internal sealed class ReferenceSwitch(IReadOnlyList<OraclePort> ports, IReadOnly
             return;
         }
 
+        if (!c.Dead)
+        {
+            c.Verdict.Applied.Add(a is SetFieldAction sf ? $"set_field:{sf.Target}" : a.GetType().Name);
+        }
+
         switch (a)
         {
             case OutputAction o:
@@ -334,19 +353,12 @@ internal sealed class ReferenceSwitch(IReadOnlyList<OraclePort> ports, IReadOnly
                 {
                     c.Ops++;
                     int at = v.L3 + (v.IsIpv4 ? 8 : 7);
-                    if (c.Dead)
-                    {
-                        break;
-                    }
+                    c.Verdict.CopyAfterDrop |= c.Dead && c.DeadOutput;
+                    c.Dead |= c.Frame[at] <= 1; // dropped: copies sent before stay sent, nothing after leaves
 
-                    if (c.Frame[at] <= 1)
-                    {
-                        c.Dead = true; // dropped: copies sent before stay sent, nothing after leaves
-                    }
-                    else
-                    {
-                        c.Frame[at]--;
-                    }
+                    // The bytes of a dropped packet are never sent; they go on as the rules would see
+                    // them (TTL 0 wraps to 255), which only decides where a dropped packet goes next.
+                    c.Frame[at]--;
                 }
 
                 break;
@@ -443,7 +455,8 @@ internal sealed class ReferenceSwitch(IReadOnlyList<OraclePort> ports, IReadOnly
     {
         if (c.Dead)
         {
-            c.Verdict.OutputsAfterDrop++;
+            c.Verdict.CopyAfterDrop |= c.DeadOutput;
+            c.DeadOutput = true;
             return;
         }
 
