@@ -90,13 +90,17 @@ public sealed class FlowOracleTests(ITestOutputHelper output)
     /// <summary>One generated case: ports, rules (and their text), table-miss policies and packets.</summary>
     internal sealed record OracleCase(
         IReadOnlyList<OraclePort> Ports, IReadOnlyList<OracleRule> Rules, IReadOnlyList<string> Lines, IReadOnlySet<int> MissContinue,
-        IReadOnlyList<OraclePacket> Packets, int BurstSeed)
+        IReadOnlyList<OraclePacket> Packets, int BurstSeed, OracleUpdate? Update)
     {
         public string Describe() =>
             $"  ports: {string.Join(", ", Ports.Select(p => p.ToString()))}\n"
             + $"  table-miss continue: [{string.Join(",", MissContinue)}]\n  rules:\n{string.Concat(Lines.Select(l => $"    {l}\n"))}"
-            + $"  packets (in_port hex), each sent 3 times, then all in one mixed burst:\n{string.Concat(Packets.Select(h => $"    {h.InPort} {h.Hex}\n"))}";
+            + $"  packets (in_port hex), each sent 3 times, then all in one mixed burst:\n{string.Concat(Packets.Select(h => $"    {h.InPort} {h.Hex}\n"))}"
+            + (Update == null ? "" : $"  update: the tables replaced by these rules, then each packet sent twice more:\n{string.Concat(Update.Lines.Select(l => $"    {l}\n"))}");
     }
+
+    /// <summary>The rules that replace a case's tables after its bursts.</summary>
+    internal sealed record OracleUpdate(IReadOnlyList<OracleRule> Rules, IReadOnlyList<string> Lines);
 
     internal static OracleCase Generate(int seed, int caseNo)
     {
@@ -107,7 +111,19 @@ public sealed class FlowOracleTests(ITestOutputHelper output)
         var missContinue = new HashSet<int>(Enumerable.Range(0, 3).Where(_ => rnd.Next(5) == 0));
         var lines = rules.Select(r => r.Render(rnd.Next(32))).ToList();
         var packets = Enumerable.Range(0, PacketsPerCase).Select(_ => gen.Packet()).ToList();
-        return new OracleCase(ports, rules, lines, missContinue, packets, rnd.Next());
+        int burstSeed = rnd.Next();
+        OracleUpdate? update = null;
+        if (rnd.Next(2) == 0)
+        {
+            // keep most rules (their cached verdicts get revalidated), drop some, add some
+            var kept = Enumerable.Range(0, rules.Count).Where(_ => rnd.Next(4) != 0).ToList();
+            var added = gen.Rules(rnd.Next(0, 6));
+            update = new OracleUpdate(
+                [.. kept.Select(i => rules[i]), .. added],
+                [.. kept.Select(i => lines[i]), .. added.Select(r => r.Render(rnd.Next(32)))]);
+        }
+
+        return new OracleCase(ports, rules, lines, missContinue, packets, burstSeed, update);
     }
 
     internal static void RunCase(int seed, int caseNo, OracleStats stats, Func<OracleAction, FrameView, string?>? exclude)
@@ -138,6 +154,22 @@ public sealed class FlowOracleTests(ITestOutputHelper output)
                     c = smaller;
                     progress = true;
                 }
+            }
+
+            for (int i = (c.Update?.Rules.Count ?? 0) - 1; i >= 0; i--)
+            {
+                var smaller = c with { Update = new OracleUpdate(Without(c.Update!.Rules, i), Without(c.Update.Lines, i)) };
+                if (Execute(smaller, new OracleStats(), exclude) != null)
+                {
+                    c = smaller;
+                    progress = true;
+                }
+            }
+
+            if (c.Update != null && Execute(c with { Update = null }, new OracleStats(), exclude) != null)
+            {
+                c = c with { Update = null };
+                progress = true;
             }
 
             for (int i = c.Packets.Count - 1; i >= 0; i--)
@@ -173,58 +205,105 @@ public sealed class FlowOracleTests(ITestOutputHelper output)
             CheckChecksums(p.Frame, "generated frame " + p.Hex);
             for (int rep = 0; rep < 3; rep++)
             {
-                var trial = oracle.Fork();
-                var want = trial.Run(p.InPort, p.Frame);
-                want.Excluded ??= ExcludedVerdicts(want) ?? OracleSwitchBugTests.ExcludeSelfTaughtVerdict(want, trial.Fork().Run(p.InPort, p.Frame));
-                if (want.Excluded != null)
+                var (failure, sent) = SendOne(rig, ref oracle, p, $"send {rep + 1} (1 = upcall, later = cache hits)", stats, countCoverage: rep == 0);
+                if (failure != null)
                 {
-                    stats.Skipped++;
-                    stats.Excluded[want.Excluded] = stats.Excluded.GetValueOrDefault(want.Excluded) + 1;
-                    break; // not sent: the switch's learning table must stay where the oracle's is
+                    return failure;
                 }
 
-                oracle = trial;
-                try
+                if (!sent)
                 {
-                    rig.Send(p.InPort, [p.Frame]);
-                }
-                catch (Exception e) when (e is NullReferenceException or AccessViolationException or InvalidOperationException)
-                {
-                    return $"packet in_port={p.InPort} {p.Hex}, send {rep + 1}: the switch threw {e.GetType().Name}: {e.Message}";
-                }
-
-                stats.Sends++;
-                for (int port = 1; port <= Ports; port++)
-                {
-                    var got = rig.Out(port);
-                    var exp = want.Outputs.Where(o => o.Port == port).Select(o => o.Frame).ToList();
-                    if (got.Count != exp.Count || !got.Zip(exp).All(x => x.First.AsSpan().SequenceEqual(x.Second)))
-                    {
-                        return $"packet in_port={p.InPort} {p.Hex}, send {rep + 1} (1 = upcall, later = cache hits), port {port}\n"
-                            + $"  expected {exp.Count}:\n{Frames(exp)}  got {got.Count}:\n{Frames(got)}";
-                    }
-
-                    foreach (var f in got)
-                    {
-                        CheckChecksums(f, $"packet in_port={p.InPort} {p.Hex}, output on port {port}: {Convert.ToHexString(f)}");
-                        stats.Outputs++;
-                    }
+                    break; // excluded: not sent, so the switch's learning table stays where the oracle's is
                 }
 
                 if (rep == 0)
                 {
-                    foreach (var kind in want.Applied)
-                    {
-                        stats.Coverage[kind] = stats.Coverage.GetValueOrDefault(kind) + 1;
-                    }
-
-                    stats.Checked++;
                     judged.Add(p);
                 }
             }
         }
 
-        return MixedBurst(rig, oracle, judged, new Random(c.BurstSeed), stats);
+        string? burst = MixedBurst(rig, oracle, judged, new Random(c.BurstSeed), stats);
+        if (burst != null || c.Update == null)
+        {
+            return burst;
+        }
+
+        // A table update: cached verdicts of the old tables are revalidated (in place or replaced) on their next hit.
+        rig.Load(FlowParser.ParseRules(string.Join('\n', c.Update.Lines), "oracle-update.flows"));
+        oracle = oracle.WithRules(c.Update.Rules);
+        foreach (var p in judged)
+        {
+            for (int rep = 0; rep < 2; rep++)
+            {
+                var (failure, sent) = SendOne(rig, ref oracle, p, $"after the table update, send {rep + 1}", stats, countCoverage: false);
+                if (failure != null)
+                {
+                    return "the table update (rules below 'update:')\n" + failure;
+                }
+
+                if (!sent)
+                {
+                    break;
+                }
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>Sends one packet alone unless its case class is excluded; the mismatch if any, and whether it was sent.</summary>
+    private static (string? Failure, bool Sent) SendOne(PipelineTests.Rig rig, ref ReferenceSwitch oracle, OraclePacket p, string label, OracleStats stats, bool countCoverage)
+    {
+        var trial = oracle.Fork();
+        var want = trial.Run(p.InPort, p.Frame);
+        want.Excluded ??= ExcludedVerdicts(want) ?? OracleSwitchBugTests.ExcludeSelfTaughtVerdict(want, trial.Fork().Run(p.InPort, p.Frame));
+        if (want.Excluded != null)
+        {
+            stats.Skipped++;
+            stats.Excluded[want.Excluded] = stats.Excluded.GetValueOrDefault(want.Excluded) + 1;
+            return (null, false);
+        }
+
+        oracle = trial;
+        try
+        {
+            rig.Send(p.InPort, [p.Frame]);
+        }
+        catch (Exception e) when (e is NullReferenceException or AccessViolationException or InvalidOperationException)
+        {
+            return ($"packet in_port={p.InPort} {p.Hex}, {label}: the switch threw {e.GetType().Name}: {e.Message}", true);
+        }
+
+        stats.Sends++;
+        for (int port = 1; port <= Ports; port++)
+        {
+            var got = rig.Out(port);
+            var exp = want.Outputs.Where(o => o.Port == port).Select(o => o.Frame).ToList();
+            if (got.Count != exp.Count || !got.Zip(exp).All(x => x.First.AsSpan().SequenceEqual(x.Second)))
+            {
+                return ($"packet in_port={p.InPort} {p.Hex}, {label}, port {port}\n"
+                    + $"  expected {exp.Count}:\n{Frames(exp)}  got {got.Count}:\n{Frames(got)}", true);
+            }
+
+            foreach (var f in got)
+            {
+                CheckChecksums(f, $"packet in_port={p.InPort} {p.Hex}, output on port {port}: {Convert.ToHexString(f)}");
+                stats.Outputs++;
+            }
+        }
+
+        if (countCoverage)
+        {
+            foreach (var kind in want.Applied)
+            {
+                stats.Coverage[kind] = stats.Coverage.GetValueOrDefault(kind) + 1;
+            }
+
+            stats.Checked++;
+        }
+
+        return (null, true);
     }
 
     /// <summary>The case's packets again, shuffled, repeated and on several ports at once: cached verdicts in a mixed burst.</summary>

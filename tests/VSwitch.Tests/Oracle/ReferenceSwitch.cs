@@ -187,6 +187,18 @@ internal sealed class ReferenceSwitch(IReadOnlyList<OraclePort> ports, IReadOnly
         return ctx.Verdict;
     }
 
+    /// <summary>The same learning table under new rules (a table update).</summary>
+    public ReferenceSwitch WithRules(IReadOnlyList<OracleRule> newRules)
+    {
+        var r = new ReferenceSwitch(ports, newRules, missContinue) { Exclude = Exclude };
+        foreach (var kv in _macs)
+        {
+            r._macs[kv.Key] = kv.Value;
+        }
+
+        return r;
+    }
+
     /// <summary>A copy of the learning table, to try a burst without committing it.</summary>
     public ReferenceSwitch Fork()
     {
