@@ -308,6 +308,10 @@ internal sealed class OracleGenerator(Random rnd, int portCount)
         };
         var (ipSrc, ipDst) = type == EthernetType.IPv4 ? (Addr4(Pick(s_v4)), Addr4(Pick(s_v4))) : (Addr6(Pick(s_v6)), Addr6(Pick(s_v6)));
         byte[] frame = Build(src, dst, type, ipSrc, ipDst, Pick(s_ttls), rnd.Next(3), payload, tos: rnd.Next(4) << 2);
+        if (Chance(15))
+        {
+            frame = type == EthernetType.IPv4 ? WithIpv4Options(frame) : type == EthernetType.IPv6 ? WithHopByHop(frame) : frame;
+        }
         int tags = rnd.Next(10);
         if (tags >= 6)
         {
@@ -406,6 +410,28 @@ internal sealed class OracleGenerator(Random rnd, int portCount)
             ip.UpdateCalculatedValues();
             icmp.UpdateIcmpChecksum();
         }
+    }
+
+    /// <summary>The same IPv4 frame with 4 bytes of options (IHL 6); PacketDotNet recomputes the header checksum.</summary>
+    public static byte[] WithIpv4Options(byte[] f)
+    {
+        byte[] g = [.. f.AsSpan(0, 34), 0x01, 0x01, 0x01, 0x00, .. f.AsSpan(34)]; // NOP, NOP, NOP, end of options
+        g[14] = 0x46;
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16BigEndian(g.AsSpan(16), (ushort)(System.Buffers.Binary.BinaryPrimitives.ReadUInt16BigEndian(g.AsSpan(16)) + 4));
+        var ip = PacketDotNet.Packet.ParsePacket(LinkLayers.Ethernet, g).Extract<IPv4Packet>();
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16BigEndian(g.AsSpan(24), 0);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16BigEndian(g.AsSpan(24), ip.CalculateIPChecksum());
+        return g;
+    }
+
+    /// <summary>The same IPv6 frame with an empty hop-by-hop options header (8 bytes of PadN) before its upper layer.</summary>
+    public static byte[] WithHopByHop(byte[] f)
+    {
+        byte next = f[20];
+        byte[] g = [.. f.AsSpan(0, 54), next, 0, 0x01, 0x04, 0, 0, 0, 0, .. f.AsSpan(54)];
+        g[20] = 0; // hop-by-hop
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16BigEndian(g.AsSpan(18), (ushort)(System.Buffers.Binary.BinaryPrimitives.ReadUInt16BigEndian(g.AsSpan(18)) + 8));
+        return g; // the upper-layer length and so its checksum are unchanged
     }
 
     public static byte[] Tag(byte[] f, int tpid, int tci) =>

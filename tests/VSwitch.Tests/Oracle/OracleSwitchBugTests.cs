@@ -126,8 +126,9 @@ public sealed class OracleSwitchBugTests
 
     /// <summary>
     /// Exclusion for <see cref="Revalidating_a_megaflow_into_normal_learns_nothing_from_its_masked_key"/>:
-    /// the update phase of a case whose new rules use NORMAL (their first hits revalidate old megaflows
-    /// whose masks do not cover the MACs and VLAN that NORMAL learns).
+    /// the update phase of a case whose new rules use NORMAL. The masked key can take any path the
+    /// real packet does not (a masked-out destination MAC reads as unicast 00:..:00, a masked-out tag
+    /// as VLAN 0), so no narrower class is safe; half of the generated updates have no NORMAL.
     /// </summary>
     internal static string? ExcludeNormalAfterUpdate(IEnumerable<OracleRule> updated) =>
         updated.Any(r => r.Actions.Any(a => a is NormalAction)) ? RevalidationLearnsMaskedKey : null;
@@ -135,7 +136,7 @@ public sealed class OracleSwitchBugTests
     /// <summary>
     /// PipelineForwarder.Revalidate translates me-&gt;Key, the stale megaflow's key under its old mask,
     /// with learning on. When the new verdict reaches NORMAL, the MAC table learns from fields the old
-    /// mask zeroed: here the VLAN (a frame tagged 20 is learned in VLAN 0). The translation is then
+    /// mask zeroed (or along a path only the masked key takes): here the VLAN (a frame tagged 20 is learned in VLAN 0). The translation is then
     /// refused (its wildcards exceed the mask) and the packet takes a real upcall, but the bogus
     /// binding stays: an untagged frame to that MAC is sent to port 4 only instead of flooded.
     /// </summary>

@@ -112,6 +112,11 @@ internal sealed class FrameView
             v.Ipv6Src = BinaryPrimitives.ReadUInt128BigEndian(f.AsSpan(off + 8));
             v.Ipv6Dst = BinaryPrimitives.ReadUInt128BigEndian(f.AsSpan(off + 24));
             v.L4 = off + 40;
+            while (v.NwProto is 0 or 43 or 60) // hop-by-hop, routing, destination options
+            {
+                v.NwProto = f[v.L4];
+                v.L4 += (f[v.L4 + 1] + 1) * 8;
+            }
         }
 
         if (v.L4 >= 0 && v.NwProto is 6 or 17)
@@ -587,7 +592,7 @@ internal static class Checksums
         }
 
         int l4Len = v.IsIpv4 ? BinaryPrimitives.ReadUInt16BigEndian(f.AsSpan(v.L3 + 2)) - ((f[v.L3] & 0xF) * 4)
-            : v.IsIpv6 ? BinaryPrimitives.ReadUInt16BigEndian(f.AsSpan(v.L3 + 4)) : 0;
+            : v.IsIpv6 ? v.L3 + 40 + BinaryPrimitives.ReadUInt16BigEndian(f.AsSpan(v.L3 + 4)) - v.L4 : 0;
         int at = v.NwProto switch
         {
             6 => 16,
