@@ -47,6 +47,8 @@ public sealed class FlowOracleTests(ITestOutputHelper output)
             output.WriteLine($"  excluded: {kv.Key}: {kv.Value}");
         }
 
+        output.WriteLine($"  switch paths: {stats.Upcalls} upcalls, {stats.EmcHits} EMC hits, {stats.MegaflowHits} megaflow hits, {stats.Revalidations} revalidations");
+        Assert.True(stats.EmcHits > 0 && stats.MegaflowHits > 0 && stats.Revalidations > 0, "every cache path was taken");
         output.WriteLine("  judged packets per action kind: " + string.Join(", ", stats.Coverage.OrderBy(k => k.Key, StringComparer.Ordinal).Select(k => $"{k.Key} {k.Value}")));
         string[] kinds =
         [
@@ -90,15 +92,29 @@ public sealed class FlowOracleTests(ITestOutputHelper output)
         public int Skipped;
         public readonly Dictionary<string, int> Excluded = [];
         public readonly Dictionary<string, int> Coverage = [];
+        public ulong EmcHits;
+        public ulong MegaflowHits;
+        public ulong Upcalls;
+        public ulong Revalidations;
+
+        /// <summary>Adds the rig's cache counters (read from the switch; they only show that each path ran).</summary>
+        public void Add(PipelineTests.Rig rig)
+        {
+            var c = rig.Counters;
+            EmcHits += c.EmcHits;
+            MegaflowHits += c.MegaflowHits;
+            Upcalls += c.Upcalls;
+            Revalidations += c.Revalidations;
+        }
     }
 
     /// <summary>One generated case: ports, rules (and their text), table-miss policies and packets.</summary>
     internal sealed record OracleCase(
         IReadOnlyList<OraclePort> Ports, IReadOnlyList<OracleRule> Rules, IReadOnlyList<string> Lines, IReadOnlySet<int> MissContinue,
-        IReadOnlyList<OraclePacket> Packets, int BurstSeed, OracleUpdate? Update)
+        IReadOnlyList<OraclePacket> Packets, int BurstSeed, OracleUpdate? Update, int EmcInvProb)
     {
         public string Describe() =>
-            $"  ports: {string.Join(", ", Ports.Select(p => p.ToString()))}\n"
+            $"  ports: {string.Join(", ", Ports.Select(p => p.ToString()))}; emc insertion 1 in {EmcInvProb}\n"
             + $"  table-miss continue: [{string.Join(",", MissContinue)}]\n  rules:\n{string.Concat(Lines.Select(l => $"    {l}\n"))}"
             + $"  packets (in_port hex), each sent 3 times, then all in one mixed burst:\n{string.Concat(Packets.Select(h => $"    {h.InPort} {h.Hex}\n"))}"
             + (Update == null ? "" : $"  update: the tables replaced by these rules, then each packet sent twice more:\n{string.Concat(Update.Lines.Select(l => $"    {l}\n"))}");
@@ -130,7 +146,10 @@ public sealed class FlowOracleTests(ITestOutputHelper output)
                 [.. kept.Select(i => lines[i]), .. added.Select(r => r.Render(rnd.Next(32)))]);
         }
 
-        return new OracleCase(ports, rules, lines, missContinue, packets, burstSeed, update);
+        // Every miss enters the microflow cache (later sends are EMC hits), or practically none does
+        // (later sends are megaflow hits).
+        int emcInvProb = rnd.Next(2) == 0 ? 1 : 1_000_000;
+        return new OracleCase(ports, rules, lines, missContinue, packets, burstSeed, update, emcInvProb);
     }
 
     internal static void RunCase(int seed, int caseNo, OracleStats stats, Func<OracleAction, FrameView, string?>? exclude)
@@ -198,8 +217,20 @@ public sealed class FlowOracleTests(ITestOutputHelper output)
     /// <summary>Runs a case through the switch and the oracle; the first mismatch, or null.</summary>
     internal static string? Execute(OracleCase c, OracleStats stats, Func<OracleAction, FrameView, string?>? exclude)
     {
+        using var rig = new PipelineTests.Rig(ports: Ports, emcInvProb: c.EmcInvProb, portSpecs: c.Ports.Select(ToSwitchPort));
+        try
+        {
+            return Execute(c, rig, stats, exclude);
+        }
+        finally
+        {
+            stats.Add(rig);
+        }
+    }
+
+    private static string? Execute(OracleCase c, PipelineTests.Rig rig, OracleStats stats, Func<OracleAction, FrameView, string?>? exclude)
+    {
         var oracle = new ReferenceSwitch(c.Ports, c.Rules, c.MissContinue.ToHashSet()) { Exclude = exclude };
-        using var rig = new PipelineTests.Rig(ports: Ports, emcInvProb: 1, portSpecs: c.Ports.Select(ToSwitchPort));
         rig.Load(FlowParser.ParseRules(string.Join('\n', c.Lines), "oracle.flows"));
         foreach (int t in c.MissContinue)
         {
