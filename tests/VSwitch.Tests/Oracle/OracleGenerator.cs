@@ -312,6 +312,11 @@ internal sealed class OracleGenerator(Random rnd, int portCount)
         {
             frame = type == EthernetType.IPv4 ? WithIpv4Options(frame) : type == EthernetType.IPv6 ? WithHopByHop(frame) : frame;
         }
+
+        if (type == EthernetType.IPv4 && Chance(8))
+        {
+            frame = AsLaterFragment(frame);
+        }
         int tags = rnd.Next(10);
         if (tags >= 6)
         {
@@ -418,6 +423,17 @@ internal sealed class OracleGenerator(Random rnd, int portCount)
         byte[] g = [.. f.AsSpan(0, 34), 0x01, 0x01, 0x01, 0x00, .. f.AsSpan(34)]; // NOP, NOP, NOP, end of options
         g[14] = 0x46;
         System.Buffers.Binary.BinaryPrimitives.WriteUInt16BigEndian(g.AsSpan(16), (ushort)(System.Buffers.Binary.BinaryPrimitives.ReadUInt16BigEndian(g.AsSpan(16)) + 4));
+        var ip = PacketDotNet.Packet.ParsePacket(LinkLayers.Ethernet, g).Extract<IPv4Packet>();
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16BigEndian(g.AsSpan(24), 0);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16BigEndian(g.AsSpan(24), ip.CalculateIPChecksum());
+        return g;
+    }
+
+    /// <summary>The same IPv4 frame as a later fragment (offset 1480): what followed the IP header is payload now.</summary>
+    public static byte[] AsLaterFragment(byte[] f)
+    {
+        byte[] g = [.. f];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16BigEndian(g.AsSpan(20), 1480 / 8);
         var ip = PacketDotNet.Packet.ParsePacket(LinkLayers.Ethernet, g).Extract<IPv4Packet>();
         System.Buffers.Binary.BinaryPrimitives.WriteUInt16BigEndian(g.AsSpan(24), 0);
         System.Buffers.Binary.BinaryPrimitives.WriteUInt16BigEndian(g.AsSpan(24), ip.CalculateIPChecksum());

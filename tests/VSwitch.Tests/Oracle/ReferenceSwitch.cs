@@ -103,6 +103,10 @@ internal sealed class FrameView
             v.NwSrc = BinaryPrimitives.ReadUInt32BigEndian(f.AsSpan(off + 12));
             v.NwDst = BinaryPrimitives.ReadUInt32BigEndian(f.AsSpan(off + 16));
             v.L4 = off + ((f[off] & 0xF) * 4);
+            if ((BinaryPrimitives.ReadUInt16BigEndian(f.AsSpan(off + 6)) & 0x1FFF) != 0)
+            {
+                v.L4 = -1; // a later fragment: no transport header, ports read 0
+            }
         }
         else if (type == 0x86DD)
         {
