@@ -38,14 +38,25 @@ internal sealed class OracleGenerator(Random rnd, int portCount)
             return Enumerable.Range(1, portCount).Select(p => new OraclePort(p)).ToList();
         }
 
-        // access 10, access 20, a trunk of 10 and 20, and a port of every VLAN (plain or trunk-of-all)
-        return
-        [
-            new OraclePort(1, OraclePortMode.Access, 10),
-            new OraclePort(2, OraclePortMode.Access, 20),
-            new OraclePort(3, OraclePortMode.Trunk, 0, [10, 20]),
-            new OraclePort(4, Chance(50) ? OraclePortMode.Trunk : OraclePortMode.Plain),
-        ];
+        if (Chance(50))
+        {
+            // access 10, access 20, a trunk of 10 and 20, and a port of every VLAN (plain or trunk-of-all)
+            return
+            [
+                new OraclePort(1, OraclePortMode.Access, 10),
+                new OraclePort(2, OraclePortMode.Access, 20),
+                new OraclePort(3, OraclePortMode.Trunk, 0, [10, 20]),
+                new OraclePort(4, Chance(50) ? OraclePortMode.Trunk : OraclePortMode.Plain),
+            ];
+        }
+
+        // any mix: access ports in one of the VLANs, trunks of a random subset (VLAN 0 = untagged)
+        return Enumerable.Range(1, portCount).Select(p => rnd.Next(3) switch
+        {
+            0 => new OraclePort(p, OraclePortMode.Access, Pick(s_vlans)),
+            1 => new OraclePort(p, OraclePortMode.Trunk, 0, s_vlans.Prepend(0).Where(_ => Chance(60)).ToList()),
+            _ => new OraclePort(p),
+        }).ToList();
     }
 
     public List<OracleRule> Rules(int count)

@@ -1,6 +1,6 @@
 // OracleSwitchBugTests.cs - switch bugs the flow oracle found, one small skipped [Fact] each.
 //
-// Each fact shows the bug with the least rules and one packet (the oracle's shrinker printed them),
+// Each fact shows the bug with the fewest rules and packets (from the oracle's shrunk reproductions),
 // and is skipped so CI stays green while src/ is not changed here. Its case class is left out of the
 // random run by the exclusion next to it (FlowOracleTests.Exclusions); unskip the fact and drop the
 // exclusion together when the bug is fixed.
