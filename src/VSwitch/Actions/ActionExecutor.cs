@@ -212,14 +212,18 @@ public readonly unsafe struct ActionExecutor<TIo>
         return w;
     }
 
-    /// <summary>Appends to a tx buffer; a buffer already full (many copies to one port) drops and counts.</summary>
+    /// <summary>Appends to a tx buffer; a full one (many copies to one port) is sent first.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Enqueue(PmdState state, int slot, nint m)
     {
-        if (state.Tx[slot].Count >= PmdState.TxCapacity)
+        ref TxBuffer tb = ref state.Tx[slot];
+        if (tb.Count >= PmdState.TxCapacity)
         {
-            state.Counters->TxDrops++;
-            _io.Free(&m, 1);
+            // Many copies to one port in one burst: send what is buffered now rather than drop. The
+            // port stays on the pending list (it was there while its buffer held packets).
+            TxPath.Transmit(state, _io, slot, ref tb, tb.Slots, tb.Count);
+            tb.Count = 0;
+            tb.Slots[tb.Count++] = m;
             return;
         }
 

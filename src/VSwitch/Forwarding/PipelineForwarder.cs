@@ -425,7 +425,7 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
                 MegaflowEntry* me = mfc.Entry(e);
                 if (me->Version != version || (me->MacGeneration >= 0 && me->MacGeneration != macGen))
                 {
-                    e = Revalidate(state, e);
+                    e = Revalidate(state, e, key);
                 }
 
                 if (e >= 0)
@@ -500,8 +500,13 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
         }
     }
 
-    /// <summary>Re-checks a stale megaflow against the current tables; returns it (updated) or -1 (removed).</summary>
-    private int Revalidate(PmdState state, int e)
+    /// <summary>
+    /// Re-checks a stale megaflow against the current tables with the packet that hit it; returns it
+    /// (updated) or -1 (removed). The packet's own key is translated, not the entry's masked key: a
+    /// verdict that needs no bits beyond the entry's mask is the same for every packet it covers, and
+    /// NORMAL learns the packet's real source, not a half-blanked one.
+    /// </summary>
+    private int Revalidate(PmdState state, int e, FlowKey* key)
     {
         FlowPmd f = _f;
         MegaflowCache mfc = f.Megaflows;
@@ -510,7 +515,7 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
         Translation t = f.Translation;
         long gen = f.Shared.Macs.Generation;
         ulong now = _io.Now();
-        if (!TryTranslate(&me->Key, now))
+        if (!TryTranslate(key, now))
         {
             mfc.Remove(e); // the caller translates again, which fails again: a counted drop
             return -1;

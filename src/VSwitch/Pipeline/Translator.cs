@@ -64,6 +64,23 @@ public sealed class Translation
     public readonly int[] LearnPorts = new int[MaxLearns];
     public int LearnCount;
 
+    /// <summary>
+    /// The port an earlier NORMAL of this translation saw <paramref name="mac"/> on (its learning is
+    /// applied later by the single writer, but a later NORMAL of the same packet already knows it).
+    /// </summary>
+    internal int? PendingLearn(ulong mac, int vlan)
+    {
+        for (int i = LearnCount - 1; i >= 0; i--)
+        {
+            if (LearnMacs[i] == mac && LearnVlans[i] == vlan)
+            {
+                return LearnPorts[i];
+            }
+        }
+
+        return null;
+    }
+
     internal void AddLearn(ulong mac, int vlan, int port)
     {
         if ((mac & 0x0100_0000_0000UL) != 0)
@@ -369,8 +386,14 @@ public static class Translator
     }
 
     /// <summary>Pops the outer tag from the packet and the working key (the caller knows there is one).</summary>
-    private static void PopTag(Translation t)
+    private static unsafe void PopTag(Translation t)
     {
+        if (t.OuterTpid == Translation.TpidOfPacketOuter)
+        {
+            // the packet's inner tag becomes the outer one: whatever later reads vlan_tci reads it
+            t.Wildcards.W[0] |= 0xFFFFUL << 48;
+        }
+
         t.OuterTpid = t.InnerTpid;
         // below the packet's outer tag is its inner one; below anything else, a tag the parser did not record
         t.InnerTpid = t.OuterTpid == Translation.TpidOfPacketOuter ? Translation.TpidOfPacketInner : KeyExtractor.EthVlan;
@@ -553,7 +576,7 @@ public static class Translator
             t.AddLearn(k.DlSrc, vlan, inPort.OfPort); // posted to the MAC table's single writer by the PMD
         }
         bool group = (k.DlDst & 0x0100_0000_0000UL) != 0;
-        int dst = group ? -1 : macs.Lookup(k.DlDst, vlan);
+        int dst = group ? -1 : t.PendingLearn(k.DlDst, vlan) ?? macs.Lookup(k.DlDst, vlan);
         if (dst == inPort.OfPort)
         {
             t.Trace?.Add("  normal: destination is behind the input port: dropped");

@@ -247,21 +247,28 @@ public sealed unsafe class PmdLoop<TIo, THandler> : IPmdRunner
         tb.FirstTsc = 0;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void Transmit(int dpPort, ref TxBuffer tb, nint* mbufs, int n) => TxPath.Transmit(_state, _io, dpPort, ref tb, mbufs, n);
+}
+
+/// <summary>The one way mbufs leave a PMD: tx_burst in burst-sized pieces, counted per PMD and port.</summary>
+public static unsafe class TxPath
+{
     /// <summary>
     /// tx_burst of <paramref name="n"/> mbufs (a tx buffer's, or a whole rx burst sent without a copy)
     /// in burst-sized pieces; whatever the port does not take is freed and counted as tx drops.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void Transmit(int dpPort, ref TxBuffer tb, nint* mbufs, int n)
+    public static void Transmit<TIo>(PmdState st, TIo io, int dpPort, ref TxBuffer tb, nint* mbufs, int n)
+        where TIo : struct, IPacketIo
     {
-        PmdState st = _state;
         int sent = 0;
         if (tb.Enabled)
         {
             while (sent < n)
             {
                 int chunk = Math.Min(n - sent, PmdState.Burst);
-                int took = _io.TxBurst(tb.PortId, tb.QueueId, mbufs + sent, (ushort)chunk);
+                int took = io.TxBurst(tb.PortId, tb.QueueId, mbufs + sent, (ushort)chunk);
                 st.Counters->TxBursts++;
                 sent += took;
                 if (took < chunk)
@@ -273,7 +280,7 @@ public sealed unsafe class PmdLoop<TIo, THandler> : IPmdRunner
 
         if (sent < n)
         {
-            _io.Free(mbufs + sent, (uint)(n - sent));
+            io.Free(mbufs + sent, (uint)(n - sent));
             st.Counters->TxDrops += (ulong)(n - sent);
             st.PortCounters[dpPort].TxDrops += (ulong)(n - sent);
         }

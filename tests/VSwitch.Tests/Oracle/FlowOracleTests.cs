@@ -15,6 +15,7 @@
 // hex), and the mismatch: port, expected and received frames.
 using System.Globalization;
 using PacketDotNet;
+using VSwitch.FlowText;
 using VSwitch.Pipeline;
 using Xunit.Abstractions;
 
@@ -66,19 +67,15 @@ public sealed class FlowOracleTests(ITestOutputHelper output)
     }
 
     /// <summary>
-    /// Case classes the random run leaves out because the switch is known to get them wrong; each has a
-    /// skipped [Fact] in OracleSwitchBugTests that shows it, and its exclusion is applied here (per
-    /// action), in <see cref="ExcludedVerdicts"/> (per verdict), in SendOne (a verdict that changes on
-    /// its own learning: ExcludeSelfTaughtVerdict) and in MixedBurst (ExcludeTxBufferOverflow) and before the table update (ExcludeNormalAfterUpdate). Remove
-    /// the exclusion and unskip the fact together when a bug is fixed. Excluded packets are not sent
-    /// at all, so the switch's MAC table stays where the oracle's is.
+    /// Case classes the random run would leave out because the switch is known to get them wrong
+    /// (per action here, per verdict in <see cref="ExcludedVerdicts"/>); each would have a skipped
+    /// [Fact] in OracleSwitchBugTests. None now: the seven bugs the oracle found are fixed and their
+    /// facts run. Excluded packets are not sent at all, so the switch's MAC table stays where the oracle's is.
     /// </summary>
-    internal static string? Exclusions(OracleAction action, FrameView packet) =>
-        OracleSwitchBugTests.ExcludeIcmpv6AddressRewrite(action, packet) ?? OracleSwitchBugTests.ExcludePopOfDoubleTag(action, packet);
+    internal static string? Exclusions(OracleAction action, FrameView packet) => null;
 
     /// <summary>The same for whole verdicts.</summary>
-    internal static string? ExcludedVerdicts(OracleVerdict verdict) =>
-        OracleSwitchBugTests.ExcludeCopiesAfterTtlDrop(verdict) ?? OracleSwitchBugTests.ExcludeNormalTagLeak(verdict);
+    internal static string? ExcludedVerdicts(OracleVerdict verdict) => null;
 
     private static int? EnvInt(string name) =>
         int.TryParse(Environment.GetEnvironmentVariable(name), NumberStyles.Integer, CultureInfo.InvariantCulture, out int v) ? v : null;
@@ -268,12 +265,6 @@ public sealed class FlowOracleTests(ITestOutputHelper output)
         }
 
 
-        if (OracleSwitchBugTests.ExcludeNormalAfterUpdate(c.Update.Rules) is { } bug)
-        {
-            stats.Excluded[bug] = stats.Excluded.GetValueOrDefault(bug) + 1;
-            return null;
-        }
-
         // A table update: cached verdicts of the old tables are revalidated (in place or replaced) on their next hit.
         rig.Load(FlowParser.ParseRules(string.Join('\n', c.Update.Lines), "oracle-update.flows"));
         oracle = oracle.WithRules(c.Update.Rules);
@@ -302,7 +293,7 @@ public sealed class FlowOracleTests(ITestOutputHelper output)
     {
         var trial = oracle.Fork();
         var want = trial.Run(p.InPort, p.Frame);
-        want.Excluded ??= ExcludedVerdicts(want) ?? OracleSwitchBugTests.ExcludeSelfTaughtVerdict(want, trial.Fork().Run(p.InPort, p.Frame));
+        want.Excluded ??= ExcludedVerdicts(want);
         if (want.Excluded != null)
         {
             stats.Skipped++;
@@ -363,12 +354,6 @@ public sealed class FlowOracleTests(ITestOutputHelper output)
         var trial = oracle.Fork();
         var want = burst.Select(p => trial.Run(p.InPort, p.Frame)).ToList();
         want.ForEach(w => w.Excluded ??= ExcludedVerdicts(w));
-        if (OracleSwitchBugTests.ExcludeTxBufferOverflow(want) is { } bug)
-        {
-            stats.Excluded[bug] = stats.Excluded.GetValueOrDefault(bug) + 1;
-            return null;
-        }
-
         if (want.Any(w => w.Learned || w.Excluded != null))
         {
             return null; // a verdict in this burst would change the learning table: order inside a burst is the switch's own

@@ -1,31 +1,23 @@
 // OracleSwitchBugTests.cs - switch bugs the flow oracle found, one small skipped [Fact] each.
 //
-// Each fact shows the bug with the fewest rules and packets (from the oracle's shrunk reproductions),
-// and is skipped so CI stays green while src/ is not changed here. Its case class is left out of the
-// random run by the exclusion next to it (FlowOracleTests.Exclusions); unskip the fact and drop the
-// exclusion together when the bug is fixed.
+// Each fact shows the bug with the fewest rules and packets (from the oracle's shrunk reproductions).
+// All seven are fixed: the facts run, and the random run no longer leaves their case classes out.
 using System.Net;
 using PacketDotNet;
+using VSwitch.FlowText;
 using VSwitch.Pipeline;
 
 namespace VSwitch.Tests.Oracle;
 
 public sealed class OracleSwitchBugTests
 {
-    internal const string Icmpv6AddressRewrite = "switch bug: set_field on ipv6_src/ipv6_dst leaves the ICMPv6 checksum stale";
-
-    internal const string CopiesAfterTtlDrop = "switch bug: an output that is not the last action, after dec_ttl dropped the packet, copies a null mbuf";
-
-    /// <summary>Exclusion for <see cref="Outputs_after_dec_ttl_dropped_the_packet_send_nothing_and_copy_nothing"/>.</summary>
-    internal static string? ExcludeCopiesAfterTtlDrop(OracleVerdict verdict) => verdict.CopyAfterDrop ? CopiesAfterTtlDrop : null;
-
     /// <summary>
     /// dec_ttl on TTL 1 drops the packet (PipelineForwarder sets its slot in the group to 0), but a
     /// later output that is not the last one still hands the whole group to IPacketIo.Copy, null
     /// slot included: vsw_mbuf_copy_bulk then calls rte_pktmbuf_copy(NULL, NULL->pool, ...), a
     /// segfault in vswitchd for one TTL-1 packet; here FakeMbufs.Clone(0) throws.
     /// </summary>
-    [Fact(Skip = CopiesAfterTtlDrop)]
+    [Fact]
     public void Outputs_after_dec_ttl_dropped_the_packet_send_nothing_and_copy_nothing()
     {
         var frame = OracleGenerator.Build(0x020000000001, 0x020000000002, EthernetType.IPv4, IPAddress.Parse("10.0.0.1"), IPAddress.Parse("10.0.0.2"), 1, 0, new byte[18]);
@@ -33,18 +25,13 @@ public sealed class OracleSwitchBugTests
         Assert.All(outs.Values, Assert.Empty);
     }
 
-    internal const string NormalTagLeak = "switch bug: NORMAL's egress tag push/pop stays on the packet for later egresses and actions";
-
-    /// <summary>Exclusion for the two NORMAL facts below.</summary>
-    internal static string? ExcludeNormalTagLeak(OracleVerdict verdict) => verdict.NormalTagLeak ? NormalTagLeak : null;
-
     /// <summary>
     /// NORMAL gives each egress the tag its port wants (VlanMode docs), as Open vSwitch does per
     /// output and then restores the packet. Translator.NormalOutput instead pushes/pops on the working
     /// packet: after an access egress popped the tag, a later trunk egress re-pushes a bare VID and the
     /// frame's priority (PCP) and TPID are lost; which ports lose it depends on the flood order.
     /// </summary>
-    [Fact(Skip = NormalTagLeak)]
+    [Fact]
     public void Normal_flood_keeps_the_frames_priority_on_every_tagged_egress()
     {
         PipelinePort[] ports = [new(1, "a10", VlanMode.Access, 10), new(2, "a20", VlanMode.Access, 20), new(3, "t", VlanMode.Trunk, 0, [10, 20]), new(4, "all")];
@@ -60,7 +47,7 @@ public sealed class OracleSwitchBugTests
     /// by NORMAL to the trunks tagged, and the following output then sends the tagged frame to the
     /// access port 1 too, instead of the packet as it was before NORMAL.
     /// </summary>
-    [Fact(Skip = NormalTagLeak)]
+    [Fact]
     public void Actions_after_normal_see_the_packet_as_it_was_before_normal()
     {
         PipelinePort[] ports = [new(1, "a10", VlanMode.Access, 10), new(2, "a20", VlanMode.Access, 20), new(3, "t", VlanMode.Trunk, 0, [10, 20]), new(4, "all", VlanMode.Trunk)];
@@ -69,23 +56,13 @@ public sealed class OracleSwitchBugTests
         Assert.Equal(frame, Assert.Single(outs[1]));
     }
 
-    internal const string SelfTaughtVerdict = "switch bug: a NORMAL verdict that changes a MAC binding it looked up earlier is cached as current";
-
-    /// <summary>
-    /// Exclusion for <see cref="A_verdict_that_teaches_the_mac_table_is_not_reused_once_stale"/>: the
-    /// packet's verdict, taken again on the learning table it left behind, is different.
-    /// </summary>
-    internal static string? ExcludeSelfTaughtVerdict(OracleVerdict verdict, OracleVerdict again) =>
-        verdict.Learned && !verdict.Outputs.Select(o => (o.Port, Convert.ToHexString(o.Frame))).SequenceEqual(again.Outputs.Select(o => (o.Port, Convert.ToHexString(o.Frame))))
-            ? SelfTaughtVerdict : null;
-
     /// <summary>
     /// The first NORMAL floods (destination 02:..:01 unknown), then the rule rewrites the source to
     /// that MAC and the second NORMAL learns it behind the input port. The same packet again must be
     /// dropped (its destination is now known behind the input port); the switch caches the first
     /// verdict under the MAC table generation that includes its own learning, so it floods again.
     /// </summary>
-    [Fact(Skip = SelfTaughtVerdict)]
+    [Fact]
     public void A_verdict_that_teaches_the_mac_table_is_not_reused_once_stale()
     {
         var frame = OracleGenerator.Build(0x020000000005, 0x020000000001, EthernetType.IPv4, IPAddress.Parse("10.0.0.1"), IPAddress.Parse("10.0.0.2"), 64, 1, new byte[18]);
@@ -97,12 +74,6 @@ public sealed class OracleSwitchBugTests
         Assert.Empty(rig.Out(1)); // 02:..:01 is now known behind port 3, the input port
     }
 
-    internal const string TxBufferOverflow = "switch bug: more than two bursts of copies to one port in a polling round are dropped (tx buffer of 64)";
-
-    /// <summary>Exclusion for <see cref="Every_copy_a_rule_sends_to_one_port_leaves_even_three_per_packet"/>: a mixed burst whose copies to one port exceed a burst.</summary>
-    internal static string? ExcludeTxBufferOverflow(IEnumerable<OracleVerdict> burst) =>
-        burst.SelectMany(v => v.Outputs).GroupBy(o => o.Port).Any(g => g.Count() > PmdBurst) ? TxBufferOverflow : null;
-
     private const int PmdBurst = 32;
 
     /// <summary>
@@ -112,7 +83,7 @@ public sealed class OracleSwitchBugTests
     /// within one rx burst, and PipelineForwarder.Enqueue frees the excess as tx drops although the
     /// port itself took everything it was given.
     /// </summary>
-    [Fact(Skip = TxBufferOverflow)]
+    [Fact]
     public void Every_copy_a_rule_sends_to_one_port_leaves_even_three_per_packet()
     {
         var frame = OracleGenerator.Build(0x020000000001, 0x020000000002, EthernetType.IPv4, IPAddress.Parse("10.0.0.1"), IPAddress.Parse("10.0.0.2"), 64, 1, new byte[18]);
@@ -122,17 +93,6 @@ public sealed class OracleSwitchBugTests
         Assert.Equal(3 * PmdBurst, rig.Out(2).Count);
     }
 
-    internal const string RevalidationLearnsMaskedKey = "switch bug: revalidation runs NORMAL on the megaflow's masked key and teaches the MAC table from it";
-
-    /// <summary>
-    /// Exclusion for <see cref="Revalidating_a_megaflow_into_normal_learns_nothing_from_its_masked_key"/>:
-    /// the update phase of a case whose new rules use NORMAL. The masked key can take any path the
-    /// real packet does not (a masked-out destination MAC reads as unicast 00:..:00, a masked-out tag
-    /// as VLAN 0), so no narrower class is safe; half of the generated updates have no NORMAL.
-    /// </summary>
-    internal static string? ExcludeNormalAfterUpdate(IEnumerable<OracleRule> updated) =>
-        updated.Any(r => r.Actions.Any(a => a is NormalAction)) ? RevalidationLearnsMaskedKey : null;
-
     /// <summary>
     /// PipelineForwarder.Revalidate translates me-&gt;Key, the stale megaflow's key under its old mask,
     /// with learning on. When the new verdict reaches NORMAL, the MAC table learns from fields the old
@@ -140,7 +100,7 @@ public sealed class OracleSwitchBugTests
     /// refused (its wildcards exceed the mask) and the packet takes a real upcall, but the bogus
     /// binding stays: an untagged frame to that MAC is sent to port 4 only instead of flooded.
     /// </summary>
-    [Fact(Skip = RevalidationLearnsMaskedKey)]
+    [Fact]
     public void Revalidating_a_megaflow_into_normal_learns_nothing_from_its_masked_key()
     {
         var ip = OracleGenerator.Build(0x020000000003, 0x020000000005, EthernetType.IPv4, IPAddress.Parse("10.0.0.1"), IPAddress.Parse("10.0.0.2"), 64, 1, new byte[18]);
@@ -158,12 +118,6 @@ public sealed class OracleSwitchBugTests
         Assert.Single(rig.Out(4));
     }
 
-    internal const string PopExposesInnerTag = "switch bug: after pop_vlan of a double-tagged frame, decisions on the inner tag are not in the megaflow mask";
-
-    /// <summary>Exclusion for <see cref="A_megaflow_after_pop_vlan_covers_the_inner_tag_it_depends_on"/>.</summary>
-    internal static string? ExcludePopOfDoubleTag(OracleAction action, FrameView packet) =>
-        action is PopVlanAction && packet.Tags >= 2 ? PopExposesInnerTag : null;
-
     /// <summary>
     /// pop_vlan makes the inner tag the outer one on the working key, and later lookups OR their
     /// vlan_tci masks into the wildcards as bits of the original outer tag: the megaflow never
@@ -171,7 +125,7 @@ public sealed class OracleSwitchBugTests
     /// after revalidation, which the oracle's mixed bursts hit: NORMAL's verdict was re-translated
     /// from the masked key, as if the inner tag were absent).
     /// </summary>
-    [Fact(Skip = PopExposesInnerTag)]
+    [Fact]
     public void A_megaflow_after_pop_vlan_covers_the_inner_tag_it_depends_on()
     {
         var ip = OracleGenerator.Build(0x020000000001, 0x020000000002, EthernetType.IPv4, IPAddress.Parse("10.0.0.1"), IPAddress.Parse("10.0.0.2"), 64, 1, new byte[18]);
@@ -189,16 +143,11 @@ public sealed class OracleSwitchBugTests
         Assert.Single(rig.Out(3)); // untagged after the pop: the catch-all
     }
 
-    /// <summary>Exclusion for <see cref="Rewriting_an_IPv6_address_of_an_ICMPv6_packet_updates_its_checksum"/>.</summary>
-    internal static string? ExcludeIcmpv6AddressRewrite(OracleAction action, FrameView packet) =>
-        action is SetFieldAction { Target: SetTarget.Ipv6Src or SetTarget.Ipv6Dst } && packet.IsIpv6 && packet.NwProto == 58
-            ? Icmpv6AddressRewrite : null;
-
     /// <summary>
     /// ICMPv6's checksum covers the IPv6 pseudo-header (RFC 4443 2.3), so a rewritten address must
     /// update it as it does for TCP and UDP; the switch updates only TCP and UDP (Translator.L4Kind).
     /// </summary>
-    [Fact(Skip = Icmpv6AddressRewrite)]
+    [Fact]
     public void Rewriting_an_IPv6_address_of_an_ICMPv6_packet_updates_its_checksum()
     {
         var frame = OracleGenerator.Build(0x020000000001, 0x020000000002, EthernetType.IPv6, IPAddress.Parse("2001:db8::1"), IPAddress.Parse("2001:db8::2"), 64, 2, new byte[18]);

@@ -171,7 +171,7 @@ internal sealed class OracleVerdict
 internal sealed class ReferenceSwitch(IReadOnlyList<OraclePort> ports, IReadOnlyList<OracleRule> rules, ISet<int> missContinue)
 {
     /// <summary>Exclusion: verdicts longer than a megaflow's action list (24 datapath actions) are dropped by design.</summary>
-    public const string ExcludedLongVerdict = "verdict may exceed the 24 datapath actions of a megaflow";
+    public const string ExcludedLongVerdict = "verdict may exceed the 4096 datapath actions of a translation";
 
     /// <summary>Exclusion: the key extractor reads two VLAN tags; a third pushed tag makes key and bytes disagree.</summary>
     public const string ExcludedThirdTag = "more than two VLAN tags";
@@ -188,7 +188,7 @@ internal sealed class ReferenceSwitch(IReadOnlyList<OraclePort> ports, IReadOnly
     {
         var ctx = new Context { Frame = (byte[])frame.Clone(), InPort = inPort, Verdict = new OracleVerdict(), Learn = learn };
         RunTable(ctx, 0);
-        if (ctx.Ops > 24)
+        if (ctx.Ops > 4096)
         {
             ctx.Verdict.Excluded ??= ExcludedLongVerdict;
         }
