@@ -119,6 +119,9 @@ public sealed unsafe class PipelineTests
         Assert.Equal(0, sizeof(VSwitch.Caches.MegaflowEntry) % 64);
         Assert.Equal(64, (int)System.Runtime.InteropServices.Marshal.OffsetOf<VSwitch.Caches.MegaflowEntry>(nameof(VSwitch.Caches.MegaflowEntry.Key)));
         Assert.Equal(0, sizeof(VSwitch.Caches.EmcEntry) % 64);
+        int program = (int)System.Runtime.InteropServices.Marshal.OffsetOf<VSwitch.Caches.MegaflowEntry>(nameof(VSwitch.Caches.MegaflowEntry.Program));
+        int inline = (int)System.Runtime.InteropServices.Marshal.OffsetOf<VSwitch.Caches.MegaflowEntry>(nameof(VSwitch.Caches.MegaflowEntry.Inline));
+        Assert.Equal(program / 64, (inline + 15) / 64); // a hit reads the program pointer and the first action from one line
     }
 
     [Fact]

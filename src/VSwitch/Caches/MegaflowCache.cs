@@ -75,14 +75,15 @@ public unsafe struct MegaflowEntry
     /// After the OpCount actions come LearnCount learn records (Ext: C = MAC, A = VLAN, B = OpenFlow port).</summary>
     public DpAction* Program;
 
+    /// <summary>Room for short action lists (DpAction[InlineOps] as raw words); longer ones live out of line.
+    /// It starts in the cache line that holds <see cref="Program"/>, so a hit with a short list reads one line for both.</summary>
+    public fixed ulong Inline[InlineOps * 2];
+
     /// <summary>Sources NORMAL learned for this verdict, re-posted to the learner while the megaflow is hit.</summary>
     public int LearnCount;
 
     /// <summary>When the learn records were last posted (TSC).</summary>
     public ulong LearnStamp;
-
-    /// <summary>Room for short action lists (DpAction[InlineOps] as raw words); longer ones live out of line.</summary>
-    public fixed ulong Inline[InlineOps * 2];
 
     /// <summary>Actions stored in the entry itself; most verdicts need a handful.</summary>
     public const int InlineOps = 16;
