@@ -1,4 +1,6 @@
-// Datapath.cs - brings the switch up and down: EAL, mbuf pool, ports, PMD threads.
+// Datapath.cs - brings the switch up and down: EAL, mbuf pool, ports, PMD threads. Its other jobs
+// are in DatapathState.cs (the state store writer), DatapathStats.cs (snapshots, link and fault
+// events) and PortNumbers.cs (OpenFlow numbers).
 //
 // Start order: validate config -> EAL -> mempool -> probe and start ports -> build the forwarding
 // tables -> start PMDs. Stop order: PMDs stop and flush -> ports drain their rx queues -> ports
@@ -45,7 +47,7 @@ public sealed record Snapshot(DateTime Time, IReadOnlyList<PortSnapshot> Ports, 
     public ulong Drops => Pmds.Aggregate(0UL, (a, p) => a + p.TxDrops + p.FwdDrops);
 }
 
-public sealed unsafe class SwitchDatapath : IDisposable
+public sealed unsafe partial class SwitchDatapath : IDisposable
 {
     private static readonly TimeSpan s_planTimeout = TimeSpan.FromSeconds(5);
     private readonly SwitchConfig _config;
@@ -296,49 +298,6 @@ public sealed unsafe class SwitchDatapath : IDisposable
         cache.Remove(e);
     }
 
-    /// <summary>Asks the state writer to store the current ports and flows (coalesced, off the command's path).</summary>
-    private void RequestStateSave() => _stateDirty.Set();
-
-    /// <summary>The last state-store write error, if the latest write failed (shown by show).</summary>
-    public string? StateError => _stateError;
-
-    private void StateWriterBody()
-    {
-        while (!_stateStop)
-        {
-            _stateDirty.WaitOne();
-            SaveStateNow();
-        }
-    }
-
-    /// <summary>Writes the store now (also at shutdown, so a clean stop leaves the final state).</summary>
-    private void SaveStateNow()
-    {
-        if (_config.StateFile is not string path || _flows == null)
-        {
-            return;
-        }
-
-        List<PortConfig> ports;
-        int nextOfPort;
-        lock (_control)
-        {
-            ports = _portConfigs.Where(p => p != null).Select(p => p!).ToList();
-            nextOfPort = _nextOfPort;
-        }
-
-        try
-        {
-            StateStore.Save(path, ports, _flows.Current.Dump(), nextOfPort);
-            _stateError = null;
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            _stateError = $"state file {path}: {e.Message} (the previous store is kept)";
-            Console.Error.WriteLine($"vswitchd: {_stateError}");
-        }
-    }
-
     /// <summary>Waits until every running PMD classifies with the current flow tables.</summary>
     private bool WaitForFlowAck()
     {
@@ -381,24 +340,6 @@ public sealed unsafe class SwitchDatapath : IDisposable
         }
 
         return list;
-    }
-
-    /// <summary>OpenFlow port number of a port (pipeline mode).</summary>
-    public int OfPortOf(DpdkPort port) => _ofPorts[DpPortOf(port)];
-
-    /// <summary>The port using OpenFlow number <paramref name="ofPort"/>, or null.</summary>
-    private DpdkPort? PortWithOfPort(int ofPort) => Array.IndexOf(_ofPorts, ofPort) is int s and >= 0 ? _slots[s] : null;
-
-    /// <summary>The number a new port gets: the lowest never handed out (so rules that named a removed port never reach a new one).</summary>
-    private int NextFreeOfPort()
-    {
-        int n = _nextOfPort;
-        while (n <= PortConfig.MaxOfPort && (_reservedOfPorts.Contains(n) || PortWithOfPort(n) != null))
-        {
-            n++;
-        }
-
-        return n <= PortConfig.MaxOfPort ? n : throw new VSwitchException($"every OpenFlow port number up to {PortConfig.MaxOfPort} has been used; request a free one (ofport)");
     }
 
     /// <summary>Once a second from the control thread: rule timeouts and MAC aging.</summary>
@@ -801,126 +742,6 @@ public sealed unsafe class SwitchDatapath : IDisposable
                  + 4 * perPort
                  + (_config.PmdCores.Count + 1) * (_config.MempoolCache + 4L * PmdState.TxCapacity * _config.Ports.Count) + 8192;
         return (uint)Math.Clamp(n, 8192, 1 << 22);
-    }
-
-    /// <summary>
-    /// Reads every port's link state and returns one line per change (for the operator's log).
-    /// Tx is not gated on it: a link seen up 100 ms late would drop a VM's first packets. Drivers
-    /// refuse tx while down (net_vhost takes nothing until a guest attaches), and what they refuse
-    /// is freed and counted as tx drops by the PMD.
-    /// </summary>
-    public IReadOnlyList<string> PollLinks()
-    {
-        lock (_control)
-        {
-            var events = new List<string>();
-            for (int dp = 0; dp < PmdState.MaxPorts; dp++)
-            {
-                var port = _slots[dp];
-                if (port == null)
-                {
-                    continue;
-                }
-
-                bool up = port.Link().Up != 0;
-                if (up != _linkUp[dp])
-                {
-                    _linkUp[dp] = up;
-                    events.Add($"port {port.Name} link {(up ? "up" : "down")}");
-                }
-            }
-
-            return events;
-        }
-    }
-
-    public bool LinkUp(DpdkPort port) => _linkUp[DpPortOf(port)];
-
-    /// <summary>
-    /// Lines to log about PMD faults since the last call: packets dropped because their translation
-    /// threw (with the last error's text), and exceptions that escaped a PMD loop (it was restarted).
-    /// </summary>
-    public unsafe IReadOnlyList<string> PollPmdFaults()
-    {
-        lock (_control)
-        {
-            List<string>? events = null;
-            for (int i = 0; i < _pmds.Count; i++)
-            {
-                var pmd = _pmds[i];
-                ulong errors = pmd.State.Counters->TranslationErrors;
-                if (i < _flowPmds.Count && errors != pmd.TranslationErrorsLogged)
-                {
-                    (events ??= []).Add($"pmd {i}: {errors - pmd.TranslationErrorsLogged} packet(s) dropped: translation failed: {_flowPmds[i].LastTranslationError}");
-                    pmd.TranslationErrorsLogged = errors;
-                }
-
-                if (pmd.LastFault is { } fault && pmd.Faults != pmd.FaultsLogged)
-                {
-                    (events ??= []).Add($"pmd {i}: {pmd.Faults - pmd.FaultsLogged} fault(s), loop restarted: {fault}");
-                    pmd.FaultsLogged = pmd.Faults;
-                }
-            }
-
-            return events ?? (IReadOnlyList<string>)[];
-        }
-    }
-
-    private unsafe PortCountersBaseline CurrentCounters(int dp)
-    {
-        ulong rx = 0, tx = 0, drops = 0;
-        foreach (var pmd in _pmds)
-        {
-            var c = pmd.State.PortCounters[dp];
-            rx += c.RxPackets;
-            tx += c.TxPackets;
-            drops += c.TxDrops;
-        }
-
-        return new PortCountersBaseline(rx, tx, drops);
-    }
-
-    public Snapshot TakeSnapshot()
-    {
-        lock (_control)
-        {
-            var ports = new List<PortSnapshot>();
-            for (int dp = 0; dp < PmdState.MaxPorts; dp++)
-            {
-                if (_slots[dp] is not DpdkPort port)
-                {
-                    continue;
-                }
-
-                var now = CurrentCounters(dp);
-                var b = _baselines[dp];
-                ports.Add(new PortSnapshot(port.Name, now.Rx - b.Rx, now.Tx - b.Tx, now.TxDrops - b.TxDrops, port.Stats(), _ofPorts[dp]));
-            }
-
-            var pmds = new List<PmdSnapshot>();
-            foreach (var pmd in _pmds)
-            {
-                unsafe
-                {
-                    var c = *pmd.State.Counters;
-                    int pi = _pmds.IndexOf(pmd);
-                    pmds.Add(new PmdSnapshot(pmd.State.Index, pmd.Core, c, pi < _flowPmds.Count ? _flowPmds[pi].Megaflows.Count : 0));
-                }
-            }
-
-            return new Snapshot(DateTime.UtcNow, ports, pmds);
-        }
-    }
-
-    /// <summary>Rx queues per PMD core, as "port:queue" names.</summary>
-    public IReadOnlyDictionary<int, List<string>> RxQueueAssignment()
-    {
-        lock (_control)
-        {
-            return _config.PmdCores.ToDictionary(c => c, c => _rxqCore.Where(kv => kv.Value == c)
-                .OrderBy(kv => kv.Key.Port, StringComparer.Ordinal).ThenBy(kv => kv.Key.Queue)
-                .Select(kv => $"{kv.Key.Port}:{kv.Key.Queue}").ToList());
-        }
     }
 
     /// <summary>Stops PMDs and ports (then <see cref="ReleasePorts"/> closes them and counts leaked mbufs).</summary>

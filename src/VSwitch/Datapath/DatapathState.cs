@@ -1,0 +1,53 @@
+// DatapathState.cs - the state store writer: ports and flow tables written to --state FILE by one
+// background thread, coalesced, off the commands' path (and once more at shutdown).
+using VSwitch.Config;
+using VSwitch.Pmd;
+using VSwitch.Ports;
+
+namespace VSwitch.Datapath;
+
+public sealed partial class SwitchDatapath
+{
+    /// <summary>Asks the state writer to store the current ports and flows (coalesced, off the command's path).</summary>
+    private void RequestStateSave() => _stateDirty.Set();
+
+    /// <summary>The last state-store write error, if the latest write failed (shown by show).</summary>
+    public string? StateError => _stateError;
+
+    private void StateWriterBody()
+    {
+        while (!_stateStop)
+        {
+            _stateDirty.WaitOne();
+            SaveStateNow();
+        }
+    }
+
+    /// <summary>Writes the store now (also at shutdown, so a clean stop leaves the final state).</summary>
+    private void SaveStateNow()
+    {
+        if (_config.StateFile is not string path || _flows == null)
+        {
+            return;
+        }
+
+        List<PortConfig> ports;
+        int nextOfPort;
+        lock (_control)
+        {
+            ports = _portConfigs.Where(p => p != null).Select(p => p!).ToList();
+            nextOfPort = _nextOfPort;
+        }
+
+        try
+        {
+            StateStore.Save(path, ports, _flows.Current.Dump(), nextOfPort);
+            _stateError = null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            _stateError = $"state file {path}: {e.Message} (the previous store is kept)";
+            Console.Error.WriteLine($"vswitchd: {_stateError}");
+        }
+    }
+}
