@@ -17,6 +17,25 @@ run_order() { # I PEER...
   echo "${out[*]}"
 }
 
+# ovs_pmd_fields: `ovs-appctl dpif-netdev/pmd-stats-show` text on stdin -> "name<TAB>number" for
+# each counter of the PMD on core 1 (the benchmarks' PMD core).
+ovs_pmd_fields() {
+  python3 -c '
+import re, sys
+cur = False
+for line in sys.stdin:
+    if not line[:1].isspace():  # a section header: "pmd thread numa_id N core_id C:", "main thread:"
+        m = re.match(r"pmd thread numa_id \S+ core_id (\d+):", line)
+        cur = bool(m) and m.group(1) == "1"
+        continue
+    if cur and ":" in line:
+        k, v = line.split(":", 1)
+        m = re.match(r"\s*([0-9.]+)", v)
+        if m:
+            print("%s\t%s" % (k.strip(), m.group(1)))
+'
+}
+
 median() { sort -g | awk '{v[NR]=$1} END {if (NR==0) {print "NA"; exit} print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
 
 ovs_env() { # DIR PREFIX

@@ -99,19 +99,9 @@ pcap_count() { python3 -c 'import os,sys; print((os.path.getsize(sys.argv[1]) - 
 
 # ---- cache / cycle statistics -> "emc% smc% mf% upcalls cycles/pkt" (NA when unknown) ----
 ovs_pmd_stats() { # pmd-stats-show text on stdin, PMD on core 1
-  python3 -c '
-import re, sys
-sec, cur = {}, None
-for line in sys.stdin:
-    if not line[:1].isspace():  # a section header: "pmd thread numa_id N core_id C:", "main thread:"
-        m = re.match(r"pmd thread numa_id \S+ core_id (\d+):", line)
-        cur = bool(m) and m.group(1) == "1"
-        continue
-    if cur and ":" in line:
-        k, v = line.split(":", 1)
-        m = re.match(r"\s*([0-9.]+)", v)
-        if m:
-            sec[k.strip()] = float(m.group(1))
+  ovs_pmd_fields | python3 -c '
+import sys
+sec = {k: float(v) for k, v in (l.rstrip("\n").split("\t") for l in sys.stdin)}
 rx = sec.get("packets received", 0)
 pct = lambda k: ("%.1f" % (100 * sec[k] / rx)) if rx and k in sec else "NA"
 up = sec.get("miss with success upcall")

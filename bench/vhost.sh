@@ -86,19 +86,9 @@ except Exception:
 }
 ovs_clear() { $APPCTL dpif-netdev/pmd-stats-clear >/dev/null; }
 ovs_cycles() { # the PMD on core 1: processing cycles / packets received
-  $APPCTL dpif-netdev/pmd-stats-show | python3 -c '
-import re, sys
-sec, cur = {}, False
-for line in sys.stdin:
-    if not line[:1].isspace():  # section header: "pmd thread numa_id N core_id C:", "main thread:"
-        m = re.match(r"pmd thread numa_id \S+ core_id (\d+):", line)
-        cur = bool(m) and m.group(1) == "1"
-        continue
-    if cur and ":" in line:
-        k, v = line.split(":", 1)
-        m = re.match(r"\s*([0-9.]+)", v)
-        if m:
-            sec[k.strip()] = float(m.group(1))
+  $APPCTL dpif-netdev/pmd-stats-show | ovs_pmd_fields | python3 -c '
+import sys
+sec = {k: float(v) for k, v in (l.rstrip("\n").split("\t") for l in sys.stdin)}
 rx, proc = sec.get("packets received", 0), sec.get("processing cycles")
 if rx > 0 and proc is not None:
     print("%.0f" % (proc / rx))
