@@ -671,7 +671,7 @@ public unsafe class PipelineUpcallBenchmarks
         Extract(BenchRules.UpcallFrames(Keys, salt: 97), resident);
         for (int i = 0; i < Keys; i++)
         {
-            Translator.Translate(_tables, in resident[i], _macs, 0, _t);
+            Translator.Translate(_tables, in resident[i], _macs, _t);
             _cache.Install(resident + i, _t, _tables.Version, -1, 0);
         }
 
@@ -679,7 +679,7 @@ public unsafe class PipelineUpcallBenchmarks
         int outputs = 0;
         for (int i = 0; i < Keys; i++)
         {
-            Translator.Translate(_tables, in _keys[i], _macs, 0, _t);
+            Translator.Translate(_tables, in _keys[i], _macs, _t);
             outputs += _t.OpCount != 0 ? 1 : 0;
         }
 
@@ -705,7 +705,7 @@ public unsafe class PipelineUpcallBenchmarks
         int ops = 0;
         for (int i = 0; i < Keys; i++)
         {
-            Translator.Translate(_tables, in _keys[i], _macs, 0, _t);
+            Translator.Translate(_tables, in _keys[i], _macs, _t);
             ops += _t.OpCount;
         }
 
@@ -720,7 +720,7 @@ public unsafe class PipelineUpcallBenchmarks
         int sum = 0;
         for (int i = 0; i < Keys; i++)
         {
-            Translator.Translate(_tables, in _keys[i], _macs, 0, _t);
+            Translator.Translate(_tables, in _keys[i], _macs, _t);
             int e = cache.Install(_keys + i, _t, version, -1, 0);
             sum += e;
             cache.Remove(e);

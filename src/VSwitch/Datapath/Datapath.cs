@@ -292,7 +292,7 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
         using var cache = new Caches.MegaflowCache(4);
         Packets.FlowKey key = default;
         key.DlType = Packets.KeyExtractor.EthIp;
-        Translator.Translate(_flows!.Current, key, new MacTable(16), 0, t);
+        Translator.Translate(_flows!.Current, key, new MacTable(16), t);
         int e = cache.Install(&key, t, 0, -1, 0);
         cache.Lookup(&key);
         cache.Remove(e);

@@ -442,7 +442,7 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
             // The generation is read before the tables are: a binding learned meanwhile makes this
             // verdict stale (revalidated), never stamped as current.
             long gen = f.Shared.Macs.Generation;
-            if (!TryTranslate(key, t0))
+            if (!TryTranslate(key))
             {
                 c->TranslationErrors++;
                 state.Drop(mbufs[i]);
@@ -485,12 +485,12 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
     /// bug, or a rule set nobody foresaw) is recorded for the control thread to log, and the caller
     /// drops the packet and counts it; the PMD keeps polling.
     /// </summary>
-    private bool TryTranslate(FlowKey* key, ulong now)
+    private bool TryTranslate(FlowKey* key)
     {
         FlowPmd f = _f;
         try
         {
-            Translator.Translate(f.Current, *key, f.Shared.Macs, now, f.Translation);
+            Translator.Translate(f.Current, *key, f.Shared.Macs, f.Translation);
             return true;
         }
         catch (Exception ex)
@@ -515,7 +515,7 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
         Translation t = f.Translation;
         long gen = f.Shared.Macs.Generation;
         ulong now = _io.Now();
-        if (!TryTranslate(key, now))
+        if (!TryTranslate(key))
         {
             mfc.Remove(e); // the caller translates again, which fails again: a counted drop
             return -1;

@@ -265,7 +265,7 @@ public sealed class FlowControl
     public (List<string> Lines, Translation Result, string Megaflow) Trace(in FlowKey key)
     {
         var t = new Translation { Trace = [], NoLearn = true };
-        Translator.Translate(Current, key, _shared.Macs, 0, t);
+        Translator.Translate(Current, key, _shared.Macs, t);
         return (t.Trace!, t, FlowFormatter.FormatKeyMask(key, t.Wildcards));
     }
 }

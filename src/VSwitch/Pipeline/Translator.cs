@@ -152,7 +152,7 @@ public static class Translator
 
     /// <summary>Translates <paramref name="key"/> under <paramref name="v"/> into <paramref name="t"/>.</summary>
     /// <param name="linear">Use the brute-force linear scan instead of the classifier (the reference the tests compare against).</param>
-    public static unsafe void Translate(FlowTables v, in FlowKey key, MacTable macs, ulong now, Translation t, bool linear = false)
+    public static unsafe void Translate(FlowTables v, in FlowKey key, MacTable macs, Translation t, bool linear = false)
     {
         t.Reset(key);
         t.Linear = linear;
@@ -160,7 +160,7 @@ public static class Translator
         t.Wildcards.W[3] |= (ulong)ParseFlags.Errors << 48; // malformed packets never share a verdict
         t.Wildcards.W[11] |= 0xFFUL << 24; // recirc_id: a recirculated packet never takes a first pass's verdict
         int depth = 0;
-        RunTable(v, 0, macs, now, t, ref depth);
+        RunTable(v, 0, macs, t, ref depth);
         Finish(t);
     }
 
@@ -191,7 +191,7 @@ public static class Translator
         }
     }
 
-    private static unsafe void RunTable(FlowTables v, int tableId, MacTable macs, ulong now, Translation t, ref int depth)
+    private static unsafe void RunTable(FlowTables v, int tableId, MacTable macs, Translation t, ref int depth)
     {
         while (!t.Stopped)
         {
@@ -235,7 +235,7 @@ public static class Translator
                     break;
                 }
 
-                Apply(v, a, tableId, macs, now, t, ref depth);
+                Apply(v, a, tableId, macs, t, ref depth);
                 if (t.Stopped)
                 {
                     return;
@@ -251,7 +251,7 @@ public static class Translator
         }
     }
 
-    private static unsafe void Apply(FlowTables v, in FlowAction a, int tableId, MacTable macs, ulong now, Translation t, ref int depth)
+    private static unsafe void Apply(FlowTables v, in FlowAction a, int tableId, MacTable macs, Translation t, ref int depth)
     {
         ref FlowKey k = ref t.Key;
         switch (a.Kind)
@@ -275,7 +275,7 @@ public static class Translator
 
                 break;
             case ActionKind.Normal:
-                Normal(v, macs, now, t);
+                Normal(v, macs, t);
                 break;
             case ActionKind.Controller:
                 t.Emit(new DpAction(DpOp.Controller, a: (ushort)tableId));
@@ -332,7 +332,7 @@ public static class Translator
                     k.InPort = (ushort)a.Port;
                 }
 
-                RunTable(v, a.Table, macs, now, t, ref depth);
+                RunTable(v, a.Table, macs, t, ref depth);
                 k.InPort = saved;
                 break;
             }
@@ -539,7 +539,7 @@ public static class Translator
     /// learned; a known unicast destination gets one output, anything else floods the VLAN. Each
     /// output adds or removes the tag the egress port's mode wants.
     /// </summary>
-    private static unsafe void Normal(FlowTables v, MacTable macs, ulong now, Translation t)
+    private static unsafe void Normal(FlowTables v, MacTable macs, Translation t)
     {
         ref FlowKey k = ref t.Key;
         t.UsesMac = true;
