@@ -75,8 +75,7 @@ public sealed class FuzzDpdkTests : IDisposable
         Assert.True(ulong.Parse(res.Field("final: pmd 0", "malformed"), CultureInfo.InvariantCulture) > 0, "the malformed frames were seen");
     }
 
-    private ulong Tx(string port) =>
-        ControlClient.Request(P("ctl.sock"), "dump-ports", [])["result"]!["ports"]!.AsArray().Single(p => (string)p!["name"]! == port)!["tx_packets"]!.GetValue<ulong>();
+    private ulong Tx(string port) => ControlClient.PortTx(P("ctl.sock"), port);
 
     [Fact]
     public void Two_pmds_each_polling_one_port_learn_each_others_hosts_and_follow_a_table_change_under_traffic()

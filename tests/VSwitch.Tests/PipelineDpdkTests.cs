@@ -137,7 +137,6 @@ public sealed class PipelineDpdkTests : IDisposable
     [Fact]
     public void Malformed_packets_are_counted_and_dropped_and_the_rest_forwarded()
     {
-        File.WriteAllText(P("flows.txt"), "priority=0,actions=output:2\n");
         var good = Frame(1);
         var frames = new List<byte[]>();
         for (int len = 1; len < good.Length; len++)
@@ -149,16 +148,8 @@ public sealed class PipelineDpdkTests : IDisposable
         bigLength[16] = 0x7F; // IPv4 total length beyond the frame
         frames.Add(bigLength);
         frames.Add(good);
-        Pcap.Write(P("in.pcap"), frames);
-        Pcap.Write(P("empty.pcap"), []);
-        var r = Vswitchd.Run([
-            "--mode", "pipeline", "--flows", P("flows.txt"), "--duration", "2", "--stats-interval", "0", "--control", "none",
-            "--port", $"p1=net_pcap0,rx_pcap={P("in.pcap")},tx_pcap={P("o1.pcap")}",
-            "--port", $"p2=net_pcap1,rx_pcap={P("empty.pcap")},tx_pcap={P("o2.pcap")}",
-        ]);
-        Assert.True(r.ExitCode == 0, r.ToString());
-        var got = Pcap.Read(P("o2.pcap"));
-        Assert.Equal(good, Assert.Single(got));
+        var r = RunPcap("priority=0,actions=output:2\n", frames, 2);
+        Assert.Equal(good, Assert.Single(Out(2)));
         Assert.Equal(frames.Count - 1, int.Parse(r.Field("final: pmd 0", "malformed"), CultureInfo.InvariantCulture));
     }
 
@@ -167,20 +158,11 @@ public sealed class PipelineDpdkTests : IDisposable
     {
         // Reported crash (SIGSEGV): dec_ttl dropped the TTL-1 packet and left a NULL in the group
         // that the copy for output:2 handed to the shim.
-        File.WriteAllText(P("flows.txt"), "table=0,priority=10,ip,actions=dec_ttl,output:2,output:3\n");
         var frames = Enumerable.Range(0, 6).Select(i => Frame(i, s => { s.Proto = 17; s.Ttl = (byte)(i % 3 == 0 ? 1 : 9); })).ToList();
-        Pcap.Write(P("in.pcap"), frames);
-        Pcap.Write(P("empty.pcap"), []);
-        var r = Vswitchd.Run([
-            "--mode", "pipeline", "--flows", P("flows.txt"), "--duration", "2", "--stats-interval", "0", "--control", "none",
-            "--port", $"p1=net_pcap0,rx_pcap={P("in.pcap")}",
-            "--port", $"p2=net_pcap1,rx_pcap={P("empty.pcap")},tx_pcap={P("o2.pcap")}",
-            "--port", $"p3=net_pcap2,rx_pcap={P("empty.pcap")},tx_pcap={P("o3.pcap")}",
-        ]);
-        Assert.True(r.ExitCode == 0, r.ToString());
+        var r = RunPcap("table=0,priority=10,ip,actions=dec_ttl,output:2,output:3\n", frames, 3);
         var want = frames.Select((_, i) => i).Where(i => i % 3 != 0).Select(i => Frame(i, s => { s.Proto = 17; s.Ttl = 8; })).ToList();
-        Assert.Equal(want, Pcap.Read(P("o2.pcap")));
-        Assert.Equal(want, Pcap.Read(P("o3.pcap")));
+        Assert.Equal(want, Out(2));
+        Assert.Equal(want, Out(3));
         Assert.Equal("2", r.Field("final: pmd 0", "action_drops"));
         Assert.Equal("0", r.Field("final: mbufs", "leaked"));
     }
@@ -216,24 +198,15 @@ public sealed class PipelineDpdkTests : IDisposable
     [Fact]
     public void A_recirculated_packet_is_looked_up_again_after_its_rewrite_over_dpdk_ports()
     {
-        File.WriteAllText(P("flows.txt"), """
+        var frames = Enumerable.Range(0, 40).Select(i => Frame(i, s => { s.Proto = 17; s.NwDst = FrameBuilder.Ip(i % 2 == 0 ? "198.51.100.7" : "198.51.100.8"); })).ToList();
+        var r = RunPcap("""
             table=0,priority=100,recirc_id=0,udp,nw_dst=198.51.100.7,actions=mod_nw_dst:203.0.113.9,recirc(1)
             table=0,priority=100,recirc_id=1,udp,nw_dst=203.0.113.9,actions=output:2
             table=0,priority=50,actions=output:3
-            """);
-        var frames = Enumerable.Range(0, 40).Select(i => Frame(i, s => { s.Proto = 17; s.NwDst = FrameBuilder.Ip(i % 2 == 0 ? "198.51.100.7" : "198.51.100.8"); })).ToList();
-        Pcap.Write(P("in.pcap"), frames);
-        Pcap.Write(P("empty.pcap"), []);
-        var r = Vswitchd.Run([
-            "--mode", "pipeline", "--flows", P("flows.txt"), "--duration", "2", "--stats-interval", "0", "--control", "none",
-            "--port", $"p1=net_pcap0,rx_pcap={P("in.pcap")}",
-            "--port", $"p2=net_pcap1,rx_pcap={P("empty.pcap")},tx_pcap={P("o2.pcap")}",
-            "--port", $"p3=net_pcap2,rx_pcap={P("empty.pcap")},tx_pcap={P("o3.pcap")}",
-        ]);
-        Assert.True(r.ExitCode == 0, r.ToString());
+            """, frames, 3);
         var want2 = Enumerable.Range(0, 40).Where(i => i % 2 == 0).Select(i => Frame(i, s => { s.Proto = 17; s.NwDst = FrameBuilder.Ip("203.0.113.9"); })).ToList();
-        Assert.Equal(want2, Pcap.Read(P("o2.pcap")));
-        Assert.Equal(frames.Where((_, i) => i % 2 == 1).ToList(), Pcap.Read(P("o3.pcap")));
+        Assert.Equal(want2, Out(2));
+        Assert.Equal(frames.Where((_, i) => i % 2 == 1).ToList(), Out(3));
         Assert.Equal("20", r.Field("final: pmd 0", "recirculations"));
         Assert.Equal("0", r.Field("final: mbufs", "leaked"));
     }
@@ -243,21 +216,13 @@ public sealed class PipelineDpdkTests : IDisposable
     {
         // net_pcap reads a 9000-byte frame into a chain of 2 KB mbufs: the pipeline must parse it
         // (not count it malformed), rewrite its headers with correct checksums, and send the chain.
-        File.WriteAllText(P("flows.txt"), "table=0,priority=10,udp,nw_dst=198.51.100.2,actions=mod_nw_dst:203.0.113.5,dec_ttl,output:2\n");
         FrameSpec Spec(int id) => new() { Proto = 17, Payload = Enumerable.Range(0, 8900).Select(i => (byte)(i + id)).ToArray() };
         var frames = Enumerable.Range(0, 8).Select(i => FrameBuilder.Build(Spec(i))).ToList();
         var want = Enumerable.Range(0, 8).Select(i => { var s = Spec(i); s.NwDst = FrameBuilder.Ip("203.0.113.5"); s.Ttl = 63; return FrameBuilder.Build(s); }).ToList();
-        Pcap.Write(P("in.pcap"), frames);
-        Pcap.Write(P("empty.pcap"), []);
-        var r = Vswitchd.Run([
-            "--mode", "pipeline", "--flows", P("flows.txt"), "--duration", "2", "--stats-interval", "0", "--control", "none",
-            "--port", $"p1=net_pcap0,rx_pcap={P("in.pcap")}",
-            "--port", $"p2=net_pcap1,rx_pcap={P("empty.pcap")},tx_pcap={P("o2.pcap")}",
-            "--port-mtu", "p1=9000", "--port-mtu", "p2=9000",
-        ]);
-        Assert.True(r.ExitCode == 0, r.ToString());
+        var r = RunPcap("table=0,priority=10,udp,nw_dst=198.51.100.2,actions=mod_nw_dst:203.0.113.5,dec_ttl,output:2\n", frames, 2,
+            "--port-mtu", "p1=9000", "--port-mtu", "p2=9000");
         Assert.Equal("0", r.Field("final: pmd 0", "malformed"));
-        var got = Pcap.Read(P("o2.pcap"));
+        var got = Out(2);
         Assert.Equal(want.Count, got.Count);
         for (int i = 0; i < got.Count; i++)
         {
@@ -267,6 +232,30 @@ public sealed class PipelineDpdkTests : IDisposable
 
         Assert.Equal("0", r.Field("final: mbufs", "leaked"));
     }
+
+    /// <summary>
+    /// Runs vswitchd in pipeline mode for 2 s on <paramref name="flows"/>: port p1 replays
+    /// <paramref name="input"/> once, ports p2..p<paramref name="ports"/> write what they send to
+    /// out2.pcap.. (read them with <see cref="Out"/>).
+    /// </summary>
+    private RunResult RunPcap(string flows, IEnumerable<byte[]> input, int ports, params string[] extra)
+    {
+        File.WriteAllText(P("flows.txt"), flows);
+        Pcap.Write(P("in.pcap"), input);
+        Pcap.Write(P("empty.pcap"), []);
+        var args = new List<string> { "--mode", "pipeline", "--flows", P("flows.txt"), "--duration", "2", "--stats-interval", "0", "--control", "none",
+            "--port", $"p1=net_pcap0,rx_pcap={P("in.pcap")}" };
+        for (int p = 2; p <= ports; p++)
+        {
+            args.AddRange(["--port", $"p{p}=net_pcap{p - 1},rx_pcap={P("empty.pcap")},tx_pcap={P($"out{p}.pcap")}"]);
+        }
+
+        var r = Vswitchd.Run([.. args, .. extra]);
+        Assert.True(r.ExitCode == 0, r.ToString());
+        return r;
+    }
+
+    private List<byte[]> Out(int port) => Pcap.Read(P($"out{port}.pcap"));
 
     private string Ctl => P("ctl.sock");
 
@@ -279,8 +268,7 @@ public sealed class PipelineDpdkTests : IDisposable
         return JsonNode.Parse(o)!.AsObject();
     }
 
-    private ulong PortTx(string name) =>
-        Json("dump-ports")["ports"]!.AsArray().Single(p => (string)p!["name"]! == name)!["tx_packets"]!.GetValue<ulong>();
+    private ulong PortTx(string name) => ControlClient.PortTx(Ctl, name);
 
     /// <summary>Waits until <paramref name="cond"/> holds (polling), failing after 10 s.</summary>
     private static void Eventually(Func<bool> cond, string what)

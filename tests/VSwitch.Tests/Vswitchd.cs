@@ -215,6 +215,10 @@ internal static class ControlClient
         return JsonNode.Parse(line)!.AsObject();
     }
 
+    /// <summary>A port's tx_packets from dump-ports.</summary>
+    public static ulong PortTx(string socket, string port) =>
+        Request(socket, "dump-ports", [])["result"]!["ports"]!.AsArray().Single(p => (string)p!["name"]! == port)!["tx_packets"]!.GetValue<ulong>();
+
     /// <summary>One request on a new connection: {"v":1,"id":1,"cmd":...,"args":...}.</summary>
     public static JsonObject Request(string socket, string cmd, JsonObject args)
     {
