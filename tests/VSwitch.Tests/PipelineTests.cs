@@ -263,7 +263,7 @@ public sealed unsafe class PipelineTests
                     KeyExtractor.Extract(d, frames[i].Length, (ushort)inPort, &key, &off);
                 }
 
-                Translator.Translate(version, key, macs, 0, t, linear: true);
+                Translator.Translate(version, key, macs, t, linear: true);
                 var want = t.Ops.Take(t.OpCount).Where(o => o.Op == DpOp.Output).Select(o => o.A + 1).OrderBy(x => x).ToList();
                 var have = (got.GetValueOrDefault(sent + i) ?? []).OrderBy(x => x).ToList();
                 Assert.True(want.SequenceEqual(have), $"seed {seed} burst {burst} packet {i}: reference outputs [{string.Join(",", want)}], datapath [{string.Join(",", have)}]");
@@ -595,7 +595,21 @@ public sealed unsafe class PipelineTests
             }
         }
 
-        Run(50); // warm-up: JIT, upcalls, megaflow installs
+        // Warm-up (JIT, upcalls, megaflow installs) until a 200-round window allocates nothing: on a
+        // loaded machine (tests run beside DPDK tests) a one-off runtime allocation on this thread
+        // was seen once in a few runs of the combined suite; the 2000 rounds measured next must still
+        // allocate exactly nothing.
+        Run(50);
+        for (int w = 0; w < 20; w++)
+        {
+            long w0 = GC.GetAllocatedBytesForCurrentThread();
+            Run(200);
+            if (GC.GetAllocatedBytesForCurrentThread() == w0)
+            {
+                break;
+            }
+        }
+
         long before = GC.GetAllocatedBytesForCurrentThread();
         Run(2000);
         long after = GC.GetAllocatedBytesForCurrentThread();
