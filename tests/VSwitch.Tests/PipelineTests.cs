@@ -220,7 +220,8 @@ public sealed unsafe class PipelineTests
 
                 rig.Load(rules.Select(Clone));
                 rig.Loop.Poll(); // the PMD takes the version at its next round
-                Assert.Equal(rig.Shared.Current.Version, rig.State.FlowVersionSeen);
+                Assert.Same(rig.Shared.Current, rig.Flow.Current);
+                Assert.Equal(rig.State.Epoch.Current, rig.State.QuiescentEpoch);
             }
 
             int inPort = 1 + rnd.Next(4);
@@ -534,7 +535,7 @@ public sealed unsafe class PipelineTests
         Assert.Empty(rig.Out(2));
         Assert.Equal(32, rig.Out(3).Count);
         Assert.True(rig.Counters.Revalidations >= 1);
-        Assert.Equal(rig.Shared.Current.Version, rig.State.FlowVersionSeen);
+        Assert.Same(rig.Shared.Current, rig.Flow.Current);
     }
 
     [Fact]
@@ -625,7 +626,7 @@ public sealed unsafe class PipelineTests
         var frame = Tcp(FrameBuilder.Ip("192.0.2.1"), FrameBuilder.Ip("198.51.100.2"), 80);
         rig.Send(1, [frame]);
         Assert.Empty(rig.Out(2)); // table 0 is empty and drops by default
-        var flows = new FlowControl(rig.Shared, () => { rig.Loop.Poll(); return rig.State.FlowVersionSeen == rig.Shared.Current.Version; });
+        var flows = new FlowControl(rig.Shared, () => { long e = rig.State.Epoch.Advance(); rig.Loop.Poll(); return rig.State.Epoch.Passed(e); });
         flows.SetTableMiss(0, TableMissPolicy.Continue);
         rig.Send(1, [frame]);
         Assert.Single(rig.Out(2)); // continued into table 1

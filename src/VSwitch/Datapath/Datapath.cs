@@ -61,6 +61,9 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
     /// <summary>The process's GC pauses (each one stopped every PMD).</summary>
     public GcWatch Gc { get; } = new();
     private readonly List<PmdThread> _pmds = [];
+
+    /// <summary>The one quiescence mechanism: every change the PMDs see is torn down only after all passed its epoch.</summary>
+    private Epoch? _epoch;
     private readonly List<string> _notices = [];
     private readonly Dictionary<(string Port, int Queue), int> _rxqCore = [];
     private readonly object _control = new();
@@ -177,9 +180,10 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
                 EmcInsertInvProb = _config.EmcInsertInvProb,
                 MegaflowIdleCycles = (ulong)(_config.MegaflowIdleMs * (Eal!.TscHz / 1000.0)),
             };
-            _flows = new FlowControl(shared, WaitForFlowAck);
+            _flows = new FlowControl(shared, SynchronizePmds);
         }
 
+        _epoch = new Epoch(_config.PmdCores.Count);
         for (int pi = 0; pi < _config.PmdCores.Count; pi++)
         {
             _pmds.Add(NewPmd(pi, _config.PmdCores[pi]));
@@ -264,7 +268,7 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
 
     private PmdThread NewPmd(int index, int core)
     {
-        var state = new PmdState(index)
+        var state = new PmdState(index, _epoch)
         {
             DrainCycles = (ulong)(_config.TxDrainMicros * Eal!.TscHz / 1e6),
             SleepMaxMicros = (uint)_config.PmdSleepMaxMicros,
@@ -298,32 +302,16 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
         cache.Remove(e);
     }
 
-    /// <summary>Waits until every running PMD classifies with the current flow tables.</summary>
-    private bool WaitForFlowAck()
+    /// <summary>Waits (one epoch) until every running PMD classifies with the current flow tables.</summary>
+    private bool SynchronizePmds()
     {
         if (!_pmdsRunning || _flows == null)
         {
             return true;
         }
 
-        // No allocation in this spin (it used a closure per iteration): a GC here would wait for
-        // every PMD to reach a safe point, and a PMD stuck inside a burst call never does.
-        long want = _flows.Current.Version;
-        var end = DateTime.UtcNow + s_planTimeout;
-        foreach (var pmd in _pmds)
-        {
-            while (pmd.State.FlowVersionSeen < want)
-            {
-                if (DateTime.UtcNow > end)
-                {
-                    return false;
-                }
-
-                Thread.Sleep(0);
-            }
-        }
-
-        return true;
+        // The tables were published before this call: one epoch covers them.
+        return _epoch!.Synchronize(s_planTimeout);
     }
 
     /// <summary>The ports as the pipeline sees them: OpenFlow number, and the slot the PMDs send to.</summary>
@@ -516,26 +504,30 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
             return;
         }
 
-        // Every PMD gets its plan before any is waited for, so one that does not answer leaves no
-        // other PMD on an older plan; then all answer within one shared bound.
+        // Every PMD gets its plan before the epoch is taken, so one epoch covers them all: one that
+        // does not answer leaves no other PMD on an older plan.
         for (int i = 0; i < _pmds.Count; i++)
         {
             _pmds[i].State.Post(plans[i]);
         }
 
-        var deadline = DateTime.UtcNow + s_planTimeout;
-        var late = new List<int>();
-        for (int i = 0; i < _pmds.Count; i++)
+        var ep = _epoch!;
+        long epoch = ep.Advance();
+        if (!ep.Synchronize(epoch, s_planTimeout))
         {
-            if (!_pmds[i].State.WaitApplied(plans[i], deadline))
+            // What the plans replace stays in use until the late PMD passes the epoch.
+            foreach (var plan in plans)
             {
-                late.Add(_pmds[i].Core);
+                ep.Defer(epoch, () => PmdState.ReleaseAfterEpoch(plan));
             }
+
+            var late = _pmds.Where(p => p.State.QuiescentEpoch < epoch).Select(p => p.Core);
+            throw new VSwitchException($"PMD on core {string.Join(", ", late)} did not take the new port assignment within {s_planTimeout.TotalSeconds} s");
         }
 
-        if (late.Count != 0)
+        foreach (var plan in plans)
         {
-            throw new VSwitchException($"PMD on core {string.Join(", ", late)} did not take the new port assignment within {s_planTimeout.TotalSeconds} s");
+            PmdState.ReleaseAfterEpoch(plan);
         }
     }
 
@@ -561,7 +553,7 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
             catch (VSwitchException e)
             {
                 // Some PMDs may poll the port already: take it out of their plans again, and stop it
-                // only once every PMD acknowledged that; otherwise it stays (started) in the switch.
+                // only once every PMD passed the epoch of that plan; otherwise it stays (started) in the switch.
                 int slot = DpPortOf(port);
                 _slots[slot] = null;
                 try
@@ -633,8 +625,8 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
     }
 
     /// <summary>
-    /// Removes a port while traffic flows on the others: unroute, every PMD lets go (acknowledged),
-    /// then stop and detach. If a PMD does not acknowledge in time the port is put back as it was,
+    /// Removes a port while traffic flows on the others: unroute, every PMD lets go (one epoch passed),
+    /// then stop and detach. If a PMD does not pass the epoch in time the port is put back as it was,
     /// still started (a PMD may yet use it), and the removal is refused with the reason.
     /// </summary>
     public void RemovePort(string name)
@@ -712,7 +704,7 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
                 Restore(e.Message);
             }
 
-            // Every PMD acknowledged: none polls the port or holds a packet for it.
+            // Every PMD passed the epoch: none polls the port or holds a packet for it.
             _flows?.Shared.Learner.Flush(_ofPorts[slot]);
             _ofPorts[slot] = 0;
             foreach (var key in _rxqCore.Keys.Where(k => k.Port == name).ToList())
@@ -772,6 +764,7 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
             _learner?.Join();
             _learner = null;
             _pmdsRunning = false;
+            _epoch?.RunDeferred(); // every PMD is offline: late teardowns are due
             foreach (var port in Ports)
             {
                 port.DrainRx();
@@ -811,6 +804,9 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
         {
             pmd.State.Dispose();
         }
+
+        _epoch?.Dispose();
+        _epoch = null;
 
         foreach (var f in _flowPmds)
         {

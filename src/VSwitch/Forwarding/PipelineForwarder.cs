@@ -12,7 +12,8 @@
 //      group's action list once: rewrites per packet, outputs into the tx buffers.
 // A burst that is one group whose only action is one output is handed back whole (zero copy).
 // The actions themselves run in Actions/ActionExecutor.cs.
-// Steady state allocates nothing; the table version is read once per round (Round), and acknowledged.
+// Steady state allocates nothing; the table version is read once per round (Round), at the round
+// boundary (Pmd/Epoch.cs).
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using VSwitch.Actions;
@@ -162,11 +163,7 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
         FlowTables v = f.Shared.Current;
         f.Current = v;
 
-        f.MacGeneration = f.Shared.Macs.Generation;
-        if (state.FlowVersionSeen != v.Version)
-        {
-            state.AcknowledgeFlowVersion(v.Version);
-        }
+        f.MacGeneration = f.Shared.Macs.Generation; // the loop then reports the round's epoch as passed
 
         // Aging: 64 entries every 256 rounds (a pass over 200 000 entries takes about a second or
         // two of busy polling), so the sweep stays out of the per-packet cost.

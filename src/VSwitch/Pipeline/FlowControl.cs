@@ -1,7 +1,7 @@
 // FlowControl.cs - the control plane's flow-table operations: add, modify, delete, replace, dump,
 // trace, expire. Every change builds a complete new FlowTables off the PMD path, publishes it with
-// one reference store, and returns only when every running PMD has acknowledged the new version:
-// from then on no packet is classified by an older verdict (stale megaflows are revalidated on
+// one reference store, and returns only when every running PMD has passed the epoch taken after
+// it (Pmd/Epoch.cs): from then on no packet is classified by an older verdict (stale megaflows are revalidated on
 // their next hit). A change that fails validation throws before anything is published, so the
 // running tables are untouched. Operations are serialised by one lock (control thread only).
 using VSwitch.FlowText;
@@ -53,7 +53,7 @@ public sealed class FlowControl
     private readonly Func<bool> _waitForPmds;
     private long _seq;
 
-    /// <param name="waitForPmds">Waits until every running PMD acknowledged <see cref="PipelineShared.Current"/>; false on timeout.</param>
+    /// <param name="waitForPmds">Waits (one epoch) until every running PMD classifies with <see cref="PipelineShared.Current"/>; false on timeout.</param>
     public FlowControl(PipelineShared shared, Func<bool> waitForPmds)
     {
         _shared = shared;
@@ -72,7 +72,7 @@ public sealed class FlowControl
         _shared.Publish(v);
         if (!_waitForPmds())
         {
-            throw new VSwitchException("a PMD did not acknowledge the new flow tables within 5 s (the change is published and will take effect when it does)");
+            throw new VSwitchException("a PMD did not pass a round boundary with the new flow tables within 5 s (the change is published and will take effect when it does)");
         }
 
         Changed?.Invoke(v);

@@ -1,8 +1,8 @@
 // PipelineShared.cs - what the PMDs share in pipeline mode: the current table version and the MAC table.
 //
 // The control plane is the only writer of Current: it builds a new FlowTables and publishes it with
-// one reference store. Each PMD reads Current once per polling round and acknowledges the version
-// it uses (PmdState.FlowVersionSeen); a change is in force once every PMD has acknowledged it.
+// one reference store. Each PMD reads Current once per polling round, at its round boundary; a
+// change is in force once every PMD has passed the epoch taken after the store (Pmd/Epoch.cs).
 namespace VSwitch.Pipeline;
 
 public sealed class PipelineShared
@@ -36,6 +36,6 @@ public sealed class PipelineShared
 
     public long NextVersion() => Interlocked.Increment(ref _nextVersion);
 
-    /// <summary>Makes <paramref name="v"/> current (the caller then waits for the PMDs' acknowledgements).</summary>
+    /// <summary>Makes <paramref name="v"/> current (the caller then synchronizes the epoch).</summary>
     public void Publish(FlowTables v) => _current = v;
 }

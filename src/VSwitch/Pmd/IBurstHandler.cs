@@ -21,7 +21,8 @@ public unsafe interface IBurstHandler
 
     /// <summary>
     /// Called once at the start of every polling round, busy or idle: the place to notice a new
-    /// table version (and acknowledge it) and to do a little housekeeping. <paramref name="now"/> is the TSC.
+    /// table version (the loop then reports the round's epoch) and to do a little housekeeping.
+    /// <paramref name="now"/> is the TSC.
     /// </summary>
     void Round(PmdState state, ulong now);
 }

@@ -1,5 +1,7 @@
 // PmdLoop.cs - the poll-mode forwarding loop of one PMD thread.
 //
+// A round starts at a round boundary: the PMD reads the global epoch, applies a pending plan, lets
+// the handler pick up the current tables, and stores the epoch in its slot (Epoch.cs).
 // One round = for each assigned rx queue: rx_burst(32) -> handler -> send every tx buffer that
 // holds a full burst -> free the burst's drops. At the end of the round, buffers whose oldest
 // packet has waited DrainCycles are flushed (all of them when DrainCycles is 0), and the round's
@@ -54,6 +56,7 @@ public sealed unsafe class PmdLoop<TIo, THandler> : IPmdRunner
         }
 
         FlushAll();
+        Volatile.Write(ref *_state.EpochSlot, Epoch.Offline); // holds nothing from here on
         if (rounds >= warmupRounds)
         {
             AllocatedBytesDuringRun = GC.GetAllocatedBytesForCurrentThread() - allocBase;
@@ -64,14 +67,22 @@ public sealed unsafe class PmdLoop<TIo, THandler> : IPmdRunner
     public int Poll()
     {
         PmdState st = _state;
+
+        // Round boundary (Epoch.cs): read the global epoch first, then take what was published
+        // before it (plan, tables), then report the epoch as passed.
+        long epoch = Volatile.Read(ref *st.EpochGlobal);
         if (st.PendingPlan != null && st.TakePlan() is PmdPlan plan)
         {
-            // Round boundary: nothing buffered may outlive the old plan's ports.
+            // nothing buffered may outlive the old plan's ports
             FlushAll();
             st.Apply(plan);
         }
 
         _handler.Round(st, _lastTsc);
+        if (*st.EpochSlot != epoch)
+        {
+            Volatile.Write(ref *st.EpochSlot, epoch);
+        }
 
         PmdCounters* c = st.Counters;
         nint* rx = _rx;

@@ -2,10 +2,10 @@
 // plane with one reference store and applied by the PMD at a round boundary.
 //
 // The control plane builds the plan (including its native rx queue array), stores it in
-// PmdState.PendingPlan and waits until PmdState.AppliedVersion reaches Version. The PMD, at the
-// start of a round, flushes its tx buffers, swaps in the rx array, copies the tx targets and
-// publishes the version; it allocates nothing and takes no lock. After the acknowledgement no PMD
-// uses what the plan replaced, so the control plane may free the old rx array or stop a port.
+// PmdState.PendingPlan, advances the epoch and waits until every PMD passed it (Epoch.cs). The PMD,
+// at the start of a round, flushes its tx buffers, swaps in the rx array and copies the tx targets;
+// it allocates nothing and takes no lock. Once the epoch is passed no PMD uses what the plan
+// replaced, so the control plane may free the old rx array or stop a port.
 using System.Runtime.InteropServices;
 
 namespace VSwitch.Pmd;
@@ -34,8 +34,17 @@ public sealed unsafe class PmdPlan
         }
     }
 
-    /// <summary>Monotonic version; the PMD acknowledges by publishing it.</summary>
+    /// <summary>Monotonic version (diagnostics and ordering of plans).</summary>
     public long Version { get; }
+
+    /// <summary>Set by the PMD when it swapped the plan in (read by the control plane after the epoch).</summary>
+    public bool Applied { get; internal set; }
+
+    /// <summary>Replaced by a newer plan before any PMD took it (and freed then).</summary>
+    public bool Superseded { get; internal set; }
+
+    /// <summary>Release ran.</summary>
+    public bool Released { get; private set; }
 
     /// <summary>The new rx queue array (ownership passes to the PMD state).</summary>
     public RxQueueRef* RxQueues { get; }
@@ -56,14 +65,26 @@ public sealed unsafe class PmdPlan
     /// <summary>Frees a plan the PMD never took (a newer plan replaced it): its own rx and tx arrays.</summary>
     public void ReleaseUnapplied()
     {
+        if (Released)
+        {
+            return;
+        }
+
+        Released = true;
         NativeMemory.Free(TxPorts);
         NativeMemory.Free(TxTargets);
         NativeMemory.Free(RxQueues);
     }
 
-    /// <summary>Frees the plan's own tx arrays and the retired rx array (after the acknowledgement).</summary>
+    /// <summary>Frees the plan's own tx arrays and the retired rx array (after the epoch).</summary>
     public void Release()
     {
+        if (Released)
+        {
+            return;
+        }
+
+        Released = true;
         NativeMemory.Free(TxPorts);
         NativeMemory.Free(TxTargets);
         if (Retired != null)

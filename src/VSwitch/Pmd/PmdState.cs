@@ -67,13 +67,20 @@ public sealed unsafe class PmdState : IDisposable
     /// </summary>
     public volatile PmdPlan? PendingPlan;
 
-    /// <summary>Plans a PMD did not acknowledge in time: released once it applies them (or a newer one).</summary>
-    private readonly List<PmdPlan> _late = [];
+    /// <summary>The quiescence mechanism this PMD reports to (shared by all PMDs of a switch).</summary>
+    public Epoch Epoch { get; }
 
-    private long _appliedVersion;
+    /// <summary>This PMD's slot in <see cref="Epoch"/>.</summary>
+    public int EpochIndex { get; }
 
-    /// <summary>Version of the last plan this PMD applied.</summary>
-    public long AppliedVersion => Volatile.Read(ref _appliedVersion);
+    /// <summary>The global epoch and this PMD's slot, for the loop's round prologue.</summary>
+    internal readonly long* EpochGlobal;
+    internal readonly long* EpochSlot;
+
+    private readonly bool _ownsEpoch;
+
+    /// <summary>The epoch this PMD last passed a round boundary in (<see cref="Epoch.Offline"/> when not polling).</summary>
+    public long QuiescentEpoch => Volatile.Read(ref *EpochSlot);
 
     /// <summary>PMD side: swaps in <paramref name="plan"/> (the caller has flushed every tx buffer).</summary>
     internal void Apply(PmdPlan plan)
@@ -89,15 +96,16 @@ public sealed unsafe class PmdState : IDisposable
             tb.Enabled = plan.TxTargets[i].Enabled;
         }
 
-        Volatile.Write(ref _appliedVersion, plan.Version);
+        plan.Applied = true; // published by the epoch slot store at the end of the round prologue
     }
 
     /// <summary>PMD side: takes the pending plan, if any (one atomic exchange, only when a plan is pending).</summary>
     internal PmdPlan? TakePlan() => Interlocked.Exchange(ref PendingPlan, null);
 
     /// <summary>
-    /// Control side: publishes <paramref name="plan"/> and waits until the PMD applied it (or, when
-    /// <paramref name="pmdRunning"/> is false, applies it here). Returns false on timeout.
+    /// Control side: publishes <paramref name="plan"/> and waits (one epoch) until the PMD applied it,
+    /// or, when <paramref name="pmdRunning"/> is false, applies it here. Returns false on timeout: the
+    /// plan stays pending and what it replaces is released once the PMD has passed that epoch.
     /// </summary>
     public bool Publish(PmdPlan plan, bool pmdRunning, TimeSpan timeout)
     {
@@ -109,62 +117,40 @@ public sealed unsafe class PmdState : IDisposable
         }
 
         Post(plan);
-        return WaitApplied(plan, DateTime.UtcNow + timeout);
+        long e = Epoch.Advance();
+        if (Epoch.Synchronize(e, timeout))
+        {
+            ReleaseAfterEpoch(plan);
+            return true;
+        }
+
+        Epoch.Defer(e, () => ReleaseAfterEpoch(plan));
+        return false;
     }
 
     /// <summary>Control side: makes <paramref name="plan"/> the pending plan, replacing (and freeing) one the PMD has not taken.</summary>
     public void Post(PmdPlan plan)
     {
-        ReleaseLatePlans();
         if (Interlocked.Exchange(ref PendingPlan, plan) is PmdPlan superseded)
         {
-            // never taken by the PMD: nothing of it is in use
-            _late.Remove(superseded);
+            // never taken by the PMD (it takes plans only by exchange): nothing of it is in use
+            superseded.Superseded = true;
             superseded.ReleaseUnapplied();
         }
     }
 
-    /// <summary>Control side: waits until the PMD applied <paramref name="plan"/> (then releases it); false after <paramref name="deadline"/>.</summary>
-    public bool WaitApplied(PmdPlan plan, DateTime deadline)
+    /// <summary>
+    /// Control side, once every PMD passed the epoch taken after <see cref="Post"/>: frees what an
+    /// applied plan replaced. A superseded plan was freed by <see cref="Post"/>; a plan still pending
+    /// (its PMD stopped before taking it) stays with the PMD state.
+    /// </summary>
+    public static void ReleaseAfterEpoch(PmdPlan plan)
     {
-        while (AppliedVersion < plan.Version)
+        if (plan.Applied && !plan.Released)
         {
-            if (DateTime.UtcNow > deadline)
-            {
-                // The PMD may still take it (or a newer plan replaces it): what it replaces is in use
-                // until then, so the caller must not free or stop anything the plan let go of.
-                _late.Add(plan);
-                return false;
-            }
-
-            Thread.Sleep(1);
-        }
-
-        plan.Release();
-        return true;
-    }
-
-    /// <summary>Releases late plans the PMD has applied since (its acknowledgement covers them).</summary>
-    private void ReleaseLatePlans()
-    {
-        long applied = AppliedVersion;
-        for (int i = _late.Count - 1; i >= 0; i--)
-        {
-            if (_late[i].Version <= applied && !ReferenceEquals(PendingPlan, _late[i]))
-            {
-                _late[i].Release();
-                _late.RemoveAt(i);
-            }
+            plan.Release();
         }
     }
-
-    private long _flowVersionSeen = -1;
-
-    /// <summary>The flow-table version this PMD classifies with (pipeline mode; -1 before the first round).</summary>
-    public long FlowVersionSeen => Volatile.Read(ref _flowVersionSeen);
-
-    /// <summary>PMD side: acknowledges that every packet from now on is classified with <paramref name="version"/>.</summary>
-    public void AcknowledgeFlowVersion(long version) => Volatile.Write(ref _flowVersionSeen, version);
 
     /// <summary>Drain interval in cycles (0: flush at the end of every round).</summary>
     public ulong DrainCycles;
@@ -177,9 +163,16 @@ public sealed unsafe class PmdState : IDisposable
 
     public const uint SleepStepMicros = 10;
 
-    public PmdState(int index)
+    /// <param name="index">PMD number (its tx queue on every port).</param>
+    /// <param name="epoch">The switch's epoch (null: a private one, for a PMD driven alone, as in tests).</param>
+    public PmdState(int index, Epoch? epoch = null)
     {
         Index = index;
+        _ownsEpoch = epoch == null;
+        Epoch = epoch ?? new Epoch(1);
+        EpochIndex = Epoch.Register();
+        EpochGlobal = Epoch.Global;
+        EpochSlot = Epoch.Slot(EpochIndex);
         RxQueues = (RxQueueRef*)NativeMemory.AllocZeroed(MaxPorts * 16, (nuint)sizeof(RxQueueRef));
         Tx = (TxBuffer*)NativeMemory.AllocZeroed(MaxPorts, (nuint)sizeof(TxBuffer));
         for (int p = 0; p < MaxPorts; p++)
@@ -267,6 +260,16 @@ public sealed unsafe class PmdState : IDisposable
         NativeMemory.AlignedFree(Drops);
         NativeMemory.AlignedFree(PortCounters);
         NativeMemory.AlignedFree(Counters);
+        if (PendingPlan is PmdPlan left)
+        {
+            left.ReleaseUnapplied();
+        }
+
+        if (_ownsEpoch)
+        {
+            Epoch.Dispose();
+        }
+
         GC.SuppressFinalize(this);
     }
 }

@@ -46,6 +46,7 @@ public sealed class PmdThread
     public void Start()
     {
         Started = true;
+        State.Epoch.SetOnline(State.EpochIndex); // a plan posted before its first round is waited for
         _thread.Start();
         _started.Wait();
         if (_startError != null)
@@ -85,6 +86,7 @@ public sealed class PmdThread
         if (rc != 0)
         {
             _startError = $"PMD core {Core}: cannot pin the thread: {Native.ErrorText(rc)}";
+            State.Epoch.SetOffline(State.EpochIndex);
             _started.Set();
             return;
         }
@@ -93,6 +95,7 @@ public sealed class PmdThread
         if (rc != 0)
         {
             _startError = $"PMD core {Core}: cannot register the thread with DPDK: {Native.ErrorText(rc)}";
+            State.Epoch.SetOffline(State.EpochIndex);
             _started.Set();
             return;
         }
@@ -122,6 +125,7 @@ public sealed class PmdThread
         }
         finally
         {
+            State.Epoch.SetOffline(State.EpochIndex);
             Native.ThreadUnregister();
         }
     }
