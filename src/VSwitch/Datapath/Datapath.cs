@@ -51,7 +51,12 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
 {
     private static readonly TimeSpan s_planTimeout = TimeSpan.FromSeconds(5);
     private readonly SwitchConfig _config;
-    private readonly DpdkPort?[] _slots = new DpdkPort?[PmdState.MaxPorts];
+
+    /// <summary>Slots, port configurations and OpenFlow numbers.</summary>
+    private readonly PortRegistry _ports = new();
+
+    /// <summary>Which PMD polls which rx queue (created at start, from the configuration).</summary>
+    private RxqScheduler? _rxqs;
     private readonly PortCountersBaseline[] _baselines = new PortCountersBaseline[PmdState.MaxPorts];
     private readonly bool[] _linkUp = new bool[PmdState.MaxPorts];
 
@@ -65,18 +70,7 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
     /// <summary>The one quiescence mechanism: every change the PMDs see is torn down only after all passed its epoch.</summary>
     private Epoch? _epoch;
     private readonly List<string> _notices = [];
-    private readonly Dictionary<(string Port, int Queue), int> _rxqCore = [];
     private readonly object _control = new();
-    private readonly PortConfig?[] _portConfigs = new PortConfig?[PmdState.MaxPorts];
-
-    /// <summary>OpenFlow number of the port in each slot (0: none). Slots are reused; numbers are not.</summary>
-    private readonly int[] _ofPorts = new int[PmdState.MaxPorts];
-
-    /// <summary>Numbers requested by ports still to be opened at start-up (auto numbering skips them).</summary>
-    private readonly HashSet<int> _reservedOfPorts = [];
-
-    /// <summary>The lowest OpenFlow number never handed out; only grows (kept in the state file).</summary>
-    private int _nextOfPort = 1;
     private readonly List<FlowPmd> _flowPmds = [];
     private L2fwdTable? _l2fwd;
     private FlowControl? _flows;
@@ -97,7 +91,7 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
     public EalInfo? Eal { get; private set; }
 
     /// <summary>Active ports in datapath port order.</summary>
-    public IReadOnlyList<DpdkPort> Ports => _slots.Where(p => p != null).Select(p => p!).ToList();
+    public IReadOnlyList<DpdkPort> Ports => _ports.Ports;
 
     public IReadOnlyList<PmdThread> Pmds => _pmds;
 
@@ -117,7 +111,10 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
     public IReadOnlyList<string> Notices => _notices;
 
     /// <summary>Datapath port number of <paramref name="port"/>.</summary>
-    public int DpPortOf(DpdkPort port) => Array.IndexOf(_slots, port);
+    public int DpPortOf(DpdkPort port) => _ports.SlotOf(port);
+
+    /// <summary>OpenFlow port number of a port (pipeline mode).</summary>
+    public int OfPortOf(DpdkPort port) => _ports.OfPortAt(DpPortOf(port));
 
     public void Start()
     {
@@ -135,7 +132,7 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
                     _config.PortsAreEmbeddedDefault = false;
                 }
 
-                _nextOfPort = stored.NextOfPort;
+                _ports.NextOfPort = stored.NextOfPort;
                 foreach (var cp in _config.Ports)
                 {
                     // a port given again on the command line keeps its stored number unless it asks for another
@@ -189,16 +186,13 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
             _pmds.Add(NewPmd(pi, _config.PmdCores[pi]));
         }
 
-        foreach (var (key, core) in _config.AssignRxQueues())
-        {
-            _rxqCore[key] = core;
-        }
+        _rxqs = new RxqScheduler(_config.PmdCores, _config.AssignRxQueues());
 
         foreach (var pc in _config.Ports)
         {
             if (pc.OfPort is int n)
             {
-                _reservedOfPorts.Add(n);
+                _ports.Reserve(n);
             }
         }
 
@@ -207,7 +201,7 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
             OpenPort(pc);
         }
 
-        _reservedOfPorts.Clear();
+        _ports.ClearReservations();
 
         foreach (var (a, b) in _config.L2fwdPairs)
         {
@@ -315,20 +309,7 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
     }
 
     /// <summary>The ports as the pipeline sees them: OpenFlow number, and the slot the PMDs send to.</summary>
-    private List<PipelinePort> PipelinePorts(int exceptSlot = -1)
-    {
-        var list = new List<PipelinePort>();
-        for (int dp = 0; dp < PmdState.MaxPorts; dp++)
-        {
-            if (_slots[dp] is DpdkPort p && dp != exceptSlot)
-            {
-                var pc = _portConfigs[dp];
-                list.Add(new PipelinePort(_ofPorts[dp], p.Name, pc?.VlanMode ?? VlanMode.None, pc?.Tag ?? 0, pc?.Trunks) { Slot = dp });
-            }
-        }
-
-        return list;
-    }
+    private List<PipelinePort> PipelinePorts(int exceptSlot = -1) => _ports.PipelinePorts(exceptSlot);
 
     /// <summary>Once a second from the control thread: rule timeouts and MAC aging.</summary>
     public void Housekeep()
@@ -353,36 +334,7 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
     /// <summary>Probes, configures and starts one port in the lowest free slot; vhost-user ports get their socket handling.</summary>
     private DpdkPort OpenPort(PortConfig pc)
     {
-        if (Ports.Any(p => p.Name == pc.Name))
-        {
-            throw new VSwitchException($"port '{pc.Name}' already exists");
-        }
-
-        if (Ports.FirstOrDefault(p => PortConfig.SameDevice(p.DevArgs, pc.DevArgs)) is DpdkPort owner)
-        {
-            throw new VSwitchException($"port '{pc.Name}': device '{PortConfig.DeviceName(pc.DevArgs)}' is already in use by port '{owner.Name}'");
-        }
-
-        int slot = Array.IndexOf(_slots, null);
-        if (slot < 0)
-        {
-            throw new VSwitchException($"port '{pc.Name}': all {PmdState.MaxPorts} port slots are in use");
-        }
-
-        if (pc.OfPort is int want)
-        {
-            if (want < 1 || want > PortConfig.MaxOfPort)
-            {
-                throw new VSwitchException($"port '{pc.Name}': OpenFlow port {want} is out of range (1 to {PortConfig.MaxOfPort})");
-            }
-
-            if (PortWithOfPort(want) is DpdkPort holder)
-            {
-                throw new VSwitchException($"port '{pc.Name}': OpenFlow port {want} is taken by port '{holder.Name}'");
-            }
-        }
-
-        int ofPort = pc.OfPort ?? NextFreeOfPort();
+        var (slot, ofPort) = _ports.Admit(pc);
 
         int pmdCount = _pmds.Count;
         var vhost = VhostUserArgs.Parse(pc.DevArgs);
@@ -420,37 +372,21 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
                 throw;
             }
 
-            _slots[slot] = port;
+            _ports.Occupy(slot, port);
             return port;
         }
 
         var created = vhost == null ? Create() : UnixSocketFile.CreateWithMode(vhost.SocketPath, enforce: !vhost.Client, Create);
         _l2fwd!.SetRewrite(slot, created.Mac);
-        pc.OfPort = ofPort; // stored with the port: the same number after a restart
-        _ofPorts[slot] = ofPort;
-        _nextOfPort = Math.Max(_nextOfPort, ofPort + 1);
-        _portConfigs[slot] = pc;
+        _ports.Bind(slot, pc, ofPort);
         _linkUp[slot] = false; // the first link poll reports the port's state
         _baselines[slot] = CurrentCounters(slot);
-        for (int q = 0; q < created.RxQueues; q++)
-        {
-            if (!_rxqCore.ContainsKey((pc.Name, q)))
-            {
-                _rxqCore[(pc.Name, q)] = LeastLoadedCore();
-            }
-        }
+        _rxqs!.Place(pc.Name, created.RxQueues);
 
         return created;
     }
 
-    private int LeastLoadedCore() =>
-        _config.PmdCores.OrderBy(c => _rxqCore.Values.Count(v => v == c)).ThenBy(c => c).First();
-
-    private int SlotOf(string name)
-    {
-        int slot = Array.FindIndex(_slots, p => p?.Name == name);
-        return slot >= 0 ? slot : throw new VSwitchException($"no port named '{name}'");
-    }
+    private int SlotOf(string name) => _ports.SlotOf(name);
 
     private void Pair(string a, string b)
     {
@@ -467,32 +403,7 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
     /// <summary>Builds every PMD's plan from the current slots and waits until all applied it.</summary>
     private void PublishPlans()
     {
-        long version = ++_planVersion;
-        var plans = new List<PmdPlan>(_pmds.Count);
-        foreach (var pmd in _pmds)
-        {
-            var rx = new List<RxQueueRef>();
-            var tx = new List<(int, ushort, ushort, bool)>();
-            for (int dp = 0; dp < PmdState.MaxPorts; dp++)
-            {
-                var port = _slots[dp];
-                tx.Add((dp, port?.PortId ?? 0, (ushort)pmd.State.Index, port != null));
-                if (port == null)
-                {
-                    continue;
-                }
-
-                for (int q = 0; q < port.RxQueues; q++)
-                {
-                    if (_rxqCore[(port.Name, q)] == pmd.Core)
-                    {
-                        rx.Add(new RxQueueRef { DpPort = dp, PortId = port.PortId, QueueId = (ushort)q, OfPort = (ushort)_ofPorts[dp] });
-                    }
-                }
-            }
-
-            plans.Add(new PmdPlan(version, rx, tx));
-        }
+        var plans = _rxqs!.BuildPlans(++_planVersion, _ports, _pmds);
 
         if (!_pmdsRunning)
         {
@@ -555,7 +466,7 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
                 // Some PMDs may poll the port already: take it out of their plans again, and stop it
                 // only once every PMD passed the epoch of that plan; otherwise it stays (started) in the switch.
                 int slot = DpPortOf(port);
-                _slots[slot] = null;
+                _ports.Occupy(slot, null);
                 try
                 {
                     PublishPlans();
@@ -563,7 +474,7 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
                 catch (VSwitchException)
                 {
                     // kept: in the slots, the tables and the store alike (a late PMD takes the newest plan)
-                    _slots[slot] = port;
+                    _ports.Occupy(slot, port);
                     try
                     {
                         PublishPlans();
@@ -578,12 +489,8 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
                     throw new VSwitchException($"port '{pc.Name}': {e.Message}; the port stays added (a PMD may be using it)");
                 }
 
-                _portConfigs[slot] = null;
-                _ofPorts[slot] = 0;
-                foreach (var key in _rxqCore.Keys.Where(k => k.Port == pc.Name).ToList())
-                {
-                    _rxqCore.Remove(key);
-                }
+                _ports.Unbind(slot);
+                _rxqs!.Forget(pc.Name);
 
                 port.Remove();
                 throw;
@@ -607,7 +514,7 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
         lock (_control)
         {
             int slot = SlotOf(name);
-            var pc = _portConfigs[slot]!;
+            var pc = _ports.ConfigAt(slot)!;
             var (mode, tag, trunks) = (pc.VlanMode, pc.Tag, pc.Trunks);
             pc.SetVlan(spec, "vlan"); // validates completely before anything changes
             try
@@ -634,8 +541,9 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
         lock (_control)
         {
             int slot = SlotOf(name);
-            var port = _slots[slot]!;
-            var pc = _portConfigs[slot];
+            var port = _ports[slot]!;
+            var pc = _ports.ConfigAt(slot)!;
+            int ofPort = _ports.OfPortAt(slot);
             int peer = _l2fwd!.OutPort[slot];
             bool mutual = peer >= 0 && _l2fwd.OutPort[peer] == slot;
             _l2fwd.SetRoute(slot, -1);
@@ -646,8 +554,8 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
 
             void Restore(string why)
             {
-                _slots[slot] = port;
-                _portConfigs[slot] = pc;
+                _ports.Occupy(slot, port);
+                _ports.Bind(slot, pc, ofPort);
                 string pending = "";
                 try
                 {
@@ -693,8 +601,8 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
                 }
             }
 
-            _slots[slot] = null;
-            _portConfigs[slot] = null;
+            _ports.Occupy(slot, null);
+            _ports.Unbind(slot);
             try
             {
                 PublishPlans();
@@ -705,12 +613,8 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
             }
 
             // Every PMD passed the epoch: none polls the port or holds a packet for it.
-            _flows?.Shared.Learner.Flush(_ofPorts[slot]);
-            _ofPorts[slot] = 0;
-            foreach (var key in _rxqCore.Keys.Where(k => k.Port == name).ToList())
-            {
-                _rxqCore.Remove(key);
-            }
+            _flows?.Shared.Learner.Flush(ofPort);
+            _rxqs!.Forget(name);
 
             port.DrainRx();
             port.Remove();
@@ -720,8 +624,8 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
 
     private void RemoveSlot(int slot)
     {
-        var port = _slots[slot];
-        _slots[slot] = null;
+        var port = _ports[slot];
+        _ports.Occupy(slot, null);
         port?.Remove();
     }
 

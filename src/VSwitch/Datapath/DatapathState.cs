@@ -35,8 +35,8 @@ public sealed partial class SwitchDatapath
         int nextOfPort;
         lock (_control)
         {
-            ports = _portConfigs.Where(p => p != null).Select(p => p!).ToList();
-            nextOfPort = _nextOfPort;
+            ports = _ports.Configs;
+            nextOfPort = _ports.NextOfPort;
         }
 
         try

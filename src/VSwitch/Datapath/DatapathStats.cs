@@ -21,7 +21,7 @@ public sealed partial class SwitchDatapath
             var events = new List<string>();
             for (int dp = 0; dp < PmdState.MaxPorts; dp++)
             {
-                var port = _slots[dp];
+                var port = _ports[dp];
                 if (port == null)
                 {
                     continue;
@@ -92,14 +92,14 @@ public sealed partial class SwitchDatapath
             var ports = new List<PortSnapshot>();
             for (int dp = 0; dp < PmdState.MaxPorts; dp++)
             {
-                if (_slots[dp] is not DpdkPort port)
+                if (_ports[dp] is not DpdkPort port)
                 {
                     continue;
                 }
 
                 var now = CurrentCounters(dp);
                 var b = _baselines[dp];
-                ports.Add(new PortSnapshot(port.Name, now.Rx - b.Rx, now.Tx - b.Tx, now.TxDrops - b.TxDrops, port.Stats(), _ofPorts[dp]));
+                ports.Add(new PortSnapshot(port.Name, now.Rx - b.Rx, now.Tx - b.Tx, now.TxDrops - b.TxDrops, port.Stats(), _ports.OfPortAt(dp)));
             }
 
             var pmds = new List<PmdSnapshot>();
@@ -122,9 +122,7 @@ public sealed partial class SwitchDatapath
     {
         lock (_control)
         {
-            return _config.PmdCores.ToDictionary(c => c, c => _rxqCore.Where(kv => kv.Value == c)
-                .OrderBy(kv => kv.Key.Port, StringComparer.Ordinal).ThenBy(kv => kv.Key.Queue)
-                .Select(kv => $"{kv.Key.Port}:{kv.Key.Queue}").ToList());
+            return _rxqs?.ByCore() ?? [];
         }
     }
 }
