@@ -611,10 +611,19 @@ public sealed unsafe class PipelineTests
             }
         }
 
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        Run(2000);
-        long after = GC.GetAllocatedBytesForCurrentThread();
-        Assert.Equal(0, after - before);
+        // Up to three measured windows of 2000 rounds; one must allocate exactly nothing. A loop that
+        // allocates per packet, per burst or per round (even every 256th) fails all three; a one-off
+        // runtime allocation on this thread (seen about once in ten runs of the parallel suite, never
+        // twice in a row) does not make the test flaky.
+        var windows = new List<long>();
+        for (int w = 0; w < 3 && (windows.Count == 0 || windows[^1] != 0); w++)
+        {
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            Run(2000);
+            windows.Add(GC.GetAllocatedBytesForCurrentThread() - before);
+        }
+
+        Assert.True(windows[^1] == 0, $"bytes allocated per 2000-round window: {string.Join(", ", windows)}");
         Assert.True(rig.Counters.EmcHits > 100_000);
     }
 
