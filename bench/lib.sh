@@ -8,6 +8,17 @@
 # run_order I PEER...: the peers in the given order when I is even, reversed when I is odd; the
 # interleaved benchmarks pass the 0-based run index, so peers alternate going first (drift, warm
 # caches or a previous peer's leftovers then favour none) and run 1 keeps the listed order.
+# pin_to_core0 "$0" "$@": re-runs the calling script on core 0 (once), so the script, its shell
+# helpers and every tool it starts stay off the PMD core; on a busy machine a task that wakes on the
+# PMD's core preempts the PMD for a scheduler slice (a 4 ms gap here). Processes that own a PMD are
+# started with an explicit affinity (`$PIN_PMD` = taskset -c 0,PMD_CORE, or DPDK --lcores).
+
+pin_to_core0() { # "$0" "$@"
+  [ -n "${VSW_BENCH_PINNED:-}" ] && return 0
+  VSW_BENCH_PINNED=1 exec taskset -c 0 bash "$@"
+}
+ALL_CPUS=$(nproc --all)
+PIN_PMD="taskset -c 0,$((ALL_CPUS - 1))"
 
 run_order() { # I PEER...
   local i=$1 w out=()

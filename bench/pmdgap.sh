@@ -2,7 +2,7 @@
 # PMD stalls while the control plane works: the longest gap between two polling rounds of
 # vswitchd's PMD (pmd-stats-show gap_max_us / gap_p999_us) and the process's GC pauses, with traffic
 # flowing, in four windows of the same run:
-#   idle     traffic only (the platform's own floor: preemption of the PMD's vCPU, timer ticks)
+#   idle     traffic only (the platform's own floor: tasks woken on the PMD's core, the hypervisor)
 #   add      `vswitchctl add-flows` of RULES rules (default 200 000) from a file, plus the state
 #            file rewrite it triggers (--state)
 #   replace  `vswitchctl replace-flows` of a different RULES-rule table (every rule changes)
@@ -10,7 +10,8 @@
 # Traffic: a "VM" dpdk-testpmd (flowgen, two virtio-user ports, core 0) through vswitchd's two
 # vhost-user ports and back, forwarded by two in_port rules that the big tables never match; the
 # VM's received Mpps per 1-s sample is logged, and the lowest sample inside each window is shown
-# (a stalled PMD is a dip there). PMD on the last core; everything else on core 0.
+# (a stalled PMD is a dip there). PMD on the last core; everything else on core 0, the script itself
+# included (it re-runs itself under taskset: see pin_to_core0 in lib.sh).
 #
 # usage: bench/pmdgap.sh [RUNS=3]   env: RULES (200000), VSWITCHD, VSWITCHCTL, KEEP=1, EXTRA (vswitchd args)
 # Last line: RESULT pmdgap_load_max_us=<median over runs of the worst gap in the add/replace/delete
@@ -27,7 +28,8 @@ work=$(mktemp -d /tmp/vsw-pmdgap.XXXXXX)
 run=$work/run
 mkdir -p "$run"
 . "$here/lib.sh"
-pmd_core=$(( $(nproc) - 1 ))
+pin_to_core0 "$0" "$@"
+pmd_core=$((ALL_CPUS - 1))
 pids=()
 cleanup() {
   for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
@@ -74,7 +76,7 @@ print("%-8s cmd_s=%.2f gap_max_us=%.1f gap_p999_us=%.1f gc_collections=%d gc_pau
 load_max=() idle_max=() pause_max=()
 for i in $(seq 1 "$RUNS"); do
   rm -f "$run"/*.sock "$work/state.json"
-  timeout -s INT -k 5 900 "$VSWITCHD" --mode pipeline --pmd-cores "$pmd_core" --stats-interval 0 --control "$run/vsw.sock" \
+  timeout -s INT -k 5 900 $PIN_PMD "$VSWITCHD" --mode pipeline --pmd-cores "$pmd_core" --stats-interval 0 --control "$run/vsw.sock" \
     --flows "$work/base.txt" --state "$work/state.json" --eal "--in-memory --file-prefix vswgapsw" ${EXTRA:-} \
     --port "p0=net_vhost0,iface=$run/p0.sock" --port "p1=net_vhost1,iface=$run/p1.sock" < <(sleep 900) > "$work/sw.log" 2>&1 &
   sw=$!
