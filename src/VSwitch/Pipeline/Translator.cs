@@ -191,7 +191,10 @@ public static class Translator
         }
     }
 
-    private static unsafe void RunTable(FlowTables v, int tableId, MacTable macs, Translation t, ref int depth)
+    /// <param name="lookupInPort">resubmit(P,T): the in_port the lookup in T (and any table a miss
+    /// continues to) uses; the matched rule's actions see the packet's real in_port, as in Open vSwitch
+    /// (so flood, NORMAL and in_port behave). 0: the real in_port.</param>
+    private static unsafe void RunTable(FlowTables v, int tableId, MacTable macs, Translation t, ref int depth, int lookupInPort = 0)
     {
         while (!t.Stopped)
         {
@@ -202,7 +205,14 @@ public static class Translator
             }
 
             var table = v.Table(tableId);
+            ushort realInPort = t.Key.InPort;
+            if (lookupInPort > 0)
+            {
+                t.Key.InPort = (ushort)lookupInPort; // in_port is exact in every megaflow: P is a constant of this verdict
+            }
+
             FlowRule? r = t.Linear ? v.LinearLookup(tableId, t.Key) : table?.Lookup(t.Key, ref t.Wildcards);
+            t.Key.InPort = realInPort;
             if (r == null)
             {
                 var miss = table?.Miss ?? TableMissPolicy.Drop;
@@ -225,7 +235,10 @@ public static class Translator
                 t.RuleSlots[t.RuleCount++] = r.Counters.Slot;
             }
 
-            t.Trace?.Add($"table {tableId}: rule priority={r.Priority} ({r.Origin ?? "no origin"}) matched");
+            t.Trace?.Add(lookupInPort > 0
+                ? $"table {tableId}: rule priority={r.Priority} ({r.Origin ?? "no origin"}) matched with in_port={lookupInPort} (its actions see in_port={realInPort})"
+                : $"table {tableId}: rule priority={r.Priority} ({r.Origin ?? "no origin"}) matched");
+            lookupInPort = 0; // a goto_table from the rule looks up with the real in_port
             int gotoTable = -1;
             foreach (var a in r.Actions)
             {
@@ -283,10 +296,9 @@ public static class Translator
             case ActionKind.PushVlan:
             {
                 ushort tpid = a.Value == 0 ? KeyExtractor.EthVlan : (ushort)a.Value;
-                // The new tag copies the VID/PCP of the current outer tag (OpenFlow push_vlan), or is 0.
-                t.Wildcards.W[0] |= 0xFFFFUL << 32;
-                ushort tci = (ushort)(k.VlanTci & 0xEFFF);
-                PushTag(t, tpid, tci);
+                // VID 0 and PCP 0, tagged or not, as Open vSwitch does (OpenFlow 1.1+ would copy the
+                // outer tag's); rules set them with mod_vlan_vid / mod_vlan_pcp afterwards.
+                PushTag(t, tpid, 0);
                 break;
             }
 
@@ -325,17 +337,8 @@ public static class Translator
                 t.Stopped = true;
                 break;
             case ActionKind.Resubmit:
-            {
-                ushort saved = k.InPort;
-                if (a.Port > 0)
-                {
-                    k.InPort = (ushort)a.Port;
-                }
-
-                RunTable(v, a.Table, macs, t, ref depth);
-                k.InPort = saved;
+                RunTable(v, a.Table, macs, t, ref depth, lookupInPort: a.Port);
                 break;
-            }
         }
     }
 

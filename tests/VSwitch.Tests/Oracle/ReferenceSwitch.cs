@@ -236,7 +236,9 @@ internal sealed class ReferenceSwitch(IReadOnlyList<OraclePort> ports, IReadOnly
         public bool PendingLeak;
     }
 
-    private void RunTable(Context c, int table)
+    /// <param name="lookupInPort">resubmit(P,T): the in_port T's lookup (and a miss's continuation)
+    /// matches with; the matched rule's actions see the real in_port (Open vSwitch's semantics).</param>
+    private void RunTable(Context c, int table, int? lookupInPort = null)
     {
         while (c.Verdict.Excluded == null)
         {
@@ -245,7 +247,7 @@ internal sealed class ReferenceSwitch(IReadOnlyList<OraclePort> ports, IReadOnly
             OracleRule? best = null;
             foreach (var r in rules)
             {
-                if (r.Table == table && (best == null || r.Priority > best.Priority) && Matches(r.Match, view, c.InPort))
+                if (r.Table == table && (best == null || r.Priority > best.Priority) && Matches(r.Match, view, lookupInPort ?? c.InPort))
                 {
                     best = r;
                 }
@@ -262,6 +264,7 @@ internal sealed class ReferenceSwitch(IReadOnlyList<OraclePort> ports, IReadOnly
                 return;
             }
 
+            lookupInPort = null; // goto_table looks up with the real in_port
             int next = -1;
             foreach (var a in best.Actions)
             {
@@ -353,7 +356,7 @@ internal sealed class ReferenceSwitch(IReadOnlyList<OraclePort> ports, IReadOnly
                 Normal(c, v);
                 break;
             case PushVlanAction p:
-                Push(c, v, p.Tpid, v.Tags > 0 ? v.OuterTci & 0xEFFF : 0);
+                Push(c, v, p.Tpid, 0); // VID 0, PCP 0 (Open vSwitch), whatever tag is there
                 break;
             case PopVlanAction:
                 if (v.Tags > 0)
@@ -387,13 +390,8 @@ internal sealed class ReferenceSwitch(IReadOnlyList<OraclePort> ports, IReadOnly
                 SetField(c, v, s);
                 break;
             case ResubmitAction r:
-            {
-                int saved = c.InPort;
-                c.InPort = r.Port ?? c.InPort;
-                RunTable(c, r.Table);
-                c.InPort = saved;
+                RunTable(c, r.Table, r.Port);
                 break;
-            }
 
             default:
                 throw new ArgumentOutOfRangeException(nameof(a));
