@@ -185,6 +185,10 @@ internal readonly unsafe struct BurstRingIo(nint* mbufs, int* cursor, int bursts
 
     public ushort TxBurst(ushort portId, ushort queueId, nint* mbufs, ushort n) => n;
 
+    public ushort RxBurstMayBlock(ushort portId, ushort queueId, nint* rx, ushort n) => RxBurst(portId, queueId, rx, n);
+
+    public ushort TxBurstMayBlock(ushort portId, ushort queueId, nint* mbufs, ushort n) => TxBurst(portId, queueId, mbufs, n);
+
     public void Free(nint* mbufs, uint n)
     {
     }

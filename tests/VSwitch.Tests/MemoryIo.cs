@@ -143,6 +143,10 @@ internal readonly unsafe struct MemoryIo(MemoryPorts ports) : IPacketIo
         return (ushort)k;
     }
 
+    public ushort RxBurstMayBlock(ushort portId, ushort queueId, nint* mbufs, ushort n) => RxBurst(portId, queueId, mbufs, n);
+
+    public ushort TxBurstMayBlock(ushort portId, ushort queueId, nint* mbufs, ushort n) => TxBurst(portId, queueId, mbufs, n);
+
     public void Free(nint* mbufs, uint n) => ports.Mbufs.Freed += (int)n;
 
     public void Copy(nint* src, nint* dst, uint n)

@@ -61,11 +61,11 @@ public sealed class RxqScheduler
         foreach (var pmd in pmds)
         {
             var rx = new List<RxQueueRef>();
-            var tx = new List<(int, ushort, ushort, bool)>();
+            var tx = new List<(int, ushort, ushort, bool, bool)>();
             for (int dp = 0; dp < PmdState.MaxPorts; dp++)
             {
                 var port = ports[dp];
-                tx.Add((dp, port?.PortId ?? 0, (ushort)pmd.State.Index, port != null));
+                tx.Add((dp, port?.PortId ?? 0, (ushort)pmd.State.Index, port != null, port?.MayBlock ?? false));
                 if (port == null)
                 {
                     continue;
@@ -75,7 +75,7 @@ public sealed class RxqScheduler
                 {
                     if (_coreOf[(port.Name, q)] == pmd.Core)
                     {
-                        rx.Add(new RxQueueRef { DpPort = dp, PortId = port.PortId, QueueId = (ushort)q, OfPort = (ushort)ports.OfPortAt(dp) });
+                        rx.Add(new RxQueueRef { DpPort = dp, PortId = port.PortId, QueueId = (ushort)q, OfPort = (ushort)ports.OfPortAt(dp), MayBlock = (ushort)(port.MayBlock ? 1 : 0) });
                     }
                 }
             }

@@ -184,6 +184,15 @@ internal static unsafe partial class Native
     [SuppressGCTransition]
     internal static partial ushort TxBurst(ushort portId, ushort queueId, nint* mbufs, ushort n);
 
+    // The same burst calls with the GC transition, for ports whose driver may block inside the call
+    // (net_pcap reading a FIFO or a live interface): a PMD blocked there is in preemptive mode, so a
+    // garbage collection does not wait for it (and the control plane does not stall behind it).
+    [LibraryImport(Lib, EntryPoint = "vsw_rx_burst")]
+    internal static partial ushort RxBurstGcSafe(ushort portId, ushort queueId, nint* mbufs, ushort n);
+
+    [LibraryImport(Lib, EntryPoint = "vsw_tx_burst")]
+    internal static partial ushort TxBurstGcSafe(ushort portId, ushort queueId, nint* mbufs, ushort n);
+
     /// <summary>DPDK's text for a (negative or positive) errno value, plus DPDK's last log line if any.</summary>
     internal static string ErrorText(int err)
     {

@@ -91,7 +91,9 @@ public sealed unsafe class PmdLoop<TIo, THandler> : IPmdRunner
         for (int q = 0; q < queues; q++)
         {
             ref RxQueueRef rq = ref st.RxQueues[q];
-            int n = _io.RxBurst(rq.PortId, rq.QueueId, rx, PmdState.Burst);
+            int n = rq.MayBlock == 0
+                ? _io.RxBurst(rq.PortId, rq.QueueId, rx, PmdState.Burst)
+                : _io.RxBurstMayBlock(rq.PortId, rq.QueueId, rx, PmdState.Burst);
             if (n == 0)
             {
                 continue;
@@ -279,7 +281,9 @@ public static unsafe class TxPath
             while (sent < n)
             {
                 int chunk = Math.Min(n - sent, PmdState.Burst);
-                int took = io.TxBurst(tb.PortId, tb.QueueId, mbufs + sent, (ushort)chunk);
+                int took = !tb.MayBlock
+                    ? io.TxBurst(tb.PortId, tb.QueueId, mbufs + sent, (ushort)chunk)
+                    : io.TxBurstMayBlock(tb.PortId, tb.QueueId, mbufs + sent, (ushort)chunk);
                 st.Counters->TxBursts++;
                 sent += took;
                 if (took < chunk)

@@ -13,6 +13,12 @@ namespace VSwitch.Pmd;
 public sealed unsafe class PmdPlan
 {
     public PmdPlan(long version, IReadOnlyList<RxQueueRef> rxQueues, IReadOnlyList<(int DpPort, ushort PortId, ushort QueueId, bool Enabled)> tx)
+        : this(version, rxQueues, tx.Select(t => (t.DpPort, t.PortId, t.QueueId, t.Enabled, false)).ToList())
+    {
+    }
+
+    /// <param name="tx">Per datapath port: the DPDK port and queue to send on, whether it is usable, and whether its driver may block.</param>
+    public PmdPlan(long version, IReadOnlyList<RxQueueRef> rxQueues, IReadOnlyList<(int DpPort, ushort PortId, ushort QueueId, bool Enabled, bool MayBlock)> tx)
     {
         Version = version;
         RxQueueCount = rxQueues.Count;
@@ -31,6 +37,7 @@ public sealed unsafe class PmdPlan
             TxTargets[i].PortId = tx[i].PortId;
             TxTargets[i].QueueId = tx[i].QueueId;
             TxTargets[i].Enabled = tx[i].Enabled;
+            TxTargets[i].MayBlock = tx[i].MayBlock;
         }
     }
 

@@ -22,6 +22,9 @@ public struct RxQueueRef
 
     /// <summary>The port's OpenFlow number (the packets' in_port in pipeline mode; numbers are sparse, slots dense).</summary>
     public ushort OfPort;
+
+    /// <summary>Non-zero when the driver may block inside rx_burst (see <see cref="Ports.DpdkPort.MayBlock"/>).</summary>
+    public ushort MayBlock;
 }
 
 public sealed unsafe class PmdState : IDisposable
@@ -94,6 +97,7 @@ public sealed unsafe class PmdState : IDisposable
             tb.PortId = plan.TxTargets[i].PortId;
             tb.QueueId = plan.TxTargets[i].QueueId;
             tb.Enabled = plan.TxTargets[i].Enabled;
+            tb.MayBlock = plan.TxTargets[i].MayBlock;
         }
 
         plan.Applied = true; // published by the epoch slot store at the end of the round prologue
@@ -239,12 +243,13 @@ public sealed unsafe class PmdState : IDisposable
     }
 
     /// <summary>Points the tx buffer of datapath port <paramref name="dpPort"/> at a DPDK port and queue.</summary>
-    public void SetTxPort(int dpPort, ushort portId, ushort queueId, bool enabled)
+    public void SetTxPort(int dpPort, ushort portId, ushort queueId, bool enabled, bool mayBlock = false)
     {
         ref TxBuffer tb = ref Tx[dpPort];
         tb.PortId = portId;
         tb.QueueId = queueId;
         tb.Enabled = enabled;
+        tb.MayBlock = mayBlock;
     }
 
     public void Dispose()

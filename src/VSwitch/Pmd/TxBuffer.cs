@@ -29,4 +29,7 @@ public unsafe struct TxBuffer
 
     /// <summary>False for a port that is gone or down: packets for it are dropped and counted.</summary>
     public bool Enabled;
+
+    /// <summary>The driver may block inside tx_burst: sent with the GC-safe call.</summary>
+    public bool MayBlock;
 }

@@ -21,6 +21,14 @@ public sealed unsafe class DpdkPort
 
     public string Driver { get; }
 
+    /// <summary>
+    /// The driver may block the calling thread inside rx/tx_burst: net_pcap reads and writes through
+    /// libpcap, and a FIFO or a live interface can block there. The PMD uses the GC-safe burst calls
+    /// for such ports (about 20 ns more per call), so a stuck PMD never holds up a garbage
+    /// collection, and with it the control plane.
+    /// </summary>
+    public bool MayBlock => Driver == "net_pcap";
+
     public byte[] Mac { get; } = new byte[6];
 
     public bool Started { get; private set; }

@@ -16,6 +16,12 @@ public unsafe interface IPacketIo
     /// <summary>Sends up to <paramref name="n"/> mbufs; returns how many the port took (it owns those).</summary>
     ushort TxBurst(ushort portId, ushort queueId, nint* mbufs, ushort n);
 
+    /// <summary><see cref="RxBurst"/> for a port whose driver may block in the call (GC-safe: a collection does not wait for it).</summary>
+    ushort RxBurstMayBlock(ushort portId, ushort queueId, nint* mbufs, ushort n);
+
+    /// <summary><see cref="TxBurst"/> for a port whose driver may block in the call.</summary>
+    ushort TxBurstMayBlock(ushort portId, ushort queueId, nint* mbufs, ushort n);
+
     /// <summary>Returns mbufs to their pool.</summary>
     void Free(nint* mbufs, uint n);
 
@@ -37,6 +43,10 @@ public readonly unsafe struct DpdkIo : IPacketIo
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public ushort TxBurst(ushort portId, ushort queueId, nint* mbufs, ushort n) => Native.TxBurst(portId, queueId, mbufs, n);
+
+    public ushort RxBurstMayBlock(ushort portId, ushort queueId, nint* mbufs, ushort n) => Native.RxBurstGcSafe(portId, queueId, mbufs, n);
+
+    public ushort TxBurstMayBlock(ushort portId, ushort queueId, nint* mbufs, ushort n) => Native.TxBurstGcSafe(portId, queueId, mbufs, n);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Free(nint* mbufs, uint n) => Native.MbufFreeBulk(mbufs, n);
