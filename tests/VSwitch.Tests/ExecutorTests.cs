@@ -21,10 +21,11 @@ public sealed unsafe class ExecutorTests
     private static int Id(byte[] f) => BitConverter.ToInt32(f, f.Length - 18);
 
     [Fact]
-    public void A_ttl_drop_before_two_outputs_leaves_no_hole_for_the_copy()
+    public void A_ttl_that_expires_before_two_outputs_sends_nothing_and_the_others_leave_both_ports()
     {
-        // The reported crash: dec_ttl drops TTL-1 packets, then output:2 copies the group. A packet
-        // dropped by the TTL must not be handed to the copy (the shim would dereference NULL).
+        // The reported crash: dec_ttl dropped TTL-1 packets in the executor, then output:2 copied the
+        // group with the hole. dec_ttl is now decided at translation (Open vSwitch's semantics): the
+        // TTL-0/1 packets get their own verdict, with no output, and the group never has a hole.
         using var rig = new Rig();
         rig.Load(FlowParser.ParseRules("table=0,priority=10,ip,actions=dec_ttl,output:2,output:3", "test"));
         byte[] ttls = [1, 5, 1, 5, 0, 2, 1];
@@ -41,20 +42,22 @@ public sealed unsafe class ExecutorTests
             Assert.Empty(FrameBuilder.VerifyChecksums(f));
         }
 
-        Assert.Equal(4UL, rig.Counters.ActionDrops);
+        Assert.Equal(4UL, rig.Counters.NoOutputDrops);
+        Assert.Equal(0UL, rig.Counters.ActionDrops);
         Assert.Equal(rig.Mbufs.Allocated, rig.Mbufs.Freed + 6);
     }
 
     [Fact]
-    public void A_whole_group_dropped_by_ttl_sends_nothing_and_frees_everything()
+    public void An_expiring_ttl_ends_the_rules_actions_after_the_outputs_before_it()
     {
         using var rig = new Rig();
         rig.Load(FlowParser.ParseRules("table=0,priority=10,ip,actions=output:4,dec_ttl,output:2,output:3", "test"));
         rig.Send(1, [Udp(0, 1), Udp(1, 1), Udp(2, 0)]);
-        Assert.Equal(3, rig.Out(4).Count); // the copy before dec_ttl still leaves
+        Assert.Equal(3, rig.Out(4).Count); // the output before dec_ttl still leaves (the packet itself)
         Assert.Empty(rig.Out(2));
         Assert.Empty(rig.Out(3));
-        Assert.Equal(3UL, rig.Counters.ActionDrops);
+        Assert.Equal(0UL, rig.Counters.ActionDrops);
+        Assert.Equal(0UL, rig.Counters.Clones);
         Assert.Equal(rig.Mbufs.Allocated, rig.Mbufs.Freed + 3);
     }
 

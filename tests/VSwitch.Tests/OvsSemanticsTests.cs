@@ -51,6 +51,34 @@ public sealed class OvsSemanticsTests
         Assert.Single(outs[3]);
     }
 
+    [Theory]
+    [InlineData(0)]
+    [InlineData(1)]
+    public void A_ttl_that_expires_in_a_resubmitted_table_ends_that_tables_actions_only(byte ttl)
+    {
+        // Open vSwitch: output 2 with the TTL as it came; nothing from table 1's output:3.
+        var outs = OracleSwitchBugTests.Run("""
+            table=0,priority=10,tcp,actions=resubmit(,1),output:2
+            table=1,priority=10,actions=dec_ttl,output:3
+            """, 1, FrameBuilder.Build(new FrameSpec { Ttl = ttl }));
+        var f = Assert.Single(outs[2]);
+        Assert.Equal(ttl, f[14 + 8]);
+        Assert.Empty(outs[3]);
+    }
+
+    [Fact]
+    public void A_ttl_that_does_not_expire_in_a_resubmitted_table_is_decremented_for_both_outputs()
+    {
+        var outs = OracleSwitchBugTests.Run("""
+            table=0,priority=10,tcp,actions=resubmit(,1),output:2
+            table=1,priority=10,actions=dec_ttl,output:3
+            """, 1, FrameBuilder.Build(new FrameSpec { Ttl = 2 }));
+        Assert.Equal(1, Assert.Single(outs[3])[14 + 8]);
+        var f = Assert.Single(outs[2]);
+        Assert.Equal(1, f[14 + 8]);
+        Assert.Empty(FrameBuilder.VerifyChecksums(f));
+    }
+
     [Fact]
     public void Push_vlan_on_a_tagged_frame_pushes_vid_0_and_pcp_0()
     {

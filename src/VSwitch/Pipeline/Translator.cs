@@ -36,6 +36,9 @@ public sealed class Translation
     /// <summary>A recirc action ended the verdict: nothing after it runs in this pass.</summary>
     public bool Stopped;
 
+    /// <summary>dec_ttl found the TTL expired: the rest of the current rule's actions (and its goto_table) is skipped; a resubmitting caller carries on.</summary>
+    public bool TableStopped;
+
     /// <summary>More than MaxOps datapath actions: the verdict is a drop (counted).</summary>
     public bool Overflow;
 
@@ -119,6 +122,7 @@ public sealed class Translation
         RuleCount = 0;
         UsesMac = false;
         Stopped = false;
+        TableStopped = false;
         LearnCount = 0;
         OuterTpid = TpidOfPacketOuter;
         InnerTpid = TpidOfPacketInner;
@@ -253,6 +257,12 @@ public static class Translator
                 {
                     return;
                 }
+
+                if (t.TableStopped)
+                {
+                    t.TableStopped = false; // only this table's actions end (Open vSwitch's dec_ttl)
+                    return;
+                }
             }
 
             if (gotoTable < 0)
@@ -323,8 +333,20 @@ public static class Translator
                 t.Wildcards.W[0] |= 0xFFFFUL << 16; // dl_type
                 if (k.DlType == KeyExtractor.EthIp || k.DlType == KeyExtractor.EthIpv6)
                 {
-                    t.Emit(new DpAction(DpOp.DecTtl, flags: (byte)(k.DlType == KeyExtractor.EthIp ? 1 : 2)));
-                    k.NwTtl = (byte)(k.NwTtl - 1);
+                    // As Open vSwitch: decided at translation, so the verdict depends on nw_ttl. A TTL
+                    // that expires ends this table's actions (the packet is not sent by them); a
+                    // resubmitting caller carries on with its own actions.
+                    t.Wildcards.W[2] |= 0xFFUL << 48;
+                    if (k.NwTtl > 1)
+                    {
+                        t.Emit(new DpAction(DpOp.DecTtl, flags: (byte)(k.DlType == KeyExtractor.EthIp ? 1 : 2)));
+                        k.NwTtl = (byte)(k.NwTtl - 1);
+                    }
+                    else
+                    {
+                        t.Trace?.Add($"  dec_ttl: TTL {k.NwTtl} expired: the rest of table {tableId}'s actions is skipped");
+                        t.TableStopped = true;
+                    }
                 }
 
                 break;

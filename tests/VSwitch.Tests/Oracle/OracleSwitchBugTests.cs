@@ -12,10 +12,10 @@ namespace VSwitch.Tests.Oracle;
 public sealed class OracleSwitchBugTests
 {
     /// <summary>
-    /// dec_ttl on TTL 1 drops the packet (PipelineForwarder sets its slot in the group to 0), but a
-    /// later output that is not the last one still hands the whole group to IPacketIo.Copy, null
-    /// slot included: vsw_mbuf_copy_bulk then calls rte_pktmbuf_copy(NULL, NULL->pool, ...), a
-    /// segfault in vswitchd for one TTL-1 packet; here FakeMbufs.Clone(0) throws.
+    /// dec_ttl on TTL 1 dropped the packet in the executor (its slot in the group set to 0), and a
+    /// later output that was not the last one handed the whole group to IPacketIo.Copy, null slot
+    /// included: a segfault in vswitchd for one TTL-1 packet (here FakeMbufs.Clone(0) throws). Now
+    /// the expired TTL ends the rule's actions at translation (Open vSwitch), so nothing is sent.
     /// </summary>
     [Fact]
     public void Outputs_after_dec_ttl_dropped_the_packet_send_nothing_and_copy_nothing()

@@ -150,12 +150,6 @@ internal sealed class OracleVerdict
     public string? Excluded { get; set; }
 
     /// <summary>
-    /// After dec_ttl dropped the packet, an output was followed by another output or dec_ttl (so a
-    /// datapath would copy the dropped packet for it rather than send it last).
-    /// </summary>
-    public bool CopyAfterDrop { get; set; }
-
-    /// <summary>
     /// A NORMAL egress pushed or popped a tag, and a later egress or action would see that change if
     /// the push/pop stayed on the packet (it does not here; see OracleSwitchBugTests).
     /// </summary>
@@ -175,9 +169,6 @@ internal sealed class ReferenceSwitch(IReadOnlyList<OraclePort> ports, IReadOnly
 
     /// <summary>Exclusion: the key extractor reads two VLAN tags; a third pushed tag makes key and bytes disagree.</summary>
     public const string ExcludedThirdTag = "more than two VLAN tags";
-
-    /// <summary>Exclusion: whether NORMAL learns after dec_ttl dropped the packet is not specified (the switch decides TTL at execution, not translation).</summary>
-    public const string ExcludedNormalAfterTtlDrop = "NORMAL reached after dec_ttl dropped the packet";
 
     private readonly Dictionary<(ulong Mac, int Vlan), int> _macs = [];
 
@@ -226,11 +217,10 @@ internal sealed class ReferenceSwitch(IReadOnlyList<OraclePort> ports, IReadOnly
         public required int InPort;
         public required OracleVerdict Verdict;
         public required bool Learn;
-        public bool Dead;
         public int Ops;
 
-        /// <summary>An output came after the packet was dropped.</summary>
-        public bool DeadOutput;
+        /// <summary>dec_ttl found the TTL expired: the current rule's remaining actions are skipped.</summary>
+        public bool TableStop;
 
         /// <summary>The last NORMAL left a different frame behind if its egress edits stayed on the packet.</summary>
         public bool PendingLeak;
@@ -275,16 +265,17 @@ internal sealed class ReferenceSwitch(IReadOnlyList<OraclePort> ports, IReadOnly
 
                 if (a is GotoTableAction g)
                 {
-                    if (!c.Dead)
-                    {
-                        c.Verdict.Applied.Add(nameof(GotoTableAction));
-                    }
-
+                    c.Verdict.Applied.Add(nameof(GotoTableAction));
                     next = g.Table;
                     break;
                 }
 
                 Apply(c, a);
+                if (c.TableStop)
+                {
+                    c.TableStop = false; // Open vSwitch: dec_ttl on an expired TTL ends this table's actions
+                    return;
+                }
             }
 
             if (next < 0)
@@ -327,10 +318,7 @@ internal sealed class ReferenceSwitch(IReadOnlyList<OraclePort> ports, IReadOnly
             return;
         }
 
-        if (!c.Dead)
-        {
-            c.Verdict.Applied.Add(a is SetFieldAction sf ? $"set_field:{sf.Target}" : a.GetType().Name);
-        }
+        c.Verdict.Applied.Add(a is SetFieldAction sf ? $"set_field:{sf.Target}" : a.GetType().Name);
 
         switch (a)
         {
@@ -375,14 +363,16 @@ internal sealed class ReferenceSwitch(IReadOnlyList<OraclePort> ports, IReadOnly
             case DecTtlAction:
                 if (v.IsIpv4 || v.IsIpv6)
                 {
-                    c.Ops++;
                     int at = v.L3 + (v.IsIpv4 ? 8 : 7);
-                    c.Verdict.CopyAfterDrop |= c.Dead && c.DeadOutput;
-                    c.Dead |= c.Frame[at] <= 1; // dropped: copies sent before stay sent, nothing after leaves
-
-                    // The bytes of a dropped packet are never sent; they go on as the rules would see
-                    // them (TTL 0 wraps to 255), which only decides where a dropped packet goes next.
-                    c.Frame[at]--;
+                    if (c.Frame[at] > 1)
+                    {
+                        c.Ops++;
+                        c.Frame[at]--;
+                    }
+                    else
+                    {
+                        c.TableStop = true; // TTL 0 or 1: nothing more from this rule
+                    }
                 }
 
                 break;
@@ -472,25 +462,12 @@ internal sealed class ReferenceSwitch(IReadOnlyList<OraclePort> ports, IReadOnly
 
     private static void Emit(Context c, int port, byte[] frame)
     {
-        if (c.Dead)
-        {
-            c.Verdict.CopyAfterDrop |= c.DeadOutput;
-            c.DeadOutput = true;
-            return;
-        }
-
         c.Ops += 2;
         c.Verdict.Outputs.Add((port, Checksums.Fixed(frame)));
     }
 
     private void Normal(Context c, FrameView v)
     {
-        if (c.Dead)
-        {
-            c.Verdict.Excluded = ExcludedNormalAfterTtlDrop;
-            return;
-        }
-
         var inPort = ports.FirstOrDefault(p => p.Number == c.InPort);
         if (inPort == null)
         {
