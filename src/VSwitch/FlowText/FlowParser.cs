@@ -140,7 +140,8 @@ public static class FlowParser
             IdleTimeout = p.IdleTimeout,
             HardTimeout = p.HardTimeout,
             Actions = actions,
-            Origin = string.Concat(origin, ":", lineNo.ToString(CultureInfo.InvariantCulture)),
+            OriginFile = origin, // Origin is "origin:line", composed when asked for (a string per rule would be a GC object per rule)
+            OriginLine = lineNo,
         };
         rule.Match = p.Match;
         return rule;

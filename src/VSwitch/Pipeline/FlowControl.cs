@@ -210,7 +210,7 @@ public sealed class FlowControl
                 {
                     Table = r.Table, Priority = r.Priority, Match = r.Match, Actions = actions, Cookie = r.Cookie,
                     IdleTimeout = r.IdleTimeout, HardTimeout = r.HardTimeout, Counters = r.Counters,
-                    InstalledTsc = r.InstalledTsc, Seq = r.Seq, Origin = r.Origin,
+                    InstalledTsc = r.InstalledTsc, Seq = r.Seq, OriginFile = r.OriginFile, OriginLine = r.OriginLine,
                 };
             }).ToList();
             if (n != 0)

@@ -248,7 +248,13 @@ public sealed class FlowRule
     public long Seq { get; set; }
 
     /// <summary>Where the rule came from (file and line), for messages.</summary>
-    public string? Origin { get; init; }
+    public string? Origin => OriginFile == null ? null : OriginLine > 0 ? string.Concat(OriginFile, ":", OriginLine.ToString(System.Globalization.CultureInfo.InvariantCulture)) : OriginFile;
+
+    /// <summary>The file (or other source) the rule came from: one string shared by all its rules, not one per rule.</summary>
+    public string? OriginFile { get; init; }
+
+    /// <summary>The rule's line in <see cref="OriginFile"/> (0: none).</summary>
+    public int OriginLine { get; init; }
 
     /// <summary>Same table, priority and match (the identity replace-flows and mod-flows use).</summary>
     public bool SameIdentity(FlowRule o) => Table == o.Table && Priority == o.Priority && Match.Equals(o.Match);
