@@ -296,6 +296,11 @@ public sealed class FlowSyntaxTests
         { "set_field:7->metadata", new FlowAction(ActionKind.SetField, Field: Fields.Metadata, Value: 7) },
         { "load:0x5->reg1[]", new FlowAction(ActionKind.SetField, Field: Fields.Reg1, Value: 5) },
         { "dec_ttl", new FlowAction(ActionKind.DecTtl) },
+        { "dec_ttl(0)", new FlowAction(ActionKind.DecTtl) },
+        { "dec_ttl(1,2)", new FlowAction(ActionKind.DecTtl, Value: 0x0002_0001, Mask: 2) },
+        { "all", new FlowAction(ActionKind.Flood, Value: 1) },
+        { "output:all", new FlowAction(ActionKind.Flood, Value: 1) },
+        { "ct_clear", new FlowAction(ActionKind.CtClear) },
         { "write_metadata:0x10", new FlowAction(ActionKind.WriteMetadata, Value: 0x10, Mask: ulong.MaxValue) },
         { "write_metadata:0x1f/0xf0", new FlowAction(ActionKind.WriteMetadata, Value: 0x10, Mask: 0xF0) },
         { "goto_table:3", new FlowAction(ActionKind.GotoTable, Table: 3) },
@@ -428,6 +433,9 @@ public sealed class FlowSyntaxTests
     [InlineData("ipv6,ipv6_dst=2001:db8::/129,actions=drop", 26, "expected a prefix length from 0 to 128 or an IPv6 mask after 'ipv6_dst=2001:db8::/', found '129'")]
     [InlineData("ipv6,ipv6_dst=2001:zz8::,actions=drop", 15, "expected an IPv6 address or prefix after 'ipv6_dst=', found '2001:zz8::'")]
     [InlineData("actions=recirc(0)", 16, "expected a recirculation id from 1 to 255 after 'recirc', found '0'")]
+    [InlineData("ip,actions=dec_ttl(1,x)", 22, "expected a controller id from 0 to 65535 in 'dec_ttl(', found 'x'")]
+    [InlineData("ip,actions=dec_ttl(1,2,3,4,5)", 28, "expected at most 4 controller ids in 'dec_ttl(', found more")]
+    [InlineData("actions=ct_clear:1", 19, "expected ',' after 'ct_clear' (it takes no argument)")]
     [InlineData("recirc_id=1/1,actions=drop", 12, "expected an exact value after 'recirc_id='")]
     public void Errors_name_the_column_and_what_was_expected(string text, int column, string detail)
     {
@@ -576,6 +584,7 @@ public sealed class FlowSyntaxTests
     [InlineData("table=0,priority=1,tcp,ip_frag=0x1/0x3,actions=mod_tp_src:1")]
     [InlineData("table=0,priority=1,tcp,tcp_flags=0x012,actions=output:65280")]
     [InlineData("table=0,priority=1,ip,nw_dst=0.0.0.0/0,actions=output:1")]
+    [InlineData("table=0,priority=1,ip,actions=ct_clear,dec_ttl(1,2,65535),all")]
     public void Parse_format_parse_round_trips(string text)
     {
         var a = Rule(text);

@@ -80,6 +80,17 @@ public sealed class OvsSemanticsTests
     }
 
     [Fact]
+    public void All_sends_to_every_port_but_the_input_and_ct_clear_changes_nothing()
+    {
+        var outs = OracleSwitchBugTests.Run("table=0,priority=10,actions=ct_clear,output:all", 3, Udp());
+        Assert.Single(outs[1]);
+        Assert.Single(outs[2]);
+        Assert.Empty(outs[3]);
+        Assert.Single(outs[4]);
+        Assert.Equal(Udp(), outs[1][0]);
+    }
+
+    [Fact]
     public void Push_vlan_on_a_tagged_frame_pushes_vid_0_and_pcp_0()
     {
         // Open vSwitch 3.1 pushes VID 0 / PCP 0 whatever the current tag (OpenFlow 1.1 would copy it).

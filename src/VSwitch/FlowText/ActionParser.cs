@@ -146,6 +146,12 @@ internal readonly ref struct ActionParser
                         break;
                     }
 
+                    if (arg.Equals("all", StringComparison.OrdinalIgnoreCase))
+                    {
+                        a = new FlowAction(ActionKind.Flood, Value: FloodAll);
+                        break;
+                    }
+
                     a = new FlowAction(ActionKind.Output, Port: ParsePort(arg, argAt, head));
                     break;
                 case "in_port":
@@ -165,6 +171,16 @@ internal readonly ref struct ActionParser
                 case "flood":
                     NoArg(hasArg, name, pos);
                     a = new FlowAction(ActionKind.Flood);
+                    break;
+                case "all":
+                    // OpenFlow's ALL: every port but the input port. This switch has no no-flood
+                    // port setting, so it is flood's port set; it is kept apart for dumps.
+                    NoArg(hasArg, name, pos);
+                    a = new FlowAction(ActionKind.Flood, Value: FloodAll);
+                    break;
+                case "ct_clear":
+                    NoArg(hasArg, name, pos);
+                    a = new FlowAction(ActionKind.CtClear);
                     break;
                 case "normal":
                     NoArg(hasArg, name, pos);
@@ -246,8 +262,7 @@ internal readonly ref struct ActionParser
                 }
 
                 case "dec_ttl":
-                    NoArg(hasArg, name, pos);
-                    a = new FlowAction(ActionKind.DecTtl);
+                    a = hasArg ? DecTtlIds(arg, argAt, head) : new FlowAction(ActionKind.DecTtl);
                     break;
                 case "write_metadata":
                 {
@@ -302,7 +317,7 @@ internal readonly ref struct ActionParser
                 default:
                     _line.Fail(start, $"expected an action (output:PORT, in_port, drop, flood, normal, controller, push_vlan, "
                         + $"pop_vlan, mod_vlan_vid, mod_vlan_pcp, mod_dl_src, mod_dl_dst, mod_nw_src, mod_nw_dst, mod_tp_src, "
-                        + $"mod_tp_dst, set_field, load, dec_ttl, write_metadata, goto_table, resubmit, recirc), found '{name}'");
+                        + $"mod_tp_dst, set_field, load, dec_ttl, write_metadata, goto_table, resubmit, recirc, all, ct_clear), found '{name}'");
                     return [];
             }
 
@@ -315,6 +330,48 @@ internal readonly ref struct ActionParser
         }
 
         return [.. list];
+    }
+
+    /// <summary>FlowAction.Value of a Flood written as "all" (OpenFlow's ALL port).</summary>
+    public const ulong FloodAll = 1;
+
+    /// <summary>Most controller ids dec_ttl(ID,...) keeps (16 bits each, packed in Value; Mask holds the count).</summary>
+    public const int MaxDecTtlIds = 4;
+
+    /// <summary>
+    /// dec_ttl(ID[,ID...]): the controller ids an expired TTL would be reported to. This switch has no
+    /// controller connection, so they change nothing; they are kept so that dumps show them. dec_ttl(0)
+    /// is plain dec_ttl (Open vSwitch's default id).
+    /// </summary>
+    private FlowAction DecTtlIds(ReadOnlySpan<char> arg, int argAt, ReadOnlySpan<char> head)
+    {
+        ulong packed = 0;
+        int count = 0;
+        int at = 0;
+        while (true)
+        {
+            int comma = arg[at..].IndexOf(',');
+            var item = comma < 0 ? arg[at..] : arg[at..(at + comma)];
+            if (!TryParseU64(item.Trim(), out ulong id) || id > 0xFFFF)
+            {
+                _line.Fail(argAt + at, $"expected a controller id from 0 to 65535 in '{head}', found {Found(item)}");
+            }
+
+            if (count == MaxDecTtlIds)
+            {
+                _line.Fail(argAt + at, $"expected at most {MaxDecTtlIds} controller ids in '{head}', found more");
+            }
+
+            packed |= id << (16 * count++);
+            if (comma < 0)
+            {
+                break;
+            }
+
+            at += comma + 1;
+        }
+
+        return count == 1 && packed == 0 ? new FlowAction(ActionKind.DecTtl) : new FlowAction(ActionKind.DecTtl, Value: packed, Mask: (ulong)count);
     }
 
     /// <summary>The field a mod_* action (ovs-ofctl's OpenFlow 1.0 names) sets.</summary>

@@ -516,7 +516,10 @@ public static class FlowFormatter
                     sb.Append("drop");
                     break;
                 case ActionKind.Flood:
-                    sb.Append("flood");
+                    sb.Append(a.Value == ActionParser.FloodAll ? "all" : "flood");
+                    break;
+                case ActionKind.CtClear:
+                    sb.Append("ct_clear");
                     break;
                 case ActionKind.Normal:
                     sb.Append("normal");
@@ -541,6 +544,17 @@ public static class FlowFormatter
                     break;
                 case ActionKind.DecTtl:
                     sb.Append("dec_ttl");
+                    if (a.Mask != 0)
+                    {
+                        sb.Append('(');
+                        for (int k = 0; k < (int)a.Mask; k++)
+                        {
+                            sb.Append(ic, $"{(k == 0 ? "" : ",")}{(a.Value >> (16 * k)) & 0xFFFF}");
+                        }
+
+                        sb.Append(')');
+                    }
+
                     break;
                 case ActionKind.WriteMetadata:
                     sb.Append(ic, $"write_metadata:0x{a.Value:x}");

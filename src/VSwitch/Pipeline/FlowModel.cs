@@ -133,6 +133,13 @@ public enum ActionKind : byte
     /// Ends the rule's actions.
     /// </summary>
     Recirc,
+
+    /// <summary>
+    /// ct_clear: clears the packet's connection-tracking state. This switch does not track
+    /// connections yet, so the state is always clear and the action does nothing (accepted so that
+    /// Open vSwitch rule files load; it round-trips in dumps).
+    /// </summary>
+    CtClear,
 }
 
 /// <summary>One action of a rule (a small value; the meaning of each member depends on Kind).</summary>

@@ -353,6 +353,9 @@ public static class Translator
             case ActionKind.WriteMetadata:
                 k.Metadata = (k.Metadata & ~a.Mask) | (a.Value & a.Mask);
                 break;
+            case ActionKind.CtClear:
+                t.Trace?.Add("  ct_clear: no connection-tracking state (not tracked yet): nothing to clear");
+                break;
             case ActionKind.Recirc:
                 t.Trace?.Add($"  recirc({a.Value}): the packet goes back through the caches and table 0 with recirc_id={a.Value}");
                 t.Emit(new DpAction(DpOp.Recirc, a: (ushort)a.Value));
