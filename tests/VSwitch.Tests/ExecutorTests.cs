@@ -218,6 +218,32 @@ public sealed unsafe class ExecutorTests
         Assert.Equal(Convert.ToHexString(want), Convert.ToHexString(got));
     }
 
+    [Theory]
+    [InlineData(false, 64, 9)]
+    [InlineData(false, 1, 200)]
+    [InlineData(true, 64, 0)]
+    public void Mod_nw_ttl_sets_the_ttl_or_hop_limit_and_keeps_the_checksums_right(bool v6, byte ttl, byte set)
+    {
+        // A later dec_ttl sees the new TTL: at 0 or 1 it ends the rule's actions (so output:3 only
+        // when the set TTL is above 1).
+        using var rig = new Rig();
+        rig.Load(FlowParser.ParseRules($"table=0,priority=10,{(v6 ? "udp6" : "udp")},actions=mod_nw_ttl:{set},output:2,dec_ttl,output:3", "test"));
+        FrameSpec Spec(byte t) => new() { Proto = 17, Ttl = t, EthType = (ushort)(v6 ? 0x86DD : 0x0800), Payload = new byte[18] };
+        rig.Send(1, [FrameBuilder.Build(Spec(ttl))]);
+        var two = Assert.Single(rig.Out(2));
+        Assert.Equal(Convert.ToHexString(FrameBuilder.Build(Spec(set))), Convert.ToHexString(two));
+        Assert.Empty(FrameBuilder.VerifyChecksums(two));
+        if (set > 1)
+        {
+            var three = Assert.Single(rig.Out(3));
+            Assert.Equal(Convert.ToHexString(FrameBuilder.Build(Spec((byte)(set - 1)))), Convert.ToHexString(three));
+        }
+        else
+        {
+            Assert.Empty(rig.Out(3));
+        }
+    }
+
     [Fact]
     public void A_chain_whose_first_segment_ends_inside_a_header_is_counted_malformed()
     {

@@ -289,6 +289,8 @@ public sealed class FlowSyntaxTests
         { "mod_nw_dst:192.0.2.2", new FlowAction(ActionKind.SetField, Field: Fields.NwDst, Value: 0xC0000202) },
         { "mod_tp_src:1000", new FlowAction(ActionKind.SetField, Field: Fields.TpSrc, Value: 1000) },
         { "mod_tp_dst:0x50", new FlowAction(ActionKind.SetField, Field: Fields.TpDst, Value: 80) },
+        { "mod_nw_ttl:9", new FlowAction(ActionKind.SetField, Field: Fields.NwTtl, Value: 9) },
+        { "set_field:0->nw_ttl", new FlowAction(ActionKind.SetField, Field: Fields.NwTtl, Value: 0) },
         { "set_field:10.1.1.1->nw_dst", new FlowAction(ActionKind.SetField, Field: Fields.NwDst, Value: 0x0A010101) },
         { "set_field:0a:00:00:00:00:01->eth_dst", new FlowAction(ActionKind.SetField, Field: Fields.DlDst, Value: 0x0A0000000001) },
         { "set_field:0x1234->reg0", new FlowAction(ActionKind.SetField, Field: Fields.Reg0, Value: 0x1234) },
@@ -585,6 +587,7 @@ public sealed class FlowSyntaxTests
     [InlineData("table=0,priority=1,tcp,tcp_flags=0x012,actions=output:65280")]
     [InlineData("table=0,priority=1,ip,nw_dst=0.0.0.0/0,actions=output:1")]
     [InlineData("table=0,priority=1,ip,actions=ct_clear,dec_ttl(1,2,65535),all")]
+    [InlineData("table=0,priority=1,ipv6,actions=mod_nw_ttl:255,output:2")]
     public void Parse_format_parse_round_trips(string text)
     {
         var a = Rule(text);

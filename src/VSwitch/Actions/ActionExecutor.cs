@@ -153,6 +153,13 @@ public readonly unsafe struct ActionExecutor<TIo>
                     }
 
                     break;
+                case DpOp.SetTtl:
+                    for (int j = 0; j < k; j++)
+                    {
+                        PacketEdit.SetTtl(pkts[j], offs[j], op.Flags == 2, (byte)op.A);
+                    }
+
+                    break;
                 case DpOp.Recirc:
                     for (int j = 0; j < k; j++)
                     {

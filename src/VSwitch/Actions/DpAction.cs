@@ -58,6 +58,9 @@ public enum DpOp : byte
 
     /// <summary>Send the group back through the caches with recirc_id A (the last action; depth bounded, counted).</summary>
     Recirc,
+
+    /// <summary>Set the IPv4 TTL (Flags 1, header checksum updated) or IPv6 hop limit (Flags 2) to A.</summary>
+    SetTtl,
 }
 
 [StructLayout(LayoutKind.Sequential, Size = 16)]
@@ -115,6 +118,7 @@ public struct DpAction
         DpOp.SetTpSrc => $"set(tp_src={A})",
         DpOp.SetTpDst => $"set(tp_dst={A})",
         DpOp.DecTtl => "dec_ttl",
+        DpOp.SetTtl => $"set(ttl={A})",
         DpOp.Recirc => $"recirc({A})",
         _ => Op.ToString(),
     };

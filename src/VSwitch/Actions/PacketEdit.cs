@@ -162,6 +162,26 @@ public static unsafe class PacketEdit
         return true;
     }
 
+    /// <summary>Sets the IPv4 TTL (incremental header checksum update) or the IPv6 hop limit.</summary>
+    public static void SetTtl(nint m, in HeaderOffsets off, bool v6, byte ttl)
+    {
+        if (off.L3 == 0xFFFF)
+        {
+            return;
+        }
+
+        byte* ip = Mbuf.Data(m) + off.L3;
+        if (v6)
+        {
+            ip[7] = ttl;
+            return;
+        }
+
+        ushort oldWord = Rd16(ip + 8);
+        ip[8] = ttl;
+        Wr16(ip + 10, Update16(Rd16(ip + 10), oldWord, Rd16(ip + 8)));
+    }
+
     /// <summary>Pushes a VLAN tag; false when the mbuf has no headroom or is not one segment.</summary>
     public static bool PushVlan(nint m, ref HeaderOffsets off, ushort tpid, ushort tci)
     {

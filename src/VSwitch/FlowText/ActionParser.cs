@@ -220,7 +220,7 @@ internal readonly ref struct ActionParser
                     a = new FlowAction(ActionKind.SetVlanPcp, Value: IntArg(hasArg, name, pos, arg, argAt, head, "a priority", 7));
                     vlan = true;
                     break;
-                case "mod_dl_src" or "mod_dl_dst" or "mod_nw_src" or "mod_nw_dst" or "mod_tp_src" or "mod_tp_dst":
+                case "mod_dl_src" or "mod_dl_dst" or "mod_nw_src" or "mod_nw_dst" or "mod_tp_src" or "mod_tp_dst" or "mod_nw_ttl":
                     a = SetField(ModField(lname), name, start, hasArg, pos, arg, argAt, head, vlan);
                     break;
                 case "set_field" or "load":
@@ -317,7 +317,7 @@ internal readonly ref struct ActionParser
                 default:
                     _line.Fail(start, $"expected an action (output:PORT, in_port, drop, flood, normal, controller, push_vlan, "
                         + $"pop_vlan, mod_vlan_vid, mod_vlan_pcp, mod_dl_src, mod_dl_dst, mod_nw_src, mod_nw_dst, mod_tp_src, "
-                        + $"mod_tp_dst, set_field, load, dec_ttl, write_metadata, goto_table, resubmit, recirc, all, ct_clear), found '{name}'");
+                        + $"mod_tp_dst, mod_nw_ttl, set_field, load, dec_ttl, write_metadata, goto_table, resubmit, recirc, all, ct_clear), found '{name}'");
                     return [];
             }
 
@@ -382,6 +382,7 @@ internal readonly ref struct ActionParser
         "mod_nw_src" => Fields.NwSrc,
         "mod_nw_dst" => Fields.NwDst,
         "mod_tp_src" => Fields.TpSrc,
+        "mod_nw_ttl" => Fields.NwTtl,
         _ => Fields.TpDst,
     };
 

@@ -112,7 +112,7 @@ public static class Fields
     public static readonly FieldDef ArpOp     = new("arp_op",       1, 48,   8, Prerequisite.Arp,    false, FieldSyntax.Decimal) { Exact = true };
     public static readonly FieldDef NwTos     = new("nw_tos",       1, 56,   8, Prerequisite.IpAny,  false, FieldSyntax.Decimal);
     public static readonly FieldDef DlSrc     = new("dl_src",       2,  0,  48, None,                true,  FieldSyntax.Mac) { Aliases = ["eth_src"] };
-    public static readonly FieldDef NwTtl     = new("nw_ttl",       2, 48,   8, Prerequisite.IpAny,  false, FieldSyntax.Decimal);
+    public static readonly FieldDef NwTtl     = new("nw_ttl",       2, 48,   8, Prerequisite.IpAny,  true,  FieldSyntax.Decimal);
     public static readonly FieldDef NwFrag    = new("ip_frag",      2, 56,   8, Prerequisite.IpAny,  false, FieldSyntax.Frag);
     public static readonly FieldDef TpSrc     = new("tp_src",       3,  0,  16, Prerequisite.TcpUdp, true,  FieldSyntax.Decimal) { Aliases = ["tcp_src", "udp_src"] };
     public static readonly FieldDef TpDst     = new("tp_dst",       3, 16,  16, Prerequisite.TcpUdp, true,  FieldSyntax.Decimal) { Aliases = ["tcp_dst", "udp_dst"] };

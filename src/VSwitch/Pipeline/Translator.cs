@@ -499,6 +499,15 @@ public static class Translator
                 k.NwSrc = (uint)a.Value;
             }
         }
+        else if (f == Fields.NwTtl)
+        {
+            t.Wildcards.W[0] |= 0xFFFFUL << 16;
+            if (k.DlType == KeyExtractor.EthIp || k.DlType == KeyExtractor.EthIpv6)
+            {
+                t.Emit(new DpAction(DpOp.SetTtl, flags: (byte)(k.DlType == KeyExtractor.EthIp ? 1 : 2), a: (ushort)a.Value));
+                k.NwTtl = (byte)a.Value;
+            }
+        }
         else if (f == Fields.Ipv6Src || f == Fields.Ipv6Dst)
         {
             t.Wildcards.W[0] |= 0xFFFFUL << 16;

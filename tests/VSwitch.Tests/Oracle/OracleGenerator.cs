@@ -290,12 +290,18 @@ internal sealed class OracleGenerator(Random rnd, int portCount)
             options.AddRange(Enumerable.Repeat(new[] { SetTarget.TpSrc, SetTarget.TpDst }, 6).SelectMany(x => x));
         }
 
+        if (m.IsIpv4 || m.IsIpv6)
+        {
+            options.Add(SetTarget.NwTtl);
+        }
+
         var t = Pick(options);
         UInt128 v = t switch
         {
             SetTarget.DlSrc or SetTarget.DlDst => Chance(80) ? Pick(s_macs.Take(5).ToArray()) : (UInt128)(0x02AB00000000UL | (uint)rnd.Next()),
             SetTarget.NwSrc or SetTarget.NwDst => Chance(70) ? Pick(s_v4) : (uint)rnd.Next(),
             SetTarget.Ipv6Src or SetTarget.Ipv6Dst => Chance(70) ? Pick(s_v6) : ((UInt128)(ulong)rnd.NextInt64() << 64) | (ulong)rnd.NextInt64(),
+            SetTarget.NwTtl => (UInt128)(Chance(60) ? rnd.Next(0, 3) : rnd.Next(256)), // 0-2 meet dec_ttl's edge
             _ => (UInt128)(Chance(70) ? Pick(s_tp) : rnd.Next(65536)),
         };
         return new SetFieldAction(t, v);

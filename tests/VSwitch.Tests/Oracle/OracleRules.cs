@@ -72,6 +72,7 @@ internal enum SetTarget
     TpDst,
     VlanVid,
     VlanPcp,
+    NwTtl,
 }
 
 internal abstract record OracleAction;
@@ -312,6 +313,7 @@ internal sealed record OracleRule(int Table, int Priority, OracleMatch Match, IR
             SetTarget.TpDst => mod ? $"mod_tp_dst:{v}" : $"set_field:{v}->tp_dst",
             SetTarget.VlanVid => $"set_field:{v}->vlan_vid",
             SetTarget.VlanPcp => $"set_field:{v}->vlan_pcp",
+            SetTarget.NwTtl => mod ? $"mod_nw_ttl:{v}" : $"set_field:{v}->nw_ttl",
             _ => throw new ArgumentOutOfRangeException(nameof(s)),
         };
     }

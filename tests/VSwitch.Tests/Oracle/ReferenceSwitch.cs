@@ -412,6 +412,9 @@ internal sealed class ReferenceSwitch(IReadOnlyList<OraclePort> ports, IReadOnly
             case SetTarget.Ipv6Dst when v.IsIpv6:
                 BinaryPrimitives.WriteUInt128BigEndian(f.AsSpan(v.L3 + 24), s.Value);
                 break;
+            case SetTarget.NwTtl when v.IsIpv4 || v.IsIpv6:
+                f[v.L3 + (v.IsIpv4 ? 8 : 7)] = (byte)s.Value;
+                break;
             case SetTarget.TpSrc when v.L4 >= 0 && v.NwProto is 6 or 17:
                 BinaryPrimitives.WriteUInt16BigEndian(f.AsSpan(v.L4), (ushort)s.Value);
                 break;
