@@ -588,6 +588,8 @@ public sealed class FlowSyntaxTests
     [InlineData("table=0,priority=1,ip,nw_dst=0.0.0.0/0,actions=output:1")]
     [InlineData("table=0,priority=1,ip,actions=ct_clear,dec_ttl(1,2,65535),all")]
     [InlineData("table=0,priority=1,ipv6,actions=mod_nw_ttl:255,output:2")]
+    [InlineData("table=0,priority=1,ip,ip_dscp=46,actions=output:2")]
+    [InlineData("table=0,priority=1,ipv6,nw_ecn=3,actions=output:2")]
     public void Parse_format_parse_round_trips(string text)
     {
         var a = Rule(text);

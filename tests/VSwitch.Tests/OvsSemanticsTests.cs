@@ -90,6 +90,25 @@ public sealed class OvsSemanticsTests
         Assert.Equal(Udp(), outs[1][0]);
     }
 
+    [Theory]
+    [InlineData(0xB8, 2)] // DSCP 46 (EF), ECN 0
+    [InlineData(0xBB, 3)] // DSCP 46, ECN 3: ip_dscp ignores ECN; nw_ecn=3 is the higher priority
+    [InlineData(0x03, 4)] // DSCP 0, ECN 3: only nw_ecn=3
+    [InlineData(0x00, 0)] // neither: the catch-all drops
+    public void Ip_dscp_and_nw_ecn_match_their_bits_of_the_tos_byte(byte tos, int port)
+    {
+        var outs = OracleSwitchBugTests.Run("""
+            table=0,priority=30,ip,ip_dscp=46,nw_ecn=3,actions=output:3
+            table=0,priority=20,ip,ip_dscp=46,actions=output:2
+            table=0,priority=10,ip,ip_ecn=3,actions=output:4
+            table=0,priority=0,actions=drop
+            """, 1, FrameBuilder.Build(new FrameSpec { Proto = 17, Tos = tos }));
+        for (int p = 1; p <= 4; p++)
+        {
+            Assert.Equal(p == port ? 1 : 0, outs[p].Count);
+        }
+    }
+
     [Fact]
     public void Push_vlan_on_a_tagged_frame_pushes_vid_0_and_pcp_0()
     {

@@ -239,7 +239,7 @@ public static class FlowFormatter
         FieldDef protoField = arp ? Fields.ArpOp : Fields.NwProto;
         foreach (var f in (ReadOnlySpan<FieldDef>)[
             arp ? Fields.ArpSpa : Fields.NwSrc, arp ? Fields.ArpTpa : Fields.NwDst, Fields.Ipv6Src, Fields.Ipv6Dst,
-            protoField, Fields.NwTos, Fields.NwTtl, Fields.NwFrag,
+            protoField, TosField(m), Fields.NwTtl, Fields.NwFrag,
             icmp ? Fields.IcmpType : Fields.TpSrc, icmp ? Fields.IcmpCode : Fields.TpDst, Fields.TcpFlags])
         {
             if ((ReferenceEquals(f, protoField) && protoDone) || !Masked(f, m))
@@ -251,6 +251,14 @@ public static class FlowFormatter
             AppendField(sb, f, m, raw: false);
         }
     }
+
+    /// <summary>The ToS byte as the rule wrote it: ip_dscp for the DSCP bits alone, nw_ecn for the ECN bits alone, else nw_tos.</summary>
+    private static FieldDef TosField(in FlowMatch m) => m.GetMask(Fields.NwTos) switch
+    {
+        0xFC => Fields.IpDscp,
+        0x03 => Fields.NwEcn,
+        _ => Fields.NwTos,
+    };
 
     private static bool Masked(FieldDef f, in FlowMatch m)
     {
