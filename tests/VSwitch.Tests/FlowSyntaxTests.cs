@@ -322,6 +322,25 @@ public sealed class FlowSyntaxTests
     }
 
     [Fact]
+    public void Port_names_stand_for_their_numbers_in_matches_outputs_and_resubmit()
+    {
+        var ports = new Dictionary<string, int> { ["vm1"] = 3, ["uplink"] = 7 };
+        var r = Assert.Single(FlowParser.ParseRules("table=0,in_port=vm1,ip,actions=output:uplink,resubmit(uplink,1),resubmit:vm1", "names", 1, ports));
+        Assert.Equal(3UL, r.Match.GetValue(Fields.InPort));
+        Assert.Equal(0xFFFFUL, r.Match.GetMask(Fields.InPort));
+        Assert.Equal(
+            [new FlowAction(ActionKind.Output, Port: 7), new FlowAction(ActionKind.Resubmit, Port: 7, Table: 1), new FlowAction(ActionKind.Resubmit, Port: 3, Table: 0)],
+            r.Actions);
+        Assert.Equal("table=0,priority=32768,ip,in_port=3,actions=output:7,resubmit(7,1),resubmit(3,0)", FlowFormatter.Format(r, withCounters: false));
+        Assert.Equal(3, FlowParser.ParsePacket("in_port=vm1,udp", "trace", ports).InPort);
+        Assert.Equal(7UL, FlowParser.ParseMatch("in_port=uplink", "match", ports).Match.GetValue(Fields.InPort));
+
+        var e = Assert.Throws<FlowSyntaxException>(() => FlowParser.ParseRules("actions=output:vm9", "names", 1, ports));
+        Assert.Equal("names: line 1, column 16: expected a port number from 1 to 65280 or a port name (uplink, vm1) after 'output:', found 'vm9'", e.Message);
+        Assert.Throws<FlowSyntaxException>(() => FlowParser.ParseRules("actions=output:vm1", "no names", 1)); // names only where the switch gives them
+    }
+
+    [Fact]
     public void Ipv6_set_field_uses_value128()
     {
         var r = Rule("ipv6,actions=set_field:2001:db8::7->ipv6_dst,output:1");

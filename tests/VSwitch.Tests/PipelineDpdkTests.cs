@@ -201,6 +201,30 @@ public sealed class PipelineDpdkTests : IDisposable
     }
 
     [Fact]
+    public void Rules_name_ports_over_the_control_socket_and_keep_their_numbers()
+    {
+        Pcap.Write(P("udp.pcap"), Enumerable.Range(0, 16).Select(i => Frame(i, s => s.Proto = 17)));
+        using var sw = new RunningSwitch(["--mode", "pipeline", "--stats-interval", "0", "--control", Ctl,
+            "--port", $"a=net_pcap0,rx_pcap={P("udp.pcap")},infinite_rx=1", "--port", "b=net_null1,no-rx=1"]);
+        sw.WaitFor("port b link up");
+        Assert.Equal(0, Vswitchctl("add-flow", "table=0,priority=10,in_port=a,udp,actions=resubmit(,1)").Exit);
+        Assert.Equal(0, Vswitchctl("add-flow", "table=1,priority=10,actions=output:b").Exit);
+        ulong b0 = PortTx("b");
+        Eventually(() => PortTx("b") > b0 + 10_000, "traffic on b through the named rules");
+        var dump = Vswitchctl("dump-flows");
+        Assert.Contains("udp,in_port=1,actions=resubmit(,1)", dump.Out, StringComparison.Ordinal); // names become numbers
+        Assert.Contains("actions=output:2", dump.Out, StringComparison.Ordinal);
+        Assert.Contains("output:2", Vswitchctl("trace", "in_port=a,udp").Out, StringComparison.Ordinal);
+        var bad = Vswitchctl("add-flow", "table=0,priority=5,actions=output:c");
+        Assert.NotEqual(0, bad.Exit);
+        Assert.Contains("or a port name (a, b)", bad.Err, StringComparison.Ordinal);
+        Assert.Equal(0, Vswitchctl("del-flows", "in_port=a").Exit);
+        Assert.DoesNotContain("in_port=1", Vswitchctl("dump-flows").Out, StringComparison.Ordinal);
+        var r = sw.Stop();
+        Assert.True(r.ExitCode == 0, r.ToString());
+    }
+
+    [Fact]
     public void A_recirculated_packet_is_looked_up_again_after_its_rewrite_over_dpdk_ports()
     {
         var frames = Enumerable.Range(0, 40).Select(i => Frame(i, s => { s.Proto = 17; s.NwDst = FrameBuilder.Ip(i % 2 == 0 ? "198.51.100.7" : "198.51.100.8"); })).ToList();

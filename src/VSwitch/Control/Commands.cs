@@ -107,7 +107,7 @@ public sealed class Commands(SwitchDatapath dp)
         {
             int line = Int(args, "line", 1, 1, int.MaxValue);
             var text = args["flow"] is JsonValue v && v.TryGetValue(out string? f) ? f : throw new VSwitchException("argument \"flow\" (rule text) is required");
-            var rules = FlowParser.ParseRules(text, t.Origin, line);
+            var rules = FlowParser.ParseRules(text, t.Origin, line, dp.PortNames());
             if (t.Rules.Count + rules.Count > MaxTransactionRules)
             {
                 throw new VSwitchException($"{t.Origin}: more than {MaxTransactionRules} rules in one transaction");
@@ -356,11 +356,11 @@ public sealed class Commands(SwitchDatapath dp)
     private FlowControl Flows => dp.Flows ?? throw new VSwitchException("flow commands need the pipeline forwarding mode (start vswitchd with --mode pipeline)");
 
     /// <summary>Rules from args "flow" (one or more lines of text; optional "origin" and "line" name them in errors).</summary>
-    private static List<FlowRule> RulesFrom(JsonObject args)
+    private List<FlowRule> RulesFrom(JsonObject args)
     {
         var origin = Str(args, "origin", required: false);
         int line = Int(args, "line", 1, 1, int.MaxValue);
-        return FlowParser.ParseRules(Str(args, "flow"), origin.Length == 0 ? "flow" : origin, line);
+        return FlowParser.ParseRules(Str(args, "flow"), origin.Length == 0 ? "flow" : origin, line, dp.PortNames());
     }
 
     private JsonObject AddFlows(JsonObject args) => ApplyAdd(RulesFrom(args));
@@ -385,9 +385,9 @@ public sealed class Commands(SwitchDatapath dp)
         };
     }
 
-    private static FlowFilter Filter(string text, bool strict)
+    private FlowFilter Filter(string text, bool strict)
     {
-        var (match, table, priority, cookie, cookieMask) = FlowParser.ParseMatch(text, "match");
+        var (match, table, priority, cookie, cookieMask) = FlowParser.ParseMatch(text, "match", dp.PortNames());
         return new FlowFilter(match, table, priority, cookie, cookieMask, strict);
     }
 
@@ -414,7 +414,7 @@ public sealed class Commands(SwitchDatapath dp)
         }
 
         var filter = Filter(text[..at].TrimEnd(',', ' '), Bool(args, "strict"));
-        var actions = FlowParser.ParseRule(text, "mod-flows", 1).Actions;
+        var actions = FlowParser.ParseRule(text, "mod-flows", 1, dp.PortNames()).Actions;
         int n = f.Modify(filter, actions);
         return new JsonObject { ["modified"] = n, ["version"] = f.Current.Version };
     }
@@ -473,7 +473,7 @@ public sealed class Commands(SwitchDatapath dp)
     private JsonObject Trace(JsonObject args)
     {
         var f = Flows;
-        var key = FlowParser.ParsePacket(Str(args, "packet"), "packet");
+        var key = FlowParser.ParsePacket(Str(args, "packet"), "packet", dp.PortNames());
         var (lines, t, megaflow) = f.Trace(key);
         var ofPortOfSlot = OfPortOfSlot(f.Current);
         var ops = t.Ops.Take(t.OpCount).Where(o => o.Op != DpOp.Ext).Select(o => o.Format(ofPortOfSlot)).ToList();

@@ -113,6 +113,15 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
     /// <summary>Datapath port number of <paramref name="port"/>.</summary>
     public int DpPortOf(DpdkPort port) => _ports.SlotOf(port);
 
+    /// <summary>Port name -> OpenFlow number, for flow text that names ports (a snapshot).</summary>
+    public IReadOnlyDictionary<string, int> PortNames()
+    {
+        lock (_control)
+        {
+            return _ports.Ports.ToDictionary(p => p.Name, p => _ports.OfPortAt(_ports.SlotOf(p)), StringComparer.Ordinal);
+        }
+    }
+
     /// <summary>OpenFlow port number of a port (pipeline mode).</summary>
     public int OfPortOf(DpdkPort port) => _ports.OfPortAt(DpPortOf(port));
 
@@ -233,7 +242,7 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
                     throw new VSwitchException($"flow file {file}: {e.Message}");
                 }
 
-                _flows.Add(FlowParser.ParseRules(text, file), Native.Rdtsc());
+                _flows.Add(FlowParser.ParseRules(text, file, 1, PortNames()), Native.Rdtsc());
             }
 
             WarmUpUpcallPath();

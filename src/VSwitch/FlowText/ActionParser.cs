@@ -430,13 +430,19 @@ internal readonly ref struct ActionParser
 
     private int ParsePort(ReadOnlySpan<char> s, int at, ReadOnlySpan<char> head)
     {
+        if (_line.TryPortName(s, out int named))
+        {
+            return named;
+        }
+
         if (!TryParseU64(s, out ulong p) || p == 0 || p > 0xFF00)
         {
+            string names = _line.PortNamesHint;
             _line.Fail(at, head.IsEmpty
-                ? $"expected an output port from 1 to 65280, found {Found(s)}"
+                ? $"expected an output port from 1 to 65280{names}, found {Found(s)}"
                 : head[^1] == '('
-                    ? $"expected a port number from 1 to 65280 (or nothing for the packet's in_port) in '{head}PORT,TABLE)', found {Found(s)}"
-                    : $"expected a port number from 1 to 65280 after '{head}', found {Found(s)}");
+                    ? $"expected a port number from 1 to 65280{names} (or nothing for the packet's in_port) in '{head}PORT,TABLE)', found {Found(s)}"
+                    : $"expected a port number from 1 to 65280{names} after '{head}', found {Found(s)}");
         }
 
         return (int)p;

@@ -13,12 +13,28 @@ internal readonly ref struct FlowLine
     private readonly string _origin;
     private readonly int _lineNo;
 
-    public FlowLine(ReadOnlySpan<char> text, string origin, int lineNo)
+    public FlowLine(ReadOnlySpan<char> text, string origin, int lineNo, IReadOnlyDictionary<string, int>? ports = null)
     {
         Text = text;
         _origin = origin;
         _lineNo = lineNo;
+        Ports = ports;
     }
+
+    /// <summary>Port names the line may use where a port number goes (name -> OpenFlow number), or null.</summary>
+    public IReadOnlyDictionary<string, int>? Ports { get; }
+
+    /// <summary>The OpenFlow number of port <paramref name="name"/>, when the line has port names and it is one.</summary>
+    public bool TryPortName(ReadOnlySpan<char> name, out int ofPort)
+    {
+        ofPort = 0;
+        return Ports != null && !name.IsEmpty && !char.IsAsciiDigit(name[0]) && Ports.TryGetValue(name.ToString(), out ofPort);
+    }
+
+    /// <summary>For messages: " or a port name (a, b, ...)" when the line has port names.</summary>
+    public string PortNamesHint => Ports is { Count: > 0 } p
+        ? $" or a port name ({string.Join(", ", p.Keys.Order(StringComparer.Ordinal).Take(8))}{(p.Count > 8 ? ", ..." : "")})"
+        : "";
 
     /// <summary>The line, without a trailing '\r'.</summary>
     public ReadOnlySpan<char> Text { get; }

@@ -27,7 +27,15 @@ public static class FlowParser
 
     /// <summary>As <see cref="ParseRules(string, string)"/> for a piece of a file whose first line is line <paramref name="firstLine"/> there (errors and origins name the file's lines).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static List<FlowRule> ParseRules(string text, string origin, int firstLine)
+    public static List<FlowRule> ParseRules(string text, string origin, int firstLine) => ParseRules(text, origin, firstLine, null);
+
+    /// <summary>
+    /// As <see cref="ParseRules(string, string, int)"/>, where a port number goes (in_port=, output:,
+    /// resubmit) a name of <paramref name="ports"/> may stand (name -> OpenFlow number, resolved now:
+    /// the rule keeps the number, as ovs-ofctl sends numbers).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static List<FlowRule> ParseRules(string text, string origin, int firstLine, IReadOnlyDictionary<string, int>? ports)
     {
         ArgumentNullException.ThrowIfNull(text);
         ArgumentNullException.ThrowIfNull(origin);
@@ -55,18 +63,18 @@ public static class FlowParser
                 continue;
             }
 
-            rules.Add(ParseRuleSpan(line, origin, lineNo));
+            rules.Add(ParseRuleSpan(line, origin, lineNo, ports));
         }
 
         return rules;
     }
 
     /// <summary>Parses one rule (a trailing '\r' is tolerated); errors name <paramref name="lineNo"/>.</summary>
-    public static FlowRule ParseRule(string line, string origin, int lineNo)
+    public static FlowRule ParseRule(string line, string origin, int lineNo, IReadOnlyDictionary<string, int>? ports = null)
     {
         ArgumentNullException.ThrowIfNull(line);
         ArgumentNullException.ThrowIfNull(origin);
-        return ParseRuleSpan(line, origin, lineNo);
+        return ParseRuleSpan(line, origin, lineNo, ports);
     }
 
     /// <summary>
@@ -75,11 +83,11 @@ public static class FlowParser
     /// the cookie was given without a mask.
     /// </summary>
     public static (FlowMatch Match, int? Table, int? Priority, ulong? Cookie, ulong? CookieMask) ParseMatch(
-        string text, string origin)
+        string text, string origin, IReadOnlyDictionary<string, int>? ports = null)
     {
         ArgumentNullException.ThrowIfNull(text);
         ArgumentNullException.ThrowIfNull(origin);
-        var p = new MatchParser(new FlowLine(TrimCr(text), origin, 1), MatchMode.Match);
+        var p = new MatchParser(new FlowLine(TrimCr(text), origin, 1, ports), MatchMode.Match);
         p.Run();
         return (p.Match, p.Table, p.Priority, p.Cookie, p.CookieMask);
     }
@@ -89,11 +97,11 @@ public static class FlowParser
     /// shorthands set dl_type and nw_proto, dl_vlan sets the tag-present bit, nw_ttl defaults to 64
     /// for IP, and the Parse word gets L2, L3 and L4 as an extracted packet of that kind would.
     /// </summary>
-    public static FlowKey ParsePacket(string text, string origin)
+    public static FlowKey ParsePacket(string text, string origin, IReadOnlyDictionary<string, int>? ports = null)
     {
         ArgumentNullException.ThrowIfNull(text);
         ArgumentNullException.ThrowIfNull(origin);
-        var p = new MatchParser(new FlowLine(TrimCr(text), origin, 1), MatchMode.Packet);
+        var p = new MatchParser(new FlowLine(TrimCr(text), origin, 1, ports), MatchMode.Packet);
         p.Run();
         FlowKey key = p.Match.Value;
         ushort dlType = key.DlType;
@@ -126,9 +134,9 @@ public static class FlowParser
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static FlowRule ParseRuleSpan(ReadOnlySpan<char> line, string origin, int lineNo)
+    private static FlowRule ParseRuleSpan(ReadOnlySpan<char> line, string origin, int lineNo, IReadOnlyDictionary<string, int>? ports)
     {
-        var text = new FlowLine(TrimCr(line), origin, lineNo);
+        var text = new FlowLine(TrimCr(line), origin, lineNo, ports);
         var p = new MatchParser(text, MatchMode.Rule);
         p.Run();
         var actions = new ActionParser(text, p.ActionsAt, p.Table ?? 0, p.Match).Parse();

@@ -402,6 +402,13 @@ internal unsafe ref struct MatchParser
                 ParseFlagsOrInt(f, name, valStart, value, out v, out m);
                 break;
             default:
+                if (f == Fields.InPort && _line.TryPortName(value, out int named))
+                {
+                    v = (ulong)named; // a port name where OpenFlow takes a port (as ovs-ofctl's names)
+                    m = 0xFFFF;
+                    break;
+                }
+
                 ParseIntValue(f, name, valStart, value, f.Exact || _mode == MatchMode.Packet, out v, out m);
                 break;
         }
