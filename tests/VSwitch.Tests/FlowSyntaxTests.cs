@@ -608,6 +608,7 @@ public sealed class FlowSyntaxTests
     [InlineData("table=0,priority=1,ip,actions=ct_clear,dec_ttl(1,2,65535),all")]
     [InlineData("table=0,priority=1,ipv6,actions=mod_nw_ttl:255,output:2")]
     [InlineData("table=0,priority=1,ip,ip_dscp=46,actions=output:2")]
+    [InlineData("table=0,priority=1,arp,arp_sha=02:00:00:00:00:01,arp_tha=ff:ff:ff:00:00:00/ff:ff:ff:00:00:00,actions=output:2")]
     [InlineData("table=0,priority=1,ipv6,nw_ecn=3,actions=output:2")]
     public void Parse_format_parse_round_trips(string text)
     {

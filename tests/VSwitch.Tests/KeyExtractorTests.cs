@@ -78,6 +78,8 @@ public sealed unsafe partial class KeyExtractorTests
         Assert.Equal(2, a.NwProto);
         Assert.Equal(FrameBuilder.Ip("192.0.2.1"), a.NwSrc);
         Assert.Equal(FrameBuilder.Ip("198.51.100.2"), a.NwDst);
+        Assert.Equal(0x020000000001UL, a.ArpSha); // the builder's sender MAC
+        Assert.Equal(0UL, a.ArpTha);
 
         var (i, _, _) = Guarded(FrameBuilder.Build(new FrameSpec { Proto = 1 }));
         Assert.Equal(8, i.TpSrc); // echo request: type 8, code 0

@@ -109,6 +109,23 @@ public sealed class OvsSemanticsTests
         }
     }
 
+    [Theory]
+    [InlineData(0x020000000001UL, 2)]
+    [InlineData(0x020000000009UL, 3)]
+    public void Arp_sha_and_arp_tha_match_the_arp_payload(ulong senderMac, int port)
+    {
+        // The frame's Ethernet source stays 02:..:01; only the ARP payload's sender differs.
+        var frame = FrameBuilder.Build(new FrameSpec { EthType = 0x0806, ArpOp = 1 });
+        BinaryPrimitives.WriteUInt16BigEndian(frame.AsSpan(14 + 8), (ushort)(senderMac >> 32));
+        BinaryPrimitives.WriteUInt32BigEndian(frame.AsSpan(14 + 10), (uint)senderMac);
+        var outs = OracleSwitchBugTests.Run("""
+            table=0,priority=20,arp,arp_sha=02:00:00:00:00:01,arp_tha=00:00:00:00:00:00,actions=output:2
+            table=0,priority=10,arp,arp_tha=00:00:00:00:00:00,actions=output:3
+            """, 1, frame);
+        Assert.Single(outs[port]);
+        Assert.Equal(1, outs.Values.Sum(o => o.Count));
+    }
+
     [Fact]
     public void Push_vlan_on_a_tagged_frame_pushes_vid_0_and_pcp_0()
     {

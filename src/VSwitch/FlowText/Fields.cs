@@ -125,6 +125,8 @@ public static class Fields
     public static readonly FieldDef NwDst     = new("nw_dst",       4, 32,  32, Prerequisite.Ip,     true,  FieldSyntax.Ipv4) { Aliases = ["ip_dst", "ipv4_dst"] };
     public static readonly FieldDef ArpSpa    = new("arp_spa",      4,  0,  32, Prerequisite.Arp,    false, FieldSyntax.Ipv4);
     public static readonly FieldDef ArpTpa    = new("arp_tpa",      4, 32,  32, Prerequisite.Arp,    false, FieldSyntax.Ipv4);
+    public static readonly FieldDef ArpSha    = new("arp_sha",      5,  0,  48, Prerequisite.Arp,    false, FieldSyntax.Mac);
+    public static readonly FieldDef ArpTha    = new("arp_tha",      6,  0,  48, Prerequisite.Arp,    false, FieldSyntax.Mac);
     public static readonly FieldDef Ipv6Src   = new("ipv6_src",     5,  0, 128, Prerequisite.Ipv6,   true,  FieldSyntax.Ipv6);
     public static readonly FieldDef Ipv6Dst   = new("ipv6_dst",     7,  0, 128, Prerequisite.Ipv6,   true,  FieldSyntax.Ipv6);
     public static readonly FieldDef Metadata  = new("metadata",     9,  0,  64, None,                true,  FieldSyntax.Hex);
@@ -138,7 +140,7 @@ public static class Fields
     public static readonly IReadOnlyList<FieldDef> All =
     [
         InPort, DlType, VlanTci, DlVlan, DlVlanPcp, Vlan2Tci, DlDst, NwProto, ArpOp, NwTos, IpDscp, NwEcn, DlSrc, NwTtl, NwFrag,
-        TpSrc, TpDst, IcmpType, IcmpCode, TcpFlags, NwSrc, NwDst, ArpSpa, ArpTpa, Ipv6Src, Ipv6Dst, Metadata,
+        TpSrc, TpDst, IcmpType, IcmpCode, TcpFlags, NwSrc, NwDst, ArpSpa, ArpTpa, ArpSha, ArpTha, Ipv6Src, Ipv6Dst, Metadata,
         Reg0, Reg1, CtState, CtZone, CtMark, RecircId,
     ];
 

@@ -109,7 +109,7 @@ public static class FlowFormatter
         bool icmp = IsIcmp(m);
         foreach (var f in (ReadOnlySpan<FieldDef>)[
             Fields.InPort, Fields.VlanTci, Fields.Vlan2Tci, Fields.DlSrc, Fields.DlDst, Fields.DlType,
-            arp ? Fields.ArpSpa : Fields.NwSrc, arp ? Fields.ArpTpa : Fields.NwDst, Fields.Ipv6Src, Fields.Ipv6Dst,
+            arp ? Fields.ArpSpa : Fields.NwSrc, arp ? Fields.ArpTpa : Fields.NwDst, arp ? Fields.ArpSha : Fields.Ipv6Src, arp ? Fields.ArpTha : Fields.Ipv6Dst,
             arp ? Fields.ArpOp : Fields.NwProto, Fields.NwTos, Fields.NwTtl, Fields.NwFrag,
             icmp ? Fields.IcmpType : Fields.TpSrc, icmp ? Fields.IcmpCode : Fields.TpDst, Fields.TcpFlags,
             Fields.RecircId, Fields.Metadata, Fields.Reg0, Fields.Reg1, Fields.CtState, Fields.CtZone, Fields.CtMark])
@@ -238,7 +238,7 @@ public static class FlowFormatter
         bool icmp = IsIcmp(m);
         FieldDef protoField = arp ? Fields.ArpOp : Fields.NwProto;
         foreach (var f in (ReadOnlySpan<FieldDef>)[
-            arp ? Fields.ArpSpa : Fields.NwSrc, arp ? Fields.ArpTpa : Fields.NwDst, Fields.Ipv6Src, Fields.Ipv6Dst,
+            arp ? Fields.ArpSpa : Fields.NwSrc, arp ? Fields.ArpTpa : Fields.NwDst, arp ? Fields.ArpSha : Fields.Ipv6Src, arp ? Fields.ArpTha : Fields.Ipv6Dst,
             protoField, TosField(m), Fields.NwTtl, Fields.NwFrag,
             icmp ? Fields.IcmpType : Fields.TpSrc, icmp ? Fields.IcmpCode : Fields.TpDst, Fields.TcpFlags])
         {

@@ -46,6 +46,12 @@ public unsafe struct FlowKey : IEquatable<FlowKey>
     public uint NwSrc { readonly get => (uint)W[4]; set => Set(4, 0, 32, value); }
     public uint NwDst { readonly get => (uint)(W[4] >> 32); set => Set(4, 32, 32, value); }
     public UInt128 Ipv6Src { readonly get => new(W[5], W[6]); set { W[5] = (ulong)(value >> 64); W[6] = (ulong)value; } }
+
+    /// <summary>ARP sender hardware address (an ARP packet's word 5; IPv6 packets use it for ipv6_src).</summary>
+    public ulong ArpSha { readonly get => W[5]; set => W[5] = value; }
+
+    /// <summary>ARP target hardware address (word 6).</summary>
+    public ulong ArpTha { readonly get => W[6]; set => W[6] = value; }
     public UInt128 Ipv6Dst { readonly get => new(W[7], W[8]); set { W[7] = (ulong)(value >> 64); W[8] = (ulong)value; } }
     public ulong Metadata { readonly get => W[9]; set => W[9] = value; }
     public uint Reg0 { readonly get => (uint)W[10]; set => Set(10, 0, 32, value); }

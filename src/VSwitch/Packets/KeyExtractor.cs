@@ -155,6 +155,8 @@ public static unsafe class KeyExtractor
         off->L3 = (ushort)o;
         w[1] |= (ulong)(byte)Be16(p + 6) << 48;
         w[4] = Be32(p + 14) | ((ulong)Be32(p + 24) << 32);
+        w[5] = Mac(p + 8); // arp_sha and arp_tha: the words IPv6 addresses use (an ARP packet has none)
+        w[6] = Mac(p + 18);
         return ParseFlags.L2 | ParseFlags.L3;
     }
 
