@@ -297,6 +297,11 @@ public sealed class FlowSyntaxTests
         { "set_field:99->tcp_dst", new FlowAction(ActionKind.SetField, Field: Fields.TpDst, Value: 99) },
         { "set_field:7->metadata", new FlowAction(ActionKind.SetField, Field: Fields.Metadata, Value: 7) },
         { "load:0x5->reg1[]", new FlowAction(ActionKind.SetField, Field: Fields.Reg1, Value: 5) },
+        { "load:0x5->reg0[4..7]", new FlowAction(ActionKind.SetField, Field: Fields.Reg0, Value: 0x50, Mask: 0xF0) },
+        { "load:1->NXM_NX_REG1[31]", new FlowAction(ActionKind.SetField, Field: Fields.Reg1, Value: 0x80000000, Mask: 0x80000000) },
+        { "load:7->NXM_NX_REG0[0..31]", new FlowAction(ActionKind.SetField, Field: Fields.Reg0, Value: 7) },
+        { "set_field:0x15/0xf->metadata", new FlowAction(ActionKind.SetField, Field: Fields.Metadata, Value: 5, Mask: 0xF) },
+        { "set_field:0x9/0xffffffff->reg0", new FlowAction(ActionKind.SetField, Field: Fields.Reg0, Value: 9) },
         { "dec_ttl", new FlowAction(ActionKind.DecTtl) },
         { "dec_ttl(0)", new FlowAction(ActionKind.DecTtl) },
         { "dec_ttl(1,2)", new FlowAction(ActionKind.DecTtl, Value: 0x0002_0001, Mask: 2) },
@@ -457,6 +462,10 @@ public sealed class FlowSyntaxTests
     [InlineData("ip,actions=dec_ttl(1,x)", 22, "expected a controller id from 0 to 65535 in 'dec_ttl(', found 'x'")]
     [InlineData("ip,actions=dec_ttl(1,2,3,4,5)", 28, "expected at most 4 controller ids in 'dec_ttl(', found more")]
     [InlineData("actions=ct_clear:1", 19, "expected ',' after 'ct_clear' (it takes no argument)")]
+    [InlineData("ip,actions=load:1->nw_dst[0..7]", 20, "expected a whole packet field 'F[]' (bit ranges are for metadata and registers), found 'nw_dst[0..7]'")]
+    [InlineData("actions=load:16->reg0[0..3]", 14, "expected an integer from 0 to 0xf (bits 0..3) after 'load:', found '16'")]
+    [InlineData("actions=load:1->reg0[3..40]", 17, "expected bits 0..31 of 'reg0', found 3..40")]
+    [InlineData("ip,actions=set_field:1.2.3.4/255.0.0.0->nw_dst", 41, "expected metadata or a register after a masked 'set_field:V/M->'")]
     [InlineData("recirc_id=1/1,actions=drop", 12, "expected an exact value after 'recirc_id='")]
     public void Errors_name_the_column_and_what_was_expected(string text, int column, string detail)
     {
@@ -608,6 +617,7 @@ public sealed class FlowSyntaxTests
     [InlineData("table=0,priority=1,ip,actions=ct_clear,dec_ttl(1,2,65535),all")]
     [InlineData("table=0,priority=1,ipv6,actions=mod_nw_ttl:255,output:2")]
     [InlineData("table=0,priority=1,ip,ip_dscp=46,actions=output:2")]
+    [InlineData("table=0,priority=1,actions=load:0x3->reg0[0..1],set_field:0x100/0xf00->reg1,resubmit(,1)")]
     [InlineData("table=0,priority=1,arp,arp_sha=02:00:00:00:00:01,arp_tha=ff:ff:ff:00:00:00/ff:ff:ff:00:00:00,actions=output:2")]
     [InlineData("table=0,priority=1,ipv6,nw_ecn=3,actions=output:2")]
     public void Parse_format_parse_round_trips(string text)

@@ -127,6 +127,18 @@ public sealed class OvsSemanticsTests
     }
 
     [Fact]
+    public void Bit_range_loads_and_masked_sets_write_only_their_bits_of_a_register()
+    {
+        var outs = OracleSwitchBugTests.Run("""
+            table=0,priority=10,actions=load:0xff->reg0[],load:0x2->reg0[4..7],set_field:0x100/0xf00->reg0,load:1->NXM_NX_REG1[31],resubmit(,1)
+            table=1,priority=10,reg0=0x12f,reg1=0x80000000,actions=output:2
+            table=1,priority=0,actions=output:3
+            """, 1, Udp());
+        Assert.Single(outs[2]); // 0xff -> bits 4..7 = 2: 0x2f -> bits 8..11 = 1: 0x12f
+        Assert.Empty(outs[3]);
+    }
+
+    [Fact]
     public void Push_vlan_on_a_tagged_frame_pushes_vid_0_and_pcp_0()
     {
         // Open vSwitch 3.1 pushes VID 0 / PCP 0 whatever the current tag (OpenFlow 1.1 would copy it).

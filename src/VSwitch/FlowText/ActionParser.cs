@@ -235,14 +235,32 @@ internal readonly ref struct ActionParser
 
                     var fname = arg[(arrow + 2)..];
                     int fAt = argAt + arrow + 2;
+                    int bitLo = -1, bitHi = -1; // load:V->F[a..b] / F[n]: a bit range (-1: the whole field)
                     if (load)
                     {
-                        if (!fname.EndsWith("[]"))
+                        int open = fname.IndexOf('[');
+                        if (open < 0 || fname[^1] != ']')
                         {
-                            _line.Fail(fAt, $"expected a whole field 'FIELD[]' after '->' (partial loads are not supported), found {Found(fname)}");
+                            _line.Fail(fAt, $"expected 'FIELD[]', 'FIELD[BIT]' or 'FIELD[LOW..HIGH]' after '->', found {Found(fname)}");
                         }
 
-                        fname = fname[..^2];
+                        var range = fname[(open + 1)..^1];
+                        if (!range.IsEmpty)
+                        {
+                            int dots = range.IndexOf("..");
+                            var lo = dots < 0 ? range : range[..dots];
+                            var hi = dots < 0 ? range : range[(dots + 2)..];
+                            ulong l = 0, h = 0;
+                            if (!TryParseU64(lo, out l) || !TryParseU64(hi, out h) || h < l || h > 127)
+                            {
+                                _line.Fail(fAt + open + 1, $"expected a bit range LOW..HIGH (or one BIT) in '{fname}', found {Found(range)}");
+                            }
+
+                            bitLo = (int)l;
+                            bitHi = (int)h;
+                        }
+
+                        fname = fname[..open];
                     }
 
                     if (!Keywords.TryFindField(fname, out var field))
@@ -255,9 +273,23 @@ internal readonly ref struct ActionParser
                         _line.Fail(fAt, $"expected a writable field after '->' ({WritableNames()}), found '{fname}' (read-only)");
                     }
 
-                    a = load
-                        ? LoadField(field, arg[..arrow], argAt, fname, start, vlan)
-                        : SetField(field, name, start, true, pos, arg[..arrow], argAt, head, vlan, fname);
+                    var valueText = arg[..arrow];
+                    int slash = load ? -1 : valueText.IndexOf('/');
+                    if (bitLo >= 0 && (bitLo > 0 || bitHi < field.Width - 1))
+                    {
+                        a = PartialLoad(field, valueText, argAt, fname, fAt, bitLo, bitHi);
+                    }
+                    else if (slash >= 0)
+                    {
+                        a = MaskedSet(field, valueText[..slash], valueText[(slash + 1)..], argAt, fname, fAt);
+                    }
+                    else
+                    {
+                        a = load
+                            ? LoadField(field, valueText, argAt, fname, start, vlan)
+                            : SetField(field, name, start, true, pos, valueText, argAt, head, vlan, fname);
+                    }
+
                     break;
                 }
 
@@ -514,6 +546,49 @@ internal readonly ref struct ActionParser
             default:
                 return IntSet(f, arg, argAt, head, fieldName);
         }
+    }
+
+    /// <summary>Metadata and registers: fields of the pipeline, not of the packet, so any bits of them can be written.</summary>
+    private static bool PipelineOnly(FieldDef f) => ReferenceEquals(f, Fields.Metadata) || ReferenceEquals(f, Fields.Reg0) || ReferenceEquals(f, Fields.Reg1);
+
+    /// <summary>load:V->F[LOW..HIGH]: V into those bits of F (metadata and registers).</summary>
+    private FlowAction PartialLoad(FieldDef f, ReadOnlySpan<char> value, int at, ReadOnlySpan<char> fieldName, int fAt, int lo, int hi)
+    {
+        if (!PipelineOnly(f))
+        {
+            _line.Fail(fAt, $"expected a whole packet field 'F[]' (bit ranges are for metadata and registers), found '{fieldName}[{lo}..{hi}]'");
+        }
+
+        if (hi >= f.Width)
+        {
+            _line.Fail(fAt, $"expected bits 0..{f.Width - 1} of '{fieldName}', found {lo}..{hi}");
+        }
+
+        int n = hi - lo + 1;
+        ulong max = n >= 64 ? ulong.MaxValue : (1UL << n) - 1;
+        if (!TryParseU64(value, out ulong v) || v > max)
+        {
+            _line.Fail(at, $"expected an integer from 0 to 0x{max:x} (bits {lo}..{hi}) after 'load:', found {Found(value)}");
+        }
+
+        return new FlowAction(ActionKind.SetField, Field: f, Value: v << lo, Mask: max << lo);
+    }
+
+    /// <summary>set_field:V/M->F: V into the bits M selects (metadata and registers).</summary>
+    private FlowAction MaskedSet(FieldDef f, ReadOnlySpan<char> value, ReadOnlySpan<char> mask, int at, ReadOnlySpan<char> fieldName, int fAt)
+    {
+        if (!PipelineOnly(f))
+        {
+            _line.Fail(fAt, $"expected metadata or a register after a masked 'set_field:V/M->' (a packet field takes no mask), found '{fieldName}'");
+        }
+
+        ulong v = 0, m = 0;
+        if (!TryParseU64(value, out v) || v > f.Max || !TryParseU64(mask, out m) || m > f.Max || m == 0)
+        {
+            _line.Fail(at, $"expected VALUE/MASK, integers from 0 to 0x{f.Max:x} (mask not 0), after 'set_field:', found {Found(value)}/{Found(mask)}");
+        }
+
+        return m == f.Max ? new FlowAction(ActionKind.SetField, Field: f, Value: v) : new FlowAction(ActionKind.SetField, Field: f, Value: v & m, Mask: m);
     }
 
     private FlowAction LoadField(FieldDef f, ReadOnlySpan<char> value, int at, ReadOnlySpan<char> fieldName,

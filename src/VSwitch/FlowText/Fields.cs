@@ -129,9 +129,9 @@ public static class Fields
     public static readonly FieldDef ArpTha    = new("arp_tha",      6,  0,  48, Prerequisite.Arp,    false, FieldSyntax.Mac);
     public static readonly FieldDef Ipv6Src   = new("ipv6_src",     5,  0, 128, Prerequisite.Ipv6,   true,  FieldSyntax.Ipv6);
     public static readonly FieldDef Ipv6Dst   = new("ipv6_dst",     7,  0, 128, Prerequisite.Ipv6,   true,  FieldSyntax.Ipv6);
-    public static readonly FieldDef Metadata  = new("metadata",     9,  0,  64, None,                true,  FieldSyntax.Hex);
-    public static readonly FieldDef Reg0      = new("reg0",        10,  0,  32, None,                true,  FieldSyntax.Hex);
-    public static readonly FieldDef Reg1      = new("reg1",        10, 32,  32, None,                true,  FieldSyntax.Hex);
+    public static readonly FieldDef Metadata  = new("metadata",     9,  0,  64, None,                true,  FieldSyntax.Hex) { Aliases = ["OXM_OF_METADATA"] };
+    public static readonly FieldDef Reg0      = new("reg0",        10,  0,  32, None,                true,  FieldSyntax.Hex) { Aliases = ["NXM_NX_REG0"] };
+    public static readonly FieldDef Reg1      = new("reg1",        10, 32,  32, None,                true,  FieldSyntax.Hex) { Aliases = ["NXM_NX_REG1"] };
     public static readonly FieldDef CtState   = new("ct_state",    11,  0,   8, None,                false, FieldSyntax.Flags) { FlagNames = s_ctStateNames };
     public static readonly FieldDef CtZone    = new("ct_zone",     11,  8,  16, None,                false, FieldSyntax.Decimal);
     public static readonly FieldDef CtMark    = new("ct_mark",     11, 32,  32, None,                false, FieldSyntax.Hex);

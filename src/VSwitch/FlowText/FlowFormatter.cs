@@ -627,6 +627,11 @@ public static class FlowFormatter
                     sb.Append(CultureInfo.InvariantCulture, $"0x{a.Value:x}");
                 }
 
+                if (a.Mask != 0)
+                {
+                    sb.Append(CultureInfo.InvariantCulture, $"/0x{a.Mask:x}"); // metadata and registers only
+                }
+
                 break;
         }
 

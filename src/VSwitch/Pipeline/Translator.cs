@@ -565,8 +565,16 @@ public static class Translator
         }
         else
         {
-            // Pipeline-only fields (metadata, registers): they change the key, not the packet.
-            k.Set(f.Word, f.Shift, f.Width, a.Value);
+            // Pipeline-only fields (metadata, registers): they change the key, not the packet. A
+            // non-zero Mask writes only those bits (load:V->reg0[a..b], set_field:V/M->reg0).
+            ulong v = a.Value;
+            if (a.Mask != 0)
+            {
+                ulong cur = (k.W[f.Word] >> f.Shift) & (f.Width >= 64 ? ulong.MaxValue : (1UL << f.Width) - 1);
+                v = (cur & ~a.Mask) | (a.Value & a.Mask);
+            }
+
+            k.Set(f.Word, f.Shift, f.Width, v);
         }
     }
 
