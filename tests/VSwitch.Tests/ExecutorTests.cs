@@ -244,6 +244,23 @@ public sealed unsafe class ExecutorTests
         }
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Mod_nw_tos_and_mod_nw_ecn_set_their_bits_and_keep_the_checksums_right(bool v6)
+    {
+        using var rig = new Rig();
+        rig.Load(FlowParser.ParseRules($"table=0,priority=10,{(v6 ? "tcp6" : "tcp")},actions=mod_nw_tos:184,output:2,mod_nw_ecn:1,output:3", "test"));
+        FrameSpec Spec(byte tos) => new() { Proto = 6, Tos = tos, EthType = (ushort)(v6 ? 0x86DD : 0x0800), Payload = new byte[18] };
+        rig.Send(1, [FrameBuilder.Build(Spec(0x02))]); // DSCP 0, ECN 2
+        var two = Assert.Single(rig.Out(2));
+        Assert.Equal(Convert.ToHexString(FrameBuilder.Build(Spec(0xBA))), Convert.ToHexString(two)); // DSCP 46, ECN kept
+        Assert.Empty(FrameBuilder.VerifyChecksums(two));
+        var three = Assert.Single(rig.Out(3));
+        Assert.Equal(Convert.ToHexString(FrameBuilder.Build(Spec(0xB9))), Convert.ToHexString(three));
+        Assert.Empty(FrameBuilder.VerifyChecksums(three));
+    }
+
     [Fact]
     public void A_chain_whose_first_segment_ends_inside_a_header_is_counted_malformed()
     {

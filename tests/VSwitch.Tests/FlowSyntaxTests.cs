@@ -290,6 +290,9 @@ public sealed class FlowSyntaxTests
         { "mod_tp_src:1000", new FlowAction(ActionKind.SetField, Field: Fields.TpSrc, Value: 1000) },
         { "mod_tp_dst:0x50", new FlowAction(ActionKind.SetField, Field: Fields.TpDst, Value: 80) },
         { "mod_nw_ttl:9", new FlowAction(ActionKind.SetField, Field: Fields.NwTtl, Value: 9) },
+        { "mod_nw_tos:184", new FlowAction(ActionKind.SetField, Field: Fields.IpDscp, Value: 46) },
+        { "mod_nw_ecn:3", new FlowAction(ActionKind.SetField, Field: Fields.NwEcn, Value: 3) },
+        { "set_field:10->ip_dscp", new FlowAction(ActionKind.SetField, Field: Fields.IpDscp, Value: 10) },
         { "set_field:0->nw_ttl", new FlowAction(ActionKind.SetField, Field: Fields.NwTtl, Value: 0) },
         { "set_field:10.1.1.1->nw_dst", new FlowAction(ActionKind.SetField, Field: Fields.NwDst, Value: 0x0A010101) },
         { "set_field:0a:00:00:00:00:01->eth_dst", new FlowAction(ActionKind.SetField, Field: Fields.DlDst, Value: 0x0A0000000001) },
@@ -462,6 +465,7 @@ public sealed class FlowSyntaxTests
     [InlineData("ip,actions=dec_ttl(1,x)", 22, "expected a controller id from 0 to 65535 in 'dec_ttl(', found 'x'")]
     [InlineData("ip,actions=dec_ttl(1,2,3,4,5)", 28, "expected at most 4 controller ids in 'dec_ttl(', found more")]
     [InlineData("actions=ct_clear:1", 19, "expected ',' after 'ct_clear' (it takes no argument)")]
+    [InlineData("ip,actions=mod_nw_tos:5", 23, "expected a multiple of 4 after 'mod_nw_tos:'")]
     [InlineData("ip,actions=load:1->nw_dst[0..7]", 20, "expected a whole packet field 'F[]' (bit ranges are for metadata and registers), found 'nw_dst[0..7]'")]
     [InlineData("actions=load:16->reg0[0..3]", 14, "expected an integer from 0 to 0xf (bits 0..3) after 'load:', found '16'")]
     [InlineData("actions=load:1->reg0[3..40]", 17, "expected bits 0..31 of 'reg0', found 3..40")]

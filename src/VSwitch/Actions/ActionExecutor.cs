@@ -153,6 +153,13 @@ public readonly unsafe struct ActionExecutor<TIo>
                     }
 
                     break;
+                case DpOp.SetTos:
+                    for (int j = 0; j < k; j++)
+                    {
+                        PacketEdit.SetTos(pkts[j], offs[j], op.Flags == 2, (byte)op.A, (byte)op.B);
+                    }
+
+                    break;
                 case DpOp.SetTtl:
                     for (int j = 0; j < k; j++)
                     {

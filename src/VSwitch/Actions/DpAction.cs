@@ -61,6 +61,9 @@ public enum DpOp : byte
 
     /// <summary>Set the IPv4 TTL (Flags 1, header checksum updated) or IPv6 hop limit (Flags 2) to A.</summary>
     SetTtl,
+
+    /// <summary>Set the bits B of the IPv4 ToS (Flags 1, header checksum updated) or IPv6 traffic class (Flags 2) to A.</summary>
+    SetTos,
 }
 
 [StructLayout(LayoutKind.Sequential, Size = 16)]
@@ -119,6 +122,7 @@ public struct DpAction
         DpOp.SetTpDst => $"set(tp_dst={A})",
         DpOp.DecTtl => "dec_ttl",
         DpOp.SetTtl => $"set(ttl={A})",
+        DpOp.SetTos => $"set(tos=0x{A:x2}/0x{B:x2})",
         DpOp.Recirc => $"recirc({A})",
         _ => Op.ToString(),
     };

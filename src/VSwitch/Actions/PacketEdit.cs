@@ -182,6 +182,33 @@ public static unsafe class PacketEdit
         Wr16(ip + 10, Update16(Rd16(ip + 10), oldWord, Rd16(ip + 8)));
     }
 
+    /// <summary>
+    /// Sets the <paramref name="mask"/> bits of the IPv4 ToS byte (incremental header checksum update)
+    /// or the IPv6 traffic class (bits 4-11 of the header's first word) to <paramref name="value"/>.
+    /// Neither is in a transport checksum's pseudo-header.
+    /// </summary>
+    public static void SetTos(nint m, in HeaderOffsets off, bool v6, byte value, byte mask)
+    {
+        if (off.L3 == 0xFFFF)
+        {
+            return;
+        }
+
+        byte* ip = Mbuf.Data(m) + off.L3;
+        if (v6)
+        {
+            ushort w = Rd16(ip);
+            byte tc = (byte)(w >> 4);
+            tc = (byte)((tc & ~mask) | (value & mask));
+            Wr16(ip, (ushort)((w & 0xF00F) | (tc << 4)));
+            return;
+        }
+
+        ushort oldWord = Rd16(ip);
+        ip[1] = (byte)((ip[1] & ~mask) | (value & mask));
+        Wr16(ip + 10, Update16(Rd16(ip + 10), oldWord, Rd16(ip)));
+    }
+
     /// <summary>Pushes a VLAN tag; false when the mbuf has no headroom or is not one segment.</summary>
     public static bool PushVlan(nint m, ref HeaderOffsets off, ushort tpid, ushort tci)
     {

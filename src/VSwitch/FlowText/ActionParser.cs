@@ -220,9 +220,23 @@ internal readonly ref struct ActionParser
                     a = new FlowAction(ActionKind.SetVlanPcp, Value: IntArg(hasArg, name, pos, arg, argAt, head, "a priority", 7));
                     vlan = true;
                     break;
-                case "mod_dl_src" or "mod_dl_dst" or "mod_nw_src" or "mod_nw_dst" or "mod_tp_src" or "mod_tp_dst" or "mod_nw_ttl":
+                case "mod_dl_src" or "mod_dl_dst" or "mod_nw_src" or "mod_nw_dst" or "mod_tp_src" or "mod_tp_dst" or "mod_nw_ttl" or "mod_nw_ecn":
                     a = SetField(ModField(lname), name, start, hasArg, pos, arg, argAt, head, vlan);
                     break;
+                case "mod_nw_tos":
+                {
+                    // ovs-ofctl: the DSCP bits, given as the ToS byte's value (a multiple of 4); ECN is kept.
+                    ulong tos = IntArg(hasArg, name, pos, arg, argAt, head, "a ToS value (a multiple of 4)", 255);
+                    if ((tos & 3) != 0)
+                    {
+                        _line.Fail(argAt, $"expected a multiple of 4 after '{head}' (mod_nw_tos sets the DSCP bits; mod_nw_ecn sets the other two), found {Found(arg)}");
+                    }
+
+                    CheckActionPrereq(Fields.IpDscp, name, start, vlan);
+                    a = new FlowAction(ActionKind.SetField, Field: Fields.IpDscp, Value: tos >> 2);
+                    break;
+                }
+
                 case "set_field" or "load":
                 {
                     bool load = lname[0] == 'l';
@@ -349,7 +363,7 @@ internal readonly ref struct ActionParser
                 default:
                     _line.Fail(start, $"expected an action (output:PORT, in_port, drop, flood, normal, controller, push_vlan, "
                         + $"pop_vlan, mod_vlan_vid, mod_vlan_pcp, mod_dl_src, mod_dl_dst, mod_nw_src, mod_nw_dst, mod_tp_src, "
-                        + $"mod_tp_dst, mod_nw_ttl, set_field, load, dec_ttl, write_metadata, goto_table, resubmit, recirc, all, ct_clear), found '{name}'");
+                        + $"mod_tp_dst, mod_nw_ttl, mod_nw_tos, mod_nw_ecn, set_field, load, dec_ttl, write_metadata, goto_table, resubmit, recirc, all, ct_clear), found '{name}'");
                     return [];
             }
 
@@ -415,6 +429,7 @@ internal readonly ref struct ActionParser
         "mod_nw_dst" => Fields.NwDst,
         "mod_tp_src" => Fields.TpSrc,
         "mod_nw_ttl" => Fields.NwTtl,
+        "mod_nw_ecn" => Fields.NwEcn,
         _ => Fields.TpDst,
     };
 

@@ -111,8 +111,8 @@ public static class Fields
     public static readonly FieldDef NwProto   = new("nw_proto",     1, 48,   8, Prerequisite.IpAny,  false, FieldSyntax.Decimal) { Exact = true, Aliases = ["ip_proto"] };
     public static readonly FieldDef ArpOp     = new("arp_op",       1, 48,   8, Prerequisite.Arp,    false, FieldSyntax.Decimal) { Exact = true };
     public static readonly FieldDef NwTos     = new("nw_tos",       1, 56,   8, Prerequisite.IpAny,  false, FieldSyntax.Decimal);
-    public static readonly FieldDef IpDscp    = new("ip_dscp",      1, 58,   6, Prerequisite.IpAny,  false, FieldSyntax.Decimal); // nw_tos >> 2
-    public static readonly FieldDef NwEcn     = new("nw_ecn",       1, 56,   2, Prerequisite.IpAny,  false, FieldSyntax.Decimal) { Aliases = ["ip_ecn"] }; // nw_tos & 3
+    public static readonly FieldDef IpDscp    = new("ip_dscp",      1, 58,   6, Prerequisite.IpAny,  true,  FieldSyntax.Decimal); // nw_tos >> 2
+    public static readonly FieldDef NwEcn     = new("nw_ecn",       1, 56,   2, Prerequisite.IpAny,  true,  FieldSyntax.Decimal) { Aliases = ["ip_ecn"] }; // nw_tos & 3
     public static readonly FieldDef DlSrc     = new("dl_src",       2,  0,  48, None,                true,  FieldSyntax.Mac) { Aliases = ["eth_src"] };
     public static readonly FieldDef NwTtl     = new("nw_ttl",       2, 48,   8, Prerequisite.IpAny,  true,  FieldSyntax.Decimal);
     public static readonly FieldDef NwFrag    = new("ip_frag",      2, 56,   8, Prerequisite.IpAny,  false, FieldSyntax.Frag);

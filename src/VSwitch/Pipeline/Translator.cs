@@ -499,6 +499,17 @@ public static class Translator
                 k.NwSrc = (uint)a.Value;
             }
         }
+        else if (f == Fields.IpDscp || f == Fields.NwEcn)
+        {
+            t.Wildcards.W[0] |= 0xFFFFUL << 16;
+            if (k.DlType == KeyExtractor.EthIp || k.DlType == KeyExtractor.EthIpv6)
+            {
+                byte mask = f == Fields.IpDscp ? (byte)0xFC : (byte)0x03;
+                byte bits = (byte)((f == Fields.IpDscp ? a.Value << 2 : a.Value) & mask);
+                t.Emit(new DpAction(DpOp.SetTos, flags: (byte)(k.DlType == KeyExtractor.EthIp ? 1 : 2), a: bits, b: mask));
+                k.NwTos = (byte)((k.NwTos & ~mask) | bits);
+            }
+        }
         else if (f == Fields.NwTtl)
         {
             t.Wildcards.W[0] |= 0xFFFFUL << 16;

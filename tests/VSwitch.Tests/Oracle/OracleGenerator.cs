@@ -292,7 +292,7 @@ internal sealed class OracleGenerator(Random rnd, int portCount)
 
         if (m.IsIpv4 || m.IsIpv6)
         {
-            options.Add(SetTarget.NwTtl);
+            options.AddRange([SetTarget.NwTtl, SetTarget.IpDscp, SetTarget.NwEcn]);
         }
 
         var t = Pick(options);
@@ -302,6 +302,8 @@ internal sealed class OracleGenerator(Random rnd, int portCount)
             SetTarget.NwSrc or SetTarget.NwDst => Chance(70) ? Pick(s_v4) : (uint)rnd.Next(),
             SetTarget.Ipv6Src or SetTarget.Ipv6Dst => Chance(70) ? Pick(s_v6) : ((UInt128)(ulong)rnd.NextInt64() << 64) | (ulong)rnd.NextInt64(),
             SetTarget.NwTtl => (UInt128)(Chance(60) ? rnd.Next(0, 3) : rnd.Next(256)), // 0-2 meet dec_ttl's edge
+            SetTarget.IpDscp => (UInt128)rnd.Next(64),
+            SetTarget.NwEcn => (UInt128)rnd.Next(4),
             _ => (UInt128)(Chance(70) ? Pick(s_tp) : rnd.Next(65536)),
         };
         return new SetFieldAction(t, v);

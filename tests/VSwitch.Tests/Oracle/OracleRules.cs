@@ -73,6 +73,8 @@ internal enum SetTarget
     VlanVid,
     VlanPcp,
     NwTtl,
+    IpDscp,
+    NwEcn,
 }
 
 internal abstract record OracleAction;
@@ -314,6 +316,8 @@ internal sealed record OracleRule(int Table, int Priority, OracleMatch Match, IR
             SetTarget.VlanVid => $"set_field:{v}->vlan_vid",
             SetTarget.VlanPcp => $"set_field:{v}->vlan_pcp",
             SetTarget.NwTtl => mod ? $"mod_nw_ttl:{v}" : $"set_field:{v}->nw_ttl",
+            SetTarget.IpDscp => mod ? $"mod_nw_tos:{(int)s.Value * 4}" : $"set_field:{v}->ip_dscp",
+            SetTarget.NwEcn => mod ? $"mod_nw_ecn:{v}" : $"set_field:{v}->ip_ecn",
             _ => throw new ArgumentOutOfRangeException(nameof(s)),
         };
     }

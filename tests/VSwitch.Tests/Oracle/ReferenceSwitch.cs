@@ -412,6 +412,25 @@ internal sealed class ReferenceSwitch(IReadOnlyList<OraclePort> ports, IReadOnly
             case SetTarget.Ipv6Dst when v.IsIpv6:
                 BinaryPrimitives.WriteUInt128BigEndian(f.AsSpan(v.L3 + 24), s.Value);
                 break;
+            case SetTarget.IpDscp or SetTarget.NwEcn when v.IsIpv4 || v.IsIpv6:
+            {
+                int mask = s.Target == SetTarget.IpDscp ? 0xFC : 0x03;
+                int bits = (s.Target == SetTarget.IpDscp ? (int)s.Value << 2 : (int)s.Value) & mask;
+                if (v.IsIpv4)
+                {
+                    f[v.L3 + 1] = (byte)((f[v.L3 + 1] & ~mask) | bits);
+                }
+                else
+                {
+                    int tc = ((f[v.L3] & 0xF) << 4) | (f[v.L3 + 1] >> 4); // traffic class: bits 4-11 of the first word
+                    tc = (tc & ~mask) | bits;
+                    f[v.L3] = (byte)((f[v.L3] & 0xF0) | (tc >> 4));
+                    f[v.L3 + 1] = (byte)((f[v.L3 + 1] & 0x0F) | ((tc & 0xF) << 4));
+                }
+
+                break;
+            }
+
             case SetTarget.NwTtl when v.IsIpv4 || v.IsIpv6:
                 f[v.L3 + (v.IsIpv4 ? 8 : 7)] = (byte)s.Value;
                 break;
