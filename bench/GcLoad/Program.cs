@@ -11,9 +11,9 @@
 // usage: dotnet run -c Release --project bench/GcLoad [RULES=200000]
 // Last line: RESULT gcload_pause_max_ms=<longest pause of any phase> gcload_pause_total_ms=<sum> rules=N
 using System.Diagnostics;
-using System.Diagnostics.Tracing;
 using System.Globalization;
 using System.Text;
+using VSwitch.Datapath;
 using VSwitch.FlowText;
 using VSwitch.Pipeline;
 
@@ -21,7 +21,8 @@ int rules = args.Length > 0 ? int.Parse(args[0], CultureInfo.InvariantCulture) :
 string a = Lines(rules, 1), b = Lines(rules, 2);
 var shared = new PipelineShared([new PipelinePort(1, "a") { Slot = 0 }, new PipelinePort(2, "b") { Slot = 1 }]);
 var flows = new FlowControl(shared, () => true);
-using var watch = new PauseWatch();
+using var watch = new GcWatch(keep: int.MaxValue); // vswitchd's own GC listener, keeping every collection
+double worstMs = 0, totalMs = 0;
 GC.Collect();
 Thread.Sleep(200);
 Console.WriteLine($"# GcLoad {DateTime.UtcNow:yyyy-MM-ddTHH:mm:ssZ} rules={rules} concurrent_gc={System.Runtime.GCSettings.LatencyMode} gen0_max_budget={GC.GetConfigurationVariables().GetValueOrDefault("GCGen0MaxBudget", "default")}");
@@ -44,17 +45,24 @@ Phase("parse2", () => pending = Transaction(b));
 Phase("replace", () => flows.Replace(pending!, 2));
 pending = null;
 Phase("delete", () => flows.Delete(FlowFilter.All));
-Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"RESULT gcload_pause_max_ms={watch.WorstMs:F2} gcload_pause_total_ms={watch.TotalMs:F1} rules={rules}"));
+Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"RESULT gcload_pause_max_ms={worstMs:F2} gcload_pause_total_ms={totalMs:F1} rules={rules}"));
 
 void Phase(string name, Action act)
 {
     Thread.Sleep(100); // let a background collection of the previous phase finish
-    watch.Start();
+    watch.Reset();
     var sw = Stopwatch.StartNew();
     act();
     sw.Stop();
     Thread.Sleep(300);
-    Console.WriteLine(watch.Stop(name, sw.Elapsed.TotalMilliseconds));
+    var pauses = watch.RecentCollections;
+    double total = pauses.Sum(p => p.PauseMs), max = pauses.Count == 0 ? 0 : pauses.Max(p => p.PauseMs);
+    worstMs = Math.Max(worstMs, max);
+    totalMs += total;
+    var byGen = pauses.GroupBy(p => p.Generation).OrderBy(g => g.Key)
+        .Select(g => string.Create(CultureInfo.InvariantCulture, $"gen{g.Key} {g.Count()} ({g.Sum(p => p.PauseMs):F1} ms, max {g.Max(p => p.PauseMs):F2})"));
+    Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+        $"{name,-8} {sw.Elapsed.TotalMilliseconds,7:F0} ms  collections={pauses.Count,-4} pause_total_ms={total,6:F1} pause_max_ms={max,6:F2}  {string.Join(", ", byGen)}"));
 }
 
 static string Lines(int n, int port)
@@ -88,68 +96,4 @@ static List<FlowRule> Transaction(string text)
     }
 
     return all;
-}
-
-/// <summary>Collects every GC pause (suspend begin to restart end) with its generation.</summary>
-internal sealed class PauseWatch : EventListener
-{
-    private readonly Lock _gate = new();
-    private readonly List<(int Gen, double Ms)> _pauses = [];
-    private long _suspendTicks;
-    private int _gen = -1;
-
-    public double WorstMs { get; private set; }
-
-    public double TotalMs { get; private set; }
-
-    public void Start()
-    {
-        lock (_gate)
-        {
-            _pauses.Clear();
-        }
-    }
-
-    public string Stop(string phase, double wallMs)
-    {
-        lock (_gate)
-        {
-            double total = _pauses.Sum(p => p.Ms), max = _pauses.Count == 0 ? 0 : _pauses.Max(p => p.Ms);
-            WorstMs = Math.Max(WorstMs, max);
-            TotalMs += total;
-            var byGen = _pauses.GroupBy(p => p.Gen).OrderBy(g => g.Key)
-                .Select(g => string.Create(CultureInfo.InvariantCulture, $"gen{g.Key} {g.Count()} ({g.Sum(p => p.Ms):F1} ms, max {g.Max(p => p.Ms):F2})"));
-            return string.Create(CultureInfo.InvariantCulture,
-                $"{phase,-8} {wallMs,7:F0} ms  collections={_pauses.Count,-4} pause_total_ms={total,6:F1} pause_max_ms={max,6:F2}  {string.Join(", ", byGen)}");
-        }
-    }
-
-    protected override void OnEventSourceCreated(EventSource eventSource)
-    {
-        if (eventSource.Name == "Microsoft-Windows-DotNETRuntime")
-        {
-            EnableEvents(eventSource, EventLevel.Informational, (EventKeywords)0x1); // GC
-        }
-    }
-
-    protected override void OnEventWritten(EventWrittenEventArgs eventData)
-    {
-        switch (eventData.EventName)
-        {
-            case "GCStart_V2":
-                _gen = Convert.ToInt32(eventData.Payload![1], CultureInfo.InvariantCulture);
-                break;
-            case "GCSuspendEEBegin_V1":
-                _suspendTicks = eventData.TimeStamp.Ticks;
-                break;
-            case "GCRestartEEEnd_V1" when _suspendTicks != 0:
-                lock (_gate)
-                {
-                    _pauses.Add((_gen, (eventData.TimeStamp.Ticks - _suspendTicks) / (double)TimeSpan.TicksPerMillisecond));
-                }
-
-                _suspendTicks = 0;
-                break;
-        }
-    }
 }

@@ -14,13 +14,16 @@ public readonly record struct GcPause(int Generation, string Reason, double Paus
 
 public sealed class GcWatch : EventListener
 {
-    private const int Recent = 8;
+    private readonly int _keep;
     private const EventKeywords GcKeyword = (EventKeywords)0x1;
     private readonly object _lock = new();
     private readonly Queue<GcPause> _recent = new();
     private long _suspendTicks;
     private int _generation = -1;
     private string _reason = "";
+
+    /// <param name="keep">How many of the latest collections <see cref="RecentCollections"/> keeps.</param>
+    public GcWatch(int keep = 8) => _keep = keep;
 
     /// <summary>Pauses seen since the last <see cref="Reset"/>.</summary>
     public long Pauses { get; private set; }
@@ -82,7 +85,7 @@ public sealed class GcWatch : EventListener
                         PauseTotalMs += ms;
                         PauseMaxMs = Math.Max(PauseMaxMs, ms);
                         _recent.Enqueue(new GcPause(_generation, _reason, ms, e.TimeStamp));
-                        if (_recent.Count > Recent)
+                        if (_recent.Count > _keep)
                         {
                             _recent.Dequeue();
                         }
