@@ -118,7 +118,7 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
     {
         lock (_control)
         {
-            return _ports.Ports.ToDictionary(p => p.Name, p => _ports.OfPortAt(_ports.SlotOf(p)), StringComparer.Ordinal);
+            return _ports.Names();
         }
     }
 

@@ -39,6 +39,21 @@ public sealed class PortRegistry
     /// <summary>Every bound port's configuration, by slot (what the state file stores).</summary>
     public List<PortConfig> Configs => _configs.Where(p => p != null).Select(p => p!).ToList();
 
+    /// <summary>Port name -> OpenFlow number (a snapshot, for flow text that names ports).</summary>
+    public Dictionary<string, int> Names()
+    {
+        var names = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (int dp = 0; dp < PmdState.MaxPorts; dp++)
+        {
+            if (_ports[dp] is DpdkPort p)
+            {
+                names[p.Name] = _ofPorts[dp];
+            }
+        }
+
+        return names;
+    }
+
     /// <summary>The slot of <paramref name="port"/>, or -1.</summary>
     public int SlotOf(DpdkPort port) => Array.IndexOf(_ports, port);
 

@@ -563,13 +563,10 @@ internal readonly ref struct ActionParser
         }
     }
 
-    /// <summary>Metadata and registers: fields of the pipeline, not of the packet, so any bits of them can be written.</summary>
-    private static bool PipelineOnly(FieldDef f) => ReferenceEquals(f, Fields.Metadata) || ReferenceEquals(f, Fields.Reg0) || ReferenceEquals(f, Fields.Reg1);
-
     /// <summary>load:V->F[LOW..HIGH]: V into those bits of F (metadata and registers).</summary>
     private FlowAction PartialLoad(FieldDef f, ReadOnlySpan<char> value, int at, ReadOnlySpan<char> fieldName, int fAt, int lo, int hi)
     {
-        if (!PipelineOnly(f))
+        if (!f.PipelineOnly)
         {
             _line.Fail(fAt, $"expected a whole packet field 'F[]' (bit ranges are for metadata and registers), found '{fieldName}[{lo}..{hi}]'");
         }
@@ -592,7 +589,7 @@ internal readonly ref struct ActionParser
     /// <summary>set_field:V/M->F: V into the bits M selects (metadata and registers).</summary>
     private FlowAction MaskedSet(FieldDef f, ReadOnlySpan<char> value, ReadOnlySpan<char> mask, int at, ReadOnlySpan<char> fieldName, int fAt)
     {
-        if (!PipelineOnly(f))
+        if (!f.PipelineOnly)
         {
             _line.Fail(fAt, $"expected metadata or a register after a masked 'set_field:V/M->' (a packet field takes no mask), found '{fieldName}'");
         }

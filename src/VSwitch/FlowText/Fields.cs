@@ -79,6 +79,9 @@ public sealed record FieldDef(string Name, int Word, int Shift, int Width, Prere
     /// <summary>The field's bits within its word (for a 128-bit field: all of each of its two words).</summary>
     public ulong WordMask => Width >= 64 ? ulong.MaxValue : ((1UL << Width) - 1) << Shift;
 
+    /// <summary>A field of the pipeline, not of the packet (metadata, registers): any of its bits may be written.</summary>
+    public bool PipelineOnly { get; init; }
+
     /// <summary>Width 128 fields (IPv6 addresses) span words Word and Word+1.</summary>
     public bool IsWide => Width == 128;
 }
@@ -129,9 +132,9 @@ public static class Fields
     public static readonly FieldDef ArpTha    = new("arp_tha",      6,  0,  48, Prerequisite.Arp,    false, FieldSyntax.Mac);
     public static readonly FieldDef Ipv6Src   = new("ipv6_src",     5,  0, 128, Prerequisite.Ipv6,   true,  FieldSyntax.Ipv6);
     public static readonly FieldDef Ipv6Dst   = new("ipv6_dst",     7,  0, 128, Prerequisite.Ipv6,   true,  FieldSyntax.Ipv6);
-    public static readonly FieldDef Metadata  = new("metadata",     9,  0,  64, None,                true,  FieldSyntax.Hex) { Aliases = ["OXM_OF_METADATA"] };
-    public static readonly FieldDef Reg0      = new("reg0",        10,  0,  32, None,                true,  FieldSyntax.Hex) { Aliases = ["NXM_NX_REG0"] };
-    public static readonly FieldDef Reg1      = new("reg1",        10, 32,  32, None,                true,  FieldSyntax.Hex) { Aliases = ["NXM_NX_REG1"] };
+    public static readonly FieldDef Metadata  = new("metadata",     9,  0,  64, None,                true,  FieldSyntax.Hex) { Aliases = ["OXM_OF_METADATA"], PipelineOnly = true };
+    public static readonly FieldDef Reg0      = new("reg0",        10,  0,  32, None,                true,  FieldSyntax.Hex) { Aliases = ["NXM_NX_REG0"], PipelineOnly = true };
+    public static readonly FieldDef Reg1      = new("reg1",        10, 32,  32, None,                true,  FieldSyntax.Hex) { Aliases = ["NXM_NX_REG1"], PipelineOnly = true };
     public static readonly FieldDef CtState   = new("ct_state",    11,  0,   8, None,                false, FieldSyntax.Flags) { FlagNames = s_ctStateNames };
     public static readonly FieldDef CtZone    = new("ct_zone",     11,  8,  16, None,                false, FieldSyntax.Decimal);
     public static readonly FieldDef CtMark    = new("ct_mark",     11, 32,  32, None,                false, FieldSyntax.Hex);
