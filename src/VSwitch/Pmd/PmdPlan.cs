@@ -47,9 +47,6 @@ public sealed unsafe class PmdPlan
     /// <summary>Set by the PMD when it swapped the plan in (read by the control plane after the epoch).</summary>
     public bool Applied { get; internal set; }
 
-    /// <summary>Replaced by a newer plan before any PMD took it (and freed then).</summary>
-    public bool Superseded { get; internal set; }
-
     /// <summary>Release ran.</summary>
     public bool Released { get; private set; }
 
@@ -70,21 +67,13 @@ public sealed unsafe class PmdPlan
     public RxQueueRef* Retired { get; internal set; }
 
     /// <summary>Frees a plan the PMD never took (a newer plan replaced it): its own rx and tx arrays.</summary>
-    public void ReleaseUnapplied()
-    {
-        if (Released)
-        {
-            return;
-        }
-
-        Released = true;
-        NativeMemory.Free(TxPorts);
-        NativeMemory.Free(TxTargets);
-        NativeMemory.Free(RxQueues);
-    }
+    public void ReleaseUnapplied() => Free(RxQueues);
 
     /// <summary>Frees the plan's own tx arrays and the retired rx array (after the epoch).</summary>
-    public void Release()
+    public void Release() => Free(Retired);
+
+    /// <summary>Frees the tx arrays and <paramref name="rx"/>, the rx array no PMD uses any more; once.</summary>
+    private void Free(RxQueueRef* rx)
     {
         if (Released)
         {
@@ -94,10 +83,7 @@ public sealed unsafe class PmdPlan
         Released = true;
         NativeMemory.Free(TxPorts);
         NativeMemory.Free(TxTargets);
-        if (Retired != null)
-        {
-            NativeMemory.Free(Retired);
-            Retired = null;
-        }
+        NativeMemory.Free(rx); // null (nothing retired) is fine
+        Retired = null;
     }
 }

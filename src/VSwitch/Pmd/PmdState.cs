@@ -138,7 +138,6 @@ public sealed unsafe class PmdState : IDisposable
         if (Interlocked.Exchange(ref PendingPlan, plan) is PmdPlan superseded)
         {
             // never taken by the PMD (it takes plans only by exchange): nothing of it is in use
-            superseded.Superseded = true;
             superseded.ReleaseUnapplied();
         }
     }
