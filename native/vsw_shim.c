@@ -32,6 +32,7 @@
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
 #include <rte_net.h>
+#include <rte_pdump.h>
 #include <rte_vhost.h>
 
 void vsw_mbuf_layout_get(struct vsw_mbuf_layout *out)
@@ -64,7 +65,29 @@ int32_t vsw_eal_init(int32_t argc, char **argv)
 	return ret < 0 ? -rte_errno : ret;
 }
 
-int32_t vsw_eal_cleanup(void) { return rte_eal_cleanup(); }
+/* DPDK's packet capture framework (rte_pdump): dpdk-dumpcap, a secondary process started with the
+ * same --file-prefix, asks this (primary) process to add rx/tx callbacks to a port's queues; they
+ * copy packets into the capture's ring. Needs a shared runtime directory (not --in-memory). */
+static int pdump_on;
+
+int32_t vsw_pdump_init(void)
+{
+	if (rte_pdump_init() != 0)
+		return -rte_errno;
+	pdump_on = 1;
+	return 0;
+}
+
+const char *vsw_runtime_dir(void) { return rte_eal_get_runtime_dir(); }
+
+int32_t vsw_eal_cleanup(void)
+{
+	if (pdump_on) {
+		rte_pdump_uninit();
+		pdump_on = 0;
+	}
+	return rte_eal_cleanup();
+}
 
 int32_t vsw_errno(void) { return rte_errno; }
 
@@ -168,6 +191,25 @@ int32_t vsw_tid_set_affinity(int32_t tid, uint64_t cpu_mask)
 }
 
 int32_t vsw_thread_register(void) { return rte_thread_register() < 0 ? -rte_errno : 0; }
+
+/* PMDs run on the EAL's own worker lcores (rte_eal_remote_launch), as a DPDK application's loops
+ * do: registering extra threads with rte_thread_register would turn off multi-process support, and
+ * with it rte_pdump (dpdk-dumpcap). The worker lcore pinned to exactly {cpu} and idle, or -ENOENT. */
+int32_t vsw_lcore_on_cpu(int32_t cpu)
+{
+	unsigned int l;
+	RTE_LCORE_FOREACH_WORKER(l) {
+		rte_cpuset_t set = rte_lcore_cpuset(l);
+		if (cpu >= 0 && cpu < CPU_SETSIZE && CPU_COUNT(&set) == 1 && CPU_ISSET(cpu, &set) &&
+		    rte_eal_get_lcore_state(l) != RUNNING)
+			return (int32_t)l;
+	}
+	return -ENOENT;
+}
+
+int32_t vsw_lcore_launch(uint32_t lcore, int (*fn)(void *), void *arg) { return rte_eal_remote_launch(fn, arg, lcore); }
+
+int32_t vsw_lcore_wait(uint32_t lcore) { return rte_eal_wait_lcore(lcore); }
 
 void vsw_thread_unregister(void) { rte_thread_unregister(); }
 
@@ -629,18 +671,30 @@ int32_t vsw_port_xstats(uint16_t port_id, uint64_t *values, uint32_t n)
 
 /* ---- Fast path ---------------------------------------------------------------------------- */
 
+/* The vhost-user direct path bypasses rte_eth_rx_burst/rte_eth_tx_burst, so it runs the queue's
+ * ethdev callbacks itself (what those inline functions do): that is how rte_pdump captures a
+ * vhost-user port. One load of the callback list per burst when nothing is registered. */
 uint16_t vsw_rx_burst(uint16_t port_id, uint16_t queue_id, void **mbufs, uint16_t n)
 {
 	struct vsw_nv_queue *vq = queue_id < VSW_DIRECT_QUEUES ? direct_rxq[port_id][queue_id] : NULL;
-	if (vq != NULL)
-		return vhost_direct_rx(vq, (struct rte_mbuf **)mbufs, n);
+	if (vq != NULL) {
+		uint16_t got = vhost_direct_rx(vq, (struct rte_mbuf **)mbufs, n);
+		void *cb = __atomic_load_n((void **)&rte_eth_fp_ops[port_id].rxq.clbk[queue_id], __ATOMIC_RELAXED);
+		if (unlikely(cb != NULL))
+			got = rte_eth_call_rx_callbacks(port_id, queue_id, (struct rte_mbuf **)mbufs, got, n, cb);
+		return got;
+	}
 	return rte_eth_rx_burst(port_id, queue_id, (struct rte_mbuf **)mbufs, n);
 }
 
 uint16_t vsw_tx_burst(uint16_t port_id, uint16_t queue_id, void **mbufs, uint16_t n)
 {
 	struct vsw_nv_queue *vq = queue_id < VSW_DIRECT_QUEUES ? direct_txq[port_id][queue_id] : NULL;
-	if (vq != NULL)
+	if (vq != NULL) {
+		void *cb = __atomic_load_n((void **)&rte_eth_fp_ops[port_id].txq.clbk[queue_id], __ATOMIC_RELAXED);
+		if (unlikely(cb != NULL))
+			n = rte_eth_call_tx_callbacks(port_id, queue_id, (struct rte_mbuf **)mbufs, n, cb);
 		return vhost_direct_tx(vq, (struct rte_mbuf **)mbufs, n);
+	}
 	return rte_eth_tx_burst(port_id, queue_id, (struct rte_mbuf **)mbufs, n);
 }

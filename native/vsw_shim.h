@@ -60,6 +60,10 @@ VSW_API void vsw_mbuf_layout_get(struct vsw_mbuf_layout *out);
 /* EAL */
 VSW_API int32_t vsw_eal_init(int32_t argc, char **argv);
 VSW_API int32_t vsw_eal_cleanup(void);
+/* Starts rte_pdump (dpdk-dumpcap support) in this primary process; 0 or -errno. */
+VSW_API int32_t vsw_pdump_init(void);
+/* The EAL's runtime directory (/var/run/dpdk/PREFIX for root). */
+VSW_API const char *vsw_runtime_dir(void);
 VSW_API int32_t vsw_errno(void);
 VSW_API const char *vsw_strerror(int32_t errnum);
 VSW_API int32_t vsw_log_set_level(uint32_t level);
@@ -72,6 +76,11 @@ VSW_API void vsw_log_clear(void);
 /* Threads */
 VSW_API int32_t vsw_thread_pin(int32_t cpu);
 VSW_API int32_t vsw_thread_register(void);
+/* The idle EAL worker lcore pinned to exactly {cpu}, or -ENOENT. */
+VSW_API int32_t vsw_lcore_on_cpu(int32_t cpu);
+/* rte_eal_remote_launch / rte_eal_wait_lcore. */
+VSW_API int32_t vsw_lcore_launch(uint32_t lcore, int (*fn)(void *), void *arg);
+VSW_API int32_t vsw_lcore_wait(uint32_t lcore);
 VSW_API int32_t vsw_gettid(void);
 /* Affinity of any thread of this process (tid), to the CPUs in a 64-bit mask. */
 VSW_API int32_t vsw_tid_set_affinity(int32_t tid, uint64_t cpu_mask);

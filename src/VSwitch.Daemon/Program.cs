@@ -60,6 +60,10 @@ foreach (var n in dp.Notices)
 }
 
 Console.WriteLine($"vswitchd: EAL {string.Join(' ', dp.Eal.Arguments)}");
+if (dp.Eal.Capture)
+{
+    Console.WriteLine($"vswitchd: capture: dpdk-dumpcap --file-prefix={dp.Eal.FilePrefix} -i DEVICE (or vswitchctl capture PORT)");
+}
 foreach (var p in dp.Ports)
 {
     Console.WriteLine($"vswitchd: port {p.Name} dpdk_port={p.PortId} driver={p.Driver} mac={p.MacString} rxq={p.RxQueues} txq={p.TxQueues} direct_queues={p.DirectQueues} devargs={p.DevArgs}");

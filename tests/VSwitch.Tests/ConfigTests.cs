@@ -99,15 +99,31 @@ public sealed class ConfigTests
     public void Eal_arguments_get_defaults_the_operator_did_not_set()
     {
         var (args, noHuge, notice) = Eal.BuildArguments([], anyPciPort: false, allowNoHugeFallback: true, ["/dev/hugepages"], 512, 0, [1]);
-        Assert.Equal(["vswitchd", "--lcores", "0@0,1@1", "--in-memory", "--log-level=error", "--no-pci"], args);
+        Assert.Equal(["vswitchd", "--lcores", "0@0,1@1", "--file-prefix=vswitchd", "--log-level=error", "--no-pci"], args);
         Assert.False(noHuge);
         Assert.Null(notice);
+        Assert.Equal("vswitchd", Eal.PrefixOf(args));
+        (args, _, _) = Eal.BuildArguments(["--in-memory"], anyPciPort: false, true, ["/dev/hugepages"], 512, 0, [1], "other");
+        Assert.Null(Eal.PrefixOf(args));
+        Assert.DoesNotContain(args, a => a.StartsWith("--file-prefix", StringComparison.Ordinal));
 
         (args, _, _) = Eal.BuildArguments(["-l", "1", "--file-prefix", "x"], anyPciPort: true, true, ["/dev/hugepages"], 512, 0);
         Assert.DoesNotContain("--in-memory", args);
         Assert.DoesNotContain("--no-pci", args);
         Assert.Equal(1, args.Count(a => a == "-l"));
         Assert.DoesNotContain("--lcores", args);
+        Assert.Equal("x", Eal.PrefixOf(args));
+    }
+
+    [Fact]
+    public void Each_control_socket_gets_its_own_runtime_prefix_and_the_default_socket_the_plain_one()
+    {
+        Assert.Equal("vswitchd", Eal.DefaultPrefix(VSwitch.Config.SwitchConfig.DefaultControlSocket));
+        string a = Eal.DefaultPrefix("/tmp/a/vswitchd.sock"), b = Eal.DefaultPrefix("/tmp/b/vswitchd.sock");
+        Assert.NotEqual(a, b);
+        Assert.Equal(a, Eal.DefaultPrefix("/tmp/a/../a/vswitchd.sock"));
+        Assert.Matches("^vswitchd-[0-9a-f]{8}$", a);
+        Assert.Equal($"vswitchd-{Environment.ProcessId}", Eal.DefaultPrefix(null));
     }
 
     [Fact]

@@ -10,6 +10,7 @@ internal sealed class Testpmd : IDisposable
     private static int s_seq;
     private readonly Process _p;
     private readonly StringBuilder _out = new();
+    private readonly string _prefix = $"vswtest{Environment.ProcessId}x{Interlocked.Increment(ref s_seq)}";
 
     /// <summary>Port counters from testpmd's exit report ("Forward statistics for port N").</summary>
     public sealed record PortCounts(long Rx, long Tx, long RxDropped, long TxDropped);
@@ -28,7 +29,7 @@ internal sealed class Testpmd : IDisposable
         // The "VM" shares core 0 with the control plane; --in-memory: shareable memfd memory, and
         // nothing left in /dev/hugepages when a test kills it.
         foreach (var a in new[] { "--lcores", "0@0,1@0", "--no-pci", "--in-memory", "--single-file-segments", "-m", "160", "--log-level=error",
-                     "--file-prefix", $"vswtest{Environment.ProcessId}x{Interlocked.Increment(ref s_seq)}" })
+                     "--file-prefix", _prefix })
         {
             psi.ArgumentList.Add(a);
         }
@@ -119,5 +120,12 @@ internal sealed class Testpmd : IDisposable
         }
 
         _p.Dispose();
+        try
+        {
+            Directory.Delete($"/var/run/dpdk/{_prefix}", recursive: true); // DPDK leaves its runtime directory behind
+        }
+        catch (IOException)
+        {
+        }
     }
 }

@@ -171,7 +171,8 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
         _config.Validate(Environment.ProcessorCount);
         bool anyPci = _config.Ports.Any(p => DpdkPort.IsPciDevArgs(p.DevArgs));
         int mainCore = Enumerable.Range(0, Environment.ProcessorCount).FirstOrDefault(c => !_config.PmdCores.Contains(c));
-        Eal = Interop.Eal.Init(_config.EalArgs, anyPci, _config.NoHugeFallback, mainCore, _config.PmdCores);
+        Eal = Interop.Eal.Init(_config.EalArgs, anyPci, _config.NoHugeFallback, mainCore, _config.PmdCores,
+            Interop.Eal.DefaultPrefix(_config.ControlSocket));
         _ealUp = true;
 
         uint mbufs = _config.Mbufs != 0 ? _config.Mbufs : SizePool();

@@ -6,11 +6,16 @@ using System.Text;
 namespace VSwitch.Interop;
 
 /// <summary>What <see cref="Eal.Init"/> decided, for the start-up banner.</summary>
-public sealed record EalInfo(IReadOnlyList<string> Arguments, bool NoHuge, string? Notice, ulong TscHz);
+/// <param name="FilePrefix">The runtime directory's prefix (what <c>dpdk-dumpcap --file-prefix=</c> takes); null with --in-memory.</param>
+/// <param name="Capture">rte_pdump is running: dpdk-dumpcap can capture any port of this process.</param>
+public sealed record EalInfo(IReadOnlyList<string> Arguments, bool NoHuge, string? Notice, ulong TscHz,
+    string? FilePrefix = null, bool Capture = false);
 
 public static class Eal
 {
     private static int s_initialized;
+    private static string? s_runtimeDir;
+    private static bool s_removeRuntimeDir;
 
     /// <summary>Hugetlbfs mount points from /proc/mounts.</summary>
     public static IReadOnlyList<string> HugetlbfsMounts(string mountsFile = "/proc/mounts")
@@ -36,13 +41,15 @@ public static class Eal
 
     /// <summary>
     /// Builds the EAL argument vector: the operator's arguments plus defaults they did not set
-    /// (main lcore on core 0, in-memory runtime, quiet logging, --no-pci when no PCI port is used),
+    /// (main lcore on core 0, a shared runtime directory named <paramref name="defaultPrefix"/> so
+    /// that dpdk-dumpcap can attach, quiet logging, --no-pci when no PCI port is used),
     /// and falls back to --no-huge when no hugepages are usable and every device allows it.
     /// Throws <see cref="VSwitchException"/> with a clear message when no fallback applies.
     /// </summary>
     public static (List<string> Args, bool NoHuge, string? Notice) BuildArguments(
         IReadOnlyList<string> userArgs, bool anyPciPort, bool allowNoHugeFallback,
-        IReadOnlyList<string> hugeMounts, long freeHugepages, int mainCore, IReadOnlyList<int>? pmdCores = null)
+        IReadOnlyList<string> hugeMounts, long freeHugepages, int mainCore, IReadOnlyList<int>? pmdCores = null,
+        string defaultPrefix = "vswitchd")
     {
         var args = new List<string> { "vswitchd" };
         args.AddRange(userArgs);
@@ -67,7 +74,9 @@ public static class Eal
 
         if (!Has("--file-prefix") && !Has("--in-memory"))
         {
-            args.Add("--in-memory");
+            // Not --in-memory: rte_pdump's secondary (dpdk-dumpcap) needs the runtime directory
+            // and the hugepage files. One prefix per instance keeps instances apart.
+            args.Add($"--file-prefix={defaultPrefix}");
         }
 
         if (!Has("--log-level"))
@@ -123,7 +132,8 @@ public static class Eal
     }
 
     /// <summary>Initialises the EAL once per process. Throws <see cref="VSwitchException"/> on failure.</summary>
-    public static unsafe EalInfo Init(IReadOnlyList<string> userArgs, bool anyPciPort, bool allowNoHugeFallback = true, int mainCore = 0, IReadOnlyList<int>? pmdCores = null)
+    public static unsafe EalInfo Init(IReadOnlyList<string> userArgs, bool anyPciPort, bool allowNoHugeFallback = true, int mainCore = 0,
+        IReadOnlyList<int>? pmdCores = null, string? defaultPrefix = null)
     {
         if (Interlocked.Exchange(ref s_initialized, 1) == 1)
         {
@@ -132,7 +142,7 @@ public static class Eal
 
         CheckLayout();
         var (args, noHuge, notice) = BuildArguments(userArgs, anyPciPort, allowNoHugeFallback,
-            HugetlbfsMounts(), FreeHugepages(), mainCore, pmdCores);
+            HugetlbfsMounts(), FreeHugepages(), mainCore, pmdCores, defaultPrefix ?? DefaultPrefix(null));
 
         // argv as NUL-terminated UTF-8, kept alive for the process lifetime (DPDK keeps pointers).
         var argv = (byte**)NativeMemory.AllocZeroed((nuint)(args.Count + 1), (nuint)sizeof(byte*));
@@ -152,7 +162,76 @@ public static class Eal
                 $"DPDK EAL initialisation failed: {Native.ErrorText(rc)} (arguments: {string.Join(' ', args.Skip(1))})");
         }
 
-        return new EalInfo(args.Skip(1).ToList(), noHuge, notice, Native.TscHz());
+        string? prefix = PrefixOf(args);
+        bool capture = false;
+        if (prefix != null)
+        {
+            s_runtimeDir = Marshal.PtrToStringUTF8((nint)Native.RuntimeDir());
+            s_removeRuntimeDir = !userArgs.Any(a => a == "--file-prefix" || a.StartsWith("--file-prefix=", StringComparison.Ordinal));
+            // Without hugepages a secondary process cannot map this process's memory: no capture.
+            if (!noHuge)
+            {
+                int prc = Native.PdumpInit();
+                capture = prc == 0;
+                if (prc != 0)
+                {
+                    notice = (notice == null ? "" : notice + "; ") + $"packet capture (rte_pdump) is off: {Native.ErrorText(prc)}";
+                }
+            }
+        }
+
+        return new EalInfo(args.Skip(1).ToList(), noHuge, notice, Native.TscHz(), prefix, capture);
+    }
+
+    /// <summary>
+    /// The runtime-directory prefix an instance uses when the operator gives none: "vswitchd" for
+    /// the default control socket, otherwise one derived from the socket's path (two instances
+    /// need two sockets, so they get two prefixes), and one per process without a socket.
+    /// </summary>
+    public static string DefaultPrefix(string? controlSocket)
+    {
+        if (controlSocket == null)
+        {
+            return $"vswitchd-{Environment.ProcessId}";
+        }
+
+        string full = Path.GetFullPath(controlSocket);
+        if (full == Config.SwitchConfig.DefaultControlSocket)
+        {
+            return "vswitchd";
+        }
+
+        uint h = 2166136261;
+        foreach (byte b in Encoding.UTF8.GetBytes(full))
+        {
+            h = (h ^ b) * 16777619;
+        }
+
+        return $"vswitchd-{h:x8}";
+    }
+
+    /// <summary>The --file-prefix in an EAL argument vector, or null with --in-memory.</summary>
+    public static string? PrefixOf(IReadOnlyList<string> args)
+    {
+        if (args.Contains("--in-memory"))
+        {
+            return null;
+        }
+
+        for (int i = 0; i < args.Count; i++)
+        {
+            if (args[i].StartsWith("--file-prefix=", StringComparison.Ordinal))
+            {
+                return args[i]["--file-prefix=".Length..];
+            }
+
+            if (args[i] == "--file-prefix" && i + 1 < args.Count)
+            {
+                return args[i + 1];
+            }
+        }
+
+        return "rte";
     }
 
     /// <summary>Fails fast when the shim's mbuf layout differs from <see cref="Mbuf"/>'s constants.</summary>
@@ -182,7 +261,28 @@ public static class Eal
         }
     }
 
-    public static void Cleanup() => Native.EalCleanup();
+    /// <summary>
+    /// Releases the EAL. A runtime directory under a prefix this process chose itself is removed
+    /// too (DPDK leaves it behind); one the operator named is left for them.
+    /// </summary>
+    public static void Cleanup()
+    {
+        Native.EalCleanup();
+        if (s_removeRuntimeDir && s_runtimeDir is { Length: > 0 } dir && Directory.Exists(dir))
+        {
+            try
+            {
+                Directory.Delete(dir, recursive: true);
+            }
+            catch (IOException)
+            {
+                // a secondary process (dpdk-dumpcap) may still hold files there; leave it
+            }
+            catch (UnauthorizedAccessException)
+            {
+            }
+        }
+    }
 
     /// <summary>
     /// Moves every thread of this process except <paramref name="keep"/> (the PMDs) off the PMD

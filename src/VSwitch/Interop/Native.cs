@@ -60,6 +60,12 @@ internal static unsafe partial class Native
     [LibraryImport(Lib, EntryPoint = "vsw_eal_cleanup")]
     internal static partial int EalCleanup();
 
+    [LibraryImport(Lib, EntryPoint = "vsw_pdump_init")]
+    internal static partial int PdumpInit();
+
+    [LibraryImport(Lib, EntryPoint = "vsw_runtime_dir")]
+    internal static partial byte* RuntimeDir();
+
     [LibraryImport(Lib, EntryPoint = "vsw_errno")]
     internal static partial int Errno();
 
@@ -77,6 +83,15 @@ internal static unsafe partial class Native
 
     [LibraryImport(Lib, EntryPoint = "vsw_thread_pin")]
     internal static partial int ThreadPin(int cpu);
+
+    [LibraryImport(Lib, EntryPoint = "vsw_lcore_on_cpu")]
+    internal static partial int LcoreOnCpu(int cpu);
+
+    [LibraryImport(Lib, EntryPoint = "vsw_lcore_launch")]
+    internal static partial int LcoreLaunch(uint lcore, delegate* unmanaged<void*, int> fn, void* arg);
+
+    [LibraryImport(Lib, EntryPoint = "vsw_lcore_wait")]
+    internal static partial int LcoreWait(uint lcore);
 
     [LibraryImport(Lib, EntryPoint = "vsw_thread_register")]
     internal static partial int ThreadRegister();

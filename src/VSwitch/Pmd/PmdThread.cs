@@ -1,5 +1,8 @@
-// PmdThread.cs - a dedicated OS thread pinned to one core, registered with the EAL as an lcore
-// (so mempool per-lcore caches work), running one PmdLoop until asked to stop.
+// PmdThread.cs - one PMD: runs one PmdLoop on the EAL worker lcore pinned to its core (launched
+// with rte_eal_remote_launch, so mempool per-lcore caches work and multi-process support, which
+// rte_pdump needs, stays on), until asked to stop. Without such an lcore (an operator's own -l or
+// --lcores) it runs on a managed thread registered with rte_thread_register, and capture is off.
+using System.Runtime.InteropServices;
 using VSwitch.Interop;
 
 namespace VSwitch.Pmd;
@@ -12,9 +15,11 @@ public interface IPmdRunner
     long AllocatedBytesDuringRun { get; }
 }
 
-public sealed class PmdThread
+public sealed unsafe class PmdThread
 {
-    private readonly Thread _thread;
+    private readonly Thread? _thread;
+    private readonly int _ealLcore = -1;
+    private GCHandle _self;
     private readonly ManualResetEventSlim _started = new();
     private readonly IPmdRunner _runner;
     private string? _startError;
@@ -27,8 +32,15 @@ public sealed class PmdThread
         Core = core;
         State = state;
         _runner = runner;
-        _thread = new Thread(Body) { IsBackground = true, Name = $"pmd-c{core}" };
+        _ealLcore = Native.LcoreOnCpu(core);
+        if (_ealLcore < 0)
+        {
+            _thread = new Thread(Body) { IsBackground = true, Name = $"pmd-c{core}" };
+        }
     }
+
+    /// <summary>True when the PMD runs on an EAL worker lcore (not a registered extra thread).</summary>
+    public bool OnEalLcore => _ealLcore >= 0;
 
     public int Core { get; }
 
@@ -47,13 +59,45 @@ public sealed class PmdThread
     {
         Started = true;
         State.Epoch.SetOnline(State.EpochIndex); // a plan posted before its first round is waited for
-        _thread.Start();
+        if (_thread != null)
+        {
+            _thread.Start();
+        }
+        else
+        {
+            _self = GCHandle.Alloc(this);
+            int rc = Native.LcoreLaunch((uint)_ealLcore, &LcoreEntry, (void*)GCHandle.ToIntPtr(_self));
+            if (rc != 0)
+            {
+                _self.Free();
+                Started = false;
+                State.Epoch.SetOffline(State.EpochIndex);
+                throw new VSwitchException($"PMD core {Core}: cannot launch on EAL lcore {_ealLcore}: {Native.ErrorText(rc)}");
+            }
+        }
+
         _started.Wait();
         if (_startError != null)
         {
-            _thread.Join();
+            Join();
             throw new VSwitchException(_startError);
         }
+    }
+
+    [UnmanagedCallersOnly]
+    private static int LcoreEntry(void* arg)
+    {
+        try
+        {
+            var pmd = (PmdThread)GCHandle.FromIntPtr((nint)arg).Target!;
+            pmd.Body();
+        }
+        catch (Exception)
+        {
+            // Body records its own faults; nothing may unwind into DPDK's thread.
+        }
+
+        return 0;
     }
 
     /// <summary>Exceptions that escaped the PMD loop (each restarted it), and the last one's text.</summary>
@@ -74,9 +118,19 @@ public sealed class PmdThread
     /// <summary>Waits for the thread to end; a PMD that never started has nothing to wait for.</summary>
     public void Join()
     {
-        if (Started)
+        if (!Started)
+        {
+            return;
+        }
+
+        if (_thread != null)
         {
             _thread.Join();
+        }
+        else if (_self.IsAllocated)
+        {
+            Native.LcoreWait((uint)_ealLcore);
+            _self.Free();
         }
     }
 
@@ -91,7 +145,7 @@ public sealed class PmdThread
             return;
         }
 
-        rc = Native.ThreadRegister();
+        rc = _thread != null ? Native.ThreadRegister() : 0;
         if (rc != 0)
         {
             _startError = $"PMD core {Core}: cannot register the thread with DPDK: {Native.ErrorText(rc)}";
@@ -126,7 +180,10 @@ public sealed class PmdThread
         finally
         {
             State.Epoch.SetOffline(State.EpochIndex);
-            Native.ThreadUnregister();
+            if (_thread != null)
+            {
+                Native.ThreadUnregister();
+            }
         }
     }
 }
