@@ -33,10 +33,19 @@ const string usage = """
       dump-megaflows                         the PMDs' cached megaflows, with masks and hits
       trace PACKET                           the tables and rules a packet would take, e.g.
                                              trace in_port=1,tcp,nw_dst=192.0.2.9,tp_dst=80
+      capture PORT [FILTER] [-c N] [-w FILE] [--seconds S]
+                                             packets on a port, rx and tx (dpdk-dumpcap attached to
+                                             the switch; FILTER in tcpdump syntax); one line each,
+                                             or pcapng to FILE (- for stdout)
+      capture --drops [FILTER] [-c N] [-w FILE] [--seconds S]
+                                             the packets the switch drops, each with its reason
+                                             (malformed, table_miss, rule_drop, action_failed,
+                                             tx_full, ...) as the pcapng packet comment
+      monitor [FILTER] [-c N] [-w FILE] [--seconds S]
+                                             the packets the controller action punts
     default socket: /run/vswitch/vswitchd.sock (or $VSWITCH_SOCKET)
     """;
 
-var s_relaxed = new System.Text.Json.JsonSerializerOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 string socketPath = Environment.GetEnvironmentVariable("VSWITCH_SOCKET") ?? "/run/vswitch/vswitchd.sock";
 bool json = false;
 var rest = new List<string>();
@@ -66,6 +75,36 @@ if (rest.Count == 0)
 }
 
 var cmd = rest[0];
+if (cmd is "capture" or "monitor")
+{
+    VSwitch.Ctl.CaptureOptions co;
+    try
+    {
+        co = VSwitch.Ctl.CaptureOptions.Parse(cmd, rest.Skip(1).ToList());
+    }
+    catch (ArgumentException e)
+    {
+        Console.Error.WriteLine($"vswitchctl: {e.Message}");
+        return 2;
+    }
+
+    try
+    {
+        using var conn = new VSwitch.Ctl.ControlConnection(socketPath);
+        return VSwitch.Ctl.Capture.Run(cmd, co, conn.Call);
+    }
+    catch (Exception e) when (e is SocketException or IOException)
+    {
+        Console.Error.WriteLine($"vswitchctl: cannot talk to vswitchd at {socketPath}: {e.Message}");
+        return 3;
+    }
+    catch (VSwitch.Ctl.CaptureException e)
+    {
+        Console.Error.WriteLine($"vswitchctl: {cmd}: {e.Message}");
+        return 1;
+    }
+}
+
 var cmdArgs = new JsonObject();
 string? flowSource = null;
 try
@@ -202,20 +241,8 @@ catch (ArgumentException e)
 JsonObject response;
 try
 {
-    using var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-    s.Connect(new UnixDomainSocketEndPoint(socketPath));
-    using var stream = new NetworkStream(s);
-    using var reader = new StreamReader(stream, Encoding.UTF8);
-    int requestId = 0;
-    JsonObject Call(string c, JsonObject a)
-    {
-        var request = new JsonObject { ["v"] = 1, ["id"] = ++requestId, ["cmd"] = c, ["args"] = a };
-        stream.Write(Encoding.UTF8.GetBytes(request.ToJsonString(s_relaxed) + "\n"));
-        var line = reader.ReadLine() ?? throw new IOException("the switch closed the connection without answering");
-        return JsonNode.Parse(line)!.AsObject();
-    }
-
-    response = flowSource == null ? Call(cmd, cmdArgs) : FlowTransaction(Call, cmd == "replace-flows" ? "replace" : "add", flowSource);
+    using var conn = new VSwitch.Ctl.ControlConnection(socketPath);
+    response = flowSource == null ? conn.Call(cmd, cmdArgs) : FlowTransaction(conn.Call, cmd == "replace-flows" ? "replace" : "add", flowSource);
 }
 catch (Exception e) when (e is SocketException or IOException)
 {

@@ -39,7 +39,7 @@ public readonly unsafe struct ActionExecutor<TIo>
     {
         DpAction* ops = me->Program;
         int count = me->OpCount;
-        bool sent = false;
+        bool sent = false, punted = false;
         for (int a = 0; a < count && k > 0; a++)
         {
             DpAction op = ops[a];
@@ -87,6 +87,7 @@ public readonly unsafe struct ActionExecutor<TIo>
                         }
                     }
 
+                    punted = true;
                     break;
                 case DpOp.SetEthDst:
                     for (int j = 0; j < k; j++)
@@ -201,9 +202,10 @@ public readonly unsafe struct ActionExecutor<TIo>
         if (!sent)
         {
             state.Counters->NoOutputDrops += (ulong)k;
+            var why = punted ? DropReason.Punted : count > 0 && ops[count - 1].Op == DpOp.MissNote ? DropReason.TableMiss : DropReason.RuleDrop;
             for (int j = 0; j < k; j++)
             {
-                state.Drop(pkts[j]);
+                state.Drop(pkts[j], why);
             }
         }
     }
@@ -222,7 +224,7 @@ public readonly unsafe struct ActionExecutor<TIo>
     private static int DropOne(PmdState state, nint m, int w)
     {
         state.Counters->ActionDrops++;
-        state.Drop(m);
+        state.Drop(m, DropReason.ActionFailed);
         return w;
     }
 

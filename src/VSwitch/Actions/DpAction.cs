@@ -64,6 +64,9 @@ public enum DpOp : byte
 
     /// <summary>Set the bits B of the IPv4 ToS (Flags 1, header checksum updated) or IPv6 traffic class (Flags 2) to A.</summary>
     SetTos,
+
+    /// <summary>Does nothing: ends a verdict that drops because a table missed (a drop capture says "table_miss", not "rule_drop").</summary>
+    MissNote,
 }
 
 [StructLayout(LayoutKind.Sequential, Size = 16)]
@@ -100,7 +103,7 @@ public struct DpAction
     }
 
     /// <summary>Whether the op changes packet bytes (and so must not follow the last output).</summary>
-    public readonly bool Modifies => Op is not (DpOp.Output or DpOp.Controller or DpOp.Ext or DpOp.Recirc);
+    public readonly bool Modifies => Op is not (DpOp.Output or DpOp.Controller or DpOp.Ext or DpOp.Recirc or DpOp.MissNote);
 
     public override readonly string ToString() => Format(null);
 

@@ -15,7 +15,7 @@ namespace VSwitch.Control;
 
 public sealed class Commands(SwitchDatapath dp)
 {
-    public static readonly string[] Names = ["show", "dump-ports", "add-port", "del-port", "pmd-stats-show", "pmd-stats-clear", "pmd-rxq-show",
+    public static readonly string[] Names = ["show", "punt-read", "drops-read", "drops-stop", "dump-ports", "add-port", "del-port", "pmd-stats-show", "pmd-stats-clear", "pmd-rxq-show",
         "add-flow", "add-flows", "mod-flows", "del-flows", "replace-flows", "dump-flows", "dump-megaflows", "trace", "set-port", "set-table-miss",
         "flows-begin", "flows-chunk", "flows-commit", "flows-abort"];
 
@@ -47,6 +47,8 @@ public sealed class Commands(SwitchDatapath dp)
             "flows-chunk" => FlowsChunk(args, session),
             "flows-commit" => FlowsCommit(args, session),
             "flows-abort" => FlowsAbort(args, session),
+            "drops-read" => DropsRead(args, session),
+            "drops-stop" => DropsStop(session),
             _ => Execute1(cmd, args),
         };
     }
@@ -67,10 +69,107 @@ public sealed class Commands(SwitchDatapath dp)
         "dump-flows" => DumpFlows(args),
         "dump-megaflows" => DumpMegaflows(),
         "trace" => Trace(args),
+        "punt-read" => PuntRead(args),
         "set-port" => SetPort(args),
         "set-table-miss" => SetTableMiss(args),
         _ => throw new VSwitchException($"unknown command '{cmd}' (known: {string.Join(", ", Names)})"),
     };
+
+    private ControlSession? _dropCapture;
+
+    /// <summary>
+    /// A drop capture: the first call on a connection turns on every PMD's drop tap (dropped packets
+    /// are copied, with their reason, before they are freed); each call returns what was copied
+    /// since. It stops with drops-stop or when the connection ends. One at a time.
+    /// </summary>
+    private JsonObject DropsRead(JsonObject args, ControlSession session)
+    {
+        int max = args["max"] is JsonNode m ? Math.Clamp(m.GetValue<int>(), 1, 65536) : 4096;
+        if (_dropCapture != session)
+        {
+            if (Interlocked.CompareExchange(ref _dropCapture, session, null) != null)
+            {
+                throw new VSwitchException("a drop capture is already running on another connection (one at a time)");
+            }
+
+            foreach (var t in dp.Pmds)
+            {
+                t.State.DropTap.Clear();
+                t.State.DropTapMissed = 0;
+                Volatile.Write(ref t.State.DropTapOn, 1);
+            }
+
+            session.OnClose = () => StopDropCapture(session);
+        }
+
+        var byId = dp.Ports.ToDictionary(p => (int)p.PortId, p => p.Name);
+        var packets = new JsonArray();
+        ulong missed = 0;
+        foreach (var t in dp.Pmds)
+        {
+            foreach (var p in t.State.DropTap.Drain(max - packets.Count))
+            {
+                packets.Add((JsonNode)new JsonObject
+                {
+                    ["port"] = byId.TryGetValue(p.InPort, out var name) ? name : $"dpdk{p.InPort}",
+                    ["reason"] = DropReasons.Name((DropReason)p.Code),
+                    ["pmd"] = t.State.Index,
+                    ["length"] = p.Length,
+                    ["time_ns"] = (p.Time - DateTime.UnixEpoch).Ticks * 100,
+                    ["data"] = Convert.ToBase64String(p.Data),
+                });
+            }
+
+            missed += t.State.DropTapMissed;
+        }
+
+        return new JsonObject { ["packets"] = packets, ["missed"] = missed };
+    }
+
+    private JsonObject DropsStop(ControlSession session)
+    {
+        bool was = _dropCapture == session;
+        StopDropCapture(session);
+        session.OnClose = null;
+        return new JsonObject { ["stopped"] = was };
+    }
+
+    private void StopDropCapture(ControlSession session)
+    {
+        if (Interlocked.CompareExchange(ref _dropCapture, null, session) == session)
+        {
+            foreach (var t in dp.Pmds)
+            {
+                Volatile.Write(ref t.State.DropTapOn, 0);
+            }
+        }
+    }
+
+    /// <summary>Takes what the controller action punted (every PMD's punt ring), oldest first per PMD.</summary>
+    private JsonObject PuntRead(JsonObject args)
+    {
+        int max = args["max"] is JsonNode m ? Math.Clamp(m.GetValue<int>(), 1, 65536) : 4096;
+        var byOf = dp.PortNames().ToDictionary(kv => kv.Value, kv => kv.Key);
+        var packets = new JsonArray();
+        for (int i = 0; i < dp.FlowPmds.Count; i++)
+        {
+            foreach (var p in dp.FlowPmds[i].Punts.Drain(max - packets.Count))
+            {
+                packets.Add((JsonNode)new JsonObject
+                {
+                    ["port"] = byOf.TryGetValue(p.InPort, out var name) ? name : p.InPort.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                    ["in_port"] = p.InPort,
+                    ["table"] = p.Table,
+                    ["pmd"] = i,
+                    ["length"] = p.Length,
+                    ["time_ns"] = (p.Time - DateTime.UnixEpoch).Ticks * 100,
+                    ["data"] = Convert.ToBase64String(p.Data),
+                });
+            }
+        }
+
+        return new JsonObject { ["packets"] = packets };
+    }
 
     private JsonObject FlowsBegin(JsonObject args, ControlSession session)
     {
@@ -171,7 +270,7 @@ public sealed class Commands(SwitchDatapath dp)
             ports.Add((JsonNode)new JsonObject
             {
                 ["name"] = p.Name, ["number"] = dp.DpPortOf(p), ["ofport"] = dp.OfPortOf(p), ["dpdk_port"] = p.PortId, ["driver"] = p.Driver,
-                ["devargs"] = p.DevArgs, ["mac"] = p.MacString, ["rxq"] = p.RxQueues, ["txq"] = p.TxQueues,
+                ["devargs"] = p.DevArgs, ["device"] = VSwitch.Config.PortConfig.DeviceName(p.DevArgs), ["mac"] = p.MacString, ["rxq"] = p.RxQueues, ["txq"] = p.TxQueues,
                 ["link"] = dp.LinkUp(p) ? "up" : "down",
             });
         }
@@ -183,6 +282,12 @@ public sealed class Commands(SwitchDatapath dp)
         }
 
         var o = new JsonObject { ["ports"] = ports, ["pmds"] = pmds, ["mode"] = dp.Config.Mode.ToString().ToLowerInvariant() };
+        if (dp.Eal != null)
+        {
+            o["file_prefix"] = dp.Eal.FilePrefix;
+            o["capture"] = dp.Eal.Capture;
+        }
+
         if (dp.Flows != null)
         {
             o["rules"] = dp.Flows.Current.RuleCount;
@@ -460,7 +565,8 @@ public sealed class Commands(SwitchDatapath dp)
                 }
 
                 var ops = MegaflowCache.ProgramOf(e).ToArray();
-                string actions = ops.Length == 0 ? "drop" : string.Join(",", ops.Where(o => o.Op != DpOp.Ext).Select(o => o.Format(ofPortOfSlot)));
+                var shown = ops.Where(o => o.Op is not (DpOp.Ext or DpOp.MissNote)).ToList();
+                string actions = shown.Count == 0 ? "drop" : string.Join(",", shown.Select(o => o.Format(ofPortOfSlot)));
                 double used = now > e->LastUsed ? (now - e->LastUsed) / hz : 0;
                 lines.Add((JsonNode?)string.Create(System.Globalization.CultureInfo.InvariantCulture,
                     $"pmd={pi} {FlowFormatter.FormatKeyMask(e->Key, mfc.Subtable(st)->Mask)}, packets:{e->Packets}, bytes:{e->Bytes}, used:{used:F3}s, actions:{actions}"));
@@ -476,7 +582,7 @@ public sealed class Commands(SwitchDatapath dp)
         var key = FlowParser.ParsePacket(Str(args, "packet"), "packet", dp.PortNames());
         var (lines, t, megaflow) = f.Trace(key);
         var ofPortOfSlot = OfPortOfSlot(f.Current);
-        var ops = t.Ops.Take(t.OpCount).Where(o => o.Op != DpOp.Ext).Select(o => o.Format(ofPortOfSlot)).ToList();
+        var ops = t.Ops.Take(t.OpCount).Where(o => o.Op is not (DpOp.Ext or DpOp.MissNote)).Select(o => o.Format(ofPortOfSlot)).ToList();
         var trace = new JsonArray(lines.Select(l => (JsonNode?)l).ToArray());
         return new JsonObject
         {

@@ -129,6 +129,7 @@ public sealed class ControlServer : IAsyncDisposable
         }
         finally
         {
+            session.Close();
             await reader.CompleteAsync().ConfigureAwait(false);
         }
     }

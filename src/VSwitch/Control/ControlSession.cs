@@ -9,6 +9,17 @@ public sealed class ControlSession
 {
     /// <summary>The open flow transaction, or null.</summary>
     internal FlowTransaction? Transaction { get; set; }
+
+    /// <summary>Undone when the connection ends (a drop capture this connection started).</summary>
+    internal Action? OnClose { get; set; }
+
+    /// <summary>Called once by the server when the connection ends.</summary>
+    public void Close()
+    {
+        var a = OnClose;
+        OnClose = null;
+        a?.Invoke();
+    }
 }
 
 /// <summary>Rules received in chunks, applied at once by flows-commit (add or replace).</summary>

@@ -83,7 +83,7 @@ public readonly unsafe struct L2Forwarder : IBurstHandler
         {
             for (int i = 0; i < n; i++)
             {
-                state.Drop(mbufs[i]);
+                state.Drop(mbufs[i], DropReason.NoPeer);
             }
 
             return -1;
@@ -127,7 +127,7 @@ public readonly unsafe struct L2Forwarder : IBurstHandler
             nint m = mbufs[i];
             if (Mbuf.DataLen(m) < EthernetHeaderLength)
             {
-                state.Drop(m);
+                state.Drop(m, DropReason.Malformed);
                 continue;
             }
 

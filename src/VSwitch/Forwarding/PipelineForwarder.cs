@@ -216,7 +216,7 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
             {
                 for (int i = 0; i < n; i++)
                 {
-                    state.Drop(f.RecircWork[i]);
+                    state.Drop(f.RecircWork[i], DropReason.RecircLimit);
                 }
 
                 c->RecircDrops += (ulong)n;
@@ -263,7 +263,7 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
             if ((KeyExtractor.Extract(Mbuf.Data(m), Mbuf.DataLen(m), (int)Mbuf.PktLen(m), inPort, keys + i, f.Offsets + i) & ParseFlags.Errors) != 0)
             {
                 c->Malformed++;
-                state.Drop(m);
+                state.Drop(m, DropReason.Malformed);
                 entryOf[i] = Done;
                 continue;
             }
@@ -442,7 +442,7 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
             if (!TryTranslate(key))
             {
                 c->TranslationErrors++;
-                state.Drop(mbufs[i]);
+                state.Drop(mbufs[i], DropReason.TranslationError);
                 entryOf[i] = Done;
                 continue;
             }

@@ -42,6 +42,9 @@ public sealed class Translation
     /// <summary>More than MaxOps datapath actions: the verdict is a drop (counted).</summary>
     public bool Overflow;
 
+    /// <summary>A table missed with the drop policy on the way (a verdict that sends nothing then ends with <see cref="DpOp.MissNote"/>).</summary>
+    public bool MissDropped;
+
     /// <summary>Counter slots (RuleCounters.Slot) of the rules taken, first MaxRules of them.</summary>
     public readonly nint[] RuleSlots = new nint[MaxRules];
     public int RuleCount;
@@ -119,6 +122,7 @@ public sealed class Translation
         Wildcards = default;
         OpCount = 0;
         Overflow = false;
+        MissDropped = false;
         RuleCount = 0;
         UsesMac = false;
         Stopped = false;
@@ -184,6 +188,22 @@ public static class Translator
         }
 
         t.OpCount = n;
+        if (t.MissDropped && !t.Stopped && n < t.Ops.Length)
+        {
+            bool sends = false;
+            for (int i = 0; i < n; i++)
+            {
+                sends |= t.Ops[i].Op is DpOp.Output or DpOp.Controller or DpOp.Recirc;
+            }
+
+            if (!sends)
+            {
+                t.Ops[n] = new DpAction(DpOp.MissNote);
+                t.OpCount = ++n;
+                return;
+            }
+        }
+
         for (int i = 0; i < n - 1; i++)
         {
             // Something follows this output (another output, a controller copy, a rewrite): send a
@@ -230,6 +250,7 @@ public static class Translator
                         tableId++;
                         continue;
                     default:
+                        t.MissDropped = true;
                         return;
                 }
             }

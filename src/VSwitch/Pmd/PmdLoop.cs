@@ -117,6 +117,11 @@ public sealed unsafe class PmdLoop<TIo, THandler> : IPmdRunner
             FlushFull();
             if (st.DropCount != 0)
             {
+                if (st.DropTapOn != 0)
+                {
+                    st.TapDrops(st.Drops, st.DropReasons, st.DropCount);
+                }
+
                 c->FwdDrops += (ulong)st.DropCount;
                 _io.Free(st.Drops, (uint)st.DropCount);
                 st.DropCount = 0;
@@ -295,6 +300,11 @@ public static unsafe class TxPath
 
         if (sent < n)
         {
+            if (st.DropTapOn != 0)
+            {
+                st.TapDrops(mbufs + sent, null, n - sent, DropReason.TxFull);
+            }
+
             io.Free(mbufs + sent, (uint)(n - sent));
             st.Counters->TxDrops += (ulong)(n - sent);
             st.PortCounters[dpPort].TxDrops += (ulong)(n - sent);

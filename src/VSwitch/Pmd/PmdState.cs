@@ -4,6 +4,7 @@
 // PMD path), sized for MaxPorts datapath ports. Handlers call Enqueue/Drop; the loop does the I/O.
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using VSwitch.Interop;
 
 namespace VSwitch.Pmd;
 
@@ -53,6 +54,21 @@ public sealed unsafe class PmdState : IDisposable
 
     /// <summary>Entries in <see cref="Drops"/>.</summary>
     public int DropCount;
+
+    /// <summary>Why each of <see cref="Drops"/> was dropped (a <see cref="DropReason"/> each).</summary>
+    public readonly byte* DropReasons;
+
+    /// <summary>
+    /// Non-zero while a drop capture runs: dropped packets are copied into <see cref="DropTap"/>
+    /// before they are freed. Read once per burst that dropped something; written by the control plane.
+    /// </summary>
+    public int DropTapOn;
+
+    /// <summary>Copies of dropped packets for a drop capture (port = DPDK port id, code = reason).</summary>
+    public Actions.PuntRing DropTap { get; } = new(2048);
+
+    /// <summary>Drops a running capture could not copy (its ring was full).</summary>
+    public ulong DropTapMissed;
 
     /// <summary>Per-port counters indexed by datapath port number.</summary>
     public readonly PmdPortCounters* PortCounters;
@@ -185,6 +201,7 @@ public sealed unsafe class PmdState : IDisposable
 
         Pending = (int*)NativeMemory.AllocZeroed(MaxPorts, sizeof(int));
         Drops = (nint*)NativeMemory.AlignedAlloc(Burst * (nuint)sizeof(nint), 64);
+        DropReasons = (byte*)NativeMemory.AllocZeroed(Burst);
         PortCounters = (PmdPortCounters*)NativeMemory.AlignedAlloc(MaxPorts * (nuint)sizeof(PmdPortCounters), 64);
         NativeMemory.Clear(PortCounters, MaxPorts * (nuint)sizeof(PmdPortCounters));
         Counters = (PmdCounters*)NativeMemory.AlignedAlloc((nuint)sizeof(PmdCounters), 64);
@@ -223,7 +240,24 @@ public sealed unsafe class PmdState : IDisposable
 
     /// <summary>Marks one mbuf as dropped by the forwarding decision; freed at the end of the burst.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void Drop(nint mbuf) => Drops[DropCount++] = mbuf;
+    public void Drop(nint mbuf, DropReason why)
+    {
+        DropReasons[DropCount] = (byte)why;
+        Drops[DropCount++] = mbuf;
+    }
+
+    /// <summary>Copies the burst's drops (or <paramref name="n"/> unsent mbufs) into the drop tap; PMD thread, only while a capture runs.</summary>
+    public void TapDrops(nint* mbufs, byte* reasons, int n, DropReason all = DropReason.None)
+    {
+        for (int i = 0; i < n; i++)
+        {
+            nint m = mbufs[i];
+            if (!DropTap.TryPut(m, Mbuf.Port(m), all != DropReason.None ? (ushort)all : reasons[i]))
+            {
+                DropTapMissed++;
+            }
+        }
+    }
 
     /// <summary>Sets the rx queues this PMD polls (control plane, while the PMD is stopped or before start).</summary>
     public void SetRxQueues(IReadOnlyList<RxQueueRef> queues)
@@ -262,6 +296,8 @@ public sealed unsafe class PmdState : IDisposable
         NativeMemory.Free(Tx);
         NativeMemory.Free(Pending);
         NativeMemory.AlignedFree(Drops);
+        NativeMemory.Free(DropReasons);
+        DropTap.Dispose();
         NativeMemory.AlignedFree(PortCounters);
         NativeMemory.AlignedFree(Counters);
         if (PendingPlan is PmdPlan left)
