@@ -17,7 +17,8 @@ const string usage = """
       set-table-miss TABLE drop|controller|continue
                                              what a table does with a packet no rule matches
       del-port NAME                          remove a port while traffic runs on the others
-      dump-ports                             per-port packet counters (switch and device)
+      dump-ports [--xstats]                  per-port packet counters (switch and device); --xstats adds
+                                             the device's extended counters (per queue: rx_q0_packets, ...)
       pmd-stats-show                         per-PMD packets, drops, busy cycles per packet, idle share,
                                              cache hits and upcalls (pipeline mode)
       pmd-stats-clear                        start pmd-stats-show's counts from zero
@@ -29,8 +30,14 @@ const string usage = """
                                              (unchanged rules keep their counters)
       mod-flows [--strict] FLOW              new actions for the rules FLOW's match selects
       del-flows [--strict] [MATCH]           delete the rules MATCH selects (all without MATCH)
-      dump-flows [TABLE]                     rules with counters
+      dump-flows [--strict] [TABLE|MATCH]    rules with counters; MATCH selects as del-flows does (rules at
+                                             least as specific, table=N for one table; --strict: exactly)
+      dump-aggregate [--strict] [MATCH]      packet_count, byte_count and flow_count of those rules
       dump-megaflows                         the PMDs' cached megaflows, with masks and hits
+      flush-megaflows                        empty every PMD's megaflow and microflow caches (the next
+                                             packets take upcalls; the tables are unchanged)
+      fdb-show                               NORMAL's MAC table: port, VLAN, MAC, seconds since last seen
+      fdb-flush                              forget every learned MAC (until traffic teaches them again)
       trace PACKET                           the tables and rules a packet would take, e.g.
                                              trace in_port=1,tcp,nw_dst=192.0.2.9,tp_dst=80
       capture PORT [FILTER] [-c N] [-w FILE] [--seconds S]
@@ -211,15 +218,40 @@ try
             break;
         }
 
-        case "dump-flows":
-            if (rest.Count > 2 || (rest.Count == 2 && !int.TryParse(rest[1], NumberStyles.Integer, CultureInfo.InvariantCulture, out _)))
+        case "dump-flows" or "dump-aggregate":
+        {
+            var a = rest.Skip(1).ToList();
+            if (a.Remove("--strict"))
             {
-                throw new ArgumentException("dump-flows takes at most a TABLE number");
+                cmdArgs["strict"] = true;
+            }
+
+            if (a.Count > 1)
+            {
+                throw new ArgumentException($"{cmd} takes at most one {(cmd == "dump-flows" ? "TABLE number or " : "")}MATCH");
+            }
+
+            if (a.Count == 1 && cmd == "dump-flows" && int.TryParse(a[0], NumberStyles.Integer, CultureInfo.InvariantCulture, out int table))
+            {
+                cmdArgs["table"] = table; // dump-flows 1: as "table=1"
+            }
+            else if (a.Count == 1)
+            {
+                cmdArgs["match"] = a[0];
+            }
+
+            break;
+        }
+
+        case "dump-ports":
+            if (rest.Count > 2 || (rest.Count == 2 && rest[1] != "--xstats"))
+            {
+                throw new ArgumentException("dump-ports takes only --xstats");
             }
 
             if (rest.Count == 2)
             {
-                cmdArgs["table"] = int.Parse(rest[1], CultureInfo.InvariantCulture);
+                cmdArgs["xstats"] = true;
             }
 
             break;

@@ -118,8 +118,12 @@ internal static class Options
                     }
 
                 case "--mode":
-                    c.Mode = SwitchConfig.ParseMode(Value(args, ref i), "--mode");
-                    break;
+                    {
+                        var mode = Value(args, ref i);
+                        c.Mode = AsUsage(() => SwitchConfig.ParseMode(mode, "--mode"));
+                        break;
+                    }
+
                 case "--flows":
                     c.FlowsFile = Value(args, ref i);
                     break;
@@ -198,7 +202,7 @@ internal static class Options
         {
             var port = c.Ports.FirstOrDefault(p => p.Name == name)
                 ?? throw new UsageException($"--port-vlan names unknown port '{name}'");
-            port.SetVlan(spec, "--port-vlan");
+            AsUsage(() => port.SetVlan(spec, "--port-vlan"));
         }
 
         foreach (var (name, n) in ofports)
@@ -224,6 +228,21 @@ internal static class Options
 
         return c;
     }
+
+    /// <summary>A value the config layer refuses is, given on the command line, a command-line mistake (exit 2).</summary>
+    private static T AsUsage<T>(Func<T> parse)
+    {
+        try
+        {
+            return parse();
+        }
+        catch (VSwitchException e)
+        {
+            throw new UsageException(e.Message);
+        }
+    }
+
+    private static void AsUsage(Action parse) => AsUsage(() => { parse(); return 0; });
 
     private static string Value(string[] args, ref int i)
     {

@@ -22,14 +22,36 @@ try
 }
 catch (UsageException e)
 {
-    Console.Error.WriteLine($"vswitchd: {e.Message}");
-    Console.Error.WriteLine("try 'vswitchd --help'");
+    Console.Error.WriteLine($"vswitchd: error: {e.Message} (try 'vswitchd --help')");
     return 2;
 }
 catch (VSwitchException e)
 {
     Console.Error.WriteLine($"vswitchd: error: {e.Message}");
     return 1;
+}
+
+// The control socket is checked before EAL and the ports start: a second vswitchd on the same
+// socket fails at once, not after it has probed devices (a stale file nobody listens on is removed).
+if (config.ControlSocket != null)
+{
+    try
+    {
+        if (VSwitch.Interop.UnixSocketFile.PrepareToServe(null, "control socket", config.ControlSocket) is string removed)
+        {
+            Console.WriteLine($"vswitchd: notice: {removed}");
+        }
+    }
+    catch (VSwitchException e)
+    {
+        Console.Error.WriteLine($"vswitchd: error: {e.Message}");
+        return 1;
+    }
+    catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or UnauthorizedAccessException)
+    {
+        Console.Error.WriteLine($"vswitchd: error: control socket '{config.ControlSocket}': {e.Message}");
+        return 1;
+    }
 }
 
 using var stop = new ManualResetEventSlim();
@@ -91,7 +113,10 @@ if (config.ControlSocket != null)
     }
     catch (Exception e) when (e is VSwitchException or IOException or System.Net.Sockets.SocketException or UnauthorizedAccessException)
     {
-        Console.Error.WriteLine($"vswitchd: error: control socket {config.ControlSocket}: {e.Message}");
+        // PrepareToServe's messages name the path already; the others do not.
+        Console.Error.WriteLine(e is VSwitchException
+            ? $"vswitchd: error: {e.Message}"
+            : $"vswitchd: error: control socket '{config.ControlSocket}': {e.Message}");
         dp.Stop();
         dp.Dispose();
         return 1;

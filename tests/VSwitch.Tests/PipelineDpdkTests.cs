@@ -5,6 +5,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json.Nodes;
 using Xunit;
+using static VSwitch.Tests.ControlClient;
 
 namespace VSwitch.Tests;
 
@@ -300,16 +301,6 @@ public sealed class PipelineDpdkTests : IDisposable
     private ulong PortTx(string name) => ControlClient.PortTx(Ctl, name);
 
     /// <summary>Waits until <paramref name="cond"/> holds (polling), failing after 10 s.</summary>
-    private static void Eventually(Func<bool> cond, string what)
-    {
-        var end = DateTime.UtcNow.AddSeconds(10);
-        while (!cond())
-        {
-            Assert.True(DateTime.UtcNow < end, $"timed out waiting for: {what}");
-            Thread.Sleep(50);
-        }
-    }
-
     [Fact]
     public void Tables_loaded_replaced_and_deleted_over_the_socket_steer_live_traffic_and_trace_agrees()
     {

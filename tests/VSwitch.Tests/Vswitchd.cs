@@ -215,6 +215,17 @@ internal static class ControlClient
         return JsonNode.Parse(line)!.AsObject();
     }
 
+    /// <summary>Polls <paramref name="cond"/> (a reading over the socket, say) until it holds; fails after 10 s naming <paramref name="what"/>.</summary>
+    public static void Eventually(Func<bool> cond, string what)
+    {
+        var end = DateTime.UtcNow.AddSeconds(10);
+        while (!cond())
+        {
+            Xunit.Assert.True(DateTime.UtcNow < end, $"timed out waiting for: {what}");
+            Thread.Sleep(50);
+        }
+    }
+
     /// <summary>A port's tx_packets from dump-ports.</summary>
     public static ulong PortTx(string socket, string port) =>
         Request(socket, "dump-ports", [])["result"]!["ports"]!.AsArray().Single(p => (string)p!["name"]! == port)!["tx_packets"]!.GetValue<ulong>();

@@ -451,6 +451,22 @@ public sealed unsafe class MegaflowCache : IDisposable
         }
     }
 
+    /// <summary>Removes every installed entry (flush-megaflows; the owning PMD, at a round boundary); returns how many.</summary>
+    public int RemoveAll()
+    {
+        int removed = 0;
+        for (int i = 0; i < Limit && Count != 0; i++)
+        {
+            if (_entries[i].Subtable >= 0)
+            {
+                Remove(i);
+                removed++;
+            }
+        }
+
+        return removed;
+    }
+
     /// <summary>
     /// Visits the next <paramref name="budget"/> entries (a cursor over the whole cache) and posts the
     /// learn records of those hit since their last post to <paramref name="ring"/>, so hosts whose

@@ -406,6 +406,8 @@ public sealed class SwitchConfig
             {
                 throw new VSwitchException($"port '{p.Name}' is defined twice");
             }
+
+            VSwitch.Ports.DevArgFiles.Check(p.Name, p.DevArgs); // before EAL and the probe: name a missing file
         }
 
         for (int i = 0; i < Ports.Count; i++)

@@ -15,9 +15,10 @@ namespace VSwitch.Control;
 
 public sealed class Commands(SwitchDatapath dp)
 {
-    public static readonly string[] Names = ["show", "punt-read", "drops-read", "drops-stop", "dump-ports", "add-port", "del-port", "pmd-stats-show", "pmd-stats-clear", "pmd-rxq-show",
-        "add-flow", "add-flows", "mod-flows", "del-flows", "replace-flows", "dump-flows", "dump-megaflows", "trace", "set-port", "set-table-miss",
-        "flows-begin", "flows-chunk", "flows-commit", "flows-abort"];
+    public static readonly string[] Names = ["show", "dump-ports", "add-port", "del-port", "pmd-stats-show", "pmd-stats-clear", "pmd-rxq-show",
+        "add-flow", "add-flows", "mod-flows", "del-flows", "replace-flows", "dump-flows", "dump-aggregate", "dump-megaflows", "flush-megaflows",
+        "fdb-show", "fdb-flush", "trace", "set-port", "set-table-miss", "flows-begin", "flows-chunk", "flows-commit", "flows-abort",
+        "punt-read", "drops-read", "drops-stop"];
 
     /// <summary>Most rules one flow transaction may hold (its parsed rules stay in memory until the commit).</summary>
     public const int MaxTransactionRules = 2_000_000;
@@ -56,7 +57,7 @@ public sealed class Commands(SwitchDatapath dp)
     private JsonNode? Execute1(string cmd, JsonObject args) => cmd switch
     {
         "show" => Show(),
-        "dump-ports" => DumpPorts(),
+        "dump-ports" => DumpPorts(args),
         "add-port" => AddPort(args),
         "del-port" => DelPort(args),
         "pmd-stats-show" => PmdStats(),
@@ -67,7 +68,11 @@ public sealed class Commands(SwitchDatapath dp)
         "mod-flows" => ModFlows(args),
         "del-flows" => DelFlows(args),
         "dump-flows" => DumpFlows(args),
+        "dump-aggregate" => DumpAggregate(args),
         "dump-megaflows" => DumpMegaflows(),
+        "flush-megaflows" => FlushMegaflows(),
+        "fdb-show" => FdbShow(),
+        "fdb-flush" => FdbFlush(),
         "trace" => Trace(args),
         "punt-read" => PuntRead(args),
         "set-port" => SetPort(args),
@@ -303,8 +308,9 @@ public sealed class Commands(SwitchDatapath dp)
         return o;
     }
 
-    private JsonObject DumpPorts()
+    private JsonObject DumpPorts(JsonObject args)
     {
+        bool xstats = Bool(args, "xstats");
         var s = dp.TakeSnapshot();
         var ports = new JsonArray();
         foreach (var p in s.Ports)
@@ -318,7 +324,24 @@ public sealed class Commands(SwitchDatapath dp)
             });
         }
 
-        return new JsonObject { ["ports"] = ports };
+        var o = new JsonObject { ["ports"] = ports };
+        if (xstats)
+        {
+            // The device's extended statistics, as DPDK names them: per-queue counters
+            // (rx_q0_packets, ...) and whatever else the driver keeps.
+            var rows = new JsonArray();
+            foreach (var p in dp.Ports)
+            {
+                foreach (var (name, value) in p.ExtendedStats())
+                {
+                    rows.Add((JsonNode)new JsonObject { ["port"] = p.Name, ["name"] = name, ["value"] = value });
+                }
+            }
+
+            o["xstats"] = rows;
+        }
+
+        return o;
     }
 
     private JsonObject AddPort(JsonObject args)
@@ -524,20 +547,86 @@ public sealed class Commands(SwitchDatapath dp)
         return new JsonObject { ["modified"] = n, ["version"] = f.Current.Version };
     }
 
-    private JsonObject DumpFlows(JsonObject args)
+    /// <summary>
+    /// The rules dump-flows and dump-aggregate report: all, or those optional "match" selects as
+    /// del-flows would (non-strict: rules at least as specific, in its table if it names one;
+    /// "strict": that exact match and priority); an optional "table" narrows further.
+    /// </summary>
+    private IEnumerable<FlowRule> Selected(JsonObject args)
     {
         var f = Flows;
         int table = Int(args, "table", -1, 0, FlowTables.MaxTables - 1);
+        var text = Str(args, "match", required: false);
+        var filter = text.Length == 0 ? null : Filter(text, Bool(args, "strict"));
+        if (table >= 0 && filter?.Table is int t && t != table)
+        {
+            throw new VSwitchException($"argument \"table\" ({table}) and the match's table={t} differ");
+        }
+
+        int? only = table >= 0 ? table : filter?.Table;
+        return f.Current.Dump(only).Where(r => filter == null || filter.Selects(r));
+    }
+
+    private JsonObject DumpFlows(JsonObject args)
+    {
         ulong now = Native.Rdtsc();
         ulong hz = dp.Eal?.TscHz ?? 1;
         var lines = new JsonArray();
-        foreach (var r in f.Current.Dump(table < 0 ? null : table))
+        foreach (var r in Selected(args))
         {
             lines.Add((JsonNode?)FlowFormatter.Format(r, true, now, hz));
         }
 
         return new JsonObject { ["flows"] = lines };
     }
+
+    /// <summary>ovs-ofctl dump-aggregate: the selected rules' packet and byte counts summed, and how many rules.</summary>
+    private JsonObject DumpAggregate(JsonObject args)
+    {
+        long packets = 0, bytes = 0, flows = 0;
+        foreach (var r in Selected(args))
+        {
+            packets += r.Counters.Packets;
+            bytes += r.Counters.Bytes;
+            flows++;
+        }
+
+        return new JsonObject { ["packet_count"] = packets, ["byte_count"] = bytes, ["flow_count"] = flows };
+    }
+
+    private JsonObject FlushMegaflows()
+    {
+        var f = Flows;
+        int before = dp.FlowPmds.Sum(p => p.Megaflows.Count); // racy read of each PMD's count: a figure for the operator
+        f.FlushCaches();
+        return new JsonObject { ["flushed"] = before, ["pmds"] = dp.FlowPmds.Count };
+    }
+
+    /// <summary>ovs-appctl fdb/show: NORMAL's MAC table, one row per binding (port, VLAN, MAC, seconds since last seen).</summary>
+    private JsonObject FdbShow()
+    {
+        var f = Flows;
+        var names = f.Current.PortList.ToDictionary(p => p.OfPort, p => p.Name);
+        ulong now = Native.Rdtsc();
+        double hz = dp.Eal?.TscHz ?? 1;
+        var rows = new JsonArray();
+        foreach (var b in f.Shared.Macs.Entries().OrderBy(b => b.Port).ThenBy(b => b.Vlan).ThenBy(b => b.Mac))
+        {
+            rows.Add((JsonNode)new JsonObject
+            {
+                ["port"] = b.Port,
+                ["name"] = names.TryGetValue(b.Port, out var n) ? n : "?",
+                ["vlan"] = b.Vlan,
+                ["mac"] = FlowFormatter.FormatMac(b.Mac),
+                ["age"] = now > b.SeenTsc ? (long)((now - b.SeenTsc) / hz) : 0,
+            });
+        }
+
+        return new JsonObject { ["fdb"] = rows };
+    }
+
+    /// <summary>ovs-appctl fdb/flush: forgets every binding (NORMAL verdicts cached from them are revalidated).</summary>
+    private JsonObject FdbFlush() => new() { ["flushed"] = Flows.Shared.Learner.Flush(-1) };
 
     /// <summary>Datapath slot -> OpenFlow number, for showing compiled outputs as the numbers rules use.</summary>
     private static Func<int, int> OfPortOfSlot(FlowTables v)

@@ -344,6 +344,7 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
     /// <summary>Probes, configures and starts one port in the lowest free slot; vhost-user ports get their socket handling.</summary>
     private DpdkPort OpenPort(PortConfig pc)
     {
+        DevArgFiles.Check(pc.Name, pc.DevArgs); // add-port: a missing file is named, not DPDK's EPERM
         var (slot, ofPort) = _ports.Admit(pc);
 
         int pmdCount = _pmds.Count;

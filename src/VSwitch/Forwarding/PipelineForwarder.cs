@@ -52,6 +52,7 @@ public sealed unsafe class FlowPmd : IDisposable
         RecircIds = (byte*)NativeMemory.AlignedAlloc(Burst, 64);
         RecircWorkIds = (byte*)NativeMemory.AlignedAlloc(Burst, 64);
         Current = shared.Current;
+        CacheFlushes = shared.CacheFlushes;
         shared.Learner.Register(Learns);
     }
 
@@ -80,6 +81,9 @@ public sealed unsafe class FlowPmd : IDisposable
 
     /// <summary>The MAC generation read at the start of the round.</summary>
     public long MacGeneration;
+
+    /// <summary>The cache-flush count (PipelineShared.CacheFlushes) this PMD last emptied its caches for.</summary>
+    public long CacheFlushes;
 
     public ulong Rounds;
 
@@ -164,6 +168,15 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
         f.Current = v;
 
         f.MacGeneration = f.Shared.Macs.Generation; // the loop then reports the round's epoch as passed
+
+        // flush-megaflows: this PMD empties its own caches (it is their only writer), between bursts.
+        long flushes = f.Shared.CacheFlushes;
+        if (flushes != f.CacheFlushes)
+        {
+            f.CacheFlushes = flushes;
+            f.Megaflows.RemoveAll();
+            f.Emc.Clear();
+        }
 
         // Aging: 64 entries every 256 rounds (a pass over 200 000 entries takes about a second or
         // two of busy polling), so the sweep stays out of the per-packet cost.

@@ -222,6 +222,24 @@ public sealed class FlowControl
         }
     }
 
+    /// <summary>
+    /// Empties every PMD's megaflow and microflow caches (flush-megaflows): each PMD removes its own
+    /// entries at its next round boundary (<see cref="PipelineShared.RequestCacheFlush"/>); returns
+    /// once every running PMD has passed the epoch after the request. The tables do not change, so
+    /// the next packet of each flow takes an upcall and installs a fresh megaflow.
+    /// </summary>
+    public void FlushCaches()
+    {
+        lock (_lock)
+        {
+            _shared.RequestCacheFlush();
+            if (!_waitForPmds())
+            {
+                throw new VSwitchException("a PMD did not pass a round boundary within 5 s (its caches are emptied when it does)");
+            }
+        }
+    }
+
     /// <summary>Sets a table's miss policy.</summary>
     public void SetTableMiss(int table, TableMissPolicy miss)
     {

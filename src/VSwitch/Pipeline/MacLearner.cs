@@ -133,12 +133,12 @@ public sealed class MacLearner
         }
     }
 
-    /// <summary>Forgets the bindings on <paramref name="port"/> (under the writer's lock).</summary>
-    public void Flush(int port)
+    /// <summary>Forgets the bindings on <paramref name="port"/>, or all of them (-1; fdb-flush), under the writer's lock; returns how many.</summary>
+    public int Flush(int port)
     {
         lock (_lock)
         {
-            Macs.Flush(port);
+            return Macs.Flush(port);
         }
     }
 

@@ -133,17 +133,49 @@ public sealed class MacTable
         return n;
     }
 
-    /// <summary>Forgets every binding on <paramref name="port"/> (the port was removed).</summary>
-    public void Flush(int port = -1)
+    /// <summary>Forgets every binding on <paramref name="port"/> (the port was removed), or every binding (-1); returns how many.</summary>
+    public int Flush(int port = -1)
     {
+        int n = 0;
         for (int s = 0; s <= _mask; s++)
         {
             if (_keys[s] != 0 && (port < 0 || _ports[s] == port))
             {
                 Volatile.Write(ref _keys[s], 0);
+                n++;
             }
         }
 
         Interlocked.Increment(ref _generation);
+        return n;
+    }
+
+    /// <summary>One binding as fdb-show lists it.</summary>
+    public readonly record struct Binding(ulong Mac, int Vlan, int Port, ulong SeenTsc);
+
+    /// <summary>
+    /// The bindings now in the table (a reader like the PMDs: a slot the writer changes meanwhile is
+    /// read again or left out, never torn). For fdb-show; off the PMD path.
+    /// </summary>
+    public List<Binding> Entries()
+    {
+        var list = new List<Binding>();
+        for (int s = 0; s <= _mask; s++)
+        {
+            ulong k = Volatile.Read(ref _keys[s]);
+            if (k == 0)
+            {
+                continue;
+            }
+
+            int port = Volatile.Read(ref _ports[s]);
+            ulong seen = Volatile.Read(ref _seen[s]);
+            if (Volatile.Read(ref _keys[s]) == k)
+            {
+                list.Add(new Binding(k & 0xFFFF_FFFF_FFFFUL, (int)((k >> 48) & 0xFFF), port, seen));
+            }
+        }
+
+        return list;
     }
 }

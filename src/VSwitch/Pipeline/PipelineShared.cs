@@ -36,6 +36,19 @@ public sealed class PipelineShared
 
     public long NextVersion() => Interlocked.Increment(ref _nextVersion);
 
+    private long _cacheFlushes;
+
+    /// <summary>
+    /// Cache flushes requested so far (flush-megaflows). Each PMD compares it with the count it last
+    /// acted on at its round boundary and, when it moved, empties its own megaflow and microflow
+    /// caches: the owner stays the caches' only writer, and nothing a PMD may still read is freed by
+    /// another thread. The control plane bumps it, then waits one epoch.
+    /// </summary>
+    public long CacheFlushes => Volatile.Read(ref _cacheFlushes);
+
+    /// <summary>Asks every PMD to empty its caches at its next round boundary (the caller then synchronizes the epoch).</summary>
+    public void RequestCacheFlush() => Interlocked.Increment(ref _cacheFlushes);
+
     /// <summary>Makes <paramref name="v"/> current (the caller then synchronizes the epoch).</summary>
     public void Publish(FlowTables v) => _current = v;
 }
