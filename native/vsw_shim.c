@@ -211,6 +211,8 @@ int32_t vsw_lcore_launch(uint32_t lcore, int (*fn)(void *), void *arg) { return 
 
 int32_t vsw_lcore_wait(uint32_t lcore) { return rte_eal_wait_lcore(lcore); }
 
+int32_t vsw_thread_set_name(const char *name) { return -pthread_setname_np(pthread_self(), name); }
+
 void vsw_thread_unregister(void) { rte_thread_unregister(); }
 
 uint32_t vsw_lcore_id(void) { return rte_lcore_id(); }

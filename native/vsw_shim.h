@@ -81,6 +81,8 @@ VSW_API int32_t vsw_lcore_on_cpu(int32_t cpu);
 /* rte_eal_remote_launch / rte_eal_wait_lcore. */
 VSW_API int32_t vsw_lcore_launch(uint32_t lcore, int (*fn)(void *), void *arg);
 VSW_API int32_t vsw_lcore_wait(uint32_t lcore);
+/* Names the calling thread (at most 15 bytes), as top -H and /proc/PID/task/TID/comm show it. */
+VSW_API int32_t vsw_thread_set_name(const char *name);
 VSW_API int32_t vsw_gettid(void);
 /* Affinity of any thread of this process (tid), to the CPUs in a 64-bit mask. */
 VSW_API int32_t vsw_tid_set_affinity(int32_t tid, uint64_t cpu_mask);

@@ -90,6 +90,9 @@ internal static unsafe partial class Native
     [LibraryImport(Lib, EntryPoint = "vsw_lcore_launch")]
     internal static partial int LcoreLaunch(uint lcore, delegate* unmanaged<void*, int> fn, void* arg);
 
+    [LibraryImport(Lib, EntryPoint = "vsw_thread_set_name", StringMarshalling = StringMarshalling.Utf8)]
+    internal static partial int ThreadSetName(string name);
+
     [LibraryImport(Lib, EntryPoint = "vsw_lcore_wait")]
     internal static partial int LcoreWait(uint lcore);
 

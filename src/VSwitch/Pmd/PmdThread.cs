@@ -154,6 +154,11 @@ public sealed unsafe class PmdThread
             return;
         }
 
+        if (_thread == null)
+        {
+            _ = Native.ThreadSetName($"pmd-c{Core}"); // the EAL named it after its lcore
+        }
+
         LcoreId = Native.LcoreId();
         Tid = Native.GetTid();
         _started.Set();
