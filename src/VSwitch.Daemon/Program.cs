@@ -123,6 +123,30 @@ if (config.ControlSocket != null)
     }
 }
 
+// Started only now, after SwitchDatapath.Start moved every thread off the PMD cores: the
+// listener's threads are created later and inherit that affinity.
+VSwitch.Control.MetricsServer? metrics = null;
+if (config.Metrics != null)
+{
+    try
+    {
+        metrics = new VSwitch.Control.MetricsServer(config.Metrics, new VSwitch.Control.SwitchMetrics(dp).Registry);
+        Console.WriteLine($"vswitchd: metrics {metrics.Url}");
+    }
+    catch (VSwitchException e)
+    {
+        Console.Error.WriteLine($"vswitchd: error: {e.Message}");
+        if (control != null)
+        {
+            await control.DisposeAsync();
+        }
+
+        dp.Stop();
+        dp.Dispose();
+        return 1;
+    }
+}
+
 string modeNote = config.Mode == VSwitch.Config.ForwardingMode.Pipeline
     ? $" with {dp.Flows!.Current.RuleCount} rules"
     : config.MacRewrite ? " with MAC rewrite" : "";
@@ -197,6 +221,7 @@ while (true)
 }
 
 double elapsed = clock.Elapsed.TotalSeconds;
+metrics?.Dispose(); // before the datapath stops: a scrape reads it
 if (control != null)
 {
     await control.DisposeAsync();

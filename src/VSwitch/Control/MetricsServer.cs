@@ -1,0 +1,154 @@
+// MetricsServer.cs - serves GET /metrics (Prometheus text format) over HTTP for --metrics.
+//
+// prometheus-net's own MetricServer takes one host name for its HttpListener prefix, and the
+// listener answers only requests whose Host header names a registered prefix: on 127.0.0.1 a
+// scrape of http://localhost:PORT/metrics would get 404. This is the same loop with the prefixes a
+// loopback endpoint needs (127.0.0.1 and localhost; both bind 127.0.0.1 only). An explicit address
+// binds that address (requests must name it); 0.0.0.0 registers '+', every address, any Host.
+//
+// Threads: the listener's accept and the requests (one at a time) run on .NET thread-pool threads. vswitchd starts
+// the server after SwitchDatapath.Start has moved every thread off the PMD cores, and new threads
+// inherit their creator's affinity, so the HTTP threads never run on a PMD core (the end-to-end
+// test checks every thread's affinity while it scrapes).
+using System.Net;
+using Prometheus;
+using VSwitch.Config;
+
+namespace VSwitch.Control;
+
+public sealed class MetricsServer : IDisposable
+{
+    /// <summary>The only path served.</summary>
+    public const string Path = "/metrics";
+
+    private readonly HttpListener _listener = new();
+    private readonly CollectorRegistry _registry;
+    private readonly Task _loop;
+
+    /// <summary>Binds <paramref name="endpoint"/> and starts serving; throws <see cref="VSwitchException"/> with the reason when it cannot bind.</summary>
+    public MetricsServer(MetricsEndpoint endpoint, CollectorRegistry registry)
+    {
+        ArgumentNullException.ThrowIfNull(endpoint);
+        Endpoint = endpoint;
+        _registry = registry ?? throw new ArgumentNullException(nameof(registry));
+        string port = endpoint.Port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        if (endpoint.IsAny)
+        {
+            _listener.Prefixes.Add($"http://+:{port}/");
+        }
+        else
+        {
+            _listener.Prefixes.Add($"http://{endpoint.Address}:{port}/");
+            if (endpoint.Address.Equals(IPAddress.Loopback))
+            {
+                _listener.Prefixes.Add($"http://localhost:{port}/");
+            }
+        }
+
+        try
+        {
+            _listener.Start();
+        }
+        catch (HttpListenerException e)
+        {
+            _listener.Close();
+            throw new VSwitchException($"metrics {endpoint}: {e.Message}");
+        }
+
+        _loop = Task.Run(ServeAsync);
+    }
+
+    public MetricsEndpoint Endpoint { get; }
+
+    /// <summary>The address to scrape.</summary>
+    public string Url => $"http://{Endpoint}{Path}";
+
+    private async Task ServeAsync()
+    {
+        while (_listener.IsListening)
+        {
+            HttpListenerContext context;
+            try
+            {
+                context = await _listener.GetContextAsync().ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is HttpListenerException or ObjectDisposedException or InvalidOperationException)
+            {
+                return; // stopped
+            }
+
+            // One request at a time: scrapes are rare, the body is written from memory, and a flood
+            // of connections then costs one collection at a time, not one per connection at once.
+            await RespondAsync(context).ConfigureAwait(false);
+        }
+    }
+
+    private async Task RespondAsync(HttpListenerContext context)
+    {
+        var response = context.Response;
+        try
+        {
+            var request = context.Request;
+            if (request.Url?.AbsolutePath != Path)
+            {
+                response.StatusCode = 404;
+            }
+            else if (request.HttpMethod is not ("GET" or "HEAD"))
+            {
+                response.StatusCode = 405;
+                response.AddHeader("Allow", "GET, HEAD");
+            }
+            else
+            {
+                // Collect into memory first: a failure then becomes a 500, not a cut-off 200.
+                using var body = new MemoryStream();
+                await _registry.CollectAndExportAsTextAsync(body).ConfigureAwait(false);
+                response.StatusCode = 200;
+                response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
+                response.ContentLength64 = body.Length;
+                if (request.HttpMethod == "GET")
+                {
+                    body.Position = 0;
+                    await body.CopyToAsync(response.OutputStream).ConfigureAwait(false);
+                }
+            }
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // A scrape must never take the switch down: answer 500 if the headers are not out yet.
+            try
+            {
+                response.StatusCode = 500;
+            }
+            catch (InvalidOperationException)
+            {
+            }
+
+            Console.Error.WriteLine($"vswitchd: metrics: {e.GetType().Name}: {e.Message}");
+        }
+        finally
+        {
+            try
+            {
+                response.Close();
+            }
+            catch (Exception e) when (e is HttpListenerException or ObjectDisposedException or IOException)
+            {
+                // the client went away
+            }
+        }
+    }
+
+    /// <summary>Stops listening and waits (up to 5 s) for a request being answered, so no scrape reads a stopped datapath.</summary>
+    public void Dispose()
+    {
+        _listener.Close();
+        try
+        {
+            _loop.Wait(TimeSpan.FromSeconds(5));
+        }
+        catch (AggregateException)
+        {
+        }
+    }
+}
