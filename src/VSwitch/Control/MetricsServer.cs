@@ -25,6 +25,9 @@ public sealed class MetricsServer : IDisposable
     private readonly CollectorRegistry _registry;
     private readonly Task _loop;
 
+    /// <summary>The response body, reused (requests are answered one at a time): a scrape then allocates its metric values, not a growing buffer.</summary>
+    private readonly MemoryStream _body = new();
+
     /// <summary>Binds <paramref name="endpoint"/> and starts serving; throws <see cref="VSwitchException"/> with the reason when it cannot bind.</summary>
     public MetricsServer(MetricsEndpoint endpoint, CollectorRegistry registry)
     {
@@ -101,15 +104,14 @@ public sealed class MetricsServer : IDisposable
             else
             {
                 // Collect into memory first: a failure then becomes a 500, not a cut-off 200.
-                using var body = new MemoryStream();
-                await _registry.CollectAndExportAsTextAsync(body).ConfigureAwait(false);
+                _body.SetLength(0);
+                await _registry.CollectAndExportAsTextAsync(_body).ConfigureAwait(false);
                 response.StatusCode = 200;
                 response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
-                response.ContentLength64 = body.Length;
+                response.ContentLength64 = _body.Length;
                 if (request.HttpMethod == "GET")
                 {
-                    body.Position = 0;
-                    await body.CopyToAsync(response.OutputStream).ConfigureAwait(false);
+                    await response.OutputStream.WriteAsync(_body.GetBuffer().AsMemory(0, (int)_body.Length)).ConfigureAwait(false);
                 }
             }
         }
@@ -150,5 +152,7 @@ public sealed class MetricsServer : IDisposable
         catch (AggregateException)
         {
         }
+
+        _body.Dispose();
     }
 }

@@ -73,7 +73,7 @@ public sealed class SwitchMetrics
     private readonly Dictionary<int, ulong[]> _gapSeen = [];
 
     private readonly Counter _portRxPackets, _portTxPackets, _portTxDrops, _portRxBytes, _portTxBytes, _portDevRxPackets,
-        _portDevTxPackets, _portRxMissed, _portRxErrors, _portTxErrors, _portRxNoMbuf, _xstats, _gcCollections, _gcPauseSeconds;
+        _portDevTxPackets, _portRxMissed, _portRxErrors, _portTxErrors, _portRxNoMbuf, _xstats, _gcCollections, _gcPauseSeconds, _gcAllocated;
 
     private readonly Gauge _portInfo, _portLinkUp, _pmdInfo, _pmdBusyRatio, _pmdCyclesPerPacket, _pmdGapMax, _gcPauseMax, _gcHeap, _info;
 
@@ -122,6 +122,7 @@ public sealed class SwitchMetrics
         _gcPauseSeconds = f.CreateCounter("vswitch_gc_pause_seconds_total", "Time the runtime held every managed thread, PMDs included, paused for garbage collection.");
         _gcPauseMax = f.CreateGauge("vswitch_gc_pause_max_seconds", "Longest GC pause since start or the last pmd-stats-clear.");
         _gcHeap = f.CreateGauge("vswitch_gc_heap_bytes", "Bytes of the managed heap in use.");
+        _gcAllocated = f.CreateCounter("vswitch_gc_allocated_bytes_total", "Bytes the process allocated on the managed heap (the PMDs allocate none).");
         _info = f.CreateGauge("vswitch_info", "1, with the forwarding mode.", "mode");
         if (dp.Flows != null)
         {
@@ -166,6 +167,7 @@ public sealed class SwitchMetrics
             _gcPauseSeconds.IncTo(GC.GetTotalPauseDuration().TotalSeconds);
             _gcPauseMax.Set(_dp.Gc.PauseMaxMs / 1000);
             _gcHeap.Set(GC.GetTotalMemory(false));
+            _gcAllocated.IncTo(GC.GetTotalAllocatedBytes());
         }
     }
 
