@@ -6,10 +6,12 @@
 // loopback endpoint needs (127.0.0.1 and localhost; both bind 127.0.0.1 only). An explicit address
 // binds that address (requests must name it); 0.0.0.0 registers '+', every address, any Host.
 //
-// Threads: the listener's accept and the requests (one at a time) run on .NET thread-pool threads. vswitchd starts
-// the server after SwitchDatapath.Start has moved every thread off the PMD cores, and new threads
-// inherit their creator's affinity, so the HTTP threads never run on a PMD core (the end-to-end
-// test checks every thread's affinity while it scrapes).
+// Binding and serving are two steps: vswitchd binds before the EAL and the ports start (a port in
+// use fails at once, not after devices were probed) and serves once the datapath runs. Threads: the
+// listener's socket threads exist from the bind and are moved off the PMD cores with every other
+// thread when SwitchDatapath.Start confines them; the accept loop and the requests (one at a time)
+// run on thread-pool threads created after that, which inherit their creator's affinity. So no HTTP
+// thread runs on a PMD core (the end-to-end test checks every thread's affinity while it scrapes).
 using System.Net;
 using Prometheus;
 using VSwitch.Config;
@@ -22,18 +24,17 @@ public sealed class MetricsServer : IDisposable
     public const string Path = "/metrics";
 
     private readonly HttpListener _listener = new();
-    private readonly CollectorRegistry _registry;
-    private readonly Task _loop;
+    private CollectorRegistry? _registry;
+    private Task? _loop;
 
     /// <summary>The response body, reused (requests are answered one at a time): a scrape then allocates its metric values, not a growing buffer.</summary>
     private readonly MemoryStream _body = new();
 
-    /// <summary>Binds <paramref name="endpoint"/> and starts serving; throws <see cref="VSwitchException"/> with the reason when it cannot bind.</summary>
-    public MetricsServer(MetricsEndpoint endpoint, CollectorRegistry registry)
+    /// <summary>Binds <paramref name="endpoint"/> (connections wait until <see cref="Serve"/>); throws <see cref="VSwitchException"/> with the reason when it cannot bind.</summary>
+    public MetricsServer(MetricsEndpoint endpoint)
     {
         ArgumentNullException.ThrowIfNull(endpoint);
         Endpoint = endpoint;
-        _registry = registry ?? throw new ArgumentNullException(nameof(registry));
         string port = endpoint.Port.ToString(System.Globalization.CultureInfo.InvariantCulture);
         if (endpoint.IsAny)
         {
@@ -57,14 +58,19 @@ public sealed class MetricsServer : IDisposable
             _listener.Close();
             throw new VSwitchException($"metrics {endpoint}: {e.Message}");
         }
-
-        _loop = Task.Run(ServeAsync);
     }
 
     public MetricsEndpoint Endpoint { get; }
 
     /// <summary>The address to scrape.</summary>
     public string Url => $"http://{Endpoint}{Path}";
+
+    /// <summary>Starts answering scrapes with <paramref name="registry"/>'s metrics.</summary>
+    public void Serve(CollectorRegistry registry)
+    {
+        _registry = registry ?? throw new ArgumentNullException(nameof(registry));
+        _loop = Task.Run(ServeAsync);
+    }
 
     private async Task ServeAsync()
     {
@@ -105,7 +111,7 @@ public sealed class MetricsServer : IDisposable
             {
                 // Collect into memory first: a failure then becomes a 500, not a cut-off 200.
                 _body.SetLength(0);
-                await _registry.CollectAndExportAsTextAsync(_body).ConfigureAwait(false);
+                await _registry!.CollectAndExportAsTextAsync(_body).ConfigureAwait(false);
                 response.StatusCode = 200;
                 response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
                 response.ContentLength64 = _body.Length;
@@ -147,7 +153,7 @@ public sealed class MetricsServer : IDisposable
         _listener.Close();
         try
         {
-            _loop.Wait(TimeSpan.FromSeconds(5));
+            _loop?.Wait(TimeSpan.FromSeconds(5));
         }
         catch (AggregateException)
         {
