@@ -30,6 +30,8 @@ internal static class Options
           --mbufs N                mbuf pool size (default: sized from the ports)
           --eal ARGS               extra DPDK EAL arguments, space separated (e.g. "--huge-dir /mnt/huge")
           --control PATH           control socket (default /run/vswitch/vswitchd.sock); 'none' disables it
+          --metrics [ADDR:]PORT    serve Prometheus metrics at http://ADDR:PORT/metrics (default: off;
+                                   PORT or :PORT listens on 127.0.0.1 only; 'none' turns it off)
           --no-huge-fallback       fail instead of running with --no-huge when no hugepages are usable
           --stats-interval S       print statistics every S seconds (0: only at exit; default 1)
           --duration S             stop after S seconds (default: run until SIGINT/SIGTERM)
@@ -179,6 +181,9 @@ internal static class Options
                         break;
                     }
 
+                case "--metrics":
+                    c.Metrics = MetricsArg(Value(args, ref i), a);
+                    break;
                 case "--no-huge-fallback":
                     c.NoHugeFallback = false;
                     break;
@@ -269,6 +274,11 @@ internal static class Options
         int.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out int v) && v >= min && v <= max
             ? v
             : throw new UsageException($"{option} '{s}': expected an integer from {min} to {max}");
+
+    private static MetricsEndpoint? MetricsArg(string s, string option) =>
+        s == "none" ? null
+            : MetricsEndpoint.TryParse(s, out var endpoint, out string error) ? endpoint
+            : throw new UsageException($"{option} '{s}': {error}");
 
     private static double NumArg(string s, string option) =>
         double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out double v) && v >= 0

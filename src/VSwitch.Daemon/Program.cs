@@ -54,6 +54,21 @@ if (config.ControlSocket != null)
     }
 }
 
+// Likewise the metrics port: bound now, served once the datapath runs.
+VSwitch.Control.MetricsServer? metrics = null;
+if (config.Metrics != null)
+{
+    try
+    {
+        metrics = new VSwitch.Control.MetricsServer(config.Metrics);
+    }
+    catch (VSwitchException e)
+    {
+        Console.Error.WriteLine($"vswitchd: error: {e.Message}");
+        return 1;
+    }
+}
+
 using var stop = new ManualResetEventSlim();
 using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.Set(); });
 using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Set(); });
@@ -66,6 +81,7 @@ try
 catch (VSwitchException e)
 {
     Console.Error.WriteLine($"vswitchd: error: {e.Message}");
+    metrics?.Dispose();
     dp.Stop();
     dp.Dispose();
     return 1;
@@ -117,10 +133,18 @@ if (config.ControlSocket != null)
         Console.Error.WriteLine(e is VSwitchException
             ? $"vswitchd: error: {e.Message}"
             : $"vswitchd: error: control socket '{config.ControlSocket}': {e.Message}");
+        metrics?.Dispose();
         dp.Stop();
         dp.Dispose();
         return 1;
     }
+}
+
+// Served only now that the datapath runs (its threads inherit the control-plane affinity).
+if (metrics != null)
+{
+    metrics.Serve(new VSwitch.Control.SwitchMetrics(dp).Registry);
+    Console.WriteLine($"vswitchd: metrics {metrics.Url}");
 }
 
 string modeNote = config.Mode == VSwitch.Config.ForwardingMode.Pipeline
@@ -197,6 +221,7 @@ while (true)
 }
 
 double elapsed = clock.Elapsed.TotalSeconds;
+metrics?.Dispose(); // before the datapath stops: a scrape reads it
 if (control != null)
 {
     await control.DisposeAsync();

@@ -139,6 +139,9 @@ public sealed class SwitchConfig
 
     public const string DefaultControlSocket = "/run/vswitch/vswitchd.sock";
 
+    /// <summary>Where /metrics (Prometheus text) is served; null (the default) serves nothing.</summary>
+    public MetricsEndpoint? Metrics { get; set; }
+
     /// <summary>Use --no-huge automatically when no hugepages are usable and every port allows it.</summary>
     public bool NoHugeFallback { get; set; } = true;
 
@@ -273,6 +276,9 @@ public sealed class SwitchConfig
                     case "no_huge_fallback":
                         c.NoHugeFallback = Bool(v, source, path);
                         break;
+                    case "metrics":
+                        c.Metrics = ParseMetrics(v, source, path);
+                        break;
                     case "flows":
                         c.FlowsFile = Str(v, source, path);
                         break;
@@ -289,7 +295,7 @@ public sealed class SwitchConfig
                         c.StateFile = v.ValueKind == JsonValueKind.Null ? null : Str(v, source, path);
                         break;
                     default:
-                        throw new VSwitchException($"{source}: {path}: unknown setting (known: eal, ports, pmd_cores, rxq_assign, mode, mac_rewrite, l2fwd_pairs, mbufs, mempool_cache, tx_drain_us, pmd_sleep_max_us, stats_interval_s, duration_s, control_socket, no_huge_fallback, flows, megaflow_limit, megaflow_idle_ms, emc_insert_inv_prob, state_file)");
+                        throw new VSwitchException($"{source}: {path}: unknown setting (known: eal, ports, pmd_cores, rxq_assign, mode, mac_rewrite, l2fwd_pairs, mbufs, mempool_cache, tx_drain_us, pmd_sleep_max_us, stats_interval_s, duration_s, control_socket, metrics, no_huge_fallback, flows, megaflow_limit, megaflow_idle_ms, emc_insert_inv_prob, state_file)");
                 }
             }
 
@@ -303,6 +309,25 @@ public sealed class SwitchConfig
         "pipeline" => ForwardingMode.Pipeline,
         _ => throw new VSwitchException($"{where}: unknown forwarding mode '{s}' (known: l2fwd, pipeline)"),
     };
+
+    /// <summary>"metrics": "ADDRESS:PORT", ":PORT" or "PORT", a port number, or null (off).</summary>
+    private static MetricsEndpoint? ParseMetrics(JsonElement v, string source, string path)
+    {
+        if (v.ValueKind == JsonValueKind.Null)
+        {
+            return null;
+        }
+
+        string text = v.ValueKind switch
+        {
+            JsonValueKind.Number => v.GetRawText(),
+            JsonValueKind.String => v.GetString()!,
+            _ => throw new VSwitchException($"{source}: {path}: expected a string such as \"127.0.0.1:9100\", a port number or null"),
+        };
+        return MetricsEndpoint.TryParse(text, out var endpoint, out string error)
+            ? endpoint
+            : throw new VSwitchException($"{source}: {path}: {error}");
+    }
 
     private static PortConfig ParsePort(JsonElement p, string source, string path)
     {

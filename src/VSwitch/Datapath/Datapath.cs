@@ -19,7 +19,9 @@ namespace VSwitch.Datapath;
 /// <summary>Totals for one port, summed over PMDs, plus the device's own counters.</summary>
 public sealed record PortSnapshot(string Name, ulong RxPackets, ulong TxPackets, ulong TxDrops, PortHwStats Hw, int OfPort = 0);
 
-/// <summary>Totals for one PMD thread.</summary>
+/// <summary>A port's driver, link state (as last polled) and DPDK extended statistics.</summary>
+public sealed record PortDetails(string Name, string Driver, bool LinkUp, IReadOnlyList<KeyValuePair<string, ulong>> Xstats);
+
 /// <summary>One PMD's counters (<paramref name="Raw"/>; the pipeline's are 0 in l2fwd mode) and its installed megaflows.</summary>
 public sealed record PmdSnapshot(int Index, int Core, PmdCounters Raw, int Megaflows)
 {

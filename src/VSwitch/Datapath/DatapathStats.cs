@@ -117,6 +117,29 @@ public sealed partial class SwitchDatapath
         }
     }
 
+    /// <summary>
+    /// Each port's driver, link state and DPDK extended statistics, read under the control lock so
+    /// a port removed meanwhile is not asked (its DPDK port id may already name another device).
+    /// Control-plane only: xstats are read from the driver with plain loads, as dump-ports reads
+    /// the basic counters.
+    /// </summary>
+    public IReadOnlyList<PortDetails> TakePortDetails()
+    {
+        lock (_control)
+        {
+            var list = new List<PortDetails>();
+            for (int dp = 0; dp < PmdState.MaxPorts; dp++)
+            {
+                if (_ports[dp] is DpdkPort port)
+                {
+                    list.Add(new PortDetails(port.Name, port.Driver, _linkUp[dp], port.ExtendedStats()));
+                }
+            }
+
+            return list;
+        }
+    }
+
     /// <summary>Rx queues per PMD core, as "port:queue" names.</summary>
     public IReadOnlyDictionary<int, List<string>> RxQueueAssignment()
     {
