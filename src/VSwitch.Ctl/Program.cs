@@ -40,6 +40,8 @@ const string usage = """
       fdb-flush                              forget every learned MAC (until traffic teaches them again)
       trace PACKET                           the tables and rules a packet would take, e.g.
                                              trace in_port=1,tcp,nw_dst=192.0.2.9,tp_dst=80
+      trace in_port=N HEX                    the same for a frame given in hex, parsed by the
+                                             switch's own packet parser
       capture PORT [FILTER] [-c N] [-w FILE] [--seconds S]
                                              packets on a port, rx and tx (dpdk-dumpcap attached to
                                              the switch; FILTER in tcpdump syntax); one line each,
@@ -175,6 +177,10 @@ try
 
             cmdArgs["table"] = tbl;
             cmdArgs["policy"] = rest[2];
+            break;
+        case "trace" when rest.Count == 3:
+            cmdArgs["packet"] = rest[1]; // in_port=N (or a port name)
+            cmdArgs["hex"] = rest[2];
             break;
         case "add-flow" or "trace":
             if (rest.Count != 2)

@@ -121,6 +121,19 @@ public sealed class CaptureDpdkTests : IDisposable
         Assert.Equal(1, bad.Exit);
         Assert.Contains("no port 'nosuch' (ports: a, b)", bad.Err, StringComparison.Ordinal);
 
+        // DPDK's own telemetry socket answers in the same runtime directory.
+        var psi = new ProcessStartInfo("dpdk-telemetry.py", ["-f", prefix]) { RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        using (var tel = Process.Start(psi)!)
+        {
+            tel.StandardInput.Write("/ethdev/list\n/ethdev/stats,1\n");
+            tel.StandardInput.Close();
+            var telOut = tel.StandardOutput.ReadToEnd();
+            Assert.True(tel.WaitForExit(30_000), "dpdk-telemetry.py hung");
+            Assert.Contains("{\"/ethdev/list\": [0, 1]}", telOut, StringComparison.Ordinal);
+            var opackets = System.Text.RegularExpressions.Regex.Match(telOut, "\"opackets\": (\\d+)");
+            Assert.True(opackets.Success && long.Parse(opackets.Groups[1].Value, CultureInfo.InvariantCulture) >= 300, "telemetry: " + telOut + tel.StandardError.ReadToEnd());
+        }
+
         var r = StopClean(sw);
         Assert.False(Directory.Exists($"/var/run/dpdk/{prefix}"), "the runtime directory the switch chose was left behind");
     }
@@ -209,6 +222,19 @@ public sealed class CaptureDpdkTests : IDisposable
         var punts = m.Out.Split('\n', StringSplitOptions.RemoveEmptyEntries);
         Assert.Equal(3, punts.Length);
         Assert.All(punts, l => Assert.Matches(@" a controller table=0 in_port=1 pmd=0: .* ICMP type 8", l));
+
+        // trace takes a frame in hex, as ofproto/trace does: the tables see what the parser makes of it.
+        var tr = ControlClient.Vswitchctl(sock, "--json", "trace", "in_port=a", Convert.ToHexString(frames[0]));
+        Assert.True(tr.Exit == 0, tr.Err);
+        Assert.Contains("\"datapath_actions\":\"output:2\"", tr.Out, StringComparison.Ordinal);
+        tr = ControlClient.Vswitchctl(sock, "--json", "trace", "in_port=1", Convert.ToHexString(frames[2]).ToLowerInvariant());
+        Assert.Contains("no match", tr.Out, StringComparison.Ordinal);
+        Assert.Contains("\"datapath_actions\":\"drop\"", tr.Out, StringComparison.Ordinal);
+        tr = ControlClient.Vswitchctl(sock, "trace", "in_port=1", Convert.ToHexString(frames[4]));
+        Assert.Equal(1, tr.Exit);
+        Assert.Contains("the frame of 20 bytes is malformed", tr.Err, StringComparison.Ordinal);
+        tr = ControlClient.Vswitchctl(sock, "trace", "in_port=1", "0102zz");
+        Assert.Contains("not a frame in hex digits", tr.Err, StringComparison.Ordinal);
 
         var bad = ControlClient.Vswitchctl(sock, "capture", "--drops", "tcp", "and", "(", "-c", "1");
         Assert.Equal(1, bad.Exit);

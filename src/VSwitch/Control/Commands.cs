@@ -669,6 +669,11 @@ public sealed class Commands(SwitchDatapath dp)
     {
         var f = Flows;
         var key = FlowParser.ParsePacket(Str(args, "packet"), "packet", dp.PortNames());
+        if (args["hex"] is JsonNode hexNode)
+        {
+            key = KeyOfFrame(hexNode.GetValue<string>(), key.InPort);
+        }
+
         var (lines, t, megaflow) = f.Trace(key);
         var ofPortOfSlot = OfPortOfSlot(f.Current);
         var ops = t.Ops.Take(t.OpCount).Where(o => o.Op is not (DpOp.Ext or DpOp.MissNote)).Select(o => o.Format(ofPortOfSlot)).ToList();
@@ -679,6 +684,43 @@ public sealed class Commands(SwitchDatapath dp)
             ["datapath_actions"] = ops.Count == 0 ? "drop" : string.Join(",", ops),
             ["megaflow"] = megaflow,
         };
+    }
+
+    /// <summary>The flow key of a frame given in hex (as ofproto/trace takes one): the switch's own parser decides, as for a received packet.</summary>
+    private static unsafe Packets.FlowKey KeyOfFrame(string hex, ushort inPort)
+    {
+        var digits = new string(hex.Where(ch => !char.IsWhiteSpace(ch) && ch != ':' && ch != '-').ToArray());
+        if (digits.StartsWith("0x", StringComparison.OrdinalIgnoreCase))
+        {
+            digits = digits[2..];
+        }
+
+        byte[] frame;
+        try
+        {
+            frame = Convert.FromHexString(digits);
+        }
+        catch (FormatException)
+        {
+            throw new VSwitchException($"argument \"hex\": not a frame in hex digits ({digits.Length} characters; pairs of 0-9a-f expected)");
+        }
+
+        if (frame.Length < 14 || frame.Length > 65535)
+        {
+            throw new VSwitchException($"argument \"hex\": a frame of {frame.Length} bytes (14 to 65535 expected)");
+        }
+
+        Packets.FlowKey key;
+        Packets.HeaderOffsets offs;
+        fixed (byte* p = frame)
+        {
+            if ((Packets.KeyExtractor.Extract(p, frame.Length, inPort, &key, &offs) & Packets.ParseFlags.Errors) != 0)
+            {
+                throw new VSwitchException($"argument \"hex\": the frame of {frame.Length} bytes is malformed: the switch drops it before any table (counted as malformed)");
+            }
+        }
+
+        return key;
     }
 
     private JsonObject PmdRxq()
