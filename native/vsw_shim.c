@@ -99,6 +99,14 @@ int32_t vsw_log_set_level(uint32_t level)
 	return 0;
 }
 
+/* Level of every DPDK log type matching a glob (e.g. "pmd.net.vhost*"); later registrations too. */
+int32_t vsw_log_set_pattern(const char *pattern, uint32_t level)
+{
+	return rte_log_set_level_pattern(pattern, level) == 0 ? 0 : -EINVAL;
+}
+
+uint32_t vsw_log_global_level(void) { return rte_log_get_global_level(); }
+
 /* DPDK log capture: the last few KiB of log text, written by whichever thread logs. Control-plane
  * only (logging is off the fast path); a lost race garbles a diagnostic, never the datapath. */
 static char s_log[4096];

@@ -67,6 +67,9 @@ VSW_API const char *vsw_runtime_dir(void);
 VSW_API int32_t vsw_errno(void);
 VSW_API const char *vsw_strerror(int32_t errnum);
 VSW_API int32_t vsw_log_set_level(uint32_t level);
+/* rte_log_set_level_pattern; 0 or -EINVAL. */
+VSW_API int32_t vsw_log_set_pattern(const char *pattern, uint32_t level);
+VSW_API uint32_t vsw_log_global_level(void);
 /* Route DPDK's log into a buffer (and to stderr too when passthrough != 0), so that start-up errors
  * can quote DPDK's last message in one line instead of DPDK printing its own lines around ours. */
 VSW_API int32_t vsw_log_capture(int32_t passthrough);

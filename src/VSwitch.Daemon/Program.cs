@@ -176,8 +176,7 @@ while (true)
 
     foreach (var ev in dp.PollLinks().Concat(dp.PollPmdFaults()))
     {
-        Console.WriteLine(string.Create(inv, $"vswitchd: t={clock.Elapsed.TotalSeconds:F2} {ev}"));
-        Console.Out.Flush();
+        Vlog.Write(VlogModule.Events, VlogLevel.Info, string.Create(inv, $"vswitchd: t={clock.Elapsed.TotalSeconds:F2} {ev}"));
     }
 
     if (clock.Elapsed.TotalSeconds - lastHousekeep >= 1)
@@ -207,9 +206,8 @@ while (true)
         }
 
         double cpp = pkts > 0 ? (double)busy / pkts : 0;
-        Console.WriteLine(string.Create(inv,
+        Vlog.Write(VlogModule.Stats, VlogLevel.Info, string.Create(inv,
             $"stats t={now:F2} rx_mpps={SwitchDatapath.Mpps((s.RxPackets - last.RxPackets) / dt)} tx_mpps={SwitchDatapath.Mpps((s.TxPackets - last.TxPackets) / dt)} drops={s.Drops - last.Drops} busy={(busy + idle > 0 ? 100.0 * busy / (busy + idle) : 0):F1}% cycles_per_pkt={cpp:F1}"));
-        Console.Out.Flush();
         last = s;
         lastT = now;
     }

@@ -18,7 +18,7 @@ public sealed class Commands(SwitchDatapath dp)
     public static readonly string[] Names = ["show", "dump-ports", "add-port", "del-port", "pmd-stats-show", "pmd-stats-clear", "pmd-rxq-show",
         "add-flow", "add-flows", "mod-flows", "del-flows", "replace-flows", "dump-flows", "dump-aggregate", "dump-megaflows", "flush-megaflows",
         "fdb-show", "fdb-flush", "trace", "set-port", "set-table-miss", "flows-begin", "flows-chunk", "flows-commit", "flows-abort",
-        "punt-read", "drops-read", "drops-stop"];
+        "punt-read", "drops-read", "drops-stop", "vlog-list", "vlog-set"];
 
     /// <summary>Most rules one flow transaction may hold (its parsed rules stay in memory until the commit).</summary>
     public const int MaxTransactionRules = 2_000_000;
@@ -42,6 +42,34 @@ public sealed class Commands(SwitchDatapath dp)
                 + "or in chunks with flows-begin / flows-chunk / flows-commit (vswitchctl add-flows FILE reads the file itself)");
         }
 
+        if (!Mutating.Contains(cmd))
+        {
+            return Dispatch(cmd, args, session);
+        }
+
+        try
+        {
+            var result = Dispatch(cmd, args, session);
+            Vlog.Write(VlogModule.Control, VlogLevel.Info, $"vswitchd: control: {cmd} {Summary(args)}");
+            return result;
+        }
+        catch (VSwitchException e)
+        {
+            Vlog.Write(VlogModule.Control, VlogLevel.Warn, $"vswitchd: control: {cmd} refused: {e.Message}");
+            throw;
+        }
+    }
+
+    /// <summary>Commands that change ports, tables or settings: logged by the control module.</summary>
+    private static readonly HashSet<string> Mutating = ["add-port", "del-port", "set-port", "set-table-miss", "add-flow", "add-flows", "mod-flows",
+        "del-flows", "replace-flows", "flows-commit", "fdb-flush", "flush-megaflows", "vlog-set"];
+
+    /// <summary>The arguments for a log line, without flow text (only its size).</summary>
+    private static string Summary(JsonObject args) => string.Join(' ', args.Select(kv => kv.Key == "flow" && kv.Value is JsonValue fv
+        ? $"flow=<{fv.ToString().Length} bytes>" : $"{kv.Key}={kv.Value?.ToJsonString()}"));
+
+    private JsonNode? Dispatch(string cmd, JsonObject args, ControlSession session)
+    {
         return cmd switch
         {
             "flows-begin" => FlowsBegin(args, session),
@@ -75,10 +103,35 @@ public sealed class Commands(SwitchDatapath dp)
         "fdb-flush" => FdbFlush(),
         "trace" => Trace(args),
         "punt-read" => PuntRead(args),
+        "vlog-list" => VlogList(),
+        "vlog-set" => VlogSet(args),
         "set-port" => SetPort(args),
         "set-table-miss" => SetTableMiss(args),
         _ => throw new VSwitchException($"unknown command '{cmd}' (known: {string.Join(", ", Names)})"),
     };
+
+    private static JsonObject VlogList() => new()
+    {
+        ["modules"] = new JsonArray(Vlog.List().Select(m => (JsonNode)new JsonObject { ["module"] = m.Module, ["level"] = m.Level }).ToArray()),
+    };
+
+    /// <summary>vlog-set: every setting is checked before any is applied.</summary>
+    private static JsonObject VlogSet(JsonObject args)
+    {
+        var specs = args["settings"] is JsonArray a ? a.Select(n => n?.GetValue<string>() ?? "").ToList()
+            : throw new VSwitchException("argument \"settings\": expected a list such as [\"events:dbg\", \"dpdk:pmd.net.*:info\"]");
+        if (specs.Count == 0)
+        {
+            throw new VSwitchException("argument \"settings\": give at least one MODULE:LEVEL");
+        }
+
+        foreach (var s in specs)
+        {
+            Vlog.Set(s, apply: false);
+        }
+
+        return new JsonObject { ["set"] = new JsonArray(specs.Select(s => (JsonNode)Vlog.Set(s)).ToArray()) };
+    }
 
     private ControlSession? _dropCapture;
 

@@ -93,6 +93,15 @@ internal static unsafe partial class Native
     [LibraryImport(Lib, EntryPoint = "vsw_thread_set_name", StringMarshalling = StringMarshalling.Utf8)]
     internal static partial int ThreadSetName(string name);
 
+    [LibraryImport(Lib, EntryPoint = "vsw_log_set_pattern", StringMarshalling = StringMarshalling.Utf8)]
+    internal static partial int LogSetPattern(string pattern, uint level);
+
+    [LibraryImport(Lib, EntryPoint = "vsw_log_set_level")]
+    internal static partial int LogSetGlobal(uint level);
+
+    [LibraryImport(Lib, EntryPoint = "vsw_log_global_level")]
+    internal static partial uint LogGlobalLevel();
+
     [LibraryImport(Lib, EntryPoint = "vsw_lcore_wait")]
     internal static partial int LcoreWait(uint lcore);
 
