@@ -152,6 +152,8 @@ string modeNote = config.Mode == VSwitch.Config.ForwardingMode.Pipeline
     : config.MacRewrite ? " with MAC rewrite" : "";
 Console.WriteLine($"vswitchd: forwarding in {config.Mode.ToString().ToLowerInvariant()} mode{modeNote}; Ctrl-C stops");
 Console.Out.Flush();
+using var systemd = new SystemdNotify();
+systemd.Send($"READY=1\nSTATUS=forwarding in {config.Mode.ToString().ToLowerInvariant()} mode, {dp.Ports.Count} ports, {dp.Pmds.Count} PMDs\nMAINPID={Environment.ProcessId}");
 
 var clock = Stopwatch.StartNew();
 var last = dp.TakeSnapshot();
@@ -219,6 +221,7 @@ while (true)
 }
 
 double elapsed = clock.Elapsed.TotalSeconds;
+systemd.Send("STOPPING=1\nSTATUS=stopping: draining ports");
 metrics?.Dispose(); // before the datapath stops: a scrape reads it
 if (control != null)
 {
