@@ -8,8 +8,15 @@
 # core 1 (PMD_CORE), everything else on core 0. Mpps = received packets per second summed over
 # both ports, median of the 1-s samples after SKIP warm-up samples; per peer the median over runs.
 #
+# vswitchd runs as shipped: capture-capable (a shared runtime directory, rte_pdump started), with
+# no capture running. CAPTURE=1 adds two peers to every run: "vsw_inmem" (vswitchd mac with
+# --in-memory, where capture cannot exist: the cost of being capture-capable) and "vsw_cap"
+# (vswitchd mac while dpdk-dumpcap captures port b, rx and tx, to /dev/null: the rate with a
+# capture running). BASE_VSWITCHD=PATH adds "base_mac", another vswitchd build (e.g. the commit
+# before a change) run the same way. Extras are reported as ratios to vsw_mac.
+#
 # usage: bench/l2fwd.sh [RUNS=3] ; env: DUR (s, default 10), SKIP (samples, 3), SCENARIOS ("null pcap"),
-#        PMD_CORE (1), VSWITCHD, TESTPMD
+#        PMD_CORE (1), VSWITCHD, TESTPMD, CAPTURE (0), BASE_VSWITCHD
 # Last line: RESULT l2fwd_vs_testpmd_mac=<ratio> l2fwd_vs_testpmd_io=<ratio>  (null scenario)
 set -euo pipefail
 case ${1:-} in -h | --help) sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 0 ;; esac
@@ -40,12 +47,21 @@ devs() { # scenario -> "devargsA devargsB"
 # median of numbers on stdin
 . "$here/lib.sh" # median
 
-run_vsw() { # scenario mac|io -> Mpps
-  local a b extra=""
+run_vsw() { # scenario mac|io|inmem|cap [binary] -> Mpps
+  local a b extra="" eal="--file-prefix vswl2fwdvsw" bin=${3:-$VSWITCHD} cap=""
   read -r a b <<<"$(devs "$1")"
   [ "$2" = io ] && extra="--no-mac-rewrite"
-  timeout -s INT -k 5 $((DUR + 30)) taskset -c 0,"$PMD_CORE" "$VSWITCHD" --pmd-cores "$PMD_CORE" \
-    --eal "--in-memory --file-prefix vswl2fwdvsw" --port "a=$a" --port "b=$b" $extra --duration "$DUR" --stats-interval 1 > "$work/vsw.log" 2>&1 || true
+  [ "$2" = inmem ] && eal="--in-memory --file-prefix vswl2fwdvsw"
+  timeout -s INT -k 5 $((DUR + 30)) taskset -c 0,"$PMD_CORE" "$bin" --pmd-cores "$PMD_CORE" \
+    --eal "$eal" --port "a=$a" --port "b=$b" $extra --duration "$DUR" --stats-interval 1 > "$work/vsw.log" 2>&1 &
+  local pid=$!
+  if [ "$2" = cap ]; then # attach once the switch forwards; dumpcap runs on core 0
+    for _ in $(seq 100); do grep -q '^vswitchd: forwarding' "$work/vsw.log" && break; sleep 0.1; done
+    timeout -s INT -k 5 $((DUR + 20)) taskset -c 0 dpdk-dumpcap -q --file-prefix=vswl2fwdvsw -i "${b%%,*}" -w /dev/null > "$work/cap.log" 2>&1 &
+    cap=$!
+  fi
+  wait "$pid" || true
+  [ -n "$cap" ] && { kill -INT "$cap" 2>/dev/null || true; wait "$cap" || true; }
   grep '^stats ' "$work/vsw.log" | tail -n +$((SKIP + 1)) | sed 's/.*rx_mpps=\([0-9.]*\).*/\1/' | median
 }
 
@@ -64,12 +80,17 @@ echo "# l2fwd benchmark $(date -u +%FT%TZ) runs=$RUNS dur=${DUR}s core=$PMD_CORE
 declare -A res
 for sc in $SCENARIOS; do
   for r in $(seq 1 "$RUNS"); do
-    peers=$(run_order $((r - 1)) vsw_mac tpmd_mac vsw_io tpmd_io)
+    extras=""
+    [ "${CAPTURE:-0}" = 1 ] && extras+=" vsw_inmem vsw_cap"
+    [ -n "${BASE_VSWITCHD:-}" ] && extras+=" base_mac"
+    # shellcheck disable=SC2086
+    peers=$(run_order $((r - 1)) vsw_mac tpmd_mac vsw_io tpmd_io $extras)
     echo "$sc run $r order: $peers"
     for peer in $peers; do
       mode=${peer#*_}
       case "$peer" in
         vsw_*) v=$(run_vsw "$sc" "$mode") ;;
+        base_*) v=$(run_vsw "$sc" "$mode" "$BASE_VSWITCHD") ;;
         tpmd_*) v=$(run_testpmd "$sc" "$mode") ;;
       esac
       res[$sc.$peer]="${res[$sc.$peer]:-} $v"
@@ -94,5 +115,18 @@ for sc in $SCENARIOS; do
   med[$sc.rmac]=$rm_; med[$sc.rio]=$ri
   printf '| %-8s %s| %-9s | %-9s |\n' "$sc" "$row" "$rm_" "$ri"
 done
+if [ "${CAPTURE:-0}" = 1 ] || [ -n "${BASE_VSWITCHD:-}" ]; then
+  echo
+  printf '| %-8s | %-26s | %-22s | %-9s |\n' scenario "peer" "Mpps (med/max)" "vs vsw_mac"
+  for sc in $SCENARIOS; do
+    for peer in vsw_inmem vsw_cap base_mac; do
+      [ -n "${res[$sc.$peer]:-}" ] || continue
+      vals=$(tr ' ' '\n' <<<"${res[$sc.$peer]}" | grep -v '^$' | grep -v NA || true)
+      m=$(grep . <<<"$vals" | median || true); x=$(sort -g <<<"$vals" | tail -1)
+      rr=$(awk -v a="$m" -v b="${med[$sc.vsw_mac]}" 'BEGIN{printf "%.3f", (b>0)?a/b:0}')
+      printf '| %-8s | %-26s | %-22s | %-9s |\n' "$sc" "$peer" "$m / $x" "$rr"
+    done
+  done
+fi
 first=${SCENARIOS%% *}
 echo "RESULT l2fwd_vs_testpmd_mac=${med[$first.rmac]} l2fwd_vs_testpmd_io=${med[$first.rio]}"
