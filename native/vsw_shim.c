@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,7 +33,11 @@
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
 #include <rte_net.h>
+#include <rte_bpf.h>
+#include <rte_memzone.h>
+#include <rte_pcapng.h>
 #include <rte_pdump.h>
+#include <rte_ring.h>
 #include <rte_vhost.h>
 
 void vsw_mbuf_layout_get(struct vsw_mbuf_layout *out)
@@ -65,15 +70,283 @@ int32_t vsw_eal_init(int32_t argc, char **argv)
 	return ret < 0 ? -rte_errno : ret;
 }
 
-/* DPDK's packet capture framework (rte_pdump): dpdk-dumpcap, a secondary process started with the
- * same --file-prefix, asks this (primary) process to add rx/tx callbacks to a port's queues; they
- * copy packets into the capture's ring. Needs a shared runtime directory (not --in-memory). */
+/* ---- Packet capture server ---------------------------------------------------------------
+ * dpdk-dumpcap (or dpdk-pdump), a secondary process started with the same --file-prefix, sends
+ * rte_pdump's "mp_pdump" requests: enable (device, queue, flags, its ring and mempool, a BPF
+ * program, snap length) and disable. rte_pdump's own server in DPDK 22.11 answers a disable as soon
+ * as it has unlinked the rx/tx callbacks, and the client then frees its ring and mempool at once,
+ * while a PMD may still be inside the callback copying into them: a capture stopped under load
+ * (Ctrl-C on dpdk-dumpcap) crashed the switch. This server speaks the same protocol (22.11's
+ * request layout), keeps rte_pdump's statistics memzone up to date, and before it answers a disable
+ * waits until every PMD has finished a round (the switch's epoch, through the quiesce function C#
+ * registers), so nothing the client frees is still in use. */
+#define VSW_PDUMP_MP "mp_pdump"
+enum { VSW_PDUMP_DISABLE = 1, VSW_PDUMP_ENABLE = 2 };
+enum { VSW_PDUMP_V1 = 1, VSW_PDUMP_V2 = 2 };
+
+struct vsw_pdump_request { /* rte_pdump.c (22.11): struct pdump_request */
+	uint16_t ver;
+	uint16_t op;
+	uint32_t flags;
+	char device[RTE_DEV_NAME_MAX_LEN];
+	uint16_t queue;
+	struct rte_ring *ring;
+	struct rte_mempool *mp;
+	const struct rte_bpf_prm *prm;
+	uint32_t snaplen;
+};
+
+struct vsw_pdump_response { /* struct pdump_response */
+	uint16_t ver;
+	uint16_t res_op;
+	int32_t err_value;
+};
+
+struct vsw_pdump_stats_zone { /* the "rte_pdump_stats" memzone rte_pdump_stats() reads */
+	struct rte_pdump_stats rx[RTE_MAX_ETHPORTS][RTE_MAX_QUEUES_PER_PORT];
+	struct rte_pdump_stats tx[RTE_MAX_ETHPORTS][RTE_MAX_QUEUES_PER_PORT];
+	const struct rte_memzone *mz;
+};
+
+struct vsw_cap {
+	struct rte_ring *ring;
+	struct rte_mempool *mp;
+	const struct rte_eth_rxtx_callback *cb;
+	struct rte_bpf *filter;
+	uint16_t ver;
+	uint32_t snaplen;
+	struct rte_pdump_stats *stats;
+	int owner; /* the client's pid, from its multi-process socket name */
+};
+
+static struct vsw_cap cap_rx[RTE_MAX_ETHPORTS][RTE_MAX_QUEUES_PER_PORT];
+static struct vsw_cap cap_tx[RTE_MAX_ETHPORTS][RTE_MAX_QUEUES_PER_PORT];
+static struct vsw_pdump_stats_zone *cap_stats;
+static void (*cap_quiesce)(void);
 static int pdump_on;
+
+static void cap_copy(uint16_t port, uint16_t queue, enum rte_pcapng_direction dir,
+		     struct rte_mbuf **pkts, uint16_t n, const struct vsw_cap *c)
+{
+	struct rte_mbuf *dup[n > 0 ? n : 1];
+	uint64_t rcs[n > 0 ? n : 1];
+	uint16_t d = 0;
+	uint64_t ts = rte_get_tsc_cycles();
+
+	if (c->filter != NULL)
+		rte_bpf_exec_burst(c->filter, (void **)pkts, rcs, n);
+	for (uint16_t i = 0; i < n; i++) {
+		struct rte_mbuf *p;
+		if (c->filter != NULL && rcs[i] == 0) {
+			__atomic_fetch_add(&c->stats->filtered, 1, __ATOMIC_RELAXED);
+			continue;
+		}
+		p = c->ver == VSW_PDUMP_V2 ? rte_pcapng_copy(port, queue, pkts[i], c->mp, c->snaplen, ts, dir)
+					   : rte_pktmbuf_copy(pkts[i], c->mp, 0, c->snaplen);
+		if (unlikely(p == NULL))
+			__atomic_fetch_add(&c->stats->nombuf, 1, __ATOMIC_RELAXED);
+		else
+			dup[d++] = p;
+	}
+	__atomic_fetch_add(&c->stats->accepted, d, __ATOMIC_RELAXED);
+	if (d > 0) {
+		unsigned int enq = rte_ring_enqueue_burst(c->ring, (void **)dup, d, NULL);
+		if (unlikely(enq < d)) {
+			__atomic_fetch_add(&c->stats->ringfull, d - enq, __ATOMIC_RELAXED);
+			rte_pktmbuf_free_bulk(&dup[enq], d - enq);
+		}
+	}
+}
+
+static uint16_t cap_rx_cb(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n,
+			  uint16_t max __rte_unused, void *arg)
+{
+	cap_copy(port, queue, RTE_PCAPNG_DIRECTION_IN, pkts, n, arg);
+	return n;
+}
+
+static uint16_t cap_tx_cb(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n, void *arg)
+{
+	cap_copy(port, queue, RTE_PCAPNG_DIRECTION_OUT, pkts, n, arg);
+	return n;
+}
+
+/* The pid in a client's multi-process socket path (".../mp_socket_PID_SERIAL"), or 0. */
+static int cap_peer_pid(const void *peer)
+{
+	const char *s = peer != NULL ? strrchr((const char *)peer, '/') : NULL;
+	int pid = 0;
+	if (s != NULL && sscanf(s, "/mp_socket_%d_", &pid) == 1 && pid > 0)
+		return pid;
+	return 0;
+}
+
+/* A capture whose client process is gone (killed before it could disable it) holds its queue
+ * for ever: it is removed when a new capture asks for that queue. */
+static int cap_stale(const struct vsw_cap *c) { return c->owner > 0 && kill(c->owner, 0) != 0 && errno == ESRCH; }
+
+static void cap_drop_stale(uint16_t port, uint16_t first, uint16_t nrx, uint16_t ntx)
+{
+	int removed = 0;
+	for (uint16_t q = first; q < nrx; q++)
+		if (cap_rx[port][q].cb != NULL && cap_stale(&cap_rx[port][q]) &&
+		    rte_eth_remove_rx_callback(port, q, cap_rx[port][q].cb) == 0) {
+			cap_rx[port][q].cb = NULL;
+			removed = 1;
+		}
+	for (uint16_t q = first; q < ntx; q++)
+		if (cap_tx[port][q].cb != NULL && cap_stale(&cap_tx[port][q]) &&
+		    rte_eth_remove_tx_callback(port, q, cap_tx[port][q].cb) == 0) {
+			cap_tx[port][q].cb = NULL;
+			removed = 1;
+		}
+	if (removed && cap_quiesce != NULL)
+		cap_quiesce(); /* its ring and mempool stay allocated (leaked): nobody else may free them */
+}
+
+static int cap_owner;
+
+/* Enables or disables one direction on queues [first, end) of a port; -errno. */
+static int cap_queues(int tx, uint16_t port, uint16_t first, uint16_t end, const struct vsw_pdump_request *r,
+		      struct rte_bpf *filter)
+{
+	for (uint16_t q = first; q < end; q++) {
+		struct vsw_cap *c = tx ? &cap_tx[port][q] : &cap_rx[port][q];
+		if (r->op == VSW_PDUMP_ENABLE) {
+			if (c->cb != NULL)
+				return -EEXIST;
+			c->owner = cap_owner;
+			c->ver = r->ver;
+			c->ring = r->ring;
+			c->mp = r->mp;
+			c->snaplen = r->snaplen;
+			c->filter = filter;
+			c->stats = tx ? &cap_stats->tx[port][q] : &cap_stats->rx[port][q];
+			c->cb = tx ? rte_eth_add_tx_callback(port, q, cap_tx_cb, c)
+				   : rte_eth_add_first_rx_callback(port, q, cap_rx_cb, c);
+			if (c->cb == NULL)
+				return -rte_errno;
+		} else {
+			int ret;
+			if (c->cb == NULL)
+				return -EINVAL;
+			ret = tx ? rte_eth_remove_tx_callback(port, q, c->cb) : rte_eth_remove_rx_callback(port, q, c->cb);
+			if (ret < 0)
+				return ret;
+			c->cb = NULL;
+		}
+	}
+	return 0;
+}
+
+static int cap_request(const struct vsw_pdump_request *r)
+{
+	struct rte_eth_dev_info info;
+	struct rte_bpf *filter = NULL;
+	uint16_t port, nrx, ntx, first;
+	int ret;
+
+	if (r->ver != VSW_PDUMP_V1 && r->ver != VSW_PDUMP_V2)
+		return -EINVAL;
+	if (r->op != VSW_PDUMP_ENABLE && r->op != VSW_PDUMP_DISABLE)
+		return -EINVAL;
+	if ((r->flags & RTE_PDUMP_FLAG_RXTX) == 0)
+		return -EINVAL;
+	if (rte_eth_dev_get_port_by_name(r->device, &port) != 0 || rte_eth_dev_info_get(port, &info) != 0)
+		return -EINVAL;
+	nrx = info.nb_rx_queues;
+	ntx = info.nb_tx_queues;
+	if (r->queue != RTE_PDUMP_ALL_QUEUES) {
+		if (((r->flags & RTE_PDUMP_FLAG_RX) && r->queue >= nrx) || ((r->flags & RTE_PDUMP_FLAG_TX) && r->queue >= ntx))
+			return -EINVAL;
+		first = r->queue;
+		nrx = ntx = r->queue + 1;
+	} else {
+		first = 0;
+	}
+	if (r->op == VSW_PDUMP_ENABLE) {
+		if (r->ring == NULL || r->mp == NULL)
+			return -EINVAL;
+		cap_drop_stale(port, first, (r->flags & RTE_PDUMP_FLAG_RX) ? nrx : 0, (r->flags & RTE_PDUMP_FLAG_TX) ? ntx : 0);
+		if (r->prm != NULL) {
+			if (r->prm->prog_arg.type != RTE_BPF_ARG_PTR_MBUF)
+				return -EINVAL;
+			filter = rte_bpf_load(r->prm);
+			if (filter == NULL)
+				return -rte_errno;
+		}
+		ret = (r->flags & RTE_PDUMP_FLAG_RX) ? cap_queues(0, port, first, nrx, r, filter) : 0;
+		if (ret == 0 && (r->flags & RTE_PDUMP_FLAG_TX))
+			ret = cap_queues(1, port, first, ntx, r, filter);
+		return ret; /* a half-enabled capture is disabled by the client, as with rte_pdump */
+	}
+
+	/* Disable: unlink every callback, wait until no PMD can still be inside one, and only then
+	 * answer (the client frees its ring and mempool when it has the answer), then free filters. */
+	{
+		struct rte_bpf *old[2] = { NULL, NULL };
+		if (r->flags & RTE_PDUMP_FLAG_RX)
+			old[0] = cap_rx[port][first].filter;
+		if (r->flags & RTE_PDUMP_FLAG_TX)
+			old[1] = cap_tx[port][first].filter;
+		ret = (r->flags & RTE_PDUMP_FLAG_RX) ? cap_queues(0, port, first, nrx, r, NULL) : 0;
+		if (ret == 0 && (r->flags & RTE_PDUMP_FLAG_TX))
+			ret = cap_queues(1, port, first, ntx, r, NULL);
+		rte_atomic_thread_fence(__ATOMIC_SEQ_CST);
+		if (cap_quiesce != NULL)
+			cap_quiesce();
+		else
+			rte_delay_us_sleep(100000);
+		if (old[0] != NULL)
+			rte_bpf_destroy(old[0]);
+		if (old[1] != NULL && old[1] != old[0])
+			rte_bpf_destroy(old[1]);
+		return ret;
+	}
+}
+
+static int cap_server(const struct rte_mp_msg *msg, const void *peer)
+{
+	struct rte_mp_msg reply;
+	struct vsw_pdump_response *resp = (struct vsw_pdump_response *)reply.param;
+
+	memset(&reply, 0, sizeof(reply));
+	if (msg->len_param != sizeof(struct vsw_pdump_request)) {
+		resp->err_value = -EINVAL;
+	} else {
+		const struct vsw_pdump_request *r = (const struct vsw_pdump_request *)msg->param;
+		resp->ver = r->ver;
+		resp->res_op = r->op;
+		cap_owner = cap_peer_pid(peer); /* requests come one at a time, on the mp thread */
+		resp->err_value = cap_request(r);
+	}
+	snprintf(reply.name, sizeof(reply.name), "%s", VSW_PDUMP_MP);
+	reply.len_param = sizeof(*resp);
+	return rte_mp_reply(&reply, peer) < 0 ? -1 : 0;
+}
+
+void vsw_capture_set_quiesce(void (*fn)(void)) { cap_quiesce = fn; }
 
 int32_t vsw_pdump_init(void)
 {
-	if (rte_pdump_init() != 0)
+	const struct rte_memzone *mz;
+
+	if (rte_pdump_init() != 0) /* reserves the statistics memzone, registers rte_pdump's server */
 		return -rte_errno;
+	mz = rte_memzone_lookup("rte_pdump_stats");
+	if (mz == NULL || mz->len < sizeof(struct vsw_pdump_stats_zone) - sizeof(void *)) {
+		rte_pdump_uninit();
+		return -ENOMEM;
+	}
+	cap_stats = mz->addr;
+	pdump_on = 1;
+	if (getenv("VSW_RTE_PDUMP_SERVER") != NULL)
+		return 0; /* keep rte_pdump's own server (only to show what this one fixes) */
+	rte_mp_action_unregister(VSW_PDUMP_MP);
+	if (rte_mp_action_register(VSW_PDUMP_MP, cap_server) != 0) {
+		rte_pdump_uninit();
+		return -rte_errno;
+	}
 	pdump_on = 1;
 	return 0;
 }
@@ -83,6 +356,14 @@ const char *vsw_runtime_dir(void) { return rte_eal_get_runtime_dir(); }
 int32_t vsw_eal_cleanup(void)
 {
 	if (pdump_on) {
+		rte_mp_action_unregister(VSW_PDUMP_MP);
+		for (uint16_t port = 0; port < RTE_MAX_ETHPORTS; port++) /* the PMDs have stopped */
+			for (uint16_t q = 0; q < RTE_MAX_QUEUES_PER_PORT; q++) {
+				if (cap_rx[port][q].cb != NULL)
+					rte_eth_remove_rx_callback(port, q, cap_rx[port][q].cb);
+				if (cap_tx[port][q].cb != NULL)
+					rte_eth_remove_tx_callback(port, q, cap_tx[port][q].cb);
+			}
 		rte_pdump_uninit();
 		pdump_on = 0;
 	}

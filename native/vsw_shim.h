@@ -62,6 +62,9 @@ VSW_API int32_t vsw_eal_init(int32_t argc, char **argv);
 VSW_API int32_t vsw_eal_cleanup(void);
 /* Starts rte_pdump (dpdk-dumpcap support) in this primary process; 0 or -errno. */
 VSW_API int32_t vsw_pdump_init(void);
+/* The function the capture server calls, on DPDK's multi-process thread, after it unlinked a
+ * capture's callbacks and before it answers: it returns once no PMD can still be inside one. */
+VSW_API void vsw_capture_set_quiesce(void (*fn)(void));
 /* The EAL's runtime directory (/var/run/dpdk/PREFIX for root). */
 VSW_API const char *vsw_runtime_dir(void);
 VSW_API int32_t vsw_errno(void);

@@ -196,8 +196,28 @@ internal static class Capture
         string device = (string)port["device"]!;
         string prefix = (string)res["file_prefix"]!;
 
+        // pcapng through a FIFO, not stdout: dpdk-dumpcap also prints text to stdout.
+        string fifoDir = Directory.CreateTempSubdirectory("vswitchctl-capture-").FullName;
+        try
+        {
+            string fifo = Path.Combine(fifoDir, "pcapng");
+            if (MkFifo(fifo, 0x180) != 0)
+            {
+                throw new CaptureException($"cannot make a FIFO in {fifoDir}: errno {Marshal.GetLastPInvokeError()}");
+            }
+
+            return RunDumpcap(o, sink, prefix, device, fifo);
+        }
+        finally
+        {
+            Directory.Delete(fifoDir, recursive: true);
+        }
+    }
+
+    private static long RunDumpcap(CaptureOptions o, PcapngWriter? sink, string prefix, string device, string fifo)
+    {
         var psi = new ProcessStartInfo("dpdk-dumpcap") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in new[] { "-q", $"--file-prefix={prefix}", "-i", device, "-w", "-" })
+        foreach (var a in new[] { "-q", $"--file-prefix={prefix}", "-i", device, "-w", fifo })
         {
             psi.ArgumentList.Add(a);
         }
@@ -233,9 +253,24 @@ internal static class Capture
             }
         };
         dumpcap.BeginErrorReadLine();
+        dumpcap.OutputDataReceived += (_, _) => { };
+        dumpcap.BeginOutputReadLine();
 
+        // Opening a FIFO's read end waits for its writer; if dpdk-dumpcap fails before it opens
+        // the file, open the write end here to let the read end go.
+        var opening = Task.Run(() => new FileStream(fifo, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1 << 16));
+        while (!opening.Wait(100))
+        {
+            if (dumpcap.HasExited)
+            {
+                using var unblock = new FileStream(fifo, FileMode.Open, FileAccess.Write, FileShare.ReadWrite);
+                break;
+            }
+        }
+
+        using var input = opening.Result;
         long got = 0;
-        var reader = new PcapngReader(dumpcap.StandardOutput.BaseStream);
+        var reader = new PcapngReader(input);
         var names = new List<string>();
         var resolution = new List<long>();
         var ifaceMap = new Dictionary<int, int>();
@@ -274,10 +309,15 @@ internal static class Capture
             }
         }
 
+        // Stop it with SIGINT and keep reading until it closes the FIFO: dpdk-dumpcap must not be
+        // left blocked on a full pipe, it has to tell the switch to remove its capture before it
+        // exits (SIGKILL is a last resort after 15 s).
         StopDumpcap(dumpcap);
-        if (!dumpcap.WaitForExit(10_000))
+        using (var killer = new Timer(_ => { try { dumpcap.Kill(); } catch (InvalidOperationException) { } }, null, 15_000, Timeout.Infinite))
         {
-            dumpcap.Kill();
+            while (reader.Next() != null)
+            {
+            }
         }
 
         dumpcap.WaitForExit();
@@ -309,6 +349,9 @@ internal static class Capture
         {
         }
     }
+
+    [DllImport("libc", EntryPoint = "mkfifo", SetLastError = true)]
+    private static extern int MkFifo([MarshalAs(UnmanagedType.LPUTF8Str)] string path, uint mode);
 
     [DllImport("libc", EntryPoint = "kill", SetLastError = true)]
     private static extern int Kill(int pid, int sig);

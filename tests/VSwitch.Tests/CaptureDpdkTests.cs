@@ -121,6 +121,23 @@ public sealed class CaptureDpdkTests : IDisposable
         Assert.Equal(1, bad.Exit);
         Assert.Contains("no port 'nosuch' (ports: a, b)", bad.Err, StringComparison.Ordinal);
 
+        // Captures stopped the way operators stop them, under full load: Ctrl-C (SIGINT) while the
+        // PMD is copying into the client's ring (rte_pdump's own server let the client free it
+        // under a running PMD: the switch crashed), and a client killed before it can disable its
+        // capture (its queue stayed taken for ever). The port must still be capturable after each.
+        for (int round = 0; round < 3; round++)
+        {
+            var sigint = Process.Start("timeout", ["-s", "INT", "1.5", "dpdk-dumpcap", "-q", $"--file-prefix={prefix}", "-i", "net_null1", "-w", "/dev/null"])!;
+            Assert.True(sigint.WaitForExit(30_000));
+            var killed = Process.Start(new ProcessStartInfo("dpdk-dumpcap", ["-q", $"--file-prefix={prefix}", "-i", "net_null1", "-w", "/dev/null"]) { RedirectStandardOutput = true, RedirectStandardError = true })!;
+            Thread.Sleep(1500);
+            killed.Kill();
+            killed.WaitForExit();
+            var again = ControlClient.Vswitchctl(sock, "capture", "b", "-c", "50", "-w", P("again.pcapng"));
+            Assert.True(again.Exit == 0, $"round {round}: capture after a stopped one: {again.Exit}\n{again.Err}");
+            Assert.Equal(50, Tshark(P("again.pcapng"), "udp.srcport").Count);
+        }
+
         // DPDK's own telemetry socket answers in the same runtime directory.
         var psi = new ProcessStartInfo("dpdk-telemetry.py", ["-f", prefix]) { RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         using (var tel = Process.Start(psi)!)

@@ -270,6 +270,32 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
 
         Interop.Eal.ConfineThreads(_pmds.Select(p => p.Tid).ToList(), _config.PmdCores);
         Interop.Eal.ShowLog();
+        if (Eal.Capture)
+        {
+            s_captureEpoch = _epoch;
+            Native.CaptureSetQuiesce(&QuiesceForCapture);
+        }
+    }
+
+    /// <summary>The epoch a capture's teardown waits on (one datapath per process).</summary>
+    private static Epoch? s_captureEpoch;
+
+    /// <summary>
+    /// Called by the shim's capture server on DPDK's multi-process thread after it unlinked a
+    /// capture's callbacks: returns once every running PMD has finished a round, so none is still
+    /// copying into the ring and mempool the capture client frees next.
+    /// </summary>
+    [System.Runtime.InteropServices.UnmanagedCallersOnly]
+    private static void QuiesceForCapture()
+    {
+        try
+        {
+            s_captureEpoch?.Synchronize(TimeSpan.FromSeconds(5));
+        }
+        catch (ObjectDisposedException)
+        {
+            // the switch is stopping: its PMDs are offline
+        }
     }
 
     private PmdThread NewPmd(int index, int core)
@@ -722,6 +748,8 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
             pmd.State.Dispose();
         }
 
+        Native.CaptureSetQuiesce(null);
+        s_captureEpoch = null;
         _epoch?.Dispose();
         _epoch = null;
 

@@ -63,6 +63,9 @@ internal static unsafe partial class Native
     [LibraryImport(Lib, EntryPoint = "vsw_pdump_init")]
     internal static partial int PdumpInit();
 
+    [LibraryImport(Lib, EntryPoint = "vsw_capture_set_quiesce")]
+    internal static partial void CaptureSetQuiesce(delegate* unmanaged<void> fn);
+
     [LibraryImport(Lib, EntryPoint = "vsw_runtime_dir")]
     internal static partial byte* RuntimeDir();
 
