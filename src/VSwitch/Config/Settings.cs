@@ -53,29 +53,17 @@ public static class Settings
     /// <summary>Every setting, in the order help lists them.</summary>
     public static IReadOnlyList<Setting> All { get; } =
     [
-        new()
-        {
-            Key = "ports",
-            Option = "--port",
-            ValueName = "NAME=DEVARGS",
-            Repeatable = true,
-            JsonType = "array of port objects",
-            Default = "net_null0 and net_null1 (l2fwd between them) when no port is given",
-            Help = "add a DPDK port, probed by its devargs (any DPDK device string), e.g. p0=net_pcap0,rx_pcap=in.pcap,tx_pcap=out.pcap; "
-                + "a device backs one port only",
-            ReadJson = (c, e, where) =>
-            {
-                foreach (var (p, w) in JsonRead.Items(e, where))
-                {
-                    c.Ports.Add(ReadPort(p, w));
-                }
-            },
-            ReadText = text =>
+        Repeated("ports", "--port", "NAME=DEVARGS", "array of port objects",
+            "net_null0 and net_null1 (l2fwd between them) when no port is given",
+            "add a DPDK port, probed by its devargs (any DPDK device string), e.g. p0=net_pcap0,rx_pcap=in.pcap,tx_pcap=out.pcap; "
+            + "a device backs one port only",
+            ReadPort,
+            text =>
             {
                 var (name, devargs) = TextRead.Split(text, '=', "--port");
-                return c => c.Ports.Add(new PortConfig { Name = name, DevArgs = devargs });
+                return new PortConfig { Name = name, DevArgs = devargs };
             },
-        },
+            c => c.Ports),
         RxQueues,
         RxDescriptors,
         TxDescriptors,
@@ -109,35 +97,23 @@ public static class Settings
                 };
             },
         },
-        new()
-        {
-            Key = "rxq_assign",
-            Option = "--rxq-assign",
-            ValueName = "PORT:Q=CORE",
-            Repeatable = true,
-            JsonType = "array of { \"port\", \"queue\" (0), \"core\" }",
-            Range = Cores,
-            Default = "round-robin over the PMD cores",
-            Help = "pin rx queue Q of port PORT to the PMD on CORE",
-            ReadJson = (c, e, where) =>
+        Repeated("rxq_assign", "--rxq-assign", "PORT:Q=CORE", "array of { \"port\", \"queue\" (0), \"core\" }",
+            "round-robin over the PMD cores", "pin rx queue Q of port PORT to the PMD on CORE",
+            (a, w) =>
             {
-                foreach (var (a, w) in JsonRead.Items(e, where))
-                {
-                    JsonRead.Expect(a, JsonValueKind.Object, w);
-                    c.RxqAssignments.Add(new RxqAssignment(
-                        JsonRead.Str(JsonRead.Get(a, "port", w), w + ".port"),
-                        a.TryGetProperty("queue", out var q) ? Cores.Int(q, w + ".queue") : 0,
-                        Cores.Int(JsonRead.Get(a, "core", w), w + ".core")));
-                }
+                JsonRead.Expect(a, JsonValueKind.Object, w);
+                return new RxqAssignment(
+                    JsonRead.Str(JsonRead.Get(a, "port", w), w + ".port"),
+                    a.TryGetProperty("queue", out var q) ? Cores.Int(q, w + ".queue") : 0,
+                    Cores.Int(JsonRead.Get(a, "core", w), w + ".core"));
             },
-            ReadText = text =>
+            text =>
             {
                 var (pq, core) = TextRead.Split(text, '=', "--rxq-assign");
                 var (port, queue) = TextRead.Split(pq, ':', "--rxq-assign");
-                var a = new RxqAssignment(port, Cores.Int(queue, "--rxq-assign"), Cores.Int(core, "--rxq-assign"));
-                return c => c.RxqAssignments.Add(a);
+                return new RxqAssignment(port, Cores.Int(queue, "--rxq-assign"), Cores.Int(core, "--rxq-assign"));
             },
-        },
+            c => c.RxqAssignments, Cores),
         new()
         {
             Key = "mode",
@@ -164,33 +140,12 @@ public static class Settings
             "pipeline: megaflows unused this long are removed", (c, v) => c.MegaflowIdleMs = v),
         Int("emc_insert_inv_prob", "--emc-insert-inv-prob", "N", 0, 1_000_000, "100",
             "pipeline: a microflow-cache entry is made for 1 in N megaflow hits (0: never), as Open vSwitch's emc-insert-inv-prob", (c, v) => c.EmcInsertInvProb = v),
-        new()
-        {
-            Key = "l2fwd_pairs",
-            Option = "--l2fwd-pair",
-            ValueName = "A,B",
-            Repeatable = true,
-            JsonType = "array of [a, b]",
-            Default = "ports paired in order",
-            Help = "l2fwd: forward port A to B and B to A",
-            ReadJson = (c, e, where) =>
-            {
-                foreach (var (pair, w) in JsonRead.Items(e, where))
-                {
-                    if (pair.ValueKind != JsonValueKind.Array || pair.GetArrayLength() != 2)
-                    {
-                        throw new VSwitchException($"{w}: each pair must be [\"portA\", \"portB\"]");
-                    }
-
-                    c.L2fwdPairs.Add((JsonRead.Str(pair[0], w + "[0]"), JsonRead.Str(pair[1], w + "[1]")));
-                }
-            },
-            ReadText = text =>
-            {
-                var pair = TextRead.Split(text, ',', "--l2fwd-pair");
-                return c => c.L2fwdPairs.Add(pair);
-            },
-        },
+        Repeated("l2fwd_pairs", "--l2fwd-pair", "A,B", "array of [a, b]", "ports paired in order", "l2fwd: forward port A to B and B to A",
+            (pair, w) => pair.ValueKind == JsonValueKind.Array && pair.GetArrayLength() == 2
+                ? (JsonRead.Str(pair[0], w + "[0]"), JsonRead.Str(pair[1], w + "[1]"))
+                : throw new VSwitchException($"{w}: each pair must be [\"portA\", \"portB\"]"),
+            text => TextRead.Split(text, ',', "--l2fwd-pair"),
+            c => c.L2fwdPairs),
         Flag("mac_rewrite", "--no-mac-rewrite", false, "true (rewrite)",
             "l2fwd: forward without rewriting MACs (plain io forwarding); with rewriting, the destination MAC becomes "
             + "02:00:00:00:00:<out port number> and the source MAC the output port's", (c, v) => c.MacRewrite = v),
@@ -303,32 +258,40 @@ public static class Settings
     private static Setting Int(string key, string option, string valueName, int min, int max, string def, string help, Action<SwitchConfig, int> set)
     {
         var r = ValueRange.Ints(min, max);
-        return new Setting
-        {
-            Key = key, Option = option, ValueName = valueName, Default = def, Help = help, JsonType = "int", Range = r,
-            ReadJson = (c, e, where) => set(c, r.Int(e, where)),
-            ReadText = text =>
-            {
-                int v = r.Int(text, option);
-                return c => set(c, v);
-            },
-        };
+        return Ranged(key, option, valueName, r, "int", def, help, r.Int, t => r.Int(t, option), set);
     }
 
     private static Setting Number(string key, string option, string valueName, double min, double max, string def, string help, Action<SwitchConfig, double> set)
     {
         var r = ValueRange.Numbers(min, max);
-        return new Setting
-        {
-            Key = key, Option = option, ValueName = valueName, Default = def, Help = help, JsonType = "number", Range = r,
-            ReadJson = (c, e, where) => set(c, r.Number(e, where)),
-            ReadText = text =>
-            {
-                double v = r.Number(text, option);
-                return c => set(c, v);
-            },
-        };
+        return Ranged(key, option, valueName, r, "number", def, help, r.Number, t => r.Number(t, option), set);
     }
+
+    /// <summary>A numeric setting: <paramref name="json"/> and <paramref name="text"/> are the two readers of one range.</summary>
+    private static Setting Ranged<T>(string key, string option, string valueName, ValueRange r, string jsonType, string def, string help,
+        Func<JsonElement, string, T> json, Func<string, T> text, Action<SwitchConfig, T> set) => new()
+    {
+        Key = key, Option = option, ValueName = valueName, Default = def, Help = help, JsonType = jsonType, Range = r,
+        ReadJson = (c, e, where) => set(c, json(e, where)),
+        ReadText = t =>
+        {
+            T v = text(t);
+            return c => set(c, v);
+        },
+    };
+
+    /// <summary>A list: each element of the JSON array, and each occurrence of the option, adds one item.</summary>
+    private static Setting Repeated<T>(string key, string option, string valueName, string jsonType, string def, string help,
+        Func<JsonElement, string, T> json, Func<string, T> text, Func<SwitchConfig, List<T>> list, ValueRange? range = null) => new()
+    {
+        Key = key, Option = option, ValueName = valueName, JsonType = jsonType, Default = def, Help = help, Range = range, Repeatable = true,
+        ReadJson = (c, e, where) => list(c).AddRange(JsonRead.Items(e, where).Select(x => json(x.Element, x.Where))),
+        ReadText = t =>
+        {
+            T v = text(t);
+            return c => list(c).Add(v);
+        },
+    };
 
     /// <summary>A path (or name) that 'none' (JSON: null or "none") turns off.</summary>
     private static Setting PathSetting(string key, string option, string valueName, string def, string help, Action<SwitchConfig, string?> set) => new()
