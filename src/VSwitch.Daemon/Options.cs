@@ -53,7 +53,7 @@ internal static class Options
     public static SwitchConfig? Parse(string[] args)
     {
         var result = Command.Parse(args, s_parser);
-        if (result.GetResult(Help) != null)
+        if (result.GetResult(Help) is { Implicit: false })
         {
             Console.Write(ManPage.Text());
             return null;
@@ -88,7 +88,7 @@ internal static class Options
             {
                 if (setting.IsFlag)
                 {
-                    if (result.GetResult(option) != null)
+                    if (result.GetValue((Option<bool>)option)) // not GetResult: a bool option always has one (implicitly false)
                     {
                         apply.Add((setting.Scope, setting.ParseOption("")));
                     }

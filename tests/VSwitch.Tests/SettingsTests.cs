@@ -174,6 +174,21 @@ public sealed class SettingsTests
     }
 
     [Fact]
+    public void Flags_change_their_setting_only_when_given()
+    {
+        var c = Options.Parse([])!;
+        Assert.True(c.MacRewrite);
+        Assert.True(c.NoHugeFallback);
+        c = Options.Parse(["--no-mac-rewrite"])!;
+        Assert.False(c.MacRewrite);
+        Assert.True(c.NoHugeFallback);
+        c = Options.Parse(["--no-huge-fallback"])!;
+        Assert.True(c.MacRewrite);
+        Assert.False(c.NoHugeFallback);
+        Assert.False(SwitchConfig.FromJson("""{ "mac_rewrite": false }""", "t.json").MacRewrite);
+    }
+
+    [Fact]
     public void Settings_that_were_only_in_the_file_have_options_now()
     {
         var c = Options.Parse(["--port", "a=net_null0", "--rxd", "a=64", "--txd", "a=128", "--mempool-cache", "0", "--megaflow-idle-ms", "500"])!;
