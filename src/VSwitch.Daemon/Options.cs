@@ -1,62 +1,71 @@
-// Options.cs - vswitchd's command line, layered over the JSON config file.
-using System.Globalization;
+// Options.cs - vswitchd's command line: System.CommandLine options generated from the settings
+// table (src/VSwitch/Config/Settings.cs), layered over the JSON config file.
+//
+// System.CommandLine does the tokenising (which option a value belongs to, missing values, unknown
+// options); every value is then read by its table row, the same reader the JSON file goes
+// through, so the two accept the same values. Any mistake here is one line and exit code 2
+// (Program.cs); a bad config file is exit code 1.
+using System.CommandLine;
+using System.CommandLine.Help;
+using System.CommandLine.Parsing;
 using VSwitch.Config;
 
 namespace VSwitch.Daemon;
 
 internal static class Options
 {
-    public const string Usage = """
-        usage: vswitchd [options]
-          --config FILE            JSON configuration (docs/CONFIG.md); without it and without --port,
-                                   the embedded default runs: l2fwd between net_null0 and net_null1
-          --port NAME=DEVARGS      add a DPDK port, e.g. --port p0=net_pcap0,rx_pcap=in.pcap,tx_pcap=out.pcap
-          --rxq NAME=N             rx queues of port NAME (default 1)
-          --ofport NAME=N          OpenFlow port number of port NAME (1..65280; default: the next
-                                   number never used, from 1; kept in the state file)
-          --pmd-cores LIST         PMD cores, e.g. 1 or 1,2 (default: the last core)
-          --rxq-assign P:Q=CORE    pin rx queue Q of port P to a PMD core (repeatable)
-          --mode MODE              forwarding mode: l2fwd (default) or pipeline (flow tables)
-          --flows FILE             pipeline: load this flow file (ovs-ofctl syntax, docs/FLOWS.md) at start
-          --port-vlan NAME=SPEC    pipeline: VLAN mode of a port for NORMAL: access:TAG or trunk[:V1,V2,..]
-          --port-mtu NAME=MTU      the device MTU of a port (as ovs-vsctl's mtu_request; default: the device's)
-          --megaflow-limit N       pipeline: most megaflows per PMD (default 200000)
-          --emc-insert-inv-prob N  pipeline: insert 1 in N microflow cache misses (default 100, 0: off)
-          --state FILE             pipeline: keep ports and flow tables in FILE across restarts
-          --l2fwd-pair A,B         forward A<->B (repeatable; default: ports paired in order)
-          --no-mac-rewrite         l2fwd without rewriting MACs (plain io forwarding)
-          --tx-drain-us US         longest wait of a buffered packet for a full tx burst (default 0)
-          --pmd-sleep-max US       an idle PMD sleeps up to US microseconds (0..10000; default 0: never)
-          --mbufs N                mbuf pool size (default: sized from the ports)
-          --eal ARGS               extra DPDK EAL arguments, space separated (e.g. "--huge-dir /mnt/huge")
-          --control PATH           control socket (default /run/vswitch/vswitchd.sock); 'none' disables it
-          --metrics [ADDR:]PORT    serve Prometheus metrics at http://ADDR:PORT/metrics (default: off;
-                                   PORT or :PORT listens on 127.0.0.1 only; 'none' turns it off)
-          --no-huge-fallback       fail instead of running with --no-huge when no hugepages are usable
-          --stats-interval S       print statistics every S seconds (0: only at exit; default 1)
-          --duration S             stop after S seconds (default: run until SIGINT/SIGTERM)
-          -h, --help               this text
-        """;
+    /// <summary>The JSON config file; the only option that is not a setting.</summary>
+    public static readonly Option<string[]> Config = Valued("--config", "FILE",
+        "JSON configuration (docs/CONFIG.md), read before the other options, which apply on top of it "
+        + "(--port adds ports, --pmd-cores replaces the core list, ...)");
+
+    public static readonly HelpOption Help = new("--help", "-h") { Description = "print this manual and exit" };
+
+    /// <summary>One option per row of the settings table, in its order.</summary>
+    public static IReadOnlyList<(Setting Setting, Option Option)> SettingOptions { get; } =
+        Settings.All.Select(s => (s, s.IsFlag
+            ? (Option)new Option<bool>(s.Option) { Arity = ArgumentArity.Zero, Description = s.Help }
+            : Valued(s.Option, s.ValueName, s.Help))).ToList();
+
+    public static RootCommand Command { get; } = Build();
+
+    private static RootCommand Build()
+    {
+        var root = new RootCommand(ManPage.Summary);
+        // Without the defaults: -h/--help prints the manual (ManPage.cs), there is no --version,
+        // and neither "@file" response files nor "[directive]" tokens: a devargs string or an EAL
+        // argument is taken as written.
+        root.Options.Clear();
+        root.Directives.Clear();
+        root.Options.Add(Config);
+        foreach (var (_, option) in SettingOptions)
+        {
+            root.Options.Add(option);
+        }
+
+        root.Options.Add(Help);
+        return root;
+    }
+
+    private static readonly ParserConfiguration s_parser = new() { ResponseFileTokenReplacer = null, EnablePosixBundling = false };
 
     /// <summary>Parses <paramref name="args"/>; returns null when help was printed.</summary>
     public static SwitchConfig? Parse(string[] args)
     {
-        string? configFile = null;
-        for (int i = 0; i < args.Length; i++)
+        var result = Command.Parse(args, s_parser);
+        if (result.GetResult(Help) is { Implicit: false })
         {
-            if (args[i] == "--config")
-            {
-                configFile = Value(args, ref i);
-            }
-            else if (args[i] is "-h" or "--help")
-            {
-                Console.WriteLine(Usage);
-                return null;
-            }
+            Console.Write(ManPage.Text());
+            return null;
+        }
+
+        if (result.Errors.Count > 0 || MissingValue(result) != null)
+        {
+            throw new UsageException(Describe(result));
         }
 
         SwitchConfig c;
-        if (configFile != null)
+        if (result.GetValue(Config) is [.., var configFile])
         {
             if (!File.Exists(configFile))
             {
@@ -70,158 +79,40 @@ internal static class Options
             c = new SwitchConfig();
         }
 
-        var rxqs = new List<(string, int)>();
-        var ofports = new List<(string, int)>();
-        var vlans = new List<(string, string)>();
-        var mtus = new List<(string, int)>();
-        for (int i = 0; i < args.Length; i++)
+        try
         {
-            string a = args[i];
-            switch (a)
+            // Every value is checked first, in table order; then the switch's settings are applied,
+            // then the per-port ones, which may name ports that --port adds.
+            var apply = new List<(SettingScope Scope, Action<SwitchConfig> Apply)>();
+            foreach (var (setting, option) in SettingOptions)
             {
-                case "--config":
-                    i++;
-                    break;
-                case "--port":
+                if (setting.IsFlag)
+                {
+                    if (result.GetValue((Option<bool>)option)) // not GetResult: a bool option always has one (implicitly false)
                     {
-                        var (name, devargs) = Split(Value(args, ref i), '=', a);
-                        c.Ports.Add(new PortConfig { Name = name, DevArgs = devargs });
-                        break;
+                        apply.Add((setting.Scope, setting.ParseOption("")));
                     }
-
-                case "--rxq":
+                }
+                else
+                {
+                    foreach (var value in result.GetValue((Option<string[]>)option) ?? [])
                     {
-                        var (name, n) = Split(Value(args, ref i), '=', a);
-                        rxqs.Add((name, IntArg(n, a, 1, 128)));
-                        break;
+                        apply.Add((setting.Scope, setting.ParseOption(value)));
                     }
+                }
+            }
 
-                case "--ofport":
-                    {
-                        var (name, n) = Split(Value(args, ref i), '=', a);
-                        ofports.Add((name, IntArg(n, a, 1, PortConfig.MaxOfPort)));
-                        break;
-                    }
-
-                case "--pmd-cores":
-                    c.PmdCores.Clear();
-                    foreach (var s in Value(args, ref i).Split(',', StringSplitOptions.RemoveEmptyEntries))
-                    {
-                        c.PmdCores.Add(IntArg(s, a, 0, 1023));
-                    }
-
-                    break;
-                case "--rxq-assign":
-                    {
-                        var (pq, core) = Split(Value(args, ref i), '=', a);
-                        var (port, queue) = Split(pq, ':', a);
-                        c.RxqAssignments.Add(new RxqAssignment(port, IntArg(queue, a, 0, 1023), IntArg(core, a, 0, 1023)));
-                        break;
-                    }
-
-                case "--mode":
-                    {
-                        var mode = Value(args, ref i);
-                        c.Mode = AsUsage(() => SwitchConfig.ParseMode(mode, "--mode"));
-                        break;
-                    }
-
-                case "--flows":
-                    c.FlowsFile = Value(args, ref i);
-                    break;
-                case "--state":
-                    c.StateFile = Value(args, ref i);
-                    break;
-                case "--port-vlan":
-                    {
-                        var (name, spec) = Split(Value(args, ref i), '=', a);
-                        vlans.Add((name, spec));
-                        break;
-                    }
-
-                case "--port-mtu":
-                    {
-                        var (name, mtu) = Split(Value(args, ref i), '=', a);
-                        mtus.Add((name, IntArg(mtu, a, 68, 65535)));
-                        break;
-                    }
-
-                case "--megaflow-limit":
-                    c.MegaflowLimit = IntArg(Value(args, ref i), a, 1, 10_000_000);
-                    break;
-                case "--emc-insert-inv-prob":
-                    c.EmcInsertInvProb = IntArg(Value(args, ref i), a, 0, 1_000_000);
-                    break;
-                case "--l2fwd-pair":
-                    {
-                        var (x, y) = Split(Value(args, ref i), ',', a);
-                        c.L2fwdPairs.Add((x, y));
-                        break;
-                    }
-
-                case "--no-mac-rewrite":
-                    c.MacRewrite = false;
-                    break;
-                case "--tx-drain-us":
-                    c.TxDrainMicros = NumArg(Value(args, ref i), a);
-                    break;
-                case "--pmd-sleep-max":
-                    c.PmdSleepMaxMicros = IntArg(Value(args, ref i), a, 0, 10_000);
-                    break;
-                case "--mbufs":
-                    c.Mbufs = (uint)IntArg(Value(args, ref i), a, 1024, 16 * 1024 * 1024);
-                    break;
-                case "--eal":
-                    c.EalArgs.AddRange(Value(args, ref i).Split(' ', StringSplitOptions.RemoveEmptyEntries));
-                    break;
-                case "--control":
-                    {
-                        var path = Value(args, ref i);
-                        c.ControlSocket = path == "none" ? null : path;
-                        break;
-                    }
-
-                case "--metrics":
-                    c.Metrics = MetricsArg(Value(args, ref i), a);
-                    break;
-                case "--no-huge-fallback":
-                    c.NoHugeFallback = false;
-                    break;
-                case "--stats-interval":
-                    c.StatsIntervalSeconds = NumArg(Value(args, ref i), a);
-                    break;
-                case "--duration":
-                    c.DurationSeconds = NumArg(Value(args, ref i), a);
-                    break;
-                default:
-                    throw new UsageException($"unknown option '{a}'");
+            foreach (var scope in new[] { SettingScope.Switch, SettingScope.Port })
+            {
+                foreach (var a in apply.Where(a => a.Scope == scope))
+                {
+                    a.Apply(c);
+                }
             }
         }
-
-        foreach (var (name, mtu) in mtus)
+        catch (VSwitchException e)
         {
-            (c.Ports.FirstOrDefault(p => p.Name == name) ?? throw new UsageException($"--port-mtu names unknown port '{name}'")).Mtu = mtu;
-        }
-
-        foreach (var (name, spec) in vlans)
-        {
-            var port = c.Ports.FirstOrDefault(p => p.Name == name)
-                ?? throw new UsageException($"--port-vlan names unknown port '{name}'");
-            AsUsage(() => port.SetVlan(spec, "--port-vlan"));
-        }
-
-        foreach (var (name, n) in ofports)
-        {
-            var port = c.Ports.FirstOrDefault(p => p.Name == name)
-                ?? throw new UsageException($"--ofport names unknown port '{name}'");
-            port.OfPort = n;
-        }
-
-        foreach (var (name, n) in rxqs)
-        {
-            var port = c.Ports.FirstOrDefault(p => p.Name == name)
-                ?? throw new UsageException($"--rxq names unknown port '{name}'");
-            port.RxQueues = n;
+            throw new UsageException(e.Message); // given on the command line, a refused value is a command-line mistake
         }
 
         if (c.Ports.Count == 0)
@@ -234,56 +125,51 @@ internal static class Options
         return c;
     }
 
-    /// <summary>A value the config layer refuses is, given on the command line, a command-line mistake (exit 2).</summary>
-    private static T AsUsage<T>(Func<T> parse)
+    /// <summary>An option that takes one value per occurrence and may occur again (the last or every value counts, as its row says).</summary>
+    private static Option<string[]> Valued(string name, string valueName, string description) => new(name)
     {
-        try
+        HelpName = valueName,
+        Description = description,
+        Arity = ArgumentArity.OneOrMore,
+        AllowMultipleArgumentsPerToken = false,
+    };
+
+    /// <summary>
+    /// The first valued option with no value after it. System.CommandLine counts an option's values
+    /// over all its occurrences, so "--control none ... --control" would pass its arity check.
+    /// </summary>
+    private static string? MissingValue(ParseResult result)
+    {
+        var tokens = result.Tokens;
+        for (int i = 0; i < tokens.Count; i++)
         {
-            return parse();
+            if (tokens[i].Type == TokenType.Option
+                && Command.Options.Any(o => (o.Name == tokens[i].Value || o.Aliases.Contains(tokens[i].Value)) && o.Arity.MinimumNumberOfValues > 0)
+                && (i + 1 == tokens.Count || tokens[i + 1].Type != TokenType.Argument))
+            {
+                return tokens[i].Value;
+            }
         }
-        catch (VSwitchException e)
-        {
-            throw new UsageException(e.Message);
-        }
+
+        return null;
     }
 
-    private static void AsUsage(Action parse) => AsUsage(() => { parse(); return 0; });
-
-    private static string Value(string[] args, ref int i)
+    /// <summary>The first parse error in the words vswitchd has always used.</summary>
+    private static string Describe(ParseResult result)
     {
-        if (i + 1 >= args.Length)
+        if (MissingValue(result) is string missing)
         {
-            throw new UsageException($"option '{args[i]}' needs a value");
+            return $"option '{missing}' needs a value";
         }
 
-        return args[++i];
-    }
-
-    private static (string, string) Split(string s, char sep, string option)
-    {
-        int k = s.IndexOf(sep, StringComparison.Ordinal);
-        if (k <= 0 || k == s.Length - 1)
+        if (result.UnmatchedTokens.Count > 0)
         {
-            throw new UsageException($"{option} '{s}': expected two parts separated by '{sep}'");
+            string t = result.UnmatchedTokens[0];
+            return t.StartsWith('-') ? $"unknown option '{t}'" : $"unexpected argument '{t}' (every value follows its option)";
         }
 
-        return (s[..k], s[(k + 1)..]);
+        return result.Errors[0].Message.TrimEnd('.');
     }
-
-    private static int IntArg(string s, string option, int min, int max) =>
-        int.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out int v) && v >= min && v <= max
-            ? v
-            : throw new UsageException($"{option} '{s}': expected an integer from {min} to {max}");
-
-    private static MetricsEndpoint? MetricsArg(string s, string option) =>
-        s == "none" ? null
-            : MetricsEndpoint.TryParse(s, out var endpoint, out string error) ? endpoint
-            : throw new UsageException($"{option} '{s}': {error}");
-
-    private static double NumArg(string s, string option) =>
-        double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out double v) && v >= 0
-            ? v
-            : throw new UsageException($"{option} '{s}': expected a non-negative number");
 }
 
 /// <summary>A command-line mistake (exit code 2).</summary>

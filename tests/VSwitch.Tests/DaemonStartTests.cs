@@ -20,6 +20,11 @@ public sealed class DaemonStartTests : IDisposable
     [InlineData(new[] { "--mode", "fast" }, "--mode: unknown forwarding mode 'fast' (known: l2fwd, pipeline)")]
     [InlineData(new[] { "--port", "a" }, "--port 'a': expected two parts separated by '='")]
     [InlineData(new[] { "--port", "a=net_null0", "--port-vlan", "a=access:5000" }, "--port-vlan")]
+    [InlineData(new[] { "--stats-interval", "4000" }, "--stats-interval '4000': expected a number from 0 to 3600")]
+    [InlineData(new[] { "--duration", "Infinity" }, "--duration 'Infinity': expected a number from 0 to 1000000000")]
+    [InlineData(new[] { "--control" }, "option '--control' needs a value")]
+    [InlineData(new[] { "--rxq", "ghost=2" }, "--rxq names unknown port 'ghost'")]
+    [InlineData(new[] { "stray" }, "unexpected argument 'stray'")]
     public void A_command_line_mistake_is_one_error_line_and_exit_code_2(string[] args, string expected)
     {
         var r = Vswitchd.Run(["--control", "none", "--duration", "1", .. args], timeoutSeconds: 30);
@@ -29,6 +34,18 @@ public sealed class DaemonStartTests : IDisposable
         Assert.Contains(expected, line, StringComparison.Ordinal);
         Assert.EndsWith("(try 'vswitchd --help')", line, StringComparison.Ordinal);
         Assert.Equal("", r.Stdout.Trim());
+    }
+
+    [Theory]
+    [InlineData("--help")]
+    [InlineData("-h")]
+    public void Help_prints_the_manual_and_exits_0_whatever_else_is_given(string help)
+    {
+        var r = Vswitchd.Run(["--bogus", help], timeoutSeconds: 30);
+        Assert.True(r.ExitCode == 0, r.ToString());
+        Assert.StartsWith("NAME\n       vswitchd - ", r.Stdout.ReplaceLineEndings("\n"), StringComparison.Ordinal);
+        Assert.Equal(VSwitch.Daemon.ManPage.Text(), r.Stdout);
+        Assert.Equal("", r.Stderr);
     }
 
     [Fact]

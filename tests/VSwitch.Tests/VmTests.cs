@@ -17,17 +17,6 @@ public sealed class VmTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    private static string RepoRoot()
-    {
-        var d = new DirectoryInfo(AppContext.BaseDirectory);
-        while (d != null && !File.Exists(Path.Combine(d.FullName, "VSwitch.sln")))
-        {
-            d = d.Parent;
-        }
-
-        return d?.FullName ?? throw new Xunit.Sdk.XunitException("repository root not found");
-    }
-
     private static Process Run(string file, IEnumerable<string> args, string? stdoutFile = null)
     {
         var psi = new ProcessStartInfo(file) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
@@ -57,8 +46,8 @@ public sealed class VmTests : IDisposable
     [Fact]
     public void Two_qemu_guests_ping_each_other_and_move_a_file_byte_exact_through_the_switch()
     {
-        var guestDir = Path.Combine(RepoRoot(), "build", "guest");
-        using (var build = Run("bash", [Path.Combine(RepoRoot(), "tests", "vm", "build-guest.sh"), guestDir], Path.Combine(_dir, "build.log")))
+        var guestDir = Path.Combine(Repo.Root, "build", "guest");
+        using (var build = Run("bash", [Path.Combine(Repo.Root, "tests", "vm", "build-guest.sh"), guestDir], Path.Combine(_dir, "build.log")))
         {
             Assert.True(build.WaitForExit(300_000) && build.ExitCode == 0, "guest build failed: " + SafeRead(Path.Combine(_dir, "build.log")));
         }

@@ -1,9 +1,8 @@
 // SwitchConfig.cs - the daemon's configuration: EAL arguments, ports, PMD cores, forwarding mode.
 //
-// Read from JSON (docs/CONFIG.md) and/or command-line options; every error names the file, the
-// JSON path or option, and what was expected. Validation happens before the EAL starts, so a bad
+// Read from JSON (docs/CONFIG.md) and/or command-line options, both through the one table of
+// settings (Settings.cs); every error names the file, the JSON path or option, and what was expected. Validation happens before the EAL starts, so a bad
 // config never leaves half-started ports behind.
-using System.Globalization;
 using System.Text.Json;
 
 namespace VSwitch.Config;
@@ -188,115 +187,10 @@ public sealed class SwitchConfig
         using (doc)
         {
             var c = new SwitchConfig();
-            var root = doc.RootElement;
-            Expect(root, JsonValueKind.Object, source, "$");
-            foreach (var prop in root.EnumerateObject())
+            JsonRead.Expect(doc.RootElement, JsonValueKind.Object, $"{source}: $");
+            foreach (var prop in doc.RootElement.EnumerateObject())
             {
-                string path = "$." + prop.Name;
-                var v = prop.Value;
-                switch (prop.Name)
-                {
-                    case "eal":
-                        Expect(v, JsonValueKind.Array, source, path);
-                        foreach (var a in v.EnumerateArray())
-                        {
-                            c.EalArgs.Add(Str(a, source, path + "[]"));
-                        }
-
-                        break;
-                    case "ports":
-                        Expect(v, JsonValueKind.Array, source, path);
-                        int i = 0;
-                        foreach (var p in v.EnumerateArray())
-                        {
-                            c.Ports.Add(ParsePort(p, source, $"{path}[{i++}]"));
-                        }
-
-                        break;
-                    case "pmd_cores":
-                        Expect(v, JsonValueKind.Array, source, path);
-                        foreach (var a in v.EnumerateArray())
-                        {
-                            c.PmdCores.Add(Int(a, source, path + "[]", 0, 1023));
-                        }
-
-                        break;
-                    case "rxq_assign":
-                        Expect(v, JsonValueKind.Array, source, path);
-                        foreach (var a in v.EnumerateArray())
-                        {
-                            Expect(a, JsonValueKind.Object, source, path + "[]");
-                            c.RxqAssignments.Add(new RxqAssignment(
-                                Str(Get(a, "port", source, path), source, path + ".port"),
-                                a.TryGetProperty("queue", out var q) ? Int(q, source, path + ".queue", 0, 1023) : 0,
-                                Int(Get(a, "core", source, path), source, path + ".core", 0, 1023)));
-                        }
-
-                        break;
-                    case "mode":
-                        c.Mode = ParseMode(Str(v, source, path), $"{source}: {path}");
-                        break;
-                    case "mac_rewrite":
-                        c.MacRewrite = Bool(v, source, path);
-                        break;
-                    case "l2fwd_pairs":
-                        Expect(v, JsonValueKind.Array, source, path);
-                        foreach (var pair in v.EnumerateArray())
-                        {
-                            if (pair.ValueKind != JsonValueKind.Array || pair.GetArrayLength() != 2)
-                            {
-                                throw new VSwitchException($"{source}: {path}: each pair must be [\"portA\", \"portB\"]");
-                            }
-
-                            c.L2fwdPairs.Add((Str(pair[0], source, path), Str(pair[1], source, path)));
-                        }
-
-                        break;
-                    case "mbufs":
-                        c.Mbufs = (uint)Int(v, source, path, 1024, 16 * 1024 * 1024);
-                        break;
-                    case "mempool_cache":
-                        c.MempoolCache = (uint)Int(v, source, path, 0, 512);
-                        break;
-                    case "tx_drain_us":
-                        c.TxDrainMicros = Num(v, source, path, 0, 1_000_000);
-                        break;
-                    case "pmd_sleep_max_us":
-                        c.PmdSleepMaxMicros = Int(v, source, path, 0, 10_000);
-                        break;
-                    case "stats_interval_s":
-                        c.StatsIntervalSeconds = Num(v, source, path, 0, 3600);
-                        break;
-                    case "duration_s":
-                        c.DurationSeconds = Num(v, source, path, 0, 1e9);
-                        break;
-                    case "control_socket":
-                        c.ControlSocket = v.ValueKind == JsonValueKind.Null ? null : Str(v, source, path);
-                        break;
-                    case "no_huge_fallback":
-                        c.NoHugeFallback = Bool(v, source, path);
-                        break;
-                    case "metrics":
-                        c.Metrics = ParseMetrics(v, source, path);
-                        break;
-                    case "flows":
-                        c.FlowsFile = Str(v, source, path);
-                        break;
-                    case "megaflow_limit":
-                        c.MegaflowLimit = Int(v, source, path, 1, 10_000_000);
-                        break;
-                    case "megaflow_idle_ms":
-                        c.MegaflowIdleMs = Int(v, source, path, 0, 86_400_000);
-                        break;
-                    case "emc_insert_inv_prob":
-                        c.EmcInsertInvProb = Int(v, source, path, 0, 1_000_000);
-                        break;
-                    case "state_file":
-                        c.StateFile = v.ValueKind == JsonValueKind.Null ? null : Str(v, source, path);
-                        break;
-                    default:
-                        throw new VSwitchException($"{source}: {path}: unknown setting (known: eal, ports, pmd_cores, rxq_assign, mode, mac_rewrite, l2fwd_pairs, mbufs, mempool_cache, tx_drain_us, pmd_sleep_max_us, stats_interval_s, duration_s, control_socket, metrics, no_huge_fallback, flows, megaflow_limit, megaflow_idle_ms, emc_insert_inv_prob, state_file)");
-                }
+                Settings.ReadJson(c, prop.Name, prop.Value, $"{source}: $.{prop.Name}");
             }
 
             return c;
@@ -309,112 +203,6 @@ public sealed class SwitchConfig
         "pipeline" => ForwardingMode.Pipeline,
         _ => throw new VSwitchException($"{where}: unknown forwarding mode '{s}' (known: l2fwd, pipeline)"),
     };
-
-    /// <summary>"metrics": "ADDRESS:PORT", ":PORT" or "PORT", a port number, or null (off).</summary>
-    private static MetricsEndpoint? ParseMetrics(JsonElement v, string source, string path)
-    {
-        if (v.ValueKind == JsonValueKind.Null)
-        {
-            return null;
-        }
-
-        string text = v.ValueKind switch
-        {
-            JsonValueKind.Number => v.GetRawText(),
-            JsonValueKind.String => v.GetString()!,
-            _ => throw new VSwitchException($"{source}: {path}: expected a string such as \"127.0.0.1:9100\", a port number or null"),
-        };
-        return MetricsEndpoint.TryParse(text, out var endpoint, out string error)
-            ? endpoint
-            : throw new VSwitchException($"{source}: {path}: {error}");
-    }
-
-    private static PortConfig ParsePort(JsonElement p, string source, string path)
-    {
-        Expect(p, JsonValueKind.Object, source, path);
-        var port = new PortConfig
-        {
-            Name = Str(Get(p, "name", source, path), source, path + ".name"),
-            DevArgs = Str(Get(p, "devargs", source, path), source, path + ".devargs"),
-        };
-        foreach (var prop in p.EnumerateObject())
-        {
-            string pp = path + "." + prop.Name;
-            switch (prop.Name)
-            {
-                case "name":
-                case "devargs":
-                    break;
-                case "rxq":
-                    port.RxQueues = Int(prop.Value, source, pp, 1, 128);
-                    break;
-                case "rxd":
-                    port.RxDescriptors = Int(prop.Value, source, pp, 32, 32768);
-                    break;
-                case "txd":
-                    port.TxDescriptors = Int(prop.Value, source, pp, 32, 32768);
-                    break;
-                case "vlan":
-                    port.SetVlan(Str(prop.Value, source, pp), $"{source}: {pp}");
-                    break;
-                case "ofport":
-                    port.OfPort = Int(prop.Value, source, pp, 1, PortConfig.MaxOfPort);
-                    break;
-                case "mtu":
-                    port.Mtu = Int(prop.Value, source, pp, 68, 65535);
-                    break;
-                default:
-                    throw new VSwitchException($"{source}: {pp}: unknown port setting (known: name, devargs, rxq, rxd, txd, vlan, mtu, ofport)");
-            }
-        }
-
-        return port;
-    }
-
-    private static JsonElement Get(JsonElement o, string name, string source, string path) =>
-        o.TryGetProperty(name, out var v) ? v : throw new VSwitchException($"{source}: {path}: missing \"{name}\"");
-
-    private static void Expect(JsonElement e, JsonValueKind kind, string source, string path)
-    {
-        if (e.ValueKind != kind)
-        {
-            throw new VSwitchException($"{source}: {path}: expected {kind.ToString().ToLowerInvariant()}, found {e.ValueKind.ToString().ToLowerInvariant()}");
-        }
-    }
-
-    private static string Str(JsonElement e, string source, string path)
-    {
-        Expect(e, JsonValueKind.String, source, path);
-        var s = e.GetString()!;
-        return s.Length == 0 ? throw new VSwitchException($"{source}: {path}: must not be empty") : s;
-    }
-
-    private static bool Bool(JsonElement e, string source, string path) => e.ValueKind switch
-    {
-        JsonValueKind.True => true,
-        JsonValueKind.False => false,
-        _ => throw new VSwitchException($"{source}: {path}: expected true or false"),
-    };
-
-    private static int Int(JsonElement e, string source, string path, int min, int max)
-    {
-        if (e.ValueKind != JsonValueKind.Number || !e.TryGetInt32(out int v) || v < min || v > max)
-        {
-            throw new VSwitchException($"{source}: {path}: expected an integer from {min} to {max}");
-        }
-
-        return v;
-    }
-
-    private static double Num(JsonElement e, string source, string path, double min, double max)
-    {
-        if (e.ValueKind != JsonValueKind.Number || !e.TryGetDouble(out double v) || v < min || v > max)
-        {
-            throw new VSwitchException($"{source}: {path}: expected a number from {min.ToString(CultureInfo.InvariantCulture)} to {max.ToString(CultureInfo.InvariantCulture)}");
-        }
-
-        return v;
-    }
 
     /// <summary>Checks names, pairs, cores and queue assignments; fills in defaults. Throws on the first problem.</summary>
     public void Validate(int cpuCount)

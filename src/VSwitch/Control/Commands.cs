@@ -305,6 +305,9 @@ public sealed class Commands(SwitchDatapath dp)
         return required ? throw new VSwitchException($"argument \"{name}\" (a non-empty string) is required") : "";
     }
 
+    private static int Int(JsonObject args, Setting setting, int dflt) =>
+        Int(args, setting.Key, dflt, (int)setting.Range!.Min, (int)setting.Range.Max);
+
     private static int Int(JsonObject args, string name, int dflt, int min, int max)
     {
         if (args[name] is null)
@@ -403,10 +406,11 @@ public sealed class Commands(SwitchDatapath dp)
         {
             Name = Str(args, "name"),
             DevArgs = Str(args, "devargs"),
-            RxQueues = Int(args, "rxq", 1, 1, 128),
-            RxDescriptors = Int(args, "rxd", 1024, 32, 32768),
-            TxDescriptors = Int(args, "txd", 1024, 32, 32768),
-            OfPort = args["ofport"] is null ? null : Int(args, "ofport", 0, 1, PortConfig.MaxOfPort),
+            // The ranges of the config file and the command line (Settings.cs).
+            RxQueues = Int(args, Settings.RxQueues, 1),
+            RxDescriptors = Int(args, Settings.RxDescriptors, 1024),
+            TxDescriptors = Int(args, Settings.TxDescriptors, 1024),
+            OfPort = args["ofport"] is null ? null : Int(args, Settings.OfPort, 0),
         };
         if (Str(args, "vlan", required: false) is { Length: > 0 } vlan)
         {
