@@ -289,7 +289,7 @@ internal sealed class CtlCommandLine
             };
         }
 
-        foreach (var (name, summary, description, example) in new (string, string, string, string)[]
+        foreach (var (name, summary, description, examples) in new (string, string, string, string[])[]
         {
             ("add-flows", "add every rule of FILE or stdin (all or nothing)",
                 """
@@ -297,20 +297,20 @@ internal sealed class CtlCommandLine
                 input for -, all in one table version or none: a bad line refuses the whole file, naming its
                 line and column. vswitchctl reads the file (the switch opens no path a client names) and sends
                 it in chunks of about 16 KB.
-                """, "vswitchctl add-flows /etc/vswitch/acl.flows"),
+                """, ["vswitchctl add-flows /etc/vswitch/acl.flows"]),
             ("replace-flows", "make the tables exactly FILE's rules, atomically",
                 """
                 Makes the tables exactly the rules of FILE (or standard input for -) in one version switch:
                 rules whose table, priority, match and actions are unchanged keep their counters. All or
                 nothing, as add-flows.
-                """, "generate-rules | vswitchctl replace-flows -"),
+                """, ["vswitchctl replace-flows /etc/vswitch/tables.flows", "generate-rules | vswitchctl replace-flows -"]),
         })
         {
             var file = new Argument<string>("FILE") { Description = "the rule file, or - for standard input" };
             var c = new Command(name, summary) { file };
             yield return new CtlCommand
             {
-                Command = c, Usage = $"{name} FILE|-", Chainable = true, Description = description, Examples = [example],
+                Command = c, Usage = $"{name} FILE|-", Chainable = true, Description = description, Examples = examples,
                 Bind = p =>
                 {
                     var f = p.GetValue(file)!;
