@@ -13,6 +13,7 @@ using System.Text.Json.Nodes;
 
 namespace VSwitch.Ctl;
 
+/// <summary>What capture / monitor capture (CommandLine.cs fills it from the command line).</summary>
 internal sealed class CaptureOptions
 {
     public string? Port { get; set; }
@@ -26,62 +27,6 @@ internal sealed class CaptureOptions
     public string? Output { get; set; }
 
     public double Seconds { get; set; } = double.PositiveInfinity;
-
-    /// <summary>capture PORT|--drops [FILTER] [-c N] [-w FILE] [--seconds S]; monitor [FILTER] [-c N] [-w FILE] [--seconds S].</summary>
-    public static CaptureOptions Parse(string cmd, IReadOnlyList<string> a)
-    {
-        var o = new CaptureOptions();
-        var filter = new List<string>();
-        for (int i = 0; i < a.Count; i++)
-        {
-            string need(string what) => i + 1 < a.Count ? a[++i] : throw new ArgumentException($"{cmd}: {a[i]} needs {what}");
-            switch (a[i])
-            {
-                case "-c":
-                    o.Count = long.TryParse(need("a packet count"), NumberStyles.None, CultureInfo.InvariantCulture, out long c) && c > 0
-                        ? c : throw new ArgumentException($"{cmd}: -c needs a packet count above 0, not '{a[i]}'");
-                    break;
-                case "-w":
-                    o.Output = need("a file name (- for standard output)");
-                    break;
-                case "--seconds":
-                    o.Seconds = double.TryParse(need("a number of seconds"), NumberStyles.Float, CultureInfo.InvariantCulture, out double s) && s > 0
-                        ? s : throw new ArgumentException($"{cmd}: --seconds needs a number above 0, not '{a[i]}'");
-                    break;
-                case "--drops" when cmd == "capture":
-                    o.Drops = true;
-                    break;
-                default:
-                    if (cmd == "capture" && !o.Drops && o.Port == null && !a[i].StartsWith('-'))
-                    {
-                        o.Port = a[i];
-                    }
-                    else if (a[i].StartsWith('-') && filter.Count == 0)
-                    {
-                        throw new ArgumentException($"{cmd}: unknown option '{a[i]}'");
-                    }
-                    else
-                    {
-                        filter.Add(a[i]);
-                    }
-
-                    break;
-            }
-        }
-
-        if (cmd == "capture" && o.Port == null && !o.Drops)
-        {
-            throw new ArgumentException("capture needs PORT or --drops");
-        }
-
-        if (cmd == "capture" && o.Port != null && o.Drops)
-        {
-            throw new ArgumentException("capture takes PORT or --drops, not both");
-        }
-
-        o.Filter = filter.Count > 0 ? string.Join(' ', filter) : null;
-        return o;
-    }
 }
 
 internal static class Capture

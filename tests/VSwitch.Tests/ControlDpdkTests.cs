@@ -230,6 +230,146 @@ public sealed class ControlDpdkTests : IDisposable
 
     private const int ControlServer_MaxRequestBytes = VSwitch.Control.ControlServer.MaxRequestBytes;
 
+    private string P(string name) => Path.Combine(_dir, name);
+
+    private JsonObject Json(params string[] args)
+    {
+        var (exit, o, e) = Vswitchctl(["--json", .. args]);
+        Assert.True(exit == 0, $"vswitchctl {string.Join(' ', args)}: exit {exit}: {e}");
+        return JsonNode.Parse(o)!.AsObject();
+    }
+
+    /// <summary>show, less what a refused chain may not keep: the table version (it only grows) and the MAC a re-added net_null device draws anew.</summary>
+    private string Ports()
+    {
+        var show = Json("show");
+        show.Remove("flow_version");
+        foreach (var p in show["ports"]!.AsArray())
+        {
+            p!.AsObject().Remove("mac");
+        }
+
+        return show.ToJsonString();
+    }
+
+    /// <summary>dump-flows, less each rule's age (counters, cookies, priorities, matches and actions stay).</summary>
+    private string Rules() => string.Join('\n', Json("dump-flows")["flows"]!.AsArray()
+        .Select(f => System.Text.RegularExpressions.Regex.Replace((string)f!, @"duration=[0-9.]+s, ", "")));
+
+    [Fact]
+    public void A_chain_of_port_and_flow_changes_takes_effect_as_a_whole()
+    {
+        using var sw = new RunningSwitch(["--mode", "pipeline", "--stats-interval", "0", "--control", Ctl,
+            "--port", "a=net_null0,no-rx=1", "--port", "b=net_null1,no-rx=1"]);
+        sw.WaitFor("vswitchd: forwarding");
+        Assert.Equal(0, Vswitchctl("add-flow", "in_port=a,tcp,actions=output:b").Exit);
+        File.WriteAllText(P("d.flows"), "# the new port's rules, naming it before it exists\nin_port=d,udp,actions=output:a\npriority=5,in_port=a,actions=output:d\n");
+
+        var chain = Json("add-port", "d", "net_null3,no-rx=1", "--vlan", "access:7", "--", "add-flows", P("d.flows"), "--", "del-flows", "tcp");
+        var steps = chain["steps"]!.AsArray();
+        Assert.Equal(["add-port", "add-flows", "del-flows"], steps.Select(s => (string)s!["cmd"]!));
+        int d = steps[0]!["result"]!["ofport"]!.GetValue<int>();
+        Assert.Equal(1, steps[2]!["result"]!["deleted"]!.GetValue<int>());
+
+        Assert.Contains(Json("show")["ports"]!.AsArray(), p => (string)p!["name"]! == "d" && p["ofport"]!.GetValue<int>() == d);
+        var rules = Rules();
+        Assert.Contains($"udp,in_port={d},actions=output:1", rules, StringComparison.Ordinal);
+        Assert.Contains($"priority=5,in_port=1,actions=output:{d}", rules, StringComparison.Ordinal);
+        Assert.DoesNotContain("tcp", rules, StringComparison.Ordinal);
+
+        // Human output: each step's result under its command.
+        var human = Vswitchctl("del-port", "d", "--", "del-flows", $"in_port={d}");
+        Assert.True(human.Exit == 0, human.Err);
+        Assert.Contains("del-port:\n  removed: d", human.Out, StringComparison.Ordinal);
+        Assert.DoesNotContain("\"d\"", Json("show").ToJsonString(), StringComparison.Ordinal);
+
+        // Only changes chain; the client says so before it calls the switch.
+        var bad = Vswitchctl("add-port", "e", "net_null4", "--", "show");
+        Assert.Equal(2, bad.Exit);
+        Assert.StartsWith("vswitchctl: show cannot be chained", bad.Err, StringComparison.Ordinal);
+        Assert.DoesNotContain("\"e\"", Json("show").ToJsonString(), StringComparison.Ordinal);
+        Assert.Equal(0, sw.Stop().ExitCode);
+    }
+
+    [Fact]
+    public void A_chain_with_a_refused_step_leaves_ports_and_rules_exactly_as_before()
+    {
+        // Finite traffic: the rules' counters settle, so a restored rule set can be compared counter for counter.
+        Pcap.Write(P("in.pcap"), Enumerable.Range(0, 100).Select(i => Frames.Udp(i)));
+        File.WriteAllText(P("v1.flows"), "table=0,priority=10,in_port=1,udp,actions=resubmit(,1)\ntable=1,actions=output:2\ntable=0,priority=1,actions=drop\n");
+        using var sw = new RunningSwitch(["--mode", "pipeline", "--stats-interval", "0", "--control", Ctl, "--flows", P("v1.flows"),
+            "--port", $"a=net_pcap0,rx_pcap={P("in.pcap")}", "--port", "b=net_null1,no-rx=1", "--port", "c=net_null2,no-rx=1"]);
+        sw.WaitFor("vswitchd: forwarding");
+        Assert.Equal(0, Vswitchctl("set-port", "c", "vlan=trunk:10,20").Exit);
+        ControlClient.Eventually(() => Rules().Contains("n_packets=100", StringComparison.Ordinal), "the 100 packets counted");
+        string ports = Ports(), rules = Rules();
+        int next = Json("add-port", "probe", "net_null7,no-rx=1")["ofport"]!.GetValue<int>(); // the next automatic number, as the chain will see it
+        Assert.Equal(0, Vswitchctl("del-port", "probe").Exit);
+
+        File.WriteAllText(P("v2.flows"), "in_port=e,actions=output:c\n");
+        string[] steps = ["del-port", "b", "--", "add-port", "e", "net_null4,no-rx=1", "--vlan", "access:5", "--", "set-port", "c", "vlan=none",
+            "--", "replace-flows", P("v2.flows"), "--", "add-flow", "in_port=c,actions=output:e", "--", "mod-flows", "in_port=e,actions=drop",
+            "--", "set-table-miss", "1", "controller", "--", "del-flows", "--", "add-port", "z", "net_bogus0"];
+        var refused = Vswitchctl(steps);
+        Assert.True(refused.Exit == 1, refused.Out + refused.Err);
+        Assert.StartsWith("vswitchctl: step 9 of 9 (add-port): port 'z': cannot probe device 'net_bogus0'", refused.Err, StringComparison.Ordinal);
+        Assert.Contains("steps 1-8 were undone", refused.Err, StringComparison.Ordinal);
+        ControlClient.Eventually(() => Ports() == ports, "port b back as it was (its link polled up)");
+        Assert.Equal(ports, Ports());
+        Assert.Equal(rules, Rules());
+        Assert.Equal(next + 1, Json("add-port", "probe2", "net_null8,no-rx=1")["ofport"]!.GetValue<int>()); // e's number was taken back
+        Assert.Equal(0, Vswitchctl("del-port", "probe2").Exit);
+        ports = Ports();
+
+        // Refused while checking (a later step names a port no step adds): nothing ran at all.
+        var early = Vswitchctl("add-port", "e", "net_null4,no-rx=1", "--", "add-flow", "in_port=e,actions=output:nosuch");
+        Assert.Equal(1, early.Exit);
+        Assert.StartsWith("vswitchctl: step 2 of 2 (add-flow): ", early.Err, StringComparison.Ordinal);
+        Assert.Contains("nothing was changed", early.Err, StringComparison.Ordinal);
+        Assert.Equal(ports, Ports());
+        Assert.Equal(rules, Rules());
+        var r = sw.Stop();
+        Assert.True(r.ExitCode == 0, r.ToString());
+        Assert.True(r.Field("final: mbufs", "leaked") == "0", r.ToString());
+    }
+
+    [Fact]
+    public void Traffic_on_untouched_ports_keeps_flowing_through_chains_that_apply_and_chains_that_are_undone()
+    {
+        File.WriteAllText(P("ab.flows"), "priority=100,in_port=1,actions=output:2\n"); // from the first packet on
+        using var sw = new RunningSwitch(["--mode", "pipeline", "--stats-interval", "0", "--control", Ctl, "--flows", P("ab.flows"),
+            "--port", "a=net_null0,size=64", "--port", "b=net_null1,no-rx=1"]);
+        sw.WaitFor("vswitchd: forwarding");
+        ulong b0 = ControlClient.PortTx(Ctl, "b");
+        for (int round = 0; round < 3; round++)
+        {
+            var add = Vswitchctl("--json", "add-port", "d", $"net_null{10 + round},no-rx=1", "--", "add-flow", "priority=50,in_port=d,actions=output:a",
+                "--", "add-flow", "priority=10,in_port=a,actions=output:d");
+            Assert.True(add.Exit == 0, add.Err);
+            int d = JsonNode.Parse(add.Out)!["steps"]![0]!["result"]!["ofport"]!.GetValue<int>();
+
+            // Once d is deleted its name no longer names a port: later steps use its number.
+            var undone = Vswitchctl("del-port", "d", "--", "del-flows", $"in_port={d}", "--", "add-port", "z", "net_bogus0");
+            Assert.Equal(1, undone.Exit);
+            Assert.Contains("(add-port): port 'z'", undone.Err, StringComparison.Ordinal);
+            Assert.Contains(Json("show")["ports"]!.AsArray(), p => (string)p!["name"]! == "d");
+            var remove = Vswitchctl("del-port", "d", "--", "del-flows", "--strict", "priority=10,in_port=a");
+            Assert.True(remove.Exit == 0, remove.Err);
+            ulong b1 = ControlClient.PortTx(Ctl, "b");
+            ControlClient.Eventually(() => ControlClient.PortTx(Ctl, "b") > b1 + 100_000, $"a -> b forwards after round {round}");
+        }
+
+        Assert.True(ControlClient.PortTx(Ctl, "b") > b0 + 1_000_000);
+        var r = sw.Stop();
+        Assert.True(r.ExitCode == 0, r.ToString());
+        long F(string port, string key) => long.Parse(r.Field($"final: port {port} ", key), CultureInfo.InvariantCulture);
+        // The a -> b rule was never touched: everything a received, b sent, through every chain.
+        Assert.True(F("a", "rx") == F("b", "tx") && F("b", "tx_drops") == 0, r.ToString());
+        Assert.True(r.Field("final: pmd 0", "fwd_drops") == "0", r.ToString());
+        Assert.True(r.Field("final: pmd 0", "alloc_bytes") == "0", r.ToString());
+        Assert.True(r.Field("final: mbufs", "leaked") == "0", r.ToString());
+    }
+
     [Fact]
     public void With_pmd_sleep_an_idle_switch_does_not_burn_its_pmd_core()
     {

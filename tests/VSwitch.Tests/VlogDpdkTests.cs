@@ -29,7 +29,11 @@ public sealed class VlogDpdkTests : IDisposable
         Assert.Equal("warn", before["control"]);
         Assert.StartsWith("err", before["dpdk"], StringComparison.Ordinal); // vswitchd starts DPDK with --log-level=error
 
-        Assert.True(Set(sock, "stats:off")["ok"]!.GetValue<bool>());
+        var cli = ControlClient.Vswitchctl(sock, "vlog-set", "stats:off");
+        Assert.True(cli.Exit == 0, cli.Err);
+        var listed = ControlClient.Vswitchctl(sock, "vlog-list");
+        Assert.Matches(@"(?m)^\s+stats\s+off\s*$", listed.Out);
+        Assert.Equal(2, ControlClient.Vswitchctl(sock, "vlog-set").Exit); // at least one setting
         Thread.Sleep(300);
         int stats = System.Text.RegularExpressions.Regex.Matches(sw.Output, "(?m)^stats t=").Count;
         Thread.Sleep(1000);

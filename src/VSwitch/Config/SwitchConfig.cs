@@ -39,6 +39,13 @@ public sealed class PortConfig
     /// <summary>Trunk port: the VLANs it carries (empty: all).</summary>
     public List<ushort> Trunks { get; set; } = [];
 
+    /// <summary>A copy (the switch keeps its own; an undone del-port re-adds the port from one).</summary>
+    public PortConfig Clone() => new()
+    {
+        Name = Name, DevArgs = DevArgs, RxQueues = RxQueues, RxDescriptors = RxDescriptors, TxDescriptors = TxDescriptors,
+        Mtu = Mtu, OfPort = OfPort, VlanMode = VlanMode, Tag = Tag, Trunks = [.. Trunks],
+    };
+
     /// <summary>The VLAN mode as <see cref="SetVlan"/> reads it.</summary>
     public string VlanSpec => VlanMode switch
     {

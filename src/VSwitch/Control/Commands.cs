@@ -13,12 +13,12 @@ using VSwitch.Pmd;
 
 namespace VSwitch.Control;
 
-public sealed class Commands(SwitchDatapath dp)
+public sealed partial class Commands(SwitchDatapath dp)
 {
     public static readonly string[] Names = ["show", "dump-ports", "add-port", "del-port", "pmd-stats-show", "pmd-stats-clear", "pmd-rxq-show",
         "add-flow", "add-flows", "mod-flows", "del-flows", "replace-flows", "dump-flows", "dump-aggregate", "dump-megaflows", "flush-megaflows",
         "fdb-show", "fdb-flush", "trace", "set-port", "set-table-miss", "flows-begin", "flows-chunk", "flows-commit", "flows-abort",
-        "punt-read", "drops-read", "drops-stop", "vlog-list", "vlog-set"];
+        "punt-read", "drops-read", "drops-stop", "vlog-list", "vlog-set", "batch"];
 
     /// <summary>Most rules one flow transaction may hold (its parsed rules stay in memory until the commit).</summary>
     public const int MaxTransactionRules = 2_000_000;
@@ -62,7 +62,7 @@ public sealed class Commands(SwitchDatapath dp)
 
     /// <summary>Commands that change ports, tables or settings: logged by the control module.</summary>
     private static readonly HashSet<string> Mutating = ["add-port", "del-port", "set-port", "set-table-miss", "add-flow", "add-flows", "mod-flows",
-        "del-flows", "replace-flows", "flows-commit", "fdb-flush", "flush-megaflows", "vlog-set"];
+        "del-flows", "replace-flows", "flows-commit", "fdb-flush", "flush-megaflows", "vlog-set", "batch"];
 
     /// <summary>The arguments for a log line, without flow text (only its size).</summary>
     private static string Summary(JsonObject args) => string.Join(' ', args.Select(kv => kv.Key == "flow" && kv.Value is JsonValue fv
@@ -78,6 +78,7 @@ public sealed class Commands(SwitchDatapath dp)
             "flows-abort" => FlowsAbort(args, session),
             "drops-read" => DropsRead(args, session),
             "drops-stop" => DropsStop(session),
+            "batch" => Batch(args),
             _ => Execute1(cmd, args),
         };
     }
@@ -402,6 +403,15 @@ public sealed class Commands(SwitchDatapath dp)
 
     private JsonObject AddPort(JsonObject args)
     {
+        var pc = PortConfigFrom(args);
+        var pair = Str(args, "pair", required: false);
+        var port = dp.AddPort(pc, pair.Length == 0 ? null : pair);
+        return new JsonObject { ["name"] = port.Name, ["number"] = dp.DpPortOf(port), ["ofport"] = dp.OfPortOf(port), ["dpdk_port"] = port.PortId };
+    }
+
+    /// <summary>add-port's settings from its arguments, checked completely (nothing changes).</summary>
+    private static PortConfig PortConfigFrom(JsonObject args)
+    {
         var pc = new PortConfig
         {
             Name = Str(args, "name"),
@@ -417,9 +427,7 @@ public sealed class Commands(SwitchDatapath dp)
             pc.SetVlan(vlan, "argument \"vlan\"");
         }
 
-        var pair = Str(args, "pair", required: false);
-        var port = dp.AddPort(pc, pair.Length == 0 ? null : pair);
-        return new JsonObject { ["name"] = port.Name, ["number"] = dp.DpPortOf(port), ["ofport"] = dp.OfPortOf(port), ["dpdk_port"] = port.PortId };
+        return pc;
     }
 
     private JsonObject SetPort(JsonObject args)
@@ -432,6 +440,14 @@ public sealed class Commands(SwitchDatapath dp)
     }
 
     private JsonObject SetTableMiss(JsonObject args)
+    {
+        var (table, policy) = TableMissFrom(args);
+        Flows.SetTableMiss(table, policy);
+        return new JsonObject { ["table"] = table, ["policy"] = policy.ToString().ToLowerInvariant() };
+    }
+
+    /// <summary>set-table-miss's table and policy, checked.</summary>
+    private static (int Table, TableMissPolicy Policy) TableMissFrom(JsonObject args)
     {
         int table = Int(args, "table", -1, 0, FlowTables.MaxTables - 1);
         if (table < 0)
@@ -446,8 +462,7 @@ public sealed class Commands(SwitchDatapath dp)
             "continue" => TableMissPolicy.Continue,
             var other => throw new VSwitchException($"argument \"policy\": '{other}' is not one of drop, controller, continue"),
         };
-        Flows.SetTableMiss(table, policy);
-        return new JsonObject { ["table"] = table, ["policy"] = policy.ToString().ToLowerInvariant() };
+        return (table, policy);
     }
 
     private JsonObject DelPort(JsonObject args)
@@ -541,11 +556,12 @@ public sealed class Commands(SwitchDatapath dp)
     private FlowControl Flows => dp.Flows ?? throw new VSwitchException("flow commands need the pipeline forwarding mode (start vswitchd with --mode pipeline)");
 
     /// <summary>Rules from args "flow" (one or more lines of text; optional "origin" and "line" name them in errors).</summary>
-    private List<FlowRule> RulesFrom(JsonObject args)
+    /// <param name="ports">Port names the text may use (default: the switch's ports now).</param>
+    private List<FlowRule> RulesFrom(JsonObject args, IReadOnlyDictionary<string, int>? ports = null)
     {
         var origin = Str(args, "origin", required: false);
         int line = Int(args, "line", 1, 1, int.MaxValue);
-        return FlowParser.ParseRules(Str(args, "flow"), origin.Length == 0 ? "flow" : origin, line, dp.PortNames());
+        return FlowParser.ParseRules(Str(args, "flow"), origin.Length == 0 ? "flow" : origin, line, ports ?? dp.PortNames());
     }
 
     private JsonObject AddFlows(JsonObject args) => ApplyAdd(RulesFrom(args));
@@ -570,9 +586,9 @@ public sealed class Commands(SwitchDatapath dp)
         };
     }
 
-    private FlowFilter Filter(string text, bool strict)
+    private FlowFilter Filter(string text, bool strict, IReadOnlyDictionary<string, int>? ports = null)
     {
-        var (match, table, priority, cookie, cookieMask) = FlowParser.ParseMatch(text, "match", dp.PortNames());
+        var (match, table, priority, cookie, cookieMask) = FlowParser.ParseMatch(text, "match", ports ?? dp.PortNames());
         return new FlowFilter(match, table, priority, cookie, cookieMask, strict);
     }
 
@@ -583,14 +599,16 @@ public sealed class Commands(SwitchDatapath dp)
     private JsonObject DelFlows(JsonObject args)
     {
         var f = Flows;
-        var filter = Filter(Str(args, "match", required: false), Bool(args, "strict"));
-        int n = f.Delete(filter);
+        int n = f.Delete(DelFlowsFrom(args));
         return new JsonObject { ["deleted"] = n, ["rules"] = f.Current.RuleCount, ["version"] = f.Current.Version };
     }
 
-    private JsonObject ModFlows(JsonObject args)
+    private FlowFilter DelFlowsFrom(JsonObject args, IReadOnlyDictionary<string, int>? ports = null) =>
+        Filter(Str(args, "match", required: false), Bool(args, "strict"), ports);
+
+    /// <summary>mod-flows' selection and new actions from its "flow" (match,actions=...), checked.</summary>
+    private (FlowFilter Filter, FlowAction[] Actions) ModFlowsFrom(JsonObject args, IReadOnlyDictionary<string, int>? ports = null)
     {
-        var f = Flows;
         var text = Str(args, "flow");
         int at = text.IndexOf("actions=", StringComparison.Ordinal);
         if (at < 0)
@@ -598,8 +616,15 @@ public sealed class Commands(SwitchDatapath dp)
             throw new VSwitchException("mod-flows: the flow must end with actions=...");
         }
 
-        var filter = Filter(text[..at].TrimEnd(',', ' '), Bool(args, "strict"));
-        var actions = FlowParser.ParseRule(text, "mod-flows", 1, dp.PortNames()).Actions;
+        ports ??= dp.PortNames();
+        var filter = Filter(text[..at].TrimEnd(',', ' '), Bool(args, "strict"), ports);
+        return (filter, FlowParser.ParseRule(text, "mod-flows", 1, ports).Actions);
+    }
+
+    private JsonObject ModFlows(JsonObject args)
+    {
+        var f = Flows;
+        var (filter, actions) = ModFlowsFrom(args);
         int n = f.Modify(filter, actions);
         return new JsonObject { ["modified"] = n, ["version"] = f.Current.Version };
     }

@@ -661,6 +661,54 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
         }
     }
 
+    /// <summary>
+    /// A copy of the port's settings (devargs, queues, descriptors, MTU, OpenFlow number, VLAN mode)
+    /// and its l2fwd peer when the two are paired with each other: what re-adds it as it was.
+    /// </summary>
+    public (PortConfig Config, string? Peer) PortSettings(string name)
+    {
+        lock (_control)
+        {
+            int slot = SlotOf(name);
+            var pc = _ports.ConfigAt(slot)!.Clone();
+            pc.OfPort = _ports.OfPortAt(slot);
+            int peer = _l2fwd!.OutPort[slot];
+            bool mutual = peer >= 0 && _l2fwd.OutPort[peer] == slot;
+            return (pc, mutual ? _ports[peer]?.Name : null);
+        }
+    }
+
+    /// <summary>The lowest OpenFlow number never handed out (what a port added without one gets, unless it is taken).</summary>
+    public int NextOfPort
+    {
+        get
+        {
+            lock (_control)
+            {
+                return _ports.NextOfPort;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Takes back the numbers handed out since <paramref name="next"/> was <see cref="NextOfPort"/>,
+    /// after the ports that got them were removed again (an undone command chain): the switch is as
+    /// if they had never been added. Numbers still held by a port are never handed out twice.
+    /// </summary>
+    public void RewindNextOfPort(int next)
+    {
+        lock (_control)
+        {
+            int inUse = _ports.Names().Values.DefaultIfEmpty(0).Max();
+            int rewound = Math.Max(next, inUse + 1);
+            if (rewound < _ports.NextOfPort)
+            {
+                _ports.NextOfPort = rewound;
+                RequestStateSave();
+            }
+        }
+    }
+
     private void RemoveSlot(int slot)
     {
         var port = _ports[slot];

@@ -249,6 +249,20 @@ public sealed class FlowControl
         }
     }
 
+    /// <summary>
+    /// Puts back the rules and table-miss policies of an earlier version (an undone command chain):
+    /// the same rule objects, so their counters, cookies and durations are as they were and have
+    /// counted on; the port set stays the current one.
+    /// </summary>
+    public void Restore(FlowTables earlier)
+    {
+        ArgumentNullException.ThrowIfNull(earlier);
+        lock (_lock)
+        {
+            Publish(earlier.WithPorts(_shared.NextVersion(), Current.PortList));
+        }
+    }
+
     /// <summary>Publishes the port set (after a port was added, or before one is removed).</summary>
     public void SetPorts(IEnumerable<PipelinePort> ports)
     {

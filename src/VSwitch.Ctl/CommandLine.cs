@@ -1,0 +1,577 @@
+// CommandLine.cs - vswitchctl's command line, declared with System.CommandLine: one subcommand per
+// control command, each with its arguments and options, its manual page text (ManPage.cs renders
+// it for `--help` and `help COMMAND`) and how a parsed command line becomes the request sent to the
+// switch. Checks the switch would make anyway are left to it; what is checked here is what only the
+// command line knows (numbers, which arguments go together), as a usage error (exit 2).
+using System.CommandLine;
+using System.CommandLine.Help;
+using System.Globalization;
+using System.Text.Json.Nodes;
+
+namespace VSwitch.Ctl;
+
+/// <summary>One request for the switch: a control command and its JSON arguments.</summary>
+/// <param name="FlowSource">add-flows / replace-flows: the file (or - for stdin) the client reads and sends.</param>
+/// <param name="Capture">capture / monitor: what to capture, for Capture.Run.</param>
+internal sealed record CtlRequest(string Cmd, JsonObject Args, string? FlowSource = null, CaptureOptions? Capture = null);
+
+/// <summary>A vswitchctl command: its System.CommandLine declaration, its manual page, and its request.</summary>
+internal sealed class CtlCommand
+{
+    public required Command Command { get; init; }
+
+    /// <summary>The synopsis after "vswitchctl" (arguments and options as typed).</summary>
+    public required string Usage { get; init; }
+
+    /// <summary>DESCRIPTION, as lines (a blank line between paragraphs).</summary>
+    public required string Description { get; init; }
+
+    public required string[] Examples { get; init; }
+
+    /// <summary>May be chained with `--` (it changes ports or tables; the switch's batch command takes it).</summary>
+    public bool Chainable { get; init; }
+
+    public required Func<ParseResult, CtlRequest> Bind { get; init; }
+
+    public string Name => Command.Name;
+}
+
+/// <summary>A command line the switch never sees: wrong arguments, an unreadable flow file (exit 2).</summary>
+internal sealed class UsageException(string message) : Exception(message);
+
+internal sealed class CtlCommandLine
+{
+    public const string DefaultSocket = "/run/vswitch/vswitchd.sock";
+
+    /// <summary>The order of the manual's COMMANDS: ports, flows, statistics, packets.</summary>
+    private static readonly string[] s_order = ["show", "dump-ports", "add-port", "del-port", "set-port", "pmd-stats-show", "pmd-stats-clear",
+        "pmd-rxq-show", "add-flow", "add-flows", "replace-flows", "mod-flows", "del-flows", "set-table-miss", "dump-flows", "dump-aggregate",
+        "dump-megaflows", "flush-megaflows", "fdb-show", "fdb-flush", "trace", "capture", "monitor", "vlog-list", "vlog-set"];
+
+    public CtlCommandLine()
+    {
+        Root = new RootCommand("control a running vswitchd: ports, flow tables, statistics, packet capture");
+        Root.Directives.Clear(); // [suggest] and friends: a flow text in brackets is an argument, not a directive
+        foreach (var v in Root.Options.OfType<VersionOption>().ToList())
+        {
+            Root.Options.Remove(v);
+        }
+
+        Root.Add(SocketOption);
+        Root.Add(JsonOption);
+        Help = Root.Options.OfType<HelpOption>().Single();
+        Help.Description = "show this manual (after a COMMAND: that command's)";
+        Commands = [.. Declare().OrderBy(c => Array.IndexOf(s_order, c.Name))];
+        foreach (var c in Commands)
+        {
+            Root.Add(c.Command);
+        }
+
+        HelpCommand = new Command("help", "the manual of vswitchctl, or of COMMAND");
+        HelpCommand.Add(HelpTopic);
+        Root.Add(HelpCommand);
+    }
+
+    public RootCommand Root { get; }
+
+    public HelpOption Help { get; }
+
+    public Command HelpCommand { get; }
+
+    public Argument<string?> HelpTopic { get; } = new("COMMAND") { Arity = ArgumentArity.ZeroOrOne, Description = "a command name" };
+
+    public Option<string> SocketOption { get; } = new("--socket")
+    {
+        Recursive = true, HelpName = "PATH",
+        Description = $"the switch's control socket (default: $VSWITCH_SOCKET, else {DefaultSocket})",
+    };
+
+    public Option<bool> JsonOption { get; } = new("--json")
+    {
+        Recursive = true,
+        Description = "print the switch's JSON result instead of tables (for scripts; a chain prints {\"steps\": [...]})",
+    };
+
+    public IReadOnlyList<CtlCommand> Commands { get; }
+
+    public CtlCommand? Find(string name) => Commands.FirstOrDefault(c => c.Name == name);
+
+    /// <summary>Parses one command line (one link of a chain); response files are off: '@' begins no file name here.</summary>
+    public ParseResult Parse(IReadOnlyList<string> args) => Root.Parse(args, new ParserConfiguration { ResponseFileTokenReplacer = null });
+
+    private static Option<bool> Strict(string what) => new("--strict") { Description = $"select only the rules whose match and priority are exactly {what}'s (default: every rule at least as specific)" };
+
+    private static int Number(string? text, string what, int min, int max) =>
+        int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out int n) && n >= min && n <= max
+            ? n : throw new UsageException($"{what} needs a number from {min} to {max}, not '{text}'");
+
+    private static IEnumerable<CtlCommand> Declare()
+    {
+        // Commands that only read, without arguments.
+        foreach (var (name, usage, summary, description, example) in new (string, string, string, string, string)[]
+        {
+            ("show", "show", "ports, their links, and PMD threads",
+                """
+                The switch's ports (name; datapath slot; OpenFlow number, what flows name; DPDK port, driver,
+                devargs, MAC, queues, link state), its PMD threads (core, lcore) and forwarding mode; in
+                pipeline mode also the number of rules and the table version; with a state file its path and
+                the last error writing it.
+                """, "vswitchctl show"),
+            ("pmd-stats-show", "pmd-stats-show", "per-PMD packets, drops, cycles per packet, idle share, cache hits",
+                """
+                Per PMD thread: packets received and sent, drops, busy cycles per packet, idle share, slept
+                time, the gaps between polling rounds (max, p99.9, p99); pipeline mode adds microflow and
+                megaflow cache hits, upcalls and every drop reason. Also the .NET garbage collector's pauses.
+                Counts are since the last pmd-stats-clear.
+                """, "vswitchctl pmd-stats-show"),
+            ("pmd-stats-clear", "pmd-stats-clear", "start pmd-stats-show's counts from zero",
+                """
+                Starts pmd-stats-show's counts from zero (the PMDs' own counters are not touched; the round
+                gap maximum and the GC pause figures restart).
+                """, "vswitchctl pmd-stats-clear"),
+            ("pmd-rxq-show", "pmd-rxq-show", "which rx queues each PMD polls",
+                "Which rx queues (port:queue) each PMD core polls.", "vswitchctl pmd-rxq-show"),
+            ("dump-megaflows", "dump-megaflows", "the PMDs' cached megaflows, with masks and hits",
+                """
+                Every PMD's cached megaflows: the bits each matches (field=value/mask), packets, bytes, seconds
+                since last use, and the compiled datapath actions (pipeline mode).
+                """, "vswitchctl dump-megaflows"),
+            ("flush-megaflows", "flush-megaflows", "empty every PMD's megaflow and microflow caches",
+                """
+                Empties every PMD's megaflow and microflow caches; the tables are unchanged, so the next packet
+                of each flow takes an upcall and installs a fresh megaflow. Returns once every PMD has.
+                """, "vswitchctl flush-megaflows"),
+            ("fdb-show", "fdb-show", "NORMAL's MAC table: port, VLAN, MAC, age",
+                """
+                The MAC learning table of the NORMAL action: one row per binding with its port (OpenFlow
+                number and name), VLAN, MAC and seconds since last seen (bindings age out after 300 s).
+                """, "vswitchctl fdb-show"),
+            ("fdb-flush", "fdb-flush", "forget every learned MAC",
+                "Forgets every learned MAC binding; NORMAL floods until traffic teaches it again.", "vswitchctl fdb-flush"),
+            ("vlog-list", "vlog-list", "the log level of each module, and DPDK's",
+                """
+                The level of each of the switch's log modules (events: link changes, PMD faults, translation
+                errors; stats: the periodic line; control: changes made over the control socket) and DPDK's
+                global log level.
+                """, "vswitchctl vlog-list"),
+        })
+        {
+            var command = new Command(name, summary);
+            yield return new CtlCommand
+            {
+                Command = command, Usage = usage, Description = description, Examples = [example],
+                Bind = _ => new CtlRequest(name, []),
+            };
+        }
+
+        {
+            var settings = new Argument<string[]>("SETTING")
+            {
+                Arity = ArgumentArity.OneOrMore,
+                Description = "MODULE:LEVEL (events, stats, control, or any for all) or dpdk:[PATTERN:]LEVEL; levels off, err, warn, info, dbg",
+            };
+            var c = new Command("vlog-set", "change log levels while the switch runs") { settings };
+            yield return new CtlCommand
+            {
+                Command = c, Usage = "vlog-set SETTING...",
+                Description = """
+                    Sets log levels at run time, as ovs-appctl vlog/set: a module of the switch, every module
+                    (any), or DPDK's log types matching a glob (dpdk:pmd.net.vhost*:dbg; dpdk:LEVEL sets DPDK's
+                    global level). Every setting is checked before any is applied.
+                    """,
+                Examples = ["vswitchctl vlog-set stats:off control:info", "vswitchctl vlog-set dpdk:pmd.net.vhost*:dbg"],
+                Bind = p => new CtlRequest("vlog-set", new JsonObject { ["settings"] = new JsonArray(p.GetValue(settings)!.Select(s => (JsonNode)s).ToArray()) }),
+            };
+        }
+
+        {
+            var xstats = new Option<bool>("--xstats") { Description = "also the device's extended counters, as the driver names them (per queue: rx_q0_packets, ...)" };
+            var c = new Command("dump-ports", "per-port packet counters (switch and device)") { xstats };
+            yield return new CtlCommand
+            {
+                Command = c, Usage = "dump-ports [--xstats]",
+                Description = """
+                    Per port: packets received, sent and dropped on transmit by this switch since the port was
+                    added, and the device's own counters (hw_ipackets, hw_imissed, hw_rx_nombuf, ...).
+                    """,
+                Examples = ["vswitchctl dump-ports", "vswitchctl dump-ports --xstats"],
+                Bind = p => new CtlRequest("dump-ports", p.GetValue(xstats) ? new JsonObject { ["xstats"] = true } : []),
+            };
+        }
+
+        {
+            var name = new Argument<string>("NAME") { Description = "the port's name (what show lists, what flows may use instead of its number)" };
+            var devargs = new Argument<string>("DEVARGS") { Description = "the DPDK device and its arguments: a PCI address, net_vhost0,iface=/run/vm1.sock, net_tap0,iface=t0, net_null3,no-rx=1, ..." };
+            var rxq = new Option<string>("--rxq") { HelpName = "N", Description = "rx queues (default 1); the PMDs poll them spread over their cores" };
+            var pair = new Option<string>("--pair") { HelpName = "PEER", Description = "l2fwd mode: forward between this port and the existing unpaired port PEER" };
+            var vlan = new Option<string>("--vlan") { HelpName = "SPEC", Description = "pipeline mode: the port's VLAN mode for NORMAL: none, access:TAG or trunk[:V1,V2,...]" };
+            var ofport = new Option<string>("--ofport") { HelpName = "N", Description = $"the OpenFlow number to give it (1 to {65280}; refused if another port has it); default: the lowest never handed out" };
+            var c = new Command("add-port", "add a port while traffic runs") { name, devargs, rxq, pair, vlan, ofport };
+            yield return new CtlCommand
+            {
+                Command = c, Usage = "add-port NAME DEVARGS [--rxq N] [--pair PEER] [--vlan SPEC] [--ofport N]", Chainable = true,
+                Description = """
+                    Probes and starts the DPDK device DEVARGS as port NAME while traffic flows on the others; the
+                    PMDs start polling it at their next round. Its OpenFlow number is --ofport's, else the lowest
+                    number this switch never handed out (numbers are not reused, so a rule written for a removed
+                    port never reaches a new one). Refused, changing nothing, when the name, device or number is
+                    taken or the device cannot be started.
+                    """,
+                Examples = ["vswitchctl add-port vm1 net_vhost0,iface=/run/vswitch/vm1.sock,queues=2 --rxq 2 --ofport 10"],
+                Bind = p =>
+                {
+                    var a = new JsonObject { ["name"] = p.GetValue(name), ["devargs"] = p.GetValue(devargs) };
+                    if (p.GetValue(rxq) is string q)
+                    {
+                        a["rxq"] = Number(q, "add-port --rxq", 1, 128);
+                    }
+
+                    if (p.GetValue(pair) is string peer)
+                    {
+                        a["pair"] = peer;
+                    }
+
+                    if (p.GetValue(vlan) is string v)
+                    {
+                        a["vlan"] = v;
+                    }
+
+                    if (p.GetValue(ofport) is string of)
+                    {
+                        a["ofport"] = Number(of, "add-port --ofport", 1, 65280);
+                    }
+
+                    return new CtlRequest("add-port", a);
+                },
+            };
+        }
+
+        {
+            var name = new Argument<string>("NAME") { Description = "the port" };
+            var c = new Command("del-port", "remove a port while traffic runs on the others") { name };
+            yield return new CtlCommand
+            {
+                Command = c, Usage = "del-port NAME", Chainable = true,
+                Description = """
+                    Removes port NAME: it is unrouted, every PMD lets go of it at a round boundary (its buffered
+                    packets are sent first), then it is stopped and detached. Rules that name its OpenFlow number
+                    stay (they match nothing until a port has the number again).
+                    """,
+                Examples = ["vswitchctl del-port vm1"],
+                Bind = p => new CtlRequest("del-port", new JsonObject { ["name"] = p.GetValue(name) }),
+            };
+        }
+
+        {
+            var name = new Argument<string>("NAME") { Description = "the port" };
+            var setting = new Argument<string>("vlan=SPEC") { Description = "the VLAN mode: none, access:TAG or trunk[:V1,V2,...]" };
+            var c = new Command("set-port", "change a port's VLAN mode while traffic runs") { name, setting };
+            yield return new CtlCommand
+            {
+                Command = c, Usage = "set-port NAME vlan=SPEC", Chainable = true,
+                Description = """
+                    Pipeline mode: changes how NORMAL treats VLANs on port NAME. Takes effect in a new table
+                    version, so cached verdicts follow at once.
+                    """,
+                Examples = ["vswitchctl set-port vm1 vlan=access:10", "vswitchctl set-port uplink vlan=trunk:10,20"],
+                Bind = p =>
+                {
+                    var s = p.GetValue(setting)!;
+                    if (!s.StartsWith("vlan=", StringComparison.Ordinal))
+                    {
+                        throw new UsageException("set-port needs NAME vlan=SPEC (none, access:TAG, trunk[:V1,V2])");
+                    }
+
+                    return new CtlRequest("set-port", new JsonObject { ["name"] = p.GetValue(name), ["vlan"] = s["vlan=".Length..] });
+                },
+            };
+        }
+
+        {
+            var table = new Argument<string>("TABLE") { Description = "the table number, 0 to 254" };
+            var policy = new Argument<string>("POLICY") { Description = "drop (the default), controller (punt to monitor), or continue (go on to the next table)" };
+            var c = new Command("set-table-miss", "what a table does with a packet no rule matches") { table, policy };
+            yield return new CtlCommand
+            {
+                Command = c, Usage = "set-table-miss TABLE drop|controller|continue", Chainable = true,
+                Description = "Pipeline mode: what table TABLE does with a packet that no rule of it matches.",
+                Examples = ["vswitchctl set-table-miss 0 controller"],
+                Bind = p => new CtlRequest("set-table-miss", new JsonObject { ["table"] = Number(p.GetValue(table), "set-table-miss TABLE", 0, 254), ["policy"] = p.GetValue(policy) }),
+            };
+        }
+
+        {
+            var flow = new Argument<string>("FLOW") { Description = "one rule in ovs-ofctl syntax: [table=N,][priority=N,]MATCH,actions=ACTIONS (docs/FLOWS.md)" };
+            var c = new Command("add-flow", "add one rule") { flow };
+            yield return new CtlCommand
+            {
+                Command = c, Usage = "add-flow FLOW", Chainable = true,
+                Description = """
+                    Adds one rule. A rule with the same table, priority and match replaces the old one (its
+                    counters are kept when the actions are the same). Returns once every PMD classifies with it.
+                    """,
+                Examples = ["vswitchctl add-flow 'table=0,priority=10,in_port=1,tcp,tp_dst=80,actions=output:2'"],
+                Bind = p => new CtlRequest("add-flow", new JsonObject { ["flow"] = p.GetValue(flow) }),
+            };
+        }
+
+        foreach (var (name, summary, description, examples) in new (string, string, string, string[])[]
+        {
+            ("add-flows", "add every rule of FILE or stdin (all or nothing)",
+                """
+                Adds every rule of FILE (one per line; # comments and blank lines are skipped), or of standard
+                input for -, all in one table version or none: a bad line refuses the whole file, naming its
+                line and column. vswitchctl reads the file (the switch opens no path a client names) and sends
+                it in chunks of about 16 KB.
+                """, ["vswitchctl add-flows /etc/vswitch/acl.flows"]),
+            ("replace-flows", "make the tables exactly FILE's rules, atomically",
+                """
+                Makes the tables exactly the rules of FILE (or standard input for -) in one version switch:
+                rules whose table, priority, match and actions are unchanged keep their counters. All or
+                nothing, as add-flows.
+                """, ["vswitchctl replace-flows /etc/vswitch/tables.flows", "generate-rules | vswitchctl replace-flows -"]),
+        })
+        {
+            var file = new Argument<string>("FILE") { Description = "the rule file, or - for standard input" };
+            var c = new Command(name, summary) { file };
+            yield return new CtlCommand
+            {
+                Command = c, Usage = $"{name} FILE|-", Chainable = true, Description = description, Examples = examples,
+                Bind = p =>
+                {
+                    var f = p.GetValue(file)!;
+                    if (f != "-" && !File.Exists(f))
+                    {
+                        throw new UsageException($"{name}: no such file: {f}");
+                    }
+
+                    return new CtlRequest(name, [], FlowSource: f);
+                },
+            };
+        }
+
+        {
+            var strict = Strict("FLOW");
+            var flow = new Argument<string>("FLOW") { Description = "MATCH,actions=ACTIONS: the rules MATCH selects get ACTIONS" };
+            var c = new Command("mod-flows", "new actions for the rules FLOW's match selects") { strict, flow };
+            yield return new CtlCommand
+            {
+                Command = c, Usage = "mod-flows [--strict] FLOW", Chainable = true,
+                Description = """
+                    Gives the rules FLOW's match selects the actions of FLOW; their counters are kept. Non-strict:
+                    every rule at least as specific as the match (in its table if it says table=N).
+                    """,
+                Examples = ["vswitchctl mod-flows 'udp,tp_dst=53,actions=output:3'"],
+                Bind = p =>
+                {
+                    var a = new JsonObject { ["flow"] = p.GetValue(flow) };
+                    if (p.GetValue(strict))
+                    {
+                        a["strict"] = true;
+                    }
+
+                    return new CtlRequest("mod-flows", a);
+                },
+            };
+        }
+
+        {
+            var strict = Strict("MATCH");
+            var match = new Argument<string?>("MATCH") { Arity = ArgumentArity.ZeroOrOne, Description = "the rules to delete (all without it): fields as in a rule, optionally table=N, priority=N, cookie=V/MASK" };
+            var c = new Command("del-flows", "delete the rules MATCH selects") { strict, match };
+            yield return new CtlCommand
+            {
+                Command = c, Usage = "del-flows [--strict] [MATCH]", Chainable = true,
+                Description = """
+                    Deletes the rules MATCH selects, or every rule without MATCH. Non-strict: every rule at least
+                    as specific as MATCH (in its table if it says table=N); --strict: exactly that match and
+                    priority.
+                    """,
+                Examples = ["vswitchctl del-flows 'table=0,tcp'", "vswitchctl del-flows --strict 'priority=10,in_port=1,tcp'"],
+                Bind = p =>
+                {
+                    var a = new JsonObject();
+                    if (p.GetValue(strict))
+                    {
+                        a["strict"] = true;
+                    }
+
+                    if (p.GetValue(match) is string m)
+                    {
+                        a["match"] = m;
+                    }
+
+                    return new CtlRequest("del-flows", a);
+                },
+            };
+        }
+
+        foreach (var (name, summary, usage, description, examples) in new (string, string, string, string, string[])[]
+        {
+            ("dump-flows", "rules with their counters", "dump-flows [--strict] [TABLE|MATCH]",
+                """
+                The rules, one ovs-ofctl-style line each with cookie, duration, table, n_packets and n_bytes:
+                all, those of table TABLE (a number), or those MATCH selects as del-flows does.
+                """, ["vswitchctl dump-flows", "vswitchctl dump-flows 1", "vswitchctl dump-flows 'table=0,tcp'"]),
+            ("dump-aggregate", "packet, byte and rule counts of the selected rules", "dump-aggregate [--strict] [MATCH]",
+                """
+                The packet_count, byte_count and flow_count of the rules MATCH selects (all without it), as
+                ovs-ofctl dump-aggregate.
+                """, ["vswitchctl dump-aggregate tcp"]),
+        })
+        {
+            var strict = Strict("MATCH");
+            bool flows = name == "dump-flows";
+            var match = new Argument<string?>(flows ? "TABLE|MATCH" : "MATCH")
+            {
+                Arity = ArgumentArity.ZeroOrOne,
+                Description = (flows ? "a table number, or " : "") + "the rules to show, selected as del-flows does (all without it)",
+            };
+            var c = new Command(name, summary) { strict, match };
+            yield return new CtlCommand
+            {
+                Command = c, Usage = usage, Description = description, Examples = examples,
+                Bind = p =>
+                {
+                    var a = new JsonObject();
+                    if (p.GetValue(strict))
+                    {
+                        a["strict"] = true;
+                    }
+
+                    if (p.GetValue(match) is string m)
+                    {
+                        if (flows && int.TryParse(m, NumberStyles.Integer, CultureInfo.InvariantCulture, out int t))
+                        {
+                            a["table"] = t; // dump-flows 1: as "table=1"
+                        }
+                        else
+                        {
+                            a["match"] = m;
+                        }
+                    }
+
+                    return new CtlRequest(name, a);
+                },
+            };
+        }
+
+        {
+            var packet = new Argument<string>("PACKET") { Description = "the packet's fields as in a match, exact values (in_port=N or a port name, then any of eth, ip, tcp, ... fields); with HEX only its in_port" };
+            var hex = new Argument<string?>("HEX") { Arity = ArgumentArity.ZeroOrOne, Description = "the frame in hex digits, parsed by the switch's own packet parser (as ofproto/trace takes one)" };
+            var c = new Command("trace", "the tables and rules a packet would take") { packet, hex };
+            yield return new CtlCommand
+            {
+                Command = c, Usage = "trace PACKET | trace in_port=N HEX",
+                Description = """
+                    The tables a packet would visit and the rules it would take, the resulting datapath actions,
+                    and the megaflow: the bits of the packet the verdict depends on. Trace does not teach the MAC
+                    table.
+                    """,
+                Examples = ["vswitchctl trace in_port=1,tcp,nw_dst=192.0.2.9,tp_dst=80", "vswitchctl trace in_port=vm1 ffffffffffff0200000000010806..."],
+                Bind = p =>
+                {
+                    var a = new JsonObject { ["packet"] = p.GetValue(packet) };
+                    if (p.GetValue(hex) is string h)
+                    {
+                        a["hex"] = h;
+                    }
+
+                    return new CtlRequest("trace", a);
+                },
+            };
+        }
+
+        foreach (var name in new[] { "capture", "monitor" })
+        {
+            bool capture = name == "capture";
+            var port = new Argument<string?>("PORT") { Arity = ArgumentArity.ZeroOrOne, Description = "the port whose received and sent packets to capture" };
+            var filter = new Argument<string[]>("FILTER")
+            {
+                Arity = ArgumentArity.ZeroOrMore,
+                Description = "a tcpdump (libpcap) filter expression, in one or several words: only the packets it accepts",
+            };
+            var count = new Option<string>("-c") { HelpName = "N", Description = "stop after N packets" };
+            var write = new Option<string>("-w") { HelpName = "FILE", Description = "write pcapng to FILE (- for standard output) instead of one line per packet" };
+            var seconds = new Option<string>("--seconds") { HelpName = "S", Description = "stop after S seconds (default: at Ctrl-C, -c or the end of time)" };
+            var drops = new Option<bool>("--drops") { Description = "the packets the switch drops instead of a port's, each with its reason as the pcapng packet comment" };
+            var c = capture
+                ? new Command(name, "packets on a port, rx and tx, or the packets the switch drops") { port, filter, count, write, seconds, drops }
+                : new Command(name, "the packets the controller action punts") { filter, count, write, seconds };
+            yield return new CtlCommand
+            {
+                Command = c,
+                Usage = capture ? "capture PORT|--drops [FILTER] [-c N] [-w FILE] [--seconds S]" : "monitor [FILTER] [-c N] [-w FILE] [--seconds S]",
+                Description = capture
+                    ? """
+                      Captures the packets a port receives and sends, through DPDK's capture framework: vswitchctl
+                      runs dpdk-dumpcap attached to the switch, which compiles FILTER and runs it inside the switch.
+                      With --drops: the packets the switch drops (malformed, table_miss, rule_drop, action_failed,
+                      tx_full, ...), copied by a drop tap before they are freed, FILTER applied by vswitchctl.
+                      Prints one decoded line per packet, or writes pcapng (-w); stops at Ctrl-C, -c or --seconds.
+                      """
+                    : """
+                      The packets the controller action (and a table-miss policy of controller) punts, with their
+                      table and in_port; one decoded line each, or pcapng (-w). FILTER as for capture.
+                      """,
+                Examples = capture
+                    ? ["vswitchctl capture vm1 udp and dst port 53 -c 10", "vswitchctl capture --drops -w drops.pcapng --seconds 30"]
+                    : ["vswitchctl monitor arp -c 5"],
+                Bind = p =>
+                {
+                    var words = new List<string>();
+                    var o = new CaptureOptions { Drops = capture && p.GetValue(drops) };
+                    if (capture && p.GetValue(port) is string first)
+                    {
+                        if (o.Drops)
+                        {
+                            var tokens = p.Tokens.Select(t => t.Value).ToList();
+                            if (tokens.IndexOf(first) < tokens.IndexOf("--drops"))
+                            {
+                                throw new UsageException("capture takes PORT or --drops, not both");
+                            }
+
+                            words.Add(first); // after --drops every word is the filter's
+                        }
+                        else
+                        {
+                            o.Port = first;
+                        }
+                    }
+
+                    words.AddRange(p.GetValue(filter) ?? []);
+                    if (words.Count > 0 && words[0].StartsWith('-'))
+                    {
+                        throw new UsageException($"{name}: unknown option '{words[0]}'");
+                    }
+
+                    if (o.Port?.StartsWith('-') == true)
+                    {
+                        throw new UsageException($"{name}: unknown option '{o.Port}'");
+                    }
+
+                    if (capture && o.Port == null && !o.Drops)
+                    {
+                        throw new UsageException("capture needs PORT or --drops");
+                    }
+
+                    o.Filter = words.Count > 0 ? string.Join(' ', words) : null;
+                    if (p.GetValue(count) is string n)
+                    {
+                        o.Count = long.TryParse(n, NumberStyles.None, CultureInfo.InvariantCulture, out long v) && v > 0
+                            ? v : throw new UsageException($"{name}: -c needs a packet count above 0, not '{n}'");
+                    }
+
+                    o.Output = p.GetValue(write);
+                    if (p.GetValue(seconds) is string s)
+                    {
+                        o.Seconds = double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out double v) && v > 0
+                            ? v : throw new UsageException($"{name}: --seconds needs a number above 0, not '{s}'");
+                    }
+
+                    return new CtlRequest(name, [], Capture: o);
+                },
+            };
+        }
+    }
+}
