@@ -1,6 +1,7 @@
 // OvsSemanticsTests.cs - where this switch and Open vSwitch 3.1 disagreed on the same rules (issue
 // 14's list), each case with the outputs Open vSwitch gives (ofproto/trace semantics).
 using System.Buffers.Binary;
+using VSwitch.Pipeline;
 using VSwitch.Tests.Oracle;
 using Xunit;
 
@@ -182,5 +183,35 @@ public sealed unsafe class NormalGuardTests
         var t = new VSwitch.Pipeline.Translation();
         VSwitch.Pipeline.Translator.Translate(v, key, shared.Macs, t);
         Assert.Equal(0, t.OpCount);
+    }
+}
+
+public sealed unsafe class TraceLearningTests
+{
+    [Fact]
+    public void Trace_of_normal_for_a_frame_addressed_to_its_own_source_drops_as_the_datapath_does_and_learns_nothing()
+    {
+        // The upcall records the source before NORMAL looks the destination up (as Open vSwitch
+        // learns first), so a frame sent to its own source address goes nowhere. The trace ran with
+        // learning off and flooded instead; the differential test against ofproto/trace found it.
+        var shared = new PipelineShared(Enumerable.Range(1, 4).Select(p => new PipelinePort(p, $"p{p}") { Slot = p - 1 }));
+        var flows = new FlowControl(shared, () => true);
+        flows.Add(VSwitch.FlowText.FlowParser.ParseRules("table=0,priority=1,actions=normal", "t"), 0);
+        var frame = FrameBuilder.Build(new FrameSpec { Proto = 17, Src = 0x020000000005, Dst = 0x020000000005 });
+        VSwitch.Packets.FlowKey key;
+        VSwitch.Packets.HeaderOffsets off;
+        fixed (byte* d = frame)
+        {
+            VSwitch.Packets.KeyExtractor.Extract(d, frame.Length, 2, &key, &off);
+        }
+
+        var (lines, t, _) = flows.Trace(key);
+        Assert.DoesNotContain(t.Ops.Take(t.OpCount), o => o.Op == VSwitch.Actions.DpOp.Output);
+        Assert.Contains(lines, l => l.Contains("destination is behind the input port", StringComparison.Ordinal));
+        Assert.Empty(shared.Macs.Entries());
+
+        var upcall = new Translation();
+        Translator.Translate(flows.Current, key, shared.Macs, upcall);
+        Assert.DoesNotContain(upcall.Ops.Take(upcall.OpCount), o => o.Op == VSwitch.Actions.DpOp.Output);
     }
 }

@@ -296,7 +296,10 @@ public sealed class FlowControl
     /// <returns>The trace lines, the translation, and the megaflow: the packet's own key (before any rewrite) under the mask.</returns>
     public (List<string> Lines, Translation Result, string Megaflow) Trace(in FlowKey key)
     {
-        var t = new Translation { Trace = [], NoLearn = true };
+        // Learning stays on: a NORMAL later in the same translation (or the same NORMAL, for a frame
+        // addressed to its own source) sees the pending binding, as the upcall does. Nothing posts
+        // the trace's bindings to the MAC table, so a trace still changes nothing.
+        var t = new Translation { Trace = [] };
         Translator.Translate(Current, key, _shared.Macs, t);
         return (t.Trace!, t, FlowFormatter.FormatKeyMask(key, t.Wildcards));
     }
