@@ -280,6 +280,9 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
     /// <summary>The epoch a capture's teardown waits on (one datapath per process).</summary>
     private static Epoch? s_captureEpoch;
 
+    /// <summary>Held while the capture server waits on <see cref="s_captureEpoch"/>, so Dispose cannot free it meanwhile.</summary>
+    private static readonly Lock s_captureGate = new();
+
     /// <summary>
     /// Called by the shim's capture server on DPDK's multi-process thread after it unlinked a
     /// capture's callbacks: returns once every running PMD has finished a round, so none is still
@@ -288,13 +291,9 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
     [System.Runtime.InteropServices.UnmanagedCallersOnly]
     private static void QuiesceForCapture()
     {
-        try
+        lock (s_captureGate)
         {
-            s_captureEpoch?.Synchronize(TimeSpan.FromSeconds(5));
-        }
-        catch (ObjectDisposedException)
-        {
-            // the switch is stopping: its PMDs are offline
+            s_captureEpoch?.Synchronize(TimeSpan.FromSeconds(5)); // PMDs that stopped are offline: no wait
         }
     }
 
@@ -797,7 +796,11 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
         }
 
         Native.CaptureSetQuiesce(null);
-        s_captureEpoch = null;
+        lock (s_captureGate)
+        {
+            s_captureEpoch = null;
+        }
+
         _epoch?.Dispose();
         _epoch = null;
 
