@@ -125,6 +125,18 @@ static struct vsw_pdump_stats_zone *cap_stats;
 static void (*cap_quiesce)(void);
 static int pdump_on;
 
+/* rte_pcapng_copy (22.11) turns the TSC into the packet's time as base + delta * 1e9 / hz, which
+ * overflows 64 bits once the process has run for a few seconds (delta > 2^64 / 1e9 cycles): the
+ * capture's timestamps went wrong by hours. The server writes the enhanced packet block's time
+ * itself, from its own base, without the overflow. */
+static uint64_t cap_base_ns, cap_base_tsc, cap_hz;
+
+static inline uint64_t cap_ns(uint64_t tsc)
+{
+	uint64_t d = tsc - cap_base_tsc;
+	return cap_base_ns + (d / cap_hz) * 1000000000ULL + (d % cap_hz) * 1000000000ULL / cap_hz;
+}
+
 static void cap_copy(uint16_t port, uint16_t queue, enum rte_pcapng_direction dir,
 		     struct rte_mbuf **pkts, uint16_t n, const struct vsw_cap *c)
 {
@@ -143,10 +155,19 @@ static void cap_copy(uint16_t port, uint16_t queue, enum rte_pcapng_direction di
 		}
 		p = c->ver == VSW_PDUMP_V2 ? rte_pcapng_copy(port, queue, pkts[i], c->mp, c->snaplen, ts, dir)
 					   : rte_pktmbuf_copy(pkts[i], c->mp, 0, c->snaplen);
-		if (unlikely(p == NULL))
+		if (unlikely(p == NULL)) {
 			__atomic_fetch_add(&c->stats->nombuf, 1, __ATOMIC_RELAXED);
-		else
-			dup[d++] = p;
+			continue;
+		}
+		if (c->ver == VSW_PDUMP_V2 && p->data_len >= 20) {
+			uint32_t *epb = rte_pktmbuf_mtod(p, uint32_t *); /* type, length, interface, time high, time low */
+			if (epb[0] == 6) {
+				uint64_t ns = cap_ns(ts);
+				epb[3] = (uint32_t)(ns >> 32);
+				epb[4] = (uint32_t)ns;
+			}
+		}
+		dup[d++] = p;
 	}
 	__atomic_fetch_add(&c->stats->accepted, d, __ATOMIC_RELAXED);
 	if (d > 0) {
@@ -339,6 +360,13 @@ int32_t vsw_pdump_init(void)
 		return -ENOMEM;
 	}
 	cap_stats = mz->addr;
+	{
+		struct timespec now;
+		clock_gettime(CLOCK_REALTIME, &now);
+		cap_base_tsc = rte_get_tsc_cycles();
+		cap_base_ns = (uint64_t)now.tv_sec * 1000000000ULL + (uint64_t)now.tv_nsec;
+		cap_hz = rte_get_tsc_hz();
+	}
 	pdump_on = 1;
 	if (getenv("VSW_RTE_PDUMP_SERVER") != NULL)
 		return 0; /* keep rte_pdump's own server (only to show what this one fixes) */
