@@ -189,6 +189,29 @@ public sealed class CaptureDpdkTests : IDisposable
     }
 
     [Fact]
+    public void A_guest_that_does_not_read_its_ring_shows_as_tx_full_drops()
+    {
+        Pcap.Write(P("in.pcap"), Numbered(64));
+        string sock = P("vsw.sock");
+        using var sw = new RunningSwitch(["--stats-interval", "0", "--control", sock, "--no-mac-rewrite",
+            "--port", $"a=net_pcap0,rx_pcap={P("in.pcap")},tx_pcap=/dev/null,infinite_rx=1", "--port", $"vm=net_vhost0,iface={P("vm.sock")}"]);
+        sw.WaitFor("vswitchd: forwarding");
+        // txonly never polls its rx queue: the switch's sends to it fail once the guest's ring is full.
+        using var vm = new Testpmd([$"net_virtio_user0,path={P("vm.sock")}"], mode: "txonly");
+        vm.WaitForwarding();
+        sw.WaitFor("port vm link up");
+        var c = ControlClient.Vswitchctl(sock, "capture", "--drops", "udp", "-c", "100", "-w", P("full.pcapng"), "--seconds", "30");
+        Assert.True(c.Exit == 0, c.Err);
+        var drops = Tshark(P("full.pcapng"), "frame.comment", "frame.interface_name", "udp.dstport");
+        Assert.Equal(100, drops.Count);
+        Assert.All(drops, d => Assert.Equal("drop reason=tx_full pmd=0", d[0]));
+        Assert.All(drops, d => Assert.Equal("a", d[1])); // the port it came in on
+        vm.Stop();
+        var r = StopClean(sw);
+        Assert.True(long.Parse(r.Field("final: port vm ", "tx_drops"), CultureInfo.InvariantCulture) > 0, r.ToString());
+    }
+
+    [Fact]
     public void The_drop_capture_gives_each_dropped_packet_its_reason_and_monitor_shows_punts()
     {
         var frames = new List<byte[]>();

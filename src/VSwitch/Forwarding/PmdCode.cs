@@ -14,6 +14,18 @@ namespace VSwitch.Forwarding;
 
 public static class PmdCode
 {
+    /// <summary>
+    /// Binds every entry point of the native shim now, on the calling (control) thread: a P/Invoke
+    /// is bound at its first call, which allocates on the calling thread, and some fast-path calls
+    /// (freeing a burst a full tx queue refused) first run on a PMD long after its warm-up.
+    /// </summary>
+    public static void BindNative() => System.Runtime.InteropServices.Marshal.PrelinkAll(typeof(Interop.Native));
+
+    /// <summary>Compiles every method of the l2fwd PMD's types (as <see cref="CompilePipeline{TIo}"/> does for the pipeline).</summary>
+    [System.Diagnostics.CodeAnalysis.UnconditionalSuppressMessage("Trimming", "IL2075", Justification = "vswitchd is not trimmed; the types are referenced statically")]
+    public static void CompileL2fwd<TIo>()
+        where TIo : struct, IPacketIo => Compile([typeof(L2Forwarder), typeof(PmdLoop<TIo, L2Forwarder>), typeof(PmdState), typeof(TIo)]);
+
     private const BindingFlags AllDeclared = BindingFlags.Instance | BindingFlags.Static | BindingFlags.Public
         | BindingFlags.NonPublic | BindingFlags.DeclaredOnly;
 
@@ -28,8 +40,14 @@ public static class PmdCode
             typeof(Actions.PacketEdit), typeof(Actions.PuntRing), typeof(Caches.MegaflowCache), typeof(Caches.Emc),
             typeof(Packets.KeyExtractor), typeof(Packets.FlowKey), typeof(PipelineForwarder<TIo>), typeof(FlowPmd),
             typeof(PmdLoop<TIo, PipelineForwarder<TIo>>), typeof(Translation), typeof(TIo),
-            typeof(Actions.ActionExecutor<TIo>), typeof(LearnRing),
+            typeof(Actions.ActionExecutor<TIo>), typeof(LearnRing), typeof(PmdState),
         ];
+        Compile(types);
+    }
+
+    [System.Diagnostics.CodeAnalysis.UnconditionalSuppressMessage("Trimming", "IL2075", Justification = "vswitchd is not trimmed; the types are referenced statically")]
+    private static void Compile(Type[] types)
+    {
         foreach (var type in types)
         {
             foreach (var m in type.GetMethods(AllDeclared))
