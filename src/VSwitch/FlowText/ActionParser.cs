@@ -416,8 +416,10 @@ internal readonly ref struct ActionParser
     }
 
     /// <summary>
-    /// output(port=N,max_len=M): output to N. max_len is how much of the packet a controller port
-    /// would get; it changes nothing for any other port, and is kept for dumps.
+    /// output(port=N,max_len=M): output to N. In Open vSwitch max_len truncates the packet to M
+    /// bytes on that output (the datapath's trunc action), on any port. This switch does not
+    /// truncate, so it takes only max_len=65535, which no frame it forwards exceeds (kept for dumps),
+    /// and refuses a smaller one rather than send more bytes than the rule asks for.
     /// </summary>
     private FlowAction OutputParams(ReadOnlySpan<char> arg, int argAt)
     {
@@ -437,6 +439,10 @@ internal readonly ref struct ActionParser
             }
             else if (key.SequenceEqual("max_len") && TryParseU64(val, out maxLen) && maxLen <= 0xFFFF)
             {
+                if (maxLen < 0xFFFF)
+                {
+                    _line.Fail(argAt + at, $"expected max_len=65535 in 'output(...)', found {Found(item)}: a smaller max_len truncates the packet in Open vSwitch, and this switch does not truncate");
+                }
             }
             else
             {
