@@ -74,7 +74,7 @@ public sealed class FlowSyntaxTests
         Assert.Equal(0, m.Mask.TpSrc);
         Assert.Equal(0x001122334455UL, m.Value.DlSrc);
         Assert.Equal(9u, m.Value.Reg1);
-        Assert.Equal(0xFFFF_FFFFUL << 32, m.Mask.W[10]);
+        Assert.Equal(0xFFFF_FFFFUL, m.Mask.W[10]); // reg1: the low half (xreg0 = reg0:reg1)
         Assert.Equal(0xFFFFUL | (0xFFFFUL << 16), m.Mask.W[0]);
         Assert.Equal(0xFFUL << 48, m.Mask.W[1]);
         Assert.Equal(0xFFFFUL << 16, m.Mask.W[3]);
@@ -404,7 +404,7 @@ public sealed class FlowSyntaxTests
     [InlineData("priority=5,nw_dst=10.0.0.1,actions=drop", 12,
         "missing prerequisite for 'nw_dst': expected 'ip' (dl_type=0x0800) in the match")]
     [InlineData("ip,tp_dst=80,actions=drop", 4,
-        "missing prerequisite for 'tp_dst': expected 'tcp', 'udp', 'tcp6' or 'udp6' (nw_proto=6 or 17 with ip or ipv6) in the match")]
+        "missing prerequisite for 'tp_dst': expected 'tcp', 'udp', 'sctp', 'tcp6', 'udp6' or 'sctp6' (nw_proto=6, 17 or 132 with ip or ipv6) in the match")]
     [InlineData("ipv6,icmp_type=1,actions=drop", 6,
         "missing prerequisite for 'icmp_type': expected 'icmp' or 'icmp6' (nw_proto=1 with ip, or 58 with ipv6) in the match")]
     [InlineData("ip,ipv6_src=::1,actions=drop", 4,
@@ -416,7 +416,7 @@ public sealed class FlowSyntaxTests
     [InlineData("ipv6,actions=mod_nw_src:1.2.3.4", 14,
         "missing prerequisite for 'mod_nw_src' in the actions: expected 'ip' (dl_type=0x0800) in the match")]
     [InlineData("actions=mod_tp_dst:1", 9,
-        "missing prerequisite for 'mod_tp_dst' in the actions: expected 'tcp', 'udp', 'tcp6' or 'udp6' (nw_proto=6 or 17 with ip or ipv6) in the match")]
+        "missing prerequisite for 'mod_tp_dst' in the actions: expected 'tcp', 'udp', 'sctp', 'tcp6', 'udp6' or 'sctp6' (nw_proto=6, 17 or 132 with ip or ipv6) in the match")]
     // unknown names
     [InlineData("ip,nw_dstt=10.0.0.1,actions=drop", 4,
         "expected a field name, protocol or keyword, found 'nw_dstt' (did you mean 'nw_dst'")]
@@ -531,7 +531,7 @@ public sealed class FlowSyntaxTests
         var e = Assert.Throws<FlowSyntaxException>(() => FlowParser.ParseMatch("ip,actions=drop", "ctl"));
         Assert.Equal(4, e.Column);
         e = Assert.Throws<FlowSyntaxException>(() => FlowParser.ParseMatch("ip,tp_dst=1", "ctl"));
-        Assert.Equal("ctl: line 1, column 4: missing prerequisite for 'tp_dst': expected 'tcp', 'udp', 'tcp6' or 'udp6' (nw_proto=6 or 17 with ip or ipv6) in the match", e.Message);
+        Assert.Equal("ctl: line 1, column 4: missing prerequisite for 'tp_dst': expected 'tcp', 'udp', 'sctp', 'tcp6', 'udp6' or 'sctp6' (nw_proto=6, 17 or 132 with ip or ipv6) in the match", e.Message);
     }
 
     // ---------------------------------------------------------------------------------------------

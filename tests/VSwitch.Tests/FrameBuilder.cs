@@ -99,6 +99,9 @@ internal static class FrameBuilder
             case 58:
                 l.Add(8); l.Add(0); Add16(l, 0); Add32(l, 0x00010001);
                 break;
+            case 132: // SCTP common header: ports, verification tag, CRC32c (left 0: nothing here checks it)
+                Add16(l, s.SrcPort); Add16(l, s.DstPort); Add32(l, 0x5C7B0001); Add32(l, 0);
+                break;
         }
 
         l.AddRange(s.Payload);

@@ -2,7 +2,7 @@
 //
 // 8192 entries of (key, megaflow index, megaflow serial, hash), two candidate slots per key taken
 // from different bits of the key's hash. A hit costs the hash (computed once per packet anyway) and a
-// 96-byte compare (three 256-bit vector compares). An entry is trusted only while the megaflow slot
+// 112-byte compare (four 256-bit vector compares, the last overlapping). An entry is trusted only while the megaflow slot
 // still carries the serial it had at insertion and that megaflow is valid for the current tables;
 // anything else falls through to the megaflow cache. Insertion is probabilistic (1 in InsertInvProb
 // lookups that missed, as Open vSwitch's emc-insert-inv-prob), so a flood of one-packet flows does not
@@ -69,6 +69,7 @@ public sealed unsafe class Emc : IDisposable
             var x = Vector256.Load((ulong*)a) ^ Vector256.Load((ulong*)b);
             x |= Vector256.Load((ulong*)a + 4) ^ Vector256.Load((ulong*)b + 4);
             x |= Vector256.Load((ulong*)a + 8) ^ Vector256.Load((ulong*)b + 8);
+            x |= Vector256.Load((ulong*)a + 10) ^ Vector256.Load((ulong*)b + 10); // words 10-13 (overlaps 10-11)
             return x == Vector256<ulong>.Zero;
         }
 

@@ -2,7 +2,7 @@
 //
 // A megaflow is (masked key, mask) -> compiled actions. Megaflows with the same mask live in one
 // subtable, a chained hash table keyed by CRC32C over only the words that mask uses (most masks use
-// 2-4 of the key's 12 words). A lookup tries the subtables in rank order (most hits first, re-ranked
+// 2-4 of the key's 14 words). A lookup tries the subtables in rank order (most hits first, re-ranked
 // as traffic shifts) and returns the first entry whose masked key equals the packet's masked key;
 // megaflows never disagree where they overlap, so the first hit is the verdict.
 //
@@ -65,10 +65,16 @@ public unsafe struct MegaflowEntry
     /// <summary>Number of rules in <see cref="RuleSlots"/>.</summary>
     public byte RuleCount;
 
-    /// <summary>The masked key this entry matches.</summary>
+    /// <summary>The masked key this entry matches (bytes 64 to 175).</summary>
     public FlowKey Key;
 
-    /// <summary>Counter slots (RuleCounterSlot*) of the rules taken, valid while Version is current.</summary>
+    /// <summary>Sources NORMAL learned for this verdict, re-posted to the learner while the megaflow is hit.</summary>
+    public int LearnCount;
+
+    /// <summary>When the learn records were last posted (TSC).</summary>
+    public ulong LearnStamp;
+
+    /// <summary>Counter slots (RuleCounterSlot*) of the rules taken, valid while Version is current (the fourth cache line).</summary>
     public fixed long RuleSlots[Translation.MaxRules];
 
     /// <summary>The compiled actions: <see cref="Inline"/> when they fit, else a block from the cache's pool.
@@ -79,14 +85,11 @@ public unsafe struct MegaflowEntry
     /// It starts in the cache line that holds <see cref="Program"/>, so a hit with a short list reads one line for both.</summary>
     public fixed ulong Inline[InlineOps * 2];
 
-    /// <summary>Sources NORMAL learned for this verdict, re-posted to the learner while the megaflow is hit.</summary>
-    public int LearnCount;
-
-    /// <summary>When the learn records were last posted (TSC).</summary>
-    public ulong LearnStamp;
-
-    /// <summary>Actions stored in the entry itself; most verdicts need a handful.</summary>
-    public const int InlineOps = 16;
+    /// <summary>
+    /// Actions stored in the entry itself; most verdicts need a handful. 15, not 16, since the key
+    /// grew to 14 words: the entry stays at 512 bytes.
+    /// </summary>
+    public const int InlineOps = 15;
 }
 
 [StructLayout(LayoutKind.Sequential)]

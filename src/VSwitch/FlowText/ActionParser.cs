@@ -138,6 +138,9 @@ internal readonly ref struct ActionParser
             FlowAction a;
             switch (lname)
             {
+                case "output" when sep == '(':
+                    a = OutputParams(arg, argAt);
+                    break;
                 case "output":
                     NeedArg(hasArg, name, pos, "a port number");
                     if (arg.Equals("in_port", StringComparison.OrdinalIgnoreCase))
@@ -153,6 +156,11 @@ internal readonly ref struct ActionParser
                     }
 
                     a = new FlowAction(ActionKind.Output, Port: ParsePort(arg, argAt, head));
+                    break;
+                case "local":
+                    // OpenFlow's LOCAL port as a bare action (ovs-ofctl's "LOCAL"): this switch has none, so it sends nothing.
+                    NoArg(hasArg, name, pos);
+                    a = new FlowAction(ActionKind.Output, Port: FlowLine.OfPortLocal);
                     break;
                 case "in_port":
                     NoArg(hasArg, name, pos);
@@ -250,36 +258,14 @@ internal readonly ref struct ActionParser
                     var fname = arg[(arrow + 2)..];
                     int fAt = argAt + arrow + 2;
                     int bitLo = -1, bitHi = -1; // load:V->F[a..b] / F[n]: a bit range (-1: the whole field)
+                    FieldDef field;
                     if (load)
                     {
-                        int open = fname.IndexOf('[');
-                        if (open < 0 || fname[^1] != ']')
-                        {
-                            _line.Fail(fAt, $"expected 'FIELD[]', 'FIELD[BIT]' or 'FIELD[LOW..HIGH]' after '->', found {Found(fname)}");
-                        }
-
-                        var range = fname[(open + 1)..^1];
-                        if (!range.IsEmpty)
-                        {
-                            int dots = range.IndexOf("..");
-                            var lo = dots < 0 ? range : range[..dots];
-                            var hi = dots < 0 ? range : range[(dots + 2)..];
-                            ulong l = 0, h = 0;
-                            if (!TryParseU64(lo, out l) || !TryParseU64(hi, out h) || h < l || h > 127)
-                            {
-                                _line.Fail(fAt + open + 1, $"expected a bit range LOW..HIGH (or one BIT) in '{fname}', found {Found(range)}");
-                            }
-
-                            bitLo = (int)l;
-                            bitHi = (int)h;
-                        }
-
-                        fname = fname[..open];
+                        field = Subfield(fname, fAt, out bitLo, out bitHi, out fname);
                     }
-
-                    if (!Keywords.TryFindField(fname, out var field))
+                    else if (!Keywords.TryFindField(fname, out field!))
                     {
-                        _line.Fail(fAt, $"expected a field name after '->', found {Found(fname)}{(fname.IsEmpty ? "" : Keywords.Suggest(fname))}");
+                        FailField(fname, fAt, "'->'");
                     }
 
                     if (!field.Writable)
@@ -289,7 +275,7 @@ internal readonly ref struct ActionParser
 
                     var valueText = arg[..arrow];
                     int slash = load ? -1 : valueText.IndexOf('/');
-                    if (bitLo >= 0 && (bitLo > 0 || bitHi < field.Width - 1))
+                    if (bitLo >= 0 && (bitLo > 0 || bitHi < field.Width - 1) && !(bitLo == 0 && bitHi == field.SubfieldWidth - 1))
                     {
                         a = PartialLoad(field, valueText, argAt, fname, fAt, bitLo, bitHi);
                     }
@@ -360,10 +346,19 @@ internal readonly ref struct ActionParser
                     a = new FlowAction(ActionKind.Recirc, Value: id);
                     break;
                 }
+
+                case "move":
+                    NeedArg(hasArg, name, pos, "SRC[]->DST[]");
+                    a = Move(arg, argAt, start, vlan);
+                    break;
+                case "note":
+                    NeedArg(hasArg, name, pos, "hex bytes (01.02.ab)");
+                    a = Note(arg, argAt);
+                    break;
                 default:
                     _line.Fail(start, $"expected an action (output:PORT, in_port, drop, flood, normal, controller, push_vlan, "
                         + $"pop_vlan, mod_vlan_vid, mod_vlan_pcp, mod_dl_src, mod_dl_dst, mod_nw_src, mod_nw_dst, mod_tp_src, "
-                        + $"mod_tp_dst, mod_nw_ttl, mod_nw_tos, mod_nw_ecn, set_field, load, dec_ttl, write_metadata, goto_table, resubmit, recirc, all, ct_clear), found '{name}'");
+                        + $"mod_tp_dst, mod_nw_ttl, mod_nw_tos, mod_nw_ecn, set_field, load, move, note, dec_ttl, write_metadata, goto_table, resubmit, recirc, all, ct_clear), found '{name}'");
                     return [];
             }
 
@@ -418,6 +413,190 @@ internal readonly ref struct ActionParser
         }
 
         return count == 1 && packed == 0 ? new FlowAction(ActionKind.DecTtl) : new FlowAction(ActionKind.DecTtl, Value: packed, Mask: (ulong)count);
+    }
+
+    /// <summary>
+    /// output(port=N,max_len=M): output to N. In Open vSwitch max_len truncates the packet to M
+    /// bytes on that output (the datapath's trunc action), on any port. This switch does not
+    /// truncate, so it takes only max_len=65535, which no frame it forwards exceeds (kept for dumps),
+    /// and refuses a smaller one rather than send more bytes than the rule asks for.
+    /// </summary>
+    private FlowAction OutputParams(ReadOnlySpan<char> arg, int argAt)
+    {
+        int port = -1;
+        ulong maxLen = 0;
+        int at = 0;
+        while (at <= arg.Length)
+        {
+            int comma = arg[at..].IndexOf(',');
+            var item = (comma < 0 ? arg[at..] : arg[at..(at + comma)]).Trim();
+            int eq = item.IndexOf('=');
+            var key = eq < 0 ? item : item[..eq];
+            var val = eq < 0 ? default : item[(eq + 1)..];
+            if (key.SequenceEqual("port") && !val.IsEmpty)
+            {
+                port = ParsePort(val, argAt + at, "output(port=");
+            }
+            else if (key.SequenceEqual("max_len") && TryParseU64(val, out maxLen) && maxLen <= 0xFFFF)
+            {
+                if (maxLen < 0xFFFF)
+                {
+                    _line.Fail(argAt + at, $"expected max_len=65535 in 'output(...)', found {Found(item)}: a smaller max_len truncates the packet in Open vSwitch, and this switch does not truncate");
+                }
+            }
+            else
+            {
+                _line.Fail(argAt + at, $"expected 'port=N' or 'max_len=N' (0 to 65535) in 'output(...)', found {Found(item)}");
+            }
+
+            if (comma < 0)
+            {
+                break;
+            }
+
+            at += comma + 1;
+        }
+
+        if (port < 0)
+        {
+            _line.Fail(argAt, $"expected 'port=N' in 'output(...)', found {Found(arg)}");
+        }
+
+        return new FlowAction(ActionKind.Output, Port: port, Value: maxLen);
+    }
+
+    /// <summary>note:HEX: hex bytes, '.' between any two bytes allowed; kept, as Open vSwitch shows it, zero-padded to 6 + 8n bytes.</summary>
+    private FlowAction Note(ReadOnlySpan<char> arg, int argAt)
+    {
+        var bytes = new List<byte>();
+        int i = 0;
+        while (i < arg.Length)
+        {
+            if (arg[i] == '.')
+            {
+                i++;
+                continue;
+            }
+
+            if (i + 1 >= arg.Length || !char.IsAsciiHexDigit(arg[i]) || !char.IsAsciiHexDigit(arg[i + 1]))
+            {
+                _line.Fail(argAt + i, $"expected hex bytes (two hex digits each, '.' between them allowed) after 'note:', found {Found(arg[i..])}");
+            }
+
+            bytes.Add(byte.Parse(arg.Slice(i, 2), NumberStyles.HexNumber, CultureInfo.InvariantCulture));
+            i += 2;
+        }
+
+        // The NXAST_NOTE action is 10 bytes of header and the bytes, padded to a multiple of 8.
+        while ((bytes.Count + 10) % 8 != 0)
+        {
+            bytes.Add(0);
+        }
+
+        return new FlowAction(ActionKind.Note, Text: string.Join('.', bytes.Select(b => b.ToString("x2", CultureInfo.InvariantCulture))));
+    }
+
+    /// <summary>move:SRC[a..b]->DST[c..d]: both bit ranges of one width; the destination writable.</summary>
+    private FlowAction Move(ReadOnlySpan<char> arg, int argAt, int start, bool vlan)
+    {
+        int arrow = arg.IndexOf("->");
+        if (arrow < 0)
+        {
+            _line.Fail(argAt, $"expected SRC[]->DST[] after 'move:', found {Found(arg)}");
+        }
+
+        var src = Subfield(arg[..arrow], argAt, out int sLo, out int sHi, out var srcName);
+        int dAt = argAt + arrow + 2;
+        var dst = Subfield(arg[(arrow + 2)..], dAt, out int dLo, out int dHi, out var dstName);
+        if (sLo < 0)
+        {
+            (sLo, sHi) = (0, src.SubfieldWidth - 1);
+        }
+
+        if (dLo < 0)
+        {
+            (dLo, dHi) = (0, dst.SubfieldWidth - 1);
+        }
+
+        if (src.IsWide || dst.IsWide)
+        {
+            _line.Fail(src.IsWide ? argAt : dAt, $"expected a field of at most 64 bits in 'move' (128-bit IPv6 addresses are not moved by this switch), found '{(src.IsWide ? srcName : dstName)}'");
+        }
+
+        if (sHi >= src.SubfieldWidth || dHi >= dst.SubfieldWidth)
+        {
+            bool s = sHi >= src.SubfieldWidth;
+            _line.Fail(s ? argAt : dAt, $"expected bits 0..{(s ? src : dst).SubfieldWidth - 1} of '{(s ? srcName : dstName)}', found {(s ? sLo : dLo)}..{(s ? sHi : dHi)}");
+        }
+
+        if (sHi - sLo != dHi - dLo)
+        {
+            _line.Fail(argAt, $"expected bit ranges of one width in 'move', found {sHi - sLo + 1} bits of '{srcName}' and {dHi - dLo + 1} bits of '{dstName}'");
+        }
+
+        if (!dst.Writable)
+        {
+            _line.Fail(dAt, $"expected a writable field after '->' ({WritableNames()}), found '{dstName}' (read-only)");
+        }
+
+        if (!Prerequisites.Satisfied(src.Prereq, _match) && src.Prereq != Prerequisite.Vlan)
+        {
+            _line.Fail(start, $"missing prerequisite for '{srcName}' in the actions: expected {Prerequisites.Describe(src.Prereq)} in the match");
+        }
+
+        CheckActionPrereq(dst, dstName, start, vlan);
+        return new FlowAction(ActionKind.Move, Field: src, Dst: dst, Value: (uint)sLo | ((uint)dLo << 8) | ((uint)(sHi - sLo + 1) << 16));
+    }
+
+    /// <summary>
+    /// FIELD[], FIELD[BIT] or FIELD[LOW..HIGH], FIELD a field name or an NXM/OXM name
+    /// (NXM_OF_IP_SRC, NXM_NX_REG2); lo = hi = -1 for "[]".
+    /// </summary>
+    private FieldDef Subfield(ReadOnlySpan<char> text, int at, out int lo, out int hi, out ReadOnlySpan<char> name)
+    {
+        lo = hi = -1;
+        int open = text.IndexOf('[');
+        if (open < 0 || text[^1] != ']')
+        {
+            _line.Fail(at, $"expected 'FIELD[]', 'FIELD[BIT]' or 'FIELD[LOW..HIGH]', found {Found(text)}");
+        }
+
+        name = text[..open];
+        var range = text[(open + 1)..^1];
+        if (!range.IsEmpty)
+        {
+            int dots = range.IndexOf("..");
+            var l = dots < 0 ? range : range[..dots];
+            var h = dots < 0 ? range : range[(dots + 2)..];
+            ulong lv = 0, hv = 0;
+            if (!TryParseU64(l, out lv) || !TryParseU64(h, out hv) || hv < lv || hv > 127)
+            {
+                _line.Fail(at + open + 1, $"expected a bit range LOW..HIGH (or one BIT) in '{text}', found {Found(range)}");
+            }
+
+            lo = (int)lv;
+            hi = (int)hv;
+        }
+
+        var f = Fields.FindNxm(name);
+        if (f == null && !Keywords.TryFindField(name, out f))
+        {
+            FailField(name, at, "'move:' or 'load:'");
+        }
+
+        return f;
+    }
+
+    /// <summary>The error for an unknown field name (a register this switch lacks says so).</summary>
+    [System.Diagnostics.CodeAnalysis.DoesNotReturn]
+    private void FailField(ReadOnlySpan<char> name, int at, string where)
+    {
+        if (Fields.MissingRegister(name) is { } why)
+        {
+            _line.Fail(at, why);
+        }
+
+        _line.Fail(at, $"expected a field name after {where}, found {Found(name)}{(name.IsEmpty ? "" : Keywords.Suggest(name))}");
     }
 
     /// <summary>The field a mod_* action (ovs-ofctl's OpenFlow 1.0 names) sets.</summary>
@@ -482,7 +661,7 @@ internal readonly ref struct ActionParser
             return named;
         }
 
-        if (!TryParseU64(s, out ulong p) || p == 0 || p > 0xFF00)
+        if (!TryParseU64(s, out ulong p) || p == 0 || (p > 0xFF00 && p != FlowLine.OfPortLocal))
         {
             string names = _line.PortNamesHint;
             _line.Fail(at, head.IsEmpty
@@ -652,6 +831,11 @@ internal readonly ref struct ActionParser
         if (!ok)
         {
             _line.Fail(start, $"missing prerequisite for '{name}' in the actions: expected {Prerequisites.Describe(f.Prereq)} in the match");
+        }
+
+        if ((f == Fields.TpSrc || f == Fields.TpDst) && Prerequisites.Satisfied(Prerequisite.Sctp, _match))
+        {
+            _line.Fail(start, $"expected no rewrite of SCTP ports ('{name}' on an sctp match): this switch does not recompute the SCTP CRC32c checksum, so it refuses the rewrite rather than send a packet the receiver drops");
         }
     }
 

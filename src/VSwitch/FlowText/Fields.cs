@@ -57,6 +57,12 @@ public enum Prerequisite
     Tcp,
     Udp,
     TcpUdp,
+
+    /// <summary>tcp, udp or sctp (v4 or v6): what tp_src / tp_dst need in a match.</summary>
+    TcpUdpSctp,
+
+    /// <summary>sctp or sctp6 (nw_proto=132).</summary>
+    Sctp,
     Icmp,
     Vlan,
 }
@@ -81,6 +87,13 @@ public sealed record FieldDef(string Name, int Word, int Shift, int Width, Prere
 
     /// <summary>A field of the pipeline, not of the packet (metadata, registers): any of its bits may be written.</summary>
     public bool PipelineOnly { get; init; }
+
+    /// <summary>
+    /// The width Open vSwitch gives the field in load and move ("F[]" and bit numbers): wider than
+    /// <see cref="Width"/> for a few fields it keeps in a byte (ip_dscp, nw_ecn, vlan_pcp, icmp type
+    /// and code) or a word (ct_state); those extra high bits read as 0 and are not written.
+    /// </summary>
+    public int SubfieldWidth { get; init; } = Width;
 
     /// <summary>Width 128 fields (IPv6 addresses) span words Word and Word+1.</summary>
     public bool IsWide => Width == 128;
@@ -108,21 +121,21 @@ public static class Fields
     public static readonly FieldDef DlType    = new("dl_type",      0, 16,  16, None,                false, FieldSyntax.Hex4) { Exact = true, Aliases = ["eth_type"] };
     public static readonly FieldDef VlanTci   = new("vlan_tci",     0, 32,  16, None,                false, FieldSyntax.Hex4);
     public static readonly FieldDef DlVlan    = new("dl_vlan",      0, 32,  12, Prerequisite.Vlan,   true,  FieldSyntax.Vlan) { Aliases = ["vlan_vid"] };
-    public static readonly FieldDef DlVlanPcp = new("dl_vlan_pcp",  0, 45,   3, Prerequisite.Vlan,   true,  FieldSyntax.VlanPcp) { Aliases = ["vlan_pcp"] };
+    public static readonly FieldDef DlVlanPcp = new("dl_vlan_pcp",  0, 45,   3, Prerequisite.Vlan,   true,  FieldSyntax.VlanPcp) { Aliases = ["vlan_pcp"], SubfieldWidth = 8 };
     public static readonly FieldDef Vlan2Tci  = new("vlan2_tci",    0, 48,  16, None,                false, FieldSyntax.Hex4);
     public static readonly FieldDef DlDst     = new("dl_dst",       1,  0,  48, None,                true,  FieldSyntax.Mac) { Aliases = ["eth_dst"] };
     public static readonly FieldDef NwProto   = new("nw_proto",     1, 48,   8, Prerequisite.IpAny,  false, FieldSyntax.Decimal) { Exact = true, Aliases = ["ip_proto"] };
     public static readonly FieldDef ArpOp     = new("arp_op",       1, 48,   8, Prerequisite.Arp,    false, FieldSyntax.Decimal) { Exact = true };
     public static readonly FieldDef NwTos     = new("nw_tos",       1, 56,   8, Prerequisite.IpAny,  false, FieldSyntax.Decimal);
-    public static readonly FieldDef IpDscp    = new("ip_dscp",      1, 58,   6, Prerequisite.IpAny,  true,  FieldSyntax.Decimal); // nw_tos >> 2
-    public static readonly FieldDef NwEcn     = new("nw_ecn",       1, 56,   2, Prerequisite.IpAny,  true,  FieldSyntax.Decimal) { Aliases = ["ip_ecn"] }; // nw_tos & 3
+    public static readonly FieldDef IpDscp    = new("ip_dscp",      1, 58,   6, Prerequisite.IpAny,  true,  FieldSyntax.Decimal) { SubfieldWidth = 8 }; // nw_tos >> 2
+    public static readonly FieldDef NwEcn     = new("nw_ecn",       1, 56,   2, Prerequisite.IpAny,  true,  FieldSyntax.Decimal) { Aliases = ["ip_ecn"], SubfieldWidth = 8 }; // nw_tos & 3
     public static readonly FieldDef DlSrc     = new("dl_src",       2,  0,  48, None,                true,  FieldSyntax.Mac) { Aliases = ["eth_src"] };
     public static readonly FieldDef NwTtl     = new("nw_ttl",       2, 48,   8, Prerequisite.IpAny,  true,  FieldSyntax.Decimal);
     public static readonly FieldDef NwFrag    = new("ip_frag",      2, 56,   8, Prerequisite.IpAny,  false, FieldSyntax.Frag);
-    public static readonly FieldDef TpSrc     = new("tp_src",       3,  0,  16, Prerequisite.TcpUdp, true,  FieldSyntax.Decimal) { Aliases = ["tcp_src", "udp_src"] };
-    public static readonly FieldDef TpDst     = new("tp_dst",       3, 16,  16, Prerequisite.TcpUdp, true,  FieldSyntax.Decimal) { Aliases = ["tcp_dst", "udp_dst"] };
-    public static readonly FieldDef IcmpType  = new("icmp_type",    3,  0,  16, Prerequisite.Icmp,   false, FieldSyntax.Decimal) { Max = 255, Aliases = ["icmpv6_type"] };
-    public static readonly FieldDef IcmpCode  = new("icmp_code",    3, 16,  16, Prerequisite.Icmp,   false, FieldSyntax.Decimal) { Max = 255, Aliases = ["icmpv6_code"] };
+    public static readonly FieldDef TpSrc     = new("tp_src",       3,  0,  16, Prerequisite.TcpUdpSctp, true, FieldSyntax.Decimal) { Aliases = ["tcp_src", "udp_src", "sctp_src"] };
+    public static readonly FieldDef TpDst     = new("tp_dst",       3, 16,  16, Prerequisite.TcpUdpSctp, true, FieldSyntax.Decimal) { Aliases = ["tcp_dst", "udp_dst", "sctp_dst"] };
+    public static readonly FieldDef IcmpType  = new("icmp_type",    3,  0,  16, Prerequisite.Icmp,   false, FieldSyntax.Decimal) { Max = 255, Aliases = ["icmpv6_type"], SubfieldWidth = 8 };
+    public static readonly FieldDef IcmpCode  = new("icmp_code",    3, 16,  16, Prerequisite.Icmp,   false, FieldSyntax.Decimal) { Max = 255, Aliases = ["icmpv6_code"], SubfieldWidth = 8 };
     public static readonly FieldDef TcpFlags  = new("tcp_flags",    3, 32,  16, Prerequisite.Tcp,    false, FieldSyntax.Flags) { Max = 0xFFF, FlagNames = s_tcpFlagNames };
     public static readonly FieldDef NwSrc     = new("nw_src",       4,  0,  32, Prerequisite.Ip,     true,  FieldSyntax.Ipv4) { Aliases = ["ip_src", "ipv4_src"] };
     public static readonly FieldDef NwDst     = new("nw_dst",       4, 32,  32, Prerequisite.Ip,     true,  FieldSyntax.Ipv4) { Aliases = ["ip_dst", "ipv4_dst"] };
@@ -133,9 +146,16 @@ public static class Fields
     public static readonly FieldDef Ipv6Src   = new("ipv6_src",     5,  0, 128, Prerequisite.Ipv6,   true,  FieldSyntax.Ipv6);
     public static readonly FieldDef Ipv6Dst   = new("ipv6_dst",     7,  0, 128, Prerequisite.Ipv6,   true,  FieldSyntax.Ipv6);
     public static readonly FieldDef Metadata  = new("metadata",     9,  0,  64, None,                true,  FieldSyntax.Hex) { Aliases = ["OXM_OF_METADATA"], PipelineOnly = true };
-    public static readonly FieldDef Reg0      = new("reg0",        10,  0,  32, None,                true,  FieldSyntax.Hex) { Aliases = ["NXM_NX_REG0"], PipelineOnly = true };
-    public static readonly FieldDef Reg1      = new("reg1",        10, 32,  32, None,                true,  FieldSyntax.Hex) { Aliases = ["NXM_NX_REG1"], PipelineOnly = true };
-    public static readonly FieldDef CtState   = new("ct_state",    11,  0,   8, None,                false, FieldSyntax.Flags) { FlagNames = s_ctStateNames };
+    public static readonly FieldDef Reg0      = new("reg0",        10, 32,  32, None,                true,  FieldSyntax.Hex) { Aliases = ["NXM_NX_REG0"], PipelineOnly = true };
+    public static readonly FieldDef Reg1      = new("reg1",        10,  0,  32, None,                true,  FieldSyntax.Hex) { Aliases = ["NXM_NX_REG1"], PipelineOnly = true };
+    public static readonly FieldDef Reg2      = new("reg2",        12, 32,  32, None,                true,  FieldSyntax.Hex) { PipelineOnly = true };
+    public static readonly FieldDef Reg3      = new("reg3",        12,  0,  32, None,                true,  FieldSyntax.Hex) { PipelineOnly = true };
+    public static readonly FieldDef Reg4      = new("reg4",        13, 32,  32, None,                true,  FieldSyntax.Hex) { PipelineOnly = true };
+    public static readonly FieldDef Reg5      = new("reg5",        13,  0,  32, None,                true,  FieldSyntax.Hex) { PipelineOnly = true };
+    public static readonly FieldDef Xreg0     = new("xreg0",       10,  0,  64, None,                true,  FieldSyntax.Hex) { PipelineOnly = true };
+    public static readonly FieldDef Xreg1     = new("xreg1",       12,  0,  64, None,                true,  FieldSyntax.Hex) { PipelineOnly = true };
+    public static readonly FieldDef Xreg2     = new("xreg2",       13,  0,  64, None,                true,  FieldSyntax.Hex) { PipelineOnly = true };
+    public static readonly FieldDef CtState   = new("ct_state",    11,  0,   8, None,                false, FieldSyntax.Flags) { FlagNames = s_ctStateNames, SubfieldWidth = 32 };
     public static readonly FieldDef CtZone    = new("ct_zone",     11,  8,  16, None,                false, FieldSyntax.Decimal);
     public static readonly FieldDef CtMark    = new("ct_mark",     11, 32,  32, None,                false, FieldSyntax.Hex);
     public static readonly FieldDef RecircId  = new("recirc_id",   11, 24,   8, None,                false, FieldSyntax.Decimal) { Exact = true };
@@ -144,8 +164,77 @@ public static class Fields
     [
         InPort, DlType, VlanTci, DlVlan, DlVlanPcp, Vlan2Tci, DlDst, NwProto, ArpOp, NwTos, IpDscp, NwEcn, DlSrc, NwTtl, NwFrag,
         TpSrc, TpDst, IcmpType, IcmpCode, TcpFlags, NwSrc, NwDst, ArpSpa, ArpTpa, ArpSha, ArpTha, Ipv6Src, Ipv6Dst, Metadata,
-        Reg0, Reg1, CtState, CtZone, CtMark, RecircId,
+        Reg0, Reg1, Reg2, Reg3, Reg4, Reg5, Xreg0, Xreg1, Xreg2, CtState, CtZone, CtMark, RecircId,
     ];
+
+    /// <summary>The registers, reg0 first (FlowKey.Registers of them).</summary>
+    public static readonly IReadOnlyList<FieldDef> Registers = [Reg0, Reg1, Reg2, Reg3, Reg4, Reg5];
+
+    /// <summary>The pipeline's fields in ovs-ofctl's dump order (before the protocol); xregs are dumped as their two regs.</summary>
+    public static readonly IReadOnlyList<FieldDef> PipelineFields = [RecircId, Metadata, Reg0, Reg1, Reg2, Reg3, Reg4, Reg5, CtState, CtZone, CtMark];
+
+    /// <summary>
+    /// Open vSwitch's NXM/OXM names of the fields this switch has, as load and move take them
+    /// ("NXM_OF_IP_SRC[]", "NXM_NX_REG2[0..7]"); ovs-ofctl takes them nowhere else. Only fields whose
+    /// NXM/OXM meaning is this switch's field exactly are here (not NXM_OF_VLAN_TCI's CFI-less forms,
+    /// not OXM_OF_VLAN_VID's 13 bits).
+    /// </summary>
+    private static readonly Dictionary<string, FieldDef> s_nxm = new(StringComparer.Ordinal)
+    {
+        ["NXM_OF_IN_PORT"] = InPort,
+        ["NXM_OF_ETH_DST"] = DlDst, ["OXM_OF_ETH_DST"] = DlDst,
+        ["NXM_OF_ETH_SRC"] = DlSrc, ["OXM_OF_ETH_SRC"] = DlSrc,
+        ["NXM_OF_ETH_TYPE"] = DlType, ["OXM_OF_ETH_TYPE"] = DlType,
+        ["NXM_OF_VLAN_TCI"] = VlanTci,
+        ["OXM_OF_VLAN_PCP"] = DlVlanPcp,
+        ["NXM_OF_IP_TOS"] = NwTos,
+        ["NXM_OF_IP_PROTO"] = NwProto, ["OXM_OF_IP_PROTO"] = NwProto,
+        ["NXM_NX_IP_TTL"] = NwTtl,
+        ["OXM_OF_IP_DSCP"] = IpDscp,
+        ["NXM_NX_IP_ECN"] = NwEcn, ["OXM_OF_IP_ECN"] = NwEcn,
+        ["NXM_OF_IP_SRC"] = NwSrc, ["OXM_OF_IPV4_SRC"] = NwSrc,
+        ["NXM_OF_IP_DST"] = NwDst, ["OXM_OF_IPV4_DST"] = NwDst,
+        ["NXM_NX_IPV6_SRC"] = Ipv6Src, ["OXM_OF_IPV6_SRC"] = Ipv6Src,
+        ["NXM_NX_IPV6_DST"] = Ipv6Dst, ["OXM_OF_IPV6_DST"] = Ipv6Dst,
+        ["NXM_OF_TCP_SRC"] = TpSrc, ["OXM_OF_TCP_SRC"] = TpSrc,
+        ["NXM_OF_TCP_DST"] = TpDst, ["OXM_OF_TCP_DST"] = TpDst,
+        ["NXM_OF_UDP_SRC"] = TpSrc, ["OXM_OF_UDP_SRC"] = TpSrc,
+        ["NXM_OF_UDP_DST"] = TpDst, ["OXM_OF_UDP_DST"] = TpDst,
+        ["OXM_OF_SCTP_SRC"] = TpSrc,
+        ["OXM_OF_SCTP_DST"] = TpDst,
+        ["NXM_OF_ARP_OP"] = ArpOp, ["OXM_OF_ARP_OP"] = ArpOp,
+        ["NXM_OF_ARP_SPA"] = ArpSpa, ["OXM_OF_ARP_SPA"] = ArpSpa,
+        ["NXM_OF_ARP_TPA"] = ArpTpa, ["OXM_OF_ARP_TPA"] = ArpTpa,
+        ["NXM_NX_ARP_SHA"] = ArpSha, ["OXM_OF_ARP_SHA"] = ArpSha,
+        ["NXM_NX_ARP_THA"] = ArpTha, ["OXM_OF_ARP_THA"] = ArpTha,
+        ["NXM_NX_TCP_FLAGS"] = TcpFlags, ["OXM_OF_TCP_FLAGS"] = TcpFlags,
+        ["OXM_OF_METADATA"] = Metadata,
+        ["NXM_NX_REG0"] = Reg0, ["NXM_NX_REG1"] = Reg1, ["NXM_NX_REG2"] = Reg2,
+        ["NXM_NX_REG3"] = Reg3, ["NXM_NX_REG4"] = Reg4, ["NXM_NX_REG5"] = Reg5,
+        ["OXM_OF_PKT_REG0"] = Xreg0, ["OXM_OF_PKT_REG1"] = Xreg1, ["OXM_OF_PKT_REG2"] = Xreg2,
+        ["NXM_NX_CT_STATE"] = CtState, ["NXM_NX_CT_ZONE"] = CtZone, ["NXM_NX_CT_MARK"] = CtMark,
+    };
+
+    /// <summary>The field an NXM/OXM name (load, move) stands for, or null.</summary>
+    public static FieldDef? FindNxm(ReadOnlySpan<char> name) =>
+        s_nxm.GetAlternateLookup<ReadOnlySpan<char>>().TryGetValue(name, out var f) ? f : null;
+
+    /// <summary>
+    /// Why a register Open vSwitch has is not here ("reg6".."reg15", "xreg3".."xreg7", "xxregN" and
+    /// their NXM names), or null when <paramref name="name"/> is no such register.
+    /// </summary>
+    public static string? MissingRegister(ReadOnlySpan<char> name)
+    {
+        static bool Num(ReadOnlySpan<char> s, int max) => int.TryParse(s, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int n) && n <= max && s.Length > 0;
+        bool missing =
+            (name.StartsWith("reg") && Num(name[3..], 15)) || (name.StartsWith("NXM_NX_REG") && Num(name[10..], 15))
+            || (name.StartsWith("xreg") && Num(name[4..], 7)) || (name.StartsWith("OXM_OF_PKT_REG") && Num(name[14..], 7))
+            || (name.StartsWith("xxreg") && Num(name[5..], 3)) || (name.StartsWith("NXM_NX_XXREG") && Num(name[12..], 3));
+        return missing
+            ? $"'{name}' is a register this switch does not have: it has reg0 to reg{FlowKey.Registers - 1} (xreg0 to xreg{FlowKey.Registers / 2 - 1}) and no xxreg; "
+                + "the flow key has room for six 32-bit registers (a key of 14 words keeps an exact-match cache entry in two cache lines)"
+            : null;
+    }
 
     private static readonly Dictionary<string, FieldDef> s_byName = Build();
 
@@ -190,6 +279,8 @@ internal static class Prerequisites
             Prerequisite.Tcp => (v4 || v6) && proto == KeyExtractor.ProtoTcp,
             Prerequisite.Udp => (v4 || v6) && proto == KeyExtractor.ProtoUdp,
             Prerequisite.TcpUdp => (v4 || v6) && proto is KeyExtractor.ProtoTcp or KeyExtractor.ProtoUdp,
+            Prerequisite.TcpUdpSctp => (v4 || v6) && proto is KeyExtractor.ProtoTcp or KeyExtractor.ProtoUdp or KeyExtractor.ProtoSctp,
+            Prerequisite.Sctp => (v4 || v6) && proto == KeyExtractor.ProtoSctp,
             Prerequisite.Icmp => (v4 && proto == KeyExtractor.ProtoIcmp) || (v6 && proto == KeyExtractor.ProtoIcmpv6),
             Prerequisite.Vlan => (m.GetMask(Fields.VlanTci) & m.GetValue(Fields.VlanTci) & KeyExtractor.VlanPresent) != 0,
             _ => false,
@@ -205,6 +296,8 @@ internal static class Prerequisites
         Prerequisite.Tcp => "'tcp' or 'tcp6' (nw_proto=6 with ip or ipv6)",
         Prerequisite.Udp => "'udp' or 'udp6' (nw_proto=17 with ip or ipv6)",
         Prerequisite.TcpUdp => "'tcp', 'udp', 'tcp6' or 'udp6' (nw_proto=6 or 17 with ip or ipv6)",
+        Prerequisite.TcpUdpSctp => "'tcp', 'udp', 'sctp', 'tcp6', 'udp6' or 'sctp6' (nw_proto=6, 17 or 132 with ip or ipv6)",
+        Prerequisite.Sctp => "'sctp' or 'sctp6' (nw_proto=132 with ip or ipv6)",
         Prerequisite.Icmp => "'icmp' or 'icmp6' (nw_proto=1 with ip, or 58 with ipv6)",
         Prerequisite.Vlan => "a VLAN tag (dl_vlan=N, or push_vlan / mod_vlan_vid earlier in the actions)",
         _ => "nothing",

@@ -112,7 +112,12 @@ public static class FlowFormatter
             arp ? Fields.ArpSpa : Fields.NwSrc, arp ? Fields.ArpTpa : Fields.NwDst, arp ? Fields.ArpSha : Fields.Ipv6Src, arp ? Fields.ArpTha : Fields.Ipv6Dst,
             arp ? Fields.ArpOp : Fields.NwProto, Fields.NwTos, Fields.NwTtl, Fields.NwFrag,
             icmp ? Fields.IcmpType : Fields.TpSrc, icmp ? Fields.IcmpCode : Fields.TpDst, Fields.TcpFlags,
-            Fields.RecircId, Fields.Metadata, Fields.Reg0, Fields.Reg1, Fields.CtState, Fields.CtZone, Fields.CtMark])
+            ])
+        {
+            AppendField(sb, f, m, raw: true);
+        }
+
+        foreach (var f in Fields.PipelineFields)
         {
             AppendField(sb, f, m, raw: true);
         }
@@ -162,7 +167,7 @@ public static class FlowFormatter
         }
 
         // ovs-ofctl's order: metadata, registers and ct_* fields, then the protocol, in_port, L2, L3, L4.
-        foreach (var f in (ReadOnlySpan<FieldDef>)[Fields.RecircId, Fields.Metadata, Fields.Reg0, Fields.Reg1, Fields.CtState, Fields.CtZone, Fields.CtMark])
+        foreach (var f in Fields.PipelineFields)
         {
             if (Masked(f, m))
             {
@@ -189,6 +194,7 @@ public static class FlowFormatter
                     {
                         KeyExtractor.ProtoTcp => v6 ? "tcp6" : "tcp",
                         KeyExtractor.ProtoUdp => v6 ? "udp6" : "udp",
+                        KeyExtractor.ProtoSctp => v6 ? "sctp6" : "sctp",
                         KeyExtractor.ProtoIcmp when !v6 => "icmp",
                         KeyExtractor.ProtoIcmpv6 when v6 => "icmp6",
                         _ => null,
@@ -514,8 +520,20 @@ public static class FlowFormatter
             var a = actions[i];
             switch (a.Kind)
             {
+                case ActionKind.Output when a.Value != 0:
+                    sb.Append(ic, $"output(port={(a.Port == FlowLine.OfPortLocal ? "LOCAL" : a.Port)},max_len={a.Value})");
+                    break;
+                case ActionKind.Output when a.Port == FlowLine.OfPortLocal:
+                    sb.Append("output:LOCAL");
+                    break;
                 case ActionKind.Output:
                     sb.Append(ic, $"output:{a.Port}");
+                    break;
+                case ActionKind.Note:
+                    sb.Append(ic, $"note:{a.Text}");
+                    break;
+                case ActionKind.Move:
+                    sb.Append(ic, $"move:{a.Field!.Name}[{a.MoveSrcLow}..{a.MoveSrcLow + a.MoveWidth - 1}]->{a.Dst!.Name}[{a.MoveDstLow}..{a.MoveDstLow + a.MoveWidth - 1}]");
                     break;
                 case ActionKind.InPort:
                     sb.Append("in_port");

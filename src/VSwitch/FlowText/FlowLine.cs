@@ -24,9 +24,18 @@ internal readonly ref struct FlowLine
     /// <summary>Port names the line may use where a port number goes (name -> OpenFlow number), or null.</summary>
     public IReadOnlyDictionary<string, int>? Ports { get; }
 
-    /// <summary>The OpenFlow number of port <paramref name="name"/>, when the line has port names and it is one.</summary>
+    /// <summary>OpenFlow's LOCAL port (OFPP_LOCAL). This switch has no local port: output to it sends nothing, in_port=LOCAL matches nothing.</summary>
+    public const int OfPortLocal = 0xFFFE;
+
+    /// <summary>The OpenFlow number of port <paramref name="name"/> ("LOCAL" is <see cref="OfPortLocal"/>), when the line has port names and it is one.</summary>
     public bool TryPortName(ReadOnlySpan<char> name, out int ofPort)
     {
+        if (name.Equals("LOCAL", StringComparison.OrdinalIgnoreCase))
+        {
+            ofPort = OfPortLocal; // OpenFlow's reserved LOCAL port: no port of this switch has it
+            return true;
+        }
+
         ofPort = 0;
         return Ports != null && !name.IsEmpty && !char.IsAsciiDigit(name[0]) && Ports.TryGetValue(name.ToString(), out ofPort);
     }

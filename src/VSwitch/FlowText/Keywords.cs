@@ -58,6 +58,8 @@ internal static class Keywords
         Sh("tcp6", KeyExtractor.EthIpv6, KeyExtractor.ProtoTcp);
         Sh("udp6", KeyExtractor.EthIpv6, KeyExtractor.ProtoUdp);
         Sh("icmp6", KeyExtractor.EthIpv6, KeyExtractor.ProtoIcmpv6);
+        Sh("sctp", KeyExtractor.EthIp, KeyExtractor.ProtoSctp);
+        Sh("sctp6", KeyExtractor.EthIpv6, KeyExtractor.ProtoSctp);
         return d;
     }
 

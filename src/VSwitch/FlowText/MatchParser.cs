@@ -111,6 +111,11 @@ internal unsafe ref struct MatchParser
 
             if (!Keywords.TryFind(name, out var kw))
             {
+                if (Fields.MissingRegister(name) is { } why)
+                {
+                    _line.Fail(start, why);
+                }
+
                 string what = _mode == MatchMode.Packet ? "a field name or protocol" : "a field name, protocol or keyword";
                 _line.Fail(start, $"expected {what}, found '{name}'{Keywords.Suggest(name)}");
             }

@@ -389,6 +389,7 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
         var x = System.Runtime.Intrinsics.Vector256.Load((ulong*)a) ^ System.Runtime.Intrinsics.Vector256.Load((ulong*)b);
         x |= System.Runtime.Intrinsics.Vector256.Load((ulong*)a + 4) ^ System.Runtime.Intrinsics.Vector256.Load((ulong*)b + 4);
         x |= System.Runtime.Intrinsics.Vector256.Load((ulong*)a + 8) ^ System.Runtime.Intrinsics.Vector256.Load((ulong*)b + 8);
+        x |= System.Runtime.Intrinsics.Vector256.Load((ulong*)a + 10) ^ System.Runtime.Intrinsics.Vector256.Load((ulong*)b + 10);
         return x == System.Runtime.Intrinsics.Vector256<ulong>.Zero;
     }
 

@@ -1,8 +1,8 @@
-// FlowKey.cs - the fixed-size flow key every packet is classified by: 12 64-bit words (96 bytes).
+// FlowKey.cs - the fixed-size flow key every packet is classified by: 14 64-bit words (112 bytes).
 //
-// Shaped for the caches: a key, a mask and a masked key are all the same 12 words, so matching is
+// Shaped for the caches: a key, a mask and a masked key are all the same 14 words, so matching is
 // "(key & mask) == value" word by word, hashing is CRC32C over the words a mask uses, and the
-// microflow cache compares three 256-bit vectors. Fields are stored as host-order integers (a MAC
+// microflow cache compares three 256-bit vectors and one overlapping fourth. Fields are stored as host-order integers (a MAC
 // is the 48-bit big-endian number of its six bytes, an IPv4 address the usual 32-bit number), so
 // CIDR prefixes and bit masks are plain integer masks. The word layout:
 //
@@ -13,19 +13,25 @@
 //   W4  nw_src:32   nw_dst:32                               (IPv4, ARP spa/tpa)
 //   W5..W8  ipv6_src (hi, lo), ipv6_dst (hi, lo)
 //   W9  metadata:64
-//   W10 reg0:32 reg1:32
+//   W10 reg1:32  reg0:32                                    (xreg0: reg0 the high half, as Open vSwitch)
 //   W11 ct_state:8 ct_zone:16 recirc_id:8 ct_mark:32        (recirc_id: set by the recirc action)
+//   W12 reg3:32  reg2:32                                    (xreg1)
+//   W13 reg5:32  reg4:32                                    (xreg2)
+//
+// Why 14 words and six registers (Open vSwitch has 16): an EMC entry is a 16-byte header and the key,
+// and 14 words is the most that keeps it at two cache lines (128 bytes). Every further pair of
+// registers costs a word in every key, mask, EMC and megaflow entry and in every compare.
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
 namespace VSwitch.Packets;
 
-[StructLayout(LayoutKind.Sequential, Size = 96)]
+[StructLayout(LayoutKind.Sequential, Size = 112)]
 public unsafe struct FlowKey : IEquatable<FlowKey>
 {
-    public const int Words = 12;
+    public const int Words = 14;
 
-    /// <summary>The key's 12 words (layout in the file comment).</summary>
+    /// <summary>The key's 14 words (layout in the file comment).</summary>
     public fixed ulong W[Words];
 
     // Field positions: (word, shift, width). Kept as constants so accessors fold to one shift/mask.
@@ -54,8 +60,17 @@ public unsafe struct FlowKey : IEquatable<FlowKey>
     public ulong ArpTha { readonly get => W[6]; set => W[6] = value; }
     public UInt128 Ipv6Dst { readonly get => new(W[7], W[8]); set { W[7] = (ulong)(value >> 64); W[8] = (ulong)value; } }
     public ulong Metadata { readonly get => W[9]; set => W[9] = value; }
-    public uint Reg0 { readonly get => (uint)W[10]; set => Set(10, 0, 32, value); }
-    public uint Reg1 { readonly get => (uint)(W[10] >> 32); set => Set(10, 32, 32, value); }
+    public uint Reg0 { readonly get => (uint)(W[10] >> 32); set => Set(10, 32, 32, value); }
+    public uint Reg1 { readonly get => (uint)W[10]; set => Set(10, 0, 32, value); }
+
+    /// <summary>Register <paramref name="n"/> (0 to <see cref="Registers"/> - 1): even ones the high half of their word.</summary>
+    public readonly uint Reg(int n) => (uint)(W[RegWord(n)] >> ((n & 1) == 0 ? 32 : 0));
+
+    /// <summary>The registers the key holds (reg0 to reg5; see the file comment).</summary>
+    public const int Registers = 6;
+
+    /// <summary>The word of register <paramref name="n"/> (the word of xreg n/2).</summary>
+    public static int RegWord(int n) => n < 2 ? 10 : 11 + (n >> 1);
     public byte CtState { readonly get => (byte)W[11]; set => Set(11, 0, 8, value); }
     public ushort CtZone { readonly get => (ushort)(W[11] >> 8); set => Set(11, 8, 16, value); }
     public uint CtMark { readonly get => (uint)(W[11] >> 32); set => Set(11, 32, 32, value); }

@@ -1,7 +1,7 @@
 // KeyExtractor.cs - parses one frame's headers into a FlowKey, never reading past the frame.
 //
 // Ethernet, 802.1Q / 802.1ad (up to two tags), ARP, IPv4 (options, fragments), IPv6 (hop-by-hop,
-// routing, destination options, fragment and AH extension headers), TCP (with flags), UDP, ICMP and
+// routing, destination options, fragment and AH extension headers), TCP (with flags), UDP, SCTP, ICMP and
 // ICMPv6. Every read is preceded by a length check against the frame (data_len of the first
 // segment), so a truncated or lying header sets ParseFlags.Truncated or ParseFlags.Bad and parsing
 // stops there; nothing throws. The byte offsets of the network and transport headers are returned
@@ -33,6 +33,7 @@ public static unsafe class KeyExtractor
     public const byte ProtoTcp = 6;
     public const byte ProtoUdp = 17;
     public const byte ProtoIcmpv6 = 58;
+    public const byte ProtoSctp = 132;
     public const ushort VlanPresent = 0x1000;
     private const int MaxIpv6ExtHeaders = 8;
 
@@ -69,12 +70,13 @@ public static unsafe class KeyExtractor
             System.Runtime.Intrinsics.Vector256.Store(System.Runtime.Intrinsics.Vector256<ulong>.Zero, w);
             System.Runtime.Intrinsics.Vector256.Store(System.Runtime.Intrinsics.Vector256<ulong>.Zero, w + 4);
             System.Runtime.Intrinsics.Vector256.Store(System.Runtime.Intrinsics.Vector256<ulong>.Zero, w + 8);
+            System.Runtime.Intrinsics.Vector128.Store(System.Runtime.Intrinsics.Vector128<ulong>.Zero, w + 12);
             w[0] = inPort;
         }
         else
         {
             w[0] = inPort; w[1] = 0; w[2] = 0; w[3] = 0; w[4] = 0; w[5] = 0;
-            w[6] = 0; w[7] = 0; w[8] = 0; w[9] = 0; w[10] = 0; w[11] = 0;
+            w[6] = 0; w[7] = 0; w[8] = 0; w[9] = 0; w[10] = 0; w[11] = 0; w[12] = 0; w[13] = 0;
         }
 
         off->L3 = 0xFFFF;
@@ -322,6 +324,16 @@ public static unsafe class KeyExtractor
                 off->L4 = (ushort)o;
                 w[3] = Be16(p) | ((ulong)Be16(p + 2) << 16);
                 return ParseFlags.L4;
+            case ProtoSctp:
+                // The 12-byte common header: ports, verification tag, CRC32c checksum.
+                if (avail < 12)
+                {
+                    return ParseFlags.Truncated;
+                }
+
+                off->L4 = (ushort)o;
+                w[3] = Be16(p) | ((ulong)Be16(p + 2) << 16);
+                return ParseFlags.L4;
             case ProtoIcmp when !v6:
             case ProtoIcmpv6 when v6:
                 if (avail < 4)
@@ -356,6 +368,8 @@ public static unsafe class KeyExtractor
             a = Sse42.X64.Crc32(a, w[9]);
             b = Sse42.X64.Crc32(b, w[10]);
             c = Sse42.X64.Crc32(c, w[11]);
+            a = Sse42.X64.Crc32(a, w[12]);
+            b = Sse42.X64.Crc32(b, w[13]);
             return (uint)Sse42.X64.Crc32(a ^ (b << 21) ^ (c << 42), c ^ b);
         }
 

@@ -140,11 +140,30 @@ public enum ActionKind : byte
     /// Open vSwitch rule files load; it round-trips in dumps).
     /// </summary>
     CtClear,
+
+    /// <summary>
+    /// move:SRC[a..b]->DST[c..d]: copies bits of <see cref="FlowAction.Field"/> into <see cref="FlowAction.Dst"/>
+    /// (<see cref="FlowAction.Value"/> packs the source's low bit, the destination's low bit and the width, a byte each).
+    /// </summary>
+    Move,
+
+    /// <summary>note:HEX: no effect; <see cref="FlowAction.Text"/> keeps the bytes as dumps show them ("01.02.00.00.00.00").</summary>
+    Note,
 }
 
 /// <summary>One action of a rule (a small value; the meaning of each member depends on Kind).</summary>
 public readonly record struct FlowAction(ActionKind Kind, int Port = 0, int Table = 0, FieldDef? Field = null,
-    ulong Value = 0, ulong Mask = 0, UInt128 Value128 = default);
+    ulong Value = 0, ulong Mask = 0, UInt128 Value128 = default, FieldDef? Dst = null, string? Text = null)
+{
+    /// <summary>move: the source's lowest bit.</summary>
+    public int MoveSrcLow => (int)(Value & 0xFF);
+
+    /// <summary>move: the destination's lowest bit.</summary>
+    public int MoveDstLow => (int)((Value >> 8) & 0xFF);
+
+    /// <summary>move: the number of bits (1 to 64).</summary>
+    public int MoveWidth => (int)((Value >> 16) & 0xFF);
+}
 
 /// <summary>
 /// Packet and byte counts of one rule; survives replace-flows for an unchanged rule. The counts live

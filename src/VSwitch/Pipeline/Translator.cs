@@ -377,6 +377,11 @@ public static class Translator
             case ActionKind.CtClear:
                 t.Trace?.Add("  ct_clear: no connection-tracking state (not tracked yet): nothing to clear");
                 break;
+            case ActionKind.Note:
+                break;
+            case ActionKind.Move:
+                Move(a, t);
+                break;
             case ActionKind.Recirc:
                 t.Trace?.Add($"  recirc({a.Value}): the packet goes back through the caches and table 0 with recirc_id={a.Value}");
                 t.Emit(new DpAction(DpOp.Recirc, a: (ushort)a.Value));
@@ -480,10 +485,45 @@ public static class Translator
         };
     }
 
+    /// <summary>
+    /// move: the source bits of the working key (which the verdict now depends on) into the
+    /// destination; a packet field becomes a set of its whole new value, as set_field would make.
+    /// </summary>
+    private static unsafe void Move(in FlowAction a, Translation t)
+    {
+        var src = a.Field!;
+        var dst = a.Dst!;
+        int n = a.MoveWidth;
+        ulong bits = n >= 64 ? ulong.MaxValue : (1UL << n) - 1;
+        ulong srcMask = src.Width >= 64 ? ulong.MaxValue : (1UL << src.Width) - 1;
+        ulong value = (((t.Key.W[src.Word] >> src.Shift) & srcMask) >> a.MoveSrcLow) & bits;
+        t.Wildcards.W[src.Word] |= ((bits << a.MoveSrcLow) & srcMask) << src.Shift;
+        ulong dstMask = dst.Width >= 64 ? ulong.MaxValue : (1UL << dst.Width) - 1;
+        ulong mask = (bits << a.MoveDstLow) & dstMask;
+        if (mask == 0)
+        {
+            return; // only bits above what this switch keeps of the field (ip_dscp[6..7], ...)
+        }
+
+        ulong v = (value << a.MoveDstLow) & dstMask;
+        SetField(new FlowAction(ActionKind.SetField, Field: dst, Value: v, Mask: mask == dstMask ? 0 : mask), t);
+    }
+
     private static unsafe void SetField(in FlowAction a, Translation t)
     {
         ref FlowKey k = ref t.Key;
         var f = a.Field!;
+        if (a.Mask != 0 && !f.PipelineOnly)
+        {
+            // Some bits of a packet field (move into part of it): the rest keep the working key's
+            // value, which the verdict then depends on; the packet gets the whole new value.
+            ulong fm = f.Width >= 64 ? ulong.MaxValue : (1UL << f.Width) - 1;
+            ulong cur = (k.W[f.Word] >> f.Shift) & fm;
+            t.Wildcards.W[f.Word] |= f.WordMask;
+            SetField(new FlowAction(ActionKind.SetField, Field: f, Value: (cur & ~a.Mask) | (a.Value & a.Mask)), t);
+            return;
+        }
+
         if (f == Fields.DlDst)
         {
             t.Emit(new DpAction(DpOp.SetEthDst, c: a.Value));

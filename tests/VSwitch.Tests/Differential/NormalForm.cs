@@ -357,6 +357,10 @@ internal static class NormalForm
                     v.Events.Add(new DpEvent(0, true, s.ToString()));
                 }
             }
+            else if (a.StartsWith("trunc(", StringComparison.Ordinal) && Num(Inner(a)) >= 65535)
+            {
+                // output(port=N,max_len=65535): a truncation no traced frame reaches
+            }
             else if (a.StartsWith("set(", StringComparison.Ordinal))
             {
                 string body = Inner(a); // eth(src=..,dst=..)
