@@ -46,7 +46,7 @@ public sealed record FlowFilter(FlowMatch Match, int? Table, int? Priority, ulon
     }
 }
 
-public sealed class FlowControl
+public sealed partial class FlowControl
 {
     private readonly object _lock = new();
     private readonly PipelineShared _shared;
@@ -67,8 +67,13 @@ public sealed class FlowControl
     /// <summary>Called after every published change (persistence hooks here).</summary>
     public event Action<FlowTables>? Changed;
 
-    private void Publish(FlowTables v)
+    private void Publish(FlowTables v, bool checkGroups = true)
     {
+        if (checkGroups)
+        {
+            CheckGroupReferences(v); // FlowControlGroups.cs: a rule naming a missing group is refused
+        }
+
         _shared.Publish(v);
         if (!_waitForPmds())
         {
@@ -245,7 +250,7 @@ public sealed class FlowControl
     {
         lock (_lock)
         {
-            Publish(Current.WithMiss(_shared.NextVersion(), table, miss));
+            Publish(Current.WithMiss(_shared.NextVersion(), table, miss), checkGroups: false);
         }
     }
 
@@ -268,7 +273,7 @@ public sealed class FlowControl
     {
         lock (_lock)
         {
-            Publish(Current.WithPorts(_shared.NextVersion(), ports));
+            Publish(Current.WithPorts(_shared.NextVersion(), ports), checkGroups: false);
         }
     }
 

@@ -140,6 +140,9 @@ public enum ActionKind : byte
     /// Open vSwitch rule files load; it round-trips in dumps).
     /// </summary>
     CtClear,
+
+    /// <summary>Run group <see cref="FlowAction.Value"/> (Pipeline/FlowGroup.cs).</summary>
+    Group,
 }
 
 /// <summary>One action of a rule (a small value; the meaning of each member depends on Kind).</summary>
