@@ -245,6 +245,45 @@ public sealed class GroupDatapathTests
         }
     }
 
+    [Fact]
+    public void A_group_upcall_allocates_nothing()
+    {
+        // Translation runs on the PMD: choosing buckets and restoring fields must not allocate.
+        var (rig, _) = Setup("""
+            group_id=1,type=select,bucket=weight:2,actions=mod_nw_src:10.1.1.1,output:2,bucket=actions=push_vlan:0x8100,output:3
+            group_id=2,type=all,bucket=mod_dl_src:00:00:00:00:00:09,output:2,bucket=pop_vlan,output:3
+            group_id=3,type=fast_failover,bucket=watch_port:2,actions=output:2,bucket=output:3
+            """, "priority=1,in_port=1,actions=group:1,group:2,group:3,output:4");
+        using (rig)
+        {
+            var keys = Enumerable.Range(0, 256).Select(i => Key(Tcp((ushort)(3000 + i), tags: i % 2 == 0 ? [] : [(0x8100, 20)]))).ToArray();
+            var t = new Translation();
+            var v = rig.Current();
+            foreach (var k in keys)
+            {
+                Translator.Translate(v, k, rig.Shared.Macs, t);
+            }
+
+            long windows = long.MaxValue;
+            for (int w = 0; w < 3 && windows != 0; w++)
+            {
+                long before = GC.GetAllocatedBytesForCurrentThread();
+                for (int r = 0; r < 8; r++)
+                {
+                    foreach (var k in keys)
+                    {
+                        Translator.Translate(v, k, rig.Shared.Macs, t);
+                    }
+                }
+
+                windows = GC.GetAllocatedBytesForCurrentThread() - before;
+            }
+
+            Assert.Equal(0, windows);
+            Assert.True(t.OpCount > 3);
+        }
+    }
+
     private static unsafe VSwitch.Packets.FlowKey Key(byte[] frame)
     {
         VSwitch.Packets.FlowKey key;

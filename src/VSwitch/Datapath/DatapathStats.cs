@@ -39,7 +39,7 @@ public sealed partial class SwitchDatapath
             if (events.Count > 0 && _flows != null)
             {
                 // fast_failover's watch ports: a new version with the link states makes cached verdicts revalidate.
-                _flows.SetPorts(PipelinePorts());
+                _flows.PublishLinkStates(PipelinePorts());
             }
 
             return events;

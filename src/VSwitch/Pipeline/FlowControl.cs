@@ -67,7 +67,7 @@ public sealed partial class FlowControl
     /// <summary>Called after every published change (persistence hooks here).</summary>
     public event Action<FlowTables>? Changed;
 
-    private void Publish(FlowTables v, bool checkGroups = true)
+    private void Publish(FlowTables v, bool checkGroups = true, bool wait = true)
     {
         if (checkGroups)
         {
@@ -75,7 +75,7 @@ public sealed partial class FlowControl
         }
 
         _shared.Publish(v);
-        if (!_waitForPmds())
+        if (wait && !_waitForPmds())
         {
             throw new VSwitchException("a PMD did not pass a round boundary with the new flow tables within 5 s (the change is published and will take effect when it does)");
         }
@@ -274,6 +274,19 @@ public sealed partial class FlowControl
         lock (_lock)
         {
             Publish(Current.WithPorts(_shared.NextVersion(), ports), checkGroups: false);
+        }
+    }
+
+    /// <summary>
+    /// Publishes the ports' link states (fast_failover's watch ports) without waiting for the PMDs:
+    /// a link change is an event, not a command someone waits on, and the link poll must not stall
+    /// behind a PMD that is slow to reach a round boundary. PMDs revalidate at their next burst.
+    /// </summary>
+    public void PublishLinkStates(IEnumerable<PipelinePort> ports)
+    {
+        lock (_lock)
+        {
+            Publish(Current.WithPorts(_shared.NextVersion(), ports), checkGroups: false, wait: false);
         }
     }
 
