@@ -46,7 +46,7 @@ internal sealed class CtlCommandLine
     /// <summary>The order of the manual's COMMANDS: ports, flows, statistics, packets.</summary>
     private static readonly string[] s_order = ["show", "dump-ports", "add-port", "del-port", "set-port", "pmd-stats-show", "pmd-stats-clear",
         "pmd-rxq-show", "add-flow", "add-flows", "replace-flows", "mod-flows", "del-flows", "set-table-miss", "dump-flows", "dump-aggregate",
-        "dump-megaflows", "flush-megaflows", "fdb-show", "fdb-flush", "trace", "capture", "monitor", "vlog-list", "vlog-set"];
+        "add-group", "add-groups", "mod-group", "del-groups", "dump-groups", "dump-group-stats", "dump-megaflows", "flush-megaflows", "fdb-show", "fdb-flush", "trace", "capture", "monitor", "vlog-list", "vlog-set"];
 
     public CtlCommandLine()
     {
@@ -456,6 +456,11 @@ internal sealed class CtlCommandLine
             };
         }
 
+        foreach (var c in GroupCommands())
+        {
+            yield return c;
+        }
+
         {
             var packet = new Argument<string>("PACKET") { Description = "the packet's fields as in a match, exact values (in_port=N or a port name, then any of eth, ip, tcp, ... fields); with HEX only its in_port" };
             var hex = new Argument<string?>("HEX") { Arity = ArgumentArity.ZeroOrOne, Description = "the frame in hex digits, parsed by the switch's own packet parser (as ofproto/trace takes one)" };
@@ -570,6 +575,103 @@ internal sealed class CtlCommandLine
                     }
 
                     return new CtlRequest(name, [], Capture: o);
+                },
+            };
+        }
+    }
+
+    /// <summary>The group commands (docs/CONTROL.md, docs/FLOWS.md "Groups").</summary>
+    private static IEnumerable<CtlCommand> GroupCommands()
+    {
+        foreach (var (name, summary, description, example) in new (string, string, string, string)[]
+        {
+            ("add-group", "add one group",
+                """
+                Adds one group in ovs-ofctl syntax: group_id=N,type=all|select|indirect|fast_failover, for
+                select optionally selection_method=hash and fields(F1,F2,...), then bucket=[bucket_id:N,]
+                [weight:W,][watch_port:P,]actions=ACTIONS for each bucket. A group id that exists is refused
+                (mod-group changes it). Returns once every PMD sees it; rules may then name it with group:N.
+                """, "vswitchctl add-group 'group_id=1,type=select,bucket=weight:2,actions=output:2,bucket=actions=output:3'"),
+            ("mod-group", "change an existing group",
+                """
+                Replaces the type and buckets of an existing group (same syntax as add-group); the group's
+                counters are kept, and each unchanged bucket's. A missing group id is refused.
+                """, "vswitchctl mod-group 'group_id=1,type=fast_failover,bucket=watch_port:2,actions=output:2,bucket=watch_port:3,actions=output:3'"),
+        })
+        {
+            var group = new Argument<string>("GROUP") { Description = "group_id=N,type=TYPE,bucket=...,bucket=... (docs/FLOWS.md, Groups)" };
+            var c = new Command(name, summary) { group };
+            yield return new CtlCommand
+            {
+                Command = c, Usage = $"{name} GROUP", Description = description, Examples = [example],
+                Bind = p => new CtlRequest(name, new JsonObject { ["group"] = p.GetValue(group) }),
+            };
+        }
+
+        {
+            var file = new Argument<string>("FILE") { Description = "the group file (one group per line), or - for standard input" };
+            var c = new Command("add-groups", "add every group of FILE or stdin (all or nothing)") { file };
+            yield return new CtlCommand
+            {
+                Command = c, Usage = "add-groups FILE|-",
+                Description = """
+                    Adds every group of FILE (one per line; # comments and blank lines are skipped), or of
+                    standard input for -, in one version or none: a bad line refuses the whole file, naming its
+                    line and column. vswitchctl reads the file and sends its text.
+                    """,
+                Examples = ["vswitchctl add-groups /etc/vswitch/groups.txt"],
+                Bind = p =>
+                {
+                    var f = p.GetValue(file)!;
+                    string text;
+                    try
+                    {
+                        text = f == "-" ? Console.In.ReadToEnd() : File.ReadAllText(f);
+                    }
+                    catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                    {
+                        throw new UsageException($"add-groups: {(e is FileNotFoundException ? $"no such file: {f}" : e.Message)}");
+                    }
+
+                    return new CtlRequest("add-groups", new JsonObject { ["group"] = text, ["origin"] = f == "-" ? "stdin" : f });
+                },
+            };
+        }
+
+        foreach (var (name, summary, usage, description, example) in new (string, string, string, string, string)[]
+        {
+            ("del-groups", "delete a group (or all) and the rules that use it", "del-groups [group_id=N]",
+                """
+                Deletes group N (every group without an argument, or with group_id=all), and, as Open
+                vSwitch does, every rule whose actions name a deleted group, in the same version. A group that
+                another group's bucket names is not deleted while that group stays.
+                """, "vswitchctl del-groups group_id=1"),
+            ("dump-groups", "groups with their counters", "dump-groups [group_id=N]",
+                """
+                The groups (or group N), one line each in add-group syntax with n_packets and n_bytes of the
+                group and of each bucket (add-group skips them, so a line loads back).
+                """, "vswitchctl dump-groups"),
+            ("dump-group-stats", "group and bucket counters, as ovs-ofctl", "dump-group-stats [group_id=N]",
+                """
+                Per group: duration, ref_count (the rules that name it), packet_count and byte_count, and
+                each bucket's packet_count and byte_count, as ovs-ofctl dump-group-stats prints them.
+                """, "vswitchctl dump-group-stats group_id=1"),
+        })
+        {
+            var id = new Argument<string?>("GROUP_ID") { Arity = ArgumentArity.ZeroOrOne, Description = "group_id=N (or a bare N), or group_id=all; all without it" };
+            var c = new Command(name, summary) { id };
+            yield return new CtlCommand
+            {
+                Command = c, Usage = usage, Description = description, Examples = [example],
+                Bind = p =>
+                {
+                    var a = new JsonObject();
+                    if (p.GetValue(id) is string g)
+                    {
+                        a["group"] = g.Contains('=', StringComparison.Ordinal) ? g : "group_id=" + g;
+                    }
+
+                    return new CtlRequest(name, a);
                 },
             };
         }

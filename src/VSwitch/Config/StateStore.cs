@@ -1,7 +1,8 @@
 // StateStore.cs - keeps the running ports and flow tables across vswitchd restarts.
 //
-// The store is one JSON file: {"format": 1, "ports": [...], "flows": ["rule", ...]} where rules are in
-// the flow syntax (docs/FLOWS.md), so an operator can read and diff it. Writes are atomic: the
+// The store is one JSON file: {"format": 1, "ports": [...], "groups": ["group", ...], "flows": ["rule", ...]}
+// where groups and rules are in the ovs-ofctl syntax (docs/FLOWS.md), so an operator can read and
+// diff it ("groups" may be absent: a store written before groups existed). Writes are atomic: the
 // whole store goes to a temporary file in the same directory, is fsynced, then renamed over the old
 // one (and the directory fsynced), so a crash leaves either the old or the new store, never a torn
 // one. A store that does not parse, or holds a bad port or rule, is refused at start-up with a
@@ -15,7 +16,11 @@ using VSwitch.Pipeline;
 namespace VSwitch.Config;
 
 /// <param name="NextOfPort">The lowest OpenFlow number never handed out (numbers are not reused, so rules that name a removed port never reach a new one).</param>
-public sealed record StoredState(IReadOnlyList<PortConfig> Ports, IReadOnlyList<FlowRule> Rules, int NextOfPort);
+public sealed record StoredState(IReadOnlyList<PortConfig> Ports, IReadOnlyList<FlowRule> Rules, int NextOfPort)
+{
+    /// <summary>The groups the rules may name (restored before them).</summary>
+    public IReadOnlyList<FlowGroup> Groups { get; init; } = [];
+}
 
 public static partial class StateStore
 {
@@ -94,6 +99,28 @@ public static partial class StateStore
             throw new VSwitchException($"{e.Message} (the state file was left as it is: fix or remove it)");
         }
 
+        List<FlowGroup> groups;
+        try
+        {
+            var groupText = o["groups"] is JsonArray ga ? string.Join('\n', ga.Select(g => g?.GetValue<string>() ?? "")) : "";
+            groups = GroupText.ParseGroups(groupText, where + " groups");
+            var ids = groups.Select(g => g.Id).ToHashSet();
+            foreach (var r in rules)
+            {
+                foreach (uint g in FlowGroup.Referenced(r.Actions))
+                {
+                    if (!ids.Contains(g))
+                    {
+                        throw new VSwitchException($"{r.Origin}: group:{g} names no group of the store");
+                    }
+                }
+            }
+        }
+        catch (Exception e) when (e is VSwitchException or InvalidOperationException)
+        {
+            throw new VSwitchException($"{e.Message} (the state file was left as it is: fix or remove it)");
+        }
+
         int next = pcs.Select(p => (p.OfPort ?? 0) + 1).Append(1).Max();
         if (o["next_ofport"] is JsonNode nn)
         {
@@ -107,11 +134,11 @@ public static partial class StateStore
             }
         }
 
-        return new StoredState(pcs, rules, next);
+        return new StoredState(pcs, rules, next) { Groups = groups };
     }
 
     /// <summary>Writes the store atomically (temp file, fsync, rename, fsync of the directory).</summary>
-    public static void Save(string path, IEnumerable<PortConfig> ports, IEnumerable<FlowRule> rules, int nextOfPort)
+    public static void Save(string path, IEnumerable<PortConfig> ports, IEnumerable<FlowRule> rules, int nextOfPort, IEnumerable<FlowGroup>? groups = null)
     {
         var o = new JsonObject
         {
@@ -132,6 +159,7 @@ public static partial class StateStore
 
                 return (JsonNode?)j;
             }).ToArray()),
+            ["groups"] = new JsonArray((groups ?? []).OrderBy(g => g.Id).Select(g => (JsonNode?)GroupText.Format(g, false)).ToArray()),
             ["flows"] = new JsonArray(rules.Select(r => (JsonNode?)FlowFormatter.Format(r, false)).ToArray()),
         };
         string dir = Path.GetDirectoryName(Path.GetFullPath(path))!;

@@ -18,7 +18,8 @@ public sealed partial class Commands(SwitchDatapath dp)
     public static readonly string[] Names = ["show", "dump-ports", "add-port", "del-port", "pmd-stats-show", "pmd-stats-clear", "pmd-rxq-show",
         "add-flow", "add-flows", "mod-flows", "del-flows", "replace-flows", "dump-flows", "dump-aggregate", "dump-megaflows", "flush-megaflows",
         "fdb-show", "fdb-flush", "trace", "set-port", "set-table-miss", "flows-begin", "flows-chunk", "flows-commit", "flows-abort",
-        "punt-read", "drops-read", "drops-stop", "vlog-list", "vlog-set", "batch"];
+        "punt-read", "drops-read", "drops-stop", "vlog-list", "vlog-set", "batch",
+        "add-group", "add-groups", "mod-group", "del-groups", "dump-groups", "dump-group-stats"];
 
     /// <summary>Most rules one flow transaction may hold (its parsed rules stay in memory until the commit).</summary>
     public const int MaxTransactionRules = 2_000_000;
@@ -62,7 +63,8 @@ public sealed partial class Commands(SwitchDatapath dp)
 
     /// <summary>Commands that change ports, tables or settings: logged by the control module.</summary>
     private static readonly HashSet<string> Mutating = ["add-port", "del-port", "set-port", "set-table-miss", "add-flow", "add-flows", "mod-flows",
-        "del-flows", "replace-flows", "flows-commit", "fdb-flush", "flush-megaflows", "vlog-set", "batch"];
+        "del-flows", "replace-flows", "flows-commit", "fdb-flush", "flush-megaflows", "vlog-set", "batch",
+        "add-group", "add-groups", "mod-group", "del-groups"];
 
     /// <summary>The arguments for a log line, without flow text (only its size).</summary>
     private static string Summary(JsonObject args) => string.Join(' ', args.Select(kv => kv.Key == "flow" && kv.Value is JsonValue fv
@@ -97,6 +99,11 @@ public sealed partial class Commands(SwitchDatapath dp)
         "mod-flows" => ModFlows(args),
         "del-flows" => DelFlows(args),
         "dump-flows" => DumpFlows(args),
+        "add-group" or "add-groups" => AddGroups(args), // GroupCommands.cs
+        "mod-group" => ModGroup(args),
+        "del-groups" => DelGroups(args),
+        "dump-groups" => DumpGroups(args),
+        "dump-group-stats" => DumpGroupStats(args),
         "dump-aggregate" => DumpAggregate(args),
         "dump-megaflows" => DumpMegaflows(),
         "flush-megaflows" => FlushMegaflows(),

@@ -231,7 +231,7 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
                     _notices.Add($"flow file {_config.FlowsFile} not loaded: {stored.Rules.Count} rules restored from state file {_config.StateFile}");
                 }
 
-                _flows.Add(stored.Rules, Native.Rdtsc());
+                _flows.SetGroupsAndRules(stored.Groups, stored.Rules, Native.Rdtsc());
             }
             else if (_config.FlowsFile is string file)
             {
@@ -379,7 +379,7 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
     }
 
     /// <summary>The ports as the pipeline sees them: OpenFlow number, and the slot the PMDs send to.</summary>
-    private List<PipelinePort> PipelinePorts(int exceptSlot = -1) => _ports.PipelinePorts(exceptSlot);
+    private List<PipelinePort> PipelinePorts(int exceptSlot = -1) => _ports.PipelinePorts(exceptSlot, _linkUp);
 
     /// <summary>Once a second from the control thread: rule timeouts and MAC aging.</summary>
     public void Housekeep()

@@ -1,4 +1,4 @@
-// DatapathState.cs - the state store writer: ports and flow tables written to --state FILE by one
+// DatapathState.cs - the state store writer: ports, groups and flow tables written to --state FILE by one
 // background thread, coalesced, off the commands' path (and once more at shutdown).
 using VSwitch.Config;
 using VSwitch.Pmd;
@@ -41,7 +41,8 @@ public sealed partial class SwitchDatapath
 
         try
         {
-            StateStore.Save(path, ports, _flows.Current.Dump(), nextOfPort);
+            var v = _flows.Current; // one version: its rules name only its groups
+            StateStore.Save(path, ports, v.Dump(), nextOfPort, v.Groups.Values);
             _stateError = null;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)

@@ -9,7 +9,8 @@ namespace VSwitch.Datapath;
 public sealed partial class SwitchDatapath
 {
     /// <summary>
-    /// Reads every port's link state and returns one line per change (for the operator's log).
+    /// Reads every port's link state and returns one line per change (for the operator's log); a
+    /// change is published to the pipeline (group buckets watch ports' links).
     /// Tx is not gated on it: a link seen up 100 ms late would drop a VM's first packets. Drivers
     /// refuse tx while down (net_vhost takes nothing until a guest attaches), and what they refuse
     /// is freed and counted as tx drops by the PMD.
@@ -33,6 +34,12 @@ public sealed partial class SwitchDatapath
                     _linkUp[dp] = up;
                     events.Add($"port {port.Name} link {(up ? "up" : "down")}");
                 }
+            }
+
+            if (events.Count > 0 && _flows != null)
+            {
+                // fast_failover's watch ports: a new version with the link states makes cached verdicts revalidate.
+                _flows.PublishLinkStates(PipelinePorts());
             }
 
             return events;

@@ -142,7 +142,8 @@ public sealed class PortRegistry
     }
 
     /// <summary>The ports as the pipeline sees them: OpenFlow number, and the slot the PMDs send to.</summary>
-    public List<PipelinePort> PipelinePorts(int exceptSlot = -1)
+    /// <param name="linkUp">Each slot's link state as last polled (null: every link up).</param>
+    public List<PipelinePort> PipelinePorts(int exceptSlot = -1, bool[]? linkUp = null)
     {
         var list = new List<PipelinePort>();
         for (int dp = 0; dp < PmdState.MaxPorts; dp++)
@@ -150,7 +151,7 @@ public sealed class PortRegistry
             if (_ports[dp] is DpdkPort p && dp != exceptSlot)
             {
                 var pc = _configs[dp];
-                list.Add(new PipelinePort(_ofPorts[dp], p.Name, pc?.VlanMode ?? VlanMode.None, pc?.Tag ?? 0, pc?.Trunks) { Slot = dp });
+                list.Add(new PipelinePort(_ofPorts[dp], p.Name, pc?.VlanMode ?? VlanMode.None, pc?.Tag ?? 0, pc?.Trunks) { Slot = dp, LinkUp = linkUp?[dp] ?? true });
             }
         }
 

@@ -25,13 +25,17 @@ internal readonly ref struct ActionParser
     private readonly int _start;
     private readonly int _table;
     private readonly FlowMatch _match;
+    private readonly bool _bucket;
 
     /// <param name="line">The rule's line.</param>
     /// <param name="start">Where the actions start (just after "actions=").</param>
     /// <param name="table">The rule's table (goto_table must go later, resubmit defaults to it).</param>
     /// <param name="match">The rule's whole match (for the actions' prerequisites).</param>
-    public ActionParser(FlowLine line, int start, int table, in FlowMatch match)
+    /// <param name="bucket">A group bucket's actions (GroupParser): no match, so no prerequisites (as
+    /// Open vSwitch: translation checks the packet), and no instructions (goto_table, write_metadata, recirc).</param>
+    public ActionParser(FlowLine line, int start, int table, in FlowMatch match, bool bucket = false)
     {
+        _bucket = bucket;
         _line = line;
         _start = start;
         _table = table;
@@ -48,7 +52,7 @@ internal readonly ref struct ActionParser
         int pos = _start;
         int dropAt = -1;
         int gotoAt = -1;
-        bool vlan = Prerequisites.Satisfied(Prerequisite.Vlan, _match);
+        bool vlan = _bucket || Prerequisites.Satisfied(Prerequisite.Vlan, _match);
         Span<char> lower = stackalloc char[24];
         while (true)
         {
@@ -135,11 +139,19 @@ internal readonly ref struct ActionParser
 
             int n = name.Length <= lower.Length ? name.ToLowerInvariant(lower) : -1;
             var lname = n < 0 ? "" : (ReadOnlySpan<char>)lower[..n];
+            if (_bucket && lname is "goto_table" or "write_metadata" or "recirc")
+            {
+                _line.Fail(start, $"expected a bucket action ('{name}' is not allowed in a group bucket)");
+            }
+
             FlowAction a;
             switch (lname)
             {
                 case "output" when sep == '(':
                     a = OutputParams(arg, argAt);
+                    break;
+                case "group":
+                    a = new FlowAction(ActionKind.Group, Value: IntArg(hasArg, name, pos, arg, argAt, head, "a group id", FlowGroup.MaxId));
                     break;
                 case "output":
                     NeedArg(hasArg, name, pos, "a port number");
@@ -358,7 +370,7 @@ internal readonly ref struct ActionParser
                 default:
                     _line.Fail(start, $"expected an action (output:PORT, in_port, drop, flood, normal, controller, push_vlan, "
                         + $"pop_vlan, mod_vlan_vid, mod_vlan_pcp, mod_dl_src, mod_dl_dst, mod_nw_src, mod_nw_dst, mod_tp_src, "
-                        + $"mod_tp_dst, mod_nw_ttl, mod_nw_tos, mod_nw_ecn, set_field, load, move, note, dec_ttl, write_metadata, goto_table, resubmit, recirc, all, ct_clear), found '{name}'");
+                        + $"mod_tp_dst, mod_nw_ttl, mod_nw_tos, mod_nw_ecn, set_field, load, move, note, dec_ttl, write_metadata, goto_table, resubmit, recirc, all, ct_clear, group), found '{name}'");
                     return [];
             }
 
@@ -827,7 +839,7 @@ internal readonly ref struct ActionParser
 
     private void CheckActionPrereq(FieldDef f, ReadOnlySpan<char> name, int start, bool vlan)
     {
-        bool ok = f.Prereq == Prerequisite.Vlan ? vlan : Prerequisites.Satisfied(f.Prereq, _match);
+        bool ok = _bucket || (f.Prereq == Prerequisite.Vlan ? vlan : Prerequisites.Satisfied(f.Prereq, _match));
         if (!ok)
         {
             _line.Fail(start, $"missing prerequisite for '{name}' in the actions: expected {Prerequisites.Describe(f.Prereq)} in the match");

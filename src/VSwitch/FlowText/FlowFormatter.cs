@@ -605,6 +605,9 @@ public static class FlowFormatter
                 case ActionKind.Recirc:
                     sb.Append(ic, $"recirc({a.Value})");
                     break;
+                case ActionKind.Group:
+                    sb.Append(ic, $"group:{a.Value}");
+                    break;
                 default:
                     sb.Append(ic, $"unknown_action_{(int)a.Kind}");
                     break;

@@ -46,7 +46,7 @@ public sealed record FlowFilter(FlowMatch Match, int? Table, int? Priority, ulon
     }
 }
 
-public sealed class FlowControl
+public sealed partial class FlowControl
 {
     private readonly object _lock = new();
     private readonly PipelineShared _shared;
@@ -67,10 +67,15 @@ public sealed class FlowControl
     /// <summary>Called after every published change (persistence hooks here).</summary>
     public event Action<FlowTables>? Changed;
 
-    private void Publish(FlowTables v)
+    private void Publish(FlowTables v, bool checkGroups = true, bool wait = true)
     {
+        if (checkGroups)
+        {
+            CheckGroupReferences(v); // FlowControlGroups.cs: a rule naming a missing group is refused
+        }
+
         _shared.Publish(v);
-        if (!_waitForPmds())
+        if (wait && !_waitForPmds())
         {
             throw new VSwitchException("a PMD did not pass a round boundary with the new flow tables within 5 s (the change is published and will take effect when it does)");
         }
@@ -245,7 +250,7 @@ public sealed class FlowControl
     {
         lock (_lock)
         {
-            Publish(Current.WithMiss(_shared.NextVersion(), table, miss));
+            Publish(Current.WithMiss(_shared.NextVersion(), table, miss), checkGroups: false);
         }
     }
 
@@ -268,7 +273,20 @@ public sealed class FlowControl
     {
         lock (_lock)
         {
-            Publish(Current.WithPorts(_shared.NextVersion(), ports));
+            Publish(Current.WithPorts(_shared.NextVersion(), ports), checkGroups: false);
+        }
+    }
+
+    /// <summary>
+    /// Publishes the ports' link states (fast_failover's watch ports) without waiting for the PMDs:
+    /// a link change is an event, not a command someone waits on, and the link poll must not stall
+    /// behind a PMD that is slow to reach a round boundary. PMDs revalidate at their next burst.
+    /// </summary>
+    public void PublishLinkStates(IEnumerable<PipelinePort> ports)
+    {
+        lock (_lock)
+        {
+            Publish(Current.WithPorts(_shared.NextVersion(), ports), checkGroups: false, wait: false);
         }
     }
 

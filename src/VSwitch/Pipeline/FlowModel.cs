@@ -149,6 +149,9 @@ public enum ActionKind : byte
 
     /// <summary>note:HEX: no effect; <see cref="FlowAction.Text"/> keeps the bytes as dumps show them ("01.02.00.00.00.00").</summary>
     Note,
+
+    /// <summary>Run group <see cref="FlowAction.Value"/> (Pipeline/FlowGroup.cs).</summary>
+    Group,
 }
 
 /// <summary>One action of a rule (a small value; the meaning of each member depends on Kind).</summary>

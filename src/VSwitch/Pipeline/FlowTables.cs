@@ -34,6 +34,9 @@ public sealed record PipelinePort(int OfPort, string Name, VlanMode Mode = VlanM
     /// <summary>Datapath slot (index of the tx buffer) the translation outputs to.</summary>
     public int Slot { get; init; } = OfPort - 1;
 
+    /// <summary>Whether the port's link is up (fast_failover's watch_port; a change publishes a new version).</summary>
+    public bool LinkUp { get; init; } = true;
+
     /// <summary>Whether this port carries <paramref name="vlan"/> (0: untagged) for NORMAL.</summary>
     public bool Carries(int vlan) => Mode switch
     {
@@ -60,9 +63,10 @@ public sealed class FlowTables
 
     private readonly FlowTable?[] _tables;
 
-    public FlowTables(long version, IEnumerable<FlowTable> tables, IEnumerable<PipelinePort> ports)
+    public FlowTables(long version, IEnumerable<FlowTable> tables, IEnumerable<PipelinePort> ports, IReadOnlyDictionary<uint, FlowGroup>? groups = null)
     {
         Version = version;
+        Groups = groups ?? EmptyGroups;
         _tables = new FlowTable?[MaxTables];
         var all = new List<FlowRule>();
         foreach (var t in tables)
@@ -88,6 +92,14 @@ public sealed class FlowTables
     /// <summary>An empty version (no rules: every packet misses table 0 and is dropped).</summary>
     public static FlowTables Empty(long version, IEnumerable<PipelinePort> ports) => new(version, [], ports);
 
+    private static readonly IReadOnlyDictionary<uint, FlowGroup> EmptyGroups = new Dictionary<uint, FlowGroup>();
+
+    /// <summary>The groups by id (group:N); never changed once published.</summary>
+    public IReadOnlyDictionary<uint, FlowGroup> Groups { get; }
+
+    /// <summary>Group <paramref name="id"/>, or null.</summary>
+    public FlowGroup? Group(uint id) => Groups.GetValueOrDefault(id);
+
     /// <summary>Monotonic; cached verdicts carry the version they were computed for.</summary>
     public long Version { get; }
 
@@ -109,7 +121,11 @@ public sealed class FlowTables
     public int RuleCount => Rules.Length;
 
     /// <summary>A new version with the same tables and a different port set.</summary>
-    public FlowTables WithPorts(long version, IEnumerable<PipelinePort> ports) => new(version, Tables, ports);
+    public FlowTables WithPorts(long version, IEnumerable<PipelinePort> ports) => new(version, Tables, ports, Groups);
+
+    /// <summary>A new version with the same tables and ports and exactly <paramref name="groups"/>.</summary>
+    public FlowTables WithGroups(long version, IEnumerable<FlowGroup> groups) =>
+        new(version, Tables, PortList, groups.ToDictionary(g => g.Id));
 
     /// <summary>
     /// A new version whose tables hold exactly <paramref name="rules"/> (tables not mentioned become
@@ -132,7 +148,7 @@ public sealed class FlowTables
             }
         }
 
-        return new FlowTables(version, tables, PortList);
+        return new FlowTables(version, tables, PortList, Groups);
     }
 
     /// <summary>A new version where table <paramref name="id"/> has the given miss policy.</summary>
@@ -140,7 +156,7 @@ public sealed class FlowTables
     {
         var tables = Tables.Where(t => t.Id != id).ToList();
         tables.Add(new FlowTable(id, Table(id)?.Rules ?? [], miss));
-        return new FlowTables(version, tables, PortList);
+        return new FlowTables(version, tables, PortList, Groups);
     }
 
     /// <summary>All rules in dump order: table, then priority (high first), then insertion.</summary>

@@ -58,6 +58,9 @@ public sealed class Translation
     /// <summary>Sentinels: the tag is the packet's own outer / inner one (see Translator.ResolveTpid).</summary>
     public const ushort TpidOfPacketOuter = 1, TpidOfPacketInner = 2;
 
+    /// <summary>Tags pushed minus tags popped so far, and the lowest it went (a group bucket's tag changes are undone from these).</summary>
+    public int TagDepth, TagLow;
+
     /// <summary>Do not record sources to learn (trace).</summary>
     public bool NoLearn;
 
@@ -128,6 +131,7 @@ public sealed class Translation
         Stopped = false;
         TableStopped = false;
         LearnCount = 0;
+        TagDepth = TagLow = 0;
         OuterTpid = TpidOfPacketOuter;
         InnerTpid = TpidOfPacketInner;
     }
@@ -154,7 +158,7 @@ public sealed class Translation
     }
 }
 
-public static class Translator
+public static partial class Translator
 {
     private const ulong PresentBit = 1UL << 44; // vlan_tci's 0x1000 in word 0
 
@@ -390,6 +394,9 @@ public static class Translator
             case ActionKind.Resubmit:
                 RunTable(v, a.Table, macs, t, ref depth, lookupInPort: a.Port);
                 break;
+            case ActionKind.Group:
+                Group(v, (uint)a.Value, tableId, macs, t, ref depth); // TranslatorGroups.cs
+                break;
         }
     }
 
@@ -435,6 +442,7 @@ public static class Translator
         t.InnerTpid = t.OuterTpid;
         t.OuterTpid = tpid;
         t.Emit(new DpAction(DpOp.PushVlan, a: tpid, b: tci));
+        t.TagDepth++;
         t.Key.Vlan2Tci = t.Key.VlanTci;
         t.Key.VlanTci = (ushort)(tci | KeyExtractor.VlanPresent);
     }
@@ -452,6 +460,7 @@ public static class Translator
         // below the packet's outer tag is its inner one; below anything else, a tag the parser did not record
         t.InnerTpid = t.OuterTpid == Translation.TpidOfPacketOuter ? Translation.TpidOfPacketInner : KeyExtractor.EthVlan;
         t.Emit(new DpAction(DpOp.PopVlan));
+        t.TagLow = Math.Min(t.TagLow, --t.TagDepth);
         t.Key.VlanTci = t.Key.Vlan2Tci;
         t.Key.Vlan2Tci = 0;
     }

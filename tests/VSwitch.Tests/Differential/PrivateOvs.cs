@@ -154,6 +154,16 @@ internal sealed class PrivateOvs : IDisposable
         return null;
     }
 
+    /// <summary>Adds groups (OpenFlow 1.5, as groups need 1.1+); null, or ovs-ofctl's complaint.</summary>
+    public string? AddGroups(IReadOnlyList<string> lines)
+    {
+        string file = Path.Combine(_dir, "groups.txt");
+        File.WriteAllLines(file, lines);
+        string mgmt = $"unix:{Path.Combine(_dir, "run", Bridge + ".mgmt")}";
+        var (rc, _, err) = RunRaw("ovs-ofctl", $"-O OpenFlow15 add-groups {mgmt} {file}", 30);
+        return rc == 0 ? null : err.Trim();
+    }
+
     /// <summary>ofproto/trace of a frame entering on <paramref name="inPort"/>: the whole trace text.</summary>
     public string Trace(int inPort, string hex) =>
         Appctl("ofproto/trace", Bridge, string.Create(CultureInfo.InvariantCulture, $"in_port={inPort}"), hex);
