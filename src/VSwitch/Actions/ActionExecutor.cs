@@ -75,9 +75,11 @@ public readonly unsafe struct ActionExecutor<TIo>
 
                     break;
                 case DpOp.Controller:
+                {
+                    long stamp = PuntRing.Stamp();
                     for (int j = 0; j < k; j++)
                     {
-                        if (_f.Punts.TryPut(pkts[j], inPort, op.A))
+                        if (_f.Punts.TryPut(pkts[j], inPort, op.A, stamp))
                         {
                             state.Counters->Punted++;
                         }
@@ -89,6 +91,8 @@ public readonly unsafe struct ActionExecutor<TIo>
 
                     punted = true;
                     break;
+                }
+
                 case DpOp.SetEthDst:
                     for (int j = 0; j < k; j++)
                     {

@@ -40,8 +40,11 @@ public sealed unsafe class PuntRing : IDisposable
         _slots = (byte*)NativeMemory.AllocZeroed((nuint)size, SlotSize);
     }
 
-    /// <summary>Producer: copies a packet; false when the ring is full.</summary>
-    public bool TryPut(nint m, ushort inPort, ushort code)
+    /// <summary>The stamp <see cref="TryPut"/> takes: read once per group or burst, not per packet (it is a call into the runtime).</summary>
+    public static long Stamp() => Stopwatch.GetTimestamp();
+
+    /// <summary>Producer: copies a packet stamped <paramref name="stamp"/> (<see cref="Stamp"/>); false when the ring is full.</summary>
+    public bool TryPut(nint m, ushort inPort, ushort code, long stamp)
     {
         long head = _head;
         if (head - Volatile.Read(ref _tail) > _mask)
@@ -56,7 +59,7 @@ public sealed unsafe class PuntRing : IDisposable
         *(ushort*)(s + 4) = inPort;
         *(ushort*)(s + 6) = code;
         *(int*)(s + 8) = snap;
-        *(long*)(s + 16) = Stopwatch.GetTimestamp();
+        *(long*)(s + 16) = stamp;
         Buffer.MemoryCopy(Mbuf.Data(m), s + HeaderSize, SnapLength, snap);
         Volatile.Write(ref _head, head + 1);
         return true;

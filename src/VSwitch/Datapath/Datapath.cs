@@ -257,7 +257,6 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
                 RequestStateSave();
             }
         }
-        PmdCode.BindNative();
         WarmNativeCalls();
         if (_flows == null)
         {

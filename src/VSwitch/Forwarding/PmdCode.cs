@@ -14,13 +14,6 @@ namespace VSwitch.Forwarding;
 
 public static class PmdCode
 {
-    /// <summary>
-    /// Binds every entry point of the native shim now, on the calling (control) thread: a P/Invoke
-    /// is bound at its first call, which allocates on the calling thread, and some fast-path calls
-    /// (freeing a burst a full tx queue refused) first run on a PMD long after its warm-up.
-    /// </summary>
-    public static void BindNative() => System.Runtime.InteropServices.Marshal.PrelinkAll(typeof(Interop.Native));
-
     /// <summary>Compiles every method of the l2fwd PMD's types (as <see cref="CompilePipeline{TIo}"/> does for the pipeline).</summary>
     [System.Diagnostics.CodeAnalysis.UnconditionalSuppressMessage("Trimming", "IL2075", Justification = "vswitchd is not trimmed; the types are referenced statically")]
     public static void CompileL2fwd<TIo>()

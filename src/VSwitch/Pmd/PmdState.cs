@@ -249,10 +249,11 @@ public sealed unsafe class PmdState : IDisposable
     /// <summary>Copies the burst's drops (or <paramref name="n"/> unsent mbufs) into the drop tap; PMD thread, only while a capture runs.</summary>
     public void TapDrops(nint* mbufs, byte* reasons, int n, DropReason all = DropReason.None)
     {
+        long stamp = Actions.PuntRing.Stamp();
         for (int i = 0; i < n; i++)
         {
             nint m = mbufs[i];
-            if (!DropTap.TryPut(m, Mbuf.Port(m), all != DropReason.None ? (ushort)all : reasons[i]))
+            if (!DropTap.TryPut(m, Mbuf.Port(m), all != DropReason.None ? (ushort)all : reasons[i], stamp))
             {
                 DropTapMissed++;
             }
