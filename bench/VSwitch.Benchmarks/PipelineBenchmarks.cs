@@ -518,7 +518,7 @@ public unsafe class PipelineKeyBenchmarks
     private FakeMbufBlock _mbufs = null!;
 
     /// <summary>Per-burst key and offset scratch, as FlowPmd has.</summary>
-    private FlowKey* _keys;
+    private DpKey* _keys;
     private HeaderOffsets* _offsets;
 
     [GlobalSetup]
@@ -539,7 +539,7 @@ public unsafe class PipelineKeyBenchmarks
         }
 
         _mbufs = new FakeMbufBlock(frames);
-        _keys = (FlowKey*)NativeMemory.AlignedAlloc(PmdState.Burst * (nuint)sizeof(FlowKey), 64);
+        _keys = (DpKey*)NativeMemory.AlignedAlloc(PmdState.Burst * (nuint)sizeof(DpKey), 64);
         _offsets = (HeaderOffsets*)NativeMemory.AlignedAlloc(PmdState.Burst * (nuint)sizeof(HeaderOffsets), 64);
         for (int i = 0; i < PmdState.Burst; i++)
         {
@@ -556,7 +556,7 @@ public unsafe class PipelineKeyBenchmarks
     public uint ExtractAndHash()
     {
         nint* mbufs = _mbufs.Mbufs;
-        FlowKey* keys = _keys;
+        DpKey* keys = _keys;
         HeaderOffsets* offsets = _offsets;
         uint h = 0;
         for (int r = 0; r < Rounds; r++)
@@ -660,7 +660,7 @@ public unsafe class PipelineUpcallBenchmarks
     private MegaflowCache _cache = null!;
 
     /// <summary>The keys translated, in turn.</summary>
-    private FlowKey* _keys;
+    private DpKey* _keys;
 
     [GlobalSetup]
     public void Setup()
@@ -669,9 +669,9 @@ public unsafe class PipelineUpcallBenchmarks
         _macs = new MacTable();
         _t = new Translation();
         _cache = new MegaflowCache(1 << 14);
-        _keys = (FlowKey*)NativeMemory.AlignedAlloc(Keys * (nuint)sizeof(FlowKey), 64);
+        _keys = (DpKey*)NativeMemory.AlignedAlloc(Keys * (nuint)sizeof(DpKey), 64);
         Extract(BenchRules.UpcallFrames(Keys, salt: 0), _keys);
-        var resident = (FlowKey*)NativeMemory.AlignedAlloc(Keys * (nuint)sizeof(FlowKey), 64);
+        var resident = (DpKey*)NativeMemory.AlignedAlloc(Keys * (nuint)sizeof(DpKey), 64);
         Extract(BenchRules.UpcallFrames(Keys, salt: 97), resident);
         for (int i = 0; i < Keys; i++)
         {
@@ -691,7 +691,7 @@ public unsafe class PipelineUpcallBenchmarks
         Console.WriteLine($"// {_cache.Count} resident megaflows in {_cache.SubtableCount} subtables; {outputs} of {Keys} keys output, the rest drop");
     }
 
-    private static void Extract(List<(byte[] Frame, ushort InPort)> frames, FlowKey* keys)
+    private static void Extract(List<(byte[] Frame, ushort InPort)> frames, DpKey* keys)
     {
         HeaderOffsets off;
         for (int i = 0; i < frames.Count; i++)

@@ -286,12 +286,14 @@ public sealed class GroupDatapathTests
 
     private static unsafe VSwitch.Packets.FlowKey Key(byte[] frame)
     {
-        VSwitch.Packets.FlowKey key;
+        VSwitch.Packets.DpKey dk;
         VSwitch.Packets.HeaderOffsets off;
         fixed (byte* d = frame)
         {
-            VSwitch.Packets.KeyExtractor.Extract(d, frame.Length, 1, &key, &off);
+            VSwitch.Packets.KeyExtractor.Extract(d, frame.Length, 1, &dk, &off);
         }
+
+        var key = dk.ToFlowKey();
 
         return key;
     }

@@ -30,9 +30,10 @@ public sealed unsafe partial class KeyExtractorTests
             Assert.Equal(0, mprotect(mem + Page, Page, 0));
             byte* d = (byte*)(mem + Page - frame.Length);
             frame.CopyTo(new Span<byte>(d, frame.Length));
-            FlowKey key;
+            DpKey dk;
             HeaderOffsets off;
-            ushort parse = KeyExtractor.Extract(d, frame.Length, inPort, &key, &off);
+            ushort parse = KeyExtractor.Extract(d, frame.Length, inPort, &dk, &off);
+            var key = dk.ToFlowKey();
             Assert.Equal(parse, key.Parse);
             return (key, off, parse);
         }

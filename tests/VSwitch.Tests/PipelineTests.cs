@@ -118,7 +118,9 @@ public sealed unsafe class PipelineTests
     {
         Assert.Equal(0, sizeof(VSwitch.Caches.MegaflowEntry) % 64);
         Assert.Equal(64, (int)System.Runtime.InteropServices.Marshal.OffsetOf<VSwitch.Caches.MegaflowEntry>(nameof(VSwitch.Caches.MegaflowEntry.Key)));
-        Assert.Equal(0, sizeof(VSwitch.Caches.EmcEntry) % 64);
+        Assert.Equal(96, sizeof(VSwitch.Caches.EmcEntry)); // 32-byte aligned in a 64-aligned array: any entry spans at most two lines
+        Assert.Equal(80, sizeof(VSwitch.Packets.DpKey)); // the datapath key: no metadata or registers
+        Assert.Equal(152, sizeof(VSwitch.Packets.FlowKey)); // the pipeline key: DpKey's words, metadata, 16 registers
         int program = (int)System.Runtime.InteropServices.Marshal.OffsetOf<VSwitch.Caches.MegaflowEntry>(nameof(VSwitch.Caches.MegaflowEntry.Program));
         int inline = (int)System.Runtime.InteropServices.Marshal.OffsetOf<VSwitch.Caches.MegaflowEntry>(nameof(VSwitch.Caches.MegaflowEntry.Inline));
         Assert.Equal(program / 64, (inline + 15) / 64); // a hit reads the program pointer and the first action from one line
@@ -257,19 +259,21 @@ public sealed unsafe class PipelineTests
             var t = new Translation();
             for (int i = 0; i < n; i++)
             {
-                FlowKey key;
+                DpKey dk;
                 HeaderOffsets off;
                 fixed (byte* d = frames[i])
                 {
-                    KeyExtractor.Extract(d, frames[i].Length, (ushort)inPort, &key, &off);
+                    KeyExtractor.Extract(d, frames[i].Length, (ushort)inPort, &dk, &off);
                 }
+
+                var key = dk.ToFlowKey();
 
                 Translator.Translate(version, key, macs, t, linear: true);
                 var want = t.Ops.Take(t.OpCount).Where(o => o.Op == DpOp.Output).Select(o => o.A + 1).OrderBy(x => x).ToList();
                 var have = (got.GetValueOrDefault(sent + i) ?? []).OrderBy(x => x).ToList();
                 Assert.True(want.SequenceEqual(have), $"seed {seed} burst {burst} packet {i}: reference outputs [{string.Join(",", want)}], datapath [{string.Join(",", have)}]");
 
-                int e = rig.Flow.Megaflows.Lookup(&key);
+                int e = rig.Flow.Megaflows.Lookup(&dk);
                 Assert.True(e >= 0, "the packet's megaflow is installed");
                 var me = rig.Flow.Megaflows.Entry(e);
                 if (me->Version == version.Version)

@@ -27,13 +27,15 @@ public sealed class SyntaxIssue14Tests
     public unsafe void The_parser_extracts_sctp_ports()
     {
         var frame = Frame(proto: 132, src: 5000, dst: 36412);
-        FlowKey key;
+        DpKey dk;
         HeaderOffsets off;
         fixed (byte* d = frame)
         {
-            ushort parse = KeyExtractor.Extract(d, frame.Length, 1, &key, &off);
+            ushort parse = KeyExtractor.Extract(d, frame.Length, 1, &dk, &off);
             Assert.Equal(ParseFlags.L4, parse & (ParseFlags.L4 | ParseFlags.Errors));
         }
+
+        var key = dk.ToFlowKey();
 
         Assert.Equal(132, key.NwProto);
         Assert.Equal(5000, key.TpSrc);
@@ -46,13 +48,15 @@ public sealed class SyntaxIssue14Tests
     {
         var frame = Frame(proto: 132)[..(14 + 20 + 8)];
         frame[16] = 0; frame[17] = 28; // IPv4 total length: 8 bytes of SCTP
-        FlowKey key;
+        DpKey dk;
         HeaderOffsets off;
         fixed (byte* d = frame)
         {
-            ushort parse = KeyExtractor.Extract(d, frame.Length, 1, &key, &off);
+            ushort parse = KeyExtractor.Extract(d, frame.Length, 1, &dk, &off);
             Assert.NotEqual(0, parse & ParseFlags.Truncated);
         }
+
+        var key = dk.ToFlowKey();
     }
 
     [Theory]
@@ -116,19 +120,31 @@ public sealed class SyntaxIssue14Tests
         Assert.Contains("duplicate field 'xreg1'", Refused("reg2=5,xreg1=0x10/0xff,actions=drop"));
     }
 
-    [Theory]
-    [InlineData("reg6=1,actions=drop")]
-    [InlineData("reg15=1,actions=drop")]
-    [InlineData("actions=set_field:1->reg9")]
-    [InlineData("actions=load:1->NXM_NX_REG12[]")]
-    [InlineData("actions=load:1->xreg3[]")]
-    [InlineData("actions=load:1->NXM_NX_XXREG0[0..3]")]
-    [InlineData("actions=move:reg0[]->xxreg1[0..31]")]
-    public void Registers_the_key_has_no_room_for_are_refused_saying_how_many_fit(string text)
+    [Fact]
+    public void Registers_6_to_15_xregs_to_7_and_xxregs_are_set_moved_matched_and_dumped_as_their_regs()
     {
-        var m = Refused(text);
-        Assert.Contains("it has reg0 to reg5", m);
-        Assert.Contains("room for six", m);
+        // Open vSwitch: xxregN is xreg(2N):xreg(2N+1), so reg(4N) is its top 32 bits.
+        var outs = OracleSwitchBugTests.Run("""
+            table=0,priority=10,actions=set_field:0x2->xxreg2,set_field:0x9->reg9,load:0xc->NXM_NX_REG12[],load:0x700000007->xreg7[],load:5->NXM_NX_XXREG0[0..3],load:6->NXM_NX_XXREG0[96..99],move:NXM_OF_IN_PORT[]->xxreg1[32..47],resubmit(,1)
+            table=1,priority=10,reg9=9,reg11=2,reg12=0xc,reg14=7,reg15=7,reg3=5,reg0=6,reg6=1,actions=output:2
+            table=1,priority=0,actions=output:3
+            """, 1, Frame());
+        Assert.Single(outs[2]);
+        Assert.Empty(outs[3]);
+        Assert.Equal("table=0,priority=1,reg7=0x10/0xff,actions=drop", RoundTrip("priority=1,xxreg1=0x10/0xff,actions=drop"));
+        Assert.Equal("table=0,priority=1,reg12=0x1,reg13=0x2,reg14=0x3,reg15=0x4,actions=drop",
+            RoundTrip("priority=1,xxreg3=0x00000001000000020000000300000004,actions=drop"));
+        Assert.Equal("table=0,priority=1,actions=set_field:0x1000000000000000000000002->xxreg1",
+            RoundTrip("priority=1,actions=load:0x1000000000000000000000002->NXM_NX_XXREG1[]"));
+    }
+
+    [Theory]
+    [InlineData("reg16=1,actions=drop", "reg16")]
+    [InlineData("actions=load:1->NXM_NX_XXREG0[32..95]", "within bits 0..63 or 64..127")]
+    [InlineData("actions=set_field:1/1->xxreg0", "at most 64 bits")]
+    public void Registers_beyond_open_vswitch_s_and_xxreg_ranges_across_halves_are_refused(string text, string why)
+    {
+        Assert.Contains(why, Refused(text));
     }
 
     // --- move and NXM names ----------------------------------------------------------------------

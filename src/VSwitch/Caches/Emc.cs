@@ -1,8 +1,8 @@
 // Emc.cs - one PMD's exact-match microflow cache: full key -> megaflow entry.
 //
 // 8192 entries of (key, megaflow index, megaflow serial, hash), two candidate slots per key taken
-// from different bits of the key's hash. A hit costs the hash (computed once per packet anyway) and a
-// 112-byte compare (four 256-bit vector compares, the last overlapping). An entry is trusted only while the megaflow slot
+// from different bits of the key's hash. A hit costs the hash (computed once per packet anyway) and an
+// 80-byte compare of the datapath key (two 256-bit vector compares and one 128-bit). An entry is trusted only while the megaflow slot
 // still carries the serial it had at insertion and that megaflow is valid for the current tables;
 // anything else falls through to the megaflow cache. Insertion is probabilistic (1 in InsertInvProb
 // lookups that missed, as Open vSwitch's emc-insert-inv-prob), so a flood of one-packet flows does not
@@ -14,7 +14,7 @@ using VSwitch.Packets;
 
 namespace VSwitch.Caches;
 
-[StructLayout(LayoutKind.Sequential, Size = 128)]
+[StructLayout(LayoutKind.Sequential, Size = 96)]
 public struct EmcEntry
 {
     // Hash first: a lookup whose hash differs (most misses) touches only the entry's first cache line.
@@ -32,7 +32,7 @@ public struct EmcEntry
     public int Reserved;
 
     /// <summary>The exact key.</summary>
-    public FlowKey Key;
+    public DpKey Key;
 }
 
 public sealed unsafe class Emc : IDisposable
@@ -62,15 +62,14 @@ public sealed unsafe class Emc : IDisposable
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static bool KeyEquals(FlowKey* a, FlowKey* b)
+    internal static bool KeyEquals(DpKey* a, DpKey* b)
     {
         if (Vector256.IsHardwareAccelerated)
         {
             var x = Vector256.Load((ulong*)a) ^ Vector256.Load((ulong*)b);
             x |= Vector256.Load((ulong*)a + 4) ^ Vector256.Load((ulong*)b + 4);
-            x |= Vector256.Load((ulong*)a + 8) ^ Vector256.Load((ulong*)b + 8);
-            x |= Vector256.Load((ulong*)a + 10) ^ Vector256.Load((ulong*)b + 10); // words 10-13 (overlaps 10-11)
-            return x == Vector256<ulong>.Zero;
+            var y = Vector128.Load((ulong*)a + 8) ^ Vector128.Load((ulong*)b + 8);
+            return (x.GetLower() | x.GetUpper() | y) == Vector128<ulong>.Zero;
         }
 
         return a->Equals(*b);
@@ -78,7 +77,7 @@ public sealed unsafe class Emc : IDisposable
 
     /// <summary>The entry for <paramref name="key"/>, or null.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public EmcEntry* Lookup(FlowKey* key, uint hash)
+    public EmcEntry* Lookup(DpKey* key, uint hash)
     {
         EmcEntry* e = _entries + (hash & Mask);
         if (e->Hash == hash && e->Megaflow >= 0 && KeyEquals(&e->Key, key))
@@ -97,7 +96,7 @@ public sealed unsafe class Emc : IDisposable
 
     /// <summary>Maybe (see <see cref="InsertInvProb"/>) remembers key -> megaflow.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void MaybeInsert(FlowKey* key, uint hash, int megaflow, int serial)
+    public void MaybeInsert(DpKey* key, uint hash, int megaflow, int serial)
     {
         if (InsertInvProb == 0)
         {

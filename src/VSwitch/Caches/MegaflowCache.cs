@@ -2,7 +2,7 @@
 //
 // A megaflow is (masked key, mask) -> compiled actions. Megaflows with the same mask live in one
 // subtable, a chained hash table keyed by CRC32C over only the words that mask uses (most masks use
-// 2-4 of the key's 14 words). A lookup tries the subtables in rank order (most hits first, re-ranked
+// 2-4 of the datapath key's 10 words). A lookup tries the subtables in rank order (most hits first, re-ranked
 // as traffic shifts) and returns the first entry whose masked key equals the packet's masked key;
 // megaflows never disagree where they overlap, so the first hit is the verdict.
 //
@@ -65,8 +65,8 @@ public unsafe struct MegaflowEntry
     /// <summary>Number of rules in <see cref="RuleSlots"/>.</summary>
     public byte RuleCount;
 
-    /// <summary>The masked key this entry matches (bytes 64 to 175).</summary>
-    public FlowKey Key;
+    /// <summary>The masked key this entry matches (bytes 64 to 143).</summary>
+    public DpKey Key;
 
     /// <summary>Sources NORMAL learned for this verdict, re-posted to the learner while the megaflow is hit.</summary>
     public int LearnCount;
@@ -74,7 +74,7 @@ public unsafe struct MegaflowEntry
     /// <summary>When the learn records were last posted (TSC).</summary>
     public ulong LearnStamp;
 
-    /// <summary>Counter slots (RuleCounterSlot*) of the rules taken, valid while Version is current (the fourth cache line).</summary>
+    /// <summary>Counter slots (RuleCounterSlot*) of the rules taken, valid while Version is current.</summary>
     public fixed long RuleSlots[Translation.MaxRules];
 
     /// <summary>The compiled actions: <see cref="Inline"/> when they fit, else a block from the cache's pool.
@@ -85,18 +85,15 @@ public unsafe struct MegaflowEntry
     /// It starts in the cache line that holds <see cref="Program"/>, so a hit with a short list reads one line for both.</summary>
     public fixed ulong Inline[InlineOps * 2];
 
-    /// <summary>
-    /// Actions stored in the entry itself; most verdicts need a handful. 15, not 16, since the key
-    /// grew to 14 words: the entry stays at 512 bytes.
-    /// </summary>
-    public const int InlineOps = 15;
+    /// <summary>Actions stored in the entry itself; most verdicts need a handful (the entry is 512 bytes).</summary>
+    public const int InlineOps = 16;
 }
 
 [StructLayout(LayoutKind.Sequential)]
 public unsafe struct MegaflowSubtable
 {
     /// <summary>The mask of every entry in this subtable.</summary>
-    public FlowKey Mask;
+    public DpKey Mask;
 
     /// <summary>Bucket heads (entry index or -1); length BucketMask + 1.</summary>
     public int* Buckets;
@@ -107,7 +104,7 @@ public unsafe struct MegaflowSubtable
     public int Count;
 
     /// <summary>Indices of the mask's non-zero words, WordCount of them.</summary>
-    public fixed byte Words[FlowKey.Words];
+    public fixed byte Words[DpKey.Words];
 
     public int WordCount;
 
@@ -173,7 +170,7 @@ public sealed unsafe class MegaflowCache : IDisposable
     public MegaflowSubtable* Subtable(int index) => _subtables + index;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static uint MaskedHash(FlowKey* key, MegaflowSubtable* st)
+    private static uint MaskedHash(DpKey* key, MegaflowSubtable* st)
     {
         ulong h = 0x5bd1e995UL;
         ulong* w = key->W;
@@ -189,7 +186,7 @@ public sealed unsafe class MegaflowCache : IDisposable
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static bool MaskedEquals(FlowKey* key, MegaflowSubtable* st, MegaflowEntry* e)
+    private static bool MaskedEquals(DpKey* key, MegaflowSubtable* st, MegaflowEntry* e)
     {
         ulong* w = key->W;
         ulong* m = st->Mask.W;
@@ -212,7 +209,7 @@ public sealed unsafe class MegaflowCache : IDisposable
     /// subtable's hash of <paramref name="key"/>, its bucket head prefetched.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public uint PrefetchBucket(FlowKey* key)
+    public uint PrefetchBucket(DpKey* key)
     {
         if (_rankCount == 0)
         {
@@ -251,7 +248,7 @@ public sealed unsafe class MegaflowCache : IDisposable
 
     /// <summary>The megaflow matching <paramref name="key"/>, or -1.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public int Lookup(FlowKey* key)
+    public int Lookup(DpKey* key)
     {
         int n = _rankCount;
         for (int r = 0; r < n; r++)
@@ -279,9 +276,11 @@ public sealed unsafe class MegaflowCache : IDisposable
     /// Installs the translation's verdict for <paramref name="key"/> and returns its entry; returns the
     /// scratch entry (filled, not installed) when the cache is full or holds too many masks.
     /// </summary>
-    public int Install(FlowKey* key, Translation t, long version, long macGeneration, ulong now)
+    public int Install(DpKey* key, Translation t, long version, long macGeneration, ulong now)
     {
-        int si = FindOrAddSubtable(in t.Wildcards);
+        // The mask is the translation's wildcards on the datapath words: metadata and registers are
+        // zero for every packet entering the pipeline, so a verdict never depends on their start.
+        int si = FindOrAddSubtable(DpKey.Of(t.Wildcards));
         int idx = si >= 0 && _free >= 0 ? _free : Limit;
         MegaflowEntry* e = _entries + idx;
         Fill(e, key, t, version, macGeneration, now);
@@ -299,7 +298,7 @@ public sealed unsafe class MegaflowCache : IDisposable
         MegaflowSubtable* st = _subtables + si;
         _free = e->Next;
         e->Subtable = si;
-        for (int i = 0; i < FlowKey.Words; i++)
+        for (int i = 0; i < DpKey.Words; i++)
         {
             e->Key.W[i] = key->W[i] & st->Mask.W[i];
         }
@@ -327,7 +326,7 @@ public sealed unsafe class MegaflowCache : IDisposable
         SetActions(e, t);
     }
 
-    private void Fill(MegaflowEntry* e, FlowKey* key, Translation t, long version, long macGeneration, ulong now)
+    private void Fill(MegaflowEntry* e, DpKey* key, Translation t, long version, long macGeneration, ulong now)
     {
         e->Key = *key;
         e->Version = version;
@@ -548,7 +547,7 @@ public sealed unsafe class MegaflowCache : IDisposable
         }
     }
 
-    private int FindOrAddSubtable(in FlowKey mask)
+    private int FindOrAddSubtable(in DpKey mask)
     {
         for (int r = 0; r < _rankCount; r++)
         {
@@ -581,7 +580,7 @@ public sealed unsafe class MegaflowCache : IDisposable
         MegaflowSubtable* st = _subtables + slot;
         st->Mask = mask;
         st->WordCount = 0;
-        for (int w = 0; w < FlowKey.Words; w++)
+        for (int w = 0; w < DpKey.Words; w++)
         {
             if (mask.W[w] != 0)
             {

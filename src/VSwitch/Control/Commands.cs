@@ -747,7 +747,7 @@ public sealed partial class Commands(SwitchDatapath dp)
                 string actions = shown.Count == 0 ? "drop" : string.Join(",", shown.Select(o => o.Format(ofPortOfSlot)));
                 double used = now > e->LastUsed ? (now - e->LastUsed) / hz : 0;
                 lines.Add((JsonNode?)string.Create(System.Globalization.CultureInfo.InvariantCulture,
-                    $"pmd={pi} {FlowFormatter.FormatKeyMask(e->Key, mfc.Subtable(st)->Mask)}, packets:{e->Packets}, bytes:{e->Bytes}, used:{used:F3}s, actions:{actions}"));
+                    $"pmd={pi} {FlowFormatter.FormatKeyMask(e->Key.ToFlowKey(), mfc.Subtable(st)->Mask.ToFlowKey())}, packets:{e->Packets}, bytes:{e->Bytes}, used:{used:F3}s, actions:{actions}"));
             }
         }
 
@@ -799,7 +799,7 @@ public sealed partial class Commands(SwitchDatapath dp)
             throw new VSwitchException($"argument \"hex\": a frame of {frame.Length} bytes (14 to 65535 expected)");
         }
 
-        Packets.FlowKey key;
+        Packets.DpKey key;
         Packets.HeaderOffsets offs;
         fixed (byte* p = frame)
         {
@@ -809,7 +809,7 @@ public sealed partial class Commands(SwitchDatapath dp)
             }
         }
 
-        return key;
+        return key.ToFlowKey();
     }
 
     private JsonObject PmdRxq()

@@ -357,8 +357,8 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
         PmdCode.CompilePipeline<DpdkIo>();
         var t = new Translation { NoLearn = true };
         using var cache = new Caches.MegaflowCache(4);
-        Packets.FlowKey key = default;
-        key.DlType = Packets.KeyExtractor.EthIp;
+        Packets.DpKey key = default;
+        key.W[0] = (ulong)Packets.KeyExtractor.EthIp << 16; // dl_type
         Translator.Translate(_flows!.Current, key, new MacTable(16), t);
         int e = cache.Install(&key, t, 0, -1, 0);
         cache.Lookup(&key);

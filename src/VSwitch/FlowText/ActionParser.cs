@@ -532,7 +532,7 @@ internal readonly ref struct ActionParser
 
         if (src.IsWide || dst.IsWide)
         {
-            _line.Fail(src.IsWide ? argAt : dAt, $"expected a field of at most 64 bits in 'move' (128-bit IPv6 addresses are not moved by this switch), found '{(src.IsWide ? srcName : dstName)}'");
+            _line.Fail(src.IsWide ? argAt : dAt, $"expected a field of at most 64 bits in 'move' (128-bit fields are not moved whole by this switch: IPv6 addresses not at all, an xxreg by a bit range within one 64-bit half), found '{(src.IsWide ? srcName : dstName)}'");
         }
 
         if (sHi >= src.SubfieldWidth || dHi >= dst.SubfieldWidth)
@@ -596,18 +596,31 @@ internal readonly ref struct ActionParser
             FailField(name, at, "'move:' or 'load:'");
         }
 
+        if (f.IsWide && f.PipelineOnly && lo >= 0 && !(lo == 0 && hi == 127))
+        {
+            // A bit range of xxregN is a range of one of its two xregs (bits 64..127: xreg 2N).
+            int x = f.Word - FlowKey.RegWord(0);
+            if (lo >= 64)
+            {
+                (f, lo, hi) = (Fields.Xregs[x], lo - 64, hi - 64);
+            }
+            else if (hi <= 63)
+            {
+                f = Fields.Xregs[x + 1];
+            }
+            else
+            {
+                _line.Fail(at + open + 1, $"expected a bit range of '{name}' within bits 0..63 or 64..127 (this switch moves and loads a 128-bit register in 64-bit halves), found {lo}..{hi}");
+            }
+        }
+
         return f;
     }
 
-    /// <summary>The error for an unknown field name (a register this switch lacks says so).</summary>
+    /// <summary>The error for an unknown field name.</summary>
     [System.Diagnostics.CodeAnalysis.DoesNotReturn]
     private void FailField(ReadOnlySpan<char> name, int at, string where)
     {
-        if (Fields.MissingRegister(name) is { } why)
-        {
-            _line.Fail(at, why);
-        }
-
         _line.Fail(at, $"expected a field name after {where}, found {Found(name)}{(name.IsEmpty ? "" : Keywords.Suggest(name))}");
     }
 
@@ -750,6 +763,11 @@ internal readonly ref struct ActionParser
 
                 return new FlowAction(ActionKind.SetField, Field: f, Value128: ip6);
             default:
+                if (f.IsWide)
+                {
+                    return LoadField(f, arg, argAt, shown, start, vlan); // xxregN: a 128-bit integer
+                }
+
                 return IntSet(f, arg, argAt, head, fieldName);
         }
     }
@@ -783,6 +801,11 @@ internal readonly ref struct ActionParser
         if (!f.PipelineOnly)
         {
             _line.Fail(fAt, $"expected metadata or a register after a masked 'set_field:V/M->' (a packet field takes no mask), found '{fieldName}'");
+        }
+
+        if (f.IsWide)
+        {
+            _line.Fail(fAt, $"expected a field of at most 64 bits after a masked 'set_field:V/M->' (set a 128-bit register's halves, xreg2N and xreg2N+1), found '{fieldName}'");
         }
 
         ulong v = 0, m = 0;

@@ -145,33 +145,37 @@ public static class Fields
     public static readonly FieldDef ArpTha    = new("arp_tha",      6,  0,  48, Prerequisite.Arp,    false, FieldSyntax.Mac);
     public static readonly FieldDef Ipv6Src   = new("ipv6_src",     5,  0, 128, Prerequisite.Ipv6,   true,  FieldSyntax.Ipv6);
     public static readonly FieldDef Ipv6Dst   = new("ipv6_dst",     7,  0, 128, Prerequisite.Ipv6,   true,  FieldSyntax.Ipv6);
-    public static readonly FieldDef Metadata  = new("metadata",     9,  0,  64, None,                true,  FieldSyntax.Hex) { Aliases = ["OXM_OF_METADATA"], PipelineOnly = true };
-    public static readonly FieldDef Reg0      = new("reg0",        10, 32,  32, None,                true,  FieldSyntax.Hex) { Aliases = ["NXM_NX_REG0"], PipelineOnly = true };
-    public static readonly FieldDef Reg1      = new("reg1",        10,  0,  32, None,                true,  FieldSyntax.Hex) { Aliases = ["NXM_NX_REG1"], PipelineOnly = true };
-    public static readonly FieldDef Reg2      = new("reg2",        12, 32,  32, None,                true,  FieldSyntax.Hex) { PipelineOnly = true };
-    public static readonly FieldDef Reg3      = new("reg3",        12,  0,  32, None,                true,  FieldSyntax.Hex) { PipelineOnly = true };
-    public static readonly FieldDef Reg4      = new("reg4",        13, 32,  32, None,                true,  FieldSyntax.Hex) { PipelineOnly = true };
-    public static readonly FieldDef Reg5      = new("reg5",        13,  0,  32, None,                true,  FieldSyntax.Hex) { PipelineOnly = true };
-    public static readonly FieldDef Xreg0     = new("xreg0",       10,  0,  64, None,                true,  FieldSyntax.Hex) { PipelineOnly = true };
-    public static readonly FieldDef Xreg1     = new("xreg1",       12,  0,  64, None,                true,  FieldSyntax.Hex) { PipelineOnly = true };
-    public static readonly FieldDef Xreg2     = new("xreg2",       13,  0,  64, None,                true,  FieldSyntax.Hex) { PipelineOnly = true };
-    public static readonly FieldDef CtState   = new("ct_state",    11,  0,   8, None,                false, FieldSyntax.Flags) { FlagNames = s_ctStateNames, SubfieldWidth = 32 };
-    public static readonly FieldDef CtZone    = new("ct_zone",     11,  8,  16, None,                false, FieldSyntax.Decimal);
-    public static readonly FieldDef CtMark    = new("ct_mark",     11, 32,  32, None,                false, FieldSyntax.Hex);
-    public static readonly FieldDef RecircId  = new("recirc_id",   11, 24,   8, None,                false, FieldSyntax.Decimal) { Exact = true };
+    public static readonly FieldDef Metadata  = new("metadata",    10,  0,  64, None,                true,  FieldSyntax.Hex) { Aliases = ["OXM_OF_METADATA"], PipelineOnly = true };
+    public static readonly FieldDef CtState   = new("ct_state",    FlowKey.CtWord,  0,   8, None,     false, FieldSyntax.Flags) { FlagNames = s_ctStateNames, SubfieldWidth = 32 };
+    public static readonly FieldDef CtZone    = new("ct_zone",     FlowKey.CtWord,  8,  16, None,     false, FieldSyntax.Decimal);
+    public static readonly FieldDef CtMark    = new("ct_mark",     FlowKey.CtWord, 32,  32, None,     false, FieldSyntax.Hex);
+    public static readonly FieldDef RecircId  = new("recirc_id",   FlowKey.CtWord, 24,   8, None,     false, FieldSyntax.Decimal) { Exact = true };
+
+    /// <summary>reg0 to reg15 (NXM_NX_REG0 ...): reg(2n) the high half of xreg n's word, as Open vSwitch.</summary>
+    public static readonly IReadOnlyList<FieldDef> Registers = [.. Enumerable.Range(0, FlowKey.Registers).Select(n =>
+        new FieldDef($"reg{n}", FlowKey.RegWord(n), (n & 1) == 0 ? 32 : 0, 32, None, true, FieldSyntax.Hex) { PipelineOnly = true })];
+
+    /// <summary>xreg0 to xreg7 (OXM_OF_PKT_REG0 ...): a 64-bit register, reg(2n):reg(2n+1).</summary>
+    public static readonly IReadOnlyList<FieldDef> Xregs = [.. Enumerable.Range(0, FlowKey.Registers / 2).Select(n =>
+        new FieldDef($"xreg{n}", FlowKey.RegWord(2 * n), 0, 64, None, true, FieldSyntax.Hex) { PipelineOnly = true })];
+
+    /// <summary>xxreg0 to xxreg3 (NXM_NX_XXREG0 ...): a 128-bit register, xreg(2n):xreg(2n+1).</summary>
+    public static readonly IReadOnlyList<FieldDef> Xxregs = [.. Enumerable.Range(0, FlowKey.Registers / 4).Select(n =>
+        new FieldDef($"xxreg{n}", FlowKey.RegWord(4 * n), 0, 128, None, true, FieldSyntax.Hex) { PipelineOnly = true })];
+
+    public static FieldDef Reg0 => Registers[0];
+    public static FieldDef Reg1 => Registers[1];
+    public static FieldDef Xreg0 => Xregs[0];
 
     public static readonly IReadOnlyList<FieldDef> All =
     [
         InPort, DlType, VlanTci, DlVlan, DlVlanPcp, Vlan2Tci, DlDst, NwProto, ArpOp, NwTos, IpDscp, NwEcn, DlSrc, NwTtl, NwFrag,
         TpSrc, TpDst, IcmpType, IcmpCode, TcpFlags, NwSrc, NwDst, ArpSpa, ArpTpa, ArpSha, ArpTha, Ipv6Src, Ipv6Dst, Metadata,
-        Reg0, Reg1, Reg2, Reg3, Reg4, Reg5, Xreg0, Xreg1, Xreg2, CtState, CtZone, CtMark, RecircId,
+        .. Registers, .. Xregs, .. Xxregs, CtState, CtZone, CtMark, RecircId,
     ];
 
-    /// <summary>The registers, reg0 first (FlowKey.Registers of them).</summary>
-    public static readonly IReadOnlyList<FieldDef> Registers = [Reg0, Reg1, Reg2, Reg3, Reg4, Reg5];
-
-    /// <summary>The pipeline's fields in ovs-ofctl's dump order (before the protocol); xregs are dumped as their two regs.</summary>
-    public static readonly IReadOnlyList<FieldDef> PipelineFields = [RecircId, Metadata, Reg0, Reg1, Reg2, Reg3, Reg4, Reg5, CtState, CtZone, CtMark];
+    /// <summary>The pipeline's fields in ovs-ofctl's dump order (before the protocol); xregs and xxregs are dumped as their regs.</summary>
+    public static readonly IReadOnlyList<FieldDef> PipelineFields = [RecircId, Metadata, .. Registers, CtState, CtZone, CtMark];
 
     /// <summary>
     /// Open vSwitch's NXM/OXM names of the fields this switch has, as load and move take them
@@ -179,7 +183,7 @@ public static class Fields
     /// NXM/OXM meaning is this switch's field exactly are here (not NXM_OF_VLAN_TCI's CFI-less forms,
     /// not OXM_OF_VLAN_VID's 13 bits).
     /// </summary>
-    private static readonly Dictionary<string, FieldDef> s_nxm = new(StringComparer.Ordinal)
+    private static readonly Dictionary<string, FieldDef> s_nxm = WithRegisters(new(StringComparer.Ordinal)
     {
         ["NXM_OF_IN_PORT"] = InPort,
         ["NXM_OF_ETH_DST"] = DlDst, ["OXM_OF_ETH_DST"] = DlDst,
@@ -209,32 +213,26 @@ public static class Fields
         ["NXM_NX_ARP_THA"] = ArpTha, ["OXM_OF_ARP_THA"] = ArpTha,
         ["NXM_NX_TCP_FLAGS"] = TcpFlags, ["OXM_OF_TCP_FLAGS"] = TcpFlags,
         ["OXM_OF_METADATA"] = Metadata,
-        ["NXM_NX_REG0"] = Reg0, ["NXM_NX_REG1"] = Reg1, ["NXM_NX_REG2"] = Reg2,
-        ["NXM_NX_REG3"] = Reg3, ["NXM_NX_REG4"] = Reg4, ["NXM_NX_REG5"] = Reg5,
-        ["OXM_OF_PKT_REG0"] = Xreg0, ["OXM_OF_PKT_REG1"] = Xreg1, ["OXM_OF_PKT_REG2"] = Xreg2,
         ["NXM_NX_CT_STATE"] = CtState, ["NXM_NX_CT_ZONE"] = CtZone, ["NXM_NX_CT_MARK"] = CtMark,
-    };
+    });
+
+    /// <summary>Adds the registers' NXM/OXM names: NXM_NX_REGn, OXM_OF_PKT_REGn (xregs), NXM_NX_XXREGn.</summary>
+    private static Dictionary<string, FieldDef> WithRegisters(Dictionary<string, FieldDef> d)
+    {
+        foreach (var (names, prefix, skip) in new[] { (Registers, "NXM_NX_REG", 3), (Xregs, "OXM_OF_PKT_REG", 4), (Xxregs, "NXM_NX_XXREG", 5) })
+        {
+            foreach (var r in names)
+            {
+                d.Add(prefix + r.Name[skip..], r);
+            }
+        }
+
+        return d;
+    }
 
     /// <summary>The field an NXM/OXM name (load, move) stands for, or null.</summary>
     public static FieldDef? FindNxm(ReadOnlySpan<char> name) =>
         s_nxm.GetAlternateLookup<ReadOnlySpan<char>>().TryGetValue(name, out var f) ? f : null;
-
-    /// <summary>
-    /// Why a register Open vSwitch has is not here ("reg6".."reg15", "xreg3".."xreg7", "xxregN" and
-    /// their NXM names), or null when <paramref name="name"/> is no such register.
-    /// </summary>
-    public static string? MissingRegister(ReadOnlySpan<char> name)
-    {
-        static bool Num(ReadOnlySpan<char> s, int max) => int.TryParse(s, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int n) && n <= max && s.Length > 0;
-        bool missing =
-            (name.StartsWith("reg") && Num(name[3..], 15)) || (name.StartsWith("NXM_NX_REG") && Num(name[10..], 15))
-            || (name.StartsWith("xreg") && Num(name[4..], 7)) || (name.StartsWith("OXM_OF_PKT_REG") && Num(name[14..], 7))
-            || (name.StartsWith("xxreg") && Num(name[5..], 3)) || (name.StartsWith("NXM_NX_XXREG") && Num(name[12..], 3));
-        return missing
-            ? $"'{name}' is a register this switch does not have: it has reg0 to reg{FlowKey.Registers - 1} (xreg0 to xreg{FlowKey.Registers / 2 - 1}) and no xxreg; "
-                + "the flow key has room for six 32-bit registers (a key of 14 words keeps an exact-match cache entry in two cache lines)"
-            : null;
-    }
 
     private static readonly Dictionary<string, FieldDef> s_byName = Build();
 

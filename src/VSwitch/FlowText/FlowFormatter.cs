@@ -636,6 +636,9 @@ public static class FlowFormatter
             case FieldSyntax.Ipv6:
                 sb.Append(Ipv6Text(a.Value128));
                 break;
+            case FieldSyntax.Hex when f.IsWide:
+                sb.Append(CultureInfo.InvariantCulture, $"0x{a.Value128:x}");
+                break;
             default:
                 // The writable decimal fields (the L4 ports) in decimal, every other integer in hex
                 // (a read-only field can only be here when code built the action).

@@ -111,11 +111,6 @@ internal unsafe ref struct MatchParser
 
             if (!Keywords.TryFind(name, out var kw))
             {
-                if (Fields.MissingRegister(name) is { } why)
-                {
-                    _line.Fail(start, why);
-                }
-
                 string what = _mode == MatchMode.Packet ? "a field name or protocol" : "a field name, protocol or keyword";
                 _line.Fail(start, $"expected {what}, found '{name}'{Keywords.Suggest(name)}");
             }
@@ -366,8 +361,18 @@ internal unsafe ref struct MatchParser
         switch (f.Syntax)
         {
             case FieldSyntax.Ipv6:
+            case FieldSyntax.Hex when f.IsWide:
             {
-                ParseIpv6Value(name, valStart, value, _mode == MatchMode.Packet, out var v128, out var m128);
+                UInt128 v128, m128;
+                if (f.Syntax == FieldSyntax.Ipv6)
+                {
+                    ParseIpv6Value(name, valStart, value, _mode == MatchMode.Packet, out v128, out m128);
+                }
+                else
+                {
+                    ParseWideInt(name, valStart, value, out v128, out m128);
+                }
+
                 ulong hiM = (ulong)(m128 >> 64), loM = (ulong)m128;
                 ulong hiV = (ulong)(v128 >> 64), loV = (ulong)v128;
                 CheckConsistent(word, hiM, hiV, start, end);
@@ -708,6 +713,25 @@ internal unsafe ref struct MatchParser
         }
 
         _line.Fail(valStart + slash + 1, $"expected a prefix length from 0 to 128 or an IPv6 mask after '{name}={vs}/', found {Found(ms)}");
+    }
+
+    /// <summary>A 128-bit register's value: an integer (0x... or decimal), optionally /MASK.</summary>
+    private readonly void ParseWideInt(ReadOnlySpan<char> name, int valStart, ReadOnlySpan<char> value, out UInt128 v, out UInt128 m)
+    {
+        int slash = value.IndexOf('/');
+        var vs = slash < 0 ? value : value[..slash];
+        m = UInt128.MaxValue;
+        if (!TryParseU128(vs, out v) || (slash >= 0 && (!TryParseU128(value[(slash + 1)..], out m) || m == 0)))
+        {
+            _line.Fail(valStart, $"expected a 128-bit integer (or VALUE/MASK) after '{name}=', found {Found(value)}");
+        }
+
+        if (slash >= 0 && _mode == MatchMode.Packet)
+        {
+            FailMasked(name, valStart + slash, value);
+        }
+
+        v &= m;
     }
 
     /// <summary>Fails on a mask in a trace packet, whose fields take exact values.</summary>

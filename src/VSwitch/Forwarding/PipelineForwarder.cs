@@ -36,7 +36,7 @@ public sealed unsafe class FlowPmd : IDisposable
         Shared = shared;
         Megaflows = new MegaflowCache(shared.MegaflowLimit);
         Emc = new Emc(shared.EmcInsertInvProb);
-        Keys = (FlowKey*)NativeMemory.AlignedAlloc(Burst * (nuint)sizeof(FlowKey), 64);
+        Keys = (DpKey*)NativeMemory.AlignedAlloc(Burst * (nuint)sizeof(DpKey), 64);
         Offsets = (HeaderOffsets*)NativeMemory.AlignedAlloc(Burst * (nuint)sizeof(HeaderOffsets), 64);
         Hashes = (uint*)NativeMemory.AlignedAlloc(Burst * sizeof(uint), 64);
         MegaflowHashes = (uint*)NativeMemory.AlignedAlloc(Burst * sizeof(uint), 64);
@@ -91,7 +91,7 @@ public sealed unsafe class FlowPmd : IDisposable
     public uint BurstSeq;
 
     // Per-burst scratch (one slot per received packet).
-    public readonly FlowKey* Keys;
+    public readonly DpKey* Keys;
     public readonly HeaderOffsets* Offsets;
     public readonly uint* Hashes;
 
@@ -260,7 +260,7 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
     {
         FlowPmd f = _f;
         PmdCounters* c = state.Counters;
-        FlowKey* keys = f.Keys;
+        DpKey* keys = f.Keys;
         int* entryOf = f.EntryOf;
         long version = f.Current.Version;
         long macGen = f.MacGeneration;
@@ -281,7 +281,7 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
                 continue;
             }
 
-            keys[i].W[11] |= (ulong)recircId << 24;
+            keys[i].W[FlowKey.CtWord] |= (ulong)recircId << 24;
 
             // Bursts often carry runs of one flow: a key equal to the previous packet's takes its
             // verdict without hashing or a cache lookup (the previous verdict was checked current).
@@ -384,14 +384,7 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static bool SameKey(FlowKey* a, FlowKey* b)
-    {
-        var x = System.Runtime.Intrinsics.Vector256.Load((ulong*)a) ^ System.Runtime.Intrinsics.Vector256.Load((ulong*)b);
-        x |= System.Runtime.Intrinsics.Vector256.Load((ulong*)a + 4) ^ System.Runtime.Intrinsics.Vector256.Load((ulong*)b + 4);
-        x |= System.Runtime.Intrinsics.Vector256.Load((ulong*)a + 8) ^ System.Runtime.Intrinsics.Vector256.Load((ulong*)b + 8);
-        x |= System.Runtime.Intrinsics.Vector256.Load((ulong*)a + 10) ^ System.Runtime.Intrinsics.Vector256.Load((ulong*)b + 10);
-        return x == System.Runtime.Intrinsics.Vector256<ulong>.Zero;
-    }
+    private static bool SameKey(DpKey* a, DpKey* b) => Emc.KeyEquals(a, b);
 
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void Miss(PmdState state, nint* mbufs, int n, long version, long macGen)
@@ -429,7 +422,7 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
                 continue;
             }
 
-            FlowKey* key = f.Keys + i;
+            DpKey* key = f.Keys + i;
             int e = mfc.Lookup(key);
             if (e >= 0)
             {
@@ -496,7 +489,7 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
     /// bug, or a rule set nobody foresaw) is recorded for the control thread to log, and the caller
     /// drops the packet and counts it; the PMD keeps polling.
     /// </summary>
-    private bool TryTranslate(FlowKey* key)
+    private bool TryTranslate(DpKey* key)
     {
         FlowPmd f = _f;
         try
@@ -517,7 +510,7 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
     /// verdict that needs no bits beyond the entry's mask is the same for every packet it covers, and
     /// NORMAL learns the packet's real source, not a half-blanked one.
     /// </summary>
-    private int Revalidate(PmdState state, int e, FlowKey* key)
+    private int Revalidate(PmdState state, int e, DpKey* key)
     {
         FlowPmd f = _f;
         MegaflowCache mfc = f.Megaflows;
@@ -533,7 +526,7 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
         }
 
         PostLearns(state, t, now);
-        if (!t.Overflow && t.Wildcards.IsSubsetOf(mfc.Subtable(me->Subtable)->Mask))
+        if (!t.Overflow && mfc.Subtable(me->Subtable)->Mask.Covers(t.Wildcards))
         {
             mfc.Update(e, t, f.Current.Version, t.UsesMac ? gen : -1);
             return e;

@@ -1,10 +1,10 @@
-// FlowKey.cs - the fixed-size flow key every packet is classified by: 14 64-bit words (112 bytes).
+// FlowKey.cs - the pipeline's flow key: the datapath key's 10 words plus metadata and the sixteen
+// registers, 19 64-bit words (152 bytes).
 //
-// Shaped for the caches: a key, a mask and a masked key are all the same 14 words, so matching is
-// "(key & mask) == value" word by word, hashing is CRC32C over the words a mask uses, and the
-// microflow cache compares three 256-bit vectors and one overlapping fourth. Fields are stored as host-order integers (a MAC
-// is the 48-bit big-endian number of its six bytes, an IPv4 address the usual 32-bit number), so
-// CIDR prefixes and bit masks are plain integer masks. The word layout:
+// Rules match it and the translator rewrites it. A key, a mask and a masked key are all the same 19
+// words, so matching is "(key & mask) == value" word by word. Fields are stored as host-order
+// integers (a MAC is the 48-bit big-endian number of its six bytes, an IPv4 address the usual 32-bit
+// number), so CIDR prefixes and bit masks are plain integer masks. The word layout:
 //
 //   W0  in_port:16  dl_type:16  vlan_tci:16  vlan2_tci:16   (TCI with 0x1000 set when the tag exists)
 //   W1  dl_dst:48   nw_proto:8  nw_tos:8                   (ARP: nw_proto = opcode low byte)
@@ -12,26 +12,29 @@
 //   W3  tp_src:16   tp_dst:16   tcp_flags:16  parse:16      (ICMP: tp_src = type, tp_dst = code)
 //   W4  nw_src:32   nw_dst:32                               (IPv4, ARP spa/tpa)
 //   W5..W8  ipv6_src (hi, lo), ipv6_dst (hi, lo)
-//   W9  metadata:64
-//   W10 reg1:32  reg0:32                                    (xreg0: reg0 the high half, as Open vSwitch)
-//   W11 ct_state:8 ct_zone:16 recirc_id:8 ct_mark:32        (recirc_id: set by the recirc action)
-//   W12 reg3:32  reg2:32                                    (xreg1)
-//   W13 reg5:32  reg4:32                                    (xreg2)
+//   W9  ct_state:8 ct_zone:16 recirc_id:8 ct_mark:32        (recirc_id: set by the recirc action)
+//   -- the datapath key (DpKey) ends here --
+//   W10 metadata:64
+//   W11..W18 xreg0..xreg7: reg(2n):32 in the high half, reg(2n+1):32 in the low (as Open vSwitch);
+//            xxreg n is words 11+2n (high) and 12+2n (low)
 //
-// Why 14 words and six registers (Open vSwitch has 16): an EMC entry is a 16-byte header and the key,
-// and 14 words is the most that keeps it at two cache lines (128 bytes). Every further pair of
-// registers costs a word in every key, mask, EMC and megaflow entry and in every compare.
+// Metadata and registers start at zero for every packet, so they are not part of the datapath key:
+// the caches match DpKey's 10 words, and a rule's match on a register costs nothing per packet (the
+// translator's wildcards on those words are dropped when a megaflow is installed).
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
 namespace VSwitch.Packets;
 
-[StructLayout(LayoutKind.Sequential, Size = 112)]
+[StructLayout(LayoutKind.Sequential, Size = 152)]
 public unsafe struct FlowKey : IEquatable<FlowKey>
 {
-    public const int Words = 14;
+    public const int Words = 19;
 
-    /// <summary>The key's 14 words (layout in the file comment).</summary>
+    /// <summary>The word of ct_state, ct_zone, recirc_id and ct_mark (the datapath key's last).</summary>
+    public const int CtWord = 9;
+
+    /// <summary>The key's 19 words (layout in the file comment).</summary>
     public fixed ulong W[Words];
 
     // Field positions: (word, shift, width). Kept as constants so accessors fold to one shift/mask.
@@ -59,22 +62,22 @@ public unsafe struct FlowKey : IEquatable<FlowKey>
     /// <summary>ARP target hardware address (word 6).</summary>
     public ulong ArpTha { readonly get => W[6]; set => W[6] = value; }
     public UInt128 Ipv6Dst { readonly get => new(W[7], W[8]); set { W[7] = (ulong)(value >> 64); W[8] = (ulong)value; } }
-    public ulong Metadata { readonly get => W[9]; set => W[9] = value; }
-    public uint Reg0 { readonly get => (uint)(W[10] >> 32); set => Set(10, 32, 32, value); }
-    public uint Reg1 { readonly get => (uint)W[10]; set => Set(10, 0, 32, value); }
+    public ulong Metadata { readonly get => W[10]; set => W[10] = value; }
+    public uint Reg0 { readonly get => (uint)(W[11] >> 32); set => Set(11, 32, 32, value); }
+    public uint Reg1 { readonly get => (uint)W[11]; set => Set(11, 0, 32, value); }
 
     /// <summary>Register <paramref name="n"/> (0 to <see cref="Registers"/> - 1): even ones the high half of their word.</summary>
     public readonly uint Reg(int n) => (uint)(W[RegWord(n)] >> ((n & 1) == 0 ? 32 : 0));
 
-    /// <summary>The registers the key holds (reg0 to reg5; see the file comment).</summary>
-    public const int Registers = 6;
+    /// <summary>The registers the key holds (reg0 to reg15, as Open vSwitch).</summary>
+    public const int Registers = 16;
 
     /// <summary>The word of register <paramref name="n"/> (the word of xreg n/2).</summary>
-    public static int RegWord(int n) => n < 2 ? 10 : 11 + (n >> 1);
-    public byte CtState { readonly get => (byte)W[11]; set => Set(11, 0, 8, value); }
-    public ushort CtZone { readonly get => (ushort)(W[11] >> 8); set => Set(11, 8, 16, value); }
-    public uint CtMark { readonly get => (uint)(W[11] >> 32); set => Set(11, 32, 32, value); }
-    public byte RecircId { readonly get => (byte)(W[11] >> 24); set => Set(11, 24, 8, value); }
+    public static int RegWord(int n) => 11 + (n >> 1);
+    public byte CtState { readonly get => (byte)W[CtWord]; set => Set(CtWord, 0, 8, value); }
+    public ushort CtZone { readonly get => (ushort)(W[CtWord] >> 8); set => Set(CtWord, 8, 16, value); }
+    public uint CtMark { readonly get => (uint)(W[CtWord] >> 32); set => Set(CtWord, 32, 32, value); }
+    public byte RecircId { readonly get => (byte)(W[CtWord] >> 24); set => Set(CtWord, 24, 8, value); }
 
     public const ulong Mac48 = 0xFFFF_FFFF_FFFFUL;
 
@@ -87,28 +90,20 @@ public unsafe struct FlowKey : IEquatable<FlowKey>
 
     public readonly bool Equals(FlowKey other)
     {
-        for (int i = 0; i < Words; i++)
+        fixed (ulong* a = W)
         {
-            if (W[i] != other.W[i])
-            {
-                return false;
-            }
+            return new ReadOnlySpan<ulong>(a, Words).SequenceEqual(new ReadOnlySpan<ulong>(other.W, Words));
         }
-
-        return true;
     }
 
     public override readonly bool Equals(object? obj) => obj is FlowKey k && Equals(k);
 
     public override readonly int GetHashCode()
     {
-        ulong h = 0;
-        for (int i = 0; i < Words; i++)
+        fixed (ulong* w = W)
         {
-            h = (h * 0x9E3779B97F4A7C15UL) ^ W[i];
+            return KeyHash.Of(w, Words);
         }
-
-        return (int)(h ^ (h >> 32));
     }
 
     /// <summary>True when every bit set in this mask is also set in <paramref name="other"/>.</summary>

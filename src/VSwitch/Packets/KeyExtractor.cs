@@ -1,4 +1,4 @@
-// KeyExtractor.cs - parses one frame's headers into a FlowKey, never reading past the frame.
+// KeyExtractor.cs - parses one frame's headers into a DpKey (the datapath key), never reading past the frame.
 //
 // Ethernet, 802.1Q / 802.1ad (up to two tags), ARP, IPv4 (options, fragments), IPv6 (hop-by-hop,
 // routing, destination options, fragment and AH extension headers), TCP (with flags), UDP, SCTP, ICMP and
@@ -54,7 +54,7 @@ public static unsafe class KeyExtractor
     /// Fills <paramref name="key"/> (all words written) from the <paramref name="len"/> bytes at
     /// <paramref name="d"/> received on datapath port <paramref name="inPort"/>; returns the parse flags.
     /// </summary>
-    public static ushort Extract(byte* d, int len, ushort inPort, FlowKey* key, HeaderOffsets* off) => Extract(d, len, len, inPort, key, off);
+    public static ushort Extract(byte* d, int len, ushort inPort, DpKey* key, HeaderOffsets* off) => Extract(d, len, len, inPort, key, off);
 
     /// <summary>
     /// As above for a frame of <paramref name="frameLen"/> bytes whose first <paramref name="len"/>
@@ -62,21 +62,20 @@ public static unsafe class KeyExtractor
     /// from the first segment only (one that ends inside a header is Truncated); length fields are
     /// checked against the whole frame, so a jumbo frame in a chain of mbufs parses like any other.
     /// </summary>
-    public static ushort Extract(byte* d, int len, int frameLen, ushort inPort, FlowKey* key, HeaderOffsets* off)
+    public static ushort Extract(byte* d, int len, int frameLen, ushort inPort, DpKey* key, HeaderOffsets* off)
     {
         ulong* w = key->W;
         if (System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated)
         {
             System.Runtime.Intrinsics.Vector256.Store(System.Runtime.Intrinsics.Vector256<ulong>.Zero, w);
             System.Runtime.Intrinsics.Vector256.Store(System.Runtime.Intrinsics.Vector256<ulong>.Zero, w + 4);
-            System.Runtime.Intrinsics.Vector256.Store(System.Runtime.Intrinsics.Vector256<ulong>.Zero, w + 8);
-            System.Runtime.Intrinsics.Vector128.Store(System.Runtime.Intrinsics.Vector128<ulong>.Zero, w + 12);
+            System.Runtime.Intrinsics.Vector128.Store(System.Runtime.Intrinsics.Vector128<ulong>.Zero, w + 8);
             w[0] = inPort;
         }
         else
         {
             w[0] = inPort; w[1] = 0; w[2] = 0; w[3] = 0; w[4] = 0; w[5] = 0;
-            w[6] = 0; w[7] = 0; w[8] = 0; w[9] = 0; w[10] = 0; w[11] = 0; w[12] = 0; w[13] = 0;
+            w[6] = 0; w[7] = 0; w[8] = 0; w[9] = 0;
         }
 
         off->L3 = 0xFFFF;
@@ -351,7 +350,7 @@ public static unsafe class KeyExtractor
 
     /// <summary>CRC32C of the key's words (the microflow cache's index).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static uint Hash(FlowKey* key)
+    public static uint Hash(DpKey* key)
     {
         ulong* w = key->W;
         if (Sse42.X64.IsSupported)
@@ -366,15 +365,11 @@ public static unsafe class KeyExtractor
             b = Sse42.X64.Crc32(b, w[7]);
             c = Sse42.X64.Crc32(c, w[8]);
             a = Sse42.X64.Crc32(a, w[9]);
-            b = Sse42.X64.Crc32(b, w[10]);
-            c = Sse42.X64.Crc32(c, w[11]);
-            a = Sse42.X64.Crc32(a, w[12]);
-            b = Sse42.X64.Crc32(b, w[13]);
             return (uint)Sse42.X64.Crc32(a ^ (b << 21) ^ (c << 42), c ^ b);
         }
 
         ulong h = 0xCBF29CE484222325UL;
-        for (int i = 0; i < FlowKey.Words; i++)
+        for (int i = 0; i < DpKey.Words; i++)
         {
             h = (h ^ w[i]) * 0x100000001B3UL;
         }

@@ -319,6 +319,6 @@ public sealed partial class FlowControl
         // the trace's bindings to the MAC table, so a trace still changes nothing.
         var t = new Translation { Trace = [] };
         Translator.Translate(Current, key, _shared.Macs, t);
-        return (t.Trace!, t, FlowFormatter.FormatKeyMask(key, t.Wildcards));
+        return (t.Trace!, t, FlowFormatter.FormatKeyMask(key, DpKey.Of(t.Wildcards).ToFlowKey())); // the datapath words only, as installed
     }
 }

@@ -164,13 +164,17 @@ public static partial class Translator
 
     /// <summary>Translates <paramref name="key"/> under <paramref name="v"/> into <paramref name="t"/>.</summary>
     /// <param name="linear">Use the brute-force linear scan instead of the classifier (the reference the tests compare against).</param>
+    public static unsafe void Translate(FlowTables v, in DpKey key, MacTable macs, Translation t, bool linear = false) =>
+        Translate(v, key.ToFlowKey(), macs, t, linear);
+
+    /// <summary>As above for a pipeline key (a trace may set metadata or registers to start with).</summary>
     public static unsafe void Translate(FlowTables v, in FlowKey key, MacTable macs, Translation t, bool linear = false)
     {
         t.Reset(key);
         t.Linear = linear;
         t.Wildcards.W[0] |= 0xFFFF; // in_port: every datapath flow is per input port
         t.Wildcards.W[3] |= (ulong)ParseFlags.Errors << 48; // malformed packets never share a verdict
-        t.Wildcards.W[11] |= 0xFFUL << 24; // recirc_id: a recirculated packet never takes a first pass's verdict
+        t.Wildcards.W[FlowKey.CtWord] |= 0xFFUL << 24; // recirc_id: a recirculated packet never takes a first pass's verdict
         int depth = 0;
         RunTable(v, 0, macs, t, ref depth);
         Finish(t);
@@ -648,6 +652,13 @@ public static partial class Translator
         {
             // Pipeline-only fields (metadata, registers): they change the key, not the packet. A
             // non-zero Mask writes only those bits (load:V->reg0[a..b], set_field:V/M->reg0).
+            if (f.IsWide)
+            {
+                k.W[f.Word] = (ulong)(a.Value128 >> 64); // xxregN (never masked: the parser refuses it)
+                k.W[f.Word + 1] = (ulong)a.Value128;
+                return;
+            }
+
             ulong v = a.Value;
             if (a.Mask != 0)
             {

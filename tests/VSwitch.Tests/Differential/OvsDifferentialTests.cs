@@ -363,29 +363,38 @@ public sealed partial class OvsDifferentialTests(ITestOutputHelper output)
                 }
 
                 string v = AsInteger(m.Groups[1].Value), f = m.Groups[2].Value;
+                bool high = rnd.Next(2) == 0; // registers 6-15, xreg3-7 and xxreg halves, or the low ones
                 return f switch
                 {
-                    "nw_src" or "ip_src" => $"set_field:{v}->reg2,move:NXM_NX_REG2[]->NXM_OF_IP_SRC[]",
-                    "nw_dst" or "ip_dst" => $"set_field:{v}->reg3,move:reg3[]->OXM_OF_IPV4_DST[]",
-                    "eth_src" or "dl_src" => $"load:{v}->OXM_OF_PKT_REG1[8..55],move:xreg1[8..55]->NXM_OF_ETH_SRC[]",
-                    "udp_dst" => $"load:{v}->NXM_NX_REG4[16..31],move:reg4[16..31]->NXM_OF_UDP_DST[]",
-                    "tcp_dst" or "tp_dst" when !udp => $"load:{v}->NXM_NX_REG4[16..31],move:reg4[16..31]->NXM_OF_TCP_DST[]",
+                    "nw_src" or "ip_src" => high ? $"set_field:{v}->reg10,move:NXM_NX_REG10[]->NXM_OF_IP_SRC[]" : $"set_field:{v}->reg2,move:NXM_NX_REG2[]->NXM_OF_IP_SRC[]",
+                    "nw_dst" or "ip_dst" => high ? $"load:{v}->NXM_NX_XXREG2[64..95],move:xxreg2[64..95]->OXM_OF_IPV4_DST[]" : $"set_field:{v}->reg3,move:reg3[]->OXM_OF_IPV4_DST[]",
+                    "eth_src" or "dl_src" => high ? $"load:{v}->OXM_OF_PKT_REG6[8..55],move:xreg6[8..55]->NXM_OF_ETH_SRC[]" : $"load:{v}->OXM_OF_PKT_REG1[8..55],move:xreg1[8..55]->NXM_OF_ETH_SRC[]",
+                    "udp_dst" => $"load:{v}->NXM_NX_REG{(high ? 13 : 4)}[16..31],move:reg{(high ? 13 : 4)}[16..31]->NXM_OF_UDP_DST[]",
+                    "tcp_dst" or "tp_dst" when !udp => $"load:{v}->NXM_NX_REG{(high ? 13 : 4)}[16..31],move:reg{(high ? 13 : 4)}[16..31]->NXM_OF_TCP_DST[]",
                     _ => m.Value,
                 };
             });
             if (rnd.Next(5) == 0 && tail != "drop")
             {
-                tail = (rnd.Next(3) switch
+                tail = (rnd.Next(5) switch
                 {
                     0 => "move:NXM_OF_ETH_SRC[0..7]->NXM_NX_REG5[0..7],",
                     1 => "move:NXM_OF_IN_PORT[]->reg5[0..15],",
-                    _ => v4 ? "move:NXM_OF_IP_DST[24..31]->reg5[0..7]," : "load:0x1->reg5[0..7],",
+                    2 => "move:NXM_OF_ETH_SRC[0..7]->NXM_NX_XXREG3[0..7],",
+                    3 => "move:NXM_OF_IN_PORT[]->reg15[0..15],",
+                    _ => v4 ? "move:NXM_OF_IP_DST[24..31]->reg5[0..7]," : "load:0x1->reg15[0..7],",
                 }) + tail;
             }
 
             if (rnd.Next(6) == 0)
             {
-                match += rnd.Next(2) == 0 ? ",reg5=0x2/0xff" : ",xreg2=0x2/0xff";
+                match += rnd.Next(4) switch
+                {
+                    0 => ",reg5=0x2/0xff",
+                    1 => ",xreg2=0x2/0xff",
+                    2 => ",reg15=0x2/0xff",
+                    _ => ",xxreg3=0x2/0xff",
+                };
             }
 
             if (rnd.Next(8) == 0 && tail != "drop")
@@ -403,7 +412,7 @@ public sealed partial class OvsDifferentialTests(ITestOutputHelper output)
         }
 
         /// <summary>Issue 14's syntax, counted in the agreeing traces whose rule sets use it.</summary>
-        private static readonly string[] Issue14Items = ["sctp", "move:", "NXM_NX_REG2[]", "xreg1[", "OXM_OF_PKT_REG1", "reg5=", "xreg2=", "note:", "max_len=", "output:LOCAL"];
+        private static readonly string[] Issue14Items = ["sctp", "move:", "NXM_NX_REG2[]", "xreg1[", "OXM_OF_PKT_REG1", "reg5=", "xreg2=", "reg10", "xxreg", "XXREG", "xreg6", "reg13", "reg15", "note:", "max_len=", "output:LOCAL"];
 
         /// <summary>A MAC (aa:bb:..) or IPv4 address (a.b.c.d) as the hex integer load and register set_field take.</summary>
         private static string AsInteger(string v) =>
@@ -523,12 +532,14 @@ public sealed partial class OvsDifferentialTests(ITestOutputHelper output)
         private unsafe DiffCase TraceBoth(FlowControl flows, IReadOnlyList<string> lines, OraclePacket p)
         {
             var start = HeaderState.Of(p.Frame);
-            FlowKey key;
+            DpKey dk;
             HeaderOffsets offs;
             fixed (byte* f = p.Frame)
             {
-                KeyExtractor.Extract(f, p.Frame.Length, (ushort)p.InPort, &key, &offs);
+                KeyExtractor.Extract(f, p.Frame.Length, (ushort)p.InPort, &dk, &offs);
             }
+
+            var key = dk.ToFlowKey();
 
             var (traceLines, t, megaflow) = flows.Trace(key);
             var sw = NormalForm.OfSwitch(start, t.Ops.AsSpan(0, t.OpCount));

@@ -1,0 +1,108 @@
+// DpKey.cs - the datapath's flow key: what the extractor reads from a packet and the caches match,
+// 10 64-bit words (80 bytes).
+//
+// The pipeline's key (FlowKey) starts with these same 10 words and adds what only rules see:
+// metadata and the sixteen registers. Those are zero whenever a packet enters the pipeline, so the
+// datapath never needs them: a verdict is a function of these words alone, and a megaflow's mask is
+// the pipeline's wildcards cut to them. Keeping pipeline-only fields out of this key keeps the
+// per-packet work small: extraction zeroes 80 bytes, the hash is 10 CRC32C steps, a microflow (EMC)
+// compare is two 256-bit compares and one 128-bit, and an EMC entry (16-byte header + key) fits in
+// 96 bytes. The words (shared with FlowKey, see its file comment):
+//
+//   W0  in_port:16  dl_type:16  vlan_tci:16  vlan2_tci:16
+//   W1  dl_dst:48   nw_proto:8  nw_tos:8
+//   W2  dl_src:48   nw_ttl:8    nw_frag:8
+//   W3  tp_src:16   tp_dst:16   tcp_flags:16  parse:16
+//   W4  nw_src:32   nw_dst:32
+//   W5..W8  ipv6_src (hi, lo), ipv6_dst (hi, lo)   (ARP: W5 = sha, W6 = tha)
+//   W9  ct_state:8  ct_zone:16  recirc_id:8  ct_mark:32
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
+namespace VSwitch.Packets;
+
+[StructLayout(LayoutKind.Sequential, Size = 80)]
+public unsafe struct DpKey : IEquatable<DpKey>
+{
+    public const int Words = 10;
+
+    /// <summary>The key's words (layout in the file comment); FlowKey's first <see cref="Words"/>.</summary>
+    public fixed ulong W[Words];
+
+    public ushort InPort { readonly get => (ushort)W[0]; set => W[0] = (W[0] & ~0xFFFFUL) | value; }
+
+    public byte RecircId { readonly get => (byte)(W[FlowKey.CtWord] >> 24); set => W[FlowKey.CtWord] = (W[FlowKey.CtWord] & ~(0xFFUL << 24)) | ((ulong)value << 24); }
+
+    /// <summary>The datapath words of a pipeline key (or of a pipeline mask: a megaflow's mask).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static DpKey Of(in FlowKey key)
+    {
+        DpKey d;
+        fixed (ulong* s = key.W)
+        {
+            Unsafe.CopyBlockUnaligned(d.W, s, Words * sizeof(ulong));
+        }
+
+        return d;
+    }
+
+    /// <summary>The pipeline key a packet with this datapath key starts with: metadata and registers zero.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public readonly FlowKey ToFlowKey()
+    {
+        FlowKey k = default;
+        fixed (ulong* s = W)
+        {
+            Unsafe.CopyBlockUnaligned(k.W, s, Words * sizeof(ulong));
+        }
+
+        return k;
+    }
+
+    /// <summary>True when this mask holds every datapath bit of <paramref name="wildcards"/> (a translation's).</summary>
+    public readonly bool Covers(in FlowKey wildcards)
+    {
+        for (int i = 0; i < Words; i++)
+        {
+            if ((wildcards.W[i] & ~W[i]) != 0)
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    public readonly bool Equals(DpKey other)
+    {
+        fixed (ulong* a = W)
+        {
+            return new ReadOnlySpan<ulong>(a, Words).SequenceEqual(new ReadOnlySpan<ulong>(other.W, Words));
+        }
+    }
+
+    public override readonly bool Equals(object? obj) => obj is DpKey k && Equals(k);
+
+    public override readonly int GetHashCode()
+    {
+        fixed (ulong* w = W)
+        {
+            return KeyHash.Of(w, Words);
+        }
+    }
+}
+
+/// <summary>The hash both keys give the control plane's dictionaries (not the caches' CRC32C).</summary>
+internal static unsafe class KeyHash
+{
+    public static int Of(ulong* w, int words)
+    {
+        ulong h = 0;
+        for (int i = 0; i < words; i++)
+        {
+            h = (h * 0x9E3779B97F4A7C15UL) ^ w[i];
+        }
+
+        return (int)(h ^ (h >> 32));
+    }
+}
