@@ -259,7 +259,7 @@ public sealed partial class FlowTable
                 }
 
                 wildcards.Or(r.Match.Mask);
-                if (r.Match.MatchesKey(key))
+                if (!r.IsConjunction && r.Match.MatchesKey(key)) // a clause is never the answer (mod-flows could make one here)
                 {
                     return r;
                 }
