@@ -118,14 +118,14 @@ public sealed partial class OvsDifferentialTests
 
         private static unsafe FlowKey KeyOf(OraclePacket p)
         {
-            FlowKey key;
+            DpKey key;
             HeaderOffsets offs;
             fixed (byte* f = p.Frame)
             {
                 KeyExtractor.Extract(f, p.Frame.Length, (ushort)p.InPort, &key, &offs);
             }
 
-            return key;
+            return key.ToFlowKey();
         }
 
         /// <summary>A clause matching a field (or two) of <paramref name="k"/>, or sometimes a value no frame has.</summary>
