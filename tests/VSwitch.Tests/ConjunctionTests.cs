@@ -288,6 +288,32 @@ public sealed unsafe class ConjunctionSemanticsTests
     }
 
     [Fact]
+    public void A_rule_that_is_both_clauses_of_an_id_counts_only_beside_a_second_clause_rule()
+    {
+        // Open vSwitch 3.1 skips conjunctions of more dimensions than there are clause rules matching
+        // at that priority (checked with ofproto/trace: drop alone, output:2 beside another clause rule).
+        Expect("""
+            priority=300,ip,nw_src=10.0.0.1,actions=conjunction(5,1/2),conjunction(5,2/2)
+            priority=300,ip,nw_dst=10.0.0.2,actions=conjunction(6,1/3)
+            priority=300,conj_id=5,actions=output:2
+            """,
+            ("in_port=1,ip,nw_src=10.0.0.1,nw_dst=10.0.0.9", "drop"),
+            ("in_port=1,ip,nw_src=10.0.0.1,nw_dst=10.0.0.2", "2"));
+    }
+
+    [Fact]
+    public void A_sixty_four_dimension_conjunction_is_not_completed_by_other_ids_clause_rules()
+    {
+        // The one difference from Open vSwitch 3.1 (docs/FLOWS.md): there, 63 of the 64 clauses plus a
+        // clause rule of another conjunction at the same priority (64 soft matches) complete it
+        // (ofproto/trace: output:2); the 64th clause is missing, so here it does not.
+        var rules = string.Join("\n", Enumerable.Range(0, 64).Select(b => $"priority=100,metadata=0x{1UL << b:x}/0x{1UL << b:x},actions=conjunction(9,{b + 1}/64)"));
+        var (flows, shared) = Load(rules + "\npriority=100,conj_id=9,actions=output:2\npriority=100,ip,nw_src=10.0.0.1,actions=conjunction(10,1/2)");
+        Assert.Equal("drop", Verdict(flows, shared, "in_port=1,ip,nw_src=10.0.0.1,metadata=0x7fffffffffffffff"));
+        Assert.Equal("2", Verdict(flows, shared, "in_port=1,ip,nw_src=10.0.0.1,metadata=0xffffffffffffffff"));
+    }
+
+    [Fact]
     public void A_clause_field_is_in_the_megaflow_so_a_cached_verdict_never_covers_a_packet_classified_otherwise()
     {
         var (flows, shared) = Load(Acl + "\ntable=0,priority=1,actions=output:3");
