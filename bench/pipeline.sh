@@ -7,6 +7,11 @@
 # in_port=2 -> output:1) plus a priority-1 catch-all per input port. Shapes:
 #   exact   ip,nw_dst=<flow i>/32                      one mask
 #   prefix  nested /16, /24, /28 on nw_dst and udp,nw_dst=/32,tp_dst exact, LPM priorities
+#   conj    an R x R ACL (R source addresses x R UDP destination ports, R <= 100) as a conjunctive
+#           match: 2R clause rules + conj_id=1 -> output:2 (201 rules for R=100), and a drop
+#   conjx   the same ACL expanded to R*R rules udp,nw_src=..,tp_dst=.. -> output:2, and a drop
+#           (conj/conjx: pcap scenario only, its traffic laid out so that F=10000 flows are the
+#           whole 100 x 100 cross product: pipegen.py pcap --layout conj; a row F:R is flows:R)
 # Flow i (i < R) hits its own rule, so F flows hit F distinct rules when F == R; flows >= R hit the
 # catch-all (exact) or flow 0's 10.253.0.0/16 rule (prefix). Verified on OVS with DUMP=1 (every
 # per-flow rule counts packets, the catch-alls none) and on vswitchd with dump-flows.
@@ -30,12 +35,16 @@
 #
 # usage: bench/pipeline.sh [RUNS=3]
 # env: MEAS (s, 10), WARM (s, 3), WARM_MAX (s, 20), QUIET_UPCALLS (100/s),
-#      SCENARIOS ("vhost pcap"), SHAPES ("exact prefix"),
+#      SCENARIOS ("vhost pcap"), SHAPES ("exact prefix conj conjx"),
 #      ROWS ("F:R ..."; default exact: "1:1 100:100 1000:1000 10000:10000 65536:10000",
-#      prefix: the diagonal "1:1 100:100 1000:1000 10000:10000"; ROWS_exact / ROWS_prefix per shape),
+#      prefix: the diagonal "1:1 100:100 1000:1000 10000:10000", conj and conjx: "10000:100";
+#      ROWS_exact / ROWS_prefix / ROWS_conj / ROWS_conjx per shape),
 #      SWITCHES ("vswitchd ovs"), VSWITCHD, VSWITCHCTL, KEEP=1 keeps the work directory,
 #      DUMP=1 saves OVS's rule counters and datapath flows there after each OVS run.
 # Last line: RESULT pipeline_min_vs_ovs=<lowest vswitchd/OVS median ratio over all rows>
+#   conj_vs_ovs=<vswitchd/OVS on the conjunctive ACL> conj_expanded_vs_ovs=<the same, expanded>
+#   (each NA when not run); a table before it puts the conj and conjx rows side by side.
+# The conj row alone, short: SCENARIOS=pcap SHAPES="conj conjx" RUNS=1 bench/pipeline.sh
 set -euo pipefail
 case ${1:-} in -h | --help) sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 here=$(cd "$(dirname "$0")" && pwd)
@@ -46,9 +55,11 @@ WARM=${WARM:-3}
 WARM_MAX=${WARM_MAX:-20}
 QUIET_UPCALLS=${QUIET_UPCALLS:-100}
 SCENARIOS=${SCENARIOS:-"vhost pcap"}
-SHAPES=${SHAPES:-"exact prefix"}
+SHAPES=${SHAPES:-"exact prefix conj conjx"}
 ROWS_exact=${ROWS_exact:-${ROWS:-"1:1 100:100 1000:1000 10000:10000 65536:10000"}}
 ROWS_prefix=${ROWS_prefix:-${ROWS:-"1:1 100:100 1000:1000 10000:10000"}}
+ROWS_conj=${ROWS_conj:-${ROWS:-"10000:100"}}
+ROWS_conjx=${ROWS_conjx:-${ROWS:-"10000:100"}}
 SWITCHES=${SWITCHES:-"vswitchd ovs"}
 VSWITCHD=${VSWITCHD:-$root/out/vswitchd/vswitchd}
 VSWITCHCTL=${VSWITCHCTL:-$root/out/vswitchctl/vswitchctl}
@@ -90,9 +101,11 @@ rulefile() { # SHAPE R TRAFFIC -> path (generated once)
   [ -f "$f" ] || python3 "$here/pipegen.py" rules "$f" --shape "$1" --rules "$2" --traffic "$3"
   echo "$f"
 }
-pcapfile() { # F -> path (generated once)
-  local f=$work/gen/flows-$1.pcap
-  [ -f "$f" ] || python3 "$here/pipegen.py" pcap "$f" --flows "$1" >/dev/null
+pcapfile() { # F SHAPE -> path (generated once; the conjunctive ACL's shapes have their own layout)
+  local layout=plain
+  case "$2" in conj | conjx) layout=conj ;; esac
+  local f=$work/gen/flows-$1-$layout.pcap
+  [ -f "$f" ] || python3 "$here/pipegen.py" pcap "$f" --flows "$1" --layout "$layout" >/dev/null
   echo "$f"
 }
 pcap_count() { python3 -c 'import os,sys; print((os.path.getsize(sys.argv[1]) - 24) // (16 + 60))' "$1"; }
@@ -198,7 +211,7 @@ run_vswitchd() {
     ports=(--port "p0=net_vhost0,iface=$run/p0.sock" --port "p1=net_vhost1,iface=$run/p1.sock")
   else
     rules=$(rulefile "$shape" "$R" pcap)
-    local pc; pc=$(pcapfile "$F")
+    local pc; pc=$(pcapfile "$F" "$shape")
     ports=(--port "p0=net_pcap0,rx_pcap=$pc,infinite_rx=1" --port "p1=net_null0,no-rx=1")
     extra=(--mbufs $(($(pcap_count "$pc") + 32768)))
   fi
@@ -271,7 +284,7 @@ run_ovs() {
     mpps=$(vm_mpps "$work/vm.log" "$s0")
   else
     rules=$(rulefile "$shape" "$R" pcap)
-    local pc; pc=$(pcapfile "$F")
+    local pc; pc=$(pcapfile "$F" "$shape")
     $OFCTL add-flows br0 "$rules"
     $VSCTL add-port br0 p0 -- set Interface p0 type=dpdk \
       options:dpdk-devargs="net_pcap0,rx_pcap=$pc,infinite_rx=1" ofport_request=1
@@ -310,6 +323,7 @@ for sc in $SCENARIOS; do
     rv=ROWS_$shape
     for row in ${!rv}; do
       F=${row%%:*}; R=${row##*:}
+      case "$sc.$shape" in vhost.conj | vhost.conjx) continue ;; esac # flowgen cannot vary the source address
       key=$sc.$shape.$F.$R
       rowkeys+=("$key")
       for r in $(seq 1 "$RUNS"); do
@@ -358,5 +372,24 @@ for sc in $SCENARIOS; do
 done
 echo
 echo "(hit shares are of the packets the PMD received in the window; upcalls counted in the window; medians over runs)"
+# the conjunctive ACL beside its expansion: per switch, and each switch against the other
+conjratio=NA; conjxratio=NA
+for key in "${rowkeys[@]}"; do
+  IFS=. read -r sc shape F R <<<"$key"
+  [ "$shape" = conj ] || continue
+  xkey=$sc.conjx.$F.$R
+  cv=$(med "$key.vswitchd.mpps"); co=$(med "$key.ovs.mpps")
+  xv=$(med "$xkey.vswitchd.mpps"); xo=$(med "$xkey.ovs.mpps")
+  rt() { awk -v a="$1" -v b="$2" 'BEGIN{if (a == "NA" || b == "NA" || a == "" || b == "" || b <= 0) print "NA"; else printf "%.3f", a/b}'; }
+  conjratio=$(rt "$cv" "$co"); conjxratio=$(rt "$xv" "$xo")
+  echo
+  echo "### conj: ${R} x ${R} ACL as a conjunctive match ($((2 * R + 1)) rules) vs expanded ($((R * R)) rules), $sc, $F flows; Mpps (medians)"
+  echo
+  echo "| | conjunctive ($((2 * R + 1)) rules) | expanded ($((R * R)) rules) | conjunctive/expanded |"
+  echo "|---|---|---|---|"
+  echo "| vswitchd | $cv | $xv | $(rt "$cv" "$xv") |"
+  echo "| OVS-DPDK | $co | $xo | $(rt "$co" "$xo") |"
+  echo "| vswitchd/OVS | $conjratio | $conjxratio | |"
+done
 if [ -s "$work/errors.log" ]; then echo "# notes/errors (first lines):"; head -5 "$work/errors.log" | sed 's/^/#   /'; fi
-echo "RESULT pipeline_min_vs_ovs=${minratio:-NA}"
+echo "RESULT pipeline_min_vs_ovs=${minratio:-NA} conj_vs_ovs=$conjratio conj_expanded_vs_ovs=$conjxratio"

@@ -34,6 +34,23 @@ internal static class Frames
 /// <summary>Minimal libpcap file reader/writer (microsecond, Ethernet) for the DPDK net_pcap tests.</summary>
 internal static class Pcap
 {
+    /// <summary>
+    /// vswitchd "--port" arguments for net_pcap ports p1..p<paramref name="count"/> in <paramref name="dir"/>:
+    /// p1 reads in.pcap, the others an empty capture (written here); port N writes outN.pcap.
+    /// </summary>
+    public static List<string> PortArgs(string dir, int count)
+    {
+        Write(Path.Combine(dir, "empty.pcap"), []);
+        var args = new List<string>();
+        for (int p = 1; p <= count; p++)
+        {
+            string rx = Path.Combine(dir, p == 1 ? "in.pcap" : "empty.pcap");
+            args.AddRange(["--port", $"p{p}=net_pcap{p - 1},rx_pcap={rx},tx_pcap={Path.Combine(dir, $"out{p}.pcap")}"]);
+        }
+
+        return args;
+    }
+
     public static void Write(string path, IEnumerable<byte[]> frames)
     {
         using var w = new BinaryWriter(File.Create(path));

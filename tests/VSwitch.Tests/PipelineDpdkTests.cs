@@ -74,15 +74,8 @@ public sealed class PipelineDpdkTests : IDisposable
         }
 
         Pcap.Write(P("in.pcap"), inputs);
-        Pcap.Write(P("empty.pcap"), []);
-        var args = new List<string> { "--mode", "pipeline", "--flows", P("flows.txt"), "--duration", "3", "--stats-interval", "0", "--control", "none",
-            "--port", $"p1=net_pcap0,rx_pcap={P("in.pcap")},tx_pcap={P("out1.pcap")}" };
-        for (int p = 2; p <= 4; p++)
-        {
-            args.AddRange(["--port", $"p{p}=net_pcap{p - 1},rx_pcap={P("empty.pcap")},tx_pcap={P($"out{p}.pcap")}"]);
-        }
-
-        var r = Vswitchd.Run(args);
+        var r = Vswitchd.Run(["--mode", "pipeline", "--flows", P("flows.txt"), "--duration", "3", "--stats-interval", "0", "--control", "none",
+            .. Pcap.PortArgs(_dir, 4)]);
         Assert.True(r.ExitCode == 0, r.ToString());
         Assert.Empty(Pcap.Read(P("out1.pcap")));
         static int Id(byte[] f) => BitConverter.ToInt32(f, f.Length - 18);

@@ -52,6 +52,8 @@ internal readonly ref struct ActionParser
         int pos = _start;
         int dropAt = -1;
         int gotoAt = -1;
+        int conjAt = -1; // the first conjunction action
+        int otherAt = -1, otherEnd = -1; // the first action that is neither conjunction nor note
         bool vlan = _bucket || Prerequisites.Satisfied(Prerequisite.Vlan, _match);
         Span<char> lower = stackalloc char[24];
         while (true)
@@ -367,14 +369,39 @@ internal readonly ref struct ActionParser
                     NeedArg(hasArg, name, pos, "hex bytes (01.02.ab)");
                     a = Note(arg, argAt);
                     break;
+                case "conjunction":
+                    if (_bucket)
+                    {
+                        _line.Fail(start, "expected a bucket action ('conjunction' is not allowed in a group bucket)");
+                    }
+
+                    if (sep != '(')
+                    {
+                        _line.Fail(argAt - (hasArg ? 1 : 0), $"expected '(' after 'conjunction' (conjunction(ID,K/N)), found '{s[start..pos]}'");
+                    }
+
+                    a = Conjunction(arg, argAt);
+                    conjAt = conjAt < 0 ? start : conjAt;
+                    break;
                 default:
                     _line.Fail(start, $"expected an action (output:PORT, in_port, drop, flood, normal, controller, push_vlan, "
                         + $"pop_vlan, mod_vlan_vid, mod_vlan_pcp, mod_dl_src, mod_dl_dst, mod_nw_src, mod_nw_dst, mod_tp_src, "
-                        + $"mod_tp_dst, mod_nw_ttl, mod_nw_tos, mod_nw_ecn, set_field, load, move, note, dec_ttl, write_metadata, goto_table, resubmit, recirc, all, ct_clear, group), found '{name}'");
+                        + $"mod_tp_dst, mod_nw_ttl, mod_nw_tos, mod_nw_ecn, set_field, load, move, note, dec_ttl, write_metadata, goto_table, resubmit, recirc, all, ct_clear, group, conjunction), found '{name}'");
                     return [];
             }
 
+            if (a.Kind is not (ActionKind.Conjunction or ActionKind.Note) && otherAt < 0)
+            {
+                otherAt = start;
+                otherEnd = pos;
+            }
+
             list.Add(a);
+        }
+
+        if (conjAt >= 0)
+        {
+            CheckConjunctionRule(conjAt, otherAt, otherEnd);
         }
 
         if (list.Count == 0)
@@ -383,6 +410,77 @@ internal readonly ref struct ActionParser
         }
 
         return [.. list];
+    }
+
+    /// <summary>
+    /// conjunction(ID,K/N): ID 32 bits, N from 2 to 64, K from 1 to N (Open vSwitch's limits and
+    /// messages); spaces around the numbers are allowed.
+    /// </summary>
+    private FlowAction Conjunction(ReadOnlySpan<char> arg, int argAt)
+    {
+        const string Syntax = "expected 'conjunction(ID,K/N)' (ID a 32-bit id, clause K of N)";
+        int comma = arg.IndexOf(',');
+        int slash = arg.IndexOf('/');
+        if (comma < 0 || slash < comma)
+        {
+            _line.Fail(argAt, $"{Syntax}, found 'conjunction({arg})'");
+        }
+
+        var idText = arg[..comma];
+        var kText = arg[(comma + 1)..slash];
+        var nText = arg[(slash + 1)..];
+        if (!TryParseU64(idText.Trim(), out ulong id) || id > uint.MaxValue)
+        {
+            _line.Fail(argAt, $"{Syntax}: the id must be from 0 to 4294967295, found {Found(idText)}");
+        }
+
+        int kAt = argAt + comma + 1, nAt = argAt + slash + 1;
+        if (!TryParseU64(kText.Trim(), out ulong k) || k > 255)
+        {
+            _line.Fail(kAt, $"{Syntax}: K must be an integer, found {Found(kText)}");
+        }
+
+        if (!TryParseU64(nText.Trim(), out ulong n) || n > 255)
+        {
+            _line.Fail(nAt, $"{Syntax}: N must be an integer, found {Found(nText)}");
+        }
+
+        if (n < 2)
+        {
+            _line.Fail(nAt, $"conjunction must have at least 2 clauses (a conjunction of one dimension is an ordinary rule), found N={n}");
+        }
+
+        if (n > 64)
+        {
+            _line.Fail(nAt, $"conjunction must have at most 64 clauses, found N={n}");
+        }
+
+        if (k < 1)
+        {
+            _line.Fail(kAt, "conjunction clause index must be positive, found K=0");
+        }
+
+        if (k > n)
+        {
+            _line.Fail(kAt, $"conjunction clause index must be less than or equal to the number of clauses, found K={k} of N={n}");
+        }
+
+        return FlowAction.Conjunction((uint)id, (int)k, (int)n);
+    }
+
+    /// <summary>A rule with conjunction actions may have note actions besides, nothing else, and no conj_id match.</summary>
+    private void CheckConjunctionRule(int conjAt, int otherAt, int otherEnd)
+    {
+        if (otherAt >= 0)
+        {
+            _line.Fail(Math.Max(conjAt, otherAt), "'conjunction' actions may be used along with 'note' but not any other kind of action "
+                + $"(such as '{_line.Text[otherAt..otherEnd]}' here)");
+        }
+
+        if (_match.HasConjId)
+        {
+            _line.Fail(conjAt, "expected no 'conjunction' action in a rule matching conj_id (that rule is looked up only after a conjunction matched, and clause rules are not)");
+        }
     }
 
     /// <summary>FlowAction.Value of a Flood written as "all" (OpenFlow's ALL port).</summary>

@@ -166,6 +166,11 @@ public static class FlowFormatter
             }
         }
 
+        if (m.HasConjId)
+        {
+            sb.Append(CultureInfo.InvariantCulture, $"conj_id={m.ConjId}"); // ovs-ofctl writes it before metadata
+        }
+
         // ovs-ofctl's order: metadata, registers and ct_* fields, then the protocol, in_port, L2, L3, L4.
         foreach (var f in Fields.PipelineFields)
         {
@@ -607,6 +612,9 @@ public static class FlowFormatter
                     break;
                 case ActionKind.Group:
                     sb.Append(ic, $"group:{a.Value}");
+                    break;
+                case ActionKind.Conjunction:
+                    sb.Append(ic, $"conjunction({a.ConjId},{a.ConjClause}/{a.ConjClauses})");
                     break;
                 default:
                     sb.Append(ic, $"unknown_action_{(int)a.Kind}");

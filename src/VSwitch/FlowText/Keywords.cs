@@ -19,6 +19,9 @@ internal enum KeywordKind : byte
     IdleTimeout,
     HardTimeout,
     Actions,
+
+    /// <summary>conj_id=N: the rule applies after conjunction N matched (held beside the match, not in the key).</summary>
+    ConjId,
 }
 
 /// <summary>
@@ -48,6 +51,7 @@ internal static class Keywords
         d["idle_timeout"] = new Keyword(KeywordKind.IdleTimeout, null, 65535, 0, -1);
         d["hard_timeout"] = new Keyword(KeywordKind.HardTimeout, null, 65535, 0, -1);
         d["actions"] = new Keyword(KeywordKind.Actions, null, 0, 0, -1);
+        d["conj_id"] = new Keyword(KeywordKind.ConjId, null, uint.MaxValue, 0, -1);
         void Sh(string n, ushort dlType, int proto) => d[n] = new Keyword(KeywordKind.Shorthand, null, 0, dlType, proto);
         Sh("ip", KeyExtractor.EthIp, -1);
         Sh("ipv6", KeyExtractor.EthIpv6, -1);

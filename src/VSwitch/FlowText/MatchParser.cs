@@ -218,6 +218,9 @@ internal unsafe ref struct MatchParser
             case KeywordKind.IdleTimeout or KeywordKind.HardTimeout when _mode == MatchMode.Match:
                 _line.Fail(start, $"expected a match field, found '{name}' (timeouts belong to add-flow rules)");
                 return;
+            case KeywordKind.ConjId:
+                ParseConjId(name, start, valStart, value);
+                return;
         }
 
         if (!TryParseU64(value, out ulong n) || n > kw.Max)
@@ -252,6 +255,35 @@ internal unsafe ref struct MatchParser
         {
             _line.Fail(start, $"duplicate '{name}'");
         }
+    }
+
+    /// <summary>conj_id=N (32 bits, exact): held in FlowMatch.ConjId, beside the key.</summary>
+    private void ParseConjId(ReadOnlySpan<char> name, int start, int valStart, ReadOnlySpan<char> value)
+    {
+        if (Match.HasConjId)
+        {
+            _line.Fail(start, $"duplicate '{name}'");
+        }
+
+        if (value.Contains('/'))
+        {
+            _line.Fail(valStart + value.IndexOf('/'), "expected 'conj_id' without a mask (it is matched exactly)");
+        }
+
+        if (!TryParseU64(value, out ulong id) || id > uint.MaxValue)
+        {
+            _line.Fail(valStart, $"expected a conjunction id from 0 to 4294967295 after '{name}=', found {Found(value)}");
+        }
+
+        if (id == 0 && _mode == MatchMode.Rule)
+        {
+            // In Open vSwitch a packet outside a conjunction has conj_id 0, so such a rule would also
+            // match every packet as an ordinary rule: refused rather than given two meanings.
+            _line.Fail(valStart, "expected a conjunction id from 1 to 4294967295 after 'conj_id=' (conj_id=0 is refused: it would also match packets outside any conjunction)");
+        }
+
+        Match.ConjId = (uint)id;
+        Match.HasConjId = true;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

@@ -33,6 +33,11 @@ public sealed record FlowFilter(FlowMatch Match, int? Table, int? Priority, ulon
 
         FlowMatch f = Match;
         FlowMatch rm = r.Match;
+        if (f.HasConjId && (!rm.HasConjId || rm.ConjId != f.ConjId))
+        {
+            return false;
+        }
+
         for (int i = 0; i < FlowKey.Words; i++)
         {
             // The rule must constrain at least the filter's bits, to the filter's values.

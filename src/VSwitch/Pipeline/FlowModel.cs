@@ -19,6 +19,15 @@ public struct FlowMatch : IEquatable<FlowMatch>
     /// <summary>The bits that matter.</summary>
     public FlowKey Mask;
 
+    /// <summary>
+    /// conj_id=<see cref="ConjId"/> (when <see cref="HasConjId"/>): the rule is only looked up after a
+    /// conjunction with that id matched (FlowTable). Held here, not in the key: no packet carries it.
+    /// </summary>
+    public uint ConjId;
+
+    /// <summary>The match has conj_id=<see cref="ConjId"/>.</summary>
+    public bool HasConjId;
+
     /// <summary>Adds "field &amp; mask == value &amp; mask" (for 128-bit fields use <see cref="SetWide"/>).</summary>
     public void Set(FieldDef f, ulong value, ulong mask)
     {
@@ -59,8 +68,11 @@ public struct FlowMatch : IEquatable<FlowMatch>
         }
     }
 
-    /// <summary>True when <paramref name="key"/> satisfies this match.</summary>
-    public readonly unsafe bool Matches(in FlowKey key)
+    /// <summary>True when <paramref name="key"/> satisfies this match (a conj_id match never does: a packet outside a conjunction has no conj_id).</summary>
+    public readonly bool Matches(in FlowKey key) => !HasConjId && MatchesKey(key);
+
+    /// <summary>True when <paramref name="key"/> satisfies the key part of this match (conj_id aside).</summary>
+    public readonly unsafe bool MatchesKey(in FlowKey key)
     {
         for (int i = 0; i < FlowKey.Words; i++)
         {
@@ -73,11 +85,12 @@ public struct FlowMatch : IEquatable<FlowMatch>
         return true;
     }
 
-    public readonly bool Equals(FlowMatch other) => Value.Equals(other.Value) && Mask.Equals(other.Mask);
+    public readonly bool Equals(FlowMatch other) => Value.Equals(other.Value) && Mask.Equals(other.Mask)
+        && HasConjId == other.HasConjId && ConjId == other.ConjId;
 
     public override readonly bool Equals(object? obj) => obj is FlowMatch m && Equals(m);
 
-    public override readonly int GetHashCode() => HashCode.Combine(Value.GetHashCode(), Mask.GetHashCode());
+    public override readonly int GetHashCode() => HashCode.Combine(Value.GetHashCode(), Mask.GetHashCode(), HasConjId ? ConjId : -1L);
 }
 
 public enum ActionKind : byte
@@ -152,6 +165,12 @@ public enum ActionKind : byte
 
     /// <summary>Run group <see cref="FlowAction.Value"/> (Pipeline/FlowGroup.cs).</summary>
     Group,
+
+    /// <summary>
+    /// conjunction(id,k/n): the rule is clause k of n of conjunctive match <see cref="FlowAction.ConjId"/>
+    /// (FlowTable's soft matches). A rule with it has only conjunction (and note) actions, never executed.
+    /// </summary>
+    Conjunction,
 }
 
 /// <summary>One action of a rule (a small value; the meaning of each member depends on Kind).</summary>
@@ -166,6 +185,18 @@ public readonly record struct FlowAction(ActionKind Kind, int Port = 0, int Tabl
 
     /// <summary>move: the number of bits (1 to 64).</summary>
     public int MoveWidth => (int)((Value >> 16) & 0xFF);
+
+    /// <summary>conjunction: the id (32 bits, in Value).</summary>
+    public uint ConjId => (uint)Value;
+
+    /// <summary>conjunction: the clause k, 1 to n (in Port).</summary>
+    public int ConjClause => Port;
+
+    /// <summary>conjunction: the number of clauses n, 2 to 64 (in Table).</summary>
+    public int ConjClauses => Table;
+
+    /// <summary>conjunction(id,k/n).</summary>
+    public static FlowAction Conjunction(uint id, int k, int n) => new(ActionKind.Conjunction, Port: k, Table: n, Value: id);
 }
 
 /// <summary>
@@ -258,7 +289,20 @@ public sealed class FlowRule
 
     public FlowMatch Match;
 
-    public FlowAction[] Actions { get; init; } = [];
+    public FlowAction[] Actions
+    {
+        get => _actions;
+        init
+        {
+            _actions = value;
+            IsConjunction = Array.Exists(value, a => a.Kind == ActionKind.Conjunction);
+        }
+    }
+
+    private readonly FlowAction[] _actions = [];
+
+    /// <summary>A clause of one or more conjunctive matches (its actions are conjunction actions): a soft match of FlowTable.</summary>
+    public bool IsConjunction { get; private init; }
 
     public ulong Cookie { get; init; }
 

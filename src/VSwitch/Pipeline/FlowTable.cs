@@ -7,6 +7,9 @@
 // probes. Every visited subtable's mask is ORed into the caller's wildcard mask: the verdict depends
 // on exactly those bits, which is what the megaflow installed from this lookup may match on.
 //
+// Conjunctive matches (conjunction(id,k/n) clauses and conj_id=id rules) take a second path,
+// FlowTableConjunctions.cs; a table without clause rules never enters it.
+//
 // A FlowTable is immutable once built; changing rules builds a new table (control plane only).
 using VSwitch.Packets;
 
@@ -24,7 +27,7 @@ public enum TableMissPolicy
     Continue,
 }
 
-public sealed class FlowTable
+public sealed partial class FlowTable
 {
     private sealed class Subtable
     {
@@ -41,8 +44,23 @@ public sealed class FlowTable
         Miss = miss;
         var byMask = new Dictionary<FlowKey, Dictionary<FlowKey, List<FlowRule>>>();
         int count = 0;
+        var byConjId = new Dictionary<uint, List<FlowRule>>();
         foreach (var r in rules)
         {
+            count++;
+            HasConjunctions |= r.IsConjunction;
+            if (r.Match.HasConjId)
+            {
+                // conj_id=id rules are looked up only after conjunction id matched: kept by id, not in a subtable
+                if (!byConjId.TryGetValue(r.Match.ConjId, out var ids))
+                {
+                    byConjId[r.Match.ConjId] = ids = new List<FlowRule>(1);
+                }
+
+                ids.Add(r);
+                continue;
+            }
+
             if (!byMask.TryGetValue(r.Match.Mask, out var map))
             {
                 byMask[r.Match.Mask] = map = new Dictionary<FlowKey, List<FlowRule>>();
@@ -54,10 +72,15 @@ public sealed class FlowTable
             }
 
             list.Add(r);
-            count++;
         }
 
         Count = count;
+        foreach (var (conjId, list) in byConjId)
+        {
+            list.Sort(Better);
+            _byConjId[conjId] = [.. list];
+        }
+
         var subs = new List<Subtable>(byMask.Count);
         foreach (var (mask, map) in byMask)
         {
@@ -92,9 +115,17 @@ public sealed class FlowTable
     /// <summary>Orders rules best first: higher priority, then the earlier one.</summary>
     public static int Better(FlowRule a, FlowRule b) => a.Priority != b.Priority ? b.Priority.CompareTo(a.Priority) : a.Seq.CompareTo(b.Seq);
 
-    /// <summary>The best rule matching <paramref name="key"/>, or null; ORs the bits it examined into <paramref name="wildcards"/>.</summary>
-    public FlowRule? Lookup(in FlowKey key, ref FlowKey wildcards)
+    /// <summary>
+    /// The best rule matching <paramref name="key"/>, or null; ORs the bits it examined into <paramref name="wildcards"/>.
+    /// <paramref name="scratch"/>: the caller's buffers for conjunctive matches (null: allocated when needed).
+    /// </summary>
+    public FlowRule? Lookup(in FlowKey key, ref FlowKey wildcards, ConjunctionScratch? scratch = null)
     {
+        if (HasConjunctions)
+        {
+            return LookupConjunctive(key, ref wildcards, scratch ?? new ConjunctionScratch());
+        }
+
         FlowRule? best = null;
         foreach (var st in _subtables)
         {
@@ -132,12 +163,33 @@ public sealed class FlowTable
                     }
                 }
             }
+
+            foreach (var list in _byConjId.Values)
+            {
+                foreach (var r in list)
+                {
+                    yield return r;
+                }
+            }
         }
     }
 
     /// <summary>The rule with exactly this match and priority, or null.</summary>
     public FlowRule? FindExact(in FlowMatch match, int priority)
     {
+        if (match.HasConjId)
+        {
+            foreach (var r in _byConjId.GetValueOrDefault(match.ConjId) ?? [])
+            {
+                if (r.Priority == priority && r.Match.Equals(match))
+                {
+                    return r;
+                }
+            }
+
+            return null;
+        }
+
         foreach (var st in _subtables)
         {
             if (st.Mask.Equals(match.Mask) && st.Rules.TryGetValue(match.Value, out var list))

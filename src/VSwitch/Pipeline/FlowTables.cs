@@ -174,6 +174,11 @@ public sealed class FlowTables
             return null;
         }
 
+        if (t.HasConjunctions)
+        {
+            return t.LinearLookup(key, new ConjunctionScratch());
+        }
+
         foreach (var r in t.Rules)
         {
             if (r.Match.Matches(key) && (best == null || FlowTable.Better(r, best) < 0))

@@ -113,6 +113,9 @@ public sealed class Translation
         }
     }
 
+    /// <summary>Buffers of the classifier's conjunctive matches (FlowTableConjunctions.cs), reused by every lookup.</summary>
+    public readonly ConjunctionScratch Conj = new();
+
     /// <summary>Look rules up by linear scan (reference mode).</summary>
     public bool Linear;
 
@@ -243,7 +246,7 @@ public static partial class Translator
                 t.Key.InPort = (ushort)lookupInPort; // in_port is exact in every megaflow: P is a constant of this verdict
             }
 
-            FlowRule? r = t.Linear ? v.LinearLookup(tableId, t.Key) : table?.Lookup(t.Key, ref t.Wildcards);
+            FlowRule? r = t.Linear ? v.LinearLookup(tableId, t.Key) : table?.Lookup(t.Key, ref t.Wildcards, t.Conj);
             t.Key.InPort = realInPort;
             if (r == null)
             {
@@ -271,6 +274,11 @@ public static partial class Translator
             t.Trace?.Add(lookupInPort > 0
                 ? $"table {tableId}: rule priority={r.Priority} ({r.Origin ?? "no origin"}) matched with in_port={lookupInPort} (its actions see in_port={realInPort})"
                 : $"table {tableId}: rule priority={r.Priority} ({r.Origin ?? "no origin"}) matched");
+            if (r.Match.HasConjId)
+            {
+                t.Trace?.Add($"  (conjunction {r.Match.ConjId} matched: the rule with conj_id={r.Match.ConjId})");
+            }
+
             lookupInPort = 0; // a goto_table from the rule looks up with the real in_port
             int gotoTable = -1;
             foreach (var a in r.Actions)
@@ -386,6 +394,7 @@ public static partial class Translator
                 t.Trace?.Add("  ct_clear: no connection-tracking state (not tracked yet): nothing to clear");
                 break;
             case ActionKind.Note:
+            case ActionKind.Conjunction: // a clause rule is never the lookup's result; its actions never run
                 break;
             case ActionKind.Move:
                 Move(a, t);

@@ -3,7 +3,8 @@
 //
 // Random rule sets (the flow oracle's generator, OracleGenerator: tables 0-3, priorities, Ethernet /
 // VLAN / IPv4 / IPv6 / TCP / UDP / ICMP matches with masks, in_port, goto_table, resubmit, output,
-// in_port, flood, normal, push/pop/mod VLAN, set_field and mod_* rewrites, dec_ttl, drop) are loaded
+// in_port, flood, normal, push/pop/mod VLAN, set_field and mod_* rewrites, dec_ttl, drop; in half
+// the cases conjunctive matches too, DifferentialConjunctions.cs) are loaded
 // into a private Open vSwitch (tests/ovs/ovs-private.sh: datapath_type=dummy, ports 1..4) with
 // `ovs-ofctl add-flows`, and into this switch's tables as the `trace` command sees them
 // (FlowControl.Trace: the real Translator and classifier the PMDs use, in process). Each random
@@ -208,6 +209,11 @@ public sealed partial class OvsDifferentialTests(ITestOutputHelper output)
             var rules = UniquePriorities(gen.Rules(rnd.Next(4, 20)));
             var lines = rules.Select(r => Issue14Syntax(rnd, MoreActions(rnd, SetFieldPortNames(r.Render(rnd.Next(32)))))).ToList();
             var packets = Enumerable.Range(0, PacketsPerCase).Select(_ => rnd.Next(5) == 0 ? AsSctp(gen.Packet()) : gen.Packet()).ToList();
+            if (rnd.Next(2) == 0)
+            {
+                lines.AddRange(Conjunctions(rnd, lines, packets)); // DifferentialConjunctions.cs
+            }
+
             var loaded = Load(lines, count: true);
             if (loaded == null)
             {
@@ -244,6 +250,15 @@ public sealed partial class OvsDifferentialTests(ITestOutputHelper output)
                         {
                             string k = a is SetFieldAction s ? $"set_field:{s.Target}" : a.GetType().Name;
                             Coverage[k] = Coverage.GetValueOrDefault(k) + 1;
+                        }
+                    }
+
+                    if (lines.Any(l => l.Contains("conjunction(", StringComparison.Ordinal)))
+                    {
+                        Coverage["conjunction"] = Coverage.GetValueOrDefault("conjunction") + 1;
+                        if (c.SwitchTrace.Contains("(conjunction ", StringComparison.Ordinal))
+                        {
+                            Coverage["conj_id matched"] = Coverage.GetValueOrDefault("conj_id matched") + 1;
                         }
                     }
 
