@@ -250,4 +250,12 @@ public sealed class SyntaxIssue14Tests
     }
 
     private static ulong ReadMac(byte[] f, int at) => ((ulong)BinaryPrimitives.ReadUInt16BigEndian(f.AsSpan(at)) << 32) | BinaryPrimitives.ReadUInt32BigEndian(f.AsSpan(at + 2));
+
+    [Theory]
+    [InlineData("actions=meter:1,output:2", "no meters")]
+    [InlineData("ip,actions=ct(commit,table=1)", "connection tracking is not built")]
+    public void Meters_and_ct_are_refused_with_the_reason_not_dropped_silently(string text, string why)
+    {
+        Assert.Contains(why, Refused(text));
+    }
 }

@@ -383,6 +383,12 @@ internal readonly ref struct ActionParser
                     a = Conjunction(arg, argAt);
                     conjAt = conjAt < 0 ? start : conjAt;
                     break;
+                case "meter":
+                    _line.Fail(start, "'meter' is not supported: this switch has no meters (OpenFlow rate limiting; see docs/FLOWS.md), so a rule that needs one is refused rather than forwarded unmetered");
+                    return [];
+                case "ct":
+                    _line.Fail(start, "'ct' is not supported yet: connection tracking is not built (docs/FLOWS.md); a rule that needs it is refused rather than forwarded untracked");
+                    return [];
                 default:
                     _line.Fail(start, $"expected an action (output:PORT, in_port, drop, flood, normal, controller, push_vlan, "
                         + $"pop_vlan, mod_vlan_vid, mod_vlan_pcp, mod_dl_src, mod_dl_dst, mod_nw_src, mod_nw_dst, mod_tp_src, "
