@@ -45,19 +45,22 @@ public class TcpTrackerTests
             }
 
             bool reply = f[0] == "18471";
-            Assert.True(Update(ref conn, reply, seg) == TcpVerdict.Valid, $"segment {i + 1} ({string.Join(' ', f)}) is invalid; orig {Show(conn.Orig)}, reply {Show(conn.Reply)}");
+            var other = reply ? conn.Orig : conn.Reply;
+            var verdict = Update(ref conn, reply, seg);
+            Assert.Equal(other, reply ? conn.Orig : conn.Reply); // a segment writes only its sender's half (two PMDs need no lock)
+            Assert.True(verdict == TcpVerdict.Valid, $"segment {i + 1} ({string.Join(' ', f)}) is invalid; orig {Show(conn.Orig)}, reply {Show(conn.Reply)}");
             if (i == 2)
             {
                 Assert.Equal(TcpTimeout.Established, TimeoutOf(conn));
             }
         }
 
-        Assert.Equal(TcpPeerState.FinAcked, conn.Orig.State);
-        Assert.Equal(TcpPeerState.FinAcked, conn.Reply.State);
+        Assert.Equal(TcpPeerState.FinAcked, StateOf(conn, false));
+        Assert.Equal(TcpPeerState.FinAcked, StateOf(conn, true));
         Assert.Equal(TcpTimeout.TimeWait, TimeoutOf(conn));
     }
 
-    private static string Show(TcpPeer p) => $"[end {p.End} maxend {p.MaxEnd} maxwin {p.MaxWin} scale {p.Scale} {p.State}]";
+    private static string Show(TcpPeer p) => $"[end {p.End} grant {p.Grant} acked {p.Acked} maxwin {p.MaxWin} scale {p.Scale} seen {p.Seen}]";
 
     [Fact]
     public void Handshake_data_and_a_fin_close_walk_the_states_and_their_timeouts()
@@ -158,6 +161,13 @@ public class TcpTrackerTests
         Assert.Equal(TcpVerdict.Valid, Update(ref c, true, Seg(S, C + 1, Syn | Ack, win: 65160, ws: 7)));
         Assert.Equal(TcpTimeout.Established, TimeoutOf(c));
         Assert.Equal(TcpVerdict.Valid, Update(ref c, false, Seg(C + 1, S + 1, Psh | Ack, len: 500)));
+
+        // A SYN/ACK retransmitted after the handshake (the final ACK was lost beyond the switch) is
+        // valid; a SYN with a new initial sequence number inside the connection is not.
+        var d = Handshake();
+        Assert.Equal(TcpVerdict.Valid, Update(ref d, true, Seg(S, C + 1, Syn | Ack, win: 65160, ws: 7)));
+        Assert.Equal(TcpVerdict.Invalid, Update(ref d, true, Seg(S + 3000, C + 1, Syn | Ack, win: 65160, ws: 7)));
+        Assert.Equal(TcpVerdict.Invalid, Update(ref d, false, Seg(C + 3000, 0, Syn, win: 64240, ws: 7)));
     }
 
     [Fact]

@@ -1,23 +1,22 @@
 // TcpTracker.cs - TCP connection state and window tracking for connection tracking (issue 11).
 //
 // The model is the one Guido van Rooij described in "Real Stateful TCP Packet Filtering in IP
-// Filter" (2000), which Linux, pf and Open vSwitch all follow: each side of a connection has the
-// highest sequence number it has sent (End), the highest one the other side's acknowledgements and
-// windows allow it to send (MaxEnd), and the largest window it advertised. A segment is in window
-// when
-//   1. it ends at or before MaxEnd of its sender (no data beyond what the receiver allowed),
-//   2. it starts no more than one of the receiver's windows before its sender's End (a retransmit),
+// Filter" (2000), which Linux, pf and Open vSwitch all follow: a segment is in window when
+//   1. it ends at or before what the receiver allowed (the receiver's ack plus its window),
+//   2. it starts no more than one of the receiver's windows before what its sender sent (a retransmit),
 //   3. it acknowledges no more than a little (MaxAckWindow) beyond what the other side sent, and
 //   4. no more than MaxAckWindow times the window scale behind it;
 // a RST must also carry exactly the sequence number expected (RFC 5961's blind-reset defence).
-// An in-window segment advances the sides' state (SYN sent, established, FIN sent, FIN acked)
-// and their windows; anything else is invalid and changes nothing. Differences from Open vSwitch,
-// on purpose: only a SYN without ACK creates a connection (Open vSwitch also picks up an
-// established stream from any ACK; a stateful firewall here lets no mid-stream packet open a hole),
-// and a segment that fails the checks is always invalid (no loosened second chance).
+// Differences from Open vSwitch, on purpose: only a SYN without ACK opens a connection (Open vSwitch
+// also picks up an established stream from any ACK; a stateful firewall here lets no mid-stream
+// packet open a hole), data after a side's FIN is invalid, and a segment that fails the checks is
+// always invalid (no loosened second chance).
 //
-// Pure functions over a struct that lives in the connection table's native memory: nothing here
-// allocates or locks.
+// Each side's record is written only by the segments that side sends: Update reads the other side
+// and writes its sender's half. The two directions of a connection may arrive on ports polled by
+// different PMDs, and so neither needs a lock nor can undo the other's writes (a side's state, such
+// as "its FIN was acknowledged", is derived from both halves when asked). Pure functions over a
+// struct that lives in the connection table's native memory: nothing here allocates.
 using System.Runtime.CompilerServices;
 
 namespace VSwitch.Conntrack;
@@ -44,22 +43,29 @@ public enum TcpPeerState : byte
     Reset,
 }
 
-/// <summary>One side's sequence space and window (host byte order).</summary>
+/// <summary>One side's sequence space and window (host byte order), written only by the segments it sends.</summary>
 public struct TcpPeer
 {
     /// <summary>Highest sequence number sent, plus one (SYN and FIN count one each).</summary>
     public uint End;
 
-    /// <summary>Highest sequence number the other side allows this one to send (its ack plus its window).</summary>
-    public uint MaxEnd;
+    /// <summary>Highest sequence number this side lets the other send: its highest ack plus its window (never shrinks).</summary>
+    public uint Grant;
 
-    /// <summary>Largest window field this side sent, in its scaled units once both sides scale (a SYN's rounded up to them).</summary>
+    /// <summary>Highest acknowledgement this side sent.</summary>
+    public uint Acked;
+
+    /// <summary>Largest window this side advertised, in bytes.</summary>
     public uint MaxWin;
+
+    /// <summary>Sequence number after its SYN, and after its FIN (valid with the flags).</summary>
+    public uint SynEnd, FinEnd;
 
     /// <summary>Window scale shift from its SYN; <see cref="TcpTracker.NoScale"/> when it sent none.</summary>
     public byte Scale;
 
-    public TcpPeerState State;
+    /// <summary><see cref="TcpTracker"/>'s SideSyn, SideFin, SideRst, SideAck bits: what this side has sent.</summary>
+    public byte Seen;
 }
 
 /// <summary>Both sides of a tracked TCP connection: the originator (sent the first SYN) and the responder.</summary>
@@ -114,6 +120,9 @@ public static class TcpTracker
 {
     public const ushort Fin = 0x01, Syn = 0x02, Rst = 0x04, Psh = 0x08, Ack = 0x10, Urg = 0x20;
 
+    /// <summary>Bits of <see cref="TcpPeer.Seen"/>.</summary>
+    public const byte SideSyn = 1, SideFin = 2, SideRst = 4, SideAck = 8;
+
     /// <summary>No window scale option (RFC 7323: the shift is 0).</summary>
     public const byte NoScale = 0xFF;
 
@@ -145,22 +154,29 @@ public static class TcpTracker
     public static TcpConn Start(in TcpSegment s)
     {
         TcpConn c = default;
-        ref TcpPeer o = ref c.Orig;
-        o.State = TcpPeerState.SynSent;
-        o.Scale = s.WindowScale == NoScale ? NoScale : (byte)Math.Min((int)s.WindowScale, MaxScale);
-        o.End = s.Seq + (uint)s.PayloadLength + 1 + ((s.Flags & Fin) != 0 ? 1u : 0u);
-        o.MaxWin = Unscaled(s.Window, o.Scale); // in the units its later windows will have, if the responder scales too
-        o.MaxEnd = o.End; // nothing more until the responder's window arrives
-        c.Reply.MaxWin = 1;
         c.Reply.Scale = NoScale;
+        c.Orig.Scale = NoScale;
+        _ = Update(ref c, false, s);
         return c;
     }
 
-    /// <summary>Tracks one segment of an existing connection, sent by the originator or (<paramref name="reply"/>) the responder.</summary>
+    /// <summary>What a side has done, from both halves (only the other side's acks say its SYN or FIN arrived).</summary>
+    public static TcpPeerState StateOf(in TcpConn c, bool reply)
+    {
+        TcpPeer x = reply ? c.Reply : c.Orig, o = reply ? c.Orig : c.Reply;
+        bool acked = (o.Seen & SideAck) != 0;
+        return ((x.Seen | o.Seen) & SideRst) != 0 ? TcpPeerState.Reset
+            : (x.Seen & SideSyn) == 0 ? TcpPeerState.None
+            : (x.Seen & SideFin) != 0 ? (acked && SeqGeq(o.Acked, x.FinEnd) ? TcpPeerState.FinAcked : TcpPeerState.FinSent)
+            : acked && SeqGeq(o.Acked, x.SynEnd) ? TcpPeerState.Established
+            : TcpPeerState.SynSent;
+    }
+
+    /// <summary>Tracks one segment, sent by the originator or (<paramref name="reply"/>) the responder; writes only the sender's half.</summary>
     public static TcpVerdict Update(ref TcpConn c, bool reply, in TcpSegment s)
     {
         ref TcpPeer src = ref reply ? ref c.Reply : ref c.Orig;
-        ref TcpPeer dst = ref reply ? ref c.Orig : ref c.Reply;
+        TcpPeer dst = reply ? c.Orig : c.Reply; // read once: another PMD may be writing it
         ushort flags = s.Flags;
         if (BadFlags(flags))
         {
@@ -168,112 +184,95 @@ public static class TcpTracker
         }
 
         bool syn = (flags & Syn) != 0, ack = (flags & Ack) != 0, rst = (flags & Rst) != 0, fin = (flags & Fin) != 0;
-        if (src.State == TcpPeerState.Reset && !rst)
+        TcpPeerState me = StateOf(c, reply), other = StateOf(c, !reply);
+        if (syn && !ack && me >= TcpPeerState.FinAcked && other >= TcpPeerState.FinAcked)
         {
-            return syn && !ack ? TcpVerdict.Restart : TcpVerdict.Invalid; // reset: only a new SYN (or another RST) belongs
+            return TcpVerdict.Restart; // a port reused after a close or a reset
         }
-        if (syn && !ack)
-        {
-            if (src.State >= TcpPeerState.FinAcked && dst.State >= TcpPeerState.FinAcked)
-            {
-                return TcpVerdict.Restart; // a port reused after a close (or a reset)
-            }
 
-            if (src.State > TcpPeerState.SynSent)
-            {
-                return TcpVerdict.Invalid; // a SYN inside a synchronized connection
-            }
+        if (me == TcpPeerState.Reset && !rst)
+        {
+            return TcpVerdict.Invalid; // after a reset only another RST belongs (or a new SYN, above)
+        }
+
+        bool first = (src.Seen & SideSyn) == 0; // this side's first segment: it must be its SYN
+        if (first && !syn)
+        {
+            return TcpVerdict.Invalid;
+        }
+
+        byte scale = !first ? src.Scale : s.WindowScale == NoScale ? NoScale : (byte)Math.Min((int)s.WindowScale, MaxScale);
+        uint sent = first ? s.Seq : src.End;
+        uint synEnd = first ? s.Seq + 1 : src.SynEnd;
+        if (syn && !first && s.Seq + 1 != synEnd)
+        {
+            return TcpVerdict.Invalid; // a SYN with a new initial sequence number inside the connection (a retransmitted one is checked as any segment)
         }
 
         // Window scaling applies once both SYNs carried the option, and never to a SYN's own window.
-        bool scaled = src.Scale != NoScale && dst.Scale != NoScale;
-        int sws = scaled && !syn ? src.Scale : 0;
-
+        int sws = scale != NoScale && dst.Scale != NoScale && !syn ? scale : 0;
+        uint win = (uint)s.Window << sws;
         uint seq = s.Seq;
         uint end = seq + (uint)s.PayloadLength + (syn ? 1u : 0u) + (fin ? 1u : 0u);
-        uint rawWin = syn ? Unscaled(s.Window, scaled ? src.Scale : NoScale) : s.Window; // in the sender's window units
-        if (src.State == TcpPeerState.None)
-        {
-            // The responder's first segment (its SYN/ACK, or a SYN of a simultaneous open).
-            if (!syn)
-            {
-                return TcpVerdict.Invalid;
-            }
-
-            src.Scale = s.WindowScale == NoScale ? NoScale : (byte)Math.Min((int)s.WindowScale, MaxScale);
-            if (src.Scale == NoScale && dst.Scale != NoScale)
-            {
-                dst.MaxWin <<= dst.Scale; // one side without the option: neither scales (RFC 7323)
-                dst.Scale = NoScale;
-            }
-
-            scaled = src.Scale != NoScale && dst.Scale != NoScale;
-            rawWin = scaled ? Unscaled(s.Window, src.Scale) : s.Window;
-            src.End = seq;
-            src.MaxEnd = end + Math.Max(1u, dst.MaxWin << (scaled ? dst.Scale : 0));
-            src.MaxWin = Math.Max(1u, rawWin);
-        }
-
-        uint ackNo = s.Ack;
-        if (!ack || (rst && ackNo == 0))
-        {
-            ackNo = dst.End; // nothing acknowledged: the ack checks pass
-        }
-
+        uint ackNo = !ack || (rst && s.Ack == 0) ? dst.End : s.Ack; // nothing acknowledged: the ack checks pass
         if (seq == end)
         {
-            seq = end = src.End; // an empty segment (a pure ACK) may carry any old sequence number
+            seq = end = sent; // an empty segment (a pure ACK) may carry any old sequence number
         }
 
+        // What the receiver allowed: its ack plus window; before it acknowledged anything, a SYN
+        // (with at most one of its windows of data) is all a side may send.
+        uint limit = (dst.Seen & SideAck) != 0 ? dst.Grant : synEnd + Math.Max(1u, dst.MaxWin);
         int ackSkew = (int)(dst.End - ackNo);
-        uint back = dst.MaxWin << (scaled ? dst.Scale : 0);
-        bool inWindow = SeqLeq(end, src.MaxEnd)
-            && SeqGeq(seq, src.End - back)
+        bool inWindow = SeqLeq(end, limit)
+            && SeqGeq(seq, sent - Math.Max(1u, dst.MaxWin))
             && ackSkew >= -MaxAckWindow
             && ackSkew <= (MaxAckWindow << sws)
-            && (!rst || s.Seq == src.End || s.Seq + 1 == src.End || s.Seq == src.End + 1);
-        if (!inWindow || (src.State >= TcpPeerState.FinSent && SeqGt(end, src.End)))
+            && (!rst || s.Seq == sent || s.Seq + 1 == sent || s.Seq == sent + 1);
+        if (!inWindow || ((src.Seen & SideFin) != 0 && SeqGt(end, src.FinEnd)))
         {
             return TcpVerdict.Invalid; // out of window, or data after this side's FIN
         }
 
-        src.MaxWin = Math.Max(src.MaxWin, rawWin);
+        if (first)
+        {
+            src.Scale = scale;
+            src.SynEnd = synEnd;
+            src.End = sent;
+            src.Seen |= SideSyn;
+        }
+
+        src.MaxWin = Math.Max(src.MaxWin, win);
         if (SeqGt(end, src.End))
         {
             src.End = end;
         }
 
-        uint allowed = ackNo + Math.Max(syn ? s.Window : rawWin << sws, 1u);
-        if (ack && SeqGeq(allowed, dst.MaxEnd))
+        if (fin && (src.Seen & SideFin) == 0)
         {
-            dst.MaxEnd = allowed;
-        }
-
-        if (syn && src.State < TcpPeerState.SynSent)
-        {
-            src.State = TcpPeerState.SynSent;
-        }
-
-        if (fin && src.State < TcpPeerState.FinSent)
-        {
-            src.State = TcpPeerState.FinSent;
+            src.FinEnd = end;
+            src.Seen |= SideFin;
         }
 
         if (ack)
         {
-            if (dst.State == TcpPeerState.SynSent && SeqGeq(ackNo, dst.End))
+            uint grant = ackNo + Math.Max(win, 1u);
+            if ((src.Seen & SideAck) == 0 || SeqGt(ackNo, src.Acked))
             {
-                dst.State = TcpPeerState.Established;
+                src.Acked = ackNo;
             }
-            else if (dst.State == TcpPeerState.FinSent && SeqGeq(ackNo, dst.End))
+
+            if ((src.Seen & SideAck) == 0 || SeqGt(grant, src.Grant))
             {
-                dst.State = TcpPeerState.FinAcked;
+                src.Grant = grant;
             }
+
+            src.Seen |= SideAck;
         }
 
         if (rst)
         {
-            src.State = dst.State = TcpPeerState.Reset;
+            src.Seen |= SideRst;
         }
 
         return TcpVerdict.Valid;
@@ -282,7 +281,7 @@ public static class TcpTracker
     /// <summary>The timeout class of a connection's state.</summary>
     public static TcpTimeout TimeoutOf(in TcpConn c)
     {
-        TcpPeerState a = c.Orig.State, b = c.Reply.State;
+        TcpPeerState a = StateOf(c, false), b = StateOf(c, true);
         TcpPeerState lo = a < b ? a : b, hi = a < b ? b : a;
         return hi == TcpPeerState.Reset ? TcpTimeout.Close
             : lo >= TcpPeerState.FinAcked ? TcpTimeout.TimeWait
@@ -293,15 +292,8 @@ public static class TcpTracker
             : TcpTimeout.SynRecv;
     }
 
-    /// <summary>True once the responder has answered in window: the connection is established in conntrack's sense (+est).</summary>
-    public static bool Answered(in TcpConn c) => c.Reply.State != TcpPeerState.None;
-
-    /// <summary>A SYN's window in the units of a scaled window (rounded up), or as is without scaling.</summary>
-    private static uint Unscaled(ushort window, byte scale)
-    {
-        uint w = Math.Max(window, (ushort)1);
-        return scale == NoScale || scale == 0 ? w : (w + (1u << scale) - 1) >> scale;
-    }
+    /// <summary>True once the responder has answered: the connection is established in conntrack's sense (+est).</summary>
+    public static bool Answered(in TcpConn c) => (c.Reply.Seen & SideSyn) != 0;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static bool SeqLeq(uint a, uint b) => (int)(a - b) <= 0;
