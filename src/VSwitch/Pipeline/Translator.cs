@@ -317,7 +317,9 @@ public static partial class Translator
         switch (a.Kind)
         {
             case ActionKind.Output:
-                Output(v, a.Port, t, fromInPortAction: false);
+                // output(port=N,max_len=M): Open vSwitch's trunc(M) before this output; M at or above
+                // 2^32 - 1 cannot cut anything, and a plain output has no max_len (Value 0).
+                Output(v, a.Port, t, fromInPortAction: false, maxLen: (uint)Math.Min(a.Value, uint.MaxValue));
                 break;
             case ActionKind.InPort:
                 Output(v, k.InPort, t, fromInPortAction: true);
@@ -413,7 +415,7 @@ public static partial class Translator
         }
     }
 
-    private static unsafe void Output(FlowTables v, int ofPort, Translation t, bool fromInPortAction)
+    private static unsafe void Output(FlowTables v, int ofPort, Translation t, bool fromInPortAction, uint maxLen = 0)
     {
         // OpenFlow: output to the input port is dropped unless the in_port action asks for it
         // (in_port is always part of the megaflow, so this decision is cached correctly).
@@ -430,7 +432,7 @@ public static partial class Translator
             return;
         }
 
-        t.Emit(new DpAction(DpOp.Output, a: (ushort)p.Slot));
+        t.Emit(new DpAction(DpOp.Output, a: (ushort)p.Slot, b: maxLen));
     }
 
     /// <summary>
@@ -502,6 +504,7 @@ public static partial class Translator
         {
             KeyExtractor.ProtoTcp => DpAction.L4Tcp,
             KeyExtractor.ProtoUdp => DpAction.L4Udp,
+            KeyExtractor.ProtoSctp => DpAction.L4Sctp,
             KeyExtractor.ProtoIcmpv6 when t.Key.DlType == KeyExtractor.EthIpv6 => DpAction.L4Icmp6,
             _ => DpAction.L4None,
         };
