@@ -1,11 +1,14 @@
 // ParityActionTests.cs - the two datapath actions added for Open vSwitch parity, over in-memory
 // ports: SCTP port rewrites (the CRC32c recomputed over the whole SCTP packet, a wrong one kept
-// wrong as Open vSwitch's packet_set_sctp_port keeps it) and output(port=N,max_len=M) (the
-// datapath's trunc: only that output's packet is cut). Expected frames come from FrameBuilder, whose
+// wrong as Open vSwitch's packet_set_sctp_port keeps it), output(port=N,max_len=M) (the
+// datapath's trunc: only that output's packet is cut), and NORMAL's VLAN handling (Open vSwitch's
+// xvlan model: priority tags, access ports that take them, the tags each egress is written with). Expected frames come from FrameBuilder, whose
 // CRC32c is a bitwise one that shares nothing with the switch's SSE4.2 code.
 using System.Buffers.Binary;
 using VSwitch.FlowText;
 using VSwitch.Interop;
+using VSwitch.Pipeline;
+using VSwitch.Tests.Oracle;
 using Xunit;
 using static VSwitch.Tests.PipelineTests;
 
@@ -213,5 +216,81 @@ public sealed unsafe class ParityActionTests
         Assert.Equal(Convert.ToHexString(FrameBuilder.Build(Sctp(false, src: 9))), Convert.ToHexString(whole));
         Assert.Equal(Convert.ToHexString(whole[..50]), Convert.ToHexString(Assert.Single(rig.Out(2))));
         Assert.Equal(9, BinaryPrimitives.ReadUInt16BigEndian(whole.AsSpan(L4(false))));
+    }
+
+    // --- NORMAL and VLANs -------------------------------------------------------------------------
+
+    private static readonly PipelinePort[] VlanPorts =
+    [
+        new(1, "plain"),
+        new(2, "access10", VlanMode.Access, 10),
+        new(3, "trunk", VlanMode.Trunk, 0, [0, 10, 20]),
+        new(4, "plain2"),
+    ];
+
+    private static byte[] Tagged(params (ushort Tpid, ushort Tci)[] tags) =>
+        FrameBuilder.Build(new FrameSpec { Dst = 0xFFFFFFFFFFFF, Proto = 17, Tags = [.. tags], Payload = new byte[18] });
+
+    private static Dictionary<int, List<byte[]>> Normal(int inPort, byte[] frame) =>
+        OracleSwitchBugTests.Run("table=0,priority=0,actions=normal", inPort, frame, VlanPorts);
+
+    private static void AssertOut(Dictionary<int, List<byte[]>> outs, int port, byte[]? want)
+    {
+        if (want == null)
+        {
+            Assert.Empty(outs[port]);
+        }
+        else
+        {
+            Assert.Equal(Convert.ToHexString(want), Convert.ToHexString(Assert.Single(outs[port])));
+        }
+    }
+
+    [Fact]
+    public void A_priority_tag_with_a_pcp_keeps_its_tag_in_vlan_0_and_one_with_pcp_0_is_omitted()
+    {
+        var prio5 = Tagged((0x8100, 5 << 13));
+        var outs = Normal(1, prio5);
+        AssertOut(outs, 4, prio5); // no VLAN configuration: the 802.1p priority survives, as in Open vSwitch
+        AssertOut(outs, 3, prio5); // a trunk of VLAN 0
+        AssertOut(outs, 2, null); // access 10 is another VLAN
+
+        var prio0 = Tagged((0x8100, 0));
+        outs = Normal(1, prio0);
+        AssertOut(outs, 4, Tagged()); // VID 0, PCP 0: no tag
+        AssertOut(outs, 3, Tagged());
+    }
+
+    [Fact]
+    public void An_outer_tag_with_vid_0_and_pcp_0_ends_the_stack_and_takes_the_inner_tag_with_it()
+    {
+        // Open vSwitch writes tags from the outside in while VID or PCP is not 0.
+        var outs = Normal(1, Tagged((0x88A8, 0), (0x8100, 20)));
+        AssertOut(outs, 4, Tagged());
+        outs = Normal(1, Tagged((0x88A8, 3 << 13), (0x8100, 20)));
+        AssertOut(outs, 4, Tagged((0x88A8, 3 << 13), (0x8100, 20)));
+    }
+
+    [Fact]
+    public void An_access_port_takes_a_priority_tagged_frame_into_its_vlan_with_its_pcp()
+    {
+        var outs = Normal(2, Tagged((0x8100, 6 << 13)));
+        AssertOut(outs, 3, Tagged((0x8100, (6 << 13) | 10))); // the trunk: VLAN 10, the frame's priority
+        AssertOut(outs, 1, Tagged((0x8100, (6 << 13) | 10))); // no VLAN configuration: a trunk of every VLAN
+        outs = Normal(2, Tagged((0x8100, 10)));
+        Assert.Equal(0, outs.Values.Sum(o => o.Count)); // a VLAN-tagged frame on an access port: dropped
+        outs = Normal(3, Tagged((0x8100, (2 << 13) | 10)));
+        AssertOut(outs, 2, Tagged()); // towards an access port: no tag at all
+    }
+
+    [Fact]
+    public void A_trunk_with_a_list_takes_untagged_frames_only_when_it_lists_vlan_0()
+    {
+        var ports = new PipelinePort[] { new(1, "t", VlanMode.Trunk, 0, [10]), new(2, "p") };
+        var outs = OracleSwitchBugTests.Run("table=0,priority=0,actions=normal", 1, Tagged(), ports);
+        Assert.Equal(0, outs.Values.Sum(o => o.Count));
+        outs = Normal(3, Tagged());
+        AssertOut(outs, 1, Tagged());
+        AssertOut(outs, 4, Tagged());
     }
 }

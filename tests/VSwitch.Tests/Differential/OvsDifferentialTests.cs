@@ -51,61 +51,7 @@ public sealed partial class OvsDifferentialTests(ITestOutputHelper output)
     [
         ("third VLAN tag", "a frame that carries more than two VLAN tags at some point: both flow keys hold two (Open vSwitch's FLOW_MAX_VLAN_HEADERS, this switch's key), so what either does with the third is its parser's limit, not a semantic",
             c => c.Switch.MaxTags > 2 || c.Ovs.MaxTags > 2),
-        ("NORMAL strips an inner tag under VID 0", "NORMAL on a frame whose outer tag has VID 0 and another tag below it: Open vSwitch 3.1 takes the frame as VLAN 0 and, towards a port with no VLAN configuration, sends it with no tag at all, losing the inner tag with the priority tag (a plain frame with tags 0 and 20 in, untagged out: pop_vlan,pop_vlan); this switch sends it with its tags as NORMAL got it. Open vSwitch's behaviour drops a customer tag, so this switch keeps its own",
-            NormalDropsInnerTag),
-        ("NORMAL strips a priority tag whose PCP is not 0 (issue 14)", "a switch difference, not fixed here: NORMAL in VLAN 0 towards a port with no VLAN configuration sends a frame whose outer tag has VID 0 and PCP 1-7 untagged; Open vSwitch 3.1 keeps such a priority tag (its port setting priority-tags defaults to omitting only tags whose PCP is 0), so the 802.1p priority survives there",
-            NormalStripsPriorityTag),
     ];
-
-    /// <summary>
-    /// The first class above: the rule set has NORMAL, the switch's NORMAL ran in VLAN 0, and the
-    /// verdicts differ only in VLAN tags, Open vSwitch's outputs having fewer.
-    /// </summary>
-    private static bool NormalDropsInnerTag(DiffCase c) => NormalVlan0(c) && VlanOnlyDifference(c) < 0;
-
-    /// <summary>The second: as the first, Open vSwitch's outputs having more tags, a priority tag with a non-zero PCP among them.</summary>
-    private static bool NormalStripsPriorityTag(DiffCase c) =>
-        NormalVlan0(c) && VlanOnlyDifference(c) > 0 && c.Ovs.Events.Any(e => PriorityTag().IsMatch(e.State));
-
-    [GeneratedRegex(@"vlan\((tpid=0x[0-9a-f]+,)?vid=0,pcp=[1-7]\)")]
-    private static partial Regex PriorityTag();
-
-    private static bool NormalVlan0(DiffCase c) =>
-        c.Lines.Any(l => l.Contains("normal", StringComparison.OrdinalIgnoreCase)) && c.SwitchTrace.Contains("normal: flood vlan 0", StringComparison.Ordinal)
-        && c.Switch.Unreadable == null && c.Ovs.Unreadable == null;
-
-    /// <summary>
-    /// Output by output, ordered by port (a flood's order is free): 0 when the verdicts differ in
-    /// more than VLAN tags (or not at all); -1 when Open vSwitch's outputs carry no more tags than
-    /// this switch's and some fewer; +1 when they carry no fewer and some more.
-    /// </summary>
-    private static int VlanOnlyDifference(DiffCase c)
-    {
-        static List<(int Port, string Headers, int Tags)> Outs(NormalVerdict v) => v.Events
-            .Select(e => (Parts: NormalForm.SplitTop(e.State), e))
-            .Select(x => (x.e.Controller ? 0 : x.e.Port, string.Join(",", x.Parts.Where(p => !p.StartsWith("vlan", StringComparison.Ordinal))), x.Parts.Count(p => p.StartsWith("vlan", StringComparison.Ordinal))))
-            .OrderBy(x => x.Item1).ThenBy(x => x.Item2, StringComparer.Ordinal).ThenBy(x => x.Item3).ToList();
-        var a = Outs(c.Switch);
-        var b = Outs(c.Ovs);
-        if (a.Count != b.Count)
-        {
-            return 0;
-        }
-
-        bool fewer = false, more = false;
-        for (int i = 0; i < a.Count; i++)
-        {
-            if (a[i].Port != b[i].Port || a[i].Headers != b[i].Headers)
-            {
-                return 0;
-            }
-
-            fewer |= b[i].Tags < a[i].Tags;
-            more |= b[i].Tags > a[i].Tags;
-        }
-
-        return fewer == more ? 0 : fewer ? -1 : 1;
-    }
 
     [Fact]
     public void The_pipeline_agrees_with_open_vswitch_on_random_rules_and_frames()
