@@ -149,10 +149,15 @@ public static unsafe class PacketEdit
     /// </summary>
     private static void SctpRecompute(nint m, in HeaderOffsets off, byte* sh, uint portsXor)
     {
-        int len = IpPayloadEnd(Mbuf.Data(m), off) - off.L4; // the SCTP packet's length, as the IP header gives it
-        if (len < 12 || off.L3 == 0xFFFF)
+        if (off.L3 == 0xFFFF)
         {
             return;
+        }
+
+        int len = IpPayloadEnd(Mbuf.Data(m), off) - off.L4; // the SCTP packet's length, as the IP header gives it
+        if (len < 12)
+        {
+            return; // as Open vSwitch: no SCTP header, no rewrite of its checksum
         }
 
         uint stored = Unsafe.ReadUnaligned<uint>(sh + 8);
