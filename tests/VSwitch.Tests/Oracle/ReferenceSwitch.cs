@@ -312,7 +312,7 @@ internal sealed class ReferenceSwitch(IReadOnlyList<OraclePort> ports, IReadOnly
         switch (a)
         {
             case OutputAction o:
-                Output(c, o.Port, c.Frame);
+                Output(c, o.Port, c.Frame, o.MaxLen);
                 break;
             case InPortAction:
                 Emit(c, c.InPort, c.Frame);
@@ -460,7 +460,7 @@ internal sealed class ReferenceSwitch(IReadOnlyList<OraclePort> ports, IReadOnly
         c.Ops++;
     }
 
-    private void Output(Context c, int port, byte[] frame)
+    private void Output(Context c, int port, byte[] frame, long maxLen = 0)
     {
         // OpenFlow: output to the input port is skipped (in_port does that); unknown ports too.
         if (port == c.InPort || ports.All(p => p.Number != port))
@@ -468,13 +468,15 @@ internal sealed class ReferenceSwitch(IReadOnlyList<OraclePort> ports, IReadOnly
             return;
         }
 
-        Emit(c, port, frame);
+        Emit(c, port, frame, maxLen);
     }
 
-    private static void Emit(Context c, int port, byte[] frame)
+    /// <summary>A copy of the frame leaves on <paramref name="port"/>, its checksums as the rewrites left them, cut to <paramref name="maxLen"/> bytes (0: whole).</summary>
+    private static void Emit(Context c, int port, byte[] frame, long maxLen = 0)
     {
         c.Ops += 2;
-        c.Verdict.Outputs.Add((port, Checksums.Fixed(frame)));
+        var f = Checksums.Fixed(frame);
+        c.Verdict.Outputs.Add((port, maxLen > 0 && maxLen < f.Length ? f[..(int)maxLen] : f));
     }
 
     /// <summary>
