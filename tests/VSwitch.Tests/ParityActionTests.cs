@@ -218,6 +218,42 @@ public sealed unsafe class ParityActionTests
         Assert.Equal(9, BinaryPrimitives.ReadUInt16BigEndian(whole.AsSpan(L4(false))));
     }
 
+    [Fact]
+    public void Sctp_rewrites_and_truncation_allocate_nothing_on_the_pmd_path()
+    {
+        // Two cached verdicts that flip the SCTP destination port (so every round recomputes the
+        // CRC32c) and cut the frame (its lengths are put back between rounds: the bytes stay).
+        using var rig = new Rig(emcInvProb: 1);
+        rig.Load(FlowParser.ParseRules("""
+            table=0,priority=10,sctp,tp_dst=1,actions=mod_tp_dst:2,output(port=2,max_len=50)
+            table=0,priority=10,sctp,tp_dst=2,actions=mod_tp_dst:1,output(port=2,max_len=50)
+            """, "test"));
+        var mbufs = Enumerable.Range(0, 32).Select(i => rig.Mbufs.Create(FrameBuilder.Build(Sctp(false, src: (ushort)(1000 + i), dst: 1, payload: 100)))).ToArray();
+        var lengths = mbufs.Select(Mbuf.DataLen).ToArray();
+        void Run(int rounds)
+        {
+            for (int r = 0; r < rounds; r++)
+            {
+                for (int i = 0; i < mbufs.Length; i++)
+                {
+                    *(ushort*)(mbufs[i] + Mbuf.DataLenOffset) = lengths[i];
+                    *(uint*)(mbufs[i] + Mbuf.PktLenOffset) = lengths[i];
+                    rig.Ports.Inject(0, mbufs[i]);
+                }
+
+                rig.Loop.Poll();
+                rig.Loop.Poll();
+                rig.Ports.RxHead[0] = rig.Ports.RxTail[0] = 0;
+                rig.Ports.TxCount[1] = 0;
+            }
+        }
+
+        AssertAllocatesNothing(Run);
+        Assert.Equal(0UL, rig.Counters.Malformed);
+        Assert.Equal(50, Mbuf.DataLen(mbufs[0]));
+        Assert.Empty(FrameBuilder.VerifyChecksums(new Span<byte>(Mbuf.Data(mbufs[0]), lengths[0]).ToArray())); // the bytes under the cut: a right CRC32c
+    }
+
     // --- NORMAL and VLANs -------------------------------------------------------------------------
 
     private static readonly PipelinePort[] VlanPorts =

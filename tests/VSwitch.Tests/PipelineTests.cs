@@ -572,6 +572,40 @@ public sealed unsafe class PipelineTests
         Assert.Equal(frames.Where((_, i) => i % 3 == 0), rig.Out(3));
     }
 
+    /// <summary>
+    /// Asserts that <paramref name="run"/> (rounds of a forwarding loop on this thread) allocates
+    /// nothing once warm: warm-up (JIT, upcalls, megaflow installs) until a 200-round window
+    /// allocates nothing (on a loaded machine, tests beside DPDK tests, a one-off runtime allocation
+    /// on this thread was seen once in a few runs of the combined suite); then up to three measured
+    /// windows of 2000 rounds, one of which must allocate exactly nothing. A loop that allocates per
+    /// packet, per burst or per round (even every 256th) fails all three; a one-off runtime
+    /// allocation (about once in ten runs of the parallel suite, never twice in a row) does not
+    /// make the test flaky.
+    /// </summary>
+    internal static void AssertAllocatesNothing(Action<int> run)
+    {
+        run(50);
+        for (int w = 0; w < 20; w++)
+        {
+            long w0 = GC.GetAllocatedBytesForCurrentThread();
+            run(200);
+            if (GC.GetAllocatedBytesForCurrentThread() == w0)
+            {
+                break;
+            }
+        }
+
+        var windows = new List<long>();
+        for (int w = 0; w < 3 && (windows.Count == 0 || windows[^1] != 0); w++)
+        {
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            run(2000);
+            windows.Add(GC.GetAllocatedBytesForCurrentThread() - before);
+        }
+
+        Assert.True(windows[^1] == 0, $"bytes allocated per 2000-round window: {string.Join(", ", windows)}");
+    }
+
     [Fact]
     public void The_pipeline_forwarding_loop_allocates_nothing()
     {
@@ -599,34 +633,7 @@ public sealed unsafe class PipelineTests
             }
         }
 
-        // Warm-up (JIT, upcalls, megaflow installs) until a 200-round window allocates nothing: on a
-        // loaded machine (tests run beside DPDK tests) a one-off runtime allocation on this thread
-        // was seen once in a few runs of the combined suite; the 2000 rounds measured next must still
-        // allocate exactly nothing.
-        Run(50);
-        for (int w = 0; w < 20; w++)
-        {
-            long w0 = GC.GetAllocatedBytesForCurrentThread();
-            Run(200);
-            if (GC.GetAllocatedBytesForCurrentThread() == w0)
-            {
-                break;
-            }
-        }
-
-        // Up to three measured windows of 2000 rounds; one must allocate exactly nothing. A loop that
-        // allocates per packet, per burst or per round (even every 256th) fails all three; a one-off
-        // runtime allocation on this thread (seen about once in ten runs of the parallel suite, never
-        // twice in a row) does not make the test flaky.
-        var windows = new List<long>();
-        for (int w = 0; w < 3 && (windows.Count == 0 || windows[^1] != 0); w++)
-        {
-            long before = GC.GetAllocatedBytesForCurrentThread();
-            Run(2000);
-            windows.Add(GC.GetAllocatedBytesForCurrentThread() - before);
-        }
-
-        Assert.True(windows[^1] == 0, $"bytes allocated per 2000-round window: {string.Join(", ", windows)}");
+        AssertAllocatesNothing(Run);
         Assert.True(rig.Counters.EmcHits > 100_000);
     }
 
