@@ -36,10 +36,13 @@ public sealed class CaptureDpdkTests : IDisposable
     }
 
     /// <summary>tshark -T fields over a capture file: one string[] per packet.</summary>
-    private static List<string[]> Tshark(string file, params string[] fields)
+    private static List<string[]> Tshark(string file, params string[] fields) => Tshark(file, [], fields);
+
+    /// <summary>As above, with tshark options first (<c>-o pref:value</c>).</summary>
+    internal static List<string[]> Tshark(string file, string[] options, params string[] fields)
     {
         var psi = new ProcessStartInfo("tshark") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in new[] { "-n", "-r", file, "-T", "fields", "-E", "separator=|" })
+        foreach (var a in options.Concat(["-n", "-r", file, "-T", "fields", "-E", "separator=|"]))
         {
             psi.ArgumentList.Add(a);
         }

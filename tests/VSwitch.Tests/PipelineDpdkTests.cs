@@ -256,6 +256,65 @@ public sealed class PipelineDpdkTests : IDisposable
         Assert.Equal("0", r.Field("final: mbufs", "leaked"));
     }
 
+    [Fact]
+    public void Sctp_port_rewrites_leave_with_a_crc32c_tshark_accepts_also_in_mbuf_chains()
+    {
+        // IPv4 and IPv6, small and jumbo (a chain of 2 KB mbufs), and one whose CRC32c came wrong
+        // (it must stay wrong, as from Open vSwitch). tshark checks the CRC32c with its own code.
+        FrameSpec Spec(int id, bool v6, int payload, ushort src = 5000, ushort dst = 36412) => new()
+        {
+            Proto = 132, EthType = (ushort)(v6 ? 0x86DD : 0x0800), SrcPort = src, DstPort = dst,
+            Payload = Enumerable.Range(0, payload).Select(i => (byte)(i + id)).ToArray(),
+        };
+        var specs = Enumerable.Range(0, 12).Select(i => (Id: i, V6: i % 2 == 1, Len: i % 3 == 0 ? 8900 : 20 + (i * 37))).ToList();
+        var frames = specs.Select(x => FrameBuilder.Build(Spec(x.Id, x.V6, x.Len))).ToList();
+        frames[4][34 + 8] ^= 0xFF; // frame 4 (IPv4): a wrong CRC32c
+        var r = RunPcap("""
+            table=0,priority=10,sctp,actions=mod_tp_src:7,set_field:9->sctp_dst,output:2
+            table=0,priority=10,sctp6,actions=load:11->OXM_OF_SCTP_SRC[],output:2
+            """, frames, 2, "--port-mtu", "p1=9000", "--port-mtu", "p2=9000");
+        var want = specs.Select(x => FrameBuilder.Build(x.V6 ? Spec(x.Id, true, x.Len, src: 11) : Spec(x.Id, false, x.Len, 7, 9))).ToList();
+        want[4][34 + 8] ^= 0xFF;
+        // A burst's packets leave grouped by flow (megaflow), each flow in order: IPv4's, IPv6's.
+        static bool V6(byte[] f) => f[12] == 0x86;
+        var got = Out(2);
+        Assert.Equal(want.Count, got.Count);
+        foreach (bool v6 in new[] { false, true })
+        {
+            Assert.Equal(want.Where(f => V6(f) == v6).Select(Convert.ToHexString), got.Where(f => V6(f) == v6).Select(Convert.ToHexString));
+        }
+
+        var seen = CaptureDpdkTests.Tshark(P("out2.pcap"), ["-o", "sctp.checksum:CRC 32c"], "sctp.srcport", "sctp.dstport", "sctp.checksum.status");
+        Assert.Equal(12, seen.Count);
+        for (int i = 0; i < seen.Count; i++)
+        {
+            Assert.Equal(V6(got[i]) ? ["11", "36412"] : ["7", "9"], seen[i][..2]);
+            bool corrupt = got[i].AsSpan().SequenceEqual(want[4]);
+            Assert.Equal(corrupt ? "0" : "1", seen[i][2]); // 1: good, 0: bad (Wireshark's checksum status)
+        }
+
+        Assert.Equal("0", r.Field("final: pmd 0", "malformed"));
+        Assert.Equal("0", r.Field("final: mbufs", "leaked"));
+    }
+
+    [Fact]
+    public void Output_with_max_len_truncates_only_its_copy_also_of_mbuf_chains_and_leaks_no_segment()
+    {
+        // output(port=2,max_len=60) and (port=3,max_len=3000): copies cut; output:4 (the last) whole.
+        // Frames of 64 to 9000 bytes, the long ones chains of 2 KB mbufs cut in their first,
+        // second or a later segment; the segments cut off go back to the pool.
+        var frames = new[] { 64, 100, 1500, 2100, 4500, 9000 }
+            .Select((len, i) => Frame(i, s => { s.Proto = 17; s.Payload = Enumerable.Range(0, len - 42).Select(b => (byte)(b + i)).ToArray(); })).ToList();
+        var r = RunPcap("table=0,priority=10,udp,actions=output(port=2,max_len=60),output(port=3,max_len=3000),output:4\n", frames, 4,
+            "--port-mtu", "p1=9000", "--port-mtu", "p2=9000", "--port-mtu", "p3=9000", "--port-mtu", "p4=9000");
+        Assert.Equal(frames.Select(f => f[..Math.Min(60, f.Length)]).ToList(), Out(2));
+        Assert.Equal(frames.Select(f => f[..Math.Min(3000, f.Length)]).ToList(), Out(3));
+        Assert.Equal(frames, Out(4));
+        var lengths = CaptureDpdkTests.Tshark(P("out3.pcap"), [], "frame.len").Select(x => int.Parse(x[0], CultureInfo.InvariantCulture));
+        Assert.Equal(frames.Select(f => Math.Min(3000, f.Length)), lengths);
+        Assert.Equal("0", r.Field("final: mbufs", "leaked"));
+    }
+
     /// <summary>
     /// Runs vswitchd in pipeline mode for 2 s on <paramref name="flows"/>: port p1 replays
     /// <paramref name="input"/> once, ports p2..p<paramref name="ports"/> write what they send to

@@ -81,13 +81,14 @@ public sealed class SyntaxIssue14Tests
     public void Sctp_rules_round_trip(string text, string dumped) => Assert.Equal(dumped, RoundTrip(text));
 
     [Theory]
-    [InlineData("sctp,actions=set_field:7->sctp_dst")]
-    [InlineData("sctp,actions=mod_tp_src:7")]
-    [InlineData("sctp6,actions=load:7->OXM_OF_SCTP_DST[]")]
-    [InlineData("sctp,actions=move:reg0[0..15]->tp_dst[]")]
-    public void Rewrites_of_sctp_ports_are_refused_because_the_crc32c_is_not_recomputed(string text)
+    [InlineData("sctp,actions=set_field:7->sctp_dst", "table=0,priority=32768,sctp,actions=set_field:7->tp_dst")]
+    [InlineData("sctp,actions=mod_tp_src:7", "table=0,priority=32768,sctp,actions=set_field:7->tp_src")]
+    [InlineData("sctp6,actions=load:7->OXM_OF_SCTP_DST[]", "table=0,priority=32768,sctp6,actions=set_field:7->tp_dst")]
+    [InlineData("sctp,actions=move:reg0[0..15]->tp_dst[]", "table=0,priority=32768,sctp,actions=move:reg0[0..15]->tp_dst[0..15]")]
+    public void Rewrites_of_sctp_ports_are_taken_as_in_ovs_ofctl(string text, string dumped)
     {
-        Assert.Contains("SCTP CRC32c", Refused(text));
+        // The CRC32c is recomputed (ParityActionTests); these load and dump like any port rewrite.
+        Assert.Equal(dumped, RoundTrip(text));
     }
 
     [Fact]
@@ -226,14 +227,18 @@ public sealed class SyntaxIssue14Tests
     }
 
     [Fact]
-    public void Output_with_port_and_max_len_65535_outputs_to_the_port_and_a_truncating_max_len_is_refused()
+    public void Output_with_port_and_max_len_outputs_to_the_port_and_takes_ovs_ofctls_range()
     {
-        // Open vSwitch truncates to max_len bytes on any port (datapath trunc); this switch does not truncate.
+        // Open vSwitch truncates to max_len bytes on any port (datapath trunc; ParityActionTests);
+        // ovs-ofctl takes 14 (ETH_HEADER_LEN) to 2^32 - 1.
         var outs = OracleSwitchBugTests.Run("table=0,priority=1,actions=output(port=2,max_len=65535),output(max_len=65535,port=3)", 1, Frame());
-        Assert.Single(outs[2]);
-        Assert.Single(outs[3]);
+        Assert.Equal(Frame(), Assert.Single(outs[2]));
+        Assert.Equal(Frame(), Assert.Single(outs[3]));
         Assert.Equal("table=0,priority=1,actions=output(port=2,max_len=65535),output:3", RoundTrip("priority=1,actions=output(port=2,max_len=65535),output(port=3)"));
-        Assert.Contains("does not truncate", Refused("actions=output(port=2,max_len=100)"));
+        Assert.Equal("table=0,priority=1,actions=output(port=2,max_len=14),output(port=3,max_len=4294967295)",
+            RoundTrip("priority=1,actions=output(port=2,max_len=14),output(max_len=4294967295,port=3)"));
+        Assert.Contains("at least 14", Refused("actions=output(port=2,max_len=13)"));
+        Assert.Contains("'port=N' or 'max_len=N'", Refused("actions=output(port=2,max_len=4294967296)"));
         Assert.Contains("'port=N'", Refused("actions=output(max_len=65535)"));
         Assert.Contains("'port=N' or 'max_len=N'", Refused("actions=output(port=2,foo=1)"));
     }

@@ -2,7 +2,8 @@
 //
 // One switch per action, then a loop over the group's packets: no per-packet virtual calls. Every
 // step owns the group's mbufs explicitly: an action that drops a packet (TTL expiry, no headroom
-// for a tag) frees it and closes the gap, a non-final output sends copies, the final output (or a
+// for a tag) frees it and closes the gap, a non-final output sends copies (a truncating output cuts
+// its copies, so the packet goes on whole), the final output (or a
 // recirc, which hands the packets to the PMD's next pass) takes the originals, and whatever no step
 // took is freed at the end. Later stages (a crypto queue, a conntrack ring) plug in here the same way.
 using System.Runtime.CompilerServices;
@@ -50,6 +51,11 @@ public readonly unsafe struct ActionExecutor<TIo>
                     {
                         nint* copies = _f.Copies;
                         _io.Copy(pkts, copies, (uint)k);
+                        if (op.B != 0)
+                        {
+                            Truncate(copies, k, op.B); // only this output's copies are cut
+                        }
+
                         for (int j = 0; j < k; j++)
                         {
                             if (copies[j] == 0)
@@ -64,6 +70,11 @@ public readonly unsafe struct ActionExecutor<TIo>
                     }
                     else
                     {
+                        if (op.B != 0)
+                        {
+                            Truncate(pkts, k, op.B); // the last output: nothing after it sees the packets
+                        }
+
                         for (int j = 0; j < k; j++)
                         {
                             Enqueue(state, op.A, pkts[j]);
@@ -211,6 +222,32 @@ public readonly unsafe struct ActionExecutor<TIo>
             {
                 state.Drop(pkts[j], why);
             }
+        }
+    }
+
+    /// <summary>
+    /// Cuts each of the <paramref name="k"/> packets (0 entries skipped) to <paramref name="maxLen"/>
+    /// bytes; the segments cut off chained mbufs are freed together in one call.
+    /// </summary>
+    private void Truncate(nint* pkts, int k, uint maxLen)
+    {
+        nint* tails = stackalloc nint[FlowPmd.Burst];
+        uint n = 0;
+        for (int j = 0; j < k; j++)
+        {
+            if (pkts[j] != 0)
+            {
+                nint rest = PacketEdit.Truncate(pkts[j], maxLen);
+                if (rest != 0)
+                {
+                    tails[n++] = rest;
+                }
+            }
+        }
+
+        if (n != 0)
+        {
+            _io.Free(tails, n);
         }
     }
 

@@ -11,7 +11,11 @@ namespace VSwitch.Actions;
 
 public enum DpOp : byte
 {
-    /// <summary>Send to slot A; with <see cref="DpAction.CloneFlag"/> a copy is sent and the original goes on.</summary>
+    /// <summary>
+    /// Send to slot A; with <see cref="DpAction.CloneFlag"/> a copy is sent and the original goes on.
+    /// B != 0: what this output sends is cut to its first B bytes (output(port=N,max_len=B), Open
+    /// vSwitch's datapath trunc); other outputs get the whole packet.
+    /// </summary>
     Output = 1,
 
     /// <summary>Copy the packet into the PMD's punt ring (reason A).</summary>
@@ -78,6 +82,9 @@ public struct DpAction
     public const byte L4Udp = 2;
     public const byte L4Icmp6 = 3;
 
+    /// <summary>SCTP: its CRC32c covers the SCTP packet only (no pseudo-header); a port rewrite recomputes it.</summary>
+    public const byte L4Sctp = 4;
+
     /// <summary>What to do.</summary>
     public DpOp Op;
 
@@ -110,7 +117,7 @@ public struct DpAction
     /// <summary>The op as text; an output names the port's OpenFlow number (<paramref name="ofPortOfSlot"/>; without it, slot + 1).</summary>
     public readonly string Format(Func<int, int>? ofPortOfSlot) => Op switch
     {
-        DpOp.Output => $"output:{(ofPortOfSlot == null ? A + 1 : ofPortOfSlot(A))}{((Flags & CloneFlag) != 0 ? "(clone)" : "")}",
+        DpOp.Output => $"{(B != 0 ? $"trunc({B})," : "")}output:{(ofPortOfSlot == null ? A + 1 : ofPortOfSlot(A))}{((Flags & CloneFlag) != 0 ? "(clone)" : "")}",
         DpOp.Controller => "controller",
         DpOp.SetEthDst => $"set(eth_dst={FlowText.FlowFormatter.FormatMac(C)})",
         DpOp.SetEthSrc => $"set(eth_src={FlowText.FlowFormatter.FormatMac(C)})",

@@ -3,10 +3,16 @@
 // Checksums are updated with RFC 1624's incremental formula (HC' = ~(~HC + ~m + m')), so a rewrite
 // costs a few ALU operations whatever the packet size: the IPv4 header checksum for address and TTL
 // changes, and the TCP/UDP checksum for address (pseudo-header) and port changes. A UDP checksum of
-// 0 over IPv4 means "none" and stays 0; a computed 0 is sent as 0xFFFF. The caller passes the header
-// offsets the key extractor found; VLAN push/pop move them by 4.
+// 0 over IPv4 means "none" and stays 0; a computed 0 is sent as 0xFFFF. SCTP's checksum is a CRC32c
+// over the whole SCTP packet with no pseudo-header, so only a port rewrite touches it, and it cannot
+// be updated incrementally: the rewrite runs two CRC32c chains (SSE4.2) over the packet in one pass,
+// the old ports' and the new ones', and stores old ^ crc(old) ^ crc(new) as Open vSwitch does, so a
+// packet that came with a wrong checksum leaves with one just as wrong. The caller passes the header
+// offsets the key extractor found; VLAN push/pop move them by 4. Headers sit in the first segment of
+// a chained mbuf; what reads or cuts the payload (the SCTP CRC, a truncation) walks the chain.
 using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics.X86;
 using VSwitch.Interop;
 using VSwitch.Packets;
 
@@ -129,6 +135,127 @@ public static unsafe class PacketEdit
                 Wr16(l4 + 6, c == 0 ? (ushort)0xFFFF : c);
             }
         }
+        else if (l4Kind == DpAction.L4Sctp && old != port)
+        {
+            SctpRecompute(m, off, l4, dst ? (uint)(old ^ port) : (uint)(old ^ port) << 16);
+        }
+    }
+
+    /// <summary>
+    /// The SCTP checksum after a port rewrite (the new ports are in place; <paramref name="portsXor"/>
+    /// is the old first word ^ the new one, host order): the CRC32c of the SCTP packet (from the
+    /// common header to the end of the IP payload, padding excluded; checksum field zero) is computed
+    /// for the old and the new ports in one pass, and the field becomes old ^ crc(old) ^ crc(new).
+    /// </summary>
+    private static void SctpRecompute(nint m, in HeaderOffsets off, byte* sh, uint portsXor)
+    {
+        if (off.L3 == 0xFFFF)
+        {
+            return;
+        }
+
+        int len = IpPayloadEnd(Mbuf.Data(m), off) - off.L4; // the SCTP packet's length, as the IP header gives it
+        if (len < 12)
+        {
+            return; // as Open vSwitch: no SCTP header, no rewrite of its checksum
+        }
+
+        uint stored = Unsafe.ReadUnaligned<uint>(sh + 8);
+        ulong first = Unsafe.ReadUnaligned<ulong>(sh); // ports and verification tag, as on the wire
+        ulong oldFirst = first ^ BinaryPrimitives.ReverseEndianness(portsXor); // the ports' bytes as they were
+        uint cNew = (uint)Sse42.X64.Crc32(0xFFFFFFFFUL, first);
+        uint cOld = (uint)Sse42.X64.Crc32(0xFFFFFFFFUL, oldFirst);
+        cNew = Sse42.Crc32(cNew, 0u); // the checksum field counts as zero
+        cOld = Sse42.Crc32(cOld, 0u);
+
+        // The rest: the first segment after the common header, then each further segment.
+        byte* p = sh + 12;
+        int left = len - 12;
+        int inSeg = Math.Min(left, (int)(Mbuf.Data(m) + Mbuf.DataLen(m) - p));
+        nint seg = m;
+        while (true)
+        {
+            Crc32cPair(p, inSeg, ref cOld, ref cNew);
+            left -= inSeg;
+            seg = left > 0 ? *(nint*)(seg + Mbuf.NextOffset) : 0;
+            if (seg == 0)
+            {
+                break;
+            }
+
+            p = Mbuf.Data(seg);
+            inSeg = Math.Min(left, (int)Mbuf.DataLen(seg));
+        }
+
+        Unsafe.WriteUnaligned(sh + 8, stored ^ ~cOld ^ ~cNew); // ~crc in memory order is the wire's CRC32c
+    }
+
+    /// <summary>Advances two CRC32c chains over the same <paramref name="n"/> bytes (the two are independent, so the instructions overlap).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Crc32cPair(byte* p, int n, ref uint a, ref uint b)
+    {
+        ulong x = a, y = b;
+        int i = 0;
+        for (; i + 8 <= n; i += 8)
+        {
+            ulong v = Unsafe.ReadUnaligned<ulong>(p + i);
+            x = Sse42.X64.Crc32(x, v);
+            y = Sse42.X64.Crc32(y, v);
+        }
+
+        uint xa = (uint)x, yb = (uint)y;
+        for (; i < n; i++)
+        {
+            xa = Sse42.Crc32(xa, p[i]);
+            yb = Sse42.Crc32(yb, p[i]);
+        }
+
+        a = xa;
+        b = yb;
+    }
+
+    /// <summary>The frame offset where the IP payload ends (IPv4 total length, IPv6 payload length): Ethernet padding after it is not the transport's.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int IpPayloadEnd(byte* d, in HeaderOffsets off)
+    {
+        byte* ip = d + off.L3;
+        return (ip[0] >> 4) == 6 ? off.L3 + 40 + Rd16(ip + 4) : off.L3 + Rd16(ip + 2);
+    }
+
+    /// <summary>
+    /// Cuts the packet to its first <paramref name="maxLen"/> bytes (Open vSwitch's datapath trunc;
+    /// no-op when it is not longer). In a chain, the segment the cut falls in becomes the last; the
+    /// segments after it are returned (their head, 0 when none) for the caller to free with the
+    /// group's others in one call.
+    /// </summary>
+    public static nint Truncate(nint m, uint maxLen)
+    {
+        uint pktLen = Mbuf.PktLen(m);
+        if (pktLen <= maxLen)
+        {
+            return 0;
+        }
+
+        *(uint*)(m + Mbuf.PktLenOffset) = maxLen;
+        nint seg = m;
+        uint before = 0; // bytes in the segments before seg
+        ushort segs = 1;
+        while (before + Mbuf.DataLen(seg) < maxLen)
+        {
+            before += Mbuf.DataLen(seg);
+            seg = *(nint*)(seg + Mbuf.NextOffset);
+            segs++;
+        }
+
+        *(ushort*)(seg + Mbuf.DataLenOffset) = (ushort)(maxLen - before);
+        nint rest = *(nint*)(seg + Mbuf.NextOffset);
+        if (rest != 0)
+        {
+            *(nint*)(seg + Mbuf.NextOffset) = 0;
+            *(ushort*)(m + Mbuf.NbSegsOffset) = segs;
+        }
+
+        return rest;
     }
 
     /// <summary>Decrements TTL/hop limit; false when the packet must be dropped (TTL 0 or 1).</summary>

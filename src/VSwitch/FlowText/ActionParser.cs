@@ -532,11 +532,13 @@ internal readonly ref struct ActionParser
     }
 
     /// <summary>
-    /// output(port=N,max_len=M): output to N. In Open vSwitch max_len truncates the packet to M
-    /// bytes on that output (the datapath's trunc action), on any port. This switch does not
-    /// truncate, so it takes only max_len=65535, which no frame it forwards exceeds (kept for dumps),
-    /// and refuses a smaller one rather than send more bytes than the rule asks for.
+    /// output(port=N,max_len=M): output to N of the packet's first M bytes (the datapath's trunc, as
+    /// in Open vSwitch); other outputs get the whole packet. M is 14 (an Ethernet header) to
+    /// 2^32 - 1, as ovs-ofctl takes it.
     /// </summary>
+    /// <summary>The smallest max_len output(...) takes (ovs-ofctl's: ETH_HEADER_LEN).</summary>
+    private const int MinTruncLen = 14;
+
     private FlowAction OutputParams(ReadOnlySpan<char> arg, int argAt)
     {
         int port = -1;
@@ -553,16 +555,16 @@ internal readonly ref struct ActionParser
             {
                 port = ParsePort(val, argAt + at, "output(port=");
             }
-            else if (key.SequenceEqual("max_len") && TryParseU64(val, out maxLen) && maxLen <= 0xFFFF)
+            else if (key.SequenceEqual("max_len") && TryParseU64(val, out maxLen) && maxLen <= uint.MaxValue)
             {
-                if (maxLen < 0xFFFF)
+                if (maxLen < MinTruncLen)
                 {
-                    _line.Fail(argAt + at, $"expected max_len=65535 in 'output(...)', found {Found(item)}: a smaller max_len truncates the packet in Open vSwitch, and this switch does not truncate");
+                    _line.Fail(argAt + at, $"expected max_len of at least {MinTruncLen} (an Ethernet header) in 'output(...)', found {Found(item)}");
                 }
             }
             else
             {
-                _line.Fail(argAt + at, $"expected 'port=N' or 'max_len=N' (0 to 65535) in 'output(...)', found {Found(item)}");
+                _line.Fail(argAt + at, $"expected 'port=N' or 'max_len=N' ({MinTruncLen} to 4294967295) in 'output(...)', found {Found(item)}");
             }
 
             if (comma < 0)
@@ -972,10 +974,6 @@ internal readonly ref struct ActionParser
             _line.Fail(start, $"missing prerequisite for '{name}' in the actions: expected {Prerequisites.Describe(f.Prereq)} in the match");
         }
 
-        if ((f == Fields.TpSrc || f == Fields.TpDst) && Prerequisites.Satisfied(Prerequisite.Sctp, _match))
-        {
-            _line.Fail(start, $"expected no rewrite of SCTP ports ('{name}' on an sctp match): this switch does not recompute the SCTP CRC32c checksum, so it refuses the rewrite rather than send a packet the receiver drops");
-        }
     }
 
     private static string WritableNames() => string.Join(", ", Fields.All.Where(f => f.Writable).Select(f => f.Name));

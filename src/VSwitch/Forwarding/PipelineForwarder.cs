@@ -362,7 +362,7 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
         if (allowWhole && groups == 1 && gs[0] == n)
         {
             MegaflowEntry* me = mfc.Entry(ge[0]);
-            if (me->OpCount == 1 && me->Program->Op == DpOp.Output)
+            if (me->OpCount == 1 && me->Program->Op == DpOp.Output && me->Program->B == 0) // a truncating output edits the packets
             {
                 Account(me, mbufs, n, now);
                 return me->Program->A;

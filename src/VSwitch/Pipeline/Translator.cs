@@ -317,7 +317,9 @@ public static partial class Translator
         switch (a.Kind)
         {
             case ActionKind.Output:
-                Output(v, a.Port, t, fromInPortAction: false);
+                // output(port=N,max_len=M): Open vSwitch's trunc(M) before this output; M at or above
+                // 2^32 - 1 cannot cut anything, and a plain output has no max_len (Value 0).
+                Output(v, a.Port, t, fromInPortAction: false, maxLen: (uint)Math.Min(a.Value, uint.MaxValue));
                 break;
             case ActionKind.InPort:
                 Output(v, k.InPort, t, fromInPortAction: true);
@@ -413,7 +415,7 @@ public static partial class Translator
         }
     }
 
-    private static unsafe void Output(FlowTables v, int ofPort, Translation t, bool fromInPortAction)
+    private static unsafe void Output(FlowTables v, int ofPort, Translation t, bool fromInPortAction, uint maxLen = 0)
     {
         // OpenFlow: output to the input port is dropped unless the in_port action asks for it
         // (in_port is always part of the megaflow, so this decision is cached correctly).
@@ -430,7 +432,7 @@ public static partial class Translator
             return;
         }
 
-        t.Emit(new DpAction(DpOp.Output, a: (ushort)p.Slot));
+        t.Emit(new DpAction(DpOp.Output, a: (ushort)p.Slot, b: maxLen));
     }
 
     /// <summary>
@@ -502,6 +504,7 @@ public static partial class Translator
         {
             KeyExtractor.ProtoTcp => DpAction.L4Tcp,
             KeyExtractor.ProtoUdp => DpAction.L4Udp,
+            KeyExtractor.ProtoSctp => DpAction.L4Sctp,
             KeyExtractor.ProtoIcmpv6 when t.Key.DlType == KeyExtractor.EthIpv6 => DpAction.L4Icmp6,
             _ => DpAction.L4None,
         };
@@ -676,140 +679,6 @@ public static partial class Translator
             }
 
             k.Set(f.Word, f.Shift, f.Width, v);
-        }
-    }
-
-    /// <summary>
-    /// NORMAL: a MAC-learning switch with VLAN awareness. The input VLAN comes from the port's mode
-    /// (access: its tag; trunk: the frame's VID, 0 when untagged, refused when not allowed); the source is
-    /// learned; a known unicast destination gets one output, anything else floods the VLAN. Each
-    /// output adds or removes the tag the egress port's mode wants.
-    /// </summary>
-    private static unsafe void Normal(FlowTables v, MacTable macs, Translation t)
-    {
-        ref FlowKey k = ref t.Key;
-        t.UsesMac = true;
-        t.Wildcards.W[0] |= 0xFFFFUL << 32; // vlan_tci
-        t.Wildcards.W[1] |= FlowKey.Mac48; // dl_dst
-        t.Wildcards.W[2] |= FlowKey.Mac48; // dl_src
-        var inPort = v.Port(k.InPort);
-        if (inPort == null)
-        {
-            t.Trace?.Add($"  normal: input port {k.InPort} is not a switch port: dropped");
-            return;
-        }
-
-        bool tagged = (k.VlanTci & KeyExtractor.VlanPresent) != 0;
-        int vlan = tagged ? k.VlanTci & 0xFFF : 0;
-        if (inPort.Mode == VlanMode.Access)
-        {
-            if (tagged)
-            {
-                t.Trace?.Add($"  normal: tagged frame on access port {inPort.OfPort}: dropped");
-                return;
-            }
-
-            vlan = inPort.Tag;
-        }
-        else if (!inPort.Carries(vlan))
-        {
-            t.Trace?.Add($"  normal: VLAN {vlan} not allowed on port {inPort.OfPort}: dropped");
-            return;
-        }
-
-        if (!t.NoLearn)
-        {
-            t.AddLearn(k.DlSrc, vlan, inPort.OfPort); // posted to the MAC table's single writer by the PMD
-        }
-        bool group = (k.DlDst & 0x0100_0000_0000UL) != 0;
-        int dst = group ? -1 : t.PendingLearn(k.DlDst, vlan) ?? macs.Lookup(k.DlDst, vlan);
-        if (dst == inPort.OfPort)
-        {
-            t.Trace?.Add("  normal: destination is behind the input port: dropped");
-            return;
-        }
-
-        var target = v.Port(dst);
-        if (target != null && target.Carries(vlan))
-        {
-            t.Trace?.Add($"  normal: learned {FlowFormatter.FormatMac(k.DlDst)} vlan {vlan} -> port {dst}");
-            NormalOutputs(v, t, inPort.OfPort, vlan, target);
-            return;
-        }
-
-        t.Trace?.Add($"  normal: flood vlan {vlan}");
-        int outputs = 0;
-        foreach (var p in v.PortList)
-        {
-            if (p.OfPort != inPort.OfPort && p.Carries(vlan))
-            {
-                outputs++;
-            }
-        }
-
-        if (outputs > 0)
-        {
-            NormalOutputs(v, t, inPort.OfPort, vlan, null);
-        }
-    }
-
-    /// <summary>
-    /// NORMAL's outputs (to <paramref name="only"/>, or flooded to every port of the VLAN but the input).
-    /// The packet's tag state changes at most once: first the ports that take the frame as it is,
-    /// then (after one push or pop) the others; then the frame is put back as NORMAL got it (the
-    /// popped tag with its TPID and TCI, or the pushed tag removed), so neither a later output nor
-    /// a later action sees another VLAN's tag. The restore is dropped by Finish when nothing follows.
-    /// </summary>
-    private static unsafe void NormalOutputs(FlowTables v, Translation t, int inOfPort, int vlan, PipelinePort? only)
-    {
-        ref FlowKey k = ref t.Key;
-        bool tagged = (k.VlanTci & KeyExtractor.VlanPresent) != 0;
-        ushort outerTci = k.VlanTci;
-        ushort popped = 0;
-        for (int pass = 0; pass < 2; pass++)
-        {
-            bool changed = false;
-            foreach (var p in v.PortList)
-            {
-                if (only != null ? p != only : p.OfPort == inOfPort || !p.Carries(vlan))
-                {
-                    continue;
-                }
-
-                bool wantTag = p.Mode != VlanMode.Access && vlan != 0;
-                if ((wantTag == tagged) != (pass == 0))
-                {
-                    continue;
-                }
-
-                if (pass == 1 && !changed)
-                {
-                    changed = true;
-                    if (tagged)
-                    {
-                        popped = ResolveTpid(t, t.OuterTpid);
-                        PopTag(t);
-                    }
-                    else
-                    {
-                        PushTag(t, KeyExtractor.EthVlan, (ushort)vlan);
-                    }
-                }
-
-                t.Emit(new DpAction(DpOp.Output, a: (ushort)p.Slot));
-            }
-
-            if (changed)
-            {
-                if (tagged)
-                {
-                    PushTag(t, popped, (ushort)(outerTci & ~KeyExtractor.VlanPresent));
-                }
-                else
-                {
-                    PopTag(t);
-                }
-            }
         }
     }
 }

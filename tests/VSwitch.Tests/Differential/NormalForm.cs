@@ -5,7 +5,9 @@
 // ports, userspace(controller(...))). Neither is compared as text: both are run over the same
 // abstract header state, taken from the frame as it came, and every output is recorded with the
 // state it leaves with: Ethernet addresses, the VLAN tags (TPID, VID, PCP; the DEI bit is not
-// compared), IPv4/IPv6 addresses, TTL / hop limit, ToS / traffic class, TCP/UDP ports. So a rewrite
+// compared), IPv4/IPv6 addresses, TTL / hop limit, ToS / traffic class, TCP/UDP/SCTP ports, and the
+// length an output truncates the frame to (`len=N`, only when output(port,max_len) cuts it; the frame
+// length follows tag pushes and pops). So a rewrite
 // spelt differently (set_field vid on a tag vs pop+push; one set(ipv4) for two rewrites) compares
 // equal, and a rewrite that changes nothing is invisible on both sides, as on the wire.
 //
@@ -42,7 +44,7 @@ internal sealed class HeaderState
     public int Ttl;
     public int Tos;
 
-    /// <summary>Whether a TCP or UDP header follows (not a later fragment).</summary>
+    /// <summary>Whether a TCP, UDP or SCTP header follows (not a later fragment).</summary>
     public bool HasPorts;
     public int TpSrc;
     public int TpDst;
@@ -50,16 +52,19 @@ internal sealed class HeaderState
     /// <summary>The most tags the state ever had (a third tag is an excluded class).</summary>
     public int MaxTags;
 
+    /// <summary>The frame's length in bytes (tags pushed and popped counted).</summary>
+    public int Length;
+
     public HeaderState Clone() => new()
     {
         EthSrc = EthSrc, EthDst = EthDst, Tags = [.. Tags], EthType = EthType, Ipv4 = Ipv4, Ipv6 = Ipv6, Src = Src, Dst = Dst,
-        Ttl = Ttl, Tos = Tos, HasPorts = HasPorts, TpSrc = TpSrc, TpDst = TpDst, MaxTags = MaxTags,
+        Ttl = Ttl, Tos = Tos, HasPorts = HasPorts, TpSrc = TpSrc, TpDst = TpDst, MaxTags = MaxTags, Length = Length,
     };
 
     /// <summary>The frame's headers (its own small parser: up to 3 tags, IPv4 options, IPv6 hop-by-hop / routing / destination options).</summary>
     public static HeaderState Of(byte[] f)
     {
-        var s = new HeaderState { EthDst = Read48(f, 0), EthSrc = Read48(f, 6) };
+        var s = new HeaderState { EthDst = Read48(f, 0), EthSrc = Read48(f, 6), Length = f.Length };
         int off = 12;
         int type = BinaryPrimitives.ReadUInt16BigEndian(f.AsSpan(off));
         while (type is 0x8100 or 0x88A8)
@@ -100,7 +105,7 @@ internal sealed class HeaderState
             }
         }
 
-        if (l4 >= 0 && proto is 6 or 17 && l4 + 4 <= f.Length)
+        if (l4 >= 0 && proto is 6 or 17 or 132 && l4 + 4 <= f.Length)
         {
             s.HasPorts = true;
             s.TpSrc = BinaryPrimitives.ReadUInt16BigEndian(f.AsSpan(l4));
@@ -116,6 +121,7 @@ internal sealed class HeaderState
     {
         Tags.Insert(0, t);
         MaxTags = Math.Max(MaxTags, Tags.Count);
+        Length += 4;
     }
 
     public void Pop()
@@ -123,8 +129,12 @@ internal sealed class HeaderState
         if (Tags.Count > 0)
         {
             Tags.RemoveAt(0);
+            Length -= 4;
         }
     }
+
+    /// <summary>The state an output sends, cut to <paramref name="maxLen"/> bytes when that is shorter than the frame (0: no cut).</summary>
+    public string Sent(long maxLen) => maxLen > 0 && maxLen < Length ? string.Create(CultureInfo.InvariantCulture, $"{this},len={maxLen}") : ToString();
 
     public override string ToString()
     {
@@ -225,7 +235,7 @@ internal static class NormalForm
             switch (op.Op)
             {
                 case DpOp.Output:
-                    v.Events.Add(new DpEvent(op.A + 1, false, s.ToString()));
+                    v.Events.Add(new DpEvent(op.A + 1, false, s.Sent(op.B)));
                     break;
                 case DpOp.Controller:
                     v.Events.Add(new DpEvent(0, true, s.ToString()));
@@ -317,6 +327,7 @@ internal static class NormalForm
     {
         var v = new NormalVerdict();
         var s = start.Clone();
+        long trunc = 0; // a datapath trunc(M) cuts what the next output sends
         foreach (string raw in SplitTop(actions.Trim()))
         {
             string a = raw.Trim();
@@ -327,6 +338,8 @@ internal static class NormalForm
 
             if (int.TryParse(a, NumberStyles.None, CultureInfo.InvariantCulture, out int odp))
             {
+                long cut = trunc;
+                trunc = 0;
                 if (odp == localOdp)
                 {
                     continue;
@@ -338,7 +351,7 @@ internal static class NormalForm
                     break;
                 }
 
-                v.Events.Add(new DpEvent(of, false, s.ToString()));
+                v.Events.Add(new DpEvent(of, false, s.Sent(cut)));
             }
             else if (a == "pop_vlan")
             {
@@ -357,9 +370,9 @@ internal static class NormalForm
                     v.Events.Add(new DpEvent(0, true, s.ToString()));
                 }
             }
-            else if (a.StartsWith("trunc(", StringComparison.Ordinal) && Num(Inner(a)) >= 65535)
+            else if (a.StartsWith("trunc(", StringComparison.Ordinal))
             {
-                // output(port=N,max_len=65535): a truncation no traced frame reaches
+                trunc = (long)Num(Inner(a));
             }
             else if (a.StartsWith("set(", StringComparison.Ordinal))
             {
@@ -420,10 +433,10 @@ internal static class NormalForm
                 case ("ipv4", "tos") or ("ipv6", "tclass"):
                     s.Tos = (int)Masked((UInt128)s.Tos, Num(value), mask.Length == 0 ? 0xFF : Num(mask));
                     break;
-                case ("tcp" or "udp", "src"):
+                case ("tcp" or "udp" or "sctp", "src"):
                     s.TpSrc = (int)Masked((UInt128)s.TpSrc, Num(value), mask.Length == 0 ? 0xFFFF : Num(mask));
                     break;
-                case ("tcp" or "udp", "dst"):
+                case ("tcp" or "udp" or "sctp", "dst"):
                     s.TpDst = (int)Masked((UInt128)s.TpDst, Num(value), mask.Length == 0 ? 0xFFFF : Num(mask));
                     break;
                 case ("ipv4" or "ipv6", "proto" or "frag" or "label"):

@@ -14,8 +14,10 @@
 // must be equal.
 //
 // NORMAL is included: neither trace learns (ofproto/trace without side effects; the switch's trace
-// runs with NoLearn on an empty MAC table), so NORMAL floods on both. Ports have no VLAN
-// configuration on either side. Rules ovs-ofctl refuses (for example pop_vlan on a match without a
+// runs with NoLearn on an empty MAC table), so NORMAL floods on both. The ports take VLAN
+// configurations in turn (VlanConfigs: access ports, trunks with and without lists, none), set alike
+// on both sides, so NORMAL is compared with VLAN modes; SCTP port rewrites and truncating
+// output(port,max_len) are generated too. Rules ovs-ofctl refuses (for example pop_vlan on a match without a
 // tag next to an OpenFlow 1.1+ action: no single protocol can carry the rule) are taken out of the
 // rule set on both sides and counted by ovs-ofctl's reason.
 //
@@ -51,61 +53,7 @@ public sealed partial class OvsDifferentialTests(ITestOutputHelper output)
     [
         ("third VLAN tag", "a frame that carries more than two VLAN tags at some point: both flow keys hold two (Open vSwitch's FLOW_MAX_VLAN_HEADERS, this switch's key), so what either does with the third is its parser's limit, not a semantic",
             c => c.Switch.MaxTags > 2 || c.Ovs.MaxTags > 2),
-        ("NORMAL strips an inner tag under VID 0", "NORMAL on a frame whose outer tag has VID 0 and another tag below it: Open vSwitch 3.1 takes the frame as VLAN 0 and, towards a port with no VLAN configuration, sends it with no tag at all, losing the inner tag with the priority tag (a plain frame with tags 0 and 20 in, untagged out: pop_vlan,pop_vlan); this switch sends it with its tags as NORMAL got it. Open vSwitch's behaviour drops a customer tag, so this switch keeps its own",
-            NormalDropsInnerTag),
-        ("NORMAL strips a priority tag whose PCP is not 0 (issue 14)", "a switch difference, not fixed here: NORMAL in VLAN 0 towards a port with no VLAN configuration sends a frame whose outer tag has VID 0 and PCP 1-7 untagged; Open vSwitch 3.1 keeps such a priority tag (its port setting priority-tags defaults to omitting only tags whose PCP is 0), so the 802.1p priority survives there",
-            NormalStripsPriorityTag),
     ];
-
-    /// <summary>
-    /// The first class above: the rule set has NORMAL, the switch's NORMAL ran in VLAN 0, and the
-    /// verdicts differ only in VLAN tags, Open vSwitch's outputs having fewer.
-    /// </summary>
-    private static bool NormalDropsInnerTag(DiffCase c) => NormalVlan0(c) && VlanOnlyDifference(c) < 0;
-
-    /// <summary>The second: as the first, Open vSwitch's outputs having more tags, a priority tag with a non-zero PCP among them.</summary>
-    private static bool NormalStripsPriorityTag(DiffCase c) =>
-        NormalVlan0(c) && VlanOnlyDifference(c) > 0 && c.Ovs.Events.Any(e => PriorityTag().IsMatch(e.State));
-
-    [GeneratedRegex(@"vlan\((tpid=0x[0-9a-f]+,)?vid=0,pcp=[1-7]\)")]
-    private static partial Regex PriorityTag();
-
-    private static bool NormalVlan0(DiffCase c) =>
-        c.Lines.Any(l => l.Contains("normal", StringComparison.OrdinalIgnoreCase)) && c.SwitchTrace.Contains("normal: flood vlan 0", StringComparison.Ordinal)
-        && c.Switch.Unreadable == null && c.Ovs.Unreadable == null;
-
-    /// <summary>
-    /// Output by output, ordered by port (a flood's order is free): 0 when the verdicts differ in
-    /// more than VLAN tags (or not at all); -1 when Open vSwitch's outputs carry no more tags than
-    /// this switch's and some fewer; +1 when they carry no fewer and some more.
-    /// </summary>
-    private static int VlanOnlyDifference(DiffCase c)
-    {
-        static List<(int Port, string Headers, int Tags)> Outs(NormalVerdict v) => v.Events
-            .Select(e => (Parts: NormalForm.SplitTop(e.State), e))
-            .Select(x => (x.e.Controller ? 0 : x.e.Port, string.Join(",", x.Parts.Where(p => !p.StartsWith("vlan", StringComparison.Ordinal))), x.Parts.Count(p => p.StartsWith("vlan", StringComparison.Ordinal))))
-            .OrderBy(x => x.Item1).ThenBy(x => x.Item2, StringComparer.Ordinal).ThenBy(x => x.Item3).ToList();
-        var a = Outs(c.Switch);
-        var b = Outs(c.Ovs);
-        if (a.Count != b.Count)
-        {
-            return 0;
-        }
-
-        bool fewer = false, more = false;
-        for (int i = 0; i < a.Count; i++)
-        {
-            if (a[i].Port != b[i].Port || a[i].Headers != b[i].Headers)
-            {
-                return 0;
-            }
-
-            fewer |= b[i].Tags < a[i].Tags;
-            more |= b[i].Tags > a[i].Tags;
-        }
-
-        return fewer == more ? 0 : fewer ? -1 : 1;
-    }
 
     [Fact]
     public void The_pipeline_agrees_with_open_vswitch_on_random_rules_and_frames()
@@ -128,6 +76,13 @@ public sealed partial class OvsDifferentialTests(ITestOutputHelper output)
         Assert.True(unexplained.Count == 0, $"disagreements with Open vSwitch outside the named exclusions: {string.Join(", ", unexplained)} (see the report above)");
         Assert.True(run.Agreements > run.Traces / 2, "most traces were compared, not excluded");
         Assert.True(run.Outputs > 0, "frames were forwarded, not only dropped");
+        if (only == null && cases >= DefaultCases)
+        {
+            foreach (string k in new[] { "outputs cut by max_len", "SCTP port rewrites applied (set(sctp(...)) in Open vSwitch's actions)", "NORMAL output of a priority tag" })
+            {
+                Assert.True(run.Coverage.GetValueOrDefault(k) > 0, $"no agreeing trace covered: {k}");
+            }
+        }
     }
 
     [Fact]
@@ -167,7 +122,8 @@ public sealed partial class OvsDifferentialTests(ITestOutputHelper output)
     /// <summary>A run over many cases against one Open vSwitch instance.</summary>
     internal sealed partial class DiffRun(PrivateOvs ovs)
     {
-        private readonly FlowControl _flows = new(new PipelineShared(Enumerable.Range(1, Ports).Select(p => new PipelinePort(p, $"p{p}") { Slot = p - 1 })), () => true);
+        private FlowControl _flows = null!;
+        private int _vlanConfig = -1;
 
         public int RuleSets;
         public int Traces;
@@ -193,22 +149,67 @@ public sealed partial class OvsDifferentialTests(ITestOutputHelper output)
             "group_id=4,type=all,bucket=actions=group:2,bucket=actions=push_vlan:0x88a8,output:2",
         ];
 
-        private bool _groupsLoaded;
+        /// <summary>
+        /// The ports' VLAN configurations, each for <see cref="CasesPerVlanConfig"/> cases in turn, set
+        /// alike on both sides (`ovs-vsctl set port` there): NORMAL is compared over ports without
+        /// VLAN configuration, access ports (of VLAN 0 too), trunks of every VLAN, and trunks with lists
+        /// with and without VLAN 0. This switch has no native-tagged / native-untagged mode.
+        /// </summary>
+        internal static readonly string[][] VlanConfigs =
+        [
+            ["none", "none", "none", "none"],
+            ["none", "access:10", "trunk:0,10,20", "access:20"],
+            ["access:0", "trunk", "trunk:10", "none"],
+            ["access:10", "access:10", "trunk:10,20,30", "trunk:0,30"],
+        ];
+
+        private const int CasesPerVlanConfig = 50;
+
+        private bool _ovsGroupsLoaded;
+
+        /// <summary>Sets VLAN configuration <paramref name="config"/> on both sides; this switch's tables start anew (with the groups).</summary>
+        private void Configure(int config)
+        {
+            if (!_ovsGroupsLoaded)
+            {
+                Assert.Null(ovs.AddGroups(Groups));
+                _ovsGroupsLoaded = true;
+            }
+
+            var ports = new List<PipelinePort>();
+            for (int p = 1; p <= Ports; p++)
+            {
+                string spec = VlanConfigs[config][p - 1];
+                ovs.SetPortVlan(p, spec);
+                var pc = new Config.PortConfig { Name = $"p{p}", DevArgs = "none" };
+                pc.SetVlan(spec, "diff");
+                ports.Add(new PipelinePort(p, $"p{p}", pc.VlanMode, pc.Tag, pc.Trunks) { Slot = p - 1 });
+            }
+
+            _flows = new FlowControl(new PipelineShared(ports), () => true);
+            _flows.AddGroups(GroupText.ParseGroups(string.Join('\n', Groups), "diff.groups"), 0);
+            _vlanConfig = config;
+        }
 
         public void RunCase(int seed, int caseNo)
         {
-            if (!_groupsLoaded)
+            int config = caseNo / CasesPerVlanConfig % VlanConfigs.Length;
+            if (config != _vlanConfig)
             {
-                Assert.Null(ovs.AddGroups(Groups));
-                _flows.AddGroups(GroupText.ParseGroups(string.Join('\n', Groups), "diff.groups"), 0);
-                _groupsLoaded = true;
+                Configure(config);
             }
 
             var rnd = new Random(unchecked((seed * 1_000_003) + caseNo) & int.MaxValue);
             var gen = new OracleGenerator(rnd, Ports);
             var rules = UniquePriorities(gen.Rules(rnd.Next(4, 20)));
             var lines = rules.Select(r => Issue14Syntax(rnd, MoreActions(rnd, SetFieldPortNames(r.Render(rnd.Next(32)))))).ToList();
-            var packets = Enumerable.Range(0, PacketsPerCase).Select(_ => rnd.Next(5) == 0 ? AsSctp(gen.Packet()) : gen.Packet()).ToList();
+            if (rnd.Next(3) == 0 && SctpRewriteRule(rnd, rules) is { } sctp)
+            {
+                lines.Insert(0, sctp);
+            }
+
+            var packets = Enumerable.Range(0, PacketsPerCase).Select(_ => rnd.Next(3) == 0 ? AsSctp(gen.Packet()) : gen.Packet())
+                .Select(p => rnd.Next(6) == 0 ? AsPriorityTagged(p) : p).ToList();
             if (rnd.Next(2) == 0)
             {
                 lines.AddRange(Conjunctions(rnd, lines, packets)); // DifferentialConjunctions.cs
@@ -270,6 +271,15 @@ public sealed partial class OvsDifferentialTests(ITestOutputHelper output)
                         }
                     }
 
+                    Count("outputs cut by max_len", c.Switch.Events.Count(e => e.State.Contains(",len=", StringComparison.Ordinal)));
+                    Count("SCTP port rewrites", lines.Any(l => l.Contains("sctp", StringComparison.Ordinal) && SctpPortWrite().IsMatch(l)) ? 1 : 0);
+                    Count("SCTP port rewrites applied (set(sctp(...)) in Open vSwitch's actions)", c.OvsTrace.Contains("set(sctp(", StringComparison.Ordinal) ? 1 : 0);
+                    if (lines.Any(l => l.Contains("normal", StringComparison.OrdinalIgnoreCase)))
+                    {
+                        Count($"NORMAL under VLAN config {_vlanConfig} ({string.Join(' ', VlanConfigs[_vlanConfig])})", 1);
+                        Count("NORMAL output of a priority tag", c.Switch.Events.Count(e => e.State.Contains("vid=0,", StringComparison.Ordinal)));
+                    }
+
                     continue;
                 }
 
@@ -291,6 +301,36 @@ public sealed partial class OvsDifferentialTests(ITestOutputHelper output)
         /// taken): which of two overlapping rules of equal priority wins is undefined in OpenFlow,
         /// and the two switches choose differently (this one the earlier rule).
         /// </summary>
+        /// <summary>
+        /// A rule above table 0's that rewrites an SCTP port in each of the syntaxes (mod_tp_*,
+        /// set_field sctp_*, load and move into OXM_OF_SCTP_*) and carries on, so SCTP frames take
+        /// port rewrites often (the generator's rewrites are mostly on TCP and UDP rules); null when
+        /// table 0 has no priority left above its rules.
+        /// </summary>
+        private static readonly int[] SctpPorts = [1, 99, 5000, 36412];
+
+        private static string? SctpRewriteRule(Random rnd, List<OracleRule> rules)
+        {
+            int prio = rules.Where(r => r.Table == 0).Select(r => r.Priority).DefaultIfEmpty(0).Max() + 1;
+            int port = SctpPorts[rnd.Next(SctpPorts.Length)];
+            string rewrite = rnd.Next(5) switch
+            {
+                0 => $"mod_tp_src:{port}",
+                1 => $"mod_tp_dst:{port}",
+                2 => $"set_field:{port}->sctp_src",
+                3 => $"load:{port}->OXM_OF_SCTP_DST[]",
+                _ => "move:NXM_OF_IN_PORT[]->OXM_OF_SCTP_SRC[]",
+            };
+            string rest = rnd.Next(4) switch
+            {
+                0 => "goto_table:1",
+                1 => "output:2,resubmit(,1)",
+                2 => "normal",
+                _ => "output(port=3,max_len=60),output:4",
+            };
+            return prio > 65535 ? null : $"table=0,priority={prio},{(rnd.Next(3) == 0 ? "sctp6" : "sctp")},actions={rewrite},{rest}";
+        }
+
         private static List<OracleRule> UniquePriorities(List<OracleRule> rules)
         {
             var taken = new HashSet<(int, int)>();
@@ -364,9 +404,11 @@ public sealed partial class OvsDifferentialTests(ITestOutputHelper output)
             var items = match.Split(',');
             bool v4 = items.Any(i => i is "ip" or "tcp" or "udp" or "icmp" or "sctp" or "dl_type=0x0800");
             bool udp = items.Any(i => i is "udp" or "udp6" or "nw_proto=17");
-            if (udp && rnd.Next(3) == 0 && !PortWrite().IsMatch(tail))
+            if (udp && rnd.Next(2) == 0)
             {
+                // SCTP, port rewrites included: set_field's name for them is sctp_src/sctp_dst there.
                 match = string.Join(',', items.Select(i => i switch { "udp" => "sctp", "udp6" => "sctp6", "nw_proto=17" => "nw_proto=132", _ => i }));
+                tail = PortWrite().Replace(tail, "->sctp_$1");
                 udp = false;
             }
 
@@ -385,6 +427,7 @@ public sealed partial class OvsDifferentialTests(ITestOutputHelper output)
                     "nw_dst" or "ip_dst" => high ? $"load:{v}->NXM_NX_XXREG2[64..95],move:xxreg2[64..95]->OXM_OF_IPV4_DST[]" : $"set_field:{v}->reg3,move:reg3[]->OXM_OF_IPV4_DST[]",
                     "eth_src" or "dl_src" => high ? $"load:{v}->OXM_OF_PKT_REG6[8..55],move:xreg6[8..55]->NXM_OF_ETH_SRC[]" : $"load:{v}->OXM_OF_PKT_REG1[8..55],move:xreg1[8..55]->NXM_OF_ETH_SRC[]",
                     "udp_dst" => $"load:{v}->NXM_NX_REG{(high ? 13 : 4)}[16..31],move:reg{(high ? 13 : 4)}[16..31]->NXM_OF_UDP_DST[]",
+                    "sctp_dst" => $"load:{v}->NXM_NX_REG{(high ? 13 : 4)}[16..31],move:reg{(high ? 13 : 4)}[16..31]->OXM_OF_SCTP_DST[]",
                     "tcp_dst" or "tp_dst" when !udp => $"load:{v}->NXM_NX_REG{(high ? 13 : 4)}[16..31],move:reg{(high ? 13 : 4)}[16..31]->NXM_OF_TCP_DST[]",
                     _ => m.Value,
                 };
@@ -419,15 +462,18 @@ public sealed partial class OvsDifferentialTests(ITestOutputHelper output)
 
             tail = OutputPort().Replace(tail, m => rnd.Next(4) switch
             {
-                0 => $"output(port={m.Groups[1].Value},max_len=65535)",
+                0 => $"output(port={m.Groups[1].Value},max_len={MaxLens[rnd.Next(MaxLens.Length)]})",
                 1 when tail != "drop" => m.Value + ",output:LOCAL",
                 _ => m.Value,
             });
             return match + ",actions=" + tail;
         }
 
+        /// <summary>max_len values of output(port=N,max_len=M): an Ethernet header, into and past the headers, and no cut at all.</summary>
+        private static readonly long[] MaxLens = [14, 18, 34, 60, 64, 100, 65535, 4294967295];
+
         /// <summary>Issue 14's syntax, counted in the agreeing traces whose rule sets use it.</summary>
-        private static readonly string[] Issue14Items = ["sctp", "move:", "NXM_NX_REG2[]", "xreg1[", "OXM_OF_PKT_REG1", "reg5=", "xreg2=", "reg10", "xxreg", "XXREG", "xreg6", "reg13", "reg15", "note:", "max_len=", "output:LOCAL"];
+        private static readonly string[] Issue14Items = ["sctp", "->sctp_", "OXM_OF_SCTP_DST", "move:", "NXM_NX_REG2[]", "xreg1[", "OXM_OF_PKT_REG1", "reg5=", "xreg2=", "reg10", "xxreg", "XXREG", "xreg6", "reg13", "reg15", "note:", "max_len=", "output:LOCAL"];
 
         /// <summary>A MAC (aa:bb:..) or IPv4 address (a.b.c.d) as the hex integer load and register set_field take.</summary>
         private static string AsInteger(string v) =>
@@ -435,10 +481,10 @@ public sealed partial class OvsDifferentialTests(ITestOutputHelper output)
             : v.Contains('.', StringComparison.Ordinal) ? "0x" + string.Concat(v.Split('.').Select(b => byte.Parse(b, CultureInfo.InvariantCulture).ToString("x2", CultureInfo.InvariantCulture)))
             : v;
 
-        [GeneratedRegex(@"->(udp_src|udp_dst|tcp_src|tcp_dst|tp_src|tp_dst)\b|mod_tp_")]
+        [GeneratedRegex(@"->(?:udp|tp)_(src|dst)\b")]
         private static partial Regex PortWrite();
 
-        [GeneratedRegex(@"set_field:([^,>]+)->(nw_src|nw_dst|ip_src|ip_dst|eth_src|dl_src|udp_dst|tcp_dst|tp_dst)(?=,|$)")]
+        [GeneratedRegex(@"set_field:([^,>]+)->(nw_src|nw_dst|ip_src|ip_dst|eth_src|dl_src|udp_dst|tcp_dst|tp_dst|sctp_dst)(?=,|$)")]
         private static partial Regex SetAddress();
 
         [GeneratedRegex(@"(?<=^|,)output:(\d+)(?=,|$)")]
@@ -486,6 +532,30 @@ public sealed partial class OvsDifferentialTests(ITestOutputHelper output)
             else if (type == 0x86DD && f[l3 + 6] == 0 && f[l3 + 40] == 17)
             {
                 f[l3 + 40] = 132; // after a hop-by-hop header
+            }
+
+            return p with { Frame = f };
+        }
+
+        private void Count(string what, int n)
+        {
+            if (n > 0)
+            {
+                Coverage[what] = Coverage.GetValueOrDefault(what) + n;
+            }
+        }
+
+        [GeneratedRegex(@"mod_tp_|->sctp_|OXM_OF_SCTP_")]
+        private static partial Regex SctpPortWrite();
+
+        /// <summary>The same frame with its outer tag's VID set to 0 (a priority tag, its PCP kept), when it has a tag.</summary>
+        private static OraclePacket AsPriorityTagged(OraclePacket p)
+        {
+            byte[] f = [.. p.Frame];
+            if (((f[12] << 8) | f[13]) is 0x8100 or 0x88A8)
+            {
+                f[14] &= 0xF0;
+                f[15] = 0;
             }
 
             return p with { Frame = f };
@@ -579,6 +649,15 @@ public sealed partial class OvsDifferentialTests(ITestOutputHelper output)
             var a = c.Switch.Groups();
             var b = c.Ovs.Groups();
             if (a.SequenceEqual(b))
+            {
+                return null;
+            }
+
+            // NORMAL's outputs leave in each switch's own port order (Open vSwitch's is its bundle
+            // list), and with VLAN modes ports get different tags: with NORMAL in the rule set, the
+            // same outputs with the same headers in another order agree.
+            if (c.Lines.Any(l => l.Contains("normal", StringComparison.OrdinalIgnoreCase))
+                && c.Switch.Events.Select(e => e.ToString()).Order(StringComparer.Ordinal).SequenceEqual(c.Ovs.Events.Select(e => e.ToString()).Order(StringComparer.Ordinal)))
             {
                 return null;
             }

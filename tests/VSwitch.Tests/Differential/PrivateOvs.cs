@@ -154,6 +154,30 @@ internal sealed class PrivateOvs : IDisposable
         return null;
     }
 
+    /// <summary>
+    /// Gives port p<paramref name="port"/> the VLAN configuration of this switch's
+    /// <paramref name="spec"/> (`none`: no tag, trunks or vlan_mode; `access:T`: tag=T,
+    /// vlan_mode=access; `trunk[:V,..]`: vlan_mode=trunk and trunks= the list, none for every VLAN).
+    /// ovs-vsctl returns once ovs-vswitchd has applied it.
+    /// </summary>
+    public void SetPortVlan(int port, string spec)
+    {
+        string p = string.Create(CultureInfo.InvariantCulture, $"p{port}");
+        var (mode, rest) = spec.IndexOf(':', StringComparison.Ordinal) is int i and >= 0 ? (spec[..i], spec[(i + 1)..]) : (spec, "");
+        string args = mode switch
+        {
+            "access" => $"set port {p} tag={rest} vlan_mode=access -- clear port {p} trunks",
+            "trunk" when rest.Length > 0 => $"set port {p} vlan_mode=trunk trunks={rest} -- clear port {p} tag",
+            "trunk" => $"set port {p} vlan_mode=trunk -- clear port {p} tag trunks",
+            _ => $"clear port {p} tag trunks vlan_mode",
+        };
+        var (rc, _, err) = RunRaw("ovs-vsctl", $"--db=unix:{Path.Combine(_dir, "run", "db.sock")} --timeout=15 {args}", 30);
+        if (rc != 0)
+        {
+            throw new InvalidOperationException($"ovs-vsctl {args}: {err}");
+        }
+    }
+
     /// <summary>Adds groups (OpenFlow 1.5, as groups need 1.1+); null, or ovs-ofctl's complaint.</summary>
     public string? AddGroups(IReadOnlyList<string> lines)
     {

@@ -401,6 +401,15 @@ public sealed class FlowOracleTests(ITestOutputHelper output)
         _ => new PipelinePort(p.Number, $"p{p.Number}"),
     };
 
+    /// <summary>Whether the untagged frame ends before its IPv4 / IPv6 header says it does (or inside an Ethernet header).</summary>
+    private static bool Truncated(byte[] f) =>
+        f.Length < 14 + 20 || ((f[12] << 8) | f[13]) switch
+        {
+            0x0800 => f.Length < 14 + ((f[16] << 8) | f[17]),
+            0x86DD => f.Length < 14 + 40 + ((f[18] << 8) | f[19]),
+            _ => false,
+        };
+
     /// <summary>PacketDotNet's verdict on a frame's checksums (its VLAN tags removed first: it reads one 802.1Q tag at most).</summary>
     internal static void CheckChecksums(byte[] frame, string context)
     {
@@ -408,6 +417,11 @@ public sealed class FlowOracleTests(ITestOutputHelper output)
         while (f.Length > 18 && (f[12] << 8 | f[13]) is FrameView.TpidVlan or FrameView.TpidQinQ)
         {
             f = [.. f.AsSpan(0, 12), .. f.AsSpan(16)];
+        }
+
+        if (Truncated(f))
+        {
+            return; // cut by output(port,max_len): compared byte for byte with the oracle, nothing to verify
         }
 
         var p = Packet.ParsePacket(LinkLayers.Ethernet, f);

@@ -23,6 +23,7 @@ internal sealed class OracleGenerator(Random rnd, int portCount)
     private static readonly int[] s_tp = [80, 443, 53, 1000, 8080];
     private static readonly int[] s_vlans = [10, 20, 30];
     private static readonly int[] s_ttls = [0, 1, 2, 64];
+    private static readonly long[] s_maxLens = [14, 30, 60, 65535];
     private int _id;
 
     public static UInt128 V6(string s) => System.Buffers.Binary.BinaryPrimitives.ReadUInt128BigEndian(IPAddress.Parse(s).GetAddressBytes());
@@ -208,7 +209,7 @@ internal sealed class OracleGenerator(Random rnd, int portCount)
             {
                 case 0:
                 case 1:
-                    acts.Add(new OutputAction(1 + rnd.Next(portCount + (Chance(10) ? 1 : 0))));
+                    acts.Add(new OutputAction(1 + rnd.Next(portCount + (Chance(10) ? 1 : 0)), Chance(12) ? Pick(s_maxLens) : 0));
                     break;
                 case 2:
                     acts.Add(Chance(20) ? new InPortAction() : new FloodAction());

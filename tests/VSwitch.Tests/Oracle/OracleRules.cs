@@ -79,7 +79,8 @@ internal enum SetTarget
 
 internal abstract record OracleAction;
 
-internal sealed record OutputAction(int Port) : OracleAction;
+/// <summary>output:Port, or output(port=Port,max_len=MaxLen) when MaxLen is not 0 (the frame cut to MaxLen bytes).</summary>
+internal sealed record OutputAction(int Port, long MaxLen = 0) : OracleAction;
 
 internal sealed record InPortAction : OracleAction;
 
@@ -278,6 +279,7 @@ internal sealed record OracleRule(int Table, int Priority, OracleMatch Match, IR
 
     private static string RenderAction(OracleAction a, int style) => a switch
     {
+        OutputAction { MaxLen: > 0 } o => $"output(port={o.Port},max_len={o.MaxLen})",
         OutputAction o => (style & 8) != 0 ? o.Port.ToString(CultureInfo.InvariantCulture) : $"output:{o.Port}",
         InPortAction => "in_port",
         FloodAction => "flood",

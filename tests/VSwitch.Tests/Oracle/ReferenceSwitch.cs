@@ -4,9 +4,9 @@
 // table in order (highest priority, then the earliest rule), edits a byte[] for each action, and
 // recomputes IPv4 and L4 checksums from scratch when a copy leaves (for a frame whose checksums
 // were right on input, a from-scratch checksum equals an RFC 1624 incremental update). NORMAL is
-// modelled from docs/FLOWS.md and the VlanMode documentation: learning per (MAC, VLAN), access and
-// trunk ports, flood within the VLAN, and the egress tag each port wants; it does not change the
-// packet seen by the actions after it (Open vSwitch's semantics).
+// modelled on Open vSwitch 3.1's (docs/FLOWS.md, "NORMAL and VLANs"): learning per (MAC, VLAN), access
+// and trunk ports, flood within the VLAN, and the tags each egress is written with, straight from the
+// frame's bytes; it does not change the packet seen by the actions after it.
 using System.Buffers.Binary;
 
 namespace VSwitch.Tests.Oracle;
@@ -149,12 +149,6 @@ internal sealed class OracleVerdict
     /// <summary>Why the oracle declines to judge this packet (an excluded case class), or null.</summary>
     public string? Excluded { get; set; }
 
-    /// <summary>
-    /// A NORMAL egress pushed or popped a tag, and a later egress or action would see that change if
-    /// the push/pop stayed on the packet (it does not here; see OracleSwitchBugTests).
-    /// </summary>
-    public bool NormalTagLeak { get; set; }
-
     /// <summary>The kinds of action applied to the live packet (for the run's coverage report).</summary>
     public HashSet<string> Applied { get; } = [];
 
@@ -221,9 +215,6 @@ internal sealed class ReferenceSwitch(IReadOnlyList<OraclePort> ports, IReadOnly
 
         /// <summary>dec_ttl found the TTL expired: the current rule's remaining actions are skipped.</summary>
         public bool TableStop;
-
-        /// <summary>The last NORMAL left a different frame behind if its egress edits stayed on the packet.</summary>
-        public bool PendingLeak;
     }
 
     /// <param name="lookupInPort">resubmit(P,T): the in_port T's lookup (and a miss's continuation)
@@ -232,7 +223,6 @@ internal sealed class ReferenceSwitch(IReadOnlyList<OraclePort> ports, IReadOnly
     {
         while (c.Verdict.Excluded == null)
         {
-            c.Verdict.NormalTagLeak |= c.PendingLeak;
             var view = FrameView.Parse(c.Frame);
             OracleRule? best = null;
             foreach (var r in rules)
@@ -310,7 +300,6 @@ internal sealed class ReferenceSwitch(IReadOnlyList<OraclePort> ports, IReadOnly
 
     private void Apply(Context c, OracleAction a)
     {
-        c.Verdict.NormalTagLeak |= c.PendingLeak;
         var v = FrameView.Parse(c.Frame);
         if (Exclude?.Invoke(a, v) is { } why)
         {
@@ -323,7 +312,7 @@ internal sealed class ReferenceSwitch(IReadOnlyList<OraclePort> ports, IReadOnly
         switch (a)
         {
             case OutputAction o:
-                Output(c, o.Port, c.Frame);
+                Output(c, o.Port, c.Frame, o.MaxLen);
                 break;
             case InPortAction:
                 Emit(c, c.InPort, c.Frame);
@@ -471,7 +460,7 @@ internal sealed class ReferenceSwitch(IReadOnlyList<OraclePort> ports, IReadOnly
         c.Ops++;
     }
 
-    private void Output(Context c, int port, byte[] frame)
+    private void Output(Context c, int port, byte[] frame, long maxLen = 0)
     {
         // OpenFlow: output to the input port is skipped (in_port does that); unknown ports too.
         if (port == c.InPort || ports.All(p => p.Number != port))
@@ -479,15 +468,24 @@ internal sealed class ReferenceSwitch(IReadOnlyList<OraclePort> ports, IReadOnly
             return;
         }
 
-        Emit(c, port, frame);
+        Emit(c, port, frame, maxLen);
     }
 
-    private static void Emit(Context c, int port, byte[] frame)
+    /// <summary>A copy of the frame leaves on <paramref name="port"/>, its checksums as the rewrites left them, cut to <paramref name="maxLen"/> bytes (0: whole).</summary>
+    private static void Emit(Context c, int port, byte[] frame, long maxLen = 0)
     {
         c.Ops += 2;
-        c.Verdict.Outputs.Add((port, Checksums.Fixed(frame)));
+        var f = Checksums.Fixed(frame);
+        c.Verdict.Outputs.Add((port, maxLen > 0 && maxLen < f.Length ? f[..(int)maxLen] : f));
     }
 
+    /// <summary>
+    /// NORMAL as Open vSwitch 3.1 does it (ofproto-dpif-xlate.c), read from the frame's bytes: the
+    /// first two tags are the VLAN view (an access port: its VLAN with the frame's PCP, and only
+    /// untagged or priority-tagged frames in); a flood reaches access ports of the VLAN when there is
+    /// no second VID, trunks that carry the VLAN; each egress replaces the frame's first two tags by
+    /// nothing (access) or the view written from the outside in while VID or PCP is not 0.
+    /// </summary>
     private void Normal(Context c, FrameView v)
     {
         var inPort = ports.FirstOrDefault(p => p.Number == c.InPort);
@@ -496,22 +494,29 @@ internal sealed class ReferenceSwitch(IReadOnlyList<OraclePort> ports, IReadOnly
             return;
         }
 
-        bool tagged = v.Tags > 0;
-        int vlan = tagged ? v.OuterTci & 0xFFF : 0;
+        var tags = Tags(c.Frame);
+        int outerVid = tags.Count > 0 ? tags[0].Tci & 0xFFF : 0;
+        List<(int Tpid, int Tci)> view;
         if (inPort.Mode == OraclePortMode.Access)
         {
-            if (tagged)
+            if (outerVid != 0)
             {
-                return; // a tagged frame on an access port is dropped
+                return; // a VLAN-tagged frame on an access port is dropped (a priority tag is fine)
             }
 
-            vlan = inPort.Tag;
+            view = [(tags.Count > 0 ? tags[0].Tpid : FrameView.TpidVlan, (tags.Count > 0 ? tags[0].Tci & 0xE000 : 0) | inPort.Tag)];
         }
-        else if (!inPort.Carries(vlan))
+        else if (!inPort.Carries(outerVid))
         {
             return;
         }
+        else
+        {
+            view = tags;
+        }
 
+        int vlan = view.Count > 0 ? view[0].Tci & 0xFFF : 0;
+        int innerVid = view.Count > 1 ? view[1].Tci & 0xFFF : 0;
         if (c.Learn && (v.DlSrc & 0x0100_0000_0000UL) == 0)
         {
             if (!_macs.TryGetValue((v.DlSrc, vlan), out int was) || was != inPort.Number)
@@ -540,40 +545,48 @@ internal sealed class ReferenceSwitch(IReadOnlyList<OraclePort> ports, IReadOnly
 
         if (egress.Count == 0)
         {
-            egress.AddRange(ports.Where(p => p.Number != inPort.Number && p.Carries(vlan)));
+            egress.AddRange(ports.Where(p => p.Number != inPort.Number
+                && (p.Mode == OraclePortMode.Access ? vlan == p.Tag && innerVid == 0 : p.Carries(vlan))));
         }
 
-        byte[] leaked = c.Frame;
+        var written = view.TakeWhile(t => (t.Tci & 0xEFFF) != 0).ToList();
         foreach (var p in egress)
         {
-            var f = NormalEgress(c.Frame, p, vlan, ref c.Ops);
-            int ignored = 0;
-            leaked = NormalEgress(leaked, p, vlan, ref ignored);
-            c.Verdict.NormalTagLeak |= !leaked.AsSpan().SequenceEqual(f);
+            var f = NormalEgress(c.Frame, tags.Count, p.Mode == OraclePortMode.Access ? [] : written);
+            c.Ops += f.AsSpan().SequenceEqual(c.Frame) ? 0 : 2;
             Emit(c, p.Number, f);
         }
-
-        c.PendingLeak = !leaked.AsSpan().SequenceEqual(c.Frame);
     }
 
-    /// <summary>One NORMAL egress: the frame with the tag the port wants (access: none; else the VLAN's, 0 = none).</summary>
-    private static byte[] NormalEgress(byte[] f, OraclePort p, int vlan, ref int ops)
+    /// <summary>The frame's first two VLAN tags (TPID, TCI), outermost first.</summary>
+    private static List<(int Tpid, int Tci)> Tags(byte[] f)
     {
-        bool wantTag = p.Mode != OraclePortMode.Access && vlan != 0;
-        bool tagged = FrameView.Parse(f).Tags > 0;
-        if (wantTag && !tagged)
+        var tags = new List<(int, int)>();
+        for (int off = 12; tags.Count < 2; off += 4)
         {
-            ops++;
-            return [.. f.AsSpan(0, 12), 0x81, 0x00, (byte)(vlan >> 8), (byte)vlan, .. f.AsSpan(12)];
+            int tpid = BinaryPrimitives.ReadUInt16BigEndian(f.AsSpan(off));
+            if (tpid is not (FrameView.TpidVlan or FrameView.TpidQinQ))
+            {
+                break;
+            }
+
+            tags.Add((tpid, BinaryPrimitives.ReadUInt16BigEndian(f.AsSpan(off + 2))));
         }
 
-        if (!wantTag && tagged)
+        return tags;
+    }
+
+    /// <summary>One NORMAL egress: the frame with its first <paramref name="replaced"/> tags replaced by <paramref name="tags"/>.</summary>
+    private static byte[] NormalEgress(byte[] f, int replaced, List<(int Tpid, int Tci)> tags)
+    {
+        var head = new List<byte>(f.AsSpan(0, 12).ToArray());
+        foreach (var (tpid, tci) in tags)
         {
-            ops++;
-            return [.. f.AsSpan(0, 12), .. f.AsSpan(16)];
+            head.AddRange([(byte)(tpid >> 8), (byte)tpid, (byte)(tci >> 8), (byte)tci]);
         }
 
-        return f;
+        byte[] egress = [.. head, .. f.AsSpan(12 + (4 * replaced))];
+        return egress.AsSpan().SequenceEqual(f) ? f : egress;
     }
 }
 
