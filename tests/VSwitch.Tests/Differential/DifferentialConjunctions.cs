@@ -110,7 +110,13 @@ public sealed partial class OvsDifferentialTests
             int p = Math.Clamp(want, 1, 65535);
             while (!taken.Add((table, p)))
             {
-                p += down && p > 1 ? -1 : 1;
+                if (down && p == 1)
+                {
+                    down = false; // nothing free below: search upwards (turning back at 1 each time looped for ever between 1 and 2)
+                    p = Math.Clamp(want, 1, 65535);
+                }
+
+                p += down ? -1 : 1;
             }
 
             return p;
