@@ -284,19 +284,7 @@ public sealed class GroupDatapathTests
         }
     }
 
-    private static unsafe VSwitch.Packets.FlowKey Key(byte[] frame)
-    {
-        VSwitch.Packets.DpKey dk;
-        VSwitch.Packets.HeaderOffsets off;
-        fixed (byte* d = frame)
-        {
-            VSwitch.Packets.KeyExtractor.Extract(d, frame.Length, 1, &dk, &off);
-        }
-
-        var key = dk.ToFlowKey();
-
-        return key;
-    }
+    private static VSwitch.Packets.FlowKey Key(byte[] frame) => VSwitch.Packets.KeyExtractor.PipelineKeyOf(frame, 1, out _);
 }
 
 internal static class FlowKeyTestExtensions

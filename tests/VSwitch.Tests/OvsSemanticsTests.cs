@@ -173,14 +173,7 @@ public sealed unsafe class NormalGuardTests
         var rules = VSwitch.FlowText.FlowParser.ParseRules("table=0,priority=1,actions=normal", "guard");
         var v = shared.Current.WithRules(2, rules);
         var frame = FrameBuilder.Build(new FrameSpec { Proto = 17 });
-        VSwitch.Packets.DpKey dk;
-        VSwitch.Packets.HeaderOffsets off;
-        fixed (byte* d = frame)
-        {
-            VSwitch.Packets.KeyExtractor.Extract(d, frame.Length, 1000, &dk, &off);
-        }
-
-        var key = dk.ToFlowKey();
+        var key = VSwitch.Packets.KeyExtractor.PipelineKeyOf(frame, 1000, out _);
 
         var t = new VSwitch.Pipeline.Translation();
         VSwitch.Pipeline.Translator.Translate(v, key, shared.Macs, t);
@@ -200,14 +193,7 @@ public sealed unsafe class TraceLearningTests
         var flows = new FlowControl(shared, () => true);
         flows.Add(VSwitch.FlowText.FlowParser.ParseRules("table=0,priority=1,actions=normal", "t"), 0);
         var frame = FrameBuilder.Build(new FrameSpec { Proto = 17, Src = 0x020000000005, Dst = 0x020000000005 });
-        VSwitch.Packets.DpKey dk;
-        VSwitch.Packets.HeaderOffsets off;
-        fixed (byte* d = frame)
-        {
-            VSwitch.Packets.KeyExtractor.Extract(d, frame.Length, 2, &dk, &off);
-        }
-
-        var key = dk.ToFlowKey();
+        var key = VSwitch.Packets.KeyExtractor.PipelineKeyOf(frame, 2, out _);
 
         var (lines, t, _) = flows.Trace(key);
         Assert.DoesNotContain(t.Ops.Take(t.OpCount), o => o.Op == VSwitch.Actions.DpOp.Output);

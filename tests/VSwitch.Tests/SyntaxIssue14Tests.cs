@@ -48,15 +48,8 @@ public sealed class SyntaxIssue14Tests
     {
         var frame = Frame(proto: 132)[..(14 + 20 + 8)];
         frame[16] = 0; frame[17] = 28; // IPv4 total length: 8 bytes of SCTP
-        DpKey dk;
-        HeaderOffsets off;
-        fixed (byte* d = frame)
-        {
-            ushort parse = KeyExtractor.Extract(d, frame.Length, 1, &dk, &off);
-            Assert.NotEqual(0, parse & ParseFlags.Truncated);
-        }
-
-        var key = dk.ToFlowKey();
+        KeyExtractor.PipelineKeyOf(frame, 1, out ushort parse);
+        Assert.NotEqual(0, parse & ParseFlags.Truncated);
     }
 
     [Theory]

@@ -799,17 +799,13 @@ public sealed partial class Commands(SwitchDatapath dp)
             throw new VSwitchException($"argument \"hex\": a frame of {frame.Length} bytes (14 to 65535 expected)");
         }
 
-        Packets.DpKey key;
-        Packets.HeaderOffsets offs;
-        fixed (byte* p = frame)
+        var key = Packets.KeyExtractor.PipelineKeyOf(frame, inPort, out ushort parse);
+        if ((parse & Packets.ParseFlags.Errors) != 0)
         {
-            if ((Packets.KeyExtractor.Extract(p, frame.Length, inPort, &key, &offs) & Packets.ParseFlags.Errors) != 0)
-            {
-                throw new VSwitchException($"argument \"hex\": the frame of {frame.Length} bytes is malformed: the switch drops it before any table (counted as malformed)");
-            }
+            throw new VSwitchException($"argument \"hex\": the frame of {frame.Length} bytes is malformed: the switch drops it before any table (counted as malformed)");
         }
 
-        return key.ToFlowKey();
+        return key;
     }
 
     private JsonObject PmdRxq()

@@ -348,6 +348,22 @@ public static unsafe class KeyExtractor
         }
     }
 
+    /// <summary>
+    /// The pipeline key a whole frame held in managed memory starts with (trace, tests: cold paths);
+    /// <paramref name="parse"/> gets the parse flags.
+    /// </summary>
+    public static FlowKey PipelineKeyOf(ReadOnlySpan<byte> frame, ushort inPort, out ushort parse)
+    {
+        DpKey key;
+        HeaderOffsets off;
+        fixed (byte* d = frame)
+        {
+            parse = Extract(d, frame.Length, inPort, &key, &off);
+        }
+
+        return key.ToFlowKey();
+    }
+
     /// <summary>CRC32C of the key's words (the microflow cache's index).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static uint Hash(DpKey* key)

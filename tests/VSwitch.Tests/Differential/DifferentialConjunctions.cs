@@ -122,17 +122,7 @@ public sealed partial class OvsDifferentialTests
             return p;
         }
 
-        private static unsafe FlowKey KeyOf(OraclePacket p)
-        {
-            DpKey key;
-            HeaderOffsets offs;
-            fixed (byte* f = p.Frame)
-            {
-                KeyExtractor.Extract(f, p.Frame.Length, (ushort)p.InPort, &key, &offs);
-            }
-
-            return key.ToFlowKey();
-        }
+        private static FlowKey KeyOf(OraclePacket p) => KeyExtractor.PipelineKeyOf(p.Frame, (ushort)p.InPort, out _);
 
         /// <summary>A clause matching a field (or two) of <paramref name="k"/>, or sometimes a value no frame has.</summary>
         private static string Clause(Random rnd, FlowKey k)

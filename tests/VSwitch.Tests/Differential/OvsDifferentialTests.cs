@@ -641,14 +641,7 @@ public sealed partial class OvsDifferentialTests(ITestOutputHelper output)
         private unsafe DiffCase TraceBoth(FlowControl flows, IReadOnlyList<string> lines, OraclePacket p)
         {
             var start = HeaderState.Of(p.Frame);
-            DpKey dk;
-            HeaderOffsets offs;
-            fixed (byte* f = p.Frame)
-            {
-                KeyExtractor.Extract(f, p.Frame.Length, (ushort)p.InPort, &dk, &offs);
-            }
-
-            var key = dk.ToFlowKey();
+            var key = KeyExtractor.PipelineKeyOf(p.Frame, (ushort)p.InPort, out _);
 
             var (traceLines, t, megaflow) = flows.Trace(key);
             var sw = NormalForm.OfSwitch(start, t.Ops.AsSpan(0, t.OpCount));
