@@ -461,7 +461,7 @@ public sealed class FlowSyntaxTests
     [InlineData("actions=mod_vlan_vid:5000", 22, "expected a VLAN id from 0 to 4095 after 'mod_vlan_vid:', found '5000'")]
     [InlineData("ipv6,ipv6_dst=2001:db8::/129,actions=drop", 26, "expected a prefix length from 0 to 128 or an IPv6 mask after 'ipv6_dst=2001:db8::/', found '129'")]
     [InlineData("ipv6,ipv6_dst=2001:zz8::,actions=drop", 15, "expected an IPv6 address or prefix after 'ipv6_dst=', found '2001:zz8::'")]
-    [InlineData("actions=recirc(0)", 16, "expected a recirculation id from 1 to 255 after 'recirc', found '0'")]
+    [InlineData("actions=recirc(0)", 16, "expected a recirculation id from 1 to 127 after 'recirc' (128-255 are ct(table=N)'s), found '0'")]
     [InlineData("ip,actions=dec_ttl(1,x)", 22, "expected a controller id from 0 to 65535 in 'dec_ttl(', found 'x'")]
     [InlineData("ip,actions=dec_ttl(1,2,3,4,5)", 28, "expected at most 4 controller ids in 'dec_ttl(', found more")]
     [InlineData("actions=ct_clear:1", 19, "expected ',' after 'ct_clear' (it takes no argument)")]

@@ -23,6 +23,11 @@ internal sealed class FrameSpec
     public ushort SrcPort = 1234;
     public ushort DstPort = 80;
     public byte TcpFlags = 0x02;
+    public uint TcpSeq = 1000;
+    public uint TcpAck;
+    public byte IcmpType = 8;
+    public byte IcmpCode;
+    public ushort IcmpId = 1;
     public byte[] Payload = new byte[18];
     public ushort ArpOp = 1;
     public byte[] IpOptions = [];
@@ -89,7 +94,7 @@ internal static class FrameBuilder
         switch (s.Proto)
         {
             case 6:
-                Add16(l, s.SrcPort); Add16(l, s.DstPort); Add32(l, 1000); Add32(l, 0);
+                Add16(l, s.SrcPort); Add16(l, s.DstPort); Add32(l, s.TcpSeq); Add32(l, s.TcpAck);
                 l.Add(0x50); l.Add(s.TcpFlags); Add16(l, 8192); Add16(l, 0); Add16(l, 0);
                 break;
             case 17:
@@ -97,7 +102,16 @@ internal static class FrameBuilder
                 break;
             case 1:
             case 58:
-                l.Add(8); l.Add(0); Add16(l, 0); Add32(l, 0x00010001);
+                l.Add(s.IcmpType); l.Add(s.IcmpCode); Add16(l, 0);
+                if (s.IcmpType is 8 or 0 or 128 or 129)
+                {
+                    Add16(l, s.IcmpId); Add16(l, 1); // identifier, sequence
+                }
+                else
+                {
+                    Add32(l, 0); // an error: unused (the quoted packet is the payload)
+                }
+
                 break;
             case 132: // SCTP common header: ports, verification tag, CRC32c (FillL4Checksum)
                 Add16(l, s.SrcPort); Add16(l, s.DstPort); Add32(l, 0x5C7B0001); Add32(l, 0);

@@ -251,8 +251,8 @@ public sealed class SyntaxIssue14Tests
 
     [Theory]
     [InlineData("actions=meter:1,output:2", "no meters")]
-    [InlineData("ip,actions=ct(commit,table=1)", "connection tracking is not built")]
-    public void Meters_and_ct_are_refused_with_the_reason_not_dropped_silently(string text, string why)
+    [InlineData("ip,actions=ct(commit,alg=ftp)", "application-level gateways")]
+    public void Meters_and_ct_algs_are_refused_with_the_reason_not_dropped_silently(string text, string why)
     {
         Assert.Contains(why, Refused(text));
     }

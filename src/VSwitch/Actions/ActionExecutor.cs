@@ -40,6 +40,7 @@ public readonly unsafe struct ActionExecutor<TIo>
     {
         DpAction* ops = me->Program;
         int count = me->OpCount;
+        ulong* cts = _f.GroupCt;
         bool sent = false, punted = false;
         for (int a = 0; a < count && k > 0; a++)
         {
@@ -123,7 +124,7 @@ public readonly unsafe struct ActionExecutor<TIo>
                     int w = 0;
                     for (int j = 0; j < k; j++)
                     {
-                        w = PacketEdit.PushVlan(pkts[j], ref offs[j], op.A, (ushort)op.B) ? Keep(pkts, offs, j, w) : DropOne(state, pkts[j], w);
+                        w = PacketEdit.PushVlan(pkts[j], ref offs[j], op.A, (ushort)op.B) ? Keep(pkts, offs, cts, j, w) : DropOne(state, pkts[j], w);
                     }
 
                     k = w;
@@ -186,26 +187,52 @@ public readonly unsafe struct ActionExecutor<TIo>
                 case DpOp.Recirc:
                     for (int j = 0; j < k; j++)
                     {
-                        if (_f.RecircCount < FlowPmd.Burst)
-                        {
-                            _f.RecircPkts[_f.RecircCount] = pkts[j];
-                            _f.RecircIds[_f.RecircCount++] = (byte)op.A;
-                        }
-                        else
-                        {
-                            DropOne(state, pkts[j], 0);
-                        }
+                        QueueRecirc(state, pkts[j], (byte)op.A, cts[j]);
                     }
 
                     sent = true; // the packets now belong to the next pass
                     k = 0;
+                    break;
+                case DpOp.Ct:
+                {
+                    Conntrack.ConnTable? conns = _f.Shared.Conns;
+                    if (conns != null)
+                    {
+                        Conntrack.DpCtSpec* spec = Conntrack.CtSpecs.At(op.A);
+                        ulong now = _f.RoundTsc;
+                        for (int j = 0; j < k; j++)
+                        {
+                            cts[j] = conns.Process(pkts[j], ref offs[j], spec, now, state.Counters, cts[j]);
+                        }
+                    }
+
+                    if ((op.Flags & DpAction.CtRecirc) != 0)
+                    {
+                        for (int j = 0; j < k; j++)
+                        {
+                            QueueRecirc(state, pkts[j], (byte)op.B, cts[j]);
+                        }
+
+                        sent = true;
+                        k = 0;
+                    }
+
+                    break;
+                }
+
+                case DpOp.CtClear:
+                    for (int j = 0; j < k; j++)
+                    {
+                        cts[j] = 0;
+                    }
+
                     break;
                 case DpOp.DecTtl:
                 {
                     int w = 0;
                     for (int j = 0; j < k; j++)
                     {
-                        w = PacketEdit.DecTtl(pkts[j], offs[j], op.Flags == 2) ? Keep(pkts, offs, j, w) : DropOne(state, pkts[j], w);
+                        w = PacketEdit.DecTtl(pkts[j], offs[j], op.Flags == 2) ? Keep(pkts, offs, cts, j, w) : DropOne(state, pkts[j], w);
                     }
 
                     k = w;
@@ -253,11 +280,29 @@ public readonly unsafe struct ActionExecutor<TIo>
 
     /// <summary>Moves packet <paramref name="j"/> to position <paramref name="w"/> of the group; returns the next free position.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static int Keep(nint* pkts, HeaderOffsets* offs, int j, int w)
+    private static int Keep(nint* pkts, HeaderOffsets* offs, ulong* cts, int j, int w)
     {
         pkts[w] = pkts[j];
         offs[w] = offs[j];
+        cts[w] = cts[j];
         return w + 1;
+    }
+
+    /// <summary>Hands a packet to the PMD's next pass with its recirc_id and connection-tracking word (a full queue drops and counts).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void QueueRecirc(PmdState state, nint m, byte id, ulong ct)
+    {
+        FlowPmd f = _f;
+        if (f.RecircCount < FlowPmd.Burst)
+        {
+            f.RecircPkts[f.RecircCount] = m;
+            f.RecircCt[f.RecircCount] = ct;
+            f.RecircIds[f.RecircCount++] = id;
+        }
+        else
+        {
+            DropOne(state, m, 0);
+        }
     }
 
     /// <summary>Frees a packet an action dropped and counts it; the group's next free position stays <paramref name="w"/>.</summary>

@@ -71,12 +71,26 @@ public enum DpOp : byte
 
     /// <summary>Does nothing: ends a verdict that drops because a table missed (a drop capture says "table_miss", not "rule_drop").</summary>
     MissNote,
+
+    /// <summary>
+    /// Connection tracking with CtSpecs entry A, per packet (Conntrack/ConnTableProcess.cs): the
+    /// packet's connection is found or committed, NAT applied, and its ct_state/zone/mark set. With
+    /// Flags &amp; <see cref="DpAction.CtRecirc"/> it is the last action: the packets go back through the
+    /// caches with recirc_id B (a frozen state: Pipeline/FrozenStates.cs) and that connection state.
+    /// </summary>
+    Ct,
+
+    /// <summary>ct_clear: the packets' connection state becomes untracked (matters to a later ct or recirculation).</summary>
+    CtClear,
 }
 
 [StructLayout(LayoutKind.Sequential, Size = 16)]
 public struct DpAction
 {
     public const byte CloneFlag = 0x80;
+
+    /// <summary>Ct: recirculate with recirc_id B afterwards.</summary>
+    public const byte CtRecirc = 1;
     public const byte L4None = 0;
     public const byte L4Tcp = 1;
     public const byte L4Udp = 2;
@@ -110,7 +124,7 @@ public struct DpAction
     }
 
     /// <summary>Whether the op changes packet bytes (and so must not follow the last output).</summary>
-    public readonly bool Modifies => Op is not (DpOp.Output or DpOp.Controller or DpOp.Ext or DpOp.Recirc or DpOp.MissNote);
+    public readonly bool Modifies => Op is not (DpOp.Output or DpOp.Controller or DpOp.Ext or DpOp.Recirc or DpOp.MissNote or DpOp.Ct);
 
     public override readonly string ToString() => Format(null);
 
@@ -134,6 +148,8 @@ public struct DpAction
         DpOp.SetTtl => $"set(ttl={A})",
         DpOp.SetTos => $"set(tos=0x{A:x2}/0x{B:x2})",
         DpOp.Recirc => $"recirc({A})",
+        DpOp.Ct => (Flags & CtRecirc) != 0 ? $"ct(spec={A}),recirc({B})" : $"ct(spec={A})",
+        DpOp.CtClear => "ct_clear",
         _ => Op.ToString(),
     };
 }

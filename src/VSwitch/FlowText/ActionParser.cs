@@ -16,7 +16,7 @@ using static VSwitch.FlowText.FlowValues;
 namespace VSwitch.FlowText;
 
 /// <summary>Parses the action list of one rule (see docs/FLOWS.md for the actions).</summary>
-internal readonly ref struct ActionParser
+internal readonly ref partial struct ActionParser
 {
     [ThreadStatic]
     private static List<FlowAction>? t_actions;
@@ -53,6 +53,7 @@ internal readonly ref struct ActionParser
         int dropAt = -1;
         int gotoAt = -1;
         int conjAt = -1; // the first conjunction action
+        int ctTableAt = -1; // a ct(table=N): nothing but notes may follow it
         int otherAt = -1, otherEnd = -1; // the first action that is neither conjunction nor note
         bool vlan = _bucket || Prerequisites.Satisfied(Prerequisite.Vlan, _match);
         Span<char> lower = stackalloc char[24];
@@ -351,10 +352,10 @@ internal readonly ref struct ActionParser
                     break;
                 case "recirc":
                 {
-                    NeedArg(hasArg, name, pos, "a recirculation id (1-255)");
-                    if (!TryParseU64(arg, out ulong id) || id < 1 || id > 255)
+                    NeedArg(hasArg, name, pos, "a recirculation id (1-127)");
+                    if (!TryParseU64(arg, out ulong id) || id < 1 || id >= (ulong)FrozenStates.First)
                     {
-                        _line.Fail(argAt, $"expected a recirculation id from 1 to 255 after 'recirc', found {Found(arg)}");
+                        _line.Fail(argAt, $"expected a recirculation id from 1 to {FrozenStates.First - 1} after 'recirc' ({FrozenStates.First}-255 are ct(table=N)'s), found {Found(arg)}");
                     }
 
                     a = new FlowAction(ActionKind.Recirc, Value: id);
@@ -387,13 +388,25 @@ internal readonly ref struct ActionParser
                     _line.Fail(start, "'meter' is not supported: this switch has no meters (OpenFlow rate limiting; see docs/FLOWS.md), so a rule that needs one is refused rather than forwarded unmetered");
                     return [];
                 case "ct":
-                    _line.Fail(start, "'ct' is not supported yet: connection tracking is not built (docs/FLOWS.md); a rule that needs it is refused rather than forwarded untracked");
-                    return [];
+                    if (sep != '(')
+                    {
+                        _line.Fail(start, "expected 'ct(ARGUMENTS)' (for example ct(commit,zone=1,table=2))");
+                    }
+
+                    a = Ct(arg, argAt, start);
+                    ctTableAt = a.Table >= 0 ? start : ctTableAt;
+                    break;
                 default:
                     _line.Fail(start, $"expected an action (output:PORT, in_port, drop, flood, normal, controller, push_vlan, "
                         + $"pop_vlan, mod_vlan_vid, mod_vlan_pcp, mod_dl_src, mod_dl_dst, mod_nw_src, mod_nw_dst, mod_tp_src, "
-                        + $"mod_tp_dst, mod_nw_ttl, mod_nw_tos, mod_nw_ecn, set_field, load, move, note, dec_ttl, write_metadata, goto_table, resubmit, recirc, all, ct_clear, group, conjunction), found '{name}'");
+                        + $"mod_tp_dst, mod_nw_ttl, mod_nw_tos, mod_nw_ecn, set_field, load, move, note, dec_ttl, write_metadata, goto_table, resubmit, recirc, all, ct, ct_clear, group, conjunction), found '{name}'");
                     return [];
+            }
+
+            if (ctTableAt >= 0 && ctTableAt != start && a.Kind != ActionKind.Note)
+            {
+                _line.Fail(start, "expected nothing after ct(...,table=N) (the packet continues in table N; put these actions there), found "
+                    + Found(s[start..pos]));
             }
 
             if (a.Kind is not (ActionKind.Conjunction or ActionKind.Note) && otherAt < 0)

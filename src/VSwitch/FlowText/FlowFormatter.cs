@@ -484,7 +484,7 @@ public static class FlowFormatter
         }
     }
 
-    private static void AppendIpv4(StringBuilder sb, uint a) =>
+    private static StringBuilder AppendIpv4(StringBuilder sb, uint a) =>
         sb.Append(a >> 24).Append('.').Append((a >> 16) & 0xFF).Append('.').Append((a >> 8) & 0xFF).Append('.').Append(a & 0xFF);
 
     private static string Ipv6Text(UInt128 a)
@@ -551,6 +551,9 @@ public static class FlowFormatter
                     break;
                 case ActionKind.CtClear:
                     sb.Append("ct_clear");
+                    break;
+                case ActionKind.Ct:
+                    AppendCt(sb, a.Ct!);
                     break;
                 case ActionKind.Normal:
                     sb.Append("normal");
@@ -668,5 +671,65 @@ public static class FlowFormatter
         }
 
         sb.Append("->").Append(f.Name);
+    }
+
+    /// <summary>ct(...) as ovs-ofctl writes it (the parser reads it back to the same spec).</summary>
+    private static void AppendCt(StringBuilder sb, Conntrack.CtSpec c)
+    {
+        var ic = CultureInfo.InvariantCulture;
+        var parts = new List<string>();
+        if (c.Commit)
+        {
+            parts.Add("commit");
+        }
+
+        if (c.Force)
+        {
+            parts.Add("force");
+        }
+
+        if (c.Zone != 0)
+        {
+            parts.Add(string.Create(ic, $"zone={c.Zone}"));
+        }
+
+        if (c.Table >= 0)
+        {
+            parts.Add(string.Create(ic, $"table={c.Table}"));
+        }
+
+        if (c.HasMark || c.HasLabel)
+        {
+            var x = new List<string>();
+            if (c.HasMark)
+            {
+                x.Add(c.MarkMask == uint.MaxValue ? string.Create(ic, $"set_field:0x{c.MarkValue:x}->ct_mark") : string.Create(ic, $"set_field:0x{c.MarkValue:x}/0x{c.MarkMask:x}->ct_mark"));
+            }
+
+            if (c.HasLabel)
+            {
+                x.Add(c.LabelMask == UInt128.MaxValue ? string.Create(ic, $"set_field:0x{c.LabelValue:x}->ct_label") : string.Create(ic, $"set_field:0x{c.LabelValue:x}/0x{c.LabelMask:x}->ct_label"));
+            }
+
+            parts.Add("exec(" + string.Join(",", x) + ")");
+        }
+
+        if (c.Nat == Conntrack.CtNatKind.Apply)
+        {
+            parts.Add("nat");
+        }
+        else if (c.Nat != Conntrack.CtNatKind.None)
+        {
+            string addr(UInt128 a) => c.V6 ? "[" + Ipv6Text(a) + "]" : AppendIpv4(new StringBuilder(), (uint)a).ToString();
+            string r = (c.Nat == Conntrack.CtNatKind.Src ? "src=" : "dst=") + addr(c.AddrMin) + (c.AddrMax != c.AddrMin ? "-" + addr(c.AddrMax) : "");
+            if (c.PortMin != 0)
+            {
+                r += string.Create(ic, $":{c.PortMin}") + (c.PortMax != c.PortMin ? string.Create(ic, $"-{c.PortMax}") : "");
+            }
+
+            parts.Add("nat(" + r + (c.NatFlags.Length != 0 ? "," + c.NatFlags : "") + ")");
+        }
+
+        sb.Append("ct(").Append(string.Join(",", parts)).Append(')');
     }
 }

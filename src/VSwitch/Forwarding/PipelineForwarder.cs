@@ -51,6 +51,9 @@ public sealed unsafe class FlowPmd : IDisposable
         RecircWork = (nint*)NativeMemory.AlignedAlloc(Burst * (nuint)sizeof(nint), 64);
         RecircIds = (byte*)NativeMemory.AlignedAlloc(Burst, 64);
         RecircWorkIds = (byte*)NativeMemory.AlignedAlloc(Burst, 64);
+        GroupCt = (ulong*)NativeMemory.AlignedAlloc(Burst * sizeof(ulong), 64);
+        RecircCt = (ulong*)NativeMemory.AlignedAlloc(Burst * sizeof(ulong), 64);
+        RecircWorkCt = (ulong*)NativeMemory.AlignedAlloc(Burst * sizeof(ulong), 64);
         Current = shared.Current;
         CacheFlushes = shared.CacheFlushes;
         shared.Learner.Register(Learns);
@@ -108,17 +111,24 @@ public sealed unsafe class FlowPmd : IDisposable
     public readonly HeaderOffsets* GroupOffs;
     public readonly nint* Copies;
 
+    /// <summary>Per packet of the group being executed: its connection-tracking word (FlowKey word 9 without recirc_id), which ct ops set and recirculation carries.</summary>
+    public readonly ulong* GroupCt;
+
     /// <summary>Most passes a packet makes through the caches (the first plus recirculations).</summary>
     public const int MaxRecircDepth = 8;
 
     /// <summary>Packets a recirc action queued for the next pass, their recirc ids, and how many.</summary>
     public readonly nint* RecircPkts;
     public readonly byte* RecircIds;
+
+    /// <summary>The queued packets' connection-tracking words (ct_state, ct_zone, ct_mark), restored into their keys on the next pass.</summary>
+    public readonly ulong* RecircCt;
     public int RecircCount;
 
     /// <summary>The pass being run (a copy of the queue, so the pass can queue the next one).</summary>
     public readonly nint* RecircWork;
     public readonly byte* RecircWorkIds;
+    public readonly ulong* RecircWorkCt;
 
     public void Dispose()
     {
@@ -142,6 +152,9 @@ public sealed unsafe class FlowPmd : IDisposable
         NativeMemory.AlignedFree(RecircWork);
         NativeMemory.AlignedFree(RecircIds);
         NativeMemory.AlignedFree(RecircWorkIds);
+        NativeMemory.AlignedFree(GroupCt);
+        NativeMemory.AlignedFree(RecircCt);
+        NativeMemory.AlignedFree(RecircWorkCt);
         GC.SuppressFinalize(this);
     }
 }
@@ -153,6 +166,9 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
     private const int Invalid = -1;
     private const int Done = -2;
     private const int SweepBudget = 64;
+
+    /// <summary>recirc_id's bits in the key's connection-tracking word.</summary>
+    private const ulong RecircBits = 0xFFUL << 24;
     private readonly FlowPmd _f;
     private readonly TIo _io;
     private readonly ActionExecutor<TIo> _exec;
@@ -204,7 +220,7 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
     public int Handle(PmdState state, in RxQueueRef rx, nint* mbufs, int n)
     {
         ushort inPort = rx.OfPort;
-        int whole = Process(state, mbufs, n, inPort, 0, allowWhole: true);
+        int whole = Process(state, mbufs, n, inPort, 0, null, allowWhole: true);
         if (_f.RecircCount != 0)
         {
             Recirculate(state, inPort);
@@ -228,6 +244,7 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
             int n = f.RecircCount;
             Buffer.MemoryCopy(f.RecircPkts, f.RecircWork, FlowPmd.Burst * sizeof(nint), n * sizeof(nint));
             Buffer.MemoryCopy(f.RecircIds, f.RecircWorkIds, FlowPmd.Burst, n);
+            Buffer.MemoryCopy(f.RecircCt, f.RecircWorkCt, FlowPmd.Burst * sizeof(ulong), n * sizeof(ulong));
             f.RecircCount = 0;
             if (depth >= FlowPmd.MaxRecircDepth)
             {
@@ -249,7 +266,7 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
                     end++;
                 }
 
-                Process(state, f.RecircWork + start, end - start, inPort, f.RecircWorkIds[start], allowWhole: false);
+                Process(state, f.RecircWork + start, end - start, inPort, f.RecircWorkIds[start], f.RecircWorkCt + start, allowWhole: false);
                 start = end;
             }
         }
@@ -257,10 +274,11 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
 
     /// <summary>
     /// One pass of <paramref name="n"/> packets from <paramref name="inPort"/> (recirc_id <paramref name="recircId"/>)
-    /// through the caches and actions. With <paramref name="allowWhole"/>, a pass that is one group with
+    /// through the caches and actions (<paramref name="cts"/>: the packets' connection-tracking words on a
+    /// recirculated pass, null on the first). With <paramref name="allowWhole"/>, a pass that is one group with
     /// one output returns that output's slot instead of buffering (the loop sends the burst as is).
     /// </summary>
-    private int Process(PmdState state, nint* mbufs, int n, ushort inPort, byte recircId, bool allowWhole)
+    private int Process(PmdState state, nint* mbufs, int n, ushort inPort, byte recircId, ulong* cts, bool allowWhole)
     {
         FlowPmd f = _f;
         PmdCounters* c = state.Counters;
@@ -285,7 +303,7 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
                 continue;
             }
 
-            keys[i].W[FlowKey.CtWord] |= (ulong)recircId << 24;
+            keys[i].W[FlowKey.CtWord] |= (cts == null ? 0 : cts[i] & ~RecircBits) | ((ulong)recircId << 24);
 
             // Bursts often carry runs of one flow: a key equal to the previous packet's takes its
             // verdict without hashing or a cache lookup (the previous verdict was checked current).
@@ -378,6 +396,7 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
             {
                 f.GroupPkts[j] = mbufs[mem[j]];
                 f.GroupOffs[j] = f.Offsets[mem[j]];
+                f.GroupCt[j] = keys[mem[j]].W[FlowKey.CtWord] & ~RecircBits;
             }
 
             Account(me, f.GroupPkts, k, now);
@@ -469,6 +488,7 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
                 MegaflowEntry* se = mfc.Entry(e);
                 nint m = mbufs[i];
                 HeaderOffsets off = f.Offsets[i];
+                f.GroupCt[0] = key->W[FlowKey.CtWord] & ~RecircBits;
                 Account(se, &m, 1, t0);
                 _exec.Execute(state, se, &m, &off, 1, (ushort)(key->InPort));
                 entryOf[i] = Done;

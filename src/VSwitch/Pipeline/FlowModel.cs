@@ -171,11 +171,18 @@ public enum ActionKind : byte
     /// (FlowTable's soft matches). A rule with it has only conjunction (and note) actions, never executed.
     /// </summary>
     Conjunction,
+
+    /// <summary>
+    /// ct(...): connection tracking with <see cref="FlowAction.Ct"/> (its CtSpecs index in
+    /// <see cref="FlowAction.Value"/>); with table=N (<see cref="FlowAction.Table"/> >= 0) the packet then
+    /// continues in table N with its connection state, after going back through the caches.
+    /// </summary>
+    Ct,
 }
 
 /// <summary>One action of a rule (a small value; the meaning of each member depends on Kind).</summary>
 public readonly record struct FlowAction(ActionKind Kind, int Port = 0, int Table = 0, FieldDef? Field = null,
-    ulong Value = 0, ulong Mask = 0, UInt128 Value128 = default, FieldDef? Dst = null, string? Text = null)
+    ulong Value = 0, ulong Mask = 0, UInt128 Value128 = default, FieldDef? Dst = null, string? Text = null, Conntrack.CtSpec? Ct = null)
 {
     /// <summary>move: the source's lowest bit.</summary>
     public int MoveSrcLow => (int)(Value & 0xFF);

@@ -49,6 +49,39 @@ public sealed class PipelineShared
     /// <summary>Asks every PMD to empty its caches at its next round boundary (the caller then synchronizes the epoch).</summary>
     public void RequestCacheFlush() => Interlocked.Increment(ref _cacheFlushes);
 
-    /// <summary>Makes <paramref name="v"/> current (the caller then synchronizes the epoch).</summary>
-    public void Publish(FlowTables v) => _current = v;
+    /// <summary>
+    /// Makes <paramref name="v"/> current (the caller then synchronizes the epoch). The connection
+    /// table is created (from its pool size) before the first tables with a ct action are published,
+    /// so a PMD that runs a ct op always finds it.
+    /// </summary>
+    public void Publish(FlowTables v)
+    {
+        if (_conns == null && Array.Exists(v.Rules, r => Array.Exists(r.Actions, a => a.Kind == ActionKind.Ct)))
+        {
+            EnsureConntrack();
+        }
+
+        _current = v;
+    }
+
+    private volatile Conntrack.ConnTable? _conns;
+    private readonly Lock _connsGate = new();
+
+    /// <summary>The connection table (null until a rule with ct is loaded or <see cref="EnsureConntrack"/> is called).</summary>
+    public Conntrack.ConnTable? Conns => _conns;
+
+    /// <summary>Connections the table holds when it is created (vswitchd --conntrack-size).</summary>
+    public int ConntrackCapacity { get; set; } = Conntrack.ConnTable.DefaultCapacity;
+
+    /// <summary>Cycles per second of the PMDs' clock (IPacketIo.Now; the TSC's rate in vswitchd), for conntrack timeouts.</summary>
+    public ulong ClockHz { get; set; } = 1_000_000_000;
+
+    /// <summary>The connection table, created on first use (control plane).</summary>
+    public Conntrack.ConnTable EnsureConntrack()
+    {
+        lock (_connsGate)
+        {
+            return _conns ??= new Conntrack.ConnTable(ConntrackCapacity, ClockHz);
+        }
+    }
 }

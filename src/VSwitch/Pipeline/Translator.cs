@@ -179,7 +179,18 @@ public static partial class Translator
         t.Wildcards.W[3] |= (ulong)ParseFlags.Errors << 48; // malformed packets never share a verdict
         t.Wildcards.W[FlowKey.CtWord] |= 0xFFUL << 24; // recirc_id: a recirculated packet never takes a first pass's verdict
         int depth = 0;
-        RunTable(v, 0, macs, t, ref depth);
+        int start = 0;
+        if (t.Key.RecircId >= FrozenStates.First)
+        {
+            // After ct(...,table=N): resume in N with the metadata and registers the packet had.
+            start = FrozenStates.Resume(t.Key.RecircId, ref t.Key);
+            t.Trace?.Add(start >= 0
+                ? $"recirc_id={t.Key.RecircId}: resumes in table {start} after ct (ct_state=0x{t.Key.CtState:x2}, ct_zone={t.Key.CtZone}, ct_mark=0x{t.Key.CtMark:x})"
+                : $"recirc_id={t.Key.RecircId}: no frozen state: table 0");
+            start = Math.Max(start, 0);
+        }
+
+        RunTable(v, start, macs, t, ref depth);
         Finish(t);
     }
 
@@ -204,7 +215,7 @@ public static partial class Translator
             bool sends = false;
             for (int i = 0; i < n; i++)
             {
-                sends |= t.Ops[i].Op is DpOp.Output or DpOp.Controller or DpOp.Recirc;
+                sends |= t.Ops[i].Op is DpOp.Output or DpOp.Controller or DpOp.Recirc || (t.Ops[i].Op == DpOp.Ct && (t.Ops[i].Flags & DpAction.CtRecirc) != 0);
             }
 
             if (!sends)
@@ -393,7 +404,14 @@ public static partial class Translator
                 k.Metadata = (k.Metadata & ~a.Mask) | (a.Value & a.Mask);
                 break;
             case ActionKind.CtClear:
-                t.Trace?.Add("  ct_clear: no connection-tracking state (not tracked yet): nothing to clear");
+                t.Trace?.Add("  ct_clear: the packet is untracked from here (ct_state, ct_zone, ct_mark 0)");
+                k.CtState = 0;
+                k.CtZone = 0;
+                k.CtMark = 0;
+                t.Emit(new DpAction(DpOp.CtClear));
+                break;
+            case ActionKind.Ct:
+                Ct(a, t);
                 break;
             case ActionKind.Note:
             case ActionKind.Conjunction: // a clause rule is never the lookup's result; its actions never run
@@ -413,6 +431,39 @@ public static partial class Translator
                 Group(v, (uint)a.Value, tableId, macs, t, ref depth); // TranslatorGroups.cs
                 break;
         }
+    }
+
+    /// <summary>
+    /// ct(...): a per-packet datapath op (the connection, not the megaflow, decides the state). With
+    /// table=N the translation freezes here: the packets recirculate with a frozen state's id and the
+    /// next pass starts in table N with their connection state in the key.
+    /// </summary>
+    private static unsafe void Ct(in FlowAction a, Translation t)
+    {
+        t.Wildcards.W[0] |= 0xFFFFUL << 16; // dl_type
+        if (t.Key.DlType is not (KeyExtractor.EthIp or KeyExtractor.EthIpv6))
+        {
+            t.Trace?.Add("  ct: not an IP packet: skipped");
+            return;
+        }
+
+        var spec = a.Ct!;
+        if (spec.Table < 0)
+        {
+            t.Trace?.Add($"  ct: tracked in zone {spec.Zone}{(spec.Commit ? ", committed" : "")}{(spec.Nat != Conntrack.CtNatKind.None ? ", NAT applied" : "")}; the rest of the actions run without the new state (as Open vSwitch)");
+            t.Emit(new DpAction(DpOp.Ct, a: (ushort)a.Value));
+            return;
+        }
+
+        int id = FrozenStates.Intern(spec.Table, t.Key);
+        if (id < 0)
+        {
+            throw new InvalidOperationException($"ct(table={spec.Table}): all {FrozenStates.Capacity} frozen recirculation ids are in use (distinct table/metadata/register combinations at a ct)");
+        }
+
+        t.Trace?.Add($"  ct: tracked in zone {spec.Zone}{(spec.Commit ? ", committed" : "")}{(spec.Nat != Conntrack.CtNatKind.None ? ", NAT applied" : "")}; recirculates with recirc_id={id} to table {spec.Table} with the connection's state");
+        t.Emit(new DpAction(DpOp.Ct, flags: DpAction.CtRecirc, a: (ushort)a.Value, b: (uint)id));
+        t.Stopped = true;
     }
 
     private static unsafe void Output(FlowTables v, int ofPort, Translation t, bool fromInPortAction, uint maxLen = 0)

@@ -102,6 +102,18 @@ public unsafe struct PmdCounters
     /// <summary>Pipeline: copies that could not be made (mempool empty); the output did not get that packet.</summary>
     [FieldOffset(280)] public ulong CopyFailures;
 
+    /// <summary>Conntrack: packets a ct action looked up (IP, not a fragment or an ICMP error).</summary>
+    [FieldOffset(288)] public ulong CtLookups;
+
+    /// <summary>Conntrack: connections this PMD committed.</summary>
+    [FieldOffset(296)] public ulong CtCommits;
+
+    /// <summary>Conntrack: packets a ct action marked +inv (bad TCP, no connection to continue, fragments, truncated).</summary>
+    [FieldOffset(304)] public ulong CtInvalid;
+
+    /// <summary>Conntrack: commits refused (table or zone limit reached, no free NAT tuple); the packet is +inv.</summary>
+    [FieldOffset(312)] public ulong CtFull;
+
     /// <summary>Rounds per gap length: bucket <see cref="GapBucket"/>(cycles); readers derive percentiles.</summary>
     [FieldOffset(320)] public fixed ulong GapHistogram[GapBuckets];
 

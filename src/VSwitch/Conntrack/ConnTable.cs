@@ -1,0 +1,661 @@
+// ConnTable.cs - the connection table: tracked connections in native memory, looked up and created
+// by the PMDs' ct actions without locks, expired by one sweeper on the control thread.
+//
+// Shape (all native, sized once at start-up; nothing here allocates after the constructor):
+//   - a pool of ConnEntry (256 bytes each); an entry holds the connection's two tuples: Orig, as its
+//     first packet came, and Reply, the tuple its replies carry (the reverse of Orig after NAT);
+//   - a hash table of buckets holding the first node of a chain; a node is (entry << 1 | direction),
+//     each entry being on two chains (its Orig and its Reply tuple), linked through NextOrig/NextReply;
+//   - a bounded MPMC queue of free entry indexes (Vyukov's: a sequence number per cell, no ABA).
+// Writers, and why no lock is needed:
+//   - a PMD creates a connection: it takes a free entry, fills it, and links its two nodes at their
+//     buckets' heads with a CAS each. Two PMDs creating the same tuple at once (the same connection,
+//     or two connections NAT chose the same port for) both link; each then looks behind its own node
+//     for a live duplicate, and the one found behind (the older) wins: the newer is marked dead and
+//     its PMD uses the older connection or picks another port;
+//   - a connection's per-direction state (TCP half, seen bits, counters, last-seen time) is written
+//     only by the packets of that direction (TcpTracker's design): two PMDs may track one connection;
+//   - only the sweeper (control thread) unlinks nodes and returns entries to the free queue, and only
+//     after every PMD has passed an epoch taken after the unlink (Pmd/Epoch.cs), so a PMD walking a
+//     chain never reads a reused entry.
+// Limits: a global one (the pool) and one per zone; a commit over a limit is refused (the packet is
+// +inv, counted) and never evicts a connection.
+using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics.X86;
+
+namespace VSwitch.Conntrack;
+
+/// <summary>ct_state bits (Open vSwitch's).</summary>
+public static class CtState
+{
+    public const ulong New = 0x01, Est = 0x02, Rel = 0x04, Rpl = 0x08, Inv = 0x10, Trk = 0x20, Snat = 0x40, Dnat = 0x80;
+}
+
+/// <summary>
+/// A connection's tuple in one direction, with its zone. IPv4 addresses are in the low 32 bits of
+/// SrcLo/DstLo. ICMP and ICMPv6 echo: SrcPort is the identifier, DstPort the message type (so an
+/// echo request's reverse is its reply).
+/// </summary>
+[StructLayout(LayoutKind.Sequential, Size = 48)]
+public unsafe struct CtTuple : IEquatable<CtTuple>
+{
+    public ulong SrcHi, SrcLo, DstHi, DstLo;
+    public ushort SrcPort, DstPort, Zone;
+    public byte Proto;
+
+    /// <summary>4 or 6.</summary>
+    public byte Family;
+
+    /// <summary>Always 0 (the hash and compare cover all 48 bytes).</summary>
+    public ulong Pad;
+
+    public const byte ProtoIcmp = 1, ProtoTcp = 6, ProtoUdp = 17, ProtoIcmp6 = 58, ProtoSctp = 132;
+
+    /// <summary>True for ICMP/ICMPv6 echo tuples (identifier in SrcPort).</summary>
+    public readonly bool IsIcmp => Proto is ProtoIcmp or ProtoIcmp6;
+
+    /// <summary>The tuple of the other direction (for echo: request and reply types swap).</summary>
+    public readonly CtTuple Reverse()
+    {
+        CtTuple r = this;
+        r.SrcHi = DstHi;
+        r.SrcLo = DstLo;
+        r.DstHi = SrcHi;
+        r.DstLo = SrcLo;
+        if (IsIcmp)
+        {
+            r.DstPort = EchoPeer(DstPort);
+        }
+        else
+        {
+            r.SrcPort = DstPort;
+            r.DstPort = SrcPort;
+        }
+
+        return r;
+    }
+
+    /// <summary>The echo type answering <paramref name="type"/> (8 and 0, 128 and 129).</summary>
+    public static ushort EchoPeer(ushort type) => type switch
+    {
+        8 => 0,
+        0 => 8,
+        128 => 129,
+        129 => 128,
+        _ => type,
+    };
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public readonly bool Equals(CtTuple o)
+    {
+        fixed (CtTuple* a = &this)
+        {
+            ulong* x = (ulong*)a, y = (ulong*)&o;
+            return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3]) | (x[4] ^ y[4]) | (x[5] ^ y[5])) == 0;
+        }
+    }
+
+    public override readonly bool Equals(object? obj) => obj is CtTuple t && Equals(t);
+
+    public override readonly int GetHashCode() => (int)Hash();
+
+    /// <summary>CRC32C of the 48 bytes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public readonly uint Hash()
+    {
+        fixed (CtTuple* a = &this)
+        {
+            ulong* w = (ulong*)a;
+            if (Sse42.X64.IsSupported)
+            {
+                ulong h = Sse42.X64.Crc32(0x9E3779B9UL, w[0]);
+                h = Sse42.X64.Crc32(h, w[1]);
+                h = Sse42.X64.Crc32(h, w[2]);
+                h = Sse42.X64.Crc32(h, w[3]);
+                h = Sse42.X64.Crc32(h, w[4]);
+                return (uint)Sse42.X64.Crc32(h, w[5]);
+            }
+
+            ulong s = 0;
+            for (int i = 0; i < 6; i++)
+            {
+                s = (s ^ w[i]) * 0x9E3779B97F4A7C15UL;
+            }
+
+            return (uint)(s ^ (s >> 29));
+        }
+    }
+
+    public override readonly string ToString() => IsIcmp
+        ? $"src={Addr(Family, SrcHi, SrcLo)},dst={Addr(Family, DstHi, DstLo)},id={SrcPort},type={DstPort}"
+        : $"src={Addr(Family, SrcHi, SrcLo)},dst={Addr(Family, DstHi, DstLo)},sport={SrcPort},dport={DstPort}";
+
+    /// <summary>An address of a tuple as text.</summary>
+    public static string Addr(byte family, ulong hi, ulong lo)
+    {
+        if (family == 4)
+        {
+            return new System.Net.IPAddress(BinaryPrimitives.ReverseEndianness((uint)lo)).ToString();
+        }
+
+        Span<byte> b = stackalloc byte[16];
+        BinaryPrimitives.WriteUInt64BigEndian(b, hi);
+        BinaryPrimitives.WriteUInt64BigEndian(b[8..], lo);
+        return new System.Net.IPAddress(b).ToString();
+    }
+}
+
+/// <summary>One tracked connection (native; see the file comment for who writes what).</summary>
+[StructLayout(LayoutKind.Sequential, Size = 256)]
+public struct ConnEntry
+{
+    /// <summary>The tuple of the first packet (before NAT).</summary>
+    public CtTuple Orig;
+
+    /// <summary>The tuple replies carry: the reverse of Orig after NAT.</summary>
+    public CtTuple Reply;
+
+    /// <summary>Chain links of the entry's two nodes (-1: end).</summary>
+    public int NextOrig, NextReply;
+
+    /// <summary><see cref="ConnTable.Free"/>, <see cref="ConnTable.Live"/>, <see cref="ConnTable.Dead"/> (linked, waiting for the sweeper) or <see cref="ConnTable.Retired"/> (unlinked, waiting for an epoch).</summary>
+    public int State;
+
+    /// <summary>ct_mark.</summary>
+    public uint Mark;
+
+    /// <summary>ct_label.</summary>
+    public ulong LabelHi, LabelLo;
+
+    /// <summary>TCP: both sides' halves.</summary>
+    public TcpConn Tcp;
+
+    /// <summary>Last packet of each direction (TSC), written by that direction.</summary>
+    public ulong LastOrig, LastReply;
+
+    /// <summary>Packets and bytes of each direction, written by that direction.</summary>
+    public ulong PacketsOrig, BytesOrig, PacketsReply, BytesReply;
+
+    /// <summary>Creation time (TSC).</summary>
+    public ulong Created;
+
+    /// <summary>Non-TCP: a packet of the direction was seen (written by that direction).</summary>
+    public byte SeenOrig, SeenReply;
+
+    /// <summary>CtState.Snat / CtState.Dnat: the NAT the connection applies.</summary>
+    public byte Nat;
+}
+
+/// <summary>What the sweeper and the dump report of one connection.</summary>
+public readonly record struct ConnInfo(CtTuple Orig, CtTuple Reply, string Protocol, string State, byte Nat, uint Mark, UInt128 Label,
+    double SecondsLeft, ulong PacketsOrig, ulong BytesOrig, ulong PacketsReply, ulong BytesReply);
+
+/// <summary>Timeout classes of non-TCP connections (seconds, Linux's nf_conntrack defaults).</summary>
+public enum OtherTimeout : byte
+{
+    /// <summary>UDP, no reply yet (udp_timeout, 30 s).</summary>
+    UdpFirst,
+
+    /// <summary>UDP, replied (udp_timeout_stream, 120 s).</summary>
+    UdpStream,
+
+    /// <summary>ICMP/ICMPv6 echo (icmp_timeout, 30 s).</summary>
+    Icmp,
+
+    /// <summary>Any other IP protocol (generic_timeout, 600 s).</summary>
+    Other,
+}
+
+/// <summary>The connection table (see the file comment).</summary>
+public sealed unsafe partial class ConnTable : IDisposable
+{
+    public const int Free = 0, Live = 1, Dead = 2, Retired = 3;
+
+    /// <summary>Most connections by default (264 bytes each with their buckets: 66 MB).</summary>
+    public const int DefaultCapacity = 1 << 18;
+
+    private readonly ConnEntry* _entries;
+    private readonly int* _buckets;
+    private readonly uint _bucketMask;
+    private readonly FreeQueue _free;
+    private readonly int* _zoneCounts;
+    private readonly int* _zoneLimits;
+    private long _count;
+    private bool _disposed;
+
+    /// <summary>Entries unlinked by the sweeper, waiting for an epoch before going back to the free queue.</summary>
+    private readonly List<(long Epoch, int[] Entries)> _retired = [];
+
+    public ConnTable(int capacity, ulong tscHz)
+    {
+        if (capacity < 16 || capacity > (1 << 26))
+        {
+            throw new ArgumentOutOfRangeException(nameof(capacity), $"conntrack size {capacity}: expected 16 to {1 << 26}");
+        }
+
+        Capacity = capacity;
+        TscHz = tscHz == 0 ? 1 : tscHz;
+        _entries = (ConnEntry*)NativeMemory.AlignedAlloc((nuint)capacity * (nuint)sizeof(ConnEntry), 64);
+        NativeMemory.Clear(_entries, (nuint)capacity * (nuint)sizeof(ConnEntry));
+        int buckets = (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)capacity * 2);
+        _bucketMask = (uint)buckets - 1;
+        _buckets = (int*)NativeMemory.AlignedAlloc((nuint)buckets * sizeof(int), 64);
+        new Span<int>(_buckets, buckets).Fill(-1);
+        _free = new FreeQueue(capacity);
+        for (int i = 0; i < capacity; i++)
+        {
+            _free.TryPush(i);
+        }
+
+        _zoneCounts = (int*)NativeMemory.AllocZeroed(65536 * sizeof(int));
+        _zoneLimits = (int*)NativeMemory.AllocZeroed(65536 * sizeof(int));
+        TcpTimeoutSeconds = [.. TcpTracker.DefaultTimeoutSeconds];
+        OtherTimeoutSeconds = [.. DefaultOtherTimeoutSeconds];
+        BucketCount = buckets;
+    }
+
+    /// <summary>Linux's udp_timeout, udp_timeout_stream, icmp_timeout, generic_timeout.</summary>
+    public static readonly int[] DefaultOtherTimeoutSeconds = [30, 120, 30, 600];
+
+    /// <summary>Most connections (the pool).</summary>
+    public int Capacity { get; }
+
+    public int BucketCount { get; }
+
+    public ulong TscHz { get; }
+
+    /// <summary>Native bytes per connection: the entry and its share of the buckets.</summary>
+    public int BytesPerConnection => sizeof(ConnEntry) + (BucketCount * sizeof(int) / Capacity);
+
+    /// <summary>Connections in the table (live, not yet swept).</summary>
+    public long Count => Volatile.Read(ref _count);
+
+    /// <summary>TCP timeouts by TcpTimeout class (seconds; the sweeper reads them).</summary>
+    public int[] TcpTimeoutSeconds { get; }
+
+    /// <summary>Other timeouts by OtherTimeout class (seconds).</summary>
+    public int[] OtherTimeoutSeconds { get; }
+
+    /// <summary>Commits refused because the table or the zone was full.</summary>
+    public long Refused => Volatile.Read(ref _refused);
+
+    private long _refused;
+
+    /// <summary>The limit of <paramref name="zone"/> (0: only the table's).</summary>
+    public int ZoneLimit(ushort zone) => Volatile.Read(ref _zoneLimits[zone]);
+
+    public void SetZoneLimit(ushort zone, int limit) => Volatile.Write(ref _zoneLimits[zone], Math.Max(0, limit));
+
+    /// <summary>Connections in <paramref name="zone"/>.</summary>
+    public int ZoneCount(ushort zone) => Volatile.Read(ref _zoneCounts[zone]);
+
+    /// <summary>The entry <paramref name="i"/> (tests, dumps).</summary>
+    public ConnEntry* Entry(int i) => _entries + i;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private ref int Link(int node) => ref (node & 1) == 0 ? ref _entries[node >> 1].NextOrig : ref _entries[node >> 1].NextReply;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private ref CtTuple TupleOf(int node) => ref (node & 1) == 0 ? ref _entries[node >> 1].Orig : ref _entries[node >> 1].Reply;
+
+    /// <summary>The live node whose tuple is <paramref name="t"/> (-1: none).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public int Find(in CtTuple t, uint hash)
+    {
+        int node = Volatile.Read(ref _buckets[hash & _bucketMask]);
+        while (node >= 0)
+        {
+            ConnEntry* e = _entries + (node >> 1);
+            if (Volatile.Read(ref e->State) == Live && TupleOf(node).Equals(t))
+            {
+                return node;
+            }
+
+            node = Volatile.Read(ref Link(node));
+        }
+
+        return -1;
+    }
+
+    /// <summary>Links <paramref name="node"/> at the head of its bucket.</summary>
+    private void Insert(int node, uint hash)
+    {
+        ref int head = ref _buckets[hash & _bucketMask];
+        while (true)
+        {
+            int h = Volatile.Read(ref head);
+            Volatile.Write(ref Link(node), h);
+            if (Interlocked.CompareExchange(ref head, node, h) == h)
+            {
+                return;
+            }
+        }
+    }
+
+    /// <summary>A live node with <paramref name="node"/>'s tuple linked behind it (an older duplicate), or -1.</summary>
+    private int OlderTwin(int node)
+    {
+        ref CtTuple t = ref TupleOf(node);
+        int n = Volatile.Read(ref Link(node));
+        while (n >= 0)
+        {
+            if (Volatile.Read(ref _entries[n >> 1].State) == Live && TupleOf(n).Equals(t))
+            {
+                return n;
+            }
+
+            n = Volatile.Read(ref Link(n));
+        }
+
+        return -1;
+    }
+
+    /// <summary>
+    /// Stores a new connection (orig, reply) in <paramref name="zone"/>. Returns the entry's orig node,
+    /// the orig node of an equal connection another PMD stored at the same time, -1 when a limit
+    /// refused it, or -2 when the reply tuple is taken (the caller picks another NAT port).
+    /// </summary>
+    internal int Create(in CtTuple orig, in CtTuple reply, uint origHash, uint replyHash, ulong now, out bool created)
+    {
+        created = false;
+        ushort zone = orig.Zone;
+        int zl = _zoneLimits[zone];
+        if ((zl != 0 && Volatile.Read(ref _zoneCounts[zone]) >= zl) || !_free.TryPop(out int i))
+        {
+            Interlocked.Increment(ref _refused);
+            return -1;
+        }
+
+        ConnEntry* e = _entries + i;
+        *e = default;
+        e->Orig = orig;
+        e->Reply = reply;
+        e->Created = now;
+        e->LastOrig = now;
+        Volatile.Write(ref e->State, Live);
+        int on = i << 1, rn = (i << 1) | 1;
+        Insert(on, origHash);
+        Insert(rn, replyHash);
+        int twin = OlderTwin(on);
+        if (twin >= 0)
+        {
+            Volatile.Write(ref e->State, Dead); // the same connection, stored first by another PMD: use it
+            return twin;
+        }
+
+        if (OlderTwin(rn) >= 0)
+        {
+            Volatile.Write(ref e->State, Dead); // another connection took this reply tuple first
+            return -2;
+        }
+
+        Interlocked.Increment(ref _count);
+        Interlocked.Increment(ref _zoneCounts[zone]);
+        created = true;
+        return on;
+    }
+
+    /// <summary>
+    /// Ends a live connection (a TCP port reused after a close, expiry, a flush): whoever moves it from
+    /// Live to Dead first uncounts it; the sweeper unlinks it. False when it was not live.
+    /// </summary>
+    internal bool TryKill(ConnEntry* e)
+    {
+        if (Interlocked.CompareExchange(ref e->State, Dead, Live) != Live)
+        {
+            return false;
+        }
+
+        Interlocked.Decrement(ref _count);
+        Interlocked.Decrement(ref _zoneCounts[e->Orig.Zone]);
+        return true;
+    }
+
+    /// <summary>The timeout left of <paramref name="e"/> at <paramref name="now"/> (TSC cycles; 0: expired).</summary>
+    public ulong Remaining(ConnEntry* e, ulong now)
+    {
+        ulong last = Math.Max(Volatile.Read(ref e->LastOrig), Volatile.Read(ref e->LastReply));
+        ulong t = (ulong)TimeoutSeconds(e) * TscHz;
+        ulong end = last + t;
+        return end > now ? end - now : 0;
+    }
+
+    private int TimeoutSeconds(ConnEntry* e) => e->Orig.Proto switch
+    {
+        CtTuple.ProtoTcp => TcpTimeoutSeconds[(int)TcpTracker.TimeoutOf(e->Tcp)],
+        CtTuple.ProtoUdp => OtherTimeoutSeconds[e->SeenReply != 0 ? (int)OtherTimeout.UdpStream : (int)OtherTimeout.UdpFirst],
+        CtTuple.ProtoIcmp or CtTuple.ProtoIcmp6 => OtherTimeoutSeconds[(int)OtherTimeout.Icmp],
+        _ => OtherTimeoutSeconds[(int)OtherTimeout.Other],
+    };
+
+    /// <summary>
+    /// The sweeper (control thread): unlinks expired and dead connections (and, with
+    /// <paramref name="flush"/>, those it selects), then frees the entries of earlier sweeps whose epoch
+    /// every PMD has passed. <paramref name="advance"/> takes an epoch after the unlinks;
+    /// <paramref name="passed"/> says whether every PMD has passed one. Returns the connections removed.
+    /// </summary>
+    public int Sweep(ulong now, Func<long> advance, Func<long, bool> passed, Func<ConnInfo, bool>? flush = null)
+    {
+        var removed = new List<int>();
+        for (int i = 0; i < Capacity; i++)
+        {
+            ConnEntry* e = _entries + i;
+            int st = Volatile.Read(ref e->State);
+            if (st is Free or Retired)
+            {
+                continue;
+            }
+
+            bool go = st == Dead || Remaining(e, now) == 0 || (flush != null && flush(Info(e, now)));
+            if (!go)
+            {
+                continue;
+            }
+
+            TryKill(e); // a live one is uncounted here (unless a PMD ended it first)
+            Unlink(i << 1, e->Orig.Hash());
+            Unlink((i << 1) | 1, e->Reply.Hash());
+            Volatile.Write(ref e->State, Retired); // unlinked: freed after the epoch, never swept again
+            removed.Add(i);
+        }
+
+        if (removed.Count != 0)
+        {
+            _retired.Add((advance(), [.. removed]));
+        }
+
+        ReleaseRetired(passed);
+        return removed.Count;
+    }
+
+    /// <summary>Returns retired entries to the free queue once every PMD passed their epoch.</summary>
+    public void ReleaseRetired(Func<long, bool> passed)
+    {
+        for (int r = 0; r < _retired.Count;)
+        {
+            if (!passed(_retired[r].Epoch))
+            {
+                r++;
+                continue;
+            }
+
+            foreach (int i in _retired[r].Entries)
+            {
+                Volatile.Write(ref _entries[i].State, Free);
+                _free.TryPush(i);
+            }
+
+            _retired.RemoveAt(r);
+        }
+    }
+
+    /// <summary>Entries unlinked and waiting for their epoch.</summary>
+    public int RetiredCount => _retired.Sum(r => r.Entries.Length);
+
+    /// <summary>Removes <paramref name="node"/> from its chain (the sweeper is the only unlinker; PMDs only push at the head).</summary>
+    private void Unlink(int node, uint hash)
+    {
+        ref int head = ref _buckets[hash & _bucketMask];
+        int next = Volatile.Read(ref Link(node));
+        if (Interlocked.CompareExchange(ref head, next, node) == node)
+        {
+            return;
+        }
+
+        int prev = Volatile.Read(ref head);
+        while (prev >= 0)
+        {
+            int n = Volatile.Read(ref Link(prev));
+            if (n == node)
+            {
+                Volatile.Write(ref Link(prev), next);
+                return;
+            }
+
+            prev = n;
+        }
+    }
+
+    /// <summary>What a dump shows of <paramref name="e"/>.</summary>
+    public ConnInfo Info(ConnEntry* e, ulong now)
+    {
+        string proto = e->Orig.Proto switch
+        {
+            CtTuple.ProtoTcp => "tcp",
+            CtTuple.ProtoUdp => "udp",
+            CtTuple.ProtoIcmp => "icmp",
+            CtTuple.ProtoIcmp6 => "icmpv6",
+            CtTuple.ProtoSctp => "sctp",
+            byte p => p.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        };
+        string state = e->Orig.Proto == CtTuple.ProtoTcp
+            ? TcpTracker.TimeoutOf(e->Tcp) switch
+            {
+                TcpTimeout.SynSent => "SYN_SENT",
+                TcpTimeout.SynRecv => "SYN_RECV",
+                TcpTimeout.Established => "ESTABLISHED",
+                TcpTimeout.FinWait => "FIN_WAIT",
+                TcpTimeout.LastAck => "LAST_ACK",
+                TcpTimeout.TimeWait => "TIME_WAIT",
+                _ => "CLOSE",
+            }
+            : e->SeenReply != 0 ? "REPLIED" : "UNREPLIED";
+        return new ConnInfo(e->Orig, e->Reply, proto, state, e->Nat, e->Mark, new UInt128(e->LabelHi, e->LabelLo),
+            Remaining(e, now) / (double)TscHz, e->PacketsOrig, e->BytesOrig, e->PacketsReply, e->BytesReply);
+    }
+
+    /// <summary>The live connections (control thread; a snapshot that may miss concurrent changes).</summary>
+    public List<ConnInfo> Dump(ulong now, int? zone = null)
+    {
+        var list = new List<ConnInfo>();
+        for (int i = 0; i < Capacity; i++)
+        {
+            ConnEntry* e = _entries + i;
+            if (Volatile.Read(ref e->State) == Live && (zone == null || e->Orig.Zone == zone))
+            {
+                list.Add(Info(e, now));
+            }
+        }
+
+        return list;
+    }
+
+    public void Dispose()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+
+        _disposed = true;
+        NativeMemory.AlignedFree(_entries);
+        NativeMemory.AlignedFree(_buckets);
+        NativeMemory.Free(_zoneCounts);
+        NativeMemory.Free(_zoneLimits);
+        _free.Dispose();
+    }
+
+    /// <summary>A bounded multi-producer multi-consumer queue of ints (Dmitry Vyukov's), in native memory.</summary>
+    private sealed class FreeQueue : IDisposable
+    {
+        private readonly long* _cells; // per cell: sequence (even index), value (odd)
+        private readonly long _mask;
+        private readonly long* _pos;   // [0] enqueue position, [8] dequeue position (own cache lines)
+
+        public FreeQueue(int capacity)
+        {
+            long size = (long)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)capacity);
+            _mask = size - 1;
+            _cells = (long*)NativeMemory.AlignedAlloc((nuint)(size * 2 * sizeof(long)), 64);
+            for (long i = 0; i < size; i++)
+            {
+                _cells[2 * i] = i;
+            }
+
+            _pos = (long*)NativeMemory.AlignedAlloc(128, 64);
+            _pos[0] = 0;
+            _pos[8] = 0;
+        }
+
+        public bool TryPush(int value)
+        {
+            long pos = Volatile.Read(ref _pos[0]);
+            while (true)
+            {
+                long* cell = _cells + (2 * (pos & _mask));
+                long seq = Volatile.Read(ref cell[0]);
+                long dif = seq - pos;
+                if (dif == 0)
+                {
+                    if (Interlocked.CompareExchange(ref _pos[0], pos + 1, pos) == pos)
+                    {
+                        cell[1] = value;
+                        Volatile.Write(ref cell[0], pos + 1);
+                        return true;
+                    }
+                }
+                else if (dif < 0)
+                {
+                    return false;
+                }
+
+                pos = Volatile.Read(ref _pos[0]);
+            }
+        }
+
+        public bool TryPop(out int value)
+        {
+            long pos = Volatile.Read(ref _pos[8]);
+            while (true)
+            {
+                long* cell = _cells + (2 * (pos & _mask));
+                long seq = Volatile.Read(ref cell[0]);
+                long dif = seq - (pos + 1);
+                if (dif == 0)
+                {
+                    if (Interlocked.CompareExchange(ref _pos[8], pos + 1, pos) == pos)
+                    {
+                        value = (int)cell[1];
+                        Volatile.Write(ref cell[0], pos + _mask + 1);
+                        return true;
+                    }
+                }
+                else if (dif < 0)
+                {
+                    value = -1;
+                    return false;
+                }
+
+                pos = Volatile.Read(ref _pos[8]);
+            }
+        }
+
+        public void Dispose()
+        {
+            NativeMemory.AlignedFree(_cells);
+            NativeMemory.AlignedFree(_pos);
+        }
+    }
+}

@@ -1,0 +1,326 @@
+// ConntrackTests.cs - ct(...) through the pipeline on in-memory ports: the stateful firewall (TCP
+// handshake, replies in, nothing else), SNAT with checksums checked by an independent computation,
+// zone limits, expiry by the sweeper, ICMP errors as +rel, the syntax and its refusals, and zero
+// allocation on the PMD with conntrack on.
+using VSwitch.Conntrack;
+using VSwitch.FlowText;
+using Xunit;
+using static VSwitch.Tests.PipelineTests;
+
+namespace VSwitch.Tests;
+
+public sealed class ConntrackTests
+{
+    private const string Inside = "198.51.100.2", Outside = "203.0.113.2", Public = "203.0.113.1";
+
+    private const string Firewall = """
+        table=0,priority=100,ip,ct_state=-trk,actions=ct(table=1,zone=1)
+        table=1,priority=100,ip,in_port=1,ct_state=+trk+new,actions=ct(commit,zone=1),output:2
+        table=1,priority=100,ip,in_port=1,ct_state=+trk+est,actions=output:2
+        table=1,priority=100,ip,in_port=2,ct_state=+trk+est,actions=output:1
+        table=1,priority=100,ip,in_port=2,ct_state=+trk+rel,actions=output:1
+        table=1,priority=1,actions=drop
+        """;
+
+    private const string Snat = """
+        table=0,priority=100,ip,ct_state=-trk,actions=ct(table=1,zone=1,nat)
+        table=1,priority=100,ip,in_port=1,ct_state=+trk+new,actions=ct(commit,zone=1,nat(src=203.0.113.1)),output:2
+        table=1,priority=100,ip,in_port=1,ct_state=+trk+est,actions=output:2
+        table=1,priority=100,ip,in_port=2,ct_state=+trk+est,actions=output:1
+        table=1,priority=100,ip,in_port=2,ct_state=+trk+rel,actions=output:1
+        table=1,priority=1,actions=drop
+        """;
+
+    private static Rig NewRig(string rules, int capacity = 1024)
+    {
+        var rig = new Rig();
+        rig.Shared.ConntrackCapacity = capacity;
+        rig.Load(FlowParser.ParseRules(rules, "test"));
+        return rig;
+    }
+
+    private static byte[] Tcp(string src, string dst, ushort sport, ushort dport, byte flags, uint seq, uint ack, int payload = 0) => FrameBuilder.Build(new FrameSpec
+    {
+        Proto = 6, NwSrc = FrameBuilder.Ip(src), NwDst = FrameBuilder.Ip(dst), SrcPort = sport, DstPort = dport,
+        TcpFlags = flags, TcpSeq = seq, TcpAck = ack, Payload = new byte[payload],
+    });
+
+    private static byte[] Udp(string src, string dst, ushort sport, ushort dport) => FrameBuilder.Build(new FrameSpec
+    {
+        Proto = 17, NwSrc = FrameBuilder.Ip(src), NwDst = FrameBuilder.Ip(dst), SrcPort = sport, DstPort = dport, Payload = new byte[18],
+    });
+
+    private const byte Syn = 0x02, Ack = 0x10, SynAck = 0x12, Fin = 0x01;
+
+    private static uint SrcOf(byte[] f) => System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(f.AsSpan(26));
+
+    private static uint DstOf(byte[] f) => System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(f.AsSpan(30));
+
+    private static ushort SportOf(byte[] f) => System.Buffers.Binary.BinaryPrimitives.ReadUInt16BigEndian(f.AsSpan(34));
+
+    [Fact]
+    public void The_stateful_firewall_lets_an_inside_connection_and_its_replies_through_and_nothing_from_outside()
+    {
+        using var rig = NewRig(Firewall);
+        rig.Send(1, [Tcp(Inside, Outside, 40000, 80, Syn, 1000, 0)]);
+        Assert.Single(rig.Out(2));
+        rig.Send(2, [Tcp(Outside, Inside, 80, 40000, SynAck, 5000, 1001)]);
+        Assert.Single(rig.Out(1)); // the reply of a committed connection: +est
+        rig.Send(1, [Tcp(Inside, Outside, 40000, 80, Ack, 1001, 5001)]);
+        Assert.Single(rig.Out(2));
+        Assert.Equal(1L, rig.Shared.Conns!.Count);
+        var c = Assert.Single(rig.Shared.Conns.Dump(0));
+        Assert.Equal("tcp", c.Protocol);
+        Assert.Equal("ESTABLISHED", c.State);
+        Assert.Equal((2UL, 1UL), (c.PacketsOrig, c.PacketsReply));
+
+        // From outside: a new SYN is not let in (new from port 2), a mid-stream ACK is +inv, an
+        // out-of-window segment of the real connection is +inv.
+        rig.Send(2, [Tcp("203.0.113.3", Inside, 5555, 22, Syn, 1, 0)]);
+        Assert.Empty(rig.Out(1));
+        rig.Send(2, [Tcp("203.0.113.3", Inside, 5556, 22, Ack, 1, 1)]);
+        Assert.Empty(rig.Out(1));
+        rig.Send(2, [Tcp(Outside, Inside, 80, 40000, Ack, 900_000_000, 5001, payload: 100)]);
+        Assert.Empty(rig.Out(1));
+        Assert.Equal(2UL, rig.Counters.CtInvalid);
+        Assert.Equal(1L, rig.Shared.Conns.Count); // nothing was committed for them
+        rig.Send(2, [Tcp(Outside, Inside, 80, 40000, Ack, 5001, 1001, payload: 100)]);
+        Assert.Single(rig.Out(1)); // in window: delivered
+        Assert.Equal(1UL, rig.Counters.CtCommits);
+    }
+
+    [Fact]
+    public void Snat_rewrites_the_source_to_the_public_address_and_replies_back_with_valid_checksums()
+    {
+        using var rig = NewRig(Snat);
+        rig.Send(1, [Tcp(Inside, Outside, 40000, 80, Syn, 1000, 0), Udp(Inside, Outside, 5353, 53)]);
+        var out2 = rig.Out(2);
+        Assert.Equal(2, out2.Count);
+        foreach (var f in out2)
+        {
+            Assert.Equal(FrameBuilder.Ip(Public), SrcOf(f));
+            Assert.Equal(FrameBuilder.Ip(Outside), DstOf(f));
+            Assert.Empty(FrameBuilder.VerifyChecksums(f));
+        }
+
+        ushort pubTcp = SportOf(out2[0]), pubUdp = SportOf(out2[1]);
+        rig.Send(2, [Tcp(Outside, Public, 80, pubTcp, SynAck, 7000, 1001), Udp(Outside, Public, 53, pubUdp)]);
+        var out1 = rig.Out(1);
+        Assert.Equal(2, out1.Count);
+        Assert.Equal((FrameBuilder.Ip(Inside), (ushort)80), (DstOf(out1[0]), SportOf(out1[0])));
+        Assert.Equal(40000, System.Buffers.Binary.BinaryPrimitives.ReadUInt16BigEndian(out1[0].AsSpan(36)));
+        Assert.Equal(5353, System.Buffers.Binary.BinaryPrimitives.ReadUInt16BigEndian(out1[1].AsSpan(36)));
+        Assert.All(out1, f => Assert.Empty(FrameBuilder.VerifyChecksums(f)));
+
+        // A packet to the public address that belongs to no connection goes nowhere.
+        rig.Send(2, [Udp(Outside, Public, 53, 9999)]);
+        Assert.Empty(rig.Out(1));
+    }
+
+    [Fact]
+    public void Snat_gives_two_inside_hosts_with_the_same_source_port_two_public_ports()
+    {
+        using var rig = NewRig(Snat);
+        rig.Send(1, [Tcp(Inside, Outside, 40000, 80, Syn, 1000, 0), Tcp("198.51.100.3", Outside, 40000, 80, Syn, 1000, 0)]);
+        var out2 = rig.Out(2);
+        Assert.Equal(2, out2.Count);
+        Assert.NotEqual(SportOf(out2[0]), SportOf(out2[1]));
+        Assert.Equal(40000, SportOf(out2[0])); // the first keeps its port
+        rig.Send(2, [Tcp(Outside, Public, 80, SportOf(out2[1]), SynAck, 1, 1001)]);
+        var back = Assert.Single(rig.Out(1));
+        Assert.Equal(FrameBuilder.Ip("198.51.100.3"), DstOf(back));
+    }
+
+    [Fact]
+    public void A_zone_limit_refuses_new_connections_and_keeps_the_established_ones()
+    {
+        using var rig = NewRig(Firewall);
+        rig.Shared.Conns!.SetZoneLimit(1, 2);
+        rig.Send(1, [Udp(Inside, Outside, 1, 53), Udp(Inside, Outside, 2, 53), Udp(Inside, Outside, 3, 53)]);
+        Assert.Equal(3, rig.Out(2).Count); // ct(commit),output:2 outputs whether or not the commit took (as Open vSwitch)
+        Assert.Equal(1UL, rig.Counters.CtFull);
+        Assert.Equal(2, rig.Shared.Conns.ZoneCount(1));
+        rig.Send(2, [Udp(Outside, Inside, 53, 1), Udp(Outside, Inside, 53, 2), Udp(Outside, Inside, 53, 3)]);
+        Assert.Equal(2, rig.Out(1).Count); // the two committed ones are answered; the refused one is not a connection
+    }
+
+    [Fact]
+    public void The_sweeper_expires_connections_by_their_timeouts_and_frees_them_after_the_epoch()
+    {
+        using var rig = NewRig(Firewall);
+        var conns = rig.Shared.Conns!;
+        rig.Send(1, [Udp(Inside, Outside, 1, 53), Tcp(Inside, Outside, 40000, 80, Syn, 1000, 0)]);
+        Assert.Equal(2L, conns.Count);
+        ulong hz = rig.Shared.ClockHz;
+        ulong now = rig.Ports.Clock;
+        bool passed = false;
+        Assert.Equal(0, conns.Sweep(now + (29 * hz), () => 7, _ => passed));
+        Assert.Equal(1, conns.Sweep(now + (31 * hz), () => 7, _ => passed)); // UDP unreplied: 30 s
+        Assert.Equal(1L, conns.Count);
+        Assert.Equal(1, conns.RetiredCount); // unlinked, not reusable until every PMD passed epoch 7
+        passed = true;
+        Assert.Equal(1, conns.Sweep(now + (121 * hz), () => 8, e => passed)); // TCP syn_sent: 120 s
+        Assert.Equal(0L, conns.Count);
+        conns.ReleaseRetired(_ => true);
+        Assert.Equal(0, conns.RetiredCount);
+        rig.Ports.Clock = now + (122 * hz);
+        rig.Send(2, [Tcp(Outside, Inside, 80, 40000, SynAck, 5000, 1001)]);
+        Assert.Empty(rig.Out(1)); // the connection is gone: the SYN/ACK is +inv
+    }
+
+    [Fact]
+    public void An_icmp_port_unreachable_for_an_inside_udp_flow_is_related_and_translated_back_under_snat()
+    {
+        using var rig = NewRig(Snat);
+        rig.Send(1, [Udp(Inside, Outside, 5353, 53)]);
+        var sent = Assert.Single(rig.Out(2));
+        var err = FrameBuilder.Build(new FrameSpec
+        {
+            Proto = 1, IcmpType = 3, IcmpCode = 3, NwSrc = FrameBuilder.Ip(Outside), NwDst = FrameBuilder.Ip(Public),
+            Payload = sent.AsSpan(14, 28).ToArray(), // the quoted IP header and UDP header as the server got them
+        });
+        rig.Send(2, [err]);
+        var got = Assert.Single(rig.Out(1));
+        Assert.Equal(FrameBuilder.Ip(Inside), DstOf(got));
+        Assert.Equal(FrameBuilder.Ip(Inside), System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(got.AsSpan(14 + 20 + 8 + 12))); // quoted source
+        Assert.Empty(FrameBuilder.VerifyChecksums(got));
+        var quoted = got.AsSpan(14 + 20 + 8, 20).ToArray();
+        Assert.Equal(0, FrameBuilder.Checksum(quoted, 0)); // the quoted IP header's checksum verifies
+
+        // An error about a flow nobody opened is +inv.
+        var stray = FrameBuilder.Build(new FrameSpec
+        {
+            Proto = 1, IcmpType = 3, IcmpCode = 3, NwSrc = FrameBuilder.Ip(Outside), NwDst = FrameBuilder.Ip(Public),
+            Payload = Udp(Public, Outside, 7777, 53).AsSpan(14, 28).ToArray(),
+        });
+        rig.Send(2, [stray]);
+        Assert.Empty(rig.Out(1));
+    }
+
+    [Fact]
+    public void Echo_requests_open_icmp_connections_and_replies_come_back_unsolicited_ones_do_not()
+    {
+        using var rig = NewRig(Firewall);
+        byte[] Echo(string s, string d, byte type) => FrameBuilder.Build(new FrameSpec { Proto = 1, IcmpType = type, IcmpId = 77, NwSrc = FrameBuilder.Ip(s), NwDst = FrameBuilder.Ip(d) });
+        rig.Send(2, [Echo(Outside, Inside, 8)]); // ping in: new from outside
+        Assert.Empty(rig.Out(1));
+        rig.Send(1, [Echo(Inside, Outside, 8)]);
+        Assert.Single(rig.Out(2));
+        rig.Send(2, [Echo(Outside, Inside, 0)]);
+        Assert.Single(rig.Out(1));
+    }
+
+    [Fact]
+    public void A_closed_tcp_connection_takes_a_new_syn_on_the_same_ports_as_a_new_connection()
+    {
+        using var rig = NewRig(Firewall);
+        rig.Send(1, [Tcp(Inside, Outside, 40000, 80, Syn, 1000, 0)]);
+        rig.Send(2, [Tcp(Outside, Inside, 80, 40000, SynAck, 5000, 1001)]);
+        rig.Send(1, [Tcp(Inside, Outside, 40000, 80, Ack, 1001, 5001), Tcp(Inside, Outside, 40000, 80, (byte)(Fin | Ack), 1001, 5001)]);
+        rig.Send(2, [Tcp(Outside, Inside, 80, 40000, (byte)(Fin | Ack), 5001, 1002)]);
+        rig.Send(1, [Tcp(Inside, Outside, 40000, 80, Ack, 1002, 5002)]);
+        Assert.Equal("TIME_WAIT", Assert.Single(rig.Shared.Conns!.Dump(0)).State);
+        rig.Out(1);
+        rig.Out(2);
+        rig.Send(1, [Tcp(Inside, Outside, 40000, 80, Syn, 90000, 0)]);
+        Assert.Single(rig.Out(2));
+        Assert.Equal("SYN_SENT", Assert.Single(rig.Shared.Conns.Dump(0)).State);
+    }
+
+    [Theory]
+    [InlineData("ct(commit,zone=5,table=2,exec(set_field:0x7->ct_mark),nat(src=203.0.113.1-203.0.113.3:1024-2000,random))")]
+    [InlineData("ct(table=1,zone=1,nat)")]
+    [InlineData("ct(commit,nat(dst=198.51.100.2:80))")]
+    [InlineData("ct(commit,exec(set_field:0x1/0x3->ct_mark,set_field:0x10->ct_label))")]
+    public void Ct_actions_round_trip_through_the_formatter(string action)
+    {
+        var r = Assert.Single(FlowParser.ParseRules($"table=0,ip,actions={action}", "t"));
+        var text = FlowFormatter.Format(r, withCounters: false);
+        var again = Assert.Single(FlowParser.ParseRules(text, "t"));
+        Assert.Equal(r.Actions[0].Ct, again.Actions[0].Ct);
+        Assert.Equal(text, FlowFormatter.Format(again, withCounters: false));
+    }
+
+    [Fact]
+    public void Ipv6_nat_ranges_parse_within_one_64()
+    {
+        var r = Assert.Single(FlowParser.ParseRules("table=0,ipv6,actions=ct(commit,nat(src=[2001:db8::1]-[2001:db8::9]:4000-4100))", "t"));
+        var spec = r.Actions[0].Ct!;
+        Assert.True(spec.V6);
+        Assert.Equal((4000, 4100), ((int)spec.PortMin, (int)spec.PortMax));
+    }
+
+    [Theory]
+    [InlineData("table=0,actions=ct(commit)", "needs ip or ipv6 in the match")]
+    [InlineData("table=0,ip,actions=ct(nat(src=203.0.113.1))", "needs commit")]
+    [InlineData("table=0,ip,actions=ct(exec(set_field:1->ct_mark))", "needs commit")]
+    [InlineData("table=0,ip,actions=ct(table=1),output:2", "expected nothing after ct(...,table=N)")]
+    [InlineData("table=0,ip,actions=ct(zone=70000)", "expected a zone number from 0 to 65535")]
+    [InlineData("table=0,ip,actions=ct(zone=NXM_NX_REG0[0..15])", "a zone taken from a field is not supported")]
+    [InlineData("table=0,ip,actions=ct(commit,alg=ftp)", "alg= (application-level gateways")]
+    [InlineData("table=0,ip,actions=ct(commit,nat(src=203.0.113.9-203.0.113.1))", "ends before it starts")]
+    [InlineData("table=0,ip,actions=ct(commit,nat(src=203.0.113.1:0-10))", "expected a port or port range from 1 to 65535")]
+    [InlineData("table=0,ip,actions=ct(commit,nat(src=[2001:db8::1]))", "ct nat range is IPv6 but the match is ip")]
+    [InlineData("table=0,ip,actions=ct(commit,nat(src=203.0.113.1,sticky))", "expected a nat flag")]
+    [InlineData("table=0,ip,actions=ct(commit,exec(set_field:1->reg0))", "in ct exec(...)")]
+    [InlineData("table=0,ip,actions=ct(bogus)", "expected a ct argument")]
+    public void Bad_ct_actions_are_refused_with_the_reason(string line, string why)
+    {
+        var ex = Assert.Throws<FlowSyntaxException>(() => FlowParser.ParseRules(line, "t"));
+        Assert.Contains(why, ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void The_pipeline_with_conntrack_and_snat_allocates_nothing()
+    {
+        using var rig = NewRig(Snat, capacity: 1 << 16);
+        // Established UDP flows both ways: the first packets commit, later ones take +est (and NAT).
+        var outFrames = Enumerable.Range(0, 16).Select(i => Udp(Inside, Outside, (ushort)(2000 + i), 53)).ToList();
+        rig.Send(1, outFrames);
+        var pub = rig.Out(2).Select(SportOf).ToList();
+        var inFrames = pub.Select(p => Udp(Outside, Public, 53, p)).ToList();
+        var mOut = outFrames.Select(f => rig.Mbufs.Create(f)).ToArray();
+        var mIn = inFrames.Select(f => rig.Mbufs.Create(f, 1)).ToArray();
+        var pristineOut = outFrames.Select(f => (byte[])f.Clone()).ToArray();
+        var pristineIn = inFrames.Select(f => (byte[])f.Clone()).ToArray();
+        unsafe void Reset(nint[] ms, byte[][] frames)
+        {
+            for (int i = 0; i < ms.Length; i++)
+            {
+                fixed (byte* p = frames[i])
+                {
+                    Buffer.MemoryCopy(p, VSwitch.Interop.Mbuf.Data(ms[i]), frames[i].Length, frames[i].Length);
+                }
+            }
+        }
+
+        void Run(int rounds)
+        {
+            for (int r = 0; r < rounds; r++)
+            {
+                Reset(mOut, pristineOut); // NAT rewrote them: send the originals again
+                Reset(mIn, pristineIn);
+                foreach (var m in mOut)
+                {
+                    rig.Ports.Inject(0, m);
+                }
+
+                foreach (var m in mIn)
+                {
+                    rig.Ports.Inject(1, m);
+                }
+
+                rig.Loop.Poll();
+                rig.Loop.Poll();
+                rig.Ports.RxHead[0] = rig.Ports.RxTail[0] = 0;
+                rig.Ports.RxHead[1] = rig.Ports.RxTail[1] = 0;
+                rig.Ports.TxCount[0] = rig.Ports.TxCount[1] = 0;
+            }
+        }
+
+        AssertAllocatesNothing(Run);
+        Assert.Equal(16L, rig.Shared.Conns!.Count); // a NATed packet's second ct (table 1's commit) finds its connection again
+        Assert.True(rig.Counters.CtLookups > 10_000);
+        Assert.Equal(16UL, rig.Counters.CtCommits);
+    }
+}
