@@ -46,7 +46,9 @@ internal sealed class CtlCommandLine
     /// <summary>The order of the manual's COMMANDS: ports, flows, statistics, packets.</summary>
     private static readonly string[] s_order = ["show", "dump-ports", "add-port", "del-port", "set-port", "pmd-stats-show", "pmd-stats-clear",
         "pmd-rxq-show", "add-flow", "add-flows", "replace-flows", "mod-flows", "del-flows", "set-table-miss", "dump-flows", "dump-aggregate",
-        "add-group", "add-groups", "mod-group", "del-groups", "dump-groups", "dump-group-stats", "dump-megaflows", "flush-megaflows", "fdb-show", "fdb-flush", "trace", "capture", "monitor", "vlog-list", "vlog-set"];
+        "add-group", "add-groups", "mod-group", "del-groups", "dump-groups", "dump-group-stats", "dump-megaflows", "flush-megaflows", "fdb-show", "fdb-flush",
+        "dump-conntrack", "flush-conntrack", "ct-stats-show", "ct-set-limits", "ct-del-limits", "ct-get-limits", "ct-set-timeouts", "ct-get-timeouts",
+        "trace", "capture", "monitor", "vlog-list", "vlog-set"];
 
     public CtlCommandLine()
     {
@@ -461,25 +463,38 @@ internal sealed class CtlCommandLine
             yield return c;
         }
 
+        foreach (var c in ConntrackCommands())
+        {
+            yield return c;
+        }
+
         {
             var packet = new Argument<string>("PACKET") { Description = "the packet's fields as in a match, exact values (in_port=N or a port name, then any of eth, ip, tcp, ... fields); with HEX only its in_port" };
             var hex = new Argument<string?>("HEX") { Arity = ArgumentArity.ZeroOrOne, Description = "the frame in hex digits, parsed by the switch's own packet parser (as ofproto/trace takes one)" };
-            var c = new Command("trace", "the tables and rules a packet would take") { packet, hex };
+            var ctNext = new Option<string[]>("--ct-next") { HelpName = "FLAGS", Description = "the ct_state after each ct(...,table=N) the trace passes (for example trk,est; default trk,new), once per recirculation", AllowMultipleArgumentsPerToken = false };
+            var c = new Command("trace", "the tables and rules a packet would take") { packet, hex, ctNext };
             yield return new CtlCommand
             {
                 Command = c, Usage = "trace PACKET | trace in_port=N HEX",
                 Description = """
                     The tables a packet would visit and the rules it would take, the resulting datapath actions,
                     and the megaflow: the bits of the packet the verdict depends on. Trace does not teach the MAC
-                    table.
+                    table. After a ct(...,table=N) (or recirc) it follows the packet's next pass with the
+                    ct_state --ct-next gives (one per recirculation; default trk,new), as ofproto/trace does.
                     """,
-                Examples = ["vswitchctl trace in_port=1,tcp,nw_dst=192.0.2.9,tp_dst=80", "vswitchctl trace in_port=vm1 ffffffffffff0200000000010806..."],
+                Examples = ["vswitchctl trace in_port=1,tcp,nw_dst=192.0.2.9,tp_dst=80", "vswitchctl trace in_port=vm1 ffffffffffff0200000000010806...",
+                    "vswitchctl trace --ct-next trk,est in_port=2,tcp,nw_src=203.0.113.2,tp_src=80"],
                 Bind = p =>
                 {
                     var a = new JsonObject { ["packet"] = p.GetValue(packet) };
                     if (p.GetValue(hex) is string h)
                     {
                         a["hex"] = h;
+                    }
+
+                    if (p.GetValue(ctNext) is { Length: > 0 } next)
+                    {
+                        a["ct_next"] = new JsonArray([.. next.Select(x => (JsonNode?)x)]);
                     }
 
                     return new CtlRequest("trace", a);
@@ -581,6 +596,58 @@ internal sealed class CtlCommandLine
     }
 
     /// <summary>The group commands (docs/CONTROL.md, docs/FLOWS.md "Groups").</summary>
+    /// <summary>The connection tracker's commands: words as ovs-appctl dpctl/... takes them, sent as "args".</summary>
+    private static IEnumerable<CtlCommand> ConntrackCommands()
+    {
+        foreach (var (name, usage, summary, description, example) in new (string, string, string, string, string)[]
+        {
+            ("dump-conntrack", "dump-conntrack [zone=N]", "the tracked connections",
+                """
+                Every tracked connection (or those of one zone): protocol, zone, the original and reply
+                tuples, state, NAT, ct_mark, ct_label, seconds until it expires, packets and bytes each way.
+                """, "vswitchctl dump-conntrack zone=1"),
+            ("flush-conntrack", "flush-conntrack [zone=N] [TUPLE]", "remove tracked connections",
+                """
+                Removes every connection, those of one zone, or those whose original tuple matches TUPLE
+                (ct_nw_src=A,ct_nw_dst=B,ct_nw_proto=P,ct_tp_src=S,ct_tp_dst=D; ct_ipv6_src/dst for IPv6).
+                Their next packets are new connections.
+                """, "vswitchctl flush-conntrack zone=1 ct_nw_src=198.51.100.2,ct_nw_proto=6"),
+            ("ct-stats-show", "ct-stats-show", "connection counts by protocol, state and zone; refusals, invalids",
+                """
+                Connections in the table and its capacity, native bytes per connection, counts by protocol,
+                by protocol state and by zone; since start: lookups, commits, packets marked +inv, and commits
+                refused because a limit was reached.
+                """, "vswitchctl ct-stats-show"),
+            ("ct-set-limits", "ct-set-limits [default=N] [zone=Z,limit=N]...", "limit the connections of zones",
+                """
+                Sets the most connections a zone may hold (zone=Z,limit=N), or every zone without its own
+                (default=N; 0: no limit). A zone at its limit refuses new connections (the packet is +inv,
+                counted as refused); established ones are never evicted. Kept in the state file.
+                """, "vswitchctl ct-set-limits default=100000 zone=1,limit=5000"),
+            ("ct-del-limits", "ct-del-limits zone=Z...", "remove zones' own limits",
+                "Removes the own limit of each zone named (it takes the default again).", "vswitchctl ct-del-limits zone=1"),
+            ("ct-get-limits", "ct-get-limits", "the zone limits and each zone's connections",
+                "The default limit and each zone's own limit with its connection count.", "vswitchctl ct-get-limits"),
+            ("ct-set-timeouts", "ct-set-timeouts NAME=SECONDS...", "set the timeouts of protocol states",
+                """
+                Sets how long a connection in a state lives without packets: tcp_syn_sent, tcp_syn_recv,
+                tcp_established, tcp_fin_wait, tcp_last_ack, tcp_time_wait, tcp_close, udp_first, udp_stream,
+                icmp, other (Linux's nf_conntrack defaults). Kept in the state file.
+                """, "vswitchctl ct-set-timeouts tcp_established=3600 udp_first=10"),
+            ("ct-get-timeouts", "ct-get-timeouts", "the timeouts of protocol states",
+                "The timeout of each protocol state, in seconds.", "vswitchctl ct-get-timeouts"),
+        })
+        {
+            var words = new Argument<string[]>("ARGS") { Arity = ArgumentArity.ZeroOrMore, Description = usage };
+            var c = new Command(name, summary) { words };
+            yield return new CtlCommand
+            {
+                Command = c, Usage = usage, Description = description, Examples = [example],
+                Bind = p => new CtlRequest(name, new JsonObject { ["args"] = new JsonArray([.. (p.GetValue(words) ?? []).Select(w => (JsonNode?)w)]) }),
+            };
+        }
+    }
+
     private static IEnumerable<CtlCommand> GroupCommands()
     {
         foreach (var (name, summary, description, example) in new (string, string, string, string)[]

@@ -138,6 +138,8 @@ public static class Settings
             "pipeline: most megaflows per PMD (a full cache still forwards, by uncached upcalls)", (c, v) => c.MegaflowLimit = v),
         Int("megaflow_idle_ms", "--megaflow-idle-ms", "MS", 0, 86_400_000, "10000",
             "pipeline: megaflows unused this long are removed", (c, v) => c.MegaflowIdleMs = v),
+        Int("conntrack_size", "--conntrack-size", "N", 16, 1 << 24, "262144",
+            "pipeline: connections the connection table holds (256 B each, allocated when the first ct rule is loaded)", (c, v) => c.ConntrackSize = v),
         Int("emc_insert_inv_prob", "--emc-insert-inv-prob", "N", 0, 1_000_000, "100",
             "pipeline: a microflow-cache entry is made for 1 in N megaflow hits (0: never), as Open vSwitch's emc-insert-inv-prob", (c, v) => c.EmcInsertInvProb = v),
         Repeated("l2fwd_pairs", "--l2fwd-pair", "A,B", "array of [a, b]", "ports paired in order", "l2fwd: forward port A to B and B to A",

@@ -20,6 +20,9 @@ public sealed record StoredState(IReadOnlyList<PortConfig> Ports, IReadOnlyList<
 {
     /// <summary>The groups the rules may name (restored before them).</summary>
     public IReadOnlyList<FlowGroup> Groups { get; init; } = [];
+
+    /// <summary>Conntrack zone limits and timeouts (null: none stored).</summary>
+    public Conntrack.CtSettings? Conntrack { get; init; }
 }
 
 public static partial class StateStore
@@ -134,11 +137,25 @@ public static partial class StateStore
             }
         }
 
-        return new StoredState(pcs, rules, next) { Groups = groups };
+        Conntrack.CtSettings? ct = null;
+        if (o["conntrack"] is JsonNode cn)
+        {
+            try
+            {
+                ct = VSwitch.Conntrack.CtSettings.FromJson(cn);
+            }
+            catch (Exception e) when (e is InvalidOperationException or FormatException or NullReferenceException)
+            {
+                throw new VSwitchException($"{where} is corrupt at conntrack (expected default_zone_limit, zone_limits {{\"ZONE\": LIMIT}} and timeouts {{NAME: SECONDS}}); it was left as it is: fix or remove it");
+            }
+        }
+
+        return new StoredState(pcs, rules, next) { Groups = groups, Conntrack = ct };
     }
 
     /// <summary>Writes the store atomically (temp file, fsync, rename, fsync of the directory).</summary>
-    public static void Save(string path, IEnumerable<PortConfig> ports, IEnumerable<FlowRule> rules, int nextOfPort, IEnumerable<FlowGroup>? groups = null)
+    public static void Save(string path, IEnumerable<PortConfig> ports, IEnumerable<FlowRule> rules, int nextOfPort, IEnumerable<FlowGroup>? groups = null,
+        Conntrack.CtSettings? conntrack = null)
     {
         var o = new JsonObject
         {
@@ -162,6 +179,11 @@ public static partial class StateStore
             ["groups"] = new JsonArray((groups ?? []).OrderBy(g => g.Id).Select(g => (JsonNode?)GroupText.Format(g, false)).ToArray()),
             ["flows"] = new JsonArray(rules.Select(r => (JsonNode?)FlowFormatter.Format(r, false)).ToArray()),
         };
+        if (conntrack != null)
+        {
+            o["conntrack"] = conntrack.ToJson();
+        }
+
         string dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
         Directory.CreateDirectory(dir);
         string tmp = Path.Combine(dir, $".{Path.GetFileName(path)}.{Environment.ProcessId}.tmp");

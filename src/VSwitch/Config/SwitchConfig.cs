@@ -160,6 +160,9 @@ public sealed class SwitchConfig
     /// <summary>Pipeline mode: megaflows unused this long are removed.</summary>
     public int MegaflowIdleMs { get; set; } = 10_000;
 
+    /// <summary>Connections the connection table holds (its pool, allocated with the first ct rule).</summary>
+    public int ConntrackSize { get; set; } = Conntrack.ConnTable.DefaultCapacity;
+
     /// <summary>Pipeline mode: a microflow entry is made for one in this many megaflow hits.</summary>
     public int EmcInsertInvProb { get; set; } = 100;
 

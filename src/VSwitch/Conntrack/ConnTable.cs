@@ -283,7 +283,10 @@ public sealed unsafe partial class ConnTable : IDisposable
 
     private long _refused;
 
-    /// <summary>The limit of <paramref name="zone"/> (0: only the table's).</summary>
+    /// <summary>The limit of zones without their own (0: none but the table's).</summary>
+    public int DefaultZoneLimit { get; set; }
+
+    /// <summary>The limit of <paramref name="zone"/> (0: <see cref="DefaultZoneLimit"/>).</summary>
     public int ZoneLimit(ushort zone) => Volatile.Read(ref _zoneLimits[zone]);
 
     public void SetZoneLimit(ushort zone, int limit) => Volatile.Write(ref _zoneLimits[zone], Math.Max(0, limit));
@@ -362,6 +365,7 @@ public sealed unsafe partial class ConnTable : IDisposable
         created = false;
         ushort zone = orig.Zone;
         int zl = _zoneLimits[zone];
+        zl = zl != 0 ? zl : DefaultZoneLimit;
         if ((zl != 0 && Volatile.Read(ref _zoneCounts[zone]) >= zl) || !_free.TryPop(out int i))
         {
             Interlocked.Increment(ref _refused);

@@ -19,7 +19,8 @@ public sealed partial class Commands(SwitchDatapath dp)
         "add-flow", "add-flows", "mod-flows", "del-flows", "replace-flows", "dump-flows", "dump-aggregate", "dump-megaflows", "flush-megaflows",
         "fdb-show", "fdb-flush", "trace", "set-port", "set-table-miss", "flows-begin", "flows-chunk", "flows-commit", "flows-abort",
         "punt-read", "drops-read", "drops-stop", "vlog-list", "vlog-set", "batch",
-        "add-group", "add-groups", "mod-group", "del-groups", "dump-groups", "dump-group-stats"];
+        "add-group", "add-groups", "mod-group", "del-groups", "dump-groups", "dump-group-stats",
+        "dump-conntrack", "flush-conntrack", "ct-stats-show", "ct-set-limits", "ct-del-limits", "ct-get-limits", "ct-set-timeouts", "ct-get-timeouts"];
 
     /// <summary>Most rules one flow transaction may hold (its parsed rules stay in memory until the commit).</summary>
     public const int MaxTransactionRules = 2_000_000;
@@ -64,7 +65,7 @@ public sealed partial class Commands(SwitchDatapath dp)
     /// <summary>Commands that change ports, tables or settings: logged by the control module.</summary>
     private static readonly HashSet<string> Mutating = ["add-port", "del-port", "set-port", "set-table-miss", "add-flow", "add-flows", "mod-flows",
         "del-flows", "replace-flows", "flows-commit", "fdb-flush", "flush-megaflows", "vlog-set", "batch",
-        "add-group", "add-groups", "mod-group", "del-groups"];
+        "add-group", "add-groups", "mod-group", "del-groups", "flush-conntrack", "ct-set-limits", "ct-del-limits", "ct-set-timeouts"];
 
     /// <summary>The arguments for a log line, without flow text (only its size).</summary>
     private static string Summary(JsonObject args) => string.Join(' ', args.Select(kv => kv.Key == "flow" && kv.Value is JsonValue fv
@@ -104,6 +105,14 @@ public sealed partial class Commands(SwitchDatapath dp)
         "del-groups" => DelGroups(args),
         "dump-groups" => DumpGroups(args),
         "dump-group-stats" => DumpGroupStats(args),
+        "dump-conntrack" => DumpConntrack(args), // ConntrackCommands.cs
+        "flush-conntrack" => FlushConntrack(args),
+        "ct-stats-show" => CtStatsShow(),
+        "ct-set-limits" => CtSetLimits(args),
+        "ct-del-limits" => CtDelLimits(args),
+        "ct-get-limits" => CtGetLimits(),
+        "ct-set-timeouts" => CtSetTimeouts(args),
+        "ct-get-timeouts" => CtGetTimeouts(),
         "dump-aggregate" => DumpAggregate(args),
         "dump-megaflows" => DumpMegaflows(),
         "flush-megaflows" => FlushMegaflows(),
@@ -518,6 +527,10 @@ public sealed partial class Commands(SwitchDatapath dp)
                 o["clones"] = c.Clones - b.Clones;
                 o["no_output_drops"] = c.NoOutputDrops - b.NoOutputDrops;
                 o["copy_failures"] = c.CopyFailures - b.CopyFailures;
+                o["ct_lookups"] = c.CtLookups - b.CtLookups;
+                o["ct_commits"] = c.CtCommits - b.CtCommits;
+                o["ct_invalid"] = c.CtInvalid - b.CtInvalid;
+                o["ct_refused"] = c.CtFull - b.CtFull;
                 o["megaflows"] = p.Megaflows;
                 ulong up = c.Upcalls - b.Upcalls;
                 o["cycles_per_upcall"] = up > 0 ? Math.Round((double)(c.UpcallCycles - b.UpcallCycles) / up, 0) : 0;
@@ -763,16 +776,99 @@ public sealed partial class Commands(SwitchDatapath dp)
             key = KeyOfFrame(hexNode.GetValue<string>(), key.InPort);
         }
 
-        var (lines, t, megaflow) = f.Trace(key);
+        // After a ct(...,table=N) or recirc, the trace follows the packet's next pass, as
+        // ofproto/trace does: "ct_next" gives the ct_state of each recirculation after a ct
+        // (default trk,new); the packet's NAT, if any, is not applied to the traced key.
+        var ctNext = args["ct_next"] is JsonArray cn ? cn.Select(x => CtStateOf(x?.GetValue<string>() ?? "")).ToList() : [];
         var ofPortOfSlot = OfPortOfSlot(f.Current);
-        var ops = t.Ops.Take(t.OpCount).Where(o => o.Op is not (DpOp.Ext or DpOp.MissNote)).Select(o => o.Format(ofPortOfSlot)).ToList();
-        var trace = new JsonArray(lines.Select(l => (JsonNode?)l).ToArray());
+        var trace = new JsonArray();
+        var passes = new JsonArray();
+        string actions = "drop", megaflowText = "";
+        for (int pass = 0, ct = 0; pass < Forwarding.FlowPmd.MaxRecircDepth; pass++)
+        {
+            var (lines, t, megaflow) = f.Trace(key);
+            var ops = t.Ops.Take(t.OpCount).Where(o => o.Op is not (DpOp.Ext or DpOp.MissNote)).ToList();
+            if (pass > 0)
+            {
+                trace.Add((JsonNode?)$"--- recirculation: recirc_id={key.RecircId}, ct_state=0x{key.CtState:x2}, ct_zone={key.CtZone} ---");
+            }
+
+            foreach (var l in lines)
+            {
+                trace.Add((JsonNode?)l);
+            }
+
+            string passActions = ops.Count == 0 ? "drop" : string.Join(",", ops.Select(o => o.Format(ofPortOfSlot)));
+            passes.Add((JsonNode)new JsonObject { ["recirc_id"] = key.RecircId, ["datapath_actions"] = passActions, ["megaflow"] = megaflow });
+            if (pass == 0)
+            {
+                actions = passActions;
+                megaflowText = megaflow;
+            }
+
+            var last = ops.Count == 0 ? default : ops[^1];
+            var next = t.Key;
+            if (last.Op == DpOp.Ct && (last.Flags & DpAction.CtRecirc) != 0)
+            {
+                next.CtState = ct < ctNext.Count ? ctNext[ct] : (byte)(Conntrack.CtState.Trk | Conntrack.CtState.New);
+                ct++;
+                unsafe
+                {
+                    next.CtZone = Conntrack.CtSpecs.At(last.A)->Zone;
+                }
+
+                next.RecircId = (byte)last.B;
+            }
+            else if (last.Op == DpOp.Recirc)
+            {
+                next.RecircId = (byte)last.A;
+            }
+            else
+            {
+                break;
+            }
+
+            unsafe
+            {
+                for (int w = Packets.DpKey.Words; w < Packets.FlowKey.Words; w++)
+                {
+                    next.W[w] = 0; // metadata and registers: a frozen state restores them, a recirc starts from zero
+                }
+            }
+
+            key = next;
+        }
+
         return new JsonObject
         {
             ["trace"] = trace,
-            ["datapath_actions"] = ops.Count == 0 ? "drop" : string.Join(",", ops),
-            ["megaflow"] = megaflow,
+            ["datapath_actions"] = actions,
+            ["megaflow"] = megaflowText,
+            ["passes"] = passes,
         };
+    }
+
+    /// <summary>A ct_state for trace's ct_next: flag names (new, est, rel, rpl, inv, trk, snat, dnat) joined by ',', '+' or '|'.</summary>
+    private static byte CtStateOf(string text)
+    {
+        byte s = 0;
+        foreach (var name in text.Split([',', '+', '|'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            s |= name switch
+            {
+                "new" => (byte)Conntrack.CtState.New,
+                "est" => (byte)Conntrack.CtState.Est,
+                "rel" => (byte)Conntrack.CtState.Rel,
+                "rpl" => (byte)Conntrack.CtState.Rpl,
+                "inv" => (byte)Conntrack.CtState.Inv,
+                "trk" => (byte)Conntrack.CtState.Trk,
+                "snat" => (byte)Conntrack.CtState.Snat,
+                "dnat" => (byte)Conntrack.CtState.Dnat,
+                _ => throw new VSwitchException($"argument \"ct_next\": expected ct_state flags (new, est, rel, rpl, inv, trk, snat, dnat), found '{name}' in '{text}'"),
+            };
+        }
+
+        return s;
     }
 
     /// <summary>The flow key of a frame given in hex (as ofproto/trace takes one): the switch's own parser decides, as for a received packet.</summary>

@@ -188,7 +188,14 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
                 MegaflowLimit = _config.MegaflowLimit,
                 EmcInsertInvProb = _config.EmcInsertInvProb,
                 MegaflowIdleCycles = (ulong)(_config.MegaflowIdleMs * (Eal!.TscHz / 1000.0)),
+                ConntrackCapacity = _config.ConntrackSize,
+                ClockHz = Eal.TscHz,
             };
+            if (stored?.Conntrack is Conntrack.CtSettings cts)
+            {
+                shared.CtSettings = cts;
+            }
+
             _flows = new FlowControl(shared, SynchronizePmds);
         }
 
@@ -380,7 +387,7 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
     /// <summary>The ports as the pipeline sees them: OpenFlow number, and the slot the PMDs send to.</summary>
     private List<PipelinePort> PipelinePorts(int exceptSlot = -1) => _ports.PipelinePorts(exceptSlot, _linkUp);
 
-    /// <summary>Once a second from the control thread: rule timeouts and MAC aging.</summary>
+    /// <summary>Once a second from the control thread: rule timeouts, MAC aging, connection expiry.</summary>
     public void Housekeep()
     {
         if (_flows == null || Eal == null)
@@ -392,6 +399,7 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
         {
             ulong now = Native.Rdtsc();
             _flows.Expire(now, Eal.TscHz);
+            SweepConntrack();
             const ulong macAgingSeconds = 300;
             if (now > macAgingSeconds * Eal.TscHz)
             {

@@ -81,7 +81,29 @@ public sealed class PipelineShared
     {
         lock (_connsGate)
         {
-            return _conns ??= new Conntrack.ConnTable(ConntrackCapacity, ClockHz);
+            if (_conns == null)
+            {
+                var t = new Conntrack.ConnTable(ConntrackCapacity, ClockHz);
+                CtSettings.ApplyTo(t);
+                _conns = t;
+            }
+
+            return _conns;
+        }
+    }
+
+    /// <summary>Zone limits and timeouts (ct-set-limits, ct-set-timeouts; kept in the state file).</summary>
+    public Conntrack.CtSettings CtSettings { get; set; } = new();
+
+    /// <summary>Puts <see cref="CtSettings"/> in force on the table, if there is one.</summary>
+    public void ApplyConntrackSettings()
+    {
+        lock (_connsGate)
+        {
+            if (_conns != null)
+            {
+                CtSettings.ApplyTo(_conns);
+            }
         }
     }
 }

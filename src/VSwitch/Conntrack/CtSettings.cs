@@ -1,0 +1,97 @@
+// CtSettings.cs - the operator's conntrack settings: zone limits (ct-set-limits) and timeouts
+// (ct-set-timeouts), kept in the state file and put in force on the connection table.
+using System.Text.Json.Nodes;
+
+namespace VSwitch.Conntrack;
+
+public sealed class CtSettings
+{
+    /// <summary>Timeout names, in ConnTable's order: the TCP classes (TcpTimeout), then OtherTimeout's.</summary>
+    public static readonly string[] TimeoutNames =
+        ["tcp_syn_sent", "tcp_syn_recv", "tcp_established", "tcp_fin_wait", "tcp_last_ack", "tcp_time_wait", "tcp_close", "udp_first", "udp_stream", "icmp", "other"];
+
+    /// <summary>The limit of a zone without its own (0: none).</summary>
+    public int DefaultZoneLimit { get; set; }
+
+    /// <summary>Zones with their own limit.</summary>
+    public SortedDictionary<int, int> ZoneLimits { get; } = [];
+
+    /// <summary>Seconds per timeout name (TimeoutNames order).</summary>
+    public int[] Timeouts { get; } = [.. TcpTracker.DefaultTimeoutSeconds, .. ConnTable.DefaultOtherTimeoutSeconds];
+
+    /// <summary>The index of a timeout name, or -1.</summary>
+    public static int TimeoutIndex(string name) => Array.IndexOf(TimeoutNames, name);
+
+    public void ApplyTo(ConnTable t)
+    {
+        t.DefaultZoneLimit = DefaultZoneLimit;
+        for (int z = 0; z < 65536; z++)
+        {
+            t.SetZoneLimit((ushort)z, ZoneLimits.GetValueOrDefault(z));
+        }
+
+        int tcp = TcpTracker.DefaultTimeoutSeconds.Length;
+        for (int i = 0; i < Timeouts.Length; i++)
+        {
+            if (i < tcp)
+            {
+                t.TcpTimeoutSeconds[i] = Timeouts[i];
+            }
+            else
+            {
+                t.OtherTimeoutSeconds[i - tcp] = Timeouts[i];
+            }
+        }
+    }
+
+    public JsonObject ToJson()
+    {
+        var limits = new JsonObject();
+        foreach (var (z, l) in ZoneLimits)
+        {
+            limits[z.ToString(System.Globalization.CultureInfo.InvariantCulture)] = l;
+        }
+
+        var timeouts = new JsonObject();
+        for (int i = 0; i < TimeoutNames.Length; i++)
+        {
+            timeouts[TimeoutNames[i]] = Timeouts[i];
+        }
+
+        return new JsonObject { ["default_zone_limit"] = DefaultZoneLimit, ["zone_limits"] = limits, ["timeouts"] = timeouts };
+    }
+
+    /// <summary>Reads what <see cref="ToJson"/> wrote; throws FormatException on anything else.</summary>
+    public static CtSettings FromJson(JsonNode n)
+    {
+        var s = new CtSettings { DefaultZoneLimit = n["default_zone_limit"]?.GetValue<int>() ?? 0 };
+        if (s.DefaultZoneLimit < 0)
+        {
+            throw new FormatException("default_zone_limit");
+        }
+
+        foreach (var (k, v) in n["zone_limits"]?.AsObject() ?? [])
+        {
+            if (!int.TryParse(k, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int z) || z > 65535 || v!.GetValue<int>() < 0)
+            {
+                throw new FormatException("zone_limits");
+            }
+
+            s.ZoneLimits[z] = v.GetValue<int>();
+        }
+
+        foreach (var (k, v) in n["timeouts"]?.AsObject() ?? [])
+        {
+            int i = TimeoutIndex(k);
+            int secs = v!.GetValue<int>();
+            if (i < 0 || secs < 1)
+            {
+                throw new FormatException("timeouts");
+            }
+
+            s.Timeouts[i] = secs;
+        }
+
+        return s;
+    }
+}

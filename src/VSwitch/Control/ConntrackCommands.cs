@@ -1,0 +1,295 @@
+// ConntrackCommands.cs - the connection tracker on the control socket: dump-conntrack,
+// flush-conntrack, ct-stats-show, ct-set-limits / ct-del-limits / ct-get-limits, ct-set-timeouts /
+// ct-get-timeouts (docs/CONTROL.md). Arguments come as "args": a list of words, as
+// ovs-appctl dpctl/... takes them. Limits and timeouts are kept in the state file.
+using System.Globalization;
+using System.Text.Json.Nodes;
+using VSwitch.Conntrack;
+using VSwitch.Interop;
+
+namespace VSwitch.Control;
+
+public sealed partial class Commands
+{
+    private static List<string> Words(JsonObject args) =>
+        args["args"] is JsonArray a ? [.. a.Select(x => x?.GetValue<string>() ?? "")] : [];
+
+    private static int ParseInt(string text, string what, int min, int max) =>
+        int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out int v) && v >= min && v <= max
+            ? v : throw new VSwitchException($"expected {what} from {min} to {max}, found '{text}'");
+
+    /// <summary>"zone=N" among the words (removed from them), or null.</summary>
+    private static int? ZoneArg(List<string> words)
+    {
+        int i = words.FindIndex(w => w.StartsWith("zone=", StringComparison.Ordinal));
+        if (i < 0)
+        {
+            return null;
+        }
+
+        int z = ParseInt(words[i][5..], "a zone (zone=N)", 0, 65535);
+        words.RemoveAt(i);
+        return z;
+    }
+
+    private JsonObject DumpConntrack(JsonObject args)
+    {
+        var words = Words(args);
+        int? zone = ZoneArg(words);
+        if (words.Count > 0)
+        {
+            throw new VSwitchException($"dump-conntrack takes [zone=N], found '{words[0]}'");
+        }
+
+        var conns = dp.Conns;
+        var rows = new JsonArray();
+        foreach (var c in conns?.Dump(Native.Rdtsc(), zone) ?? [])
+        {
+            rows.Add((JsonNode)Row(c));
+        }
+
+        return new JsonObject { ["conntrack"] = rows };
+    }
+
+    private static JsonObject Row(ConnInfo c) => new()
+    {
+        ["proto"] = c.Protocol,
+        ["zone"] = c.Orig.Zone,
+        ["orig"] = c.Orig.ToString(),
+        ["reply"] = c.Reply.ToString(),
+        ["state"] = c.State,
+        ["nat"] = (c.Nat & (byte)CtState.Snat) != 0 ? "snat" : (c.Nat & (byte)CtState.Dnat) != 0 ? "dnat" : "",
+        ["mark"] = "0x" + c.Mark.ToString("x", CultureInfo.InvariantCulture),
+        ["label"] = "0x" + c.Label.ToString("x", CultureInfo.InvariantCulture),
+        ["timeout"] = Math.Round(c.SecondsLeft, 1),
+        ["packets_orig"] = c.PacketsOrig,
+        ["bytes_orig"] = c.BytesOrig,
+        ["packets_reply"] = c.PacketsReply,
+        ["bytes_reply"] = c.BytesReply,
+    };
+
+    /// <summary>flush-conntrack [zone=N] [ct_nw_src=A,ct_nw_dst=B,ct_nw_proto=P,ct_tp_src=S,ct_tp_dst=D] (the original direction's tuple).</summary>
+    private JsonObject FlushConntrack(JsonObject args)
+    {
+        var words = Words(args);
+        int? zone = ZoneArg(words);
+        Func<ConnInfo, bool> tupleFilter = _ => true;
+        if (words.Count > 1)
+        {
+            throw new VSwitchException($"flush-conntrack takes [zone=N] [TUPLE], found '{words[1]}'");
+        }
+
+        if (words.Count == 1)
+        {
+            tupleFilter = TupleFilter(words[0]);
+        }
+
+        int n = dp.SweepConntrack(c => (zone == null || c.Orig.Zone == zone) && tupleFilter(c));
+        return new JsonObject { ["flushed"] = n };
+    }
+
+    private static Func<ConnInfo, bool> TupleFilter(string text)
+    {
+        var tests = new List<Func<CtTuple, bool>>();
+        foreach (var part in text.Split(',', StringSplitOptions.RemoveEmptyEntries))
+        {
+            int eq = part.IndexOf('=');
+            string k = eq < 0 ? part : part[..eq], v = eq < 0 ? "" : part[(eq + 1)..];
+            switch (k)
+            {
+                case "ct_nw_src" or "ct_nw_dst" or "ct_ipv6_src" or "ct_ipv6_dst":
+                {
+                    if (!System.Net.IPAddress.TryParse(v, out var ip) || (ip.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork) != k.StartsWith("ct_nw", StringComparison.Ordinal))
+                    {
+                        throw new VSwitchException($"expected an {(k.StartsWith("ct_nw", StringComparison.Ordinal) ? "IPv4" : "IPv6")} address after '{k}=', found '{v}'");
+                    }
+
+                    var b = ip.GetAddressBytes();
+                    ulong hi = b.Length == 16 ? System.Buffers.Binary.BinaryPrimitives.ReadUInt64BigEndian(b) : 0;
+                    ulong lo = b.Length == 16 ? System.Buffers.Binary.BinaryPrimitives.ReadUInt64BigEndian(b.AsSpan(8)) : System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(b);
+                    bool src = k.EndsWith("src", StringComparison.Ordinal);
+                    tests.Add(t => src ? t.SrcHi == hi && t.SrcLo == lo : t.DstHi == hi && t.DstLo == lo);
+                    break;
+                }
+
+                case "ct_nw_proto":
+                {
+                    int p = ParseInt(v, "a protocol number (ct_nw_proto)", 0, 255);
+                    tests.Add(t => t.Proto == p);
+                    break;
+                }
+
+                case "ct_tp_src" or "ct_tp_dst":
+                {
+                    int p = ParseInt(v, $"a port ({k})", 0, 65535);
+                    bool src = k == "ct_tp_src";
+                    tests.Add(t => (src ? t.SrcPort : t.DstPort) == p);
+                    break;
+                }
+
+                default:
+                    throw new VSwitchException($"expected a tuple field (ct_nw_src, ct_nw_dst, ct_ipv6_src, ct_ipv6_dst, ct_nw_proto, ct_tp_src, ct_tp_dst), found '{part}'");
+            }
+        }
+
+        return c => tests.All(f => f(c.Orig));
+    }
+
+    private JsonObject CtStatsShow()
+    {
+        var conns = dp.Conns;
+        var byProto = new SortedDictionary<string, int>(StringComparer.Ordinal);
+        var byState = new SortedDictionary<string, int>(StringComparer.Ordinal);
+        var byZone = new SortedDictionary<int, int>();
+        foreach (var c in conns?.Dump(Native.Rdtsc()) ?? [])
+        {
+            byProto[c.Protocol] = byProto.GetValueOrDefault(c.Protocol) + 1;
+            byState[c.Protocol + ":" + c.State] = byState.GetValueOrDefault(c.Protocol + ":" + c.State) + 1;
+            byZone[c.Orig.Zone] = byZone.GetValueOrDefault(c.Orig.Zone) + 1;
+        }
+
+        ulong lookups = 0, commits = 0, invalid = 0, full = 0;
+        foreach (var p in dp.TakeSnapshot().Pmds)
+        {
+            lookups += p.Raw.CtLookups;
+            commits += p.Raw.CtCommits;
+            invalid += p.Raw.CtInvalid;
+            full += p.Raw.CtFull;
+        }
+
+        var o = new JsonObject
+        {
+            ["connections"] = conns?.Count ?? 0,
+            ["capacity"] = conns?.Capacity ?? 0,
+            ["bytes_per_connection"] = conns?.BytesPerConnection ?? 0,
+            ["lookups"] = lookups,
+            ["committed"] = commits,
+            ["invalid"] = invalid,
+            ["refused"] = full,
+            ["waiting_reuse"] = conns?.RetiredCount ?? 0,
+        };
+        var protos = new JsonObject();
+        foreach (var (k, v) in byProto)
+        {
+            protos[k] = v;
+        }
+
+        var states = new JsonObject();
+        foreach (var (k, v) in byState)
+        {
+            states[k] = v;
+        }
+
+        var zones = new JsonObject();
+        foreach (var (k, v) in byZone)
+        {
+            zones[k.ToString(CultureInfo.InvariantCulture)] = v;
+        }
+
+        o["by_protocol"] = protos;
+        o["by_state"] = states;
+        o["by_zone"] = zones;
+        return o;
+    }
+
+    /// <summary>ct-set-limits [default=N] [zone=Z,limit=N]...: a zone at its limit refuses new connections.</summary>
+    private JsonObject CtSetLimits(JsonObject args)
+    {
+        var words = Words(args);
+        if (words.Count == 0)
+        {
+            throw new VSwitchException("ct-set-limits takes [default=N] [zone=Z,limit=N]...");
+        }
+
+        var s = Flows.Shared.CtSettings;
+        var next = CloneSettings(s);
+        foreach (var w in words)
+        {
+            if (w.StartsWith("default=", StringComparison.Ordinal))
+            {
+                next.DefaultZoneLimit = ParseInt(w[8..], "a default limit (default=N)", 0, int.MaxValue);
+                continue;
+            }
+
+            var parts = w.Split(',');
+            if (parts.Length != 2 || !parts[0].StartsWith("zone=", StringComparison.Ordinal) || !parts[1].StartsWith("limit=", StringComparison.Ordinal))
+            {
+                throw new VSwitchException($"expected default=N or zone=Z,limit=N, found '{w}'");
+            }
+
+            next.ZoneLimits[ParseInt(parts[0][5..], "a zone", 0, 65535)] = ParseInt(parts[1][6..], "a limit", 0, int.MaxValue);
+        }
+
+        Flows.Shared.CtSettings = next;
+        dp.ConntrackSettingsChanged();
+        return CtGetLimits();
+    }
+
+    private JsonObject CtDelLimits(JsonObject args)
+    {
+        var next = CloneSettings(Flows.Shared.CtSettings);
+        foreach (var w in Words(args))
+        {
+            int z = w.StartsWith("zone=", StringComparison.Ordinal) ? ParseInt(w[5..], "a zone", 0, 65535) : throw new VSwitchException($"expected zone=Z, found '{w}'");
+            next.ZoneLimits.Remove(z);
+        }
+
+        Flows.Shared.CtSettings = next;
+        dp.ConntrackSettingsChanged();
+        return CtGetLimits();
+    }
+
+    private JsonObject CtGetLimits()
+    {
+        var s = Flows.Shared.CtSettings;
+        var conns = dp.Conns;
+        var rows = new JsonArray();
+        foreach (var (z, l) in s.ZoneLimits)
+        {
+            rows.Add((JsonNode)new JsonObject { ["zone"] = z, ["limit"] = l, ["count"] = conns?.ZoneCount((ushort)z) ?? 0 });
+        }
+
+        return new JsonObject { ["default_limit"] = s.DefaultZoneLimit, ["limits"] = rows };
+    }
+
+    /// <summary>ct-set-timeouts NAME=SECONDS...: the timeout of each protocol state (Linux's names and defaults).</summary>
+    private JsonObject CtSetTimeouts(JsonObject args)
+    {
+        var words = Words(args);
+        if (words.Count == 0)
+        {
+            throw new VSwitchException($"ct-set-timeouts takes NAME=SECONDS... ({string.Join(", ", CtSettings.TimeoutNames)})");
+        }
+
+        var next = CloneSettings(Flows.Shared.CtSettings);
+        foreach (var w in words)
+        {
+            int eq = w.IndexOf('=');
+            int i = eq < 0 ? -1 : CtSettings.TimeoutIndex(w[..eq]);
+            if (i < 0)
+            {
+                throw new VSwitchException($"expected NAME=SECONDS with NAME one of {string.Join(", ", CtSettings.TimeoutNames)}, found '{w}'");
+            }
+
+            next.Timeouts[i] = ParseInt(w[(eq + 1)..], $"seconds for {w[..eq]}", 1, 100 * 86400);
+        }
+
+        Flows.Shared.CtSettings = next;
+        dp.ConntrackSettingsChanged();
+        return CtGetTimeouts();
+    }
+
+    private JsonObject CtGetTimeouts()
+    {
+        var s = Flows.Shared.CtSettings;
+        var o = new JsonObject();
+        for (int i = 0; i < CtSettings.TimeoutNames.Length; i++)
+        {
+            o[CtSettings.TimeoutNames[i]] = s.Timeouts[i];
+        }
+
+        return new JsonObject { ["timeouts"] = o };
+    }
+
+    private static CtSettings CloneSettings(CtSettings s) => CtSettings.FromJson(s.ToJson());
+}
