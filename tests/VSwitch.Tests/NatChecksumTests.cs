@@ -94,6 +94,25 @@ public class NatChecksumTests
 
         ushort now = Rd16(p, l4 + ChecksumField(proto)), full = FullL4Checksum(p, l4, proto, v6);
         Assert.True(full == now, $"{what}: L4 checksum {now:x4}, recomputed {full:x4}");
+        if (proto is 6 or 17)
+        {
+            Assert.True(proto == 6 ? Parsed(p).Extract<TcpPacket>().ValidTcpChecksum : Parsed(p).Extract<UdpPacket>().ValidUdpChecksum, $"{what}: PacketDotNet");
+        }
+    }
+
+    /// <summary>A TCP, UDP or ICMP/ICMPv6 echo header with random ports (id, sequence) and 0 to 39 bytes of random payload.</summary>
+    private static byte[] RandomL4(Random rnd, int proto)
+    {
+        ushort sp = (ushort)rnd.Next(65536), dp = (ushort)rnd.Next(65536);
+        byte[] l4 = proto switch
+        {
+            6 => Tcp(sp, dp, rnd.Next(40)),
+            17 => Udp(sp, dp, rnd.Next(40)),
+            1 => Icmp(8, 0, sp, dp, new byte[rnd.Next(40)]),
+            _ => Icmp(128, 0, sp, dp, new byte[rnd.Next(40)]),
+        };
+        rnd.NextBytes(l4.AsSpan(proto == 6 ? 20 : 8));
+        return l4;
     }
 
     [Theory]
@@ -105,10 +124,7 @@ public class NatChecksumTests
         var rnd = new Random(proto);
         for (int i = 0; i < 500; i++)
         {
-            ushort sp = (ushort)rnd.Next(65536), dp = (ushort)rnd.Next(65536);
-            byte[] l4 = proto switch { 6 => Tcp(sp, dp, rnd.Next(40)), 17 => Udp(sp, dp, rnd.Next(40)), _ => Icmp(8, 0, sp, dp) };
-            rnd.NextBytes(l4.AsSpan(proto == 6 ? 20 : 8));
-            byte[] p = V4((uint)rnd.Next(), (uint)rnd.Next(), (byte)proto, l4, options: 4 * rnd.Next(3));
+            byte[] p = V4((uint)rnd.Next(), (uint)rnd.Next(), (byte)proto, RandomL4(rnd, proto), options: 4 * rnd.Next(3));
             AssertChecksumsCorrect(p, "as built");
             bool dst = rnd.Next(2) == 0;
             int which = rnd.Next(3); // address, port, or both
@@ -116,10 +132,6 @@ public class NatChecksumTests
             ushort port = which == 0 ? Rd16(p, (p[0] & 0xF) * 4 + (proto == 1 ? 4 : dst ? 2 : 0)) : (ushort)rnd.Next(65536);
             Nat4(p, dst, addr, port);
             AssertChecksumsCorrect(p, $"packet {i} after rewriting {(dst ? "dst" : "src")} to {addr:x8}:{port}");
-            if (proto != 1)
-            {
-                Assert.True(proto == 6 ? Parsed(p).Extract<TcpPacket>().ValidTcpChecksum : Parsed(p).Extract<UdpPacket>().ValidUdpChecksum);
-            }
         }
     }
 
@@ -146,9 +158,7 @@ public class NatChecksumTests
         var rnd = new Random(proto);
         for (int i = 0; i < 500; i++)
         {
-            ushort sp = (ushort)rnd.Next(65536), dp = (ushort)rnd.Next(65536);
-            byte[] l4 = proto switch { 6 => Tcp(sp, dp, rnd.Next(40)), 17 => Udp(sp, dp, rnd.Next(40)), _ => Icmp(128, 0, sp, dp) };
-            rnd.NextBytes(l4.AsSpan(proto == 6 ? 20 : 8));
+            byte[] l4 = RandomL4(rnd, proto);
             var src = new UInt128((ulong)rnd.NextInt64(), (ulong)rnd.NextInt64());
             var dstAddr = new UInt128((ulong)rnd.NextInt64(), (ulong)rnd.NextInt64());
             byte[] p = V6(src, dstAddr, (byte)proto, l4, l4Proto: (byte)proto);
