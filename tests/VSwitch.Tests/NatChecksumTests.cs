@@ -61,16 +61,17 @@ public class NatChecksumTests
             : NatChecksum.Udp4(Rd16(p, cf), oldAddr, addr, oldPort, port));
     }
 
-    /// <summary>The same for IPv6 (TCP, UDP, ICMPv6 echo: the id is the port).</summary>
+    /// <summary>The same for IPv6 (TCP, UDP, ICMPv6 echo: the id is the port), after any extension headers.</summary>
     private static void Nat6(byte[] p, bool dst, UInt128 addr, ushort port)
     {
-        byte proto = p[6];
-        int af = dst ? 24 : 8;
+        Assert.Equal(TupleStatus.Ok, TupleParser.Parse(p, 0x86DD, out var t, out var info)); // past any extension headers
+        byte proto = t.Protocol;
+        int af = dst ? 24 : 8, l4 = info.L4;
         UInt128 old = BinaryPrimitives.ReadUInt128BigEndian(p.AsSpan(af));
         BinaryPrimitives.WriteUInt128BigEndian(p.AsSpan(af), addr);
         ulong oh = (ulong)(old >> 64), ol = (ulong)old, nh = (ulong)(addr >> 64), nl = (ulong)addr;
-        int cf = 40 + ChecksumField(proto);
-        int pf = proto == 58 ? 44 : 40 + (dst ? 2 : 0);
+        int cf = l4 + ChecksumField(proto);
+        int pf = l4 + (proto == 58 ? 4 : dst ? 2 : 0);
         ushort oldPort = Rd16(p, pf);
         Wr16(p, pf, port);
         ushort c = Rd16(p, cf);
@@ -205,6 +206,70 @@ public class NatChecksumTests
         }
     }
 
+    /// <summary>Original packets an error may quote, and how many bytes of each it quotes.</summary>
+    public static TheoryData<string, byte[], int> Quoted() => new()
+    {
+        { "udp4", V4(A, B, 17, Udp(33000, 53, 30)), 28 },
+        { "udp4 no checksum", V4(A, B, 17, Udp(33000, 53, 30), l4Checksum: false), 28 },
+        { "tcp4 whole", V4(A, B, 6, Tcp(40000, 80, 12)), 52 },
+        { "tcp4 first 8 bytes", V4(A, B, 6, Tcp(40000, 80, 12)), 28 },
+        { "tcp4 options", V4(A, B, 6, Tcp(40000, 80, 12), options: 8), 56 },
+        { "echo4", V4(A, B, 1, Icmp(8, 0, 0x1111, 1)), 28 },
+        { "udp6", V6(A6, B6, 17, Udp(33000, 53, 30), l4Proto: 17), 48 },
+        { "tcp6 whole", V6(A6, B6, 6, Tcp(40000, 443, 12), l4Proto: 6), 72 },
+        { "tcp6 ext", V6(A6, B6, 60, [.. Ext(6), .. Tcp(40000, 443, 12)], l4At: 8, l4Proto: 6), 80 },
+        { "echo6", V6(A6, B6, 58, Icmp(128, 0, 0x1111, 1), l4Proto: 58), 48 },
+    };
+
+    [Theory]
+    [MemberData(nameof(Quoted))]
+    public void Rewriting_the_packet_an_error_quotes_gives_the_error_about_the_rewritten_packet(string name, byte[] original, int quote)
+    {
+        bool v6 = original[0] >> 4 == 6;
+        foreach (bool source in (bool[])[true, false])
+        {
+            // Reverse NAT on an error: what it quotes becomes what the rewritten original would have been.
+            byte[] natted = [.. original];
+            if (v6)
+            {
+                Nat6(natted, !source, R6, 4444);
+            }
+            else
+            {
+                Nat4(natted, !source, R, 4444);
+            }
+
+            byte[] Error(byte[] quoted) => v6
+                ? V6(B6, A6, 58, Icmp(1, 4, 0, 0, Quote(quoted, quote)), l4Proto: 58)
+                : V4(B, A, 1, Icmp(3, 3, 0, 0, Quote(quoted, quote)));
+            byte[] err = Error(original), expected = Error(natted);
+            if (source)
+            {
+                // The parser checks the quoted source is the error's destination: rewrite the outer one too.
+                expected = v6 ? V6(B6, R6, 58, Icmp(1, 4, 0, 0, Quote(natted, quote)), l4Proto: 58) : V4(B, R, 1, Icmp(3, 3, 0, 0, Quote(natted, quote)));
+            }
+
+            Assert.Equal(TupleStatus.Ok, TupleParser.Parse(err, v6 ? (ushort)0x86DD : (ushort)0x0800, out var t, out var info));
+            Assert.Equal(TupleKind.IcmpError, info.Kind);
+            NatChecksum.RewriteQuoted(err, t, info, source, v6 ? (ulong)(R6 >> 64) : 0, v6 ? (ulong)R6 : R, 4444);
+            if (source)
+            {
+                if (v6)
+                {
+                    // The outer destination: ICMPv6's pseudo-header holds it.
+                    BinaryPrimitives.WriteUInt128BigEndian(err.AsSpan(24), R6);
+                    Wr16(err, 42, NatChecksum.Icmp6(Rd16(err, 42), (ulong)(A6 >> 64), (ulong)A6, (ulong)(R6 >> 64), (ulong)R6, 0, 0));
+                }
+                else
+                {
+                    Nat4(err, true, R, Rd16(err, 24)); // the outer destination; ICMP's sum does not see it
+                }
+            }
+
+            Assert.True(expected.AsSpan().SequenceEqual(err), $"{name} ({(source ? "source" : "destination")}): {Convert.ToHexString(err)} != {Convert.ToHexString(expected)}");
+        }
+    }
+
     [Fact]
     public void The_building_blocks_compose_and_a_no_op_changes_nothing()
     {
@@ -219,11 +284,14 @@ public class NatChecksumTests
     public void Checksum_updates_allocate_nothing()
     {
         ushort c = 0x1234;
+        byte[] err = V4(R, A, 1, Icmp(3, 3, 0, 0, Quote(V4(A, B, 17, Udp(33000, 53, 30)), 28)));
+        Assert.Equal(TupleStatus.Ok, TupleParser.Parse(err, 0x0800, out var quoted, out var info));
         for (int round = 0; round < 2; round++)
         {
             long before = GC.GetAllocatedBytesForCurrentThread();
             for (uint i = 0; i < 10_000; i++)
             {
+                NatChecksum.RewriteQuoted(err, quoted, info, true, 0, A, (ushort)i);
                 c = NatChecksum.Ipv4Header(c, i, i * 7);
                 c = NatChecksum.Tcp4(c, i, i + 1, (ushort)i, 80);
                 c = NatChecksum.Udp4(c, i, i + 1, (ushort)i, 53);

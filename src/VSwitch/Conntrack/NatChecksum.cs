@@ -11,8 +11,16 @@
 // zero-checksum tunnel exception, and keeps 0 as well. A UDP checksum that computes to 0 is sent
 // as 0xFFFF (RFC 768). Values are host byte order; the caller reads and writes the fields. Eqn. 3
 // never yields 0xFFFF from a correct checksum (as a full recomputation never does), so the result
-// equals a full recomputation bit for bit, which the tests check. Nothing here allocates.
+// equals a full recomputation bit for bit, which the tests check.
+//
+// An ICMP error to a NATed connection quotes the packet as NAT left it, so reverse NAT rewrites the
+// quote too (RewriteQuoted): the embedded address and port, the embedded IPv4 header checksum and
+// transport checksum (UDP's is always quoted, TCP's when the quote reaches it), the embedded echo
+// id and ICMP checksum; every word it changes inside the message is summed into the error's own
+// ICMP checksum. The outer header is the caller's, with the functions above. Nothing here allocates.
+using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
+using VSwitch.Packets;
 
 namespace VSwitch.Conntrack;
 
@@ -80,4 +88,81 @@ public static class NatChecksum
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static ushort UdpNonZero(ushort c) => c == 0 ? (ushort)0xFFFF : c;
+
+    /// <summary>
+    /// Rewrites the source (<paramref name="source"/>) or destination address and port of the packet
+    /// an ICMP/ICMPv6 error quotes, fixing every checksum inside the quote and the error's ICMP
+    /// checksum. <paramref name="l3"/> is the error from its IP header; <paramref name="quoted"/> and
+    /// <paramref name="info"/> are what <see cref="TupleParser"/> returned for it (kind
+    /// <see cref="TupleKind.IcmpError"/>). IPv4 addresses go in <paramref name="addrLo"/>. For a
+    /// quoted echo, <paramref name="port"/> is the id. A quoted SCTP packet's CRC is left alone.
+    /// </summary>
+    public static void RewriteQuoted(Span<byte> l3, in ConnTuple quoted, in TupleInfo info, bool source, ulong addrHi, ulong addrLo, ushort port)
+    {
+        Span<byte> q = l3[..info.End];
+        int il3 = info.InnerL3, il4 = info.InnerL4;
+        bool v6 = quoted.Family == ConnTuple.V6;
+        byte proto = quoted.Protocol;
+        ulong outer, addrDelta;
+        if (v6)
+        {
+            Span<byte> field = q[(il3 + (source ? 8 : 24))..];
+            ulong oldHi = BinaryPrimitives.ReadUInt64BigEndian(field), oldLo = BinaryPrimitives.ReadUInt64BigEndian(field[8..]);
+            BinaryPrimitives.WriteUInt64BigEndian(field, addrHi);
+            BinaryPrimitives.WriteUInt64BigEndian(field[8..], addrLo);
+            addrDelta = outer = Delta128(oldHi, oldLo, addrHi, addrLo);
+        }
+        else
+        {
+            Span<byte> field = q[(il3 + (source ? 12 : 16))..];
+            uint old = BinaryPrimitives.ReadUInt32BigEndian(field);
+            BinaryPrimitives.WriteUInt32BigEndian(field, (uint)addrLo);
+            addrDelta = outer = Delta32(old, (uint)addrLo);
+            outer += Rewrite16(q[(il3 + 10)..], Apply(BinaryPrimitives.ReadUInt16BigEndian(q[(il3 + 10)..]), addrDelta));
+        }
+
+        switch (proto)
+        {
+            case KeyExtractor.ProtoTcp:
+            case KeyExtractor.ProtoUdp:
+            case KeyExtractor.ProtoSctp:
+                ulong portDelta = Rewrite16(q[(il4 + (source ? 0 : 2))..], port);
+                outer += portDelta;
+                int csumAt = il4 + (proto == KeyExtractor.ProtoUdp ? 6 : 16);
+                if (proto != KeyExtractor.ProtoSctp && csumAt + 2 <= q.Length)
+                {
+                    ushort c = BinaryPrimitives.ReadUInt16BigEndian(q[csumAt..]);
+                    if (proto == KeyExtractor.ProtoTcp || c != 0) // UDP's 0: no checksum
+                    {
+                        ushort now = Apply(c, addrDelta + portDelta);
+                        outer += Rewrite16(q[csumAt..], proto == KeyExtractor.ProtoUdp && now == 0 ? (ushort)0xFFFF : now);
+                    }
+                }
+
+                break;
+            case KeyExtractor.ProtoIcmp:
+            case KeyExtractor.ProtoIcmpv6:
+                byte type = q[il4];
+                if (type is ConnTuple.IcmpEchoRequest or ConnTuple.IcmpEchoReply or ConnTuple.Icmp6EchoRequest or ConnTuple.Icmp6EchoReply)
+                {
+                    ulong idDelta = Rewrite16(q[(il4 + 4)..], port);
+                    ulong inner = v6 ? addrDelta + idDelta : idDelta; // ICMPv6's pseudo-header holds the addresses
+                    outer += idDelta + Rewrite16(q[(il4 + 2)..], Apply(BinaryPrimitives.ReadUInt16BigEndian(q[(il4 + 2)..]), inner));
+                }
+
+                break;
+        }
+
+        Span<byte> icmpCsum = q[(info.L4 + 2)..];
+        BinaryPrimitives.WriteUInt16BigEndian(icmpCsum, Apply(BinaryPrimitives.ReadUInt16BigEndian(icmpCsum), outer));
+    }
+
+    /// <summary>Writes <paramref name="now"/> over the big-endian word at the start of <paramref name="field"/>; returns its delta.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ulong Rewrite16(Span<byte> field, ushort now)
+    {
+        ushort old = BinaryPrimitives.ReadUInt16BigEndian(field);
+        BinaryPrimitives.WriteUInt16BigEndian(field, now);
+        return Delta16(old, now);
+    }
 }
