@@ -23,7 +23,7 @@
 using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using System.Runtime.Intrinsics.X86;
+using VSwitch.Packets;
 
 namespace VSwitch.Conntrack;
 
@@ -34,58 +34,31 @@ public static class CtState
 }
 
 /// <summary>
-/// A connection's tuple in one direction, with its zone. IPv4 addresses are in the low 32 bits of
-/// SrcLo/DstLo. ICMP and ICMPv6 echo: SrcPort is the identifier, DstPort the message type (so an
-/// echo request's reverse is its reply).
+/// A connection's tuple in one direction (ConnTuple: addresses, ports or echo id, protocol) with its
+/// zone: the connection table's key, 48 bytes (six words compared, CRC32C seeded by the zone).
 /// </summary>
-[StructLayout(LayoutKind.Sequential, Size = 48)]
+[StructLayout(LayoutKind.Explicit, Size = 48)]
 public unsafe struct CtTuple : IEquatable<CtTuple>
 {
-    public ulong SrcHi, SrcLo, DstHi, DstLo;
-    public ushort SrcPort, DstPort, Zone;
-    public byte Proto;
+    /// <summary>The 5-tuple.</summary>
+    [FieldOffset(0)]
+    public ConnTuple T;
 
-    /// <summary>4 or 6.</summary>
-    public byte Family;
+    /// <summary>The conntrack zone.</summary>
+    [FieldOffset(40)]
+    public ushort Zone;
 
-    /// <summary>Always 0 (the hash and compare cover all 48 bytes).</summary>
-    public ulong Pad;
-
-    public const byte ProtoIcmp = 1, ProtoTcp = 6, ProtoUdp = 17, ProtoIcmp6 = 58, ProtoSctp = 132;
-
-    /// <summary>True for ICMP/ICMPv6 echo tuples (identifier in SrcPort).</summary>
-    public readonly bool IsIcmp => Proto is ProtoIcmp or ProtoIcmp6;
-
-    /// <summary>The tuple of the other direction (for echo: request and reply types swap).</summary>
-    public readonly CtTuple Reverse()
+    public CtTuple(in ConnTuple t, ushort zone)
     {
-        CtTuple r = this;
-        r.SrcHi = DstHi;
-        r.SrcLo = DstLo;
-        r.DstHi = SrcHi;
-        r.DstLo = SrcLo;
-        if (IsIcmp)
-        {
-            r.DstPort = EchoPeer(DstPort);
-        }
-        else
-        {
-            r.SrcPort = DstPort;
-            r.DstPort = SrcPort;
-        }
-
-        return r;
+        T = t;
+        Zone = zone;
     }
 
-    /// <summary>The echo type answering <paramref name="type"/> (8 and 0, 128 and 129).</summary>
-    public static ushort EchoPeer(ushort type) => type switch
-    {
-        8 => 0,
-        0 => 8,
-        128 => 129,
-        129 => 128,
-        _ => type,
-    };
+    /// <summary>ICMP/ICMPv6 echo (the id is both ports).</summary>
+    public readonly bool IsIcmp => T.Protocol is KeyExtractor.ProtoIcmp or KeyExtractor.ProtoIcmpv6;
+
+    /// <summary>The tuple of the other direction, same zone.</summary>
+    public readonly CtTuple Reverse() => new(T.Reverse(), Zone);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public readonly bool Equals(CtTuple o)
@@ -101,41 +74,20 @@ public unsafe struct CtTuple : IEquatable<CtTuple>
 
     public override readonly int GetHashCode() => (int)Hash();
 
-    /// <summary>CRC32C of the 48 bytes.</summary>
+    /// <summary>The tuple's CRC32C seeded with the zone.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public readonly uint Hash()
-    {
-        fixed (CtTuple* a = &this)
-        {
-            ulong* w = (ulong*)a;
-            if (Sse42.X64.IsSupported)
-            {
-                ulong h = Sse42.X64.Crc32(0x9E3779B9UL, w[0]);
-                h = Sse42.X64.Crc32(h, w[1]);
-                h = Sse42.X64.Crc32(h, w[2]);
-                h = Sse42.X64.Crc32(h, w[3]);
-                h = Sse42.X64.Crc32(h, w[4]);
-                return (uint)Sse42.X64.Crc32(h, w[5]);
-            }
-
-            ulong s = 0;
-            for (int i = 0; i < 6; i++)
-            {
-                s = (s ^ w[i]) * 0x9E3779B97F4A7C15UL;
-            }
-
-            return (uint)(s ^ (s >> 29));
-        }
-    }
+    public readonly uint Hash() => ConnTuple.Hash(T, 0x9E3779B9u ^ Zone);
 
     public override readonly string ToString() => IsIcmp
-        ? $"src={Addr(Family, SrcHi, SrcLo)},dst={Addr(Family, DstHi, DstLo)},id={SrcPort},type={DstPort}"
-        : $"src={Addr(Family, SrcHi, SrcLo)},dst={Addr(Family, DstHi, DstLo)},sport={SrcPort},dport={DstPort}";
+        ? $"src={Addr(T.Family, T.SrcHi, T.SrcLo)},dst={Addr(T.Family, T.DstHi, T.DstLo)},id={T.SrcPort},type={T.IcmpType}"
+        : T.Protocol is KeyExtractor.ProtoTcp or KeyExtractor.ProtoUdp or KeyExtractor.ProtoSctp
+            ? $"src={Addr(T.Family, T.SrcHi, T.SrcLo)},dst={Addr(T.Family, T.DstHi, T.DstLo)},sport={T.SrcPort},dport={T.DstPort}"
+            : $"src={Addr(T.Family, T.SrcHi, T.SrcLo)},dst={Addr(T.Family, T.DstHi, T.DstLo)},proto={T.Protocol}";
 
     /// <summary>An address of a tuple as text.</summary>
     public static string Addr(byte family, ulong hi, ulong lo)
     {
-        if (family == 4)
+        if (family == ConnTuple.V4)
         {
             return new System.Net.IPAddress(BinaryPrimitives.ReverseEndianness((uint)lo)).ToString();
         }
@@ -181,8 +133,8 @@ public struct ConnEntry
     /// <summary>Creation time (TSC).</summary>
     public ulong Created;
 
-    /// <summary>Non-TCP: a packet of the direction was seen (written by that direction).</summary>
-    public byte SeenOrig, SeenReply;
+    /// <summary>Non-TCP: what each side sent (UdpIcmpTracker; each side's byte written by that direction).</summary>
+    public DatagramConn Dgram;
 
     /// <summary>CtState.Snat / CtState.Dnat: the NAT the connection applies.</summary>
     public byte Nat;
@@ -191,22 +143,6 @@ public struct ConnEntry
 /// <summary>What the sweeper and the dump report of one connection.</summary>
 public readonly record struct ConnInfo(CtTuple Orig, CtTuple Reply, string Protocol, string State, byte Nat, uint Mark, UInt128 Label,
     double SecondsLeft, ulong PacketsOrig, ulong BytesOrig, ulong PacketsReply, ulong BytesReply);
-
-/// <summary>Timeout classes of non-TCP connections (seconds, Linux's nf_conntrack defaults).</summary>
-public enum OtherTimeout : byte
-{
-    /// <summary>UDP, no reply yet (udp_timeout, 30 s).</summary>
-    UdpFirst,
-
-    /// <summary>UDP, replied (udp_timeout_stream, 120 s).</summary>
-    UdpStream,
-
-    /// <summary>ICMP/ICMPv6 echo (icmp_timeout, 30 s).</summary>
-    Icmp,
-
-    /// <summary>Any other IP protocol (generic_timeout, 600 s).</summary>
-    Other,
-}
 
 /// <summary>The connection table (see the file comment).</summary>
 public sealed unsafe partial class ConnTable : IDisposable
@@ -252,12 +188,9 @@ public sealed unsafe partial class ConnTable : IDisposable
         _zoneCounts = (int*)NativeMemory.AllocZeroed(65536 * sizeof(int));
         _zoneLimits = (int*)NativeMemory.AllocZeroed(65536 * sizeof(int));
         TcpTimeoutSeconds = [.. TcpTracker.DefaultTimeoutSeconds];
-        OtherTimeoutSeconds = [.. DefaultOtherTimeoutSeconds];
+        OtherTimeoutSeconds = [.. UdpIcmpTracker.DefaultTimeoutSeconds];
         BucketCount = buckets;
     }
-
-    /// <summary>Linux's udp_timeout, udp_timeout_stream, icmp_timeout, generic_timeout.</summary>
-    public static readonly int[] DefaultOtherTimeoutSeconds = [30, 120, 30, 600];
 
     /// <summary>Most connections (the pool).</summary>
     public int Capacity { get; }
@@ -275,7 +208,7 @@ public sealed unsafe partial class ConnTable : IDisposable
     /// <summary>TCP timeouts by TcpTimeout class (seconds; the sweeper reads them).</summary>
     public int[] TcpTimeoutSeconds { get; }
 
-    /// <summary>Other timeouts by OtherTimeout class (seconds).</summary>
+    /// <summary>Non-TCP timeouts by DatagramTimeout class (seconds).</summary>
     public int[] OtherTimeoutSeconds { get; }
 
     /// <summary>Commits refused because the table or the zone was full.</summary>
@@ -426,13 +359,9 @@ public sealed unsafe partial class ConnTable : IDisposable
         return end > now ? end - now : 0;
     }
 
-    private int TimeoutSeconds(ConnEntry* e) => e->Orig.Proto switch
-    {
-        CtTuple.ProtoTcp => TcpTimeoutSeconds[(int)TcpTracker.TimeoutOf(e->Tcp)],
-        CtTuple.ProtoUdp => OtherTimeoutSeconds[e->SeenReply != 0 ? (int)OtherTimeout.UdpStream : (int)OtherTimeout.UdpFirst],
-        CtTuple.ProtoIcmp or CtTuple.ProtoIcmp6 => OtherTimeoutSeconds[(int)OtherTimeout.Icmp],
-        _ => OtherTimeoutSeconds[(int)OtherTimeout.Other],
-    };
+    private int TimeoutSeconds(ConnEntry* e) => e->Orig.T.Protocol == KeyExtractor.ProtoTcp
+        ? TcpTimeoutSeconds[(int)TcpTracker.TimeoutOf(e->Tcp)]
+        : OtherTimeoutSeconds[(int)UdpIcmpTracker.TimeoutOf(e->Dgram)];
 
     /// <summary>
     /// The sweeper (control thread): unlinks expired and dead connections (and, with
@@ -525,16 +454,16 @@ public sealed unsafe partial class ConnTable : IDisposable
     /// <summary>What a dump shows of <paramref name="e"/>.</summary>
     public ConnInfo Info(ConnEntry* e, ulong now)
     {
-        string proto = e->Orig.Proto switch
+        string proto = e->Orig.T.Protocol switch
         {
-            CtTuple.ProtoTcp => "tcp",
-            CtTuple.ProtoUdp => "udp",
-            CtTuple.ProtoIcmp => "icmp",
-            CtTuple.ProtoIcmp6 => "icmpv6",
-            CtTuple.ProtoSctp => "sctp",
+            KeyExtractor.ProtoTcp => "tcp",
+            KeyExtractor.ProtoUdp => "udp",
+            KeyExtractor.ProtoIcmp => "icmp",
+            KeyExtractor.ProtoIcmpv6 => "icmpv6",
+            KeyExtractor.ProtoSctp => "sctp",
             byte p => p.ToString(System.Globalization.CultureInfo.InvariantCulture),
         };
-        string state = e->Orig.Proto == CtTuple.ProtoTcp
+        string state = e->Orig.T.Protocol == KeyExtractor.ProtoTcp
             ? TcpTracker.TimeoutOf(e->Tcp) switch
             {
                 TcpTimeout.SynSent => "SYN_SENT",
@@ -545,7 +474,7 @@ public sealed unsafe partial class ConnTable : IDisposable
                 TcpTimeout.TimeWait => "TIME_WAIT",
                 _ => "CLOSE",
             }
-            : e->SeenReply != 0 ? "REPLIED" : "UNREPLIED";
+            : UdpIcmpTracker.Replied(e->Dgram) ? "REPLIED" : "UNREPLIED";
         return new ConnInfo(e->Orig, e->Reply, proto, state, e->Nat, e->Mark, new UInt128(e->LabelHi, e->LabelLo),
             Remaining(e, now) / (double)TscHz, e->PacketsOrig, e->BytesOrig, e->PacketsReply, e->BytesReply);
     }

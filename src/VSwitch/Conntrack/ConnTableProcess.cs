@@ -3,9 +3,11 @@
 // ct_zone and ct_mark in FlowKey's word 9 layout).
 //
 // Runs on the PMD for every packet a ct op reaches (a ct op is per packet: the megaflow in front of it
-// need not separate connections). Reads the packet's bytes from the offsets the extractor found;
-// allocates nothing, takes no lock (ConnTable.cs says how writers share the table).
-// Fragments are not reassembled: an IPv4 or IPv6 fragment is +trk+inv (rules decide; docs/FLOWS.md).
+// need not separate connections). The tuple comes from TupleParser (the packet from its IP header),
+// TCP state from TcpTracker, other protocols' from UdpIcmpTracker, checksum updates for the quoted
+// packet of an ICMP error from NatChecksum; allocates nothing, takes no lock (ConnTable.cs says how
+// writers share the table). Fragments are not reassembled: an IPv4 or IPv6 fragment is +trk+inv
+// (rules decide; docs/FLOWS.md says why).
 using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
 using VSwitch.Actions;
@@ -32,8 +34,6 @@ public sealed unsafe partial class ConnTable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Wr16(byte* p, ushort v) => Unsafe.WriteUnaligned(p, BinaryPrimitives.ReverseEndianness(v));
 
-    private const int Ok = 0, NotIp = 1, Fragment = 2, Truncated = 3, IcmpError = 4;
-
     /// <summary>
     /// Runs ct with <paramref name="spec"/> on one packet; returns the packet's new word 9 (ct_state |
     /// ct_zone &lt;&lt; 8 | ct_mark &lt;&lt; 32; recirc_id bits zero). <paramref name="current"/> is the word the
@@ -46,16 +46,24 @@ public sealed unsafe partial class ConnTable
         int len = Mbuf.DataLen(m);
         ushort zone = spec->Zone;
         ulong zoneBits = (ulong)zone << 8;
-        int kind = ParseTuple(d, len, off, zone, out CtTuple t, out byte* l4, out int l4Len);
-        if (kind == IcmpError)
-        {
-            return Related(m, d, len, off, l4, l4Len, t, spec, zoneBits);
-        }
-
-        if (kind != Ok)
+        if (off.L3 == 0xFFFF || off.L3 >= len)
         {
             c->CtInvalid++;
             return CtState.Trk | CtState.Inv | zoneBits;
+        }
+
+        byte* l3 = d + off.L3;
+        var status = TupleParser.Parse(l3, len - off.L3, (l3[0] >> 4) == 6 ? KeyExtractor.EthIpv6 : KeyExtractor.EthIp, out ConnTuple ct, out TupleInfo info);
+        if (status != TupleStatus.Ok || info.FirstFragment || info.Kind == TupleKind.LaterFragment)
+        {
+            c->CtInvalid++;
+            return CtState.Trk | CtState.Inv | zoneBits;
+        }
+
+        var t = new CtTuple(ct, zone);
+        if (info.Kind == TupleKind.IcmpError)
+        {
+            return Related(m, l3, off, t, info, spec, zoneBits);
         }
 
         bool again = (current & CtState.Trk) != 0 && (ushort)(current >> 8) == zone && (current & CtState.Inv) == 0;
@@ -63,10 +71,10 @@ public sealed unsafe partial class ConnTable
         uint h = t.Hash();
         int node = Find(t, h);
         TcpSegment seg = default;
-        bool tcp = t.Proto == CtTuple.ProtoTcp;
+        bool tcp = ct.Protocol == KeyExtractor.ProtoTcp;
         if (tcp)
         {
-            seg = Segment(d, off, l4, l4Len);
+            seg = Segment(l3, info);
         }
 
         if (node < 0 && again)
@@ -112,7 +120,7 @@ public sealed unsafe partial class ConnTable
         }
 
         // No connection: is this packet allowed to start one?
-        if (tcp ? !TcpTracker.Opens(seg) : t.IsIcmp && t.DstPort is not (8 or 128))
+        if (tcp ? !TcpTracker.Opens(seg) : !UdpIcmpTracker.Opens(ct, info.Kind))
         {
             c->CtInvalid++;
             return CtState.Trk | CtState.Inv | zoneBits; // a mid-stream TCP segment, an echo reply nobody asked for
@@ -137,7 +145,7 @@ public sealed unsafe partial class ConnTable
             e->LastReply = now;
             e->PacketsReply++;
             e->BytesReply += bytes;
-            e->SeenReply = 1;
+            UdpIcmpTracker.Update(ref e->Dgram, true);
         }
         else
         {
@@ -146,7 +154,7 @@ public sealed unsafe partial class ConnTable
             e->BytesOrig += bytes;
         }
 
-        bool answered = e->Orig.Proto == CtTuple.ProtoTcp ? TcpTracker.Answered(e->Tcp) : e->SeenReply != 0;
+        bool answered = e->Orig.T.Protocol == KeyExtractor.ProtoTcp ? TcpTracker.Answered(e->Tcp) : UdpIcmpTracker.Replied(e->Dgram);
         ulong state = CtState.Trk | (answered ? CtState.Est : CtState.New) | (reply ? CtState.Rpl : 0u);
         if (e->Nat != 0 && spec->Nat != CtNatKind.None)
         {
@@ -201,8 +209,11 @@ public sealed unsafe partial class ConnTable
             {
                 e->Tcp = TcpTracker.Start(seg);
             }
+            else
+            {
+                e->Dgram = UdpIcmpTracker.Start(t.T);
+            }
 
-            e->SeenOrig = 1;
             e->PacketsOrig = 1;
             e->BytesOrig = Mbuf.PktLen(m);
             e->Nat = spec->Nat switch
@@ -249,7 +260,7 @@ public sealed unsafe partial class ConnTable
     private static bool ChooseNat(DpCtSpec* s, in CtTuple t, ref CtTuple reply, uint seed, int attempt)
     {
         bool v6 = (s->Flags & DpCtSpec.FlagV6) != 0;
-        if (v6 != (t.Family == 6))
+        if (v6 != (t.T.Family == ConnTuple.V6))
         {
             return false;
         }
@@ -263,7 +274,7 @@ public sealed unsafe partial class ConnTable
 
         ushort port;
         bool hasPorts = (s->Flags & DpCtSpec.FlagPorts) != 0;
-        bool ports = t.Proto is CtTuple.ProtoTcp or CtTuple.ProtoUdp or CtTuple.ProtoSctp or CtTuple.ProtoIcmp or CtTuple.ProtoIcmp6;
+        bool ports = t.T.Protocol is KeyExtractor.ProtoTcp or KeyExtractor.ProtoUdp or KeyExtractor.ProtoSctp || t.IsIcmp;
         if (hasPorts)
         {
             uint n = (uint)(s->PortMax - s->PortMin) + 1;
@@ -271,30 +282,30 @@ public sealed unsafe partial class ConnTable
         }
         else
         {
-            ushort own = s->Nat == CtNatKind.Src ? t.SrcPort : t.DstPort;
+            ushort own = s->Nat == CtNatKind.Src ? t.T.SrcPort : t.T.DstPort;
             port = attempt == 0 || !ports || s->Nat == CtNatKind.Dst ? own : (ushort)(1024 + ((seed + (uint)attempt) % (65536 - 1024)));
         }
 
         if (s->Nat == CtNatKind.Src)
         {
-            reply.DstHi = hi;
-            reply.DstLo = lo;
+            reply.T.DstHi = hi;
+            reply.T.DstLo = lo;
             if (t.IsIcmp)
             {
-                reply.SrcPort = port; // the echo id, the same both ways
+                reply.T.SrcPort = reply.T.DstPort = port; // the echo id, the same both ways
             }
             else if (ports)
             {
-                reply.DstPort = port;
+                reply.T.DstPort = port;
             }
         }
         else
         {
-            reply.SrcHi = hi;
-            reply.SrcLo = lo;
+            reply.T.SrcHi = hi;
+            reply.T.SrcLo = lo;
             if (ports && !t.IsIcmp && hasPorts)
             {
-                reply.SrcPort = port;
+                reply.T.SrcPort = port;
             }
         }
 
@@ -307,17 +318,18 @@ public sealed unsafe partial class ConnTable
     /// </summary>
     private static ulong Translate(nint m, in HeaderOffsets off, ConnEntry* e, bool reply, in CtTuple t)
     {
-        CtTuple want = reply ? e->Orig.Reverse() : e->Reply.Reverse();
-        byte kind = L4Kind(t);
+        ConnTuple want = reply ? e->Orig.T.Reverse() : e->Reply.T.Reverse();
+        ref readonly ConnTuple now = ref t.T;
+        byte kind = L4Kind(now.Protocol);
         ulong bits = 0;
-        bool v4 = t.Family == 4;
-        if (want.SrcLo != t.SrcLo || want.SrcHi != t.SrcHi)
+        bool v4 = now.Family == ConnTuple.V4;
+        if (want.SrcLo != now.SrcLo || want.SrcHi != now.SrcHi)
         {
             SetAddr(m, off, v4, false, want.SrcHi, want.SrcLo, kind);
             bits |= CtState.Snat;
         }
 
-        if (want.DstLo != t.DstLo || want.DstHi != t.DstHi)
+        if (want.DstLo != now.DstLo || want.DstHi != now.DstHi)
         {
             SetAddr(m, off, v4, true, want.DstHi, want.DstLo, kind);
             bits |= CtState.Dnat;
@@ -325,26 +337,27 @@ public sealed unsafe partial class ConnTable
 
         if (t.IsIcmp)
         {
-            if (want.SrcPort != t.SrcPort && off.L4 != 0xFFFF)
+            if (want.SrcPort != now.SrcPort && off.L4 != 0xFFFF)
             {
                 byte* l4 = Mbuf.Data(m) + off.L4;
                 ushort old = Rd16(l4 + 4);
                 Wr16(l4 + 4, want.SrcPort);
-                Wr16(l4 + 2, PacketEdit.Update16(Rd16(l4 + 2), old, want.SrcPort));
+                Wr16(l4 + 2, NatChecksum.IcmpEchoId(Rd16(l4 + 2), old, want.SrcPort));
                 bits |= reply ? CtState.Dnat : CtState.Snat;
             }
         }
-        else if (t.Proto is CtTuple.ProtoTcp or CtTuple.ProtoUdp or CtTuple.ProtoSctp)
+        else if (now.Protocol is KeyExtractor.ProtoTcp or KeyExtractor.ProtoUdp or KeyExtractor.ProtoSctp)
         {
-            if (want.SrcPort != t.SrcPort)
+            byte portKind = now.Protocol == KeyExtractor.ProtoSctp ? DpAction.L4Sctp : kind;
+            if (want.SrcPort != now.SrcPort)
             {
-                PacketEdit.SetPort(m, off, false, want.SrcPort, kind == DpAction.L4None && t.Proto == CtTuple.ProtoSctp ? DpAction.L4Sctp : kind);
+                PacketEdit.SetPort(m, off, false, want.SrcPort, portKind);
                 bits |= CtState.Snat;
             }
 
-            if (want.DstPort != t.DstPort)
+            if (want.DstPort != now.DstPort)
             {
-                PacketEdit.SetPort(m, off, true, want.DstPort, kind == DpAction.L4None && t.Proto == CtTuple.ProtoSctp ? DpAction.L4Sctp : kind);
+                PacketEdit.SetPort(m, off, true, want.DstPort, portKind);
                 bits |= CtState.Dnat;
             }
         }
@@ -365,221 +378,26 @@ public sealed unsafe partial class ConnTable
     }
 
     /// <summary>The checksum kind address rewrites update (SCTP's CRC has no pseudo-header: none; ICMPv4 neither).</summary>
-    private static byte L4Kind(in CtTuple t) => t.Proto switch
+    private static byte L4Kind(byte protocol) => protocol switch
     {
-        CtTuple.ProtoTcp => DpAction.L4Tcp,
-        CtTuple.ProtoUdp => DpAction.L4Udp,
-        CtTuple.ProtoIcmp6 => DpAction.L4Icmp6,
+        KeyExtractor.ProtoTcp => DpAction.L4Tcp,
+        KeyExtractor.ProtoUdp => DpAction.L4Udp,
+        KeyExtractor.ProtoIcmpv6 => DpAction.L4Icmp6,
         _ => DpAction.L4None,
     };
 
-    /// <summary>
-    /// The packet's tuple. For an ICMP/ICMPv6 error, the tuple of the packet quoted inside it (as that
-    /// packet was sent) and IcmpError; <paramref name="l4"/> then points at the ICMP header.
-    /// </summary>
-    private static int ParseTuple(byte* d, int len, in HeaderOffsets off, ushort zone, out CtTuple t, out byte* l4, out int l4Len)
+    /// <summary>The TCP fields the tracker needs (window scale from a SYN's options); the parser checked the header is there.</summary>
+    private static TcpSegment Segment(byte* l3, in TupleInfo info)
     {
-        t = default;
-        t.Zone = zone;
-        l4 = null;
-        l4Len = 0;
-        if (off.L3 == 0xFFFF || off.L3 + 20 > len)
-        {
-            return NotIp;
-        }
-
-        byte* ip = d + off.L3;
-        int proto;
-        int ver = ip[0] >> 4;
-        if (ver == 4)
-        {
-            if ((Rd16(ip + 6) & 0x3FFF) != 0)
-            {
-                return Fragment;
-            }
-
-            t.Family = 4;
-            t.SrcLo = Rd32(ip + 12);
-            t.DstLo = Rd32(ip + 16);
-            proto = ip[9];
-        }
-        else if (ver == 6 && off.L3 + 40 <= len)
-        {
-            t.Family = 6;
-            t.SrcHi = Rd64(ip + 8);
-            t.SrcLo = Rd64(ip + 16);
-            t.DstHi = Rd64(ip + 24);
-            t.DstLo = Rd64(ip + 32);
-            proto = Ipv6Proto(d, len, off, out bool frag);
-            if (frag)
-            {
-                return Fragment;
-            }
-        }
-        else
-        {
-            return NotIp;
-        }
-
-        t.Proto = (byte)proto;
-        if (off.L4 == 0xFFFF)
-        {
-            return proto is CtTuple.ProtoTcp or CtTuple.ProtoUdp or CtTuple.ProtoIcmp or CtTuple.ProtoIcmp6 or CtTuple.ProtoSctp ? Truncated : Ok;
-        }
-
-        l4 = d + off.L4;
-        l4Len = len - off.L4;
-        switch (proto)
-        {
-            case CtTuple.ProtoTcp:
-                if (l4Len < 20)
-                {
-                    return Truncated;
-                }
-
-                goto case CtTuple.ProtoUdp;
-            case CtTuple.ProtoUdp:
-            case CtTuple.ProtoSctp:
-                if (l4Len < 8)
-                {
-                    return Truncated;
-                }
-
-                t.SrcPort = Rd16(l4);
-                t.DstPort = Rd16(l4 + 2);
-                return Ok;
-            case CtTuple.ProtoIcmp:
-            case CtTuple.ProtoIcmp6:
-            {
-                if (l4Len < 8)
-                {
-                    return Truncated;
-                }
-
-                byte type = l4[0];
-                if (type is 8 or 0 or 128 or 129)
-                {
-                    t.SrcPort = Rd16(l4 + 4);
-                    t.DstPort = type;
-                    return Ok;
-                }
-
-                bool error = proto == CtTuple.ProtoIcmp ? type is 3 or 11 or 12 : type is 1 or 2 or 3 or 4;
-                if (!error)
-                {
-                    t.DstPort = type; // other ICMP messages: tracked as the generic protocol, by type
-                    return Ok;
-                }
-
-                return InnerTuple(l4, l4Len, proto == CtTuple.ProtoIcmp6, zone, out t) ? IcmpError : Truncated;
-            }
-
-            default:
-                return Ok;
-        }
-    }
-
-    /// <summary>The tuple of the packet an ICMP error quotes (its IP header and first 8 bytes of L4).</summary>
-    private static bool InnerTuple(byte* icmp, int icmpLen, bool v6, ushort zone, out CtTuple t)
-    {
-        t = default;
-        t.Zone = zone;
-        byte* ip = icmp + 8;
-        int n = icmpLen - 8;
-        byte* l4;
-        if (!v6)
-        {
-            if (n < 28 || ip[0] >> 4 != 4)
-            {
-                return false;
-            }
-
-            int ihl = (ip[0] & 0xF) * 4;
-            if (ihl < 20 || n < ihl + 8 || (Rd16(ip + 6) & 0x1FFF) != 0)
-            {
-                return false;
-            }
-
-            t.Family = 4;
-            t.SrcLo = Rd32(ip + 12);
-            t.DstLo = Rd32(ip + 16);
-            t.Proto = ip[9];
-            l4 = ip + ihl;
-        }
-        else
-        {
-            if (n < 48 || ip[0] >> 4 != 6)
-            {
-                return false;
-            }
-
-            t.Family = 6;
-            t.SrcHi = Rd64(ip + 8);
-            t.SrcLo = Rd64(ip + 16);
-            t.DstHi = Rd64(ip + 24);
-            t.DstLo = Rd64(ip + 32);
-            t.Proto = ip[6]; // quoted packets with extension headers are not followed
-            l4 = ip + 40;
-        }
-
-        switch (t.Proto)
-        {
-            case CtTuple.ProtoTcp:
-            case CtTuple.ProtoUdp:
-            case CtTuple.ProtoSctp:
-                t.SrcPort = Rd16(l4);
-                t.DstPort = Rd16(l4 + 2);
-                return true;
-            case CtTuple.ProtoIcmp:
-            case CtTuple.ProtoIcmp6:
-                t.SrcPort = Rd16(l4 + 4);
-                t.DstPort = l4[0];
-                return l4[0] is 8 or 128; // an error about an echo request
-            default:
-                return true;
-        }
-    }
-
-    /// <summary>The upper-layer protocol of an IPv6 packet whose L4 starts at off.L4 (or the last header seen).</summary>
-    private static int Ipv6Proto(byte* d, int len, in HeaderOffsets off, out bool fragment)
-    {
-        fragment = false;
-        int nh = d[off.L3 + 6];
-        int at = off.L3 + 40;
-        for (int i = 0; i < 8 && at != off.L4 && at + 8 <= len; i++)
-        {
-            if (nh == 44)
-            {
-                fragment = true;
-                return nh;
-            }
-
-            if (nh is not (0 or 43 or 60 or 51))
-            {
-                break;
-            }
-
-            int next = d[at];
-            at += nh == 51 ? (d[at + 1] + 2) * 4 : (d[at + 1] + 1) * 8;
-            nh = next;
-        }
-
-        return nh;
-    }
-
-    /// <summary>The TCP fields the tracker needs (window scale from a SYN's options).</summary>
-    private static TcpSegment Segment(byte* d, in HeaderOffsets off, byte* l4, int l4Len)
-    {
+        byte* l4 = l3 + info.L4;
         int doff = (l4[12] >> 4) * 4;
-        byte* ip = d + off.L3;
-        int payload = (ip[0] >> 4) == 4
-            ? Rd16(ip + 2) - ((ip[0] & 0xF) * 4) - doff
-            : Rd16(ip + 4) + 40 - (off.L4 - off.L3) - doff;
+        int payload = info.End - info.L4 - doff;
         ushort flags = l4[13];
         byte scale = TcpTracker.NoScale;
-        if ((flags & TcpTracker.Syn) != 0 && doff > 20 && doff <= l4Len)
+        int optEnd = Math.Min(doff, info.End - info.L4);
+        if ((flags & TcpTracker.Syn) != 0)
         {
-            for (int i = 20; i < doff;)
+            for (int i = 20; i < optEnd;)
             {
                 byte k = l4[i];
                 if (k == 0)
@@ -593,13 +411,13 @@ public sealed unsafe partial class ConnTable
                     continue;
                 }
 
-                if (i + 1 >= doff)
+                if (i + 1 >= optEnd)
                 {
                     break;
                 }
 
                 int olen = l4[i + 1];
-                if (olen < 2 || i + olen > doff)
+                if (olen < 2 || i + olen > optEnd)
                 {
                     break;
                 }
@@ -618,12 +436,12 @@ public sealed unsafe partial class ConnTable
 
     /// <summary>
     /// An ICMP error: related to the connection of the packet it quotes (+rel; +rpl when it travels in
-    /// the reply direction), with that connection's NAT undone on the quoted header (IPv4) and applied
-    /// to the outer addresses it concerns. Not related to any connection: +inv.
+    /// the reply direction), with that connection's NAT applied to the outer addresses it concerns
+    /// and undone on the quoted packet. Not related to any connection: +inv.
     /// </summary>
-    private ulong Related(nint m, byte* d, int len, in HeaderOffsets off, byte* icmp, int icmpLen, in CtTuple inner, DpCtSpec* spec, ulong zoneBits)
+    private ulong Related(nint m, byte* l3, in HeaderOffsets off, in CtTuple quoted, in TupleInfo info, DpCtSpec* spec, ulong zoneBits)
     {
-        CtTuple key = inner.Reverse();
+        CtTuple key = quoted.Reverse(); // the error travels against the quoted packet
         int node = Find(key, key.Hash());
         if (node < 0)
         {
@@ -633,63 +451,41 @@ public sealed unsafe partial class ConnTable
         ConnEntry* e = _entries + (node >> 1);
         bool reply = (node & 1) != 0;
         ulong state = CtState.Trk | CtState.Rel | (reply ? CtState.Rpl : 0u);
-        if (e->Nat != 0 && spec->Nat != CtNatKind.None && inner.Family == 4)
+        if (e->Nat != 0 && spec->Nat != CtNatKind.None)
         {
-            // The error travels in direction `reply`; its receiver sent the quoted packet as `want`'s reverse.
-            CtTuple seen = reply ? e->Reply : e->Orig;
-            CtTuple want = reply ? e->Orig.Reverse() : e->Reply.Reverse();
-            byte* ip = d + off.L3;
-            if (Rd32(ip + 12) == (uint)seen.SrcLo && seen.SrcLo != want.SrcLo)
+            // The error, as seen, carries `seen` (this direction's tuple); its receiver knows the
+            // connection as `want`, and sent the quoted packet as want's reverse.
+            ConnTuple seen = reply ? e->Reply.T : e->Orig.T;
+            ConnTuple want = reply ? e->Orig.T.Reverse() : e->Reply.T.Reverse();
+            bool v4 = seen.Family == ConnTuple.V4;
+            byte kind = v4 ? DpAction.L4None : DpAction.L4Icmp6;
+            ulong outerSrcHi = v4 ? 0 : Rd64(l3 + 8), outerSrcLo = v4 ? Rd32(l3 + 12) : Rd64(l3 + 16);
+            ulong outerDstHi = v4 ? 0 : Rd64(l3 + 24), outerDstLo = v4 ? Rd32(l3 + 16) : Rd64(l3 + 32);
+            if (outerSrcHi == seen.SrcHi && outerSrcLo == seen.SrcLo && (seen.SrcHi != want.SrcHi || seen.SrcLo != want.SrcLo))
             {
-                PacketEdit.SetIpv4(m, off, false, (uint)want.SrcLo, DpAction.L4None);
+                SetAddr(m, off, v4, false, want.SrcHi, want.SrcLo, kind);
                 state |= CtState.Snat;
             }
 
-            if (Rd32(ip + 16) == (uint)seen.DstLo && seen.DstLo != want.DstLo)
+            if (outerDstHi == seen.DstHi && outerDstLo == seen.DstLo && (seen.DstHi != want.DstHi || seen.DstLo != want.DstLo))
             {
-                PacketEdit.SetIpv4(m, off, true, (uint)want.DstLo, DpAction.L4None);
+                SetAddr(m, off, v4, true, want.DstHi, want.DstLo, kind);
                 state |= CtState.Dnat;
             }
 
-            QuoteRewrite(icmp, want.Reverse());
-        }
-
-        return state | zoneBits | ((ulong)e->Mark << 32);
-    }
-
-    /// <summary>Rewrites an ICMPv4 error's quoted IPv4 header and ports to <paramref name="q"/>, keeping the quoted IP checksum and the ICMP checksum right.</summary>
-    private static void QuoteRewrite(byte* icmp, in CtTuple q)
-    {
-        byte* ip = icmp + 8;
-        byte* l4 = ip + ((ip[0] & 0xF) * 4);
-        ushort csum = Rd16(icmp + 2);
-        void Word(byte* p, ushort now, ref ushort icmpSum)
-        {
-            ushort old = Rd16(p);
-            if (old != now)
+            ConnTuple q = want.Reverse();
+            var packet = new Span<byte>(l3, info.End);
+            if (q.SrcHi != quoted.T.SrcHi || q.SrcLo != quoted.T.SrcLo || q.SrcPort != quoted.T.SrcPort)
             {
-                Wr16(p, now);
-                icmpSum = PacketEdit.Update16(icmpSum, old, now);
+                NatChecksum.RewriteQuoted(packet, quoted.T, info, true, q.SrcHi, q.SrcLo, q.SrcPort);
+            }
+
+            if (q.DstHi != quoted.T.DstHi || q.DstLo != quoted.T.DstLo || q.DstPort != quoted.T.DstPort)
+            {
+                NatChecksum.RewriteQuoted(packet, quoted.T, info, false, q.DstHi, q.DstLo, q.DstPort);
             }
         }
 
-        ushort ipSum = Rd16(ip + 10);
-        ushort newIpSum = PacketEdit.Update32(PacketEdit.Update32(ipSum, Rd32(ip + 12), (uint)q.SrcLo), Rd32(ip + 16), (uint)q.DstLo);
-        Word(ip + 12, (ushort)(q.SrcLo >> 16), ref csum);
-        Word(ip + 14, (ushort)q.SrcLo, ref csum);
-        Word(ip + 16, (ushort)(q.DstLo >> 16), ref csum);
-        Word(ip + 18, (ushort)q.DstLo, ref csum);
-        Word(ip + 10, newIpSum, ref csum);
-        if (q.Proto is CtTuple.ProtoTcp or CtTuple.ProtoUdp or CtTuple.ProtoSctp)
-        {
-            Word(l4, q.SrcPort, ref csum);
-            Word(l4 + 2, q.DstPort, ref csum);
-        }
-        else if (q.IsIcmp)
-        {
-            Word(l4 + 4, q.SrcPort, ref csum);
-        }
-
-        Wr16(icmp + 2, csum);
+        return state | zoneBits | ((ulong)e->Mark << 32);
     }
 }

@@ -17,7 +17,7 @@ public sealed class CtSettings
     public SortedDictionary<int, int> ZoneLimits { get; } = [];
 
     /// <summary>Seconds per timeout name (TimeoutNames order).</summary>
-    public int[] Timeouts { get; } = [.. TcpTracker.DefaultTimeoutSeconds, .. ConnTable.DefaultOtherTimeoutSeconds];
+    public int[] Timeouts { get; } = [.. TcpTracker.DefaultTimeoutSeconds, .. UdpIcmpTracker.DefaultTimeoutSeconds];
 
     /// <summary>The index of a timeout name, or -1.</summary>
     public static int TimeoutIndex(string name) => Array.IndexOf(TimeoutNames, name);

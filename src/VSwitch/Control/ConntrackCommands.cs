@@ -108,14 +108,14 @@ public sealed partial class Commands
                     ulong hi = b.Length == 16 ? System.Buffers.Binary.BinaryPrimitives.ReadUInt64BigEndian(b) : 0;
                     ulong lo = b.Length == 16 ? System.Buffers.Binary.BinaryPrimitives.ReadUInt64BigEndian(b.AsSpan(8)) : System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(b);
                     bool src = k.EndsWith("src", StringComparison.Ordinal);
-                    tests.Add(t => src ? t.SrcHi == hi && t.SrcLo == lo : t.DstHi == hi && t.DstLo == lo);
+                    tests.Add(t => src ? t.T.SrcHi == hi && t.T.SrcLo == lo : t.T.DstHi == hi && t.T.DstLo == lo);
                     break;
                 }
 
                 case "ct_nw_proto":
                 {
                     int p = ParseInt(v, "a protocol number (ct_nw_proto)", 0, 255);
-                    tests.Add(t => t.Proto == p);
+                    tests.Add(t => t.T.Protocol == p);
                     break;
                 }
 
@@ -123,7 +123,7 @@ public sealed partial class Commands
                 {
                     int p = ParseInt(v, $"a port ({k})", 0, 65535);
                     bool src = k == "ct_tp_src";
-                    tests.Add(t => (src ? t.SrcPort : t.DstPort) == p);
+                    tests.Add(t => (src ? t.T.SrcPort : t.T.DstPort) == p);
                     break;
                 }
 
