@@ -59,77 +59,52 @@ public sealed class ConntrackNetnsTests(ITestOutputHelper output) : IDisposable
 
     public void Dispose() => _lab.Dispose();
 
-    private OvsNetdevSwitch Ovs(string flows) => new(_lab, ConntrackLab.Script(flows));
-
-    private VswitchdLabSwitch Vsw(string flows) => new(_lab, ConntrackLab.Script(flows));
-
-    [Fact]
-    [Trait("Category", "Ovs")]
-    public void Stateful_firewall_over_open_vswitch()
+    /// <summary>Runs <paramref name="scenario"/> over Open vSwitch with tests/conntrack/<paramref name="flows"/>.</summary>
+    private void OverOvs(string flows, Action<ILabSwitch> scenario)
     {
-        using var sw = Ovs("firewall.flows");
-        StatefulFirewall(sw, v6: false);
+        using var sw = new OvsNetdevSwitch(_lab, ConntrackLab.Script(flows));
+        scenario(sw);
     }
 
-    [Fact]
-    [Trait("Category", "Ovs")]
-    public void Ipv6_stateful_firewall_over_open_vswitch()
+    /// <summary>Runs <paramref name="scenario"/> over vswitchd with tests/conntrack/<paramref name="flows"/>; it must stop clean.</summary>
+    private void OverVswitchd(string flows, Action<ILabSwitch> scenario)
     {
-        using var sw = Ovs("firewall.flows");
-        StatefulFirewall(sw, v6: true);
+        using var sw = new VswitchdLabSwitch(_lab, ConntrackLab.Script(flows));
+        scenario(sw);
+        StopsClean(sw);
     }
 
     [Fact]
     [Trait("Category", "Ovs")]
-    public void Snat_of_200_concurrent_connections_over_open_vswitch()
-    {
-        using var sw = Ovs("nat.flows");
-        Snat(sw);
-    }
+    public void Stateful_firewall_over_open_vswitch() => OverOvs("firewall.flows", sw => StatefulFirewall(sw, v6: false));
 
     [Fact]
     [Trait("Category", "Ovs")]
-    public void Port_forward_and_hairpin_over_open_vswitch()
-    {
-        using var sw = Ovs("nat.flows");
-        PortForwardAndHairpin(sw);
-    }
+    public void Ipv6_stateful_firewall_over_open_vswitch() => OverOvs("firewall.flows", sw => StatefulFirewall(sw, v6: true));
+
+    [Fact]
+    [Trait("Category", "Ovs")]
+    public void Snat_of_200_concurrent_connections_over_open_vswitch() => OverOvs("nat.flows", Snat);
+
+    [Fact]
+    [Trait("Category", "Ovs")]
+    public void Port_forward_and_hairpin_over_open_vswitch() => OverOvs("nat.flows", PortForwardAndHairpin);
 
     [ConntrackE2EFact]
     [Trait("Category", "Dpdk")]
-    public void Stateful_firewall_over_vswitchd()
-    {
-        using var sw = Vsw("firewall.flows");
-        StatefulFirewall(sw, v6: false);
-        StopsClean(sw);
-    }
+    public void Stateful_firewall_over_vswitchd() => OverVswitchd("firewall.flows", sw => StatefulFirewall(sw, v6: false));
 
     [ConntrackE2EFact]
     [Trait("Category", "Dpdk")]
-    public void Ipv6_stateful_firewall_over_vswitchd()
-    {
-        using var sw = Vsw("firewall.flows");
-        StatefulFirewall(sw, v6: true);
-        StopsClean(sw);
-    }
+    public void Ipv6_stateful_firewall_over_vswitchd() => OverVswitchd("firewall.flows", sw => StatefulFirewall(sw, v6: true));
 
     [ConntrackE2EFact]
     [Trait("Category", "Dpdk")]
-    public void Snat_of_200_concurrent_connections_over_vswitchd()
-    {
-        using var sw = Vsw("nat.flows");
-        Snat(sw);
-        StopsClean(sw);
-    }
+    public void Snat_of_200_concurrent_connections_over_vswitchd() => OverVswitchd("nat.flows", Snat);
 
     [ConntrackE2EFact]
     [Trait("Category", "Dpdk")]
-    public void Port_forward_and_hairpin_over_vswitchd()
-    {
-        using var sw = Vsw("nat.flows");
-        PortForwardAndHairpin(sw);
-        StopsClean(sw);
-    }
+    public void Port_forward_and_hairpin_over_vswitchd() => OverVswitchd("nat.flows", PortForwardAndHairpin);
 
     /// <summary>
     /// The lab over vswitchd as it is today, with plain.flows (the same routing, no conntrack): proves the
@@ -140,7 +115,7 @@ public sealed class ConntrackNetnsTests(ITestOutputHelper output) : IDisposable
     [Trait("Category", "Dpdk")]
     public void The_lab_routes_through_vswitchd_without_conntrack_and_lets_everything_in()
     {
-        using var sw = Vsw("plain.flows");
+        using var sw = new VswitchdLabSwitch(_lab, ConntrackLab.Script("plain.flows"));
         using var srvO = Serve(O, O.Ip4, 5001);
         using var srvO6 = Serve(O, O.Ip6, 5001);
         using var srvA = Serve(A, A.Ip4, 80);
