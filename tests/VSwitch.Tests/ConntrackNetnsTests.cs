@@ -193,7 +193,8 @@ public sealed class ConntrackNetnsTests(ITestOutputHelper output) : IDisposable
     /// Scenario 2: A and B each open 100 connections from the same source ports 40000..40099 to one server
     /// outside, all 200 open at once (the server holds them until the last arrives, and until the test has
     /// read the connection table). The server sees only 203.0.113.1, on 200 distinct ports (so at least one
-    /// of each colliding pair was moved), and every transfer's md5 matches at both ends.
+    /// of each colliding pair was moved), and every transfer's md5 matches at both ends. Then UDP through
+    /// the same NAT, and an ICMP port unreachable about a NATed UDP flow back to A (+rel, un-NATed).
     /// </summary>
     private void Snat(ILabSwitch sw)
     {
@@ -232,6 +233,15 @@ public sealed class ConntrackNetnsTests(ITestOutputHelper output) : IDisposable
         output.WriteLine($"{sw.Name}: server-side peer ports {server.Min(s => s.PeerPort)}..{server.Max(s => s.PeerPort)}, {moved} of {joined.Count} differ from the client's");
         Assert.True(moved >= PerHost, "the colliding source ports were translated");
         Assert.DoesNotContain(srv.Lines, l => l.StartsWith("error", StringComparison.Ordinal));
+
+        // UDP is source-NATed too, and an ICMP port unreachable about a NATed flow is related: the
+        // switch un-NATs it (its destination and the header it quotes) on its way back to A.
+        using var udp = Serve(O, O.Ip4, 5353, "--udp");
+        Assert.Equal("reply", _lab.PeerRun(A, 20, "udp-probe", "--dst", O.Ip4, "--port", "5353"));
+        Assert.Contains($"udp {ConntrackLab.Public4} ", udp.Stdout, StringComparison.Ordinal);
+        long rel0 = sw.RulePackets(Related);
+        Assert.Equal("refused", _lab.PeerRun(A, 20, "udp-probe", "--dst", O.Ip4, "--port", "9"));
+        Assert.True(sw.RulePackets(Related) - rel0 >= 1, $"{sw.Name}: the port unreachable matched {Related}");
     }
 
     /// <summary>
