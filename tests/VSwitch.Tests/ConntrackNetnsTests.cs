@@ -170,19 +170,17 @@ public sealed class ConntrackNetnsTests(ITestOutputHelper output) : IDisposable
         Assert.Equal("timeout", _lab.PeerRun(O, 20, "tcp-probe", "--dst", a, "--port", "80", "--timeout", "3"));
         Assert.Equal("timeout", _lab.PeerRun(O, 20, "udp-probe", "--dst", a, "--port", "5353", "--timeout", "2"));
         Assert.Equal(0, _lab.Ping(O, a, 2, seconds: 1));
-        Assert.True(sw.RulePackets(tcpIn) - tcp0 >= 1, $"{sw.Name}: the outside's SYNs were dropped as new ({tcpIn})");
-        Assert.True(sw.RulePackets(udpIn) - udp0 >= 1, $"{sw.Name}: the outside's datagram was dropped as new ({udpIn})");
-        Assert.True(sw.RulePackets(icmpIn) - icmp0 >= 2, $"{sw.Name}: the outside's echo requests were dropped as new ({icmpIn})");
-        output.WriteLine($"{sw.Name}: dropped as new from outside: tcp +{sw.RulePackets(tcpIn) - tcp0}, udp +{sw.RulePackets(udpIn) - udp0}, icmp +{sw.RulePackets(icmpIn) - icmp0}");
+        long tcp = Grew(sw, tcpIn, tcp0, 1, "the outside's SYNs were dropped as new");
+        long udp = Grew(sw, udpIn, udp0, 1, "the outside's datagram was dropped as new");
+        long icmp = Grew(sw, icmpIn, icmp0, 2, "the outside's echo requests were dropped as new");
+        output.WriteLine($"{sw.Name}: dropped as new from outside: tcp +{tcp}, udp +{udp}, icmp +{icmp}");
         Assert.DoesNotContain(srvA.Lines, l => l.StartsWith("conn ", StringComparison.Ordinal));
         Assert.DoesNotContain(udpA.Lines, l => l.StartsWith("udp ", StringComparison.Ordinal));
 
         // An ICMP port unreachable about A's UDP flow to a closed port is related, and let in.
         long rel0 = sw.RulePackets(Related);
         Assert.Equal("refused", _lab.PeerRun(A, 20, "udp-probe", "--dst", o, "--port", "9"));
-        Assert.True(sw.RulePackets(Related) - rel0 >= 1, $"{sw.Name}: the port unreachable matched {Related}");
-
-        output.WriteLine($"{sw.Name}: related +{sw.RulePackets(Related) - rel0}");
+        output.WriteLine($"{sw.Name}: related +{Grew(sw, Related, rel0, 1, "the port unreachable was related")}");
         var ct = sw.DumpConntrack();
         output.WriteLine(string.Join('\n', ct.Select(e => e.Line)));
         Assert.Contains(ct, e => e.Proto is "tcp" or "tcp6" && e.Zone == 1 && e.O("src") == a && e.O("dst") == o && e.O("dport") == "5001");
@@ -241,7 +239,7 @@ public sealed class ConntrackNetnsTests(ITestOutputHelper output) : IDisposable
         Assert.Contains($"udp {ConntrackLab.Public4} ", udp.Stdout, StringComparison.Ordinal);
         long rel0 = sw.RulePackets(Related);
         Assert.Equal("refused", _lab.PeerRun(A, 20, "udp-probe", "--dst", O.Ip4, "--port", "9"));
-        Assert.True(sw.RulePackets(Related) - rel0 >= 1, $"{sw.Name}: the port unreachable matched {Related}");
+        Grew(sw, Related, rel0, 1, "the port unreachable about a NATed flow was related");
     }
 
     /// <summary>
@@ -269,7 +267,7 @@ public sealed class ConntrackNetnsTests(ITestOutputHelper output) : IDisposable
         long d0 = sw.RulePackets(TcpNewFromOutside);
         Assert.Equal("timeout", _lab.PeerRun(O, 20, "tcp-probe", "--dst", A.Ip4, "--port", "80", "--timeout", "3"));
         Assert.Equal("timeout", _lab.PeerRun(O, 20, "tcp-probe", "--dst", ConntrackLab.Public4, "--port", "80", "--timeout", "3"));
-        Assert.True(sw.RulePackets(TcpNewFromOutside) - d0 >= 2, $"{sw.Name}: the outside's other SYNs were dropped as new");
+        Grew(sw, TcpNewFromOutside, d0, 2, "the outside's other SYNs were dropped as new");
         Assert.Equal(5, ConnRecord.Servers(srv.Lines).Count);
     }
 
@@ -295,6 +293,24 @@ public sealed class ConntrackNetnsTests(ITestOutputHelper output) : IDisposable
         var joined = ConnRecord.Join(ConnRecord.Clients(c.Lines), ConnRecord.Servers(server.Lines).Where(s => s.Id.StartsWith(id + "-", StringComparison.Ordinal)).ToList());
         Assert.Equal(count, joined.Count);
         return joined;
+    }
+
+    /// <summary>
+    /// Waits (up to 5 s) until the rule <paramref name="match"/> selects has counted at least
+    /// <paramref name="atLeast"/> packets since <paramref name="before"/>; the growth. Rule counters may lag the
+    /// traffic (Open vSwitch's revalidators push datapath flow statistics to rules periodically).
+    /// </summary>
+    private static long Grew(ILabSwitch sw, string match, long before, long atLeast, string what)
+    {
+        var end = DateTime.UtcNow.AddSeconds(5);
+        long grew;
+        while ((grew = sw.RulePackets(match) - before) < atLeast && DateTime.UtcNow < end)
+        {
+            Thread.Sleep(100);
+        }
+
+        Assert.True(grew >= atLeast, $"{sw.Name}: {what}: '{match}' counted {grew} packets, expected at least {atLeast}");
+        return grew;
     }
 
     private static void StopsClean(VswitchdLabSwitch sw)
