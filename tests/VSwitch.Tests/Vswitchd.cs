@@ -25,14 +25,24 @@ internal static class Vswitchd
 {
     public static string Dll => Path.Combine(AppContext.BaseDirectory, "vswitchd.dll");
 
-    public static Process Start(IEnumerable<string> args, Dictionary<string, string>? env = null)
+    /// <summary>Starts vswitchd; inside network namespace <paramref name="netns"/> when given (`ip netns exec`
+    /// execs dotnet in place, so the process is still the one to signal).</summary>
+    public static Process Start(IEnumerable<string> args, Dictionary<string, string>? env = null, string? netns = null)
     {
-        var psi = new ProcessStartInfo("dotnet")
+        var psi = new ProcessStartInfo(netns == null ? "dotnet" : "ip")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
         };
+        if (netns != null)
+        {
+            foreach (var a in new[] { "netns", "exec", netns, "dotnet" })
+            {
+                psi.ArgumentList.Add(a);
+            }
+        }
+
         psi.ArgumentList.Add(Dll);
         foreach (var a in args)
         {
@@ -87,9 +97,9 @@ internal sealed class RunningSwitch : IDisposable
     private readonly StringBuilder _out = new();
     private readonly StringBuilder _err = new();
 
-    public RunningSwitch(IEnumerable<string> args, Dictionary<string, string>? env = null)
+    public RunningSwitch(IEnumerable<string> args, Dictionary<string, string>? env = null, string? netns = null)
     {
-        _p = Vswitchd.Start(args, env);
+        _p = Vswitchd.Start(args, env, netns);
         _p.OutputDataReceived += (_, e) => { if (e.Data != null) { lock (_out) { _out.AppendLine(e.Data); } } };
         _p.ErrorDataReceived += (_, e) => { if (e.Data != null) { lock (_err) { _err.AppendLine(e.Data); } } };
         _p.BeginOutputReadLine();

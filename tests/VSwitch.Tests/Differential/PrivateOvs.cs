@@ -311,7 +311,7 @@ internal sealed class PrivateOvs : IDisposable
         return (p.ExitCode, output, err.Result);
     }
 
-    private static string RepoRoot()
+    internal static string RepoRoot()
     {
         var d = new DirectoryInfo(AppContext.BaseDirectory);
         while (d != null && !File.Exists(Path.Combine(d.FullName, "VSwitch.sln")))
