@@ -210,6 +210,9 @@ internal sealed class HostProcess : IDisposable
 
     public int ExitCode => _p.ExitCode;
 
+    /// <summary>Whether the process has ended.</summary>
+    public bool HasExited => _p.HasExited;
+
     /// <summary>Waits until <paramref name="count"/> lines start with <paramref name="prefix"/>.</summary>
     public void WaitLines(string prefix, int count = 1, int seconds = 30)
     {
@@ -378,13 +381,16 @@ internal sealed class VswitchdLabSwitch : ILabSwitch
     private readonly RunningSwitch _sw;
     private readonly string _sock;
 
-    public VswitchdLabSwitch(ConntrackLab lab, string flowsFile)
+    /// <param name="qpairs">Queue pairs of each af_packet port (one tx queue per PMD is needed).</param>
+    /// <param name="extra">More vswitchd arguments (two PMDs and their rx queue assignment).</param>
+    public VswitchdLabSwitch(ConntrackLab lab, string flowsFile, int qpairs = 1, IEnumerable<string>? extra = null)
     {
         _sock = Path.Combine(lab.Dir, "ctl.sock");
         var args = new List<string> { "--mode", "pipeline", "--stats-interval", "0", "--control", _sock, "--flows", flowsFile };
+        args.AddRange(extra ?? []);
         foreach (var h in ConntrackLab.Hosts)
         {
-            args.AddRange(["--port", $"p{h.Port}=net_af_packet{h.Port},iface=p{h.Port},qdisc_bypass=1,framecnt=2048", "--ofport", $"p{h.Port}={h.Port}"]);
+            args.AddRange(["--port", $"p{h.Port}=net_af_packet{h.Port},iface=p{h.Port},qdisc_bypass=1,framecnt=2048,qpairs={qpairs}", "--ofport", $"p{h.Port}={h.Port}"]);
         }
 
         _sw = new RunningSwitch(args, netns: lab.SwitchNs);
@@ -392,6 +398,26 @@ internal sealed class VswitchdLabSwitch : ILabSwitch
     }
 
     public string Name => "vswitchd";
+
+    /// <summary>Runs vswitchctl against this switch.</summary>
+    public (int Exit, string Out, string Err) Ctl(params string[] args) => ControlClient.Vswitchctl(_sock, args);
+
+    /// <summary>ct-stats-show's result.</summary>
+    public JsonObject CtStats() => ControlClient.Request(_sock, "ct-stats-show", new JsonObject())["result"]!.AsObject();
+
+    /// <summary>vswitchd's resident memory (VmRSS).</summary>
+    public long RssBytes()
+    {
+        var line = File.ReadLines($"/proc/{_sw.Pid}/status").First(l => l.StartsWith("VmRSS:", StringComparison.Ordinal));
+        return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture) * 1024;
+    }
+
+    /// <summary>Packets each PMD received, by core (pmd-stats-show).</summary>
+    public Dictionary<int, ulong> PmdRx()
+    {
+        var r = ControlClient.Request(_sock, "pmd-stats-show", new JsonObject());
+        return r["result"]!["pmds"]!.AsArray().ToDictionary(p => p!["core"]!.GetValue<int>(), p => p!["rx_packets"]!.GetValue<ulong>());
+    }
 
     public long RulePackets(string match)
     {

