@@ -49,7 +49,8 @@
 #      SETUP_CONNS (1000000), SETUP_WARM (200000), PEERS ("vswitchd ovs"; PEERS=ovs runs Open vSwitch alone),
 #      RULES_DIR (bench/ct: its firewall.flows and snat.flows), TSC_MHZ (/proc/cpuinfo's cpu MHz:
 #      the TSC rate on a KVM guest; set it where the CPU frequency scales), VSWITCHD, VSWITCHCTL,
-#      KEEP=1 keeps the work directory (logs, rule counters per run)
+#      KEEP=1 keeps the work directory (logs; per run the rule counters, PMD statistics and, for
+#      OVS, the first 20 tracked connections)
 # Last line: RESULT ct_min_vs_ovs=<lowest vswitchd/OVS Mpps-through-conntrack ratio, fw and snat rows>
 #            ct_setup_vs_ovs=<vswitchd/OVS connections per second>   (medians over runs; NA if not run)
 set -euo pipefail
@@ -183,24 +184,34 @@ setup_cps() {
 }
 
 # rule_hits: dump-flows text (ovs-ofctl style lines) on stdin -> "new=A est_in=B est_out=C": packets
-# that hit the +new rule, +est from port 1 (inside) and +est from port 2 (outside, the replies)
+# that hit table 1's +new rule, +est from port 1 (inside) and +est from port 2 (outside, the
+# replies); ct_state as flags (+trk+new) or as VALUE/MASK numbers (new 0x01, est 0x02)
 rule_hits() {
   python3 -c '
 import re, sys
 h = {"new": 0, "est1": 0, "est2": 0}
 for line in sys.stdin:
-    st = re.search(r"ct_state=([-+a-z]+)", line); n = re.search(r"n_packets=(\d+)", line)
+    st = re.search(r"ct_state=([-+a-z]+|0x[0-9a-f]+(?:/0x[0-9a-f]+)?|\d+)", line)
+    n = re.search(r"n_packets=(\d+)", line)
     port = re.search(r"in_port=(\d+)", line)
-    if not (st and n and port) or "table=1" not in line:
+    if not (st and n and port) or not re.search(r"\btable=1\b", line):
         continue
-    flags = st.group(1)
-    if "+new" in flags:
+    f = st.group(1)
+    if f[0] in "+-":
+        new, est = "+new" in f, "+est" in f
+    else:
+        v, _, m = f.partition("/")
+        v, m = int(v, 0), int(m, 0) if m else 0xFFFFFFFF
+        new, est = bool(v & m & 1), bool(v & m & 2)
+    if new:
         h["new"] += int(n.group(1))
-    elif "+est" in flags:
-        h["est" + port.group(1)] = h.get("est" + port.group(1), 0) + int(n.group(1))
+    elif est:
+        k = "est" + port.group(1)
+        h[k] = h.get(k, 0) + int(n.group(1))
 print("new=%d est_in=%d est_out=%d" % (h["new"], h["est1"], h["est2"]))
 '
 }
+
 # hits_delta BEFORE AFTER: two rule_hits lines -> their difference (the window's packets)
 hits_delta() {
   awk -v a="$1" -v b="$2" 'BEGIN {
@@ -247,7 +258,8 @@ ovs_del_pcap() { $VSCTL del-port br0 p0; }
 ovs_pid() { cat "$OVS_RUNDIR/ovs-vswitchd.pid"; }
 ovs_conns() { $APPCTL dpctl/ct-stats-show 2>/dev/null | awk 'tolower($1) == "total:" || tolower($1) == "connections:" {print $2; f = 1; exit} END {if (!f) print "NA"}'; }
 ovs_stop_row() {
-  [ -n "${KEEP:-}" ] && { $OFCTL dump-flows br0 > "$work/ovs-$1.flows" 2>&1; $APPCTL dpif-netdev/pmd-stats-show > "$work/ovs-$1.pmd" 2>&1; } || true
+  [ -n "${KEEP:-}" ] && { $OFCTL dump-flows br0 > "$work/ovs-$1.flows" 2>&1; $APPCTL dpif-netdev/pmd-stats-show > "$work/ovs-$1.pmd" 2>&1
+    $APPCTL dpctl/dump-conntrack 2>&1 | head -20 > "$work/ovs-$1.ct"; } || true
   vm_stop
   grep -iE '\|(ERR|EMER)\|' "$OVS_LOGDIR/ovs-vswitchd.log" >> "$work/errors.log" 2>/dev/null || true
   ovs_stop
