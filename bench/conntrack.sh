@@ -81,12 +81,7 @@ VSCTL="timeout 60 ovs-vsctl --timeout=20"
 OFCTL="timeout 60 ovs-ofctl -O OpenFlow13"
 APPCTL="timeout 20 ovs-appctl"
 CTL="timeout 20 $VSWITCHCTL --socket $run/vsw.sock"
-cleanup() {
-  stop_tracked
-  ovs_stop >/dev/null 2>&1 || true
-  [ -n "${KEEP:-}" ] && echo "kept $work" >&2 || rm -rf "$work"
-}
-trap cleanup EXIT
+trap bench_exit EXIT
 
 "$here/setup-peers.sh"
 "$root/hugepages/setup.sh" >/dev/null

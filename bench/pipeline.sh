@@ -74,12 +74,7 @@ ovs_env "$work/ovs" vswpipeovs
 VSCTL="timeout 60 taskset -c 0 ovs-vsctl --timeout=20"
 OFCTL="timeout 120 taskset -c 0 ovs-ofctl"
 APPCTL="timeout 20 taskset -c 0 ovs-appctl"
-cleanup() {
-  stop_tracked
-  ovs_stop >/dev/null 2>&1 || true
-  [ -n "${KEEP:-}" ] && echo "kept $work" >&2 || rm -rf "$work"
-}
-trap cleanup EXIT
+trap bench_exit EXIT
 
 "$here/setup-peers.sh"
 "$root/hugepages/setup.sh" >/dev/null
