@@ -49,6 +49,8 @@
 #      SETUP_CONNS (1000000), SETUP_WARM (200000), PEERS ("vswitchd ovs"; PEERS=ovs runs Open vSwitch alone),
 #      RULES_DIR (bench/ct: its firewall.flows and snat.flows), TSC_MHZ (/proc/cpuinfo's cpu MHz:
 #      the TSC rate on a KVM guest; set it where the CPU frequency scales), VSWITCHD, VSWITCHCTL,
+#      EXTRA (more vswitchd arguments, e.g. a connection table size: the setup row needs
+#      SETUP_CONNS + SETUP_WARM connections),
 #      KEEP=1 keeps the work directory (logs; per run the rule counters, PMD statistics and, for
 #      OVS, the first 20 tracked connections)
 # Last line: RESULT ct_min_vs_ovs=<lowest vswitchd/OVS Mpps-through-conntrack ratio, fw and snat rows>
@@ -267,7 +269,7 @@ vsw_start_row() {
   if [ "$row" = setup ]; then port2="p1=net_null0,no-rx=1"; else port2="p1=net_vhost0,iface=$run/vm.sock" mbufs=(--mbufs $((n + 65536))); fi
   timeout -s INT -k 5 "$LIMIT" $PIN_PMD "$VSWITCHD" --mode pipeline --pmd-cores "$PMD_CORE" --stats-interval 0 \
     --control "$run/vsw.sock" --eal "--in-memory --file-prefix vswctvsw" --flows "$(rules_of "$row")" \
-    "${mbufs[@]}" --port "$port2" --ofport p1=2 < <(sleep "$LIMIT") > "$work/sw.log" 2>&1 &
+    "${mbufs[@]}" --port "$port2" --ofport p1=2 ${EXTRA:-} < <(sleep "$LIMIT") > "$work/sw.log" 2>&1 &
   sw_pid=$!
   track "$sw_pid"
   for _ in $(seq 1 150); do
