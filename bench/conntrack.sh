@@ -233,10 +233,12 @@ vm_start() { # SOCKET SERVER(0|1) LOG -> $vm_pid
 }
 vm_stop() { [ -n "${vm_pid:-}" ] || return 0; kill -INT "$vm_pid" 2>/dev/null || true; wait "$vm_pid" 2>/dev/null || true; vm_pid=; }
 
-# ---- the switches: <peer>_start ROW N starts it with ROW's rules, port 2 (the VM's vhost-user port,
-# or for setup a net_null sink) and, for the rows with a VM, the VM; if the switch refuses, it
-# writes the reason to $work/why and fails. <peer>_add_pcap DEVARGS adds port 1, <peer>_pid is the process whose RSS is
-# read, <peer>_conns its tracked connections (NA if it cannot tell), <peer>_stop stops it all. ----
+# ---- the switches (peer ovs or vsw): <peer>_start_row ROW N starts it with ROW's rules, port 2 (the
+# VM's vhost-user port, or for setup a net_null sink) and, for the rows with a VM, the VM; if the
+# switch refuses, it writes the reason to $work/why and fails. <peer>_add_pcap DEVARGS adds port 1
+# (<peer>_del_pcap removes it), <peer>_pid is the process whose RSS is read, <peer>_conns its
+# tracked connections (NA if it cannot tell), <peer>_stop_row TAG stops it all (KEEP: saves its
+# counters as TAG). ----
 ovs_start_row() {
   local row=$1
   rm -f "$run"/*.sock
