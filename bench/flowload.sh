@@ -54,13 +54,8 @@ ovs_env "$work/ovs" vswloadovs
 VSCTL="timeout 60 taskset -c 0 ovs-vsctl --timeout=20"
 OFCTL="timeout $LOAD_LIMIT taskset -c 0 ovs-ofctl"
 CTL="taskset -c 0 $VSWITCHCTL"
-# start_* run in $(...) subshells: the PIDs of what they start go to a file the EXIT trap reads
-track() { echo "$1" >> "$work/pids"; }
 cleanup() {
-  if [ -f "$work/pids" ]; then
-    # only if still ours: a `timeout` we started (a PID reused since would be another process)
-    while read -r p; do [ "$(cat "/proc/$p/comm" 2>/dev/null)" = timeout ] && kill "$p" 2>/dev/null || true; done < "$work/pids"
-  fi
+  stop_tracked
   ovs_stop >/dev/null 2>&1 || true
   ip link del "${veth}a" 2>/dev/null || true
   [ -n "${KEEP:-}" ] && echo "kept $work" >&2 || rm -rf "$work"

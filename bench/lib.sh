@@ -47,6 +47,24 @@ for line in sys.stdin:
 '
 }
 
+# track PID: remember a `timeout` the benchmark started, in $work/pids (the run_* functions run in
+# $(...) subshells, so a variable would not reach the EXIT trap); stop_tracked, from the trap:
+# SIGTERM to each that is still ours (still a `timeout`: a PID reused since is another process's).
+track() { echo "$1" >> "$work/pids"; }
+stop_tracked() {
+  [ -f "$work/pids" ] || return 0
+  local p
+  while read -r p; do [ "$(cat "/proc/$p/comm" 2>/dev/null)" = timeout ] && kill "$p" 2>/dev/null || true; done < "$work/pids"
+}
+
+# bench_exit: the EXIT trap of a benchmark that starts OVS and tracked processes: stop_tracked,
+# ovs_stop, then the work directory goes ($work; KEEP=1 keeps it and says where).
+bench_exit() {
+  stop_tracked
+  ovs_stop >/dev/null 2>&1 || true
+  [ -n "${KEEP:-}" ] && echo "kept $work" >&2 || rm -rf "$work"
+}
+
 median() { sort -g | awk '{v[NR]=$1} END {if (NR==0) {print "NA"; exit} print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
 
 ovs_env() { # DIR PREFIX

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Write a pcap of synthetic Ethernet/IPv4/UDP (or TCP) packets for benchmarks and demos.
 
-usage: pcapgen.py OUT.pcap [--count N] [--size BYTES] [--flows F] [--mixed]
+usage: pcapgen.py OUT.pcap [--count N] [--size BYTES] [--flows F] [--first S] [--mixed]
 Addresses come from the documentation ranges (198.51.100.0/24 -> 203.0.113.0/24).
 --mixed alternates UDP, TCP, VLAN-tagged and ARP frames of several sizes.
+--first numbers the flows from S (flows S..S+F-1), so two files can hold disjoint sets of flows.
 """
 import argparse
 import struct
@@ -69,12 +70,13 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=1024)
     ap.add_argument("--size", type=int, default=64, help="frame size without FCS + 4 (64 -> 60 B on the wire)")
     ap.add_argument("--flows", type=int, default=1)
+    ap.add_argument("--first", type=int, default=0, help="number of the first flow")
     ap.add_argument("--mixed", action="store_true")
     a = ap.parse_args()
 
     def frames():
         for i in range(a.count):
-            flow = i % a.flows
+            flow = a.first + i % a.flows
             if a.mixed:
                 kind = i % 4
                 size = [64, 128, 512, 1514][(i // 4) % 4]

@@ -74,17 +74,7 @@ ovs_env "$work/ovs" vswpipeovs
 VSCTL="timeout 60 taskset -c 0 ovs-vsctl --timeout=20"
 OFCTL="timeout 120 taskset -c 0 ovs-ofctl"
 APPCTL="timeout 20 taskset -c 0 ovs-appctl"
-# run_* execute in $(...) subshells: the PIDs of what they start go to a file the EXIT trap reads
-track() { echo "$1" >> "$work/pids"; }
-cleanup() {
-  if [ -f "$work/pids" ]; then
-    # only if still ours: a `timeout` we started (a PID reused since would be another process)
-    while read -r p; do [ "$(cat "/proc/$p/comm" 2>/dev/null)" = timeout ] && kill "$p" 2>/dev/null || true; done < "$work/pids"
-  fi
-  ovs_stop >/dev/null 2>&1 || true
-  [ -n "${KEEP:-}" ] && echo "kept $work" >&2 || rm -rf "$work"
-}
-trap cleanup EXIT
+trap bench_exit EXIT
 
 "$here/setup-peers.sh"
 "$root/hugepages/setup.sh" >/dev/null
