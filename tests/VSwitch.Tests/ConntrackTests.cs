@@ -227,6 +227,33 @@ public sealed class ConntrackTests
         Assert.Equal("SYN_SENT", Assert.Single(rig.Shared.Conns.Dump(0)).State);
     }
 
+    [Fact]
+    public void Later_fragments_follow_their_first_through_snat_and_one_without_its_first_is_invalid()
+    {
+        using var rig = NewRig(Snat);
+        byte[] Fragment(string src, ushort fragField) => FrameBuilder.Build(new FrameSpec
+        {
+            Proto = 17, NwSrc = FrameBuilder.Ip(src), NwDst = FrameBuilder.Ip(Outside), SrcPort = 5353, DstPort = 53, FragField = fragField, Payload = new byte[16],
+        });
+        rig.Send(1, [Fragment(Inside, 0x2000), Fragment(Inside, 0x0003)]); // offset 0 with MF, then offset 24
+        var out2 = rig.Out(2);
+        Assert.Equal(2, out2.Count);
+        foreach (var f in out2)
+        {
+            Assert.Equal(FrameBuilder.Ip(Public), SrcOf(f)); // both fragments leave with the public address
+            Assert.Equal(0, FrameBuilder.Checksum(f.AsSpan(14, 20), 0)); // and a valid IP header checksum
+        }
+
+        Assert.Equal((ushort)0x2000, System.Buffers.Binary.BinaryPrimitives.ReadUInt16BigEndian(out2[0].AsSpan(20)));
+        Assert.Equal((ushort)0x0003, System.Buffers.Binary.BinaryPrimitives.ReadUInt16BigEndian(out2[1].AsSpan(20)));
+        Assert.Single(rig.Shared.Conns!.Dump(0)); // the datagram's connection, from its first fragment
+
+        ulong inv = rig.Counters.CtInvalid;
+        rig.Send(1, [Fragment("198.51.100.9", 0x0003)]); // a later fragment whose first never came
+        Assert.Empty(rig.Out(2));
+        Assert.Equal(inv + 1, rig.Counters.CtInvalid);
+    }
+
     [Theory]
     [InlineData("ct(commit,zone=5,table=2,exec(set_field:0x7->ct_mark),nat(src=203.0.113.1-203.0.113.3:1024-2000,random))")]
     [InlineData("ct(table=1,zone=1,nat)")]

@@ -209,7 +209,7 @@ public class TupleParserTests
         var (s, t, info) = Parse(p);
         Assert.Equal(TupleStatus.Ok, s);
         Assert.Equal(ConnTuple.Ipv6(A6, B6, 6, 1234, 80), t);
-        Assert.Equal(new TupleInfo { Kind = TupleKind.Ports, FirstFragment = true, L4 = 80, End = (ushort)p.Length }, info);
+        Assert.Equal(new TupleInfo { Kind = TupleKind.Ports, FirstFragment = true, L4 = 80, End = (ushort)p.Length, FragmentId = 0x12345678 }, info);
 
         // AH counts its length in 4-byte units (minus 2).
         byte[] ah = new byte[16];
@@ -226,6 +226,7 @@ public class TupleParserTests
         Assert.Equal(TupleKind.LaterFragment, info.Kind);
         Assert.Equal(ConnTuple.Ipv6(A6, B6, 17), t);
         Assert.Equal(48, info.L4);
+        Assert.Equal(0x12345678u, info.FragmentId); // what its first fragment is remembered by (FragmentTable)
     }
 
     [Fact]

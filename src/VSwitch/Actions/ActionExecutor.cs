@@ -202,7 +202,7 @@ public readonly unsafe struct ActionExecutor<TIo>
                         ulong now = _f.RoundTsc;
                         for (int j = 0; j < k; j++)
                         {
-                            cts[j] = conns.Process(pkts[j], ref offs[j], spec, now, state.Counters, cts[j]);
+                            cts[j] = conns.Process(pkts[j], ref offs[j], spec, now, state.Counters, cts[j], _f.Frags);
                         }
                     }
 

@@ -6,8 +6,8 @@
 // need not separate connections). The tuple comes from TupleParser (the packet from its IP header),
 // TCP state from TcpTracker, other protocols' from UdpIcmpTracker, checksum updates for the quoted
 // packet of an ICMP error from NatChecksum; allocates nothing, takes no lock (ConnTable.cs says how
-// writers share the table). Fragments are not reassembled: an IPv4 or IPv6 fragment is +trk+inv
-// (rules decide; docs/FLOWS.md says why).
+// writers share the table). Fragments are tracked by the first fragment (FragmentTable.cs says how
+// and why), not reassembled.
 using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
 using VSwitch.Actions;
@@ -38,9 +38,10 @@ public sealed unsafe partial class ConnTable
     /// Runs ct with <paramref name="spec"/> on one packet; returns the packet's new word 9 (ct_state |
     /// ct_zone &lt;&lt; 8 | ct_mark &lt;&lt; 32; recirc_id bits zero). <paramref name="current"/> is the word the
     /// packet carries: a packet already tracked in this zone (a second ct after recirculation) is not
-    /// tracked again (its TCP state and counters already saw it), as Open vSwitch.
+    /// tracked again (its TCP state and counters already saw it), as Open vSwitch. <paramref name="frags"/>
+    /// is the PMD's memory of first fragments' verdicts (FragmentTable.cs); null: fragments are +inv.
     /// </summary>
-    public ulong Process(nint m, ref HeaderOffsets off, DpCtSpec* spec, ulong now, PmdCounters* c, ulong current = 0)
+    public ulong Process(nint m, ref HeaderOffsets off, DpCtSpec* spec, ulong now, PmdCounters* c, ulong current = 0, FragmentTable? frags = null)
     {
         byte* d = Mbuf.Data(m);
         int len = Mbuf.DataLen(m);
@@ -54,19 +55,71 @@ public sealed unsafe partial class ConnTable
 
         byte* l3 = d + off.L3;
         var status = TupleParser.Parse(l3, len - off.L3, (l3[0] >> 4) == 6 ? KeyExtractor.EthIpv6 : KeyExtractor.EthIp, out ConnTuple ct, out TupleInfo info);
-        if (status != TupleStatus.Ok || info.FirstFragment || info.Kind == TupleKind.LaterFragment)
+        if (status != TupleStatus.Ok || ((info.FirstFragment || info.Kind == TupleKind.LaterFragment) && frags == null))
         {
             c->CtInvalid++;
             return CtState.Trk | CtState.Inv | zoneBits;
         }
 
+        bool again = (current & CtState.Trk) != 0 && (ushort)(current >> 8) == zone && (current & CtState.Inv) == 0;
+        if (info.Kind == TupleKind.LaterFragment)
+        {
+            // Also on a second ct (after recirculation): the first fragment may have been committed
+            // and NATed since (both in one burst); once NATed, this one is found no more and keeps its state.
+            return LaterFragment(m, off, ct, info, zone, now, c, frags!, again ? current : 0);
+        }
+
+        if (info.FirstFragment)
+        {
+            ulong w = Whole(m, ref off, d, len, l3, ct, info, spec, now, c, zoneBits, again);
+            bool v4 = ct.Family == ConnTuple.V4;
+            frags!.Remember(ct, info.FragmentId, zone, w, v4 ? 0 : Rd64(l3 + 8), v4 ? Rd32(l3 + 12) : Rd64(l3 + 16),
+                v4 ? 0 : Rd64(l3 + 24), v4 ? Rd32(l3 + 16) : Rd64(l3 + 32), now + ((ulong)FragmentTable.Seconds * TscHz));
+            return w;
+        }
+
+        return Whole(m, ref off, d, len, l3, ct, info, spec, now, c, zoneBits, again);
+    }
+
+    /// <summary>A later fragment: the verdict and address rewrite of its datagram's first fragment, or +inv.</summary>
+    private static ulong LaterFragment(nint m, in HeaderOffsets off, in ConnTuple ct, in TupleInfo info, ushort zone, ulong now, PmdCounters* c, FragmentTable frags, ulong tracked)
+    {
+        FragmentEntry* f = frags.Find(ct, info.FragmentId, zone, now);
+        if (f == null && tracked != 0)
+        {
+            return tracked;
+        }
+
+        if (f == null)
+        {
+            c->CtInvalid++; // before its first fragment, or forgotten
+            return CtState.Trk | CtState.Inv | ((ulong)zone << 8);
+        }
+
+        bool v4 = ct.Family == ConnTuple.V4; // no transport header here: the IP header's addresses only
+        if (f->NewSrcHi != ct.SrcHi || f->NewSrcLo != ct.SrcLo)
+        {
+            SetAddr(m, off, v4, false, f->NewSrcHi, f->NewSrcLo, DpAction.L4None);
+        }
+
+        if (f->NewDstHi != ct.DstHi || f->NewDstLo != ct.DstLo)
+        {
+            SetAddr(m, off, v4, true, f->NewDstHi, f->NewDstLo, DpAction.L4None);
+        }
+
+        return f->CtWord;
+    }
+
+    /// <summary>A packet with its transport header (not a later fragment).</summary>
+    private ulong Whole(nint m, ref HeaderOffsets off, byte* d, int len, byte* l3, in ConnTuple ct, in TupleInfo info, DpCtSpec* spec, ulong now, PmdCounters* c, ulong zoneBits, bool again)
+    {
+        ushort zone = spec->Zone;
         var t = new CtTuple(ct, zone);
         if (info.Kind == TupleKind.IcmpError)
         {
             return Related(m, l3, off, t, info, spec, zoneBits);
         }
 
-        bool again = (current & CtState.Trk) != 0 && (ushort)(current >> 8) == zone && (current & CtState.Inv) == 0;
         c->CtLookups++;
         uint h = t.Hash();
         int node = Find(t, h);

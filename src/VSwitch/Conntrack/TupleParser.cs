@@ -92,6 +92,9 @@ public struct TupleInfo
 
     /// <summary>ICMP errors: offset of the embedded transport header; 0 otherwise.</summary>
     public ushort InnerL4;
+
+    /// <summary>Fragments (first or later): the datagram's identification (IPv4's 16 bits, the IPv6 fragment header's 32).</summary>
+    public uint FragmentId;
 }
 
 public static unsafe class TupleParser
@@ -315,6 +318,11 @@ public static unsafe class TupleParser
             info.FirstFragment = (frag & 0x2000) != 0;
         }
 
+        if ((frag & 0x3FFF) != 0)
+        {
+            info.FragmentId = BinaryPrimitives.ReadUInt16BigEndian(p[4..]);
+        }
+
         return TupleStatus.Ok;
     }
 
@@ -377,6 +385,7 @@ public static unsafe class TupleParser
             if (next == NextFragment)
             {
                 ushort offFlags = BinaryPrimitives.ReadUInt16BigEndian(p[(off + 2)..]);
+                info.FragmentId = BinaryPrimitives.ReadUInt32BigEndian(p[(off + 4)..]);
                 if ((offFlags & 0xFFF8) != 0)
                 {
                     t.Protocol = following;

@@ -67,6 +67,9 @@ public sealed unsafe class FlowPmd : IDisposable
 
     public PuntRing Punts { get; } = new();
 
+    /// <summary>First fragments' conntrack verdicts, for their later fragments (this PMD's; Conntrack/FragmentTable.cs).</summary>
+    public Conntrack.FragmentTable Frags { get; } = new();
+
     /// <summary>Sources NORMAL saw, for the MAC table's single writer (PipelineShared.Learner).</summary>
     public LearnRing Learns { get; } = new();
 
@@ -137,6 +140,7 @@ public sealed unsafe class FlowPmd : IDisposable
         Emc.Dispose();
         Punts.Dispose();
         Learns.Dispose();
+        Frags.Dispose();
         NativeMemory.AlignedFree(Keys);
         NativeMemory.AlignedFree(Offsets);
         NativeMemory.AlignedFree(Hashes);
