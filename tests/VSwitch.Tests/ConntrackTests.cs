@@ -254,6 +254,34 @@ public sealed class ConntrackTests
         Assert.Equal(inv + 1, rig.Counters.CtInvalid);
     }
 
+    [Fact]
+    public void Snat_to_a_whole_ipv6_64_picks_an_address_in_it()
+    {
+        using var rig = NewRig("""
+            table=0,priority=100,ipv6,ct_state=-trk,actions=ct(table=1,zone=1,nat)
+            table=1,priority=100,ipv6,in_port=1,ct_state=+trk+new,actions=ct(commit,zone=1,nat(src=[2001:db8:9::]-[2001:db8:9::ffff:ffff:ffff:ffff])),output:2
+            """);
+        rig.Send(1, [FrameBuilder.Build(new FrameSpec { EthType = 0x86DD, Proto = 17, SrcPort = 5000, DstPort = 53, Payload = new byte[18] })]);
+        var f = Assert.Single(rig.Out(2));
+        Assert.Equal(0x20010DB8_00090000UL, System.Buffers.Binary.BinaryPrimitives.ReadUInt64BigEndian(f.AsSpan(22))); // the source's /64
+        Assert.Empty(FrameBuilder.VerifyChecksums(f));
+    }
+
+    [Fact]
+    public void Force_recommits_a_connection_met_in_its_reply_direction_the_other_way()
+    {
+        using var rig = NewRig("""
+            table=0,priority=100,udp,in_port=1,actions=ct(commit,zone=1),output:2
+            table=0,priority=100,udp,in_port=2,actions=ct(commit,force,zone=1),output:1
+            """);
+        rig.Send(1, [Udp(Inside, Outside, 1000, 53)]);
+        Assert.StartsWith("src=198.51.100.2,", Assert.Single(rig.Shared.Conns!.Dump(0)).Orig.ToString(), StringComparison.Ordinal);
+        rig.Send(2, [Udp(Outside, Inside, 53, 1000)]); // the reply direction, with force: ended, and started from here
+        Assert.Single(rig.Out(1));
+        rig.Shared.Conns.Sweep(rig.Ports.Clock, () => 1, _ => true); // unlink the ended one
+        Assert.StartsWith("src=203.0.113.2,", Assert.Single(rig.Shared.Conns.Dump(0)).Orig.ToString(), StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("ct(commit,zone=5,table=2,exec(set_field:0x7->ct_mark),nat(src=203.0.113.1-203.0.113.3:1024-2000,random))")]
     [InlineData("ct(table=1,zone=1,nat)")]

@@ -8,11 +8,14 @@
 //     each entry being on two chains (its Orig and its Reply tuple), linked through NextOrig/NextReply;
 //   - a bounded MPMC queue of free entry indexes (Vyukov's: a sequence number per cell, no ABA).
 // Writers, and why no lock is needed:
-//   - a PMD creates a connection: it takes a free entry, fills it, and links its two nodes at their
-//     buckets' heads with a CAS each. Two PMDs creating the same tuple at once (the same connection,
-//     or two connections NAT chose the same port for) both link; each then looks behind its own node
-//     for a live duplicate, and the one found behind (the older) wins: the newer is marked dead and
-//     its PMD uses the older connection or picks another port;
+//   - a PMD creates a connection: it takes a free entry, fills it completely (state Creating, which
+//     lookups and the sweeper pass over), links its two nodes at their buckets' heads with a CAS each,
+//     then takes a ticket (a global counter) and looks along both chains for a twin: a node with an
+//     equal tuple whose entry is Live or Creating and has a lower ticket. Found, it yields (Dead, never
+//     live) and uses that connection (the same connection, created by another PMD at the same time,
+//     possibly from its other direction) or picks another NAT port; otherwise it becomes Live. Linking
+//     before taking the ticket makes the tickets agree with what each creator can see: of two twins,
+//     the one with the higher ticket took it after the other linked, so it finds the other and yields;
 //   - a connection's per-direction state (TCP half, seen bits, counters, last-seen time) is written
 //     only by the packets of that direction (TcpTracker's design): two PMDs may track one connection;
 //   - only the sweeper (control thread) unlinks nodes and returns entries to the free queue, and only
@@ -133,6 +136,9 @@ public struct ConnEntry
     /// <summary>Creation time (TSC).</summary>
     public ulong Created;
 
+    /// <summary>The creation ticket: of two twins created at once the lower one stays (0: not yet taken).</summary>
+    public ulong Ticket;
+
     /// <summary>Non-TCP: what each side sent (UdpIcmpTracker; each side's byte written by that direction).</summary>
     public DatagramConn Dgram;
 
@@ -147,7 +153,7 @@ public readonly record struct ConnInfo(CtTuple Orig, CtTuple Reply, string Proto
 /// <summary>The connection table (see the file comment).</summary>
 public sealed unsafe partial class ConnTable : IDisposable
 {
-    public const int Free = 0, Live = 1, Dead = 2, Retired = 3;
+    public const int Free = 0, Live = 1, Dead = 2, Retired = 3, Creating = 4;
 
     /// <summary>Most connections by default (264 bytes each with their buckets: 66 MB).</summary>
     public const int DefaultCapacity = 1 << 18;
@@ -270,16 +276,24 @@ public sealed unsafe partial class ConnTable : IDisposable
         }
     }
 
-    /// <summary>A live node with <paramref name="node"/>'s tuple linked behind it (an older duplicate), or -1.</summary>
-    private int OlderTwin(int node)
+    /// <summary>
+    /// A node of another entry, Live or Creating, with <paramref name="node"/>'s tuple and a ticket below
+    /// <paramref name="ticket"/> (anywhere on the chain), or -1.
+    /// </summary>
+    private int Twin(int node, uint hash, ulong ticket)
     {
         ref CtTuple t = ref TupleOf(node);
-        int n = Volatile.Read(ref Link(node));
+        int n = Volatile.Read(ref _buckets[hash & _bucketMask]);
         while (n >= 0)
         {
-            if (Volatile.Read(ref _entries[n >> 1].State) == Live && TupleOf(n).Equals(t))
+            ConnEntry* o = _entries + (n >> 1);
+            if ((n >> 1) != (node >> 1) && Volatile.Read(ref o->State) is Live or Creating && TupleOf(n).Equals(t))
             {
-                return n;
+                ulong ot = Volatile.Read(ref o->Ticket);
+                if (ot != 0 && ot < ticket)
+                {
+                    return n;
+                }
             }
 
             n = Volatile.Read(ref Link(n));
@@ -289,50 +303,64 @@ public sealed unsafe partial class ConnTable : IDisposable
     }
 
     /// <summary>
-    /// Stores a new connection (orig, reply) in <paramref name="zone"/>. Returns the entry's orig node,
-    /// the orig node of an equal connection another PMD stored at the same time, -1 when a limit
-    /// refused it, or -2 when the reply tuple is taken (the caller picks another NAT port).
+    /// Stores a new connection built in <paramref name="entry"/> (tuples, trackers, NAT, mark, counters:
+    /// complete before anything can see it). Returns the entry's orig node; the node of an equal
+    /// connection another PMD stored at the same time, for this packet's tuple; -1 when a limit refused
+    /// it; or -2 when the reply tuple is another connection's (the caller picks another NAT port).
     /// </summary>
-    internal int Create(in CtTuple orig, in CtTuple reply, uint origHash, uint replyHash, ulong now, out bool created)
+    internal int Create(in ConnEntry entry, uint origHash, uint replyHash, out bool created)
     {
         created = false;
-        ushort zone = orig.Zone;
+        ushort zone = entry.Orig.Zone;
         int zl = _zoneLimits[zone];
         zl = zl != 0 ? zl : DefaultZoneLimit;
-        if ((zl != 0 && Volatile.Read(ref _zoneCounts[zone]) >= zl) || !_free.TryPop(out int i))
+        if (Interlocked.Increment(ref _zoneCounts[zone]) > zl && zl != 0)
         {
+            Interlocked.Decrement(ref _zoneCounts[zone]);
             Interlocked.Increment(ref _refused);
             return -1;
         }
 
-        ConnEntry* e = _entries + i;
-        *e = default;
-        e->Orig = orig;
-        e->Reply = reply;
-        e->Created = now;
-        e->LastOrig = now;
-        Volatile.Write(ref e->State, Live);
-        int on = i << 1, rn = (i << 1) | 1;
-        Insert(on, origHash);
-        Insert(rn, replyHash);
-        int twin = OlderTwin(on);
-        if (twin >= 0)
+        if (!_free.TryPop(out int i))
         {
-            Volatile.Write(ref e->State, Dead); // the same connection, stored first by another PMD: use it
-            return twin;
-        }
-
-        if (OlderTwin(rn) >= 0)
-        {
-            Volatile.Write(ref e->State, Dead); // another connection took this reply tuple first
-            return -2;
+            Interlocked.Decrement(ref _zoneCounts[zone]);
+            Interlocked.Increment(ref _refused);
+            return -1;
         }
 
         Interlocked.Increment(ref _count);
-        Interlocked.Increment(ref _zoneCounts[zone]);
-        created = true;
-        return on;
+        ConnEntry* e = _entries + i;
+        *e = entry;
+        e->Ticket = 0;
+        e->State = Creating; // published by the CAS of the first insert
+        int on = i << 1, rn = (i << 1) | 1;
+        Insert(on, origHash);
+        Insert(rn, replyHash);
+        ulong ticket = (ulong)Interlocked.Increment(ref _tickets);
+        Volatile.Write(ref e->Ticket, ticket);
+        int twin = Twin(on, origHash, ticket);
+        int replyTwin = twin < 0 ? Twin(rn, replyHash, ticket) : -1;
+        if (twin < 0 && replyTwin < 0)
+        {
+            Volatile.Write(ref e->State, Live); // only the creator writes a Creating entry's state
+            created = true;
+            return on;
+        }
+
+        Volatile.Write(ref e->State, Dead); // yields: never live, uncounted here, unlinked by the sweeper
+        Interlocked.Decrement(ref _count);
+        Interlocked.Decrement(ref _zoneCounts[zone]);
+        if (twin >= 0)
+        {
+            return twin; // the same connection, this packet's tuple
+        }
+
+        // Our reply tuple is another entry's: the same connection seen from its other direction (its
+        // other node has our orig tuple), or another connection on that NAT tuple.
+        return TupleOf(replyTwin ^ 1).Equals(entry.Orig) ? replyTwin ^ 1 : -2;
     }
+
+    private long _tickets;
 
     /// <summary>
     /// Ends a live connection (a TCP port reused after a close, expiry, a flush): whoever moves it from
@@ -376,9 +404,9 @@ public sealed unsafe partial class ConnTable : IDisposable
         {
             ConnEntry* e = _entries + i;
             int st = Volatile.Read(ref e->State);
-            if (st is Free or Retired)
+            if (st is Free or Retired or Creating)
             {
-                continue;
+                continue; // a Creating entry belongs to its PMD until it is Live or Dead
             }
 
             bool go = st == Dead || Remaining(e, now) == 0 || (flush != null && flush(Info(e, now)));
@@ -422,6 +450,23 @@ public sealed unsafe partial class ConnTable : IDisposable
 
             _retired.RemoveAt(r);
         }
+    }
+
+    /// <summary>The free queue's entries, taken and put back (tests: each entry is there once, none lost).</summary>
+    internal List<int> FreeEntries()
+    {
+        var list = new List<int>();
+        while (_free.TryPop(out int i))
+        {
+            list.Add(i);
+        }
+
+        foreach (int i in list)
+        {
+            _free.TryPush(i);
+        }
+
+        return list;
     }
 
     /// <summary>Entries unlinked and waiting for their epoch.</summary>

@@ -69,16 +69,16 @@ public sealed unsafe partial class ConnTable
             return LaterFragment(m, off, ct, info, zone, now, c, frags!, again ? current : 0);
         }
 
-        if (info.FirstFragment)
+        if (info.FirstFragment && info.Kind != TupleKind.IcmpError) // an error's tuple is the quoted packet's, not its datagram's
         {
-            ulong w = Whole(m, ref off, d, len, l3, ct, info, spec, now, c, zoneBits, again);
+            ulong w = Whole(m, ref off, d, len, l3, ct, info, spec, now, c, zoneBits, again, current);
             bool v4 = ct.Family == ConnTuple.V4;
             frags!.Remember(ct, info.FragmentId, zone, w, v4 ? 0 : Rd64(l3 + 8), v4 ? Rd32(l3 + 12) : Rd64(l3 + 16),
                 v4 ? 0 : Rd64(l3 + 24), v4 ? Rd32(l3 + 16) : Rd64(l3 + 32), now + ((ulong)FragmentTable.Seconds * TscHz));
             return w;
         }
 
-        return Whole(m, ref off, d, len, l3, ct, info, spec, now, c, zoneBits, again);
+        return Whole(m, ref off, d, len, l3, ct, info, spec, now, c, zoneBits, again, current);
     }
 
     /// <summary>A later fragment: the verdict and address rewrite of its datagram's first fragment, or +inv.</summary>
@@ -111,13 +111,13 @@ public sealed unsafe partial class ConnTable
     }
 
     /// <summary>A packet with its transport header (not a later fragment).</summary>
-    private ulong Whole(nint m, ref HeaderOffsets off, byte* d, int len, byte* l3, in ConnTuple ct, in TupleInfo info, DpCtSpec* spec, ulong now, PmdCounters* c, ulong zoneBits, bool again)
+    private ulong Whole(nint m, ref HeaderOffsets off, byte* d, int len, byte* l3, in ConnTuple ct, in TupleInfo info, DpCtSpec* spec, ulong now, PmdCounters* c, ulong zoneBits, bool again, ulong current)
     {
         ushort zone = spec->Zone;
         var t = new CtTuple(ct, zone);
         if (info.Kind == TupleKind.IcmpError)
         {
-            return Related(m, l3, off, t, info, spec, zoneBits);
+            return Related(m, l3, off, t, info, spec, zoneBits, again ? current : 0, c);
         }
 
         c->CtLookups++;
@@ -151,12 +151,32 @@ public sealed unsafe partial class ConnTable
                 return Existing(m, ref off, e, reply, t, spec, now, zoneBits, count: false);
             }
 
-            if (tcp)
+            // force: a committed connection met in its reply direction is ended and this packet starts
+            // one its way, if it may open one (a TCP SYN; any other protocol's packet).
+            bool force = (spec->Flags & (DpCtSpec.FlagForce | DpCtSpec.FlagCommit)) == (DpCtSpec.FlagForce | DpCtSpec.FlagCommit) && reply
+                && (tcp ? TcpTracker.Opens(seg) : UdpIcmpTracker.Opens(ct, info.Kind));
+            if (force)
             {
-                TcpVerdict v = TcpTracker.Update(ref e->Tcp, reply, seg);
-                if (v == TcpVerdict.Restart || ((spec->Flags & DpCtSpec.FlagForce) != 0 && reply))
+                TryKill(e);
+                node = -1;
+            }
+            else if (tcp)
+            {
+                // the time first: a segment that moves the connection to a shorter timeout must not let
+                // a sweep expire it by its old last-seen time
+                if (reply)
                 {
-                    TryKill(e); // a new connection on the tuple of a closed one (or force: recommitted the other way)
+                    Volatile.Write(ref e->LastReply, now);
+                }
+                else
+                {
+                    Volatile.Write(ref e->LastOrig, now);
+                }
+
+                TcpVerdict v = TcpTracker.Update(ref e->Tcp, reply, seg);
+                if (v == TcpVerdict.Restart)
+                {
+                    TryKill(e); // a new connection on the tuple of a closed one
                     node = -1;
                 }
                 else if (v == TcpVerdict.Invalid)
@@ -240,7 +260,32 @@ public sealed unsafe partial class ConnTable
                 continue; // that public tuple is in use: try the next
             }
 
-            int node = Create(t, reply, h, rh, now, out bool created);
+            // The whole entry is built before it is linked: a PMD that finds it (as a twin created at
+            // the same time) sees its trackers, NAT and mark.
+            ConnEntry n = default;
+            n.Orig = t;
+            n.Reply = reply;
+            n.Created = now;
+            n.LastOrig = now;
+            n.PacketsOrig = 1;
+            n.BytesOrig = Mbuf.PktLen(m);
+            if (tcp)
+            {
+                n.Tcp = TcpTracker.Start(seg);
+            }
+            else
+            {
+                n.Dgram = UdpIcmpTracker.Start(t.T);
+            }
+
+            n.Nat = spec->Nat switch
+            {
+                CtNatKind.Src => (byte)CtState.Snat,
+                CtNatKind.Dst => (byte)CtState.Dnat,
+                _ => 0,
+            };
+            Exec(&n, spec);
+            int node = Create(n, h, rh, out bool created);
             if (node == -1)
             {
                 c->CtFull++;
@@ -258,24 +303,6 @@ public sealed unsafe partial class ConnTable
                 return Existing(m, ref off, e, (node & 1) != 0, t, spec, now, zoneBits); // another PMD stored it first
             }
 
-            if (tcp)
-            {
-                e->Tcp = TcpTracker.Start(seg);
-            }
-            else
-            {
-                e->Dgram = UdpIcmpTracker.Start(t.T);
-            }
-
-            e->PacketsOrig = 1;
-            e->BytesOrig = Mbuf.PktLen(m);
-            e->Nat = spec->Nat switch
-            {
-                CtNatKind.Src => (byte)CtState.Snat,
-                CtNatKind.Dst => (byte)CtState.Dnat,
-                _ => 0,
-            };
-            Exec(e, spec);
             c->CtCommits++;
             ulong state = CtState.Trk | CtState.New;
             if (e->Nat != 0)
@@ -295,7 +322,14 @@ public sealed unsafe partial class ConnTable
     {
         if ((spec->Flags & DpCtSpec.FlagMark) != 0)
         {
-            e->Mark = (e->Mark & ~spec->MarkMask) | spec->MarkValue;
+            // Both directions' PMDs may commit: a lost update would drop bits of the other's mask.
+            uint old, now;
+            do
+            {
+                old = Volatile.Read(ref e->Mark);
+                now = (old & ~spec->MarkMask) | spec->MarkValue;
+            }
+            while (old != now && Interlocked.CompareExchange(ref e->Mark, now, old) != old);
         }
 
         if ((spec->Flags & DpCtSpec.FlagLabel) != 0)
@@ -322,7 +356,8 @@ public sealed unsafe partial class ConnTable
         ulong span = s->AddrMaxLo - s->AddrMinLo; // ranges within one /64 (IPv6) or anywhere in IPv4
         if (span != 0 && s->AddrMaxHi == s->AddrMinHi)
         {
-            lo += (seed + (uint)(attempt / 16)) % (span + 1);
+            ulong pick = seed + (ulong)(attempt / 16);
+            lo += span == ulong.MaxValue ? pick : pick % (span + 1); // a whole /64: any offset is in range
         }
 
         ushort port;
@@ -492,12 +527,18 @@ public sealed unsafe partial class ConnTable
     /// the reply direction), with that connection's NAT applied to the outer addresses it concerns
     /// and undone on the quoted packet. Not related to any connection: +inv.
     /// </summary>
-    private ulong Related(nint m, byte* l3, in HeaderOffsets off, in CtTuple quoted, in TupleInfo info, DpCtSpec* spec, ulong zoneBits)
+    private ulong Related(nint m, byte* l3, in HeaderOffsets off, in CtTuple quoted, in TupleInfo info, DpCtSpec* spec, ulong zoneBits, ulong tracked, PmdCounters* c)
     {
         CtTuple key = quoted.Reverse(); // the error travels against the quoted packet
         int node = Find(key, key.Hash());
+        if (node < 0 && tracked != 0)
+        {
+            return tracked; // a second ct after one that un-NATed the quote: nothing more to find
+        }
+
         if (node < 0)
         {
+            c->CtInvalid++;
             return CtState.Trk | CtState.Inv | zoneBits;
         }
 
