@@ -71,14 +71,14 @@ public sealed unsafe partial class ConnTable
 
         if (info.FirstFragment && info.Kind != TupleKind.IcmpError) // an error's tuple is the quoted packet's, not its datagram's
         {
-            ulong w = Whole(m, ref off, d, len, l3, ct, info, spec, now, c, zoneBits, again, current);
+            ulong w = Whole(m, ref off, l3, ct, info, spec, now, c, zoneBits, again, current);
             bool v4 = ct.Family == ConnTuple.V4;
             frags!.Remember(ct, info.FragmentId, zone, w, v4 ? 0 : Rd64(l3 + 8), v4 ? Rd32(l3 + 12) : Rd64(l3 + 16),
                 v4 ? 0 : Rd64(l3 + 24), v4 ? Rd32(l3 + 16) : Rd64(l3 + 32), now + ((ulong)FragmentTable.Seconds * TscHz));
             return w;
         }
 
-        return Whole(m, ref off, d, len, l3, ct, info, spec, now, c, zoneBits, again, current);
+        return Whole(m, ref off, l3, ct, info, spec, now, c, zoneBits, again, current);
     }
 
     /// <summary>A later fragment: the verdict and address rewrite of its datagram's first fragment, or +inv.</summary>
@@ -111,7 +111,7 @@ public sealed unsafe partial class ConnTable
     }
 
     /// <summary>A packet with its transport header (not a later fragment).</summary>
-    private ulong Whole(nint m, ref HeaderOffsets off, byte* d, int len, byte* l3, in ConnTuple ct, in TupleInfo info, DpCtSpec* spec, ulong now, PmdCounters* c, ulong zoneBits, bool again, ulong current)
+    private ulong Whole(nint m, ref HeaderOffsets off, byte* l3, in ConnTuple ct, in TupleInfo info, DpCtSpec* spec, ulong now, PmdCounters* c, ulong zoneBits, bool again, ulong current)
     {
         ushort zone = spec->Zone;
         var t = new CtTuple(ct, zone);

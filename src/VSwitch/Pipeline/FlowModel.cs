@@ -148,9 +148,8 @@ public enum ActionKind : byte
     Recirc,
 
     /// <summary>
-    /// ct_clear: clears the packet's connection-tracking state. This switch does not track
-    /// connections yet, so the state is always clear and the action does nothing (accepted so that
-    /// Open vSwitch rule files load; it round-trips in dumps).
+    /// ct_clear: the packet becomes untracked (ct_state, ct_zone, ct_mark 0 in the key and in the
+    /// connection-tracking word a later ct or recirculation sees).
     /// </summary>
     CtClear,
 
