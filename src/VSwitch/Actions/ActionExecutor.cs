@@ -34,13 +34,15 @@ public readonly unsafe struct ActionExecutor<TIo>
     /// mbufs: an action that drops a packet (TTL expiry, no headroom for a tag) frees it and closes
     /// the gap (<see cref="Keep"/>), so the group never holds a hole a later copy or edit could touch;
     /// a non-final output sends copies, the final output sends the originals, and whatever no output
-    /// took is freed at the end.
+    /// took is freed at the end. With <paramref name="tracked"/> the packets' connection-tracking
+    /// words are in FlowPmd.GroupCt (a recirculated pass); otherwise they are all 0 (untracked) until
+    /// a ct op writes them there, so a first pass without ct copies none.
     /// </summary>
-    public void Execute(PmdState state, MegaflowEntry* me, nint* pkts, HeaderOffsets* offs, int k, ushort inPort)
+    public void Execute(PmdState state, MegaflowEntry* me, nint* pkts, HeaderOffsets* offs, int k, ushort inPort, bool tracked)
     {
         DpAction* ops = me->Program;
         int count = me->OpCount;
-        ulong* cts = _f.GroupCt;
+        ulong* cts = tracked ? _f.GroupCt : null; // null: every packet's word is 0
         bool sent = false, punted = false;
         for (int a = 0; a < count && k > 0; a++)
         {
@@ -187,7 +189,7 @@ public readonly unsafe struct ActionExecutor<TIo>
                 case DpOp.Recirc:
                     for (int j = 0; j < k; j++)
                     {
-                        QueueRecirc(state, pkts[j], (byte)op.A, cts[j]);
+                        QueueRecirc(state, pkts[j], (byte)op.A, cts == null ? 0 : cts[j]);
                     }
 
                     sent = true; // the packets now belong to the next pass
@@ -200,17 +202,20 @@ public readonly unsafe struct ActionExecutor<TIo>
                     {
                         Conntrack.DpCtSpec* spec = Conntrack.CtSpecs.At(op.A);
                         ulong now = _f.RoundTsc;
+                        ulong* words = _f.GroupCt;
                         for (int j = 0; j < k; j++)
                         {
-                            cts[j] = conns.Process(pkts[j], ref offs[j], spec, now, state.Counters, cts[j], _f.Frags);
+                            words[j] = conns.Process(pkts[j], ref offs[j], spec, now, state.Counters, cts == null ? 0 : cts[j], _f.Frags);
                         }
+
+                        cts = words;
                     }
 
                     if ((op.Flags & DpAction.CtRecirc) != 0)
                     {
                         for (int j = 0; j < k; j++)
                         {
-                            QueueRecirc(state, pkts[j], (byte)op.B, cts[j]);
+                            QueueRecirc(state, pkts[j], (byte)op.B, cts == null ? 0 : cts[j]);
                         }
 
                         sent = true;
@@ -221,11 +226,7 @@ public readonly unsafe struct ActionExecutor<TIo>
                 }
 
                 case DpOp.CtClear:
-                    for (int j = 0; j < k; j++)
-                    {
-                        cts[j] = 0;
-                    }
-
+                    cts = null;
                     break;
                 case DpOp.DecTtl:
                 {
@@ -284,7 +285,11 @@ public readonly unsafe struct ActionExecutor<TIo>
     {
         pkts[w] = pkts[j];
         offs[w] = offs[j];
-        cts[w] = cts[j];
+        if (cts != null)
+        {
+            cts[w] = cts[j];
+        }
+
         return w + 1;
     }
 

@@ -400,11 +400,18 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
             {
                 f.GroupPkts[j] = mbufs[mem[j]];
                 f.GroupOffs[j] = f.Offsets[mem[j]];
-                f.GroupCt[j] = keys[mem[j]].W[FlowKey.CtWord] & ~RecircBits;
+            }
+
+            if (cts != null) // a recirculated pass: the packets carry connection state
+            {
+                for (int j = 0; j < k; j++)
+                {
+                    f.GroupCt[j] = keys[mem[j]].W[FlowKey.CtWord] & ~RecircBits;
+                }
             }
 
             Account(me, f.GroupPkts, k, now);
-            _exec.Execute(state, me, f.GroupPkts, f.GroupOffs, k, inPort);
+            _exec.Execute(state, me, f.GroupPkts, f.GroupOffs, k, inPort, tracked: cts != null);
         }
 
         return -1;
@@ -494,7 +501,7 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
                 HeaderOffsets off = f.Offsets[i];
                 f.GroupCt[0] = key->W[FlowKey.CtWord] & ~RecircBits;
                 Account(se, &m, 1, t0);
-                _exec.Execute(state, se, &m, &off, 1, (ushort)(key->InPort));
+                _exec.Execute(state, se, &m, &off, 1, (ushort)(key->InPort), tracked: true);
                 entryOf[i] = Done;
             }
             else
