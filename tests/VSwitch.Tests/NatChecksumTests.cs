@@ -1,15 +1,20 @@
 // NatChecksumTests.cs - incremental checksum updates for NAT (RFC 1624) against a full
-// recomputation: IPv4 header, TCP/UDP over IPv4 and IPv6 (pseudo-header), ICMPv6 (pseudo-header
-// and echo id), ICMP echo id (no pseudo-header), UDP's "no checksum" 0 and its computed-0 case.
-// The reference sum (CtPackets.Checksum) is itself checked against PacketDotNet.
+// recomputation: the address and port rewrites NAT makes (PacketEdit's, which ConnTable's NAT and
+// set_field share: IPv4 header, TCP/UDP over IPv4 and IPv6 with their pseudo-headers, ICMPv6's
+// pseudo-header, the ICMP echo id without one, UDP's "no checksum" 0 and its computed-0 case), and
+// NatChecksum's rewrite of the packet an ICMP error quotes. The reference sum (CtPackets.Checksum)
+// is itself checked against PacketDotNet.
 using System.Buffers.Binary;
 using PacketDotNet;
+using VSwitch.Actions;
 using VSwitch.Conntrack;
+using VSwitch.Interop;
+using VSwitch.Packets;
 using static VSwitch.Tests.CtPackets;
 
 namespace VSwitch.Tests;
 
-public class NatChecksumTests
+public unsafe class NatChecksumTests
 {
     private static ushort Rd16(byte[] p, int at) => BinaryPrimitives.ReadUInt16BigEndian(p.AsSpan(at));
 
@@ -36,29 +41,38 @@ public class NatChecksumTests
         Assert.False(Parsed(bad).Extract<TcpPacket>().ValidTcpChecksum);
     }
 
-    /// <summary>Rewrites the source or destination address and port of an IPv4 packet incrementally, as NAT does.</summary>
+    /// <summary>Runs <paramref name="edit"/> on IP packet <paramref name="p"/> in an mbuf (L3 at 0, L4 at <paramref name="l4"/>), as the datapath would, and copies the result back.</summary>
+    private static void InMbuf(byte[] p, int l4, Action<nint, HeaderOffsets> edit)
+    {
+        using var mbufs = new FakeMbufs();
+        nint m = mbufs.Create(p);
+        edit(m, new HeaderOffsets { L3 = 0, L4 = (ushort)l4 });
+        new ReadOnlySpan<byte>(Mbuf.Data(m), p.Length).CopyTo(p);
+    }
+
+    private static byte KindOf(byte proto) => proto switch { 6 => DpAction.L4Tcp, 17 => DpAction.L4Udp, 58 => DpAction.L4Icmp6, _ => DpAction.L4None };
+
+    /// <summary>Rewrites the source or destination address and port (ICMP: echo id) of an IPv4 packet as NAT does (ConnTableProcess.Translate).</summary>
     private static void Nat4(byte[] p, bool dst, uint addr, ushort port)
     {
         byte proto = p[9];
-        int ihl = (p[0] & 0xF) * 4, af = dst ? 16 : 12;
-        uint oldAddr = BinaryPrimitives.ReadUInt32BigEndian(p.AsSpan(af));
-        BinaryPrimitives.WriteUInt32BigEndian(p.AsSpan(af), addr);
-        Wr16(p, 10, NatChecksum.Ipv4Header(Rd16(p, 10), oldAddr, addr));
-        int cf = ihl + ChecksumField(proto);
-        if (proto == 1)
+        int ihl = (p[0] & 0xF) * 4;
+        InMbuf(p, ihl, (m, off) =>
         {
-            ushort oldId = Rd16(p, ihl + 4);
-            Wr16(p, ihl + 4, port);
-            Wr16(p, cf, NatChecksum.IcmpEchoId(Rd16(p, cf), oldId, port));
-            return;
-        }
-
-        int pf = ihl + (dst ? 2 : 0);
-        ushort oldPort = Rd16(p, pf);
-        Wr16(p, pf, port);
-        Wr16(p, cf, proto == 6
-            ? NatChecksum.Tcp4(Rd16(p, cf), oldAddr, addr, oldPort, port)
-            : NatChecksum.Udp4(Rd16(p, cf), oldAddr, addr, oldPort, port));
+            PacketEdit.SetIpv4(m, off, dst, addr, KindOf(proto));
+            if (proto == 1)
+            {
+                byte* icmp = Mbuf.Data(m) + ihl;
+                ushort oldId = BinaryPrimitives.ReadUInt16BigEndian(new ReadOnlySpan<byte>(icmp + 4, 2));
+                BinaryPrimitives.WriteUInt16BigEndian(new Span<byte>(icmp + 4, 2), port);
+                ushort c = BinaryPrimitives.ReadUInt16BigEndian(new ReadOnlySpan<byte>(icmp + 2, 2));
+                BinaryPrimitives.WriteUInt16BigEndian(new Span<byte>(icmp + 2, 2), PacketEdit.Update16(c, oldId, port));
+            }
+            else
+            {
+                PacketEdit.SetPort(m, off, dst, port, KindOf(proto));
+            }
+        });
     }
 
     /// <summary>The same for IPv6 (TCP, UDP, ICMPv6 echo: the id is the port), after any extension headers.</summary>
@@ -66,20 +80,21 @@ public class NatChecksumTests
     {
         Assert.Equal(TupleStatus.Ok, TupleParser.Parse(p, 0x86DD, out var t, out var info)); // past any extension headers
         byte proto = t.Protocol;
-        int af = dst ? 24 : 8, l4 = info.L4;
-        UInt128 old = BinaryPrimitives.ReadUInt128BigEndian(p.AsSpan(af));
-        BinaryPrimitives.WriteUInt128BigEndian(p.AsSpan(af), addr);
-        ulong oh = (ulong)(old >> 64), ol = (ulong)old, nh = (ulong)(addr >> 64), nl = (ulong)addr;
-        int cf = l4 + ChecksumField(proto);
-        int pf = l4 + (proto == 58 ? 4 : dst ? 2 : 0);
-        ushort oldPort = Rd16(p, pf);
-        Wr16(p, pf, port);
-        ushort c = Rd16(p, cf);
-        Wr16(p, cf, proto switch
+        InMbuf(p, info.L4, (m, off) =>
         {
-            6 => NatChecksum.Tcp6(c, oh, ol, nh, nl, oldPort, port),
-            17 => NatChecksum.Udp6(c, oh, ol, nh, nl, oldPort, port),
-            _ => NatChecksum.Icmp6(c, oh, ol, nh, nl, oldPort, port),
+            PacketEdit.SetIpv6(m, off, dst, (ulong)(addr >> 64), (ulong)addr, KindOf(proto));
+            if (proto == 58)
+            {
+                byte* icmp = Mbuf.Data(m) + info.L4;
+                ushort oldId = BinaryPrimitives.ReadUInt16BigEndian(new ReadOnlySpan<byte>(icmp + 4, 2));
+                BinaryPrimitives.WriteUInt16BigEndian(new Span<byte>(icmp + 4, 2), port);
+                ushort c = BinaryPrimitives.ReadUInt16BigEndian(new ReadOnlySpan<byte>(icmp + 2, 2));
+                BinaryPrimitives.WriteUInt16BigEndian(new Span<byte>(icmp + 2, 2), PacketEdit.Update16(c, oldId, port));
+            }
+            else
+            {
+                PacketEdit.SetPort(m, off, dst, port, KindOf(proto));
+            }
         });
     }
 
@@ -178,7 +193,6 @@ public class NatChecksumTests
         Assert.Equal(0, Rd16(p, 26));
         Nat4(p, false, R, 2000);
         Assert.Equal(0, Rd16(p, 26));
-        Assert.Equal(0, NatChecksum.Udp6(0, 1, 2, 3, 4, 5, 6));
 
         // Every new source port: one of them makes the sum 0, which must read 0xFFFF (both families).
         foreach (bool v6 in (bool[])[false, true])
@@ -258,7 +272,7 @@ public class NatChecksumTests
                 {
                     // The outer destination: ICMPv6's pseudo-header holds it.
                     BinaryPrimitives.WriteUInt128BigEndian(err.AsSpan(24), R6);
-                    Wr16(err, 42, NatChecksum.Icmp6(Rd16(err, 42), (ulong)(A6 >> 64), (ulong)A6, (ulong)(R6 >> 64), (ulong)R6, 0, 0));
+                    Wr16(err, 42, NatChecksum.Apply(Rd16(err, 42), NatChecksum.Delta128((ulong)(A6 >> 64), (ulong)A6, (ulong)(R6 >> 64), (ulong)R6)));
                 }
                 else
                 {
@@ -274,7 +288,7 @@ public class NatChecksumTests
     public void The_building_blocks_compose_and_a_no_op_changes_nothing()
     {
         Assert.Equal(0x1234, NatChecksum.Apply(0x1234, NatChecksum.Delta32(0xC0A80001, 0xC0A80001)));
-        Assert.Equal(NatChecksum.Tcp4(0x5555, A, B, 1, 2), NatChecksum.Apply(0x5555, NatChecksum.Delta16(1, 2) + NatChecksum.Delta32(A, B)));
+        Assert.Equal(NatChecksum.Apply(NatChecksum.Apply(0x5555, NatChecksum.Delta32(A, B)), NatChecksum.Delta16(1, 2)), NatChecksum.Apply(0x5555, NatChecksum.Delta16(1, 2) + NatChecksum.Delta32(A, B)));
         Assert.Equal(
             NatChecksum.Apply(0x7777, NatChecksum.Delta128(1, 2, 3, 4)),
             NatChecksum.Apply(0x7777, NatChecksum.Delta64(1, 3) + NatChecksum.Delta64(2, 4)));
@@ -292,13 +306,7 @@ public class NatChecksumTests
             for (uint i = 0; i < 10_000; i++)
             {
                 NatChecksum.RewriteQuoted(err, quoted, info, true, 0, A, (ushort)i);
-                c = NatChecksum.Ipv4Header(c, i, i * 7);
-                c = NatChecksum.Tcp4(c, i, i + 1, (ushort)i, 80);
-                c = NatChecksum.Udp4(c, i, i + 1, (ushort)i, 53);
-                c = NatChecksum.Tcp6(c, i, i, i + 1, i, 1, 2);
-                c = NatChecksum.Udp6(c, i, i, i, i + 1, 1, 2);
-                c = NatChecksum.Icmp6(c, i, i, i, i + 2, 3, 4);
-                c = NatChecksum.IcmpEchoId(c, (ushort)i, 9);
+                c = NatChecksum.Apply(c, NatChecksum.Delta32(i, i * 7) + NatChecksum.Delta16((ushort)i, 80));
                 c = NatChecksum.Apply(c, NatChecksum.Delta128(i, i, 0, 0));
             }
 

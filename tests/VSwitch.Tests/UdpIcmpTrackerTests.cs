@@ -33,7 +33,7 @@ public class UdpIcmpTrackerTests
         Assert.Equal(new DatagramConn { Proto = DatagramProto.Udp, Orig = SideSeen }, c);
         Assert.False(Replied(c));
         Assert.Equal(DatagramTimeout.UdpUnreplied, TimeoutOf(c));
-        Assert.Equal(30, TimeoutSeconds(c));
+        Assert.Equal(30, DefaultTimeoutSeconds[(int)TimeoutOf(c)]);
 
         Assert.False(Update(ref c, false)); // more from the originator: still unreplied
         Assert.False(Replied(c));
@@ -45,7 +45,7 @@ public class UdpIcmpTrackerTests
         Assert.Equal(orig, c.Orig); // a reply writes only the responder's byte
         Assert.True(Replied(c));
         Assert.Equal(DatagramTimeout.UdpReplied, TimeoutOf(c));
-        Assert.Equal(120, TimeoutSeconds(c));
+        Assert.Equal(120, DefaultTimeoutSeconds[(int)TimeoutOf(c)]);
         Assert.False(Update(ref c, true)); // not the first any more
         Assert.False(Update(ref c, false));
         Assert.Equal(new DatagramConn { Proto = DatagramProto.Udp, Orig = SideSeen, Reply = SideSeen }, c);
@@ -71,7 +71,7 @@ public class UdpIcmpTrackerTests
         Assert.True(Update(ref c, true));
         Assert.True(Replied(c));
         Assert.Equal(DatagramTimeout.Icmp, TimeoutOf(c));
-        Assert.Equal(30, TimeoutSeconds(c));
+        Assert.Equal(30, DefaultTimeoutSeconds[(int)TimeoutOf(c)]);
 
         var (req6, kind6) = Tuple(V6(A6, B6, 58, Icmp(128, 0, 7, 1)));
         Assert.True(Opens(req6, kind6));
@@ -91,7 +91,7 @@ public class UdpIcmpTrackerTests
         var c = Start(gre);
         Assert.Equal(DatagramProto.Generic, c.Proto);
         Assert.Equal(DatagramTimeout.Generic, TimeoutOf(c));
-        Assert.Equal(600, TimeoutSeconds(c));
+        Assert.Equal(600, DefaultTimeoutSeconds[(int)TimeoutOf(c)]);
         Assert.True(Update(ref c, true));
         Assert.Equal(DatagramTimeout.Generic, TimeoutOf(c)); // replied or not
 
@@ -111,14 +111,14 @@ public class UdpIcmpTrackerTests
         try
         {
             DefaultTimeoutSeconds[(int)DatagramTimeout.UdpUnreplied] = 5;
-            Assert.Equal(5, TimeoutSeconds(c));
+            Assert.Equal(5, DefaultTimeoutSeconds[(int)TimeoutOf(c)]);
         }
         finally
         {
             DefaultTimeoutSeconds[(int)DatagramTimeout.UdpUnreplied] = saved;
         }
 
-        Assert.Equal(30, TimeoutSeconds(c));
+        Assert.Equal(30, DefaultTimeoutSeconds[(int)TimeoutOf(c)]);
     }
 
     [Fact]
@@ -137,7 +137,7 @@ public class UdpIcmpTrackerTests
                 n += Opens(e, TupleKind.IcmpEcho) ? 1 : 0;
                 n += Update(ref c, (i & 2) != 0) ? 1 : 0;
                 n += Replied(c) ? 1 : 0;
-                n += TimeoutSeconds(c) + (int)TimeoutOf(c) + (int)ProtoOf(t.Protocol);
+                n += DefaultTimeoutSeconds[(int)TimeoutOf(c)] + (int)TimeoutOf(c) + (int)ProtoOf(t.Protocol);
             }
 
             Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);

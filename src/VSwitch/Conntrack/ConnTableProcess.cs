@@ -430,7 +430,7 @@ public sealed unsafe partial class ConnTable
                 byte* l4 = Mbuf.Data(m) + off.L4;
                 ushort old = Rd16(l4 + 4);
                 Wr16(l4 + 4, want.SrcPort);
-                Wr16(l4 + 2, NatChecksum.IcmpEchoId(Rd16(l4 + 2), old, want.SrcPort));
+                Wr16(l4 + 2, PacketEdit.Update16(Rd16(l4 + 2), old, want.SrcPort));
                 bits |= reply ? CtState.Dnat : CtState.Snat;
             }
         }

@@ -1,4 +1,6 @@
-// NatChecksum.cs - checksums after a NAT rewrite, updated incrementally (RFC 1624).
+// NatChecksum.cs - the checksums of the packet an ICMP error quotes, after reverse NAT, updated
+// incrementally (RFC 1624). The packet's own headers are rewritten by PacketEdit (SetIpv4, SetIpv6,
+// SetPort, Update16), as set_field's are; this file handles what only NAT needs.
 //
 // RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m') for each 16-bit word m that became m'. The differences
 // (~m + m') of every changed word are summed in a 64-bit accumulator first (a Delta) and folded
@@ -7,11 +9,7 @@
 //   TCP, UDP: an IP pseudo-header (addresses) and the segment (ports): address and port changes;
 //   ICMPv6: an IPv6 pseudo-header (RFC 4443 2.3) and the message (the echo identifier);
 //   ICMP (IPv4): the message only, no pseudo-header: only the echo identifier.
-// UDP over IPv4 with checksum 0 has none (RFC 768) and keeps 0; over IPv6, 0 can only be RFC 6935's
-// zero-checksum tunnel exception, and keeps 0 as well. A UDP checksum that computes to 0 is sent
-// as 0xFFFF (RFC 768). Values are host byte order; the caller reads and writes the fields. Eqn. 3
-// never yields 0xFFFF from a correct checksum (as a full recomputation never does), so the result
-// equals a full recomputation bit for bit, which the tests check.
+// A quoted UDP checksum of 0 (none) stays 0; one that computes to 0 is written as 0xFFFF (RFC 768).
 //
 // An ICMP error to a NATed connection quotes the packet as NAT left it, so reverse NAT rewrites the
 // quote too (RewriteQuoted): the embedded address and port, the embedded IPv4 header checksum and
@@ -52,42 +50,6 @@ public static class NatChecksum
         s = (s & 0xFFFF) + (s >> 16);
         return (ushort)~s;
     }
-
-    /// <summary>The IPv4 header checksum after an address changed.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static ushort Ipv4Header(ushort csum, uint oldAddress, uint newAddress) => Apply(csum, Delta32(oldAddress, newAddress));
-
-    /// <summary>The TCP checksum (IPv4) after an address and/or a port changed (pass old == new for what stayed).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static ushort Tcp4(ushort csum, uint oldAddress, uint newAddress, ushort oldPort, ushort newPort) =>
-        Apply(csum, Delta32(oldAddress, newAddress) + Delta16(oldPort, newPort));
-
-    /// <summary>The UDP checksum (IPv4) after an address and/or a port changed: 0 (no checksum) stays 0, a computed 0 is 0xFFFF.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static ushort Udp4(ushort csum, uint oldAddress, uint newAddress, ushort oldPort, ushort newPort) =>
-        csum == 0 ? (ushort)0 : UdpNonZero(Apply(csum, Delta32(oldAddress, newAddress) + Delta16(oldPort, newPort)));
-
-    /// <summary>The TCP checksum (IPv6) after an address and/or a port changed.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static ushort Tcp6(ushort csum, ulong oldHi, ulong oldLo, ulong newHi, ulong newLo, ushort oldPort, ushort newPort) =>
-        Apply(csum, Delta128(oldHi, oldLo, newHi, newLo) + Delta16(oldPort, newPort));
-
-    /// <summary>The UDP checksum (IPv6) after an address and/or a port changed: 0 (RFC 6935) stays 0, a computed 0 is 0xFFFF.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static ushort Udp6(ushort csum, ulong oldHi, ulong oldLo, ulong newHi, ulong newLo, ushort oldPort, ushort newPort) =>
-        csum == 0 ? (ushort)0 : UdpNonZero(Apply(csum, Delta128(oldHi, oldLo, newHi, newLo) + Delta16(oldPort, newPort)));
-
-    /// <summary>The ICMPv6 checksum after an address (pseudo-header) and/or the echo identifier changed.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static ushort Icmp6(ushort csum, ulong oldHi, ulong oldLo, ulong newHi, ulong newLo, ushort oldId, ushort newId) =>
-        Apply(csum, Delta128(oldHi, oldLo, newHi, newLo) + Delta16(oldId, newId));
-
-    /// <summary>The ICMP (IPv4) checksum after the echo identifier changed (no pseudo-header: addresses do not count).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static ushort IcmpEchoId(ushort csum, ushort oldId, ushort newId) => Apply(csum, Delta16(oldId, newId));
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static ushort UdpNonZero(ushort c) => c == 0 ? (ushort)0xFFFF : c;
 
     /// <summary>
     /// Rewrites the source (<paramref name="source"/>) or destination address and port of the packet

@@ -114,7 +114,4 @@ public static class UdpIcmpTracker
         DatagramProto.IcmpEcho => DatagramTimeout.Icmp,
         _ => DatagramTimeout.Generic,
     };
-
-    /// <summary>The timeout in seconds of a connection's state, from <see cref="DefaultTimeoutSeconds"/>.</summary>
-    public static int TimeoutSeconds(in DatagramConn c) => DefaultTimeoutSeconds[(int)TimeoutOf(c)];
 }

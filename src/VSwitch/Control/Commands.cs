@@ -854,18 +854,10 @@ public sealed partial class Commands(SwitchDatapath dp)
         byte s = 0;
         foreach (var name in text.Split([',', '+', '|'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
-            s |= name switch
-            {
-                "new" => (byte)Conntrack.CtState.New,
-                "est" => (byte)Conntrack.CtState.Est,
-                "rel" => (byte)Conntrack.CtState.Rel,
-                "rpl" => (byte)Conntrack.CtState.Rpl,
-                "inv" => (byte)Conntrack.CtState.Inv,
-                "trk" => (byte)Conntrack.CtState.Trk,
-                "snat" => (byte)Conntrack.CtState.Snat,
-                "dnat" => (byte)Conntrack.CtState.Dnat,
-                _ => throw new VSwitchException($"argument \"ct_next\": expected ct_state flags (new, est, rel, rpl, inv, trk, snat, dnat), found '{name}' in '{text}'"),
-            };
+            // the match syntax's own flag table (Fields.CtState)
+            int i = Array.FindIndex(Fields.CtState.FlagNames!, f => f.Name == name);
+            s |= i >= 0 ? (byte)Fields.CtState.FlagNames![i].Bit
+                : throw new VSwitchException($"argument \"ct_next\": expected ct_state flags ({string.Join(", ", Fields.CtState.FlagNames!.Select(f => f.Name))}), found '{name}' in '{text}'");
         }
 
         return s;
