@@ -1,7 +1,8 @@
 // ConntrackDpdkTests.cs - conntrack end to end over real DPDK ports (net_pcap): a stateful firewall with
 // SNAT loaded into a running vswitchd; the inside's packets leave through the public address, then the
 // outside port is replaced by one whose capture holds the replies (and strays), and only the replies
-// come back in, translated to the inside host, with checksums checked by an independent computation.
+// come back in, translated to the inside host, with checksums checked by an independent computation
+// (replies are let in by the connection's original tuple, ct_nw_src/ct_nw_dst, not their own headers).
 // The operator commands (dump-conntrack, ct-stats-show, flush-conntrack, limits, timeouts, trace
 // through ct) and the state file are checked on the same switch.
 using System.Buffers.Binary;
@@ -34,7 +35,7 @@ public sealed class ConntrackDpdkTests : IDisposable
         table=0,priority=100,ip,ct_state=-trk,actions=ct(table=1,zone=7,nat)
         table=1,priority=100,ip,in_port=1,ct_state=+trk+new,actions=ct(commit,zone=7,nat(src=203.0.113.1),exec(set_field:0x2a->ct_mark)),output:2
         table=1,priority=100,ip,in_port=1,ct_state=+trk+est,actions=output:2
-        table=1,priority=100,ip,in_port=2,ct_state=+trk+est,actions=output:1
+        table=1,priority=100,ip,in_port=2,ct_state=+trk+est,ct_nw_src=198.51.100.0/24,ct_nw_dst=203.0.113.2,actions=output:1
         table=1,priority=100,ip,in_port=2,ct_state=+trk+rel,actions=output:1
         table=1,priority=1,actions=drop
         """;

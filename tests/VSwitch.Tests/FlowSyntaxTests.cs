@@ -74,14 +74,14 @@ public sealed class FlowSyntaxTests
         Assert.Equal(0, m.Mask.TpSrc);
         Assert.Equal(0x001122334455UL, m.Value.DlSrc);
         Assert.Equal(9u, m.Value.Reg1);
-        Assert.Equal(0xFFFF_FFFFUL, m.Mask.W[11]); // reg1: the low half (xreg0 = reg0:reg1)
+        Assert.Equal(0xFFFF_FFFFUL, m.Mask.W[FlowKey.RegWord(1)]); // reg1: the low half (xreg0 = reg0:reg1)
         Assert.Equal(0xFFFFUL | (0xFFFFUL << 16), m.Mask.W[0]);
         Assert.Equal(0xFFUL << 48, m.Mask.W[1]);
         Assert.Equal(0xFFFFUL << 16, m.Mask.W[3]);
         Assert.Equal(ulong.MaxValue, m.Mask.W[4] | (0xFFFFFFUL << 32));
         for (int i = 5; i < FlowKey.Words; i++)
         {
-            if (i != 11)
+            if (i != FlowKey.RegWord(1))
             {
                 Assert.Equal(0UL, m.Mask.W[i]);
             }

@@ -119,8 +119,8 @@ public sealed unsafe class PipelineTests
         Assert.Equal(0, sizeof(VSwitch.Caches.MegaflowEntry) % 64);
         Assert.Equal(64, (int)System.Runtime.InteropServices.Marshal.OffsetOf<VSwitch.Caches.MegaflowEntry>(nameof(VSwitch.Caches.MegaflowEntry.Key)));
         Assert.Equal(96, sizeof(VSwitch.Caches.EmcEntry)); // 32-byte aligned in a 64-aligned array: any entry spans at most two lines
-        Assert.Equal(80, sizeof(VSwitch.Packets.DpKey)); // the datapath key: no metadata or registers
-        Assert.Equal(152, sizeof(VSwitch.Packets.FlowKey)); // the pipeline key: DpKey's words, metadata, 16 registers
+        Assert.Equal(144, sizeof(VSwitch.Packets.DpKey)); // the datapath key: packet words and connection words, no metadata or registers
+        Assert.Equal(216, sizeof(VSwitch.Packets.FlowKey)); // the pipeline key: DpKey's words, metadata, 16 registers
         int program = (int)System.Runtime.InteropServices.Marshal.OffsetOf<VSwitch.Caches.MegaflowEntry>(nameof(VSwitch.Caches.MegaflowEntry.Program));
         int inline = (int)System.Runtime.InteropServices.Marshal.OffsetOf<VSwitch.Caches.MegaflowEntry>(nameof(VSwitch.Caches.MegaflowEntry.Inline));
         Assert.Equal(program / 64, (inline + 15) / 64); // a hit reads the program pointer and the first action from one line

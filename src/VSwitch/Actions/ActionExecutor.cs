@@ -36,13 +36,16 @@ public readonly unsafe struct ActionExecutor<TIo>
     /// a non-final output sends copies, the final output sends the originals, and whatever no output
     /// took is freed at the end. With <paramref name="tracked"/> the packets' connection-tracking
     /// words are in FlowPmd.GroupCt (a recirculated pass); otherwise they are all 0 (untracked) until
-    /// a ct op writes them there, so a first pass without ct copies none.
+    /// a ct op writes them there, so a first pass without ct copies none. With <paramref name="tupled"/>
+    /// their connection words (DpKey.cs) are in FlowPmd.GroupExt too; while the tables match those
+    /// words (FlowPmd.CtTuple) ct ops write them there and recirculation carries them.
     /// </summary>
-    public void Execute(PmdState state, MegaflowEntry* me, nint* pkts, HeaderOffsets* offs, int k, ushort inPort, bool tracked)
+    public void Execute(PmdState state, MegaflowEntry* me, nint* pkts, HeaderOffsets* offs, int k, ushort inPort, bool tracked, bool tupled = false)
     {
         DpAction* ops = me->Program;
         int count = me->OpCount;
         ulong* cts = tracked ? _f.GroupCt : null; // null: every packet's word is 0
+        ulong* exts = tupled ? _f.GroupExt : null; // null: every packet's connection words are 0
         bool sent = false, punted = false;
         for (int a = 0; a < count && k > 0; a++)
         {
@@ -126,7 +129,7 @@ public readonly unsafe struct ActionExecutor<TIo>
                     int w = 0;
                     for (int j = 0; j < k; j++)
                     {
-                        w = PacketEdit.PushVlan(pkts[j], ref offs[j], op.A, (ushort)op.B) ? Keep(pkts, offs, cts, j, w) : DropOne(state, pkts[j], w);
+                        w = PacketEdit.PushVlan(pkts[j], ref offs[j], op.A, (ushort)op.B) ? Keep(pkts, offs, cts, exts, j, w) : DropOne(state, pkts[j], w);
                     }
 
                     k = w;
@@ -189,7 +192,7 @@ public readonly unsafe struct ActionExecutor<TIo>
                 case DpOp.Recirc:
                     for (int j = 0; j < k; j++)
                     {
-                        QueueRecirc(state, pkts[j], (byte)op.A, cts == null ? 0 : cts[j]);
+                        QueueRecirc(state, pkts[j], (byte)op.A, cts == null ? 0 : cts[j], exts == null ? null : exts + (j * DpKey.CtExtWords));
                     }
 
                     sent = true; // the packets now belong to the next pass
@@ -203,9 +206,28 @@ public readonly unsafe struct ActionExecutor<TIo>
                         Conntrack.DpCtSpec* spec = Conntrack.CtSpecs.At(op.A);
                         ulong now = _f.RoundTsc;
                         ulong* words = _f.GroupCt;
-                        for (int j = 0; j < k; j++)
+                        if (_f.CtTuple)
                         {
-                            words[j] = conns.Process(pkts[j], ref offs[j], spec, now, state.Counters, cts == null ? 0 : cts[j], _f.Frags);
+                            // the tables match the connection's words: the ct writes them for the next pass
+                            ulong* x = _f.GroupExt;
+                            if (exts == null)
+                            {
+                                new Span<ulong>(x, k * DpKey.CtExtWords).Clear();
+                            }
+
+                            for (int j = 0; j < k; j++)
+                            {
+                                words[j] = conns.Process(pkts[j], ref offs[j], spec, now, state.Counters, cts == null ? 0 : cts[j], _f.Frags, x + (j * DpKey.CtExtWords));
+                            }
+
+                            exts = x;
+                        }
+                        else
+                        {
+                            for (int j = 0; j < k; j++)
+                            {
+                                words[j] = conns.Process(pkts[j], ref offs[j], spec, now, state.Counters, cts == null ? 0 : cts[j], _f.Frags);
+                            }
                         }
 
                         cts = words;
@@ -215,7 +237,7 @@ public readonly unsafe struct ActionExecutor<TIo>
                     {
                         for (int j = 0; j < k; j++)
                         {
-                            QueueRecirc(state, pkts[j], (byte)op.B, cts == null ? 0 : cts[j]);
+                            QueueRecirc(state, pkts[j], (byte)op.B, cts == null ? 0 : cts[j], exts == null ? null : exts + (j * DpKey.CtExtWords));
                         }
 
                         sent = true;
@@ -227,13 +249,14 @@ public readonly unsafe struct ActionExecutor<TIo>
 
                 case DpOp.CtClear:
                     cts = null;
+                    exts = null;
                     break;
                 case DpOp.DecTtl:
                 {
                     int w = 0;
                     for (int j = 0; j < k; j++)
                     {
-                        w = PacketEdit.DecTtl(pkts[j], offs[j], op.Flags == 2) ? Keep(pkts, offs, cts, j, w) : DropOne(state, pkts[j], w);
+                        w = PacketEdit.DecTtl(pkts[j], offs[j], op.Flags == 2) ? Keep(pkts, offs, cts, exts, j, w) : DropOne(state, pkts[j], w);
                     }
 
                     k = w;
@@ -281,7 +304,7 @@ public readonly unsafe struct ActionExecutor<TIo>
 
     /// <summary>Moves packet <paramref name="j"/> to position <paramref name="w"/> of the group; returns the next free position.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static int Keep(nint* pkts, HeaderOffsets* offs, ulong* cts, int j, int w)
+    private static int Keep(nint* pkts, HeaderOffsets* offs, ulong* cts, ulong* exts, int j, int w)
     {
         pkts[w] = pkts[j];
         offs[w] = offs[j];
@@ -290,16 +313,34 @@ public readonly unsafe struct ActionExecutor<TIo>
             cts[w] = cts[j];
         }
 
+        if (exts != null && w != j)
+        {
+            Buffer.MemoryCopy(exts + (j * DpKey.CtExtWords), exts + (w * DpKey.CtExtWords), DpKey.CtExtWords * sizeof(ulong), DpKey.CtExtWords * sizeof(ulong));
+        }
+
         return w + 1;
     }
 
-    /// <summary>Hands a packet to the PMD's next pass with its recirc_id and connection-tracking word (a full queue drops and counts).</summary>
+    /// <summary>Hands a packet to the PMD's next pass with its recirc_id, connection-tracking word and (while the tables match them) connection words (a full queue drops and counts).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void QueueRecirc(PmdState state, nint m, byte id, ulong ct)
+    private void QueueRecirc(PmdState state, nint m, byte id, ulong ct, ulong* ext)
     {
         FlowPmd f = _f;
         if (f.RecircCount < FlowPmd.Burst)
         {
+            if (f.CtTuple)
+            {
+                ulong* to = f.RecircExt + (f.RecircCount * DpKey.CtExtWords);
+                if (ext != null)
+                {
+                    Buffer.MemoryCopy(ext, to, DpKey.CtExtWords * sizeof(ulong), DpKey.CtExtWords * sizeof(ulong));
+                }
+                else
+                {
+                    new Span<ulong>(to, DpKey.CtExtWords).Clear();
+                }
+            }
+
             f.RecircPkts[f.RecircCount] = m;
             f.RecircCt[f.RecircCount] = ct;
             f.RecircIds[f.RecircCount++] = id;

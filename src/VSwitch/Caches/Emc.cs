@@ -2,7 +2,8 @@
 //
 // 8192 entries of (key, megaflow index, megaflow serial, hash), two candidate slots per key taken
 // from different bits of the key's hash. A hit costs the hash (computed once per packet anyway) and an
-// 80-byte compare of the datapath key (two 256-bit vector compares and one 128-bit). An entry is trusted only while the megaflow slot
+// 80-byte compare of the datapath key's packet words (two 256-bit vector compares and one 128-bit);
+// a pass whose keys carry a connection's words (DpKey.cs) does not use this cache. An entry is trusted only while the megaflow slot
 // still carries the serial it had at insertion and that megaflow is valid for the current tables;
 // anything else falls through to the megaflow cache. Insertion is probabilistic (1 in InsertInvProb
 // lookups that missed, as Open vSwitch's emc-insert-inv-prob), so a flood of one-packet flows does not
@@ -15,7 +16,7 @@ using VSwitch.Packets;
 namespace VSwitch.Caches;
 
 [StructLayout(LayoutKind.Sequential, Size = 96)]
-public struct EmcEntry
+public unsafe struct EmcEntry
 {
     // Hash first: a lookup whose hash differs (most misses) touches only the entry's first cache line.
 
@@ -31,8 +32,8 @@ public struct EmcEntry
     /// <summary>Padding: the key starts 16 bytes in.</summary>
     public int Reserved;
 
-    /// <summary>The exact key.</summary>
-    public DpKey Key;
+    /// <summary>The exact key's packet words (DpKey.PacketWords).</summary>
+    public fixed ulong Key[DpKey.PacketWords];
 }
 
 public sealed unsafe class Emc : IDisposable
@@ -62,17 +63,26 @@ public sealed unsafe class Emc : IDisposable
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static bool KeyEquals(DpKey* a, DpKey* b)
+    /// <summary>True when the packet words (the first <see cref="DpKey.PacketWords"/>) at <paramref name="a"/> and <paramref name="b"/> are equal.</summary>
+    internal static bool KeyEquals(ulong* a, ulong* b)
     {
         if (Vector256.IsHardwareAccelerated)
         {
-            var x = Vector256.Load((ulong*)a) ^ Vector256.Load((ulong*)b);
-            x |= Vector256.Load((ulong*)a + 4) ^ Vector256.Load((ulong*)b + 4);
-            var y = Vector128.Load((ulong*)a + 8) ^ Vector128.Load((ulong*)b + 8);
+            var x = Vector256.Load(a) ^ Vector256.Load(b);
+            x |= Vector256.Load(a + 4) ^ Vector256.Load(b + 4);
+            var y = Vector128.Load(a + 8) ^ Vector128.Load(b + 8);
             return (x.GetLower() | x.GetUpper() | y) == Vector128<ulong>.Zero;
         }
 
-        return a->Equals(*b);
+        for (int i = 0; i < DpKey.PacketWords; i++)
+        {
+            if (a[i] != b[i])
+            {
+                return false;
+            }
+        }
+
+        return true;
     }
 
     /// <summary>The entry for <paramref name="key"/>, or null.</summary>
@@ -80,13 +90,13 @@ public sealed unsafe class Emc : IDisposable
     public EmcEntry* Lookup(DpKey* key, uint hash)
     {
         EmcEntry* e = _entries + (hash & Mask);
-        if (e->Hash == hash && e->Megaflow >= 0 && KeyEquals(&e->Key, key))
+        if (e->Hash == hash && e->Megaflow >= 0 && KeyEquals(e->Key, key->W))
         {
             return e;
         }
 
         e = _entries + ((hash >> 13) & Mask);
-        if (e->Hash == hash && e->Megaflow >= 0 && KeyEquals(&e->Key, key))
+        if (e->Hash == hash && e->Megaflow >= 0 && KeyEquals(e->Key, key->W))
         {
             return e;
         }
@@ -117,7 +127,7 @@ public sealed unsafe class Emc : IDisposable
         EmcEntry* a = _entries + (hash & Mask);
         EmcEntry* b = _entries + ((hash >> 13) & Mask);
         EmcEntry* e = a->Megaflow < 0 ? a : b->Megaflow < 0 ? b : ((_rng & 1) != 0 ? a : b);
-        e->Key = *key;
+        Buffer.MemoryCopy(key->W, e->Key, DpKey.PacketWords * sizeof(ulong), DpKey.PacketWords * sizeof(ulong));
         e->Hash = hash;
         e->Megaflow = megaflow;
         e->Serial = serial;

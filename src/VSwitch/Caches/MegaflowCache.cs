@@ -21,7 +21,7 @@ using VSwitch.Pipeline;
 
 namespace VSwitch.Caches;
 
-[StructLayout(LayoutKind.Sequential, Size = 512)] // a whole number of cache lines (the array is 64-aligned)
+[StructLayout(LayoutKind.Sequential, Size = 576)] // a whole number of cache lines (the array is 64-aligned)
 public unsafe struct MegaflowEntry
 {
     // Laid out for the hit path: the first cache line holds everything a hit reads or writes
@@ -65,7 +65,7 @@ public unsafe struct MegaflowEntry
     /// <summary>Number of rules in <see cref="RuleSlots"/>.</summary>
     public byte RuleCount;
 
-    /// <summary>The masked key this entry matches (bytes 64 to 143).</summary>
+    /// <summary>The masked key this entry matches (bytes 64 to 207).</summary>
     public DpKey Key;
 
     /// <summary>Sources NORMAL learned for this verdict, re-posted to the learner while the megaflow is hit.</summary>
@@ -85,7 +85,7 @@ public unsafe struct MegaflowEntry
     /// It starts in the cache line that holds <see cref="Program"/>, so a hit with a short list reads one line for both.</summary>
     public fixed ulong Inline[InlineOps * 2];
 
-    /// <summary>Actions stored in the entry itself; most verdicts need a handful (the entry is 512 bytes).</summary>
+    /// <summary>Actions stored in the entry itself; most verdicts need a handful (the entry is 576 bytes).</summary>
     public const int InlineOps = 16;
 }
 
@@ -243,6 +243,7 @@ public sealed unsafe class MegaflowCache : IDisposable
             Sse.Prefetch0(p + 64);
             Sse.Prefetch0(p + 128);
             Sse.Prefetch0(p + 192);
+            Sse.Prefetch0(p + 256);
         }
     }
 

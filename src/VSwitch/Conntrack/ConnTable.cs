@@ -278,6 +278,24 @@ public sealed unsafe partial class ConnTable : IDisposable
         return -1;
     }
 
+    /// <summary>
+    /// Control plane (trace): the connection words (DpKey.cs) of the live connection one of whose
+    /// directions is <paramref name="t"/>, written to <paramref name="ext"/>; false when there is none.
+    /// A read of entries the PMDs may be writing: good enough to explain a packet, not to act on.
+    /// </summary>
+    public bool TryTupleWords(in CtTuple t, ulong* ext)
+    {
+        int node = Find(t, t.Hash());
+        if (node < 0)
+        {
+            return false;
+        }
+
+        ConnEntry* e = _entries + (node >> 1);
+        WriteTupleWords(ext, e->Orig.T, e->LabelHi, e->LabelLo);
+        return true;
+    }
+
     /// <summary>Links <paramref name="node"/> at the head of its bucket.</summary>
     private void Insert(int node, uint hash)
     {

@@ -41,7 +41,48 @@ public sealed unsafe partial class ConnTable
     /// tracked again (its TCP state and counters already saw it), as Open vSwitch. <paramref name="frags"/>
     /// is the PMD's memory of first fragments' verdicts (FragmentTable.cs); null: fragments are +inv.
     /// </summary>
-    public ulong Process(nint m, ref HeaderOffsets off, DpCtSpec* spec, ulong now, PmdCounters* c, ulong current = 0, FragmentTable? frags = null)
+    public ulong Process(nint m, ref HeaderOffsets off, DpCtSpec* spec, ulong now, PmdCounters* c, ulong current = 0, FragmentTable? frags = null, ulong* ext = null)
+    {
+        ulong w = ProcessOne(m, ref off, spec, now, c, current, frags, ext);
+        if (ext != null && (w & CtState.Inv) != 0)
+        {
+            new Span<ulong>(ext, DpKey.CtExtWords).Clear(); // no connection: the tuple words read 0
+        }
+
+        return w;
+    }
+
+    /// <summary>
+    /// The connection's words of the key (Packets/DpKey.cs) for a packet of connection <paramref name="orig"/>
+    /// (its original direction's tuple) with label <paramref name="labelHi"/>:<paramref name="labelLo"/>;
+    /// ICMP and ICMPv6 put the type and code where the ports go, as Open vSwitch.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void WriteTupleWords(ulong* ext, in ConnTuple orig, ulong labelHi, ulong labelLo)
+    {
+        ext[0] = labelHi;
+        ext[1] = labelLo;
+        bool v4 = orig.Family == ConnTuple.V4;
+        ext[2] = v4 ? (uint)orig.SrcLo | ((ulong)(uint)orig.DstLo << 32) : 0;
+        ext[3] = v4 ? 0 : orig.SrcHi;
+        ext[4] = v4 ? 0 : orig.SrcLo;
+        ext[5] = v4 ? 0 : orig.DstHi;
+        ext[6] = v4 ? 0 : orig.DstLo;
+        bool icmp = orig.Protocol is KeyExtractor.ProtoIcmp or KeyExtractor.ProtoIcmpv6;
+        ulong sp = icmp ? orig.IcmpType : orig.SrcPort, dp = icmp ? orig.IcmpCode : orig.DstPort;
+        ext[7] = sp | (dp << 16) | ((ulong)orig.Protocol << 32);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void WriteTupleWords(ulong* ext, ConnEntry* e)
+    {
+        if (ext != null)
+        {
+            WriteTupleWords(ext, e->Orig.T, e->LabelHi, e->LabelLo);
+        }
+    }
+
+    private ulong ProcessOne(nint m, ref HeaderOffsets off, DpCtSpec* spec, ulong now, PmdCounters* c, ulong current, FragmentTable? frags, ulong* ext)
     {
         byte* d = Mbuf.Data(m);
         int len = Mbuf.DataLen(m);
@@ -66,23 +107,44 @@ public sealed unsafe partial class ConnTable
         {
             // Also on a second ct (after recirculation): the first fragment may have been committed
             // and NATed since (both in one burst); once NATed, this one is found no more and keeps its state.
-            return LaterFragment(m, off, ct, info, zone, now, c, frags!, again ? current : 0);
+            return LaterFragment(m, off, ct, info, zone, now, c, frags!, again ? current : 0, ext);
         }
 
         if (info.FirstFragment && info.Kind != TupleKind.IcmpError) // an error's tuple is the quoted packet's, not its datagram's
         {
-            ulong w = Whole(m, ref off, l3, ct, info, spec, now, c, zoneBits, again, current);
+            // the later fragments take this one's tuple words too, whether or not this pass wants them
+            ulong* words = stackalloc ulong[DpKey.CtExtWords];
+            if (ext != null)
+            {
+                new Span<ulong>(ext, DpKey.CtExtWords).CopyTo(new Span<ulong>(words, DpKey.CtExtWords));
+            }
+            else
+            {
+                new Span<ulong>(words, DpKey.CtExtWords).Clear();
+            }
+
+            ulong w = Whole(m, ref off, l3, ct, info, spec, now, c, zoneBits, again, current, words);
+            if ((w & CtState.Inv) != 0)
+            {
+                new Span<ulong>(words, DpKey.CtExtWords).Clear();
+            }
+
+            if (ext != null)
+            {
+                new Span<ulong>(words, DpKey.CtExtWords).CopyTo(new Span<ulong>(ext, DpKey.CtExtWords));
+            }
+
             bool v4 = ct.Family == ConnTuple.V4;
             frags!.Remember(ct, info.FragmentId, zone, w, v4 ? 0 : Rd64(l3 + 8), v4 ? Rd32(l3 + 12) : Rd64(l3 + 16),
-                v4 ? 0 : Rd64(l3 + 24), v4 ? Rd32(l3 + 16) : Rd64(l3 + 32), now + ((ulong)FragmentTable.Seconds * TscHz));
+                v4 ? 0 : Rd64(l3 + 24), v4 ? Rd32(l3 + 16) : Rd64(l3 + 32), now + ((ulong)FragmentTable.Seconds * TscHz), words);
             return w;
         }
 
-        return Whole(m, ref off, l3, ct, info, spec, now, c, zoneBits, again, current);
+        return Whole(m, ref off, l3, ct, info, spec, now, c, zoneBits, again, current, ext);
     }
 
     /// <summary>A later fragment: the verdict and address rewrite of its datagram's first fragment, or +inv.</summary>
-    private static ulong LaterFragment(nint m, in HeaderOffsets off, in ConnTuple ct, in TupleInfo info, ushort zone, ulong now, PmdCounters* c, FragmentTable frags, ulong tracked)
+    private static ulong LaterFragment(nint m, in HeaderOffsets off, in ConnTuple ct, in TupleInfo info, ushort zone, ulong now, PmdCounters* c, FragmentTable frags, ulong tracked, ulong* ext)
     {
         FragmentEntry* f = frags.Find(ct, info.FragmentId, zone, now);
         if (f == null && tracked != 0)
@@ -107,17 +169,22 @@ public sealed unsafe partial class ConnTable
             SetAddr(m, off, v4, true, f->NewDstHi, f->NewDstLo, DpAction.L4None);
         }
 
+        if (ext != null)
+        {
+            new Span<ulong>(f->Ext, DpKey.CtExtWords).CopyTo(new Span<ulong>(ext, DpKey.CtExtWords));
+        }
+
         return f->CtWord;
     }
 
     /// <summary>A packet with its transport header (not a later fragment).</summary>
-    private ulong Whole(nint m, ref HeaderOffsets off, byte* l3, in ConnTuple ct, in TupleInfo info, DpCtSpec* spec, ulong now, PmdCounters* c, ulong zoneBits, bool again, ulong current)
+    private ulong Whole(nint m, ref HeaderOffsets off, byte* l3, in ConnTuple ct, in TupleInfo info, DpCtSpec* spec, ulong now, PmdCounters* c, ulong zoneBits, bool again, ulong current, ulong* ext)
     {
         ushort zone = spec->Zone;
         var t = new CtTuple(ct, zone);
         if (info.Kind == TupleKind.IcmpError)
         {
-            return Related(m, l3, off, t, info, spec, zoneBits, again ? current : 0, c);
+            return Related(m, l3, off, t, info, spec, zoneBits, again ? current : 0, c, ext);
         }
 
         c->CtLookups++;
@@ -138,7 +205,7 @@ public sealed unsafe partial class ConnTable
             int other = Find(r, r.Hash());
             if (other >= 0)
             {
-                return Existing(m, ref off, _entries + (other >> 1), (other & 1) == 0, t, spec, now, zoneBits, count: false);
+                return Existing(m, ref off, _entries + (other >> 1), (other & 1) == 0, t, spec, now, zoneBits, ext, count: false);
             }
         }
 
@@ -148,7 +215,7 @@ public sealed unsafe partial class ConnTable
             bool reply = (node & 1) != 0;
             if (again)
             {
-                return Existing(m, ref off, e, reply, t, spec, now, zoneBits, count: false);
+                return Existing(m, ref off, e, reply, t, spec, now, zoneBits, ext, count: false);
             }
 
             // force: a committed connection met in its reply direction is ended and this packet starts
@@ -188,7 +255,7 @@ public sealed unsafe partial class ConnTable
 
             if (node >= 0)
             {
-                return Existing(m, ref off, e, reply, t, spec, now, zoneBits);
+                return Existing(m, ref off, e, reply, t, spec, now, zoneBits, ext);
             }
         }
 
@@ -201,13 +268,18 @@ public sealed unsafe partial class ConnTable
 
         if ((spec->Flags & DpCtSpec.FlagCommit) == 0)
         {
+            if (ext != null)
+            {
+                WriteTupleWords(ext, ct, 0, 0); // not committed: the tuple is the packet's own
+            }
+
             return CtState.Trk | CtState.New | zoneBits;
         }
 
-        return Commit(m, ref off, t, h, tcp, seg, spec, now, zoneBits, c);
+        return Commit(m, ref off, t, h, tcp, seg, spec, now, zoneBits, c, ext);
     }
 
-    private ulong Existing(nint m, ref HeaderOffsets off, ConnEntry* e, bool reply, in CtTuple t, DpCtSpec* spec, ulong now, ulong zoneBits, bool count = true)
+    private ulong Existing(nint m, ref HeaderOffsets off, ConnEntry* e, bool reply, in CtTuple t, DpCtSpec* spec, ulong now, ulong zoneBits, ulong* ext, bool count = true)
     {
         uint bytes = Mbuf.PktLen(m);
         if (!count)
@@ -239,10 +311,11 @@ public sealed unsafe partial class ConnTable
             Exec(e, spec);
         }
 
+        WriteTupleWords(ext, e);
         return state | zoneBits | ((ulong)e->Mark << 32);
     }
 
-    private ulong Commit(nint m, ref HeaderOffsets off, in CtTuple t, uint h, bool tcp, in TcpSegment seg, DpCtSpec* spec, ulong now, ulong zoneBits, PmdCounters* c)
+    private ulong Commit(nint m, ref HeaderOffsets off, in CtTuple t, uint h, bool tcp, in TcpSegment seg, DpCtSpec* spec, ulong now, ulong zoneBits, PmdCounters* c, ulong* ext)
     {
         CtTuple reply = t.Reverse();
         bool nat = spec->Nat is CtNatKind.Src or CtNatKind.Dst;
@@ -300,7 +373,7 @@ public sealed unsafe partial class ConnTable
             ConnEntry* e = _entries + (node >> 1);
             if (!created)
             {
-                return Existing(m, ref off, e, (node & 1) != 0, t, spec, now, zoneBits); // another PMD stored it first
+                return Existing(m, ref off, e, (node & 1) != 0, t, spec, now, zoneBits, ext); // another PMD stored it first
             }
 
             c->CtCommits++;
@@ -310,6 +383,7 @@ public sealed unsafe partial class ConnTable
                 state |= Translate(m, off, e, false, t);
             }
 
+            WriteTupleWords(ext, e);
             return state | zoneBits | ((ulong)e->Mark << 32);
         }
 
@@ -527,7 +601,7 @@ public sealed unsafe partial class ConnTable
     /// the reply direction), with that connection's NAT applied to the outer addresses it concerns
     /// and undone on the quoted packet. Not related to any connection: +inv.
     /// </summary>
-    private ulong Related(nint m, byte* l3, in HeaderOffsets off, in CtTuple quoted, in TupleInfo info, DpCtSpec* spec, ulong zoneBits, ulong tracked, PmdCounters* c)
+    private ulong Related(nint m, byte* l3, in HeaderOffsets off, in CtTuple quoted, in TupleInfo info, DpCtSpec* spec, ulong zoneBits, ulong tracked, PmdCounters* c, ulong* ext)
     {
         CtTuple key = quoted.Reverse(); // the error travels against the quoted packet
         int node = Find(key, key.Hash());
@@ -580,6 +654,7 @@ public sealed unsafe partial class ConnTable
             }
         }
 
+        WriteTupleWords(ext, e); // a related packet's tuple is its connection's (Open vSwitch)
         return state | zoneBits | ((ulong)e->Mark << 32);
     }
 }

@@ -12,12 +12,13 @@
 // fragments of one datagram arrive on one port and queue (RSS hashes fragments by addresses), so
 // on one PMD. Native memory, sized once.
 using System.Runtime.InteropServices;
+using VSwitch.Packets;
 
 namespace VSwitch.Conntrack;
 
 /// <summary>A first fragment's verdict, for the datagram's later fragments.</summary>
 [StructLayout(LayoutKind.Sequential)]
-public struct FragmentEntry
+public unsafe struct FragmentEntry
 {
     /// <summary>The datagram: addresses as the fragments arrive, protocol, family, zone, fragment id.</summary>
     public ulong SrcHi, SrcLo, DstHi, DstLo;
@@ -33,6 +34,9 @@ public struct FragmentEntry
 
     /// <summary>When the entry is forgotten (clock cycles); 0: empty.</summary>
     public ulong Expires;
+
+    /// <summary>The first fragment's connection words of the key (ct_label, the original tuple: Packets/DpKey.cs).</summary>
+    public fixed ulong Ext[DpKey.CtExtWords];
 }
 
 /// <summary>One PMD's fragment verdicts (see the file comment).</summary>
@@ -47,8 +51,8 @@ public sealed unsafe class FragmentTable : IDisposable
 
     private static int Slot(in ConnTuple t, uint id, ushort zone) => (int)((ConnTuple.Hash(t, id ^ ((uint)zone << 16)) ^ id) & (Slots - 1));
 
-    /// <summary>Remembers a first fragment's verdict (<paramref name="t"/>: its tuple as it arrived).</summary>
-    public void Remember(in ConnTuple t, uint id, ushort zone, ulong ctWord, ulong newSrcHi, ulong newSrcLo, ulong newDstHi, ulong newDstLo, ulong expires)
+    /// <summary>Remembers a first fragment's verdict (<paramref name="t"/>: its tuple as it arrived; <paramref name="ext"/>: its connection words, DpKey.CtExtWords of them).</summary>
+    public void Remember(in ConnTuple t, uint id, ushort zone, ulong ctWord, ulong newSrcHi, ulong newSrcLo, ulong newDstHi, ulong newDstLo, ulong expires, ulong* ext)
     {
         ConnTuple a = AddressesOf(t);
         FragmentEntry* e = _e + Slot(a, id, zone);
@@ -57,6 +61,7 @@ public sealed unsafe class FragmentTable : IDisposable
             SrcHi = t.SrcHi, SrcLo = t.SrcLo, DstHi = t.DstHi, DstLo = t.DstLo, Id = id, Zone = zone, Proto = t.Protocol, Family = t.Family,
             CtWord = ctWord, NewSrcHi = newSrcHi, NewSrcLo = newSrcLo, NewDstHi = newDstHi, NewDstLo = newDstLo, Expires = expires,
         };
+        new Span<ulong>(ext, DpKey.CtExtWords).CopyTo(new Span<ulong>(e->Ext, DpKey.CtExtWords));
     }
 
     /// <summary>The first fragment's entry for a later fragment with tuple <paramref name="t"/> (addresses and protocol), or null.</summary>

@@ -818,6 +818,7 @@ public sealed partial class Commands(SwitchDatapath dp)
                 }
 
                 next.RecircId = (byte)last.B;
+                TraceTupleWords(ref next);
             }
             else if (last.Op == DpOp.Recirc)
             {
@@ -846,6 +847,39 @@ public sealed partial class Commands(SwitchDatapath dp)
             ["megaflow"] = megaflowText,
             ["passes"] = passes,
         };
+    }
+
+    /// <summary>
+    /// The connection words a traced packet carries after ct (Packets/DpKey.cs): those of the live
+    /// connection the packet's tuple belongs to in its zone, if there is one; else the trace takes the
+    /// packet as its connection's first (the original tuple is the packet's own, reversed when ct_next
+    /// says +rpl) with label 0. +inv leaves them 0. NAT is not applied to the traced key, so a
+    /// connection is found by the headers the packet arrived with.
+    /// </summary>
+    private unsafe void TraceTupleWords(ref Packets.FlowKey k)
+    {
+        ulong* x = stackalloc ulong[Packets.DpKey.CtExtWords];
+        new Span<ulong>(x, Packets.DpKey.CtExtWords).Clear();
+        bool v6 = k.DlType == Packets.KeyExtractor.EthIpv6;
+        if ((k.CtState & Conntrack.CtState.Inv) == 0 && (v6 || k.DlType == Packets.KeyExtractor.EthIp))
+        {
+            var t = v6 ? Conntrack.ConnTuple.Ipv6(k.Ipv6Src, k.Ipv6Dst, k.NwProto, k.TpSrc, k.TpDst) : Conntrack.ConnTuple.Ipv4(k.NwSrc, k.NwDst, k.NwProto, k.TpSrc, k.TpDst);
+            if (k.NwProto is Packets.KeyExtractor.ProtoIcmp or Packets.KeyExtractor.ProtoIcmpv6)
+            {
+                t.IcmpType = (byte)k.TpSrc;
+                t.IcmpCode = (byte)k.TpDst;
+            }
+
+            if (dp.Conns is not { } conns || !conns.TryTupleWords(new Conntrack.CtTuple(t, k.CtZone), x))
+            {
+                Conntrack.ConnTable.WriteTupleWords(x, (k.CtState & Conntrack.CtState.Rpl) != 0 ? t.Reverse() : t, 0, 0);
+            }
+        }
+
+        for (int w = 0; w < Packets.DpKey.CtExtWords; w++)
+        {
+            k.W[Packets.FlowKey.CtExtWord + w] = x[w];
+        }
     }
 
     /// <summary>A ct_state for trace's ct_next: flag names (new, est, rel, rpl, inv, trk, snat, dnat) joined by ',', '+' or '|'.</summary>

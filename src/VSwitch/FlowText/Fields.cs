@@ -65,6 +65,18 @@ public enum Prerequisite
     Sctp,
     Icmp,
     Vlan,
+
+    /// <summary>A valid connection state in the match (ct_state with +new, +est, +rel, +rpl, +snat or +dnat, or +trk-inv), as Open vSwitch's ct_nw_proto needs.</summary>
+    Ct,
+
+    /// <summary><see cref="Ct"/> and 'ip' (ct_nw_src, ct_nw_dst).</summary>
+    CtIp,
+
+    /// <summary><see cref="Ct"/> and 'ipv6' (ct_ipv6_src, ct_ipv6_dst).</summary>
+    CtIpv6,
+
+    /// <summary><see cref="Ct"/> and an exact ct_nw_proto (ct_tp_src, ct_tp_dst).</summary>
+    CtL4,
 }
 
 /// <summary>A named key field: where it lives in the FlowKey, what it needs and how its value is written.</summary>
@@ -145,11 +157,24 @@ public static class Fields
     public static readonly FieldDef ArpTha    = new("arp_tha",      6,  0,  48, Prerequisite.Arp,    false, FieldSyntax.Mac);
     public static readonly FieldDef Ipv6Src   = new("ipv6_src",     5,  0, 128, Prerequisite.Ipv6,   true,  FieldSyntax.Ipv6);
     public static readonly FieldDef Ipv6Dst   = new("ipv6_dst",     7,  0, 128, Prerequisite.Ipv6,   true,  FieldSyntax.Ipv6);
-    public static readonly FieldDef Metadata  = new("metadata",    10,  0,  64, None,                true,  FieldSyntax.Hex) { Aliases = ["OXM_OF_METADATA"], PipelineOnly = true };
+    public static readonly FieldDef Metadata  = new("metadata",    FlowKey.MetadataWord,  0,  64, None,                true,  FieldSyntax.Hex) { Aliases = ["OXM_OF_METADATA"], PipelineOnly = true };
     public static readonly FieldDef CtState   = new("ct_state",    FlowKey.CtWord,  0,   8, None,     false, FieldSyntax.Flags) { FlagNames = s_ctStateNames, SubfieldWidth = 32 };
     public static readonly FieldDef CtZone    = new("ct_zone",     FlowKey.CtWord,  8,  16, None,     false, FieldSyntax.Decimal);
     public static readonly FieldDef CtMark    = new("ct_mark",     FlowKey.CtWord, 32,  32, None,     false, FieldSyntax.Hex);
     public static readonly FieldDef RecircId  = new("recirc_id",   FlowKey.CtWord, 24,   8, None,     false, FieldSyntax.Decimal) { Exact = true };
+
+    // The connection's words (filled after ct(table=N)): the label, and the tuple of its original direction.
+    public static readonly FieldDef CtLabel   = new("ct_label",    FlowKey.CtExtWord,      0, 128, None,                 false, FieldSyntax.Hex);
+    public static readonly FieldDef CtNwSrc   = new("ct_nw_src",   FlowKey.CtExtWord + 2,  0,  32, Prerequisite.CtIp,    false, FieldSyntax.Ipv4);
+    public static readonly FieldDef CtNwDst   = new("ct_nw_dst",   FlowKey.CtExtWord + 2, 32,  32, Prerequisite.CtIp,    false, FieldSyntax.Ipv4);
+    public static readonly FieldDef CtIpv6Src = new("ct_ipv6_src", FlowKey.CtExtWord + 3,  0, 128, Prerequisite.CtIpv6,  false, FieldSyntax.Ipv6);
+    public static readonly FieldDef CtIpv6Dst = new("ct_ipv6_dst", FlowKey.CtExtWord + 5,  0, 128, Prerequisite.CtIpv6,  false, FieldSyntax.Ipv6);
+    public static readonly FieldDef CtTpSrc   = new("ct_tp_src",   FlowKey.CtL4Word,       0,  16, Prerequisite.CtL4,    false, FieldSyntax.Decimal);
+    public static readonly FieldDef CtTpDst   = new("ct_tp_dst",   FlowKey.CtL4Word,      16,  16, Prerequisite.CtL4,    false, FieldSyntax.Decimal);
+    public static readonly FieldDef CtNwProto = new("ct_nw_proto", FlowKey.CtL4Word,      32,   8, Prerequisite.Ct,      false, FieldSyntax.Decimal) { Exact = true };
+
+    /// <summary>The fields of the connection's words (DpKey.cs: filled only when a rule matches one of them).</summary>
+    public static readonly IReadOnlyList<FieldDef> CtTupleFields = [CtLabel, CtNwSrc, CtNwDst, CtIpv6Src, CtIpv6Dst, CtNwProto, CtTpSrc, CtTpDst];
 
     /// <summary>reg0 to reg15 (NXM_NX_REG0 ...): reg(2n) the high half of xreg n's word, as Open vSwitch.</summary>
     public static readonly IReadOnlyList<FieldDef> Registers = [.. Enumerable.Range(0, FlowKey.Registers).Select(n =>
@@ -171,11 +196,12 @@ public static class Fields
     [
         InPort, DlType, VlanTci, DlVlan, DlVlanPcp, Vlan2Tci, DlDst, NwProto, ArpOp, NwTos, IpDscp, NwEcn, DlSrc, NwTtl, NwFrag,
         TpSrc, TpDst, IcmpType, IcmpCode, TcpFlags, NwSrc, NwDst, ArpSpa, ArpTpa, ArpSha, ArpTha, Ipv6Src, Ipv6Dst, Metadata,
-        .. Registers, .. Xregs, .. Xxregs, CtState, CtZone, CtMark, RecircId,
+        .. Registers, .. Xregs, .. Xxregs, CtState, CtZone, CtMark, RecircId, .. CtTupleFields,
     ];
 
     /// <summary>The pipeline's fields in ovs-ofctl's dump order (before the protocol); xregs and xxregs are dumped as their regs.</summary>
-    public static readonly IReadOnlyList<FieldDef> PipelineFields = [RecircId, Metadata, .. Registers, CtState, CtZone, CtMark];
+    public static readonly IReadOnlyList<FieldDef> PipelineFields = [RecircId, Metadata, .. Registers, CtState, CtZone, CtMark, CtLabel,
+        CtNwSrc, CtNwDst, CtIpv6Src, CtIpv6Dst, CtNwProto, CtTpSrc, CtTpDst];
 
     /// <summary>
     /// Open vSwitch's NXM/OXM names of the fields this switch has, as load and move take them
@@ -213,7 +239,9 @@ public static class Fields
         ["NXM_NX_ARP_THA"] = ArpTha, ["OXM_OF_ARP_THA"] = ArpTha,
         ["NXM_NX_TCP_FLAGS"] = TcpFlags, ["OXM_OF_TCP_FLAGS"] = TcpFlags,
         ["OXM_OF_METADATA"] = Metadata,
-        ["NXM_NX_CT_STATE"] = CtState, ["NXM_NX_CT_ZONE"] = CtZone, ["NXM_NX_CT_MARK"] = CtMark,
+        ["NXM_NX_CT_STATE"] = CtState, ["NXM_NX_CT_ZONE"] = CtZone, ["NXM_NX_CT_MARK"] = CtMark, ["NXM_NX_CT_LABEL"] = CtLabel,
+        ["NXM_NX_CT_NW_SRC"] = CtNwSrc, ["NXM_NX_CT_NW_DST"] = CtNwDst, ["NXM_NX_CT_IPV6_SRC"] = CtIpv6Src, ["NXM_NX_CT_IPV6_DST"] = CtIpv6Dst,
+        ["NXM_NX_CT_NW_PROTO"] = CtNwProto, ["NXM_NX_CT_TP_SRC"] = CtTpSrc, ["NXM_NX_CT_TP_DST"] = CtTpDst,
     });
 
     /// <summary>Adds the registers' NXM/OXM names: NXM_NX_REGn, OXM_OF_PKT_REGn (xregs), NXM_NX_XXREGn.</summary>
@@ -281,8 +309,24 @@ internal static class Prerequisites
             Prerequisite.Sctp => (v4 || v6) && proto == KeyExtractor.ProtoSctp,
             Prerequisite.Icmp => (v4 && proto == KeyExtractor.ProtoIcmp) || (v6 && proto == KeyExtractor.ProtoIcmpv6),
             Prerequisite.Vlan => (m.GetMask(Fields.VlanTci) & m.GetValue(Fields.VlanTci) & KeyExtractor.VlanPresent) != 0,
+            Prerequisite.Ct => CtValid(m),
+            Prerequisite.CtIp => v4 && CtValid(m),
+            Prerequisite.CtIpv6 => v6 && CtValid(m),
+            Prerequisite.CtL4 => CtValid(m) && m.GetMask(Fields.CtNwProto) == 0xFF,
             _ => false,
         };
+    }
+
+    /// <summary>
+    /// Open vSwitch's test for the ct tuple fields: the match requires a state that implies a
+    /// connection (+new, +est, +rel, +rpl, +snat or +dnat), or +trk with -inv.
+    /// </summary>
+    private static bool CtValid(in FlowMatch m)
+    {
+        ulong v = m.GetValue(Fields.CtState), mask = m.GetMask(Fields.CtState);
+        const ulong implies = Conntrack.CtState.New | Conntrack.CtState.Est | Conntrack.CtState.Rel | Conntrack.CtState.Rpl | Conntrack.CtState.Snat | Conntrack.CtState.Dnat;
+        return (v & mask & implies) != 0
+            || ((v & mask & Conntrack.CtState.Trk) != 0 && (mask & Conntrack.CtState.Inv) != 0 && (v & Conntrack.CtState.Inv) == 0);
     }
 
     public static string Describe(Prerequisite p) => p switch
@@ -298,6 +342,10 @@ internal static class Prerequisites
         Prerequisite.Sctp => "'sctp' or 'sctp6' (nw_proto=132 with ip or ipv6)",
         Prerequisite.Icmp => "'icmp' or 'icmp6' (nw_proto=1 with ip, or 58 with ipv6)",
         Prerequisite.Vlan => "a VLAN tag (dl_vlan=N, or push_vlan / mod_vlan_vid earlier in the actions)",
+        Prerequisite.Ct => "a ct_state that implies a connection (+new, +est, +rel, +rpl, +snat, +dnat, or +trk-inv)",
+        Prerequisite.CtIp => "'ip' (dl_type=0x0800) and a ct_state that implies a connection (+new, +est, +rel, +rpl, +snat, +dnat, or +trk-inv)",
+        Prerequisite.CtIpv6 => "'ipv6' (dl_type=0x86dd) and a ct_state that implies a connection (+new, +est, +rel, +rpl, +snat, +dnat, or +trk-inv)",
+        Prerequisite.CtL4 => "ct_nw_proto=N and a ct_state that implies a connection (+new, +est, +rel, +rpl, +snat, +dnat, or +trk-inv)",
         _ => "nothing",
     };
 }

@@ -339,6 +339,17 @@ public static class FlowFormatter
                 Sep(sb);
             }
 
+            if (f.Syntax == FieldSyntax.Hex) // ct_label (xxregs are dumped as their regs)
+            {
+                sb.Append(ic, $"{f.Name}=0x{value:x}");
+                if (mask != UInt128.MaxValue)
+                {
+                    sb.Append(ic, $"/0x{mask:x}");
+                }
+
+                return;
+            }
+
             sb.Append(f.Name).Append('=').Append(Ipv6Text(value));
             if (mask != UInt128.MaxValue)
             {

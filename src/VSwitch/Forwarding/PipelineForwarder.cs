@@ -54,6 +54,9 @@ public sealed unsafe class FlowPmd : IDisposable
         GroupCt = (ulong*)NativeMemory.AlignedAlloc(Burst * sizeof(ulong), 64);
         RecircCt = (ulong*)NativeMemory.AlignedAlloc(Burst * sizeof(ulong), 64);
         RecircWorkCt = (ulong*)NativeMemory.AlignedAlloc(Burst * sizeof(ulong), 64);
+        GroupExt = (ulong*)NativeMemory.AlignedAlloc(Burst * DpKey.CtExtWords * sizeof(ulong), 64);
+        RecircExt = (ulong*)NativeMemory.AlignedAlloc(Burst * DpKey.CtExtWords * sizeof(ulong), 64);
+        RecircWorkExt = (ulong*)NativeMemory.AlignedAlloc(Burst * DpKey.CtExtWords * sizeof(ulong), 64);
         Current = shared.Current;
         CacheFlushes = shared.CacheFlushes;
         shared.Learner.Register(Learns);
@@ -133,6 +136,19 @@ public sealed unsafe class FlowPmd : IDisposable
     public readonly byte* RecircWorkIds;
     public readonly ulong* RecircWorkCt;
 
+    /// <summary>
+    /// While the tables in use match the connection's words (FlowTables.MatchesCtTuple, read once per
+    /// round): per packet of the group, of the recirculation queue and of the pass being run, its
+    /// DpKey.CtExtWords connection words (ct_label, original tuple), which ct ops write and the next
+    /// pass puts in the key. Untouched otherwise.
+    /// </summary>
+    public readonly ulong* GroupExt;
+    public readonly ulong* RecircExt;
+    public readonly ulong* RecircWorkExt;
+
+    /// <summary>This round's FlowTables.MatchesCtTuple.</summary>
+    public bool CtTuple;
+
     public void Dispose()
     {
         Shared.Learner.Unregister(Learns);
@@ -158,6 +174,9 @@ public sealed unsafe class FlowPmd : IDisposable
         NativeMemory.AlignedFree(RecircWorkIds);
         NativeMemory.AlignedFree(GroupCt);
         NativeMemory.AlignedFree(RecircCt);
+        NativeMemory.AlignedFree(GroupExt);
+        NativeMemory.AlignedFree(RecircExt);
+        NativeMemory.AlignedFree(RecircWorkExt);
         NativeMemory.AlignedFree(RecircWorkCt);
         GC.SuppressFinalize(this);
     }
@@ -189,6 +208,7 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
         FlowPmd f = _f;
         FlowTables v = f.Shared.Current;
         f.Current = v;
+        f.CtTuple = v.MatchesCtTuple;
         f.RoundTsc = now;
 
         f.MacGeneration = f.Shared.Macs.Generation; // the loop then reports the round's epoch as passed
@@ -224,7 +244,7 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
     public int Handle(PmdState state, in RxQueueRef rx, nint* mbufs, int n)
     {
         ushort inPort = rx.OfPort;
-        int whole = Process(state, mbufs, n, inPort, 0, null, allowWhole: true);
+        int whole = Process(state, mbufs, n, inPort, 0, null, null, allowWhole: true);
         if (_f.RecircCount != 0)
         {
             Recirculate(state, inPort);
@@ -249,6 +269,11 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
             Buffer.MemoryCopy(f.RecircPkts, f.RecircWork, FlowPmd.Burst * sizeof(nint), n * sizeof(nint));
             Buffer.MemoryCopy(f.RecircIds, f.RecircWorkIds, FlowPmd.Burst, n);
             Buffer.MemoryCopy(f.RecircCt, f.RecircWorkCt, FlowPmd.Burst * sizeof(ulong), n * sizeof(ulong));
+            if (f.CtTuple)
+            {
+                Buffer.MemoryCopy(f.RecircExt, f.RecircWorkExt, FlowPmd.Burst * DpKey.CtExtWords * sizeof(ulong), n * DpKey.CtExtWords * sizeof(ulong));
+            }
+
             f.RecircCount = 0;
             if (depth >= FlowPmd.MaxRecircDepth)
             {
@@ -270,7 +295,8 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
                     end++;
                 }
 
-                Process(state, f.RecircWork + start, end - start, inPort, f.RecircWorkIds[start], f.RecircWorkCt + start, allowWhole: false);
+                Process(state, f.RecircWork + start, end - start, inPort, f.RecircWorkIds[start], f.RecircWorkCt + start,
+                    f.CtTuple ? f.RecircWorkExt + (start * DpKey.CtExtWords) : null, allowWhole: false);
                 start = end;
             }
         }
@@ -279,10 +305,12 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
     /// <summary>
     /// One pass of <paramref name="n"/> packets from <paramref name="inPort"/> (recirc_id <paramref name="recircId"/>)
     /// through the caches and actions (<paramref name="cts"/>: the packets' connection-tracking words on a
-    /// recirculated pass, null on the first). With <paramref name="allowWhole"/>, a pass that is one group with
-    /// one output returns that output's slot instead of buffering (the loop sends the burst as is).
+    /// recirculated pass, null on the first; <paramref name="exts"/>: their connection words, DpKey.CtExtWords
+    /// each, on a recirculated pass while the tables match them, else null). With <paramref name="allowWhole"/>,
+    /// a pass that is one group with one output returns that output's slot instead of buffering (the loop
+    /// sends the burst as is).
     /// </summary>
-    private int Process(PmdState state, nint* mbufs, int n, ushort inPort, byte recircId, ulong* cts, bool allowWhole)
+    private int Process(PmdState state, nint* mbufs, int n, ushort inPort, byte recircId, ulong* cts, ulong* exts, bool allowWhole)
     {
         FlowPmd f = _f;
         PmdCounters* c = state.Counters;
@@ -308,6 +336,15 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
             }
 
             keys[i].W[FlowKey.CtWord] |= (cts == null ? 0 : cts[i] & ~RecircBits) | ((ulong)recircId << 24);
+            if (exts != null)
+            {
+                // The connection's words: this pass is classified by the megaflow cache alone (DpKey.cs).
+                Buffer.MemoryCopy(exts + (i * DpKey.CtExtWords), keys[i].W + DpKey.PacketWords, DpKey.CtExtWords * sizeof(ulong), DpKey.CtExtWords * sizeof(ulong));
+                entryOf[i] = Invalid;
+                misses++;
+                continue;
+            }
+
 
             // Bursts often carry runs of one flow: a key equal to the previous packet's takes its
             // verdict without hashing or a cache lookup (the previous verdict was checked current).
@@ -343,7 +380,7 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
         // 3 + 4: megaflow cache, revalidation, upcalls.
         if (misses != 0)
         {
-            Miss(state, mbufs, n, version, macGen);
+            Miss(state, mbufs, n, version, macGen, emc: exts == null);
         }
 
         // 5: group by megaflow and run each group's actions. The entry remembers the burst and
@@ -408,20 +445,28 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
                 {
                     f.GroupCt[j] = keys[mem[j]].W[FlowKey.CtWord] & ~RecircBits;
                 }
+
+                if (exts != null)
+                {
+                    for (int j = 0; j < k; j++)
+                    {
+                        Buffer.MemoryCopy(keys[mem[j]].W + DpKey.PacketWords, f.GroupExt + (j * DpKey.CtExtWords), DpKey.CtExtWords * sizeof(ulong), DpKey.CtExtWords * sizeof(ulong));
+                    }
+                }
             }
 
             Account(me, f.GroupPkts, k, now);
-            _exec.Execute(state, me, f.GroupPkts, f.GroupOffs, k, inPort, tracked: cts != null);
+            _exec.Execute(state, me, f.GroupPkts, f.GroupOffs, k, inPort, tracked: cts != null, tupled: exts != null);
         }
 
         return -1;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static bool SameKey(DpKey* a, DpKey* b) => Emc.KeyEquals(a, b);
+    private static bool SameKey(DpKey* a, DpKey* b) => Emc.KeyEquals(a->W, b->W);
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private void Miss(PmdState state, nint* mbufs, int n, long version, long macGen)
+    private void Miss(PmdState state, nint* mbufs, int n, long version, long macGen, bool emc)
     {
         FlowPmd f = _f;
         PmdCounters* c = state.Counters;
@@ -470,7 +515,11 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
                 {
                     mfHits++;
                     entryOf[i] = e;
-                    f.Emc.MaybeInsert(key, f.Hashes[i], e, me->Serial);
+                    if (emc)
+                    {
+                        f.Emc.MaybeInsert(key, f.Hashes[i], e, me->Serial);
+                    }
+
                     continue;
                 }
             }
@@ -500,8 +549,13 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
                 nint m = mbufs[i];
                 HeaderOffsets off = f.Offsets[i];
                 f.GroupCt[0] = key->W[FlowKey.CtWord] & ~RecircBits;
+                if (!emc)
+                {
+                    Buffer.MemoryCopy(key->W + DpKey.PacketWords, f.GroupExt, DpKey.CtExtWords * sizeof(ulong), DpKey.CtExtWords * sizeof(ulong));
+                }
+
                 Account(se, &m, 1, t0);
-                _exec.Execute(state, se, &m, &off, 1, (ushort)(key->InPort), tracked: true);
+                _exec.Execute(state, se, &m, &off, 1, (ushort)(key->InPort), tracked: true, tupled: !emc);
                 entryOf[i] = Done;
             }
             else

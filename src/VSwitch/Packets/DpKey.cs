@@ -1,13 +1,10 @@
-// DpKey.cs - the datapath's flow key: what the extractor reads from a packet and the caches match,
-// 10 64-bit words (80 bytes).
+// DpKey.cs - the datapath's flow key: what the extractor reads from a packet, plus the connection
+// a ct gave it, that the caches match: 18 64-bit words (144 bytes).
 //
-// The pipeline's key (FlowKey) starts with these same 10 words and adds what only rules see:
+// The pipeline's key (FlowKey) starts with these same 18 words and adds what only rules see:
 // metadata and the sixteen registers. Those are zero whenever a packet enters the pipeline, so the
 // datapath never needs them: a verdict is a function of these words alone, and a megaflow's mask is
-// the pipeline's wildcards cut to them. Keeping pipeline-only fields out of this key keeps the
-// per-packet work small: extraction zeroes 80 bytes, the hash is 10 CRC32C steps, a microflow (EMC)
-// compare is two 256-bit compares and one 128-bit, and an EMC entry (16-byte header + key) fits in
-// 96 bytes. The words (shared with FlowKey, see its file comment):
+// the pipeline's wildcards cut to them. The words (shared with FlowKey, see its file comment):
 //
 //   W0  in_port:16  dl_type:16  vlan_tci:16  vlan2_tci:16
 //   W1  dl_dst:48   nw_proto:8  nw_tos:8
@@ -16,15 +13,31 @@
 //   W4  nw_src:32   nw_dst:32
 //   W5..W8  ipv6_src (hi, lo), ipv6_dst (hi, lo)   (ARP: W5 = sha, W6 = tha)
 //   W9  ct_state:8  ct_zone:16  recirc_id:8  ct_mark:32
+//   W10..W17  the connection's words: ct_label, ct_nw_src/dst, ct_ipv6_src/dst, ct_tp_src/dst, ct_nw_proto
+//
+// The first ten are the packet's words (PacketWords): the extractor fills them and zeroes the other
+// eight; the hash, the microflow cache (EMC) and the "same key as the previous packet" shortcut look
+// at those ten only (a hash of 10 CRC32C steps, an EMC entry of 96 bytes, a compare of two 256-bit
+// and one 128-bit vectors). The connection's words are filled only on a pass after ct(table=N), and
+// only when some rule of the tables in use matches one of those fields (FlowTables.MatchesCtTuple);
+// such a pass skips the EMC and its shortcut and is classified by the megaflow cache alone, whose
+// masks cover all 18 words (a mask's zero words cost nothing there). Pipelines that never match
+// ct_label or the ct tuple pay nothing for them.
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
 namespace VSwitch.Packets;
 
-[StructLayout(LayoutKind.Sequential, Size = 80)]
+[StructLayout(LayoutKind.Sequential, Size = 144)]
 public unsafe struct DpKey : IEquatable<DpKey>
 {
-    public const int Words = 10;
+    public const int Words = 18;
+
+    /// <summary>The packet's words (W0..W9): what the extractor fills, the hash covers and the EMC keeps.</summary>
+    public const int PacketWords = 10;
+
+    /// <summary>The connection's words after them (W10..W17).</summary>
+    public const int CtExtWords = Words - PacketWords;
 
     /// <summary>The key's words (layout in the file comment); FlowKey's first <see cref="Words"/>.</summary>
     public fixed ulong W[Words];

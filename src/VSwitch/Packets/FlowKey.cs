@@ -1,7 +1,7 @@
-// FlowKey.cs - the pipeline's flow key: the datapath key's 10 words plus metadata and the sixteen
-// registers, 19 64-bit words (152 bytes).
+// FlowKey.cs - the pipeline's flow key: the datapath key's 18 words plus metadata and the sixteen
+// registers, 27 64-bit words (216 bytes).
 //
-// Rules match it and the translator rewrites it. A key, a mask and a masked key are all the same 19
+// Rules match it and the translator rewrites it. A key, a mask and a masked key are all the same 27
 // words, so matching is "(key & mask) == value" word by word. Fields are stored as host-order
 // integers (a MAC is the 48-bit big-endian number of its six bytes, an IPv4 address the usual 32-bit
 // number), so CIDR prefixes and bit masks are plain integer masks. The word layout:
@@ -13,28 +13,42 @@
 //   W4  nw_src:32   nw_dst:32                               (IPv4, ARP spa/tpa)
 //   W5..W8  ipv6_src (hi, lo), ipv6_dst (hi, lo)
 //   W9  ct_state:8 ct_zone:16 recirc_id:8 ct_mark:32        (recirc_id: set by the recirc action)
+//   -- the packet's words end here: the extractor fills W0..W9 and zeroes the rest of the DpKey --
+//   W10 W11  ct_label (hi, lo)                              (the connection's, after a ct)
+//   W12 ct_nw_src:32 ct_nw_dst:32                           (the connection's original direction,
+//   W13..W16 ct_ipv6_src (hi, lo), ct_ipv6_dst (hi, lo)      filled on a pass after ct(table=N) when
+//   W17 ct_tp_src:16 ct_tp_dst:16 ct_nw_proto:8              some rule matches them: see DpKey.cs)
 //   -- the datapath key (DpKey) ends here --
-//   W10 metadata:64
-//   W11..W18 xreg0..xreg7: reg(2n):32 in the high half, reg(2n+1):32 in the low (as Open vSwitch);
-//            xxreg n is words 11+2n (high) and 12+2n (low)
+//   W18 metadata:64
+//   W19..W26 xreg0..xreg7: reg(2n):32 in the high half, reg(2n+1):32 in the low (as Open vSwitch);
+//            xxreg n is words 19+2n (high) and 20+2n (low)
 //
 // Metadata and registers start at zero for every packet, so they are not part of the datapath key:
-// the caches match DpKey's 10 words, and a rule's match on a register costs nothing per packet (the
+// the caches match DpKey's 18 words, and a rule's match on a register costs nothing per packet (the
 // translator's wildcards on those words are dropped when a megaflow is installed).
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
 namespace VSwitch.Packets;
 
-[StructLayout(LayoutKind.Sequential, Size = 152)]
+[StructLayout(LayoutKind.Sequential, Size = 216)]
 public unsafe struct FlowKey : IEquatable<FlowKey>
 {
-    public const int Words = 19;
+    public const int Words = 27;
 
-    /// <summary>The word of ct_state, ct_zone, recirc_id and ct_mark (the datapath key's last).</summary>
+    /// <summary>The word of ct_state, ct_zone, recirc_id and ct_mark (the packet words' last).</summary>
     public const int CtWord = 9;
 
-    /// <summary>The key's 19 words (layout in the file comment).</summary>
+    /// <summary>The first of the connection's words (ct_label, the original direction's tuple): <see cref="DpKey.CtExtWords"/> of them.</summary>
+    public const int CtExtWord = 10;
+
+    /// <summary>The word of ct_tp_src, ct_tp_dst and ct_nw_proto.</summary>
+    public const int CtL4Word = 17;
+
+    /// <summary>The metadata word (the first after the datapath key).</summary>
+    public const int MetadataWord = 18;
+
+    /// <summary>The key's 27 words (layout in the file comment).</summary>
     public fixed ulong W[Words];
 
     // Field positions: (word, shift, width). Kept as constants so accessors fold to one shift/mask.
@@ -62,9 +76,9 @@ public unsafe struct FlowKey : IEquatable<FlowKey>
     /// <summary>ARP target hardware address (word 6).</summary>
     public ulong ArpTha { readonly get => W[6]; set => W[6] = value; }
     public UInt128 Ipv6Dst { readonly get => new(W[7], W[8]); set { W[7] = (ulong)(value >> 64); W[8] = (ulong)value; } }
-    public ulong Metadata { readonly get => W[10]; set => W[10] = value; }
-    public uint Reg0 { readonly get => (uint)(W[11] >> 32); set => Set(11, 32, 32, value); }
-    public uint Reg1 { readonly get => (uint)W[11]; set => Set(11, 0, 32, value); }
+    public ulong Metadata { readonly get => W[MetadataWord]; set => W[MetadataWord] = value; }
+    public uint Reg0 { readonly get => (uint)(W[MetadataWord + 1] >> 32); set => Set(MetadataWord + 1, 32, 32, value); }
+    public uint Reg1 { readonly get => (uint)W[MetadataWord + 1]; set => Set(MetadataWord + 1, 0, 32, value); }
 
     /// <summary>Register <paramref name="n"/> (0 to <see cref="Registers"/> - 1): even ones the high half of their word.</summary>
     public readonly uint Reg(int n) => (uint)(W[RegWord(n)] >> ((n & 1) == 0 ? 32 : 0));
@@ -73,11 +87,19 @@ public unsafe struct FlowKey : IEquatable<FlowKey>
     public const int Registers = 16;
 
     /// <summary>The word of register <paramref name="n"/> (the word of xreg n/2).</summary>
-    public static int RegWord(int n) => 11 + (n >> 1);
+    public static int RegWord(int n) => MetadataWord + 1 + (n >> 1);
     public byte CtState { readonly get => (byte)W[CtWord]; set => Set(CtWord, 0, 8, value); }
     public ushort CtZone { readonly get => (ushort)(W[CtWord] >> 8); set => Set(CtWord, 8, 16, value); }
     public uint CtMark { readonly get => (uint)(W[CtWord] >> 32); set => Set(CtWord, 32, 32, value); }
     public byte RecircId { readonly get => (byte)(W[CtWord] >> 24); set => Set(CtWord, 24, 8, value); }
+    public UInt128 CtLabel { readonly get => new(W[CtExtWord], W[CtExtWord + 1]); set { W[CtExtWord] = (ulong)(value >> 64); W[CtExtWord + 1] = (ulong)value; } }
+    public uint CtNwSrc { readonly get => (uint)W[CtExtWord + 2]; set => Set(CtExtWord + 2, 0, 32, value); }
+    public uint CtNwDst { readonly get => (uint)(W[CtExtWord + 2] >> 32); set => Set(CtExtWord + 2, 32, 32, value); }
+    public UInt128 CtIpv6Src { readonly get => new(W[CtExtWord + 3], W[CtExtWord + 4]); set { W[CtExtWord + 3] = (ulong)(value >> 64); W[CtExtWord + 4] = (ulong)value; } }
+    public UInt128 CtIpv6Dst { readonly get => new(W[CtExtWord + 5], W[CtExtWord + 6]); set { W[CtExtWord + 5] = (ulong)(value >> 64); W[CtExtWord + 6] = (ulong)value; } }
+    public ushort CtTpSrc { readonly get => (ushort)W[CtL4Word]; set => Set(CtL4Word, 0, 16, value); }
+    public ushort CtTpDst { readonly get => (ushort)(W[CtL4Word] >> 16); set => Set(CtL4Word, 16, 16, value); }
+    public byte CtNwProto { readonly get => (byte)(W[CtL4Word] >> 32); set => Set(CtL4Word, 32, 8, value); }
 
     public const ulong Mac48 = 0xFFFF_FFFF_FFFFUL;
 

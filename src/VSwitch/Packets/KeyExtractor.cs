@@ -69,13 +69,19 @@ public static unsafe class KeyExtractor
         {
             System.Runtime.Intrinsics.Vector256.Store(System.Runtime.Intrinsics.Vector256<ulong>.Zero, w);
             System.Runtime.Intrinsics.Vector256.Store(System.Runtime.Intrinsics.Vector256<ulong>.Zero, w + 4);
-            System.Runtime.Intrinsics.Vector128.Store(System.Runtime.Intrinsics.Vector128<ulong>.Zero, w + 8);
+            System.Runtime.Intrinsics.Vector256.Store(System.Runtime.Intrinsics.Vector256<ulong>.Zero, w + 8);
+            System.Runtime.Intrinsics.Vector256.Store(System.Runtime.Intrinsics.Vector256<ulong>.Zero, w + 12);
+            System.Runtime.Intrinsics.Vector128.Store(System.Runtime.Intrinsics.Vector128<ulong>.Zero, w + 16);
             w[0] = inPort;
         }
         else
         {
-            w[0] = inPort; w[1] = 0; w[2] = 0; w[3] = 0; w[4] = 0; w[5] = 0;
-            w[6] = 0; w[7] = 0; w[8] = 0; w[9] = 0;
+            for (int i = 1; i < DpKey.Words; i++)
+            {
+                w[i] = 0;
+            }
+
+            w[0] = inPort;
         }
 
         off->L3 = 0xFFFF;
@@ -385,7 +391,7 @@ public static unsafe class KeyExtractor
         }
 
         ulong h = 0xCBF29CE484222325UL;
-        for (int i = 0; i < DpKey.Words; i++)
+        for (int i = 0; i < DpKey.PacketWords; i++)
         {
             h = (h ^ w[i]) * 0x100000001B3UL;
         }

@@ -5,6 +5,7 @@
 // store (PipelineShared.Publish); PMDs read PipelineShared.Current once per burst and revalidate
 // any cached verdict whose Version differs. A megaflow names the rules it took by their native
 // counter slots (RuleCounters.Slot), valid while the version it was computed for is current.
+using VSwitch.FlowText;
 using VSwitch.Packets;
 
 namespace VSwitch.Pipeline;
@@ -57,7 +58,7 @@ public sealed record PipelinePort(int OfPort, string Name, VlanMode Mode = VlanM
     }
 }
 
-public sealed class FlowTables
+public sealed unsafe class FlowTables
 {
     public const int MaxTables = 255;
 
@@ -79,6 +80,7 @@ public sealed class FlowTables
         }
 
         Rules = [.. all];
+        MatchesCtTuple = all.Exists(UsesCtTuple) || Groups.Values.Any(g => g.Buckets.Any(b => b.Actions.Any(a => IsCtTupleField(a.Field) || IsCtTupleField(a.Dst))));
         var list = new List<PipelinePort>(ports);
         list.Sort((a, b) => a.OfPort.CompareTo(b.OfPort));
         PortList = [.. list];
@@ -99,6 +101,28 @@ public sealed class FlowTables
 
     /// <summary>Group <paramref name="id"/>, or null.</summary>
     public FlowGroup? Group(uint id) => Groups.GetValueOrDefault(id);
+
+    /// <summary>
+    /// Some rule (or group bucket) reads ct_label or a field of the connection's original tuple: the
+    /// PMDs then fill those words of the key on passes after ct(table=N) (Packets/DpKey.cs), which
+    /// costs those passes the microflow cache; otherwise the words stay zero and cost nothing.
+    /// </summary>
+    public bool MatchesCtTuple { get; }
+
+    private static bool IsCtTupleField(FieldDef? f) => f != null && f.Word >= FlowKey.CtExtWord && f.Word < FlowKey.CtExtWord + DpKey.CtExtWords;
+
+    private static bool UsesCtTuple(FlowRule r)
+    {
+        for (int w = FlowKey.CtExtWord; w < FlowKey.CtExtWord + DpKey.CtExtWords; w++)
+        {
+            if (r.Match.Mask.W[w] != 0)
+            {
+                return true;
+            }
+        }
+
+        return Array.Exists(r.Actions, a => IsCtTupleField(a.Field) || IsCtTupleField(a.Dst));
+    }
 
     /// <summary>Monotonic; cached verdicts carry the version they were computed for.</summary>
     public long Version { get; }

@@ -404,10 +404,15 @@ public static partial class Translator
                 k.Metadata = (k.Metadata & ~a.Mask) | (a.Value & a.Mask);
                 break;
             case ActionKind.CtClear:
-                t.Trace?.Add("  ct_clear: the packet is untracked from here (ct_state, ct_zone, ct_mark 0)");
+                t.Trace?.Add("  ct_clear: the packet is untracked from here (ct_state, ct_zone, ct_mark, ct_label and the ct tuple 0)");
                 k.CtState = 0;
                 k.CtZone = 0;
                 k.CtMark = 0;
+                for (int w = FlowKey.CtExtWord; w < FlowKey.CtExtWord + DpKey.CtExtWords; w++)
+                {
+                    k.W[w] = 0;
+                }
+
                 t.Emit(new DpAction(DpOp.CtClear));
                 break;
             case ActionKind.Ct:
