@@ -254,6 +254,55 @@ public sealed class ConntrackTests
         Assert.Equal(inv + 1, rig.Counters.CtInvalid);
     }
 
+    [Theory]
+    [InlineData(17, 2000)]
+    [InlineData(6, 2000)]
+    [InlineData(17, 60)]
+    public void Jumbo_frames_in_chains_of_mbufs_are_tracked_and_natted_like_any_other(byte proto, int firstSegment)
+    {
+        // 8900 bytes of UDP payload (TCP: 4000, within the peer's 8192-byte window) in segments of
+        // 2 KB: the IP length reaches past the first segment, the headers do not. Both directions
+        // through SNAT, checksums over the whole chain.
+        using var rig = NewRig(Snat);
+        int size = proto == 6 ? 4000 : 8900;
+        byte[] Jumbo(string src, string dst, ushort sport, ushort dport, byte flags, uint seq, uint ack) => FrameBuilder.Build(new FrameSpec
+        {
+            Proto = proto, NwSrc = FrameBuilder.Ip(src), NwDst = FrameBuilder.Ip(dst), SrcPort = sport, DstPort = dport,
+            TcpFlags = flags, TcpSeq = seq, TcpAck = ack, Payload = Enumerable.Range(0, size).Select(i => (byte)i).ToArray(),
+        });
+        List<byte[]> Sent(int ofPort)
+        {
+            var list = rig.Ports.Sent(ofPort - 1).Select(FakeMbufs.ChainBytes).ToList();
+            rig.Ports.TxCount[ofPort - 1] = 0;
+            return list;
+        }
+
+        ushort pub;
+        if (proto == 6)
+        {
+            rig.Send(1, [Tcp(Inside, Outside, 40000, 80, Syn, 1000, 0)]);
+            pub = SportOf(Assert.Single(rig.Out(2)));
+            rig.Send(2, [Tcp(Outside, Public, 80, pub, SynAck, 5000, 1001)]);
+            Assert.Single(rig.Out(1));
+        }
+
+        rig.Ports.Inject(0, rig.Mbufs.CreateChain(Jumbo(Inside, Outside, 40000, 80, Ack, 1001, 5001), firstSegment));
+        rig.Loop.Poll();
+        var leaving = Assert.Single(Sent(2));
+        Assert.Equal(size + 14 + 20 + (proto == 6 ? 20 : 8), leaving.Length);
+        Assert.Equal(FrameBuilder.Ip(Public), SrcOf(leaving));
+        Assert.Empty(FrameBuilder.VerifyChecksums(leaving));
+        pub = SportOf(leaving);
+
+        rig.Ports.Inject(1, rig.Mbufs.CreateChain(Jumbo(Outside, Public, 80, pub, Ack, 5001, (uint)(1001 + size)), firstSegment, 1));
+        rig.Loop.Poll();
+        var back = Assert.Single(Sent(1)); // the reply: +est, un-NATed
+        Assert.Equal(FrameBuilder.Ip(Inside), DstOf(back));
+        Assert.Empty(FrameBuilder.VerifyChecksums(back));
+        Assert.Equal(0UL, rig.Counters.CtInvalid);
+        Assert.Equal(proto == 6 ? "ESTABLISHED" : "REPLIED", Assert.Single(rig.Shared.Conns!.Dump(0)).State);
+    }
+
     [Fact]
     public void Snat_to_a_whole_ipv6_64_picks_an_address_in_it()
     {

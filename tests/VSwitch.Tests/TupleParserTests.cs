@@ -384,4 +384,55 @@ public class TupleParserTests
             System.Runtime.InteropServices.NativeMemory.Free(mem);
         }
     }
+
+    [Fact]
+    public unsafe void A_packet_longer_than_its_first_segment_parses_from_the_headers_there_and_the_length_of_the_frame()
+    {
+        // A TCP segment of 3000 bytes whose first 100 are readable (a chain of mbufs): the tuple comes
+        // from the readable headers, End is the IP length; a frame shorter than the IP length, or a
+        // transport header past the readable bytes, is truncated; ICMP must be readable whole.
+        var ip = new IPv4Packet(IPAddress.Parse("192.0.2.1"), IPAddress.Parse("198.51.100.2"))
+        {
+            PayloadPacket = new TcpPacket(40000, 443) { Acknowledgment = true, PayloadData = new byte[2960] },
+        };
+        ip.UpdateCalculatedValues();
+        byte[] p = ip.Bytes;
+        Assert.Equal(3000, p.Length);
+        fixed (byte* b = p)
+        {
+            Assert.Equal(TupleStatus.Ok, TupleParser.Parse(b, 100, 3000, Ip4, out var t, out var info));
+            Assert.Equal((40000, 443), ((int)t.SrcPort, (int)t.DstPort));
+            Assert.Equal(3000, (int)info.End);
+            Assert.Equal(TupleStatus.Truncated, TupleParser.Parse(b, 100, 2999, Ip4, out _, out _));
+            Assert.Equal(TupleStatus.Truncated, TupleParser.Parse(b, 30, 3000, Ip4, out _, out _)); // TCP header cut
+        }
+
+        var icmp = new IPv4Packet(IPAddress.Parse("192.0.2.1"), IPAddress.Parse("198.51.100.2"))
+        {
+            PayloadPacket = new IcmpV4Packet(new PacketDotNet.Utils.ByteArraySegment(new byte[1500])) { TypeCode = IcmpV4TypeCode.EchoRequest },
+        };
+        icmp.UpdateCalculatedValues();
+        byte[] q = icmp.Bytes;
+        fixed (byte* b = q)
+        {
+            Assert.Equal(TupleStatus.Ok, TupleParser.Parse(b, q.Length, q.Length, Ip4, out _, out _));
+            Assert.Equal(TupleStatus.Truncated, TupleParser.Parse(b, 100, q.Length, Ip4, out _, out _));
+        }
+
+        // IPv6 with a hop-by-hop header: extension headers must be readable too.
+        var v6 = new byte[40 + 8 + 20 + 2000];
+        v6[0] = 0x60;
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16BigEndian(v6.AsSpan(4), (ushort)(v6.Length - 40));
+        v6[6] = 0; // hop-by-hop
+        v6[40] = 6; // then TCP
+        v6[48 + 12] = 5 << 4;
+        fixed (byte* b = v6)
+        {
+            Assert.Equal(TupleStatus.Ok, TupleParser.Parse(b, 80, v6.Length, Ip6, out var t6, out var i6));
+            Assert.Equal(48, (int)i6.L4);
+            Assert.Equal(6, t6.Protocol);
+            Assert.Equal(TupleStatus.Truncated, TupleParser.Parse(b, 44, v6.Length, Ip6, out _, out _));
+            Assert.Equal(TupleStatus.Truncated, TupleParser.Parse(b, 80, v6.Length - 1, Ip6, out _, out _));
+        }
+    }
 }

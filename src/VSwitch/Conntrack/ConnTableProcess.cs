@@ -95,7 +95,8 @@ public sealed unsafe partial class ConnTable
         }
 
         byte* l3 = d + off.L3;
-        var status = TupleParser.Parse(l3, len - off.L3, (l3[0] >> 4) == 6 ? KeyExtractor.EthIpv6 : KeyExtractor.EthIp, out ConnTuple ct, out TupleInfo info);
+        // headers from the first segment, lengths against the whole frame (a chain of mbufs: a jumbo frame)
+        var status = TupleParser.Parse(l3, len - off.L3, (int)Mbuf.PktLen(m) - off.L3, (l3[0] >> 4) == 6 ? KeyExtractor.EthIpv6 : KeyExtractor.EthIp, out ConnTuple ct, out TupleInfo info);
         if (status != TupleStatus.Ok || ((info.FirstFragment || info.Kind == TupleKind.LaterFragment) && frags == null))
         {
             c->CtInvalid++;

@@ -109,10 +109,23 @@ public static unsafe class TupleParser
         Parse(new ReadOnlySpan<byte>(l3, length), etherType, out tuple, out info);
 
     /// <summary>
+    /// As above for a packet in a chain of mbufs: <paramref name="length"/> bytes are readable at
+    /// <paramref name="l3"/> (the first segment) of the <paramref name="frameLength"/> from there to
+    /// the frame's end. The headers must be in the readable part; the IP length is checked against
+    /// the whole frame, so a jumbo frame is tracked like any other (its info.End may lie beyond the
+    /// readable bytes: only lengths are computed from it).
+    /// </summary>
+    public static TupleStatus Parse(byte* l3, int length, int frameLength, ushort etherType, out ConnTuple tuple, out TupleInfo info) =>
+        Parse(new ReadOnlySpan<byte>(l3, length), Math.Max(length, frameLength), etherType, out tuple, out info);
+
+    /// <summary>
     /// Parses the packet whose IP header starts <paramref name="p"/>; <paramref name="tuple"/> and
     /// <paramref name="info"/> are meaningful only when the status is <see cref="TupleStatus.Ok"/>.
     /// </summary>
-    public static TupleStatus Parse(ReadOnlySpan<byte> p, ushort etherType, out ConnTuple tuple, out TupleInfo info)
+    public static TupleStatus Parse(ReadOnlySpan<byte> p, ushort etherType, out ConnTuple tuple, out TupleInfo info) =>
+        Parse(p, p.Length, etherType, out tuple, out info);
+
+    private static TupleStatus Parse(ReadOnlySpan<byte> p, int frame, ushort etherType, out ConnTuple tuple, out TupleInfo info)
     {
         tuple = default;
         info = default;
@@ -121,20 +134,21 @@ public static unsafe class TupleParser
             p = p[..ushort.MaxValue]; // an IP packet is no longer; offsets stay 16-bit
         }
 
+        frame = Math.Min(frame, ushort.MaxValue);
         bool v4 = etherType == KeyExtractor.EthIp;
         if (!v4 && etherType != KeyExtractor.EthIpv6)
         {
             return TupleStatus.NotIp;
         }
 
-        TupleStatus s = v4 ? Ipv4(p, p.Length, false, ref tuple, ref info) : Ipv6(p, p.Length, false, ref tuple, ref info);
+        TupleStatus s = v4 ? Ipv4(p, p.Length, false, ref tuple, ref info, frame) : Ipv6(p, p.Length, false, ref tuple, ref info, frame);
         if (s != TupleStatus.Ok || info.Kind == TupleKind.LaterFragment)
         {
             return s;
         }
 
         byte proto = tuple.Protocol;
-        int l4 = info.L4, end = info.End;
+        int l4 = info.L4, end = Math.Min(info.End, p.Length); // the transport header must be readable
         switch (proto)
         {
             case KeyExtractor.ProtoTcp:
@@ -161,7 +175,8 @@ public static unsafe class TupleParser
                 return end - l4 < 12 ? TupleStatus.Truncated : Ports(p, l4, ref tuple, ref info);
             case KeyExtractor.ProtoIcmp when v4:
             case KeyExtractor.ProtoIcmpv6 when !v4:
-                return Icmp(p, v4, ref tuple, ref info);
+                // an ICMP message is read (and, for an error under NAT, rewritten) whole: it must be readable
+                return info.End > p.Length ? TupleStatus.Truncated : Icmp(p, v4, ref tuple, ref info);
             default:
                 info.Kind = TupleKind.Addresses;
                 return TupleStatus.Ok;
@@ -268,7 +283,7 @@ public static unsafe class TupleParser
     /// The IPv4 header of <paramref name="p"/> (<paramref name="avail"/> bytes): addresses, protocol,
     /// L4 offset and end. An embedded header (<paramref name="inner"/>) is not held to its total length.
     /// </summary>
-    private static TupleStatus Ipv4(ReadOnlySpan<byte> p, int avail, bool inner, ref ConnTuple t, ref TupleInfo info)
+    private static TupleStatus Ipv4(ReadOnlySpan<byte> p, int avail, bool inner, ref ConnTuple t, ref TupleInfo info, int frame = 0)
     {
         if (avail < 20)
         {
@@ -297,7 +312,7 @@ public static unsafe class TupleParser
             return TupleStatus.Malformed;
         }
 
-        if (!inner && total > avail)
+        if (!inner && total > Math.Max(avail, frame))
         {
             return TupleStatus.Truncated;
         }
@@ -327,7 +342,7 @@ public static unsafe class TupleParser
     }
 
     /// <summary>The IPv6 header and extension headers of <paramref name="p"/>: addresses, upper-layer protocol, its offset, the end.</summary>
-    private static TupleStatus Ipv6(ReadOnlySpan<byte> p, int avail, bool inner, ref ConnTuple t, ref TupleInfo info)
+    private static TupleStatus Ipv6(ReadOnlySpan<byte> p, int avail, bool inner, ref ConnTuple t, ref TupleInfo info, int frame = 0)
     {
         if (avail < 40)
         {
@@ -340,10 +355,12 @@ public static unsafe class TupleParser
         }
 
         int end = inner ? avail : 40 + BinaryPrimitives.ReadUInt16BigEndian(p[4..]);
-        if (end > avail)
+        if (end > Math.Max(avail, frame))
         {
             return TupleStatus.Truncated;
         }
+
+        int readable = Math.Min(end, avail); // extension headers must be in the readable bytes
 
         t.Family = ConnTuple.V6;
         t.SrcHi = BinaryPrimitives.ReadUInt64BigEndian(p[8..]);
@@ -370,7 +387,7 @@ public static unsafe class TupleParser
                 return TupleStatus.Malformed; // RFC 8200 4.3: only right after the IPv6 header
             }
 
-            if (end - off < 8)
+            if (readable - off < 8)
             {
                 return TupleStatus.Truncated; // every extension header is at least 8 bytes
             }
@@ -397,7 +414,7 @@ public static unsafe class TupleParser
                 info.FirstFragment = (offFlags & 1) != 0;
             }
 
-            if (len > end - off)
+            if (len > readable - off)
             {
                 return TupleStatus.Truncated;
             }
