@@ -200,4 +200,22 @@ public class TcpTrackerTests
         Assert.Equal(TcpVerdict.Valid, Update(ref c, true, Seg(s0 + 1, c0 + 101, Ack)));
         Assert.Equal(unchecked(c0 + 101), c.Orig.End);
     }
+
+    [Fact]
+    public void A_syn_carrying_data_opens_the_connection_and_a_syn_ack_with_data_in_the_window_is_valid()
+    {
+        // TCP Fast Open: the client's SYN carries 18 bytes; the server's SYN/ACK acknowledges the SYN
+        // only and carries data too (within the client's window). Before the fix the SYN was not
+        // recorded at all (its data ran past a window nobody had announced) and the SYN/ACK was invalid.
+        var c = Start(Seg(C, 0, Syn, len: 18, win: 64240));
+        Assert.Equal(TcpPeerState.SynSent, StateOf(c, false));
+        Assert.Equal(C + 19, c.Orig.End);
+        Assert.Equal(TcpVerdict.Valid, Update(ref c, true, Seg(S, C + 1, Syn | Ack, len: 18, win: 65160)));
+        Assert.Equal(TcpVerdict.Valid, Update(ref c, false, Seg(C + 19, S + 19, Ack)));
+        Assert.Equal(TcpTimeout.Established, TimeoutOf(c));
+
+        // Still refused: a SYN/ACK whose data runs past the client's window.
+        var d = Start(Seg(C, 0, Syn, len: 18, win: 100));
+        Assert.Equal(TcpVerdict.Invalid, Update(ref d, true, Seg(S, C + 1, Syn | Ack, len: 200, win: 65160)));
+    }
 }
