@@ -198,6 +198,41 @@ public sealed class ConntrackTupleTests
     }
 
     [Fact]
+    public void An_invalid_segment_of_a_known_connection_keeps_its_label_and_tuple()
+    {
+        // As Open vSwitch: +inv because of the TCP window, but the connection is known, so its mark,
+        // label and original tuple come with the packet (a packet of no connection reads 0).
+        using var rig = NewRig("""
+            table=0,priority=100,ip,ct_state=-trk,actions=ct(table=1,zone=1)
+            table=1,priority=100,ip,in_port=1,ct_state=+trk+new,actions=ct(commit,zone=1,exec(set_field:0x7->ct_label)),output:2
+            table=1,priority=100,ip,in_port=2,ct_state=+trk+est,actions=output:1
+            table=1,priority=100,ip,in_port=2,ct_state=+trk+inv,ct_label=0x7,actions=output:4
+            table=1,priority=90,ip,in_port=2,ct_state=+trk+inv,actions=output:3
+            """);
+        rig.Send(1, [Tcp(Inside, Outside, 40000, 80, 0x02, 1000, 0)]);
+        Assert.Single(rig.Out(2));
+        rig.Send(2, [Tcp(Outside, Inside, 80, 40000, 0x12, 5000, 1001)]);
+        Assert.Single(rig.Out(1));
+        rig.Send(2, [FrameBuilder.Build(new FrameSpec
+        {
+            Proto = 6, NwSrc = FrameBuilder.Ip(Outside), NwDst = FrameBuilder.Ip(Inside), SrcPort = 80, DstPort = 40000,
+            TcpFlags = 0x10, TcpSeq = 900_000_000, TcpAck = 1001, Payload = new byte[100],
+        })]); // data far out of window
+        Assert.Single(rig.Out(4));
+        rig.Send(2, [Tcp(Outside, Inside, 81, 40001, 0x10, 1, 1)]); // no connection: mid-stream ACK
+        Assert.Single(rig.Out(3));
+    }
+
+    [Fact]
+    public void A_select_group_hashing_on_a_ct_tuple_field_switches_the_words_on()
+    {
+        var g = Assert.Single(GroupText.ParseGroups("group_id=1,type=select,selection_method=hash,fields(ct_nw_src),bucket=output:2,bucket=output:3", "t"));
+        Assert.True(new VSwitch.Pipeline.FlowTables(1, [], [], new Dictionary<uint, VSwitch.Pipeline.FlowGroup> { [1] = g }).MatchesCtTuple);
+        var plain = Assert.Single(GroupText.ParseGroups("group_id=1,type=select,selection_method=hash,fields(nw_src),bucket=output:2,bucket=output:3", "t"));
+        Assert.False(new VSwitch.Pipeline.FlowTables(1, [], [], new Dictionary<uint, VSwitch.Pipeline.FlowGroup> { [1] = plain }).MatchesCtTuple);
+    }
+
+    [Fact]
     public void The_match_fields_read_and_write_as_ovs_ofctl_does()
     {
         var r = Assert.Single(FlowParser.ParseRules(

@@ -217,5 +217,11 @@ public class TcpTrackerTests
         // Still refused: a SYN/ACK whose data runs past the client's window.
         var d = Start(Seg(C, 0, Syn, len: 18, win: 100));
         Assert.Equal(TcpVerdict.Invalid, Update(ref d, true, Seg(S, C + 1, Syn | Ack, len: 200, win: 65160)));
+
+        // And data from the client before any answer, outside its SYN (a spoofed segment far ahead):
+        // refused, so it cannot push the client's end past what the real SYN/ACK acknowledges.
+        var e = Start(Seg(C, 0, Syn, len: 18, win: 64240));
+        Assert.Equal(TcpVerdict.Invalid, Update(ref e, false, Seg(C + 1_000_001, 0, Ack, len: 100)));
+        Assert.Equal(TcpVerdict.Valid, Update(ref e, true, Seg(S, C + 19, Syn | Ack, win: 65160)));
     }
 }

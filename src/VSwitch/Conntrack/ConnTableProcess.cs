@@ -34,22 +34,16 @@ public sealed unsafe partial class ConnTable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Wr16(byte* p, ushort v) => Unsafe.WriteUnaligned(p, BinaryPrimitives.ReverseEndianness(v));
 
-    /// <summary>
-    /// Runs ct with <paramref name="spec"/> on one packet; returns the packet's new word 9 (ct_state |
-    /// ct_zone &lt;&lt; 8 | ct_mark &lt;&lt; 32; recirc_id bits zero). <paramref name="current"/> is the word the
-    /// packet carries: a packet already tracked in this zone (a second ct after recirculation) is not
-    /// tracked again (its TCP state and counters already saw it), as Open vSwitch. <paramref name="frags"/>
-    /// is the PMD's memory of first fragments' verdicts (FragmentTable.cs); null: fragments are +inv.
-    /// </summary>
-    public ulong Process(nint m, ref HeaderOffsets off, DpCtSpec* spec, ulong now, PmdCounters* c, ulong current = 0, FragmentTable? frags = null, ulong* ext = null)
+    /// <summary>+trk+inv with no connection: the packet's connection words (if wanted) read 0.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ulong NoConnection(ulong* ext, ulong zoneBits)
     {
-        ulong w = ProcessOne(m, ref off, spec, now, c, current, frags, ext);
-        if (ext != null && (w & CtState.Inv) != 0)
+        if (ext != null)
         {
-            new Span<ulong>(ext, DpKey.CtExtWords).Clear(); // no connection: the tuple words read 0
+            new Span<ulong>(ext, DpKey.CtExtWords).Clear();
         }
 
-        return w;
+        return CtState.Trk | CtState.Inv | zoneBits;
     }
 
     /// <summary>
@@ -82,7 +76,17 @@ public sealed unsafe partial class ConnTable
         }
     }
 
-    private ulong ProcessOne(nint m, ref HeaderOffsets off, DpCtSpec* spec, ulong now, PmdCounters* c, ulong current, FragmentTable? frags, ulong* ext)
+    /// <summary>
+    /// Runs ct with <paramref name="spec"/> on one packet; returns the packet's new word 9 (ct_state |
+    /// ct_zone &lt;&lt; 8 | ct_mark &lt;&lt; 32; recirc_id bits zero). <paramref name="current"/> is the word the
+    /// packet carries: a packet already tracked in this zone (a second ct after recirculation) is not
+    /// tracked again (its TCP state and counters already saw it), as Open vSwitch. <paramref name="frags"/>
+    /// is the PMD's memory of first fragments' verdicts (FragmentTable.cs); null: fragments are +inv.
+    /// <paramref name="ext"/> (DpKey.CtExtWords words, or null when no rule reads them) gets the packet's
+    /// connection words: written when a connection is found or the packet is new, zeroed when there is
+    /// none, left as they were when a second ct finds nothing more.
+    /// </summary>
+    public ulong Process(nint m, ref HeaderOffsets off, DpCtSpec* spec, ulong now, PmdCounters* c, ulong current = 0, FragmentTable? frags = null, ulong* ext = null)
     {
         byte* d = Mbuf.Data(m);
         int len = Mbuf.DataLen(m);
@@ -91,7 +95,7 @@ public sealed unsafe partial class ConnTable
         if (off.L3 == 0xFFFF || off.L3 >= len)
         {
             c->CtInvalid++;
-            return CtState.Trk | CtState.Inv | zoneBits;
+            return NoConnection(ext, zoneBits);
         }
 
         byte* l3 = d + off.L3;
@@ -100,7 +104,7 @@ public sealed unsafe partial class ConnTable
         if (status != TupleStatus.Ok || ((info.FirstFragment || info.Kind == TupleKind.LaterFragment) && frags == null))
         {
             c->CtInvalid++;
-            return CtState.Trk | CtState.Inv | zoneBits;
+            return NoConnection(ext, zoneBits);
         }
 
         bool again = (current & CtState.Trk) != 0 && (ushort)(current >> 8) == zone && (current & CtState.Inv) == 0;
@@ -125,10 +129,6 @@ public sealed unsafe partial class ConnTable
             }
 
             ulong w = Whole(m, ref off, l3, ct, info, spec, now, c, zoneBits, again, current, words);
-            if ((w & CtState.Inv) != 0)
-            {
-                new Span<ulong>(words, DpKey.CtExtWords).Clear();
-            }
 
             if (ext != null)
             {
@@ -156,7 +156,7 @@ public sealed unsafe partial class ConnTable
         if (f == null)
         {
             c->CtInvalid++; // before its first fragment, or forgotten
-            return CtState.Trk | CtState.Inv | ((ulong)zone << 8);
+            return NoConnection(ext, (ulong)zone << 8);
         }
 
         bool v4 = ct.Family == ConnTuple.V4; // no transport header here: the IP header's addresses only
@@ -250,6 +250,7 @@ public sealed unsafe partial class ConnTable
                 else if (v == TcpVerdict.Invalid)
                 {
                     c->CtInvalid++;
+                    WriteTupleWords(ext, e); // a segment of a known connection: its mark, label and tuple (Open vSwitch)
                     return CtState.Trk | CtState.Inv | zoneBits | ((ulong)e->Mark << 32);
                 }
             }
@@ -264,7 +265,7 @@ public sealed unsafe partial class ConnTable
         if (tcp ? !TcpTracker.Opens(seg) : !UdpIcmpTracker.Opens(ct, info.Kind))
         {
             c->CtInvalid++;
-            return CtState.Trk | CtState.Inv | zoneBits; // a mid-stream TCP segment, an echo reply nobody asked for
+            return NoConnection(ext, zoneBits); // a mid-stream TCP segment, an echo reply nobody asked for
         }
 
         if ((spec->Flags & DpCtSpec.FlagCommit) == 0)
@@ -363,7 +364,7 @@ public sealed unsafe partial class ConnTable
             if (node == -1)
             {
                 c->CtFull++;
-                return CtState.Trk | CtState.Inv | zoneBits;
+                return NoConnection(ext, zoneBits);
             }
 
             if (node == -2)
@@ -389,7 +390,7 @@ public sealed unsafe partial class ConnTable
         }
 
         c->CtFull++; // every NAT tuple tried is taken
-        return CtState.Trk | CtState.Inv | zoneBits;
+        return NoConnection(ext, zoneBits);
     }
 
     /// <summary>exec(set_field:...->ct_mark / ct_label) of a commit.</summary>
@@ -409,9 +410,22 @@ public sealed unsafe partial class ConnTable
 
         if ((spec->Flags & DpCtSpec.FlagLabel) != 0)
         {
-            e->LabelHi = (e->LabelHi & ~spec->LabelMaskHi) | spec->LabelHi;
-            e->LabelLo = (e->LabelLo & ~spec->LabelMaskLo) | spec->LabelLo;
+            // Each 64-bit half by CAS, as the mark (a label is matchable and cached per connection;
+            // a reader may still see one half of a commit another PMD is making at that instant).
+            SetBits(ref e->LabelHi, spec->LabelMaskHi, spec->LabelHi);
+            SetBits(ref e->LabelLo, spec->LabelMaskLo, spec->LabelLo);
         }
+    }
+
+    private static void SetBits(ref ulong word, ulong mask, ulong value)
+    {
+        ulong old, now;
+        do
+        {
+            old = Volatile.Read(ref word);
+            now = (old & ~mask) | value;
+        }
+        while (old != now && Interlocked.CompareExchange(ref word, now, old) != old);
     }
 
     /// <summary>
@@ -614,7 +628,7 @@ public sealed unsafe partial class ConnTable
         if (node < 0)
         {
             c->CtInvalid++;
-            return CtState.Trk | CtState.Inv | zoneBits;
+            return NoConnection(ext, zoneBits);
         }
 
         ConnEntry* e = _entries + (node >> 1);

@@ -221,10 +221,11 @@ public static class TcpTracker
         }
 
         // What the receiver allowed: its ack plus window; before it acknowledged anything, a SYN
-        // (with at most one of its windows of data) is all a side may send. A receiver that has sent
-        // nothing yet (the originator's SYN) allowed nothing known: its data (TCP Fast Open) is taken.
+        // (with at most one of its windows of data) is all a side may send. Before the receiver has
+        // sent anything, the originator's SYN may carry data (TCP Fast Open, no window announced yet);
+        // anything else then may only repeat what was sent.
         uint limit = (dst.Seen & SideAck) != 0 ? dst.Grant
-            : (dst.Seen & SideSyn) == 0 ? end
+            : (dst.Seen & SideSyn) == 0 ? (syn ? end : src.End)
             : synEnd + Math.Max(1u, dst.MaxWin);
         int ackSkew = (int)(dst.End - ackNo);
         bool inWindow = SeqLeq(end, limit)

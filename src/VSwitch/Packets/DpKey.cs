@@ -18,9 +18,10 @@
 // The first ten are the packet's words (PacketWords): the extractor fills them and zeroes the other
 // eight; the hash, the microflow cache (EMC) and the "same key as the previous packet" shortcut look
 // at those ten only (a hash of 10 CRC32C steps, an EMC entry of 96 bytes, a compare of two 256-bit
-// and one 128-bit vectors). The connection's words are filled only on a pass after ct(table=N), and
-// only when some rule of the tables in use matches one of those fields (FlowTables.MatchesCtTuple);
-// such a pass skips the EMC and its shortcut and is classified by the megaflow cache alone, whose
+// and one 128-bit vectors). The connection's words are filled by ct ops and carried into
+// recirculated passes only when some rule of the tables in use reads one of those fields
+// (FlowTables.MatchesCtTuple); every recirculated pass then skips the EMC and its shortcut and is
+// classified by the megaflow cache alone, whose
 // masks cover all 18 words (a mask's zero words cost nothing there). Pipelines that never match
 // ct_label or the ct tuple pay nothing for them.
 using System.Runtime.CompilerServices;

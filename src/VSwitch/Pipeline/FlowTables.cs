@@ -80,7 +80,8 @@ public sealed unsafe class FlowTables
         }
 
         Rules = [.. all];
-        MatchesCtTuple = all.Exists(UsesCtTuple) || Groups.Values.Any(g => g.Buckets.Any(b => b.Actions.Any(a => IsCtTupleField(a.Field) || IsCtTupleField(a.Dst))));
+        MatchesCtTuple = all.Exists(UsesCtTuple) || Groups.Values.Any(g => g.SelectionFields.Any(IsCtTupleField)
+            || g.Buckets.Any(b => b.Actions.Any(a => IsCtTupleField(a.Field) || IsCtTupleField(a.Dst))));
         var list = new List<PipelinePort>(ports);
         list.Sort((a, b) => a.OfPort.CompareTo(b.OfPort));
         PortList = [.. list];
