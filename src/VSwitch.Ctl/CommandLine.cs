@@ -47,7 +47,7 @@ internal sealed class CtlCommandLine
     private static readonly string[] s_order = ["show", "dump-ports", "add-port", "del-port", "set-port", "pmd-stats-show", "pmd-stats-clear",
         "pmd-rxq-show", "add-flow", "add-flows", "replace-flows", "mod-flows", "del-flows", "set-table-miss", "dump-flows", "dump-aggregate",
         "add-group", "add-groups", "mod-group", "del-groups", "dump-groups", "dump-group-stats", "dump-megaflows", "flush-megaflows", "fdb-show", "fdb-flush",
-        "dump-conntrack", "flush-conntrack", "ct-stats-show", "ct-set-limits", "ct-del-limits", "ct-get-limits", "ct-set-timeouts", "ct-get-timeouts",
+        "dump-conntrack", "flush-conntrack", "ct-stats-show", "ct-set-limits", "ct-del-limits", "ct-get-limits", "ct-set-timeouts", "ct-del-timeouts", "ct-get-timeouts",
         "trace", "capture", "monitor", "vlog-list", "vlog-set"];
 
     public CtlCommandLine()
@@ -628,14 +628,18 @@ internal sealed class CtlCommandLine
                 "Removes the own limit of each zone named (it takes the default again).", "vswitchctl ct-del-limits zone=1"),
             ("ct-get-limits", "ct-get-limits", "the zone limits and each zone's connections",
                 "The default limit and each zone's own limit with its connection count.", "vswitchctl ct-get-limits"),
-            ("ct-set-timeouts", "ct-set-timeouts NAME=SECONDS...", "set the timeouts of protocol states",
+            ("ct-set-timeouts", "ct-set-timeouts [zone=Z] NAME=SECONDS...", "set the timeouts of protocol states",
                 """
                 Sets how long a connection in a state lives without packets: tcp_syn_sent, tcp_syn_recv,
                 tcp_established, tcp_fin_wait, tcp_last_ack, tcp_time_wait, tcp_close, udp_first, udp_stream,
-                icmp, other (Linux's nf_conntrack defaults). Kept in the state file.
-                """, "vswitchctl ct-set-timeouts tcp_established=3600 udp_first=10"),
-            ("ct-get-timeouts", "ct-get-timeouts", "the timeouts of protocol states",
-                "The timeout of each protocol state, in seconds.", "vswitchctl ct-get-timeouts"),
+                icmp, other (Linux's nf_conntrack defaults), for every zone; with zone=Z first, for that zone
+                only (its timeout policy: the states it names; the others keep the default). Kept in the
+                state file.
+                """, "vswitchctl ct-set-timeouts zone=7 tcp_established=3600 udp_first=10"),
+            ("ct-del-timeouts", "ct-del-timeouts zone=Z...", "remove zones' timeout policies",
+                "Removes the timeout policy of each zone named (it takes the default timeouts again).", "vswitchctl ct-del-timeouts zone=7"),
+            ("ct-get-timeouts", "ct-get-timeouts [zone=Z]", "the timeouts of protocol states",
+                "The timeout of each protocol state in seconds (with zone=Z: in force for that zone), and each zone's own policy.", "vswitchctl ct-get-timeouts zone=7"),
         })
         {
             var words = new Argument<string[]>("ARGS") { Arity = ArgumentArity.ZeroOrMore, Description = usage };

@@ -124,6 +124,14 @@ public sealed class ConntrackDpdkTests : IDisposable
             Assert.Equal(0, Ctl("ct-set-limits", "default=1000", "zone=7,limit=50").Exit);
             Assert.Equal(0, Ctl("ct-set-timeouts", "tcp_established=600").Exit);
             Assert.NotEqual(0, Ctl("ct-set-timeouts", "tcp_forever=1").Exit);
+            Assert.Equal(0, Ctl("ct-set-timeouts", "zone=7", "udp_stream=5", "icmp=9").Exit); // zone 7's own policy
+            Assert.Equal(5, (int)CtlJson("ct-get-timeouts", "zone=7")["timeouts"]!["udp_stream"]!);
+            Assert.Equal(120, (int)CtlJson("ct-get-timeouts")["timeouts"]!["udp_stream"]!);
+            Assert.Equal(0, Ctl("ct-set-timeouts", "zone=8", "other=60").Exit);
+            Assert.Equal(0, Ctl("ct-del-timeouts", "zone=8").Exit);
+            Assert.NotEqual(0, Ctl("ct-del-timeouts", "zone=8").Exit); // it has none any more
+            var udp = Assert.Single(CtlJson("dump-conntrack", "zone=7")["conntrack"]!.AsArray().Select(l => (string)l!), l => l.StartsWith("udp", StringComparison.Ordinal));
+            Assert.Matches(@",timeout=[0-5],.*state=REPLIED$", udp); // the replied UDP flow now has at most zone 7's 5 s left
             Assert.Equal(1, (int)CtlJson("flush-conntrack", "zone=7", $"ct_nw_src={In2},ct_nw_proto=6")["flushed"]!);
             Assert.Equal(2, CtlJson("dump-conntrack")["conntrack"]!.AsArray().Count);
             var stop = sw.Stop("TERM");
@@ -151,6 +159,9 @@ public sealed class ConntrackDpdkTests : IDisposable
             Assert.Equal(1000, (int)limits["default_limit"]!);
             Assert.Equal(50, (int)limits["limits"]![0]!["limit"]!);
             Assert.Equal(600, (int)CtlJson("ct-get-timeouts")["timeouts"]!["tcp_established"]!);
+            var zone7 = CtlJson("ct-get-timeouts", "zone=7");
+            Assert.Equal((5, 9, 600), ((int)zone7["timeouts"]!["udp_stream"]!, (int)zone7["timeouts"]!["icmp"]!, (int)zone7["timeouts"]!["tcp_established"]!));
+            Assert.Equal("7", Assert.Single(CtlJson("ct-get-timeouts")["zone_policies"]!.AsObject()).Key);
         }
     }
 }

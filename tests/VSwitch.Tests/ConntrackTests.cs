@@ -169,6 +169,38 @@ public sealed class ConntrackTests
     }
 
     [Fact]
+    public void A_zone_timeout_policy_expires_that_zone_s_connections_by_its_own_timeouts()
+    {
+        // Zone 2's policy shortens udp_first to 5 s; zone 1 keeps the default 30 s, and zone 2's TCP
+        // (not named by the policy) keeps the default too.
+        using var rig = NewRig("""
+            table=0,priority=100,ip,in_port=1,ct_state=-trk,actions=ct(commit,zone=1),output:2
+            table=0,priority=100,ip,in_port=3,ct_state=-trk,actions=ct(commit,zone=2),output:2
+            """);
+        var settings = new CtSettings();
+        settings.ZoneTimeouts[2] = new SortedDictionary<string, int>(StringComparer.Ordinal) { ["udp_first"] = 5 };
+        settings.ApplyTo(rig.Shared.Conns!);
+        Assert.Equal(5, settings.TimeoutsOf(2)[CtSettings.TimeoutIndex("udp_first")]);
+        Assert.Equal(30, settings.TimeoutsOf(1)[CtSettings.TimeoutIndex("udp_first")]);
+        var conns = rig.Shared.Conns!;
+        rig.Send(1, [Udp(Inside, Outside, 1, 53)]);
+        rig.Send(3, [Udp(Inside, Outside, 2, 53), Tcp(Inside, Outside, 40000, 80, Syn, 1000, 0)]);
+        Assert.Equal(3L, conns.Count);
+        ulong now = rig.Ports.Clock, hz = rig.Shared.ClockHz;
+        Assert.Equal(0, conns.Sweep(now + (4 * hz), () => 1, _ => true));
+        Assert.Equal(1, conns.Sweep(now + (6 * hz), () => 2, _ => true)); // zone 2's UDP: 5 s
+        Assert.Single(conns.Dump(2), c => c.Protocol == "tcp");
+        Assert.Equal(0, conns.Sweep(now + (29 * hz), () => 3, _ => true));
+        Assert.Equal(1, conns.Sweep(now + (31 * hz), () => 4, _ => true)); // zone 1's UDP: the default 30 s
+        Assert.Equal(1, conns.Sweep(now + (121 * hz), () => 5, _ => true)); // zone 2's TCP syn_sent: the default 120 s
+
+        // The settings round-trip through the state file's JSON; a bad name there is refused.
+        var back = CtSettings.FromJson(settings.ToJson());
+        Assert.Equal(5, back.TimeoutsOf(2)[CtSettings.TimeoutIndex("udp_first")]);
+        Assert.Throws<FormatException>(() => CtSettings.FromJson(System.Text.Json.Nodes.JsonNode.Parse("""{"zone_timeouts":{"2":{"udp_forever":5}}}""")!));
+    }
+
+    [Fact]
     public void An_icmp_port_unreachable_for_an_inside_udp_flow_is_related_and_translated_back_under_snat()
     {
         using var rig = NewRig(Snat);

@@ -146,6 +146,37 @@ public struct ConnEntry
     public byte Nat;
 }
 
+/// <summary>Timeouts by zone (see <see cref="ConnTable.Timeouts"/>): never changed once built.</summary>
+public sealed class TimeoutPolicies
+{
+    /// <summary>Linux's defaults for every zone.</summary>
+    public static readonly TimeoutPolicies Defaults = new([.. TcpTracker.DefaultTimeoutSeconds, .. UdpIcmpTracker.DefaultTimeoutSeconds], new Dictionary<int, int[]>());
+
+    private readonly int[][] _seconds;
+    private readonly ushort[]? _zoneIndex;
+
+    /// <param name="defaults">seconds per timeout name for zones without a policy</param>
+    /// <param name="zones">zones with their own (every name's seconds)</param>
+    public TimeoutPolicies(int[] defaults, IReadOnlyDictionary<int, int[]> zones)
+    {
+        var all = new List<int[]> { defaults };
+        if (zones.Count != 0)
+        {
+            _zoneIndex = new ushort[65536];
+            foreach (var (z, secs) in zones)
+            {
+                _zoneIndex[z] = (ushort)all.Count;
+                all.Add(secs);
+            }
+        }
+
+        _seconds = [.. all];
+    }
+
+    /// <summary>The seconds per timeout name in force for <paramref name="zone"/>.</summary>
+    public int[] For(ushort zone) => _zoneIndex == null ? _seconds[0] : _seconds[_zoneIndex[zone]];
+}
+
 /// <summary>What the sweeper and the dump report of one connection.</summary>
 public readonly record struct ConnInfo(CtTuple Orig, CtTuple Reply, string Protocol, string State, byte Nat, uint Mark, UInt128 Label,
     double SecondsLeft, ulong PacketsOrig, ulong BytesOrig, ulong PacketsReply, ulong BytesReply);
@@ -193,8 +224,6 @@ public sealed unsafe partial class ConnTable : IDisposable
 
         _zoneCounts = (int*)NativeMemory.AllocZeroed(65536 * sizeof(int));
         _zoneLimits = (int*)NativeMemory.AllocZeroed(65536 * sizeof(int));
-        TcpTimeoutSeconds = [.. TcpTracker.DefaultTimeoutSeconds];
-        OtherTimeoutSeconds = [.. UdpIcmpTracker.DefaultTimeoutSeconds];
         BucketCount = buckets;
     }
 
@@ -228,11 +257,15 @@ public sealed unsafe partial class ConnTable : IDisposable
     /// <summary>Connections in the table (live, not yet swept).</summary>
     public long Count => Volatile.Read(ref _count);
 
-    /// <summary>TCP timeouts by TcpTimeout class (seconds; the sweeper reads them).</summary>
-    public int[] TcpTimeoutSeconds { get; }
+    /// <summary>
+    /// The timeouts in force (seconds, CtSettings.TimeoutNames order: the TCP classes, then the
+    /// others): <see cref="TimeoutPolicies.Seconds"/>[0] for every zone without a policy of its own,
+    /// ZoneIndex[zone] for those with one. Replaced whole (ct-set-timeouts), read by the sweeper and
+    /// the dump, never by a PMD.
+    /// </summary>
+    public TimeoutPolicies Timeouts { get => Volatile.Read(ref _timeouts); set => Volatile.Write(ref _timeouts, value); }
 
-    /// <summary>Non-TCP timeouts by DatagramTimeout class (seconds).</summary>
-    public int[] OtherTimeoutSeconds { get; }
+    private TimeoutPolicies _timeouts = TimeoutPolicies.Defaults;
 
     /// <summary>Commits refused because the table or the zone was full.</summary>
     public long Refused => Volatile.Read(ref _refused);
@@ -422,9 +455,13 @@ public sealed unsafe partial class ConnTable : IDisposable
         return end > now ? end - now : 0;
     }
 
-    private int TimeoutSeconds(ConnEntry* e) => e->Orig.T.Protocol == KeyExtractor.ProtoTcp
-        ? TcpTimeoutSeconds[(int)TcpTracker.TimeoutOf(e->Tcp)]
-        : OtherTimeoutSeconds[(int)UdpIcmpTracker.TimeoutOf(e->Dgram)];
+    private int TimeoutSeconds(ConnEntry* e)
+    {
+        int[] t = Timeouts.For(e->Orig.Zone);
+        return e->Orig.T.Protocol == KeyExtractor.ProtoTcp
+            ? t[(int)TcpTracker.TimeoutOf(e->Tcp)]
+            : t[TcpTracker.DefaultTimeoutSeconds.Length + (int)UdpIcmpTracker.TimeoutOf(e->Dgram)];
+    }
 
     /// <summary>
     /// The sweeper (control thread): unlinks expired and dead connections (and, with

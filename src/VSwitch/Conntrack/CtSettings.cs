@@ -1,5 +1,7 @@
 // CtSettings.cs - the operator's conntrack settings: zone limits (ct-set-limits) and timeouts
-// (ct-set-timeouts), kept in the state file and put in force on the connection table.
+// (ct-set-timeouts), for every zone and as zones' own timeout policies (the states a zone names
+// override the default, as Open vSwitch's zone timeout policies), kept in the state file and put in
+// force on the connection table.
 using System.Text.Json.Nodes;
 
 namespace VSwitch.Conntrack;
@@ -19,8 +21,26 @@ public sealed class CtSettings
     /// <summary>Seconds per timeout name (TimeoutNames order).</summary>
     public int[] Timeouts { get; } = [.. TcpTracker.DefaultTimeoutSeconds, .. UdpIcmpTracker.DefaultTimeoutSeconds];
 
+    /// <summary>Zones' own timeout policies: the names each overrides, with their seconds.</summary>
+    public SortedDictionary<int, SortedDictionary<string, int>> ZoneTimeouts { get; } = [];
+
     /// <summary>The index of a timeout name, or -1.</summary>
     public static int TimeoutIndex(string name) => Array.IndexOf(TimeoutNames, name);
+
+    /// <summary>The seconds per name in force for <paramref name="zone"/>: the defaults with its policy's overrides.</summary>
+    public int[] TimeoutsOf(int zone)
+    {
+        int[] t = [.. Timeouts];
+        if (ZoneTimeouts.TryGetValue(zone, out var own))
+        {
+            foreach (var (name, secs) in own)
+            {
+                t[TimeoutIndex(name)] = secs;
+            }
+        }
+
+        return t;
+    }
 
     public void ApplyTo(ConnTable t)
     {
@@ -30,18 +50,7 @@ public sealed class CtSettings
             t.SetZoneLimit((ushort)z, ZoneLimits.GetValueOrDefault(z));
         }
 
-        int tcp = TcpTracker.DefaultTimeoutSeconds.Length;
-        for (int i = 0; i < Timeouts.Length; i++)
-        {
-            if (i < tcp)
-            {
-                t.TcpTimeoutSeconds[i] = Timeouts[i];
-            }
-            else
-            {
-                t.OtherTimeoutSeconds[i - tcp] = Timeouts[i];
-            }
-        }
+        t.Timeouts = new TimeoutPolicies([.. Timeouts], ZoneTimeouts.Keys.ToDictionary(z => z, TimeoutsOf));
     }
 
     public JsonObject ToJson()
@@ -58,7 +67,19 @@ public sealed class CtSettings
             timeouts[TimeoutNames[i]] = Timeouts[i];
         }
 
-        return new JsonObject { ["default_zone_limit"] = DefaultZoneLimit, ["zone_limits"] = limits, ["timeouts"] = timeouts };
+        var zoneTimeouts = new JsonObject();
+        foreach (var (z, own) in ZoneTimeouts)
+        {
+            var o = new JsonObject();
+            foreach (var (name, secs) in own)
+            {
+                o[name] = secs;
+            }
+
+            zoneTimeouts[z.ToString(System.Globalization.CultureInfo.InvariantCulture)] = o;
+        }
+
+        return new JsonObject { ["default_zone_limit"] = DefaultZoneLimit, ["zone_limits"] = limits, ["timeouts"] = timeouts, ["zone_timeouts"] = zoneTimeouts };
     }
 
     /// <summary>Reads what <see cref="ToJson"/> wrote; throws FormatException on anything else.</summary>
@@ -90,6 +111,27 @@ public sealed class CtSettings
             }
 
             s.Timeouts[i] = secs;
+        }
+
+        foreach (var (k, v) in n["zone_timeouts"]?.AsObject() ?? [])
+        {
+            if (!int.TryParse(k, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int z) || z > 65535)
+            {
+                throw new FormatException("zone_timeouts");
+            }
+
+            var own = new SortedDictionary<string, int>(StringComparer.Ordinal);
+            foreach (var (name, secs) in v!.AsObject())
+            {
+                if (TimeoutIndex(name) < 0 || secs!.GetValue<int>() < 1)
+                {
+                    throw new FormatException("zone_timeouts");
+                }
+
+                own[name] = secs.GetValue<int>();
+            }
+
+            s.ZoneTimeouts[z] = own;
         }
 
         return s;

@@ -1,6 +1,6 @@
 // ConntrackCommands.cs - the connection tracker on the control socket: dump-conntrack,
 // flush-conntrack, ct-stats-show, ct-set-limits / ct-del-limits / ct-get-limits, ct-set-timeouts /
-// ct-get-timeouts (docs/CONTROL.md). Arguments come as "args": a list of words, as
+// ct-del-timeouts / ct-get-timeouts (docs/CONTROL.md). Arguments come as "args": a list of words, as
 // ovs-appctl dpctl/... takes them. Limits and timeouts are kept in the state file.
 using System.Globalization;
 using System.Text.Json.Nodes;
@@ -287,13 +287,23 @@ public sealed partial class Commands
         return new JsonObject { ["default_limit"] = s.DefaultZoneLimit, ["limits"] = rows };
     }
 
-    /// <summary>ct-set-timeouts NAME=SECONDS...: the timeout of each protocol state (Linux's names and defaults).</summary>
+    /// <summary>
+    /// ct-set-timeouts [zone=Z] NAME=SECONDS...: the timeout of each protocol state (Linux's names and
+    /// defaults) for every zone, or with zone=Z that zone's own policy (the states it names; the
+    /// others keep the default), as Open vSwitch's zone timeout policies.
+    /// </summary>
     private JsonObject CtSetTimeouts(JsonObject args)
     {
         var words = Words(args);
+        int zone = words.Count > 0 && words[0].StartsWith("zone=", StringComparison.Ordinal) ? ParseInt(words[0][5..], "a zone", 0, 65535) : -1;
+        if (zone >= 0)
+        {
+            words.RemoveAt(0);
+        }
+
         if (words.Count == 0)
         {
-            throw new VSwitchException($"ct-set-timeouts takes NAME=SECONDS... ({string.Join(", ", CtSettings.TimeoutNames)})");
+            throw new VSwitchException($"ct-set-timeouts takes [zone=Z] NAME=SECONDS... ({string.Join(", ", CtSettings.TimeoutNames)})");
         }
 
         var next = CloneSettings(Flows.Shared.CtSettings);
@@ -303,27 +313,100 @@ public sealed partial class Commands
             int i = eq < 0 ? -1 : CtSettings.TimeoutIndex(w[..eq]);
             if (i < 0)
             {
-                throw new VSwitchException($"expected NAME=SECONDS with NAME one of {string.Join(", ", CtSettings.TimeoutNames)}, found '{w}'");
+                throw new VSwitchException($"expected NAME=SECONDS with NAME one of {string.Join(", ", CtSettings.TimeoutNames)}{(zone < 0 ? " (zone=Z first for a zone's own)" : "")}, found '{w}'");
             }
 
-            next.Timeouts[i] = ParseInt(w[(eq + 1)..], $"seconds for {w[..eq]}", 1, 100 * 86400);
+            int secs = ParseInt(w[(eq + 1)..], $"seconds for {w[..eq]}", 1, 100 * 86400);
+            if (zone < 0)
+            {
+                next.Timeouts[i] = secs;
+            }
+            else
+            {
+                if (!next.ZoneTimeouts.TryGetValue(zone, out var own))
+                {
+                    next.ZoneTimeouts[zone] = own = new SortedDictionary<string, int>(StringComparer.Ordinal);
+                }
+
+                own[w[..eq]] = secs;
+            }
         }
 
         Flows.Shared.CtSettings = next;
         dp.ConntrackSettingsChanged();
-        return CtGetTimeouts();
+        return TimeoutsJson(zone);
     }
 
-    private JsonObject CtGetTimeouts()
+    /// <summary>ct-del-timeouts zone=Z...: removes zones' own timeout policies (they take the default again).</summary>
+    private JsonObject CtDelTimeouts(JsonObject args)
+    {
+        var words = Words(args);
+        if (words.Count == 0)
+        {
+            throw new VSwitchException("ct-del-timeouts takes zone=Z...");
+        }
+
+        var next = CloneSettings(Flows.Shared.CtSettings);
+        foreach (var w in words)
+        {
+            int z = w.StartsWith("zone=", StringComparison.Ordinal) ? ParseInt(w[5..], "a zone", 0, 65535) : throw new VSwitchException($"expected zone=Z, found '{w}'");
+            if (!next.ZoneTimeouts.Remove(z))
+            {
+                throw new VSwitchException($"zone {z} has no timeout policy of its own");
+            }
+        }
+
+        Flows.Shared.CtSettings = next;
+        dp.ConntrackSettingsChanged();
+        return TimeoutsJson(-1);
+    }
+
+    /// <summary>ct-get-timeouts [zone=Z]: the timeouts in force (for zone Z: with its policy), and every zone's own policy.</summary>
+    private JsonObject CtGetTimeouts(JsonObject args)
+    {
+        var words = Words(args);
+        int zone = -1;
+        if (words.Count == 1 && words[0].StartsWith("zone=", StringComparison.Ordinal))
+        {
+            zone = ParseInt(words[0][5..], "a zone", 0, 65535);
+        }
+        else if (words.Count != 0)
+        {
+            throw new VSwitchException($"ct-get-timeouts takes nothing or zone=Z, found '{string.Join(' ', words)}'");
+        }
+
+        return TimeoutsJson(zone);
+    }
+
+    private JsonObject TimeoutsJson(int zone)
     {
         var s = Flows.Shared.CtSettings;
+        int[] t = zone < 0 ? s.Timeouts : s.TimeoutsOf(zone);
         var o = new JsonObject();
         for (int i = 0; i < CtSettings.TimeoutNames.Length; i++)
         {
-            o[CtSettings.TimeoutNames[i]] = s.Timeouts[i];
+            o[CtSettings.TimeoutNames[i]] = t[i];
         }
 
-        return new JsonObject { ["timeouts"] = o };
+        var zones = new JsonObject();
+        foreach (var (z, own) in s.ZoneTimeouts)
+        {
+            var p = new JsonObject();
+            foreach (var (name, secs) in own)
+            {
+                p[name] = secs;
+            }
+
+            zones[z.ToString(System.Globalization.CultureInfo.InvariantCulture)] = p;
+        }
+
+        var result = new JsonObject { ["timeouts"] = o, ["zone_policies"] = zones };
+        if (zone >= 0)
+        {
+            result["zone"] = zone;
+        }
+
+        return result;
     }
 
     private static CtSettings CloneSettings(CtSettings s) => CtSettings.FromJson(s.ToJson());
