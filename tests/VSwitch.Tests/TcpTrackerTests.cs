@@ -222,6 +222,7 @@ public class TcpTrackerTests
         // refused, so it cannot push the client's end past what the real SYN/ACK acknowledges.
         var e = Start(Seg(C, 0, Syn, len: 18, win: 64240));
         Assert.Equal(TcpVerdict.Invalid, Update(ref e, false, Seg(C + 1_000_001, 0, Ack, len: 100)));
+        Assert.Equal(TcpVerdict.Valid, Update(ref e, false, Seg(C, 0, Syn, len: 18, win: 64240))); // the SYN again (its SYN/ACK was lost)
         Assert.Equal(TcpVerdict.Valid, Update(ref e, true, Seg(S, C + 19, Syn | Ack, win: 65160)));
     }
 }

@@ -229,7 +229,7 @@ public static class TcpTracker
             : synEnd + Math.Max(1u, dst.MaxWin);
         int ackSkew = (int)(dst.End - ackNo);
         bool inWindow = SeqLeq(end, limit)
-            && SeqGeq(seq, sent - Math.Max(1u, dst.MaxWin))
+            && (dst.MaxWin == 0 || SeqGeq(end, sent - dst.MaxWin)) // as Linux: the segment's end within a window of what was sent (a retransmission of a SYN with data, too)
             && ackSkew >= -MaxAckWindow
             && ackSkew <= (MaxAckWindow << sws)
             && (!rst || s.Seq == sent || s.Seq + 1 == sent || s.Seq == sent + 1);
