@@ -164,4 +164,51 @@ public sealed class ConntrackDpdkTests : IDisposable
             Assert.Equal("7", Assert.Single(CtlJson("ct-get-timeouts")["zone_policies"]!.AsObject()).Key);
         }
     }
+
+    [Fact]
+    public void A_running_switch_reclaims_recirculation_ids_nothing_uses_and_keeps_forwarding_new_states()
+    {
+        // Each UDP source port is its own frozen state (kept in reg0 across ct(table=1), written back
+        // into the destination port). 120 sources take 120 of the 128 ids; once traffic stops the
+        // housekeeping thread reclaims them, and 120 new sources through a second port all pass
+        // (without reclaiming, 8 would).
+        File.WriteAllText(P("frozen.flows"), """
+            table=0,priority=100,udp,ct_state=-trk,actions=move:NXM_OF_UDP_SRC[]->NXM_NX_REG0[0..15],ct(table=1,zone=3)
+            table=1,priority=100,udp,actions=move:NXM_NX_REG0[0..15]->NXM_OF_UDP_DST[],output:3
+            table=0,priority=1,actions=drop
+            """);
+        Pcap.Write(P("first.pcap"), [.. Enumerable.Range(10000, 120).Select(p => Udp("198.51.100.2", "203.0.113.2", (ushort)p, 53))]);
+        Pcap.Write(P("second.pcap"), [.. Enumerable.Range(20000, 120).Select(p => Udp("198.51.100.2", "203.0.113.2", (ushort)p, 53))]);
+        Pcap.Write(P("empty.pcap"), []);
+        string[] args = ["--mode", "pipeline", "--stats-interval", "0", "--control", P("ctl.sock"), "--flows", P("frozen.flows"),
+            "--eal", "--in-memory --file-prefix vsw-ct-frozen",
+            "--port", $"a=net_pcap0,rx_pcap={P("first.pcap")},tx_pcap={P("a-out.pcap")}",
+            "--port", $"sink=net_pcap1,rx_pcap={P("empty.pcap")},tx_pcap={P("sink.pcap")}", "--ofport", "sink=3"];
+        using (var sw = new RunningSwitch(args))
+        {
+            sw.WaitFor("port sink link up");
+            WaitRx(120);
+            Assert.Equal(120, (int)CtlJson("ct-stats-show")["frozen_states"]!);
+            JsonObject stats = CtlJson("ct-stats-show");
+            for (int i = 0; i < 100 && (int)stats["frozen_states"]! != 0; i++)
+            {
+                Thread.Sleep(100);
+                stats = CtlJson("ct-stats-show");
+            }
+
+            Assert.Equal(0, (int)stats["frozen_states"]!);
+            Assert.Equal(120, (int)stats["frozen_states_reclaimed"]!);
+            Assert.Equal(0, Ctl("add-port", "b", $"net_pcap2,rx_pcap={P("second.pcap")},tx_pcap={P("b-out.pcap")}").Exit);
+            WaitRx(240);
+            Assert.Equal(120, (int)CtlJson("ct-stats-show")["frozen_states"]!);
+            Assert.Equal(0, Ctl("del-port", "sink").Exit); // closes sink.pcap
+            var stop = sw.Stop("TERM");
+            Assert.Equal(0, stop.ExitCode);
+        }
+
+        var sunk = Pcap.Read(P("sink.pcap"));
+        Assert.Equal(240, sunk.Count);
+        Assert.Equal(Enumerable.Range(10000, 120).Concat(Enumerable.Range(20000, 120)),
+            sunk.Select(f => (int)BinaryPrimitives.ReadUInt16BigEndian(f.AsSpan(36))).Order());
+    }
 }

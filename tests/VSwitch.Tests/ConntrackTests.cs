@@ -201,6 +201,55 @@ public sealed class ConntrackTests
     }
 
     [Fact]
+    public void Recirculation_ids_no_cached_verdict_uses_are_reclaimed_and_live_ones_keep_their_state()
+    {
+        // Table 0 keeps the UDP source port in reg0 before ct(table=1): every source port is its own
+        // frozen state (table 1 writes reg0 into the destination port, so a wrong state shows). 100
+        // are taken; a reclaim while 10 of them carry traffic frees the other 90, and 100 new ones fit.
+        using var rig = NewRig("""
+            table=0,priority=100,udp,ct_state=-trk,actions=move:NXM_OF_UDP_SRC[]->NXM_NX_REG0[0..15],ct(table=1,zone=1)
+            table=1,priority=100,udp,actions=move:NXM_NX_REG0[0..15]->NXM_OF_UDP_DST[],output:2
+            """);
+        var frozen = rig.Shared.Frozen;
+        List<byte[]> Flows(int first, int n) => [.. Enumerable.Range(first, n).Select(p => Udp(Inside, Outside, (ushort)p, 53))];
+        void AssertForwarded(int first, int n)
+        {
+            var got = rig.Out(2);
+            Assert.Equal(n, got.Count);
+            Assert.Equal(Enumerable.Range(first, n), got.Select(f => (int)System.Buffers.Binary.BinaryPrimitives.ReadUInt16BigEndian(f.AsSpan(36))).Order());
+        }
+
+        rig.Send(1, Flows(1000, 100));
+        AssertForwarded(1000, 100);
+        Assert.Equal(100, frozen.Count);
+
+        long epoch = 0;
+        bool polled = false;
+        int Tick() => frozen.Reclaim(rig.Shared.RequestCacheFlush, () => { polled = false; return ++epoch; }, _ => polled);
+        Assert.Equal(0, Tick()); // starts: a new generation, every cache flushed
+        rig.Send(1, Flows(1000, 10)); // the round boundary flushes the caches; these 10 are translated again
+        AssertForwarded(1000, 10);
+        polled = true;
+        Assert.Equal(0, Tick()); // marks the 90 nothing touched since
+        rig.Loop.Poll();
+        polled = true;
+        Assert.Equal(90, Tick());
+        Assert.Equal(10, frozen.Count);
+
+        rig.Send(1, Flows(2000, 100));
+        AssertForwarded(2000, 100);
+        rig.Send(1, Flows(1000, 10));
+        AssertForwarded(1000, 10);
+        Assert.Equal(110, frozen.Count);
+        Assert.Equal(0UL, rig.Counters.TranslationErrors);
+
+        // Without a reclaim the 128 ids still run out: past them a new state is a counted drop.
+        rig.Send(1, Flows(3000, 20));
+        Assert.Equal(18, rig.Out(2).Count);
+        Assert.Equal(2UL, rig.Counters.TranslationErrors);
+    }
+
+    [Fact]
     public void An_icmp_port_unreachable_for_an_inside_udp_flow_is_related_and_translated_back_under_snat()
     {
         using var rig = NewRig(Snat);

@@ -202,6 +202,8 @@ public sealed partial class Commands
             ["invalid"] = invalid,
             ["refused"] = full,
             ["waiting_reuse"] = conns?.RetiredCount ?? 0,
+            ["frozen_states"] = Flows.Shared.Frozen.Count,
+            ["frozen_states_reclaimed"] = Flows.Shared.Frozen.Reclaimed,
         };
         var protos = new JsonObject();
         foreach (var (k, v) in byProto)

@@ -362,7 +362,7 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
     private unsafe void WarmUpUpcallPath()
     {
         PmdCode.CompilePipeline<DpdkIo>();
-        var t = new Translation { NoLearn = true };
+        var t = new Translation { NoLearn = true, Frozen = _flows!.Shared.Frozen };
         using var cache = new Caches.MegaflowCache(4);
         Packets.DpKey key = default;
         key.W[0] = (ulong)Packets.KeyExtractor.EthIp << 16; // dl_type
@@ -400,6 +400,7 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
             ulong now = Native.Rdtsc();
             _flows.Expire(now, Eal.TscHz);
             SweepConntrack();
+            ReclaimFrozenStates();
             const ulong macAgingSeconds = 300;
             if (now > macAgingSeconds * Eal.TscHz)
             {

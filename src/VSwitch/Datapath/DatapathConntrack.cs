@@ -33,6 +33,21 @@ public sealed partial class SwitchDatapath
         }
     }
 
+    /// <summary>
+    /// One housekeeping tick of reclaiming ct(table=N)'s recirculation ids that no cached verdict names
+    /// any more (Pipeline/FrozenStates.cs), when three quarters are taken.
+    /// </summary>
+    private void ReclaimFrozenStates()
+    {
+        var shared = _flows!.Shared;
+        var epoch = _epoch;
+        int freed = shared.Frozen.Reclaim(shared.RequestCacheFlush, () => epoch?.Advance() ?? 0, e => epoch == null || epoch.Passed(e));
+        if (freed > 0)
+        {
+            Vlog.Write(VlogModule.Control, VlogLevel.Info, $"vswitchd: reclaimed {freed} of {Pipeline.FrozenStates.Capacity} ct recirculation ids (frozen states) no cached verdict used; {shared.Frozen.Count} in use");
+        }
+    }
+
     /// <summary>Applies the stored conntrack settings (zone limits, timeouts) and saves the state.</summary>
     public void ConntrackSettingsChanged()
     {

@@ -57,6 +57,7 @@ public sealed unsafe class FlowPmd : IDisposable
         GroupExt = (ulong*)NativeMemory.AlignedAlloc(Burst * DpKey.CtExtWords * sizeof(ulong), 64);
         RecircExt = (ulong*)NativeMemory.AlignedAlloc(Burst * DpKey.CtExtWords * sizeof(ulong), 64);
         RecircWorkExt = (ulong*)NativeMemory.AlignedAlloc(Burst * DpKey.CtExtWords * sizeof(ulong), 64);
+        Translation = new Translation { Frozen = shared.Frozen };
         Current = shared.Current;
         CacheFlushes = shared.CacheFlushes;
         shared.Learner.Register(Learns);
@@ -77,7 +78,7 @@ public sealed unsafe class FlowPmd : IDisposable
     public LearnRing Learns { get; } = new();
 
     /// <summary>Reused by every upcall on this PMD.</summary>
-    public Translation Translation { get; } = new();
+    public Translation Translation { get; }
 
     /// <summary>The version this PMD classifies with (read once per round).</summary>
     public FlowTables Current;

@@ -322,7 +322,7 @@ public sealed partial class FlowControl
         // Learning stays on: a NORMAL later in the same translation (or the same NORMAL, for a frame
         // addressed to its own source) sees the pending binding, as the upcall does. Nothing posts
         // the trace's bindings to the MAC table, so a trace still changes nothing.
-        var t = new Translation { Trace = [] };
+        var t = new Translation { Trace = [], Frozen = _shared.Frozen };
         Translator.Translate(Current, key, _shared.Macs, t);
         return (t.Trace!, t, FlowFormatter.FormatKeyMask(key, DpKey.Of(t.Wildcards).ToFlowKey())); // the datapath words only, as installed
     }

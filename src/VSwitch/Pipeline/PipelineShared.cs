@@ -25,6 +25,9 @@ public sealed class PipelineShared
     /// <summary>The MAC table's single writer, fed by the PMDs' learn rings.</summary>
     public MacLearner Learner { get; }
 
+    /// <summary>ct(table=N)'s recirculation ids (interned by the upcalls, reclaimed by housekeeping).</summary>
+    public FrozenStates Frozen { get; } = new();
+
     /// <summary>Most megaflows per PMD (as Open vSwitch's flow-limit).</summary>
     public int MegaflowLimit { get; init; } = 200_000;
 

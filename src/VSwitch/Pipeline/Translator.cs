@@ -23,6 +23,9 @@ public sealed class Translation
     public const int MaxRules = 8;
     public const int MaxDepth = 64;
 
+    /// <summary>The pipeline's frozen states (ct(table=N)'s recirc ids) this translation interns and resumes.</summary>
+    public FrozenStates Frozen { get; init; } = FrozenStates.Default;
+
     /// <summary>The bits of the original key the verdict depends on.</summary>
     public FlowKey Wildcards;
 
@@ -183,7 +186,7 @@ public static partial class Translator
         if (t.Key.RecircId >= FrozenStates.First)
         {
             // After ct(...,table=N): resume in N with the metadata and registers the packet had.
-            start = FrozenStates.Resume(t.Key.RecircId, ref t.Key);
+            start = t.Frozen.Resume(t.Key.RecircId, ref t.Key);
             t.Trace?.Add(start >= 0
                 ? $"recirc_id={t.Key.RecircId}: resumes in table {start} after ct (ct_state=0x{t.Key.CtState:x2}, ct_zone={t.Key.CtZone}, ct_mark=0x{t.Key.CtMark:x})"
                 : $"recirc_id={t.Key.RecircId}: no frozen state: table 0");
@@ -460,7 +463,7 @@ public static partial class Translator
             return;
         }
 
-        int id = FrozenStates.Intern(spec.Table, t.Key);
+        int id = t.Frozen.Intern(spec.Table, t.Key);
         if (id < 0)
         {
             throw new InvalidOperationException($"ct(table={spec.Table}): all {FrozenStates.Capacity} frozen recirculation ids are in use (distinct table/metadata/register combinations at a ct)");
