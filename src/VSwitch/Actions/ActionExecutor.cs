@@ -206,6 +206,11 @@ public readonly unsafe struct ActionExecutor<TIo>
                         Conntrack.DpCtSpec* spec = Conntrack.CtSpecs.At(op.A);
                         ulong now = _f.RoundTsc;
                         ulong* words = _f.GroupCt;
+                        if (k > 1 && conns.Count > conns.PrefetchAbove)
+                        {
+                            conns.Prefetch(pkts, offs, k, spec->Zone, _f.CtHashes);
+                        }
+
                         if (_f.CtTuple)
                         {
                             // the tables match the connection's words: the ct writes them for the next pass

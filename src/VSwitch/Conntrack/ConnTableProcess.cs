@@ -34,6 +34,61 @@ public sealed unsafe partial class ConnTable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Wr16(byte* p, ushort v) => Unsafe.WriteUnaligned(p, BinaryPrimitives.ReverseEndianness(v));
 
+    /// <summary>Connections above which a ct op prefetches its group's buckets and entries (below, the table stays in cache).</summary>
+    public int PrefetchAbove { get; set; } = 16384;
+
+    /// <summary>
+    /// Before a ct op runs on a group of <paramref name="k"/> packets: the bucket of each packet's tuple,
+    /// then the head entry of that bucket, are prefetched, so the group's cache misses overlap instead
+    /// of running one after another (with 100 000 connections the table is far larger than the
+    /// caches). Parses each tuple once more than Process does; <paramref name="hashes"/> is scratch
+    /// for <paramref name="k"/> values. Changes nothing.
+    /// </summary>
+    public void Prefetch(nint* pkts, HeaderOffsets* offs, int k, ushort zone, uint* hashes)
+    {
+        for (int j = 0; j < k; j++)
+        {
+            hashes[j] = 0;
+            nint m = pkts[j];
+            int len = Mbuf.DataLen(m);
+            int l3 = offs[j].L3;
+            if (l3 == 0xFFFF || l3 >= len)
+            {
+                continue;
+            }
+
+            byte* p = Mbuf.Data(m) + l3;
+            if (TupleParser.Parse(p, len - l3, (int)Mbuf.PktLen(m) - l3, (p[0] >> 4) == 6 ? KeyExtractor.EthIpv6 : KeyExtractor.EthIp, out ConnTuple ct, out TupleInfo info) != TupleStatus.Ok
+                || info.Kind is TupleKind.IcmpError or TupleKind.LaterFragment)
+            {
+                continue;
+            }
+
+            uint h = new CtTuple(ct, zone).Hash(); // (a hash of 0 is not prefetched: 0 marks "nothing")
+            hashes[j] = h;
+            System.Runtime.Intrinsics.X86.Sse.Prefetch0(_buckets + (h & _bucketMask));
+        }
+
+        for (int j = 0; j < k; j++)
+        {
+            uint h = hashes[j];
+            if (h == 0)
+            {
+                continue;
+            }
+
+            int node = Volatile.Read(ref _buckets[h & _bucketMask]);
+            if (node >= 0)
+            {
+                byte* e = (byte*)(_entries + (node >> 1));
+                System.Runtime.Intrinsics.X86.Sse.Prefetch0(e);
+                System.Runtime.Intrinsics.X86.Sse.Prefetch0(e + 64);
+                System.Runtime.Intrinsics.X86.Sse.Prefetch0(e + 128);
+                System.Runtime.Intrinsics.X86.Sse.Prefetch0(e + 192);
+            }
+        }
+    }
+
     /// <summary>+trk+inv with no connection: the packet's connection words (if wanted) read 0.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static ulong NoConnection(ulong* ext, ulong zoneBits)

@@ -54,6 +54,7 @@ public sealed unsafe class FlowPmd : IDisposable
         GroupCt = (ulong*)NativeMemory.AlignedAlloc(Burst * sizeof(ulong), 64);
         RecircCt = (ulong*)NativeMemory.AlignedAlloc(Burst * sizeof(ulong), 64);
         RecircWorkCt = (ulong*)NativeMemory.AlignedAlloc(Burst * sizeof(ulong), 64);
+        CtHashes = (uint*)NativeMemory.AlignedAlloc(Burst * sizeof(uint), 64);
         GroupExt = (ulong*)NativeMemory.AlignedAlloc(Burst * DpKey.CtExtWords * sizeof(ulong), 64);
         RecircExt = (ulong*)NativeMemory.AlignedAlloc(Burst * DpKey.CtExtWords * sizeof(ulong), 64);
         RecircWorkExt = (ulong*)NativeMemory.AlignedAlloc(Burst * DpKey.CtExtWords * sizeof(ulong), 64);
@@ -147,6 +148,9 @@ public sealed unsafe class FlowPmd : IDisposable
     public readonly ulong* RecircExt;
     public readonly ulong* RecircWorkExt;
 
+    /// <summary>Scratch of a ct op's prefetch (ConnTable.Prefetch): the group's tuple hashes.</summary>
+    public readonly uint* CtHashes;
+
     /// <summary>This round's FlowTables.MatchesCtTuple.</summary>
     public bool CtTuple;
 
@@ -176,6 +180,7 @@ public sealed unsafe class FlowPmd : IDisposable
         NativeMemory.AlignedFree(GroupCt);
         NativeMemory.AlignedFree(RecircCt);
         NativeMemory.AlignedFree(GroupExt);
+        NativeMemory.AlignedFree(CtHashes);
         NativeMemory.AlignedFree(RecircExt);
         NativeMemory.AlignedFree(RecircWorkExt);
         NativeMemory.AlignedFree(RecircWorkCt);
