@@ -190,7 +190,7 @@ public sealed class ConntrackDpdkTests : IDisposable
             WaitRx(120);
             Assert.Equal(120, (int)CtlJson("ct-stats-show")["frozen_states"]!);
             JsonObject stats = CtlJson("ct-stats-show");
-            for (int i = 0; i < 100 && (int)stats["frozen_states"]! != 0; i++)
+            for (int i = 0; i < 100 && (int)stats["frozen_states_reclaimed"]! != 120; i++)
             {
                 Thread.Sleep(100);
                 stats = CtlJson("ct-stats-show");

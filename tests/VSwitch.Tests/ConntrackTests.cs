@@ -169,6 +169,23 @@ public sealed class ConntrackTests
     }
 
     [Fact]
+    public unsafe void Packets_left_queued_for_recirculation_by_an_aborted_pass_are_dropped_at_the_next_round()
+    {
+        // A pass that threw (the PMD loop restarts) leaves its recirculation queue behind; their ids
+        // may name frozen states reclaimed meanwhile, so the next round boundary drops and counts them.
+        using var rig = NewRig(Firewall);
+        nint m = rig.Mbufs.Create(Udp(Inside, Outside, 1, 53));
+        rig.Flow.RecircPkts[0] = m;
+        rig.Flow.RecircIds[0] = 200;
+        rig.Flow.RecircCount = 1;
+        rig.Loop.Poll();
+        Assert.Equal(0, rig.Flow.RecircCount);
+        Assert.Equal(1UL, rig.Counters.RecircDrops);
+        Assert.Empty(rig.Out(1));
+        Assert.Empty(rig.Out(2));
+    }
+
+    [Fact]
     public void A_zone_timeout_policy_expires_that_zone_s_connections_by_its_own_timeouts()
     {
         // Zone 2's policy shortens udp_first to 5 s; zone 1 keeps the default 30 s, and zone 2's TCP

@@ -97,4 +97,55 @@ public sealed class FrozenStatesConcurrencyTests
         Assert.Null(failure);
         Assert.True(frozen.Reclaims >= 3 && reclaimed > 100, $"{frozen.Reclaims} reclaims freed {reclaimed} ids; {interned} interned");
     }
+
+    [Fact]
+    public void Reclaims_that_free_little_back_off_and_none_runs_while_a_trace_holds_the_gate()
+    {
+        using var frozen = new FrozenStates();
+        void InternAll()
+        {
+            for (int i = 0; i < 100; i++)
+            {
+                FlowKey key = default;
+                key.Reg0 = (uint)i;
+                Assert.True(frozen.Intern(1, key) >= 0);
+            }
+        }
+
+        InternAll();
+        int flushes = 0;
+        long epoch = 0;
+        for (int tick = 0; tick < 200; tick++)
+        {
+            InternAll(); // every state stays in use: nothing to free
+            Assert.Equal(0, frozen.Reclaim(() => flushes++, () => ++epoch, _ => true));
+        }
+
+        // Intervals of 5, 10, 20, 40, 80 ticks (each reclaim takes 3): without the back-off, 25 flushes.
+        Assert.InRange(flushes, 3, 6);
+
+        // A trace holds the gate on another thread: no step runs, so nothing is flushed or marked.
+        using var held = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        var tracer = new Thread(() =>
+        {
+            using (frozen.Gate.EnterScope())
+            {
+                held.Set();
+                release.Wait();
+            }
+        });
+        tracer.Start();
+        held.Wait();
+        int before = flushes;
+        for (int tick = 0; tick < 400; tick++)
+        {
+            Assert.Equal(0, frozen.Reclaim(() => flushes++, () => ++epoch, _ => true));
+        }
+
+        Assert.Equal(before, flushes);
+        Assert.Equal(100, frozen.Count);
+        release.Set();
+        tracer.Join();
+    }
 }

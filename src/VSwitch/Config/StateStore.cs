@@ -146,7 +146,7 @@ public static partial class StateStore
             }
             catch (Exception e) when (e is InvalidOperationException or FormatException or NullReferenceException)
             {
-                throw new VSwitchException($"{where} is corrupt at conntrack (expected default_zone_limit, zone_limits {{\"ZONE\": LIMIT}} and timeouts {{NAME: SECONDS}}); it was left as it is: fix or remove it");
+                throw new VSwitchException($"{where} is corrupt at conntrack (expected default_zone_limit, zone_limits {{\"ZONE\": LIMIT}}, timeouts {{NAME: SECONDS}} and zone_timeouts {{\"ZONE\": {{NAME: SECONDS}}}}); it was left as it is: fix or remove it");
             }
         }
 

@@ -153,7 +153,7 @@ public sealed class TimeoutPolicies
     public static readonly TimeoutPolicies Defaults = new([.. TcpTracker.DefaultTimeoutSeconds, .. UdpIcmpTracker.DefaultTimeoutSeconds], new Dictionary<int, int[]>());
 
     private readonly int[][] _seconds;
-    private readonly ushort[]? _zoneIndex;
+    private readonly int[]? _zoneIndex;
 
     /// <param name="defaults">seconds per timeout name for zones without a policy</param>
     /// <param name="zones">zones with their own (every name's seconds)</param>
@@ -162,10 +162,10 @@ public sealed class TimeoutPolicies
         var all = new List<int[]> { defaults };
         if (zones.Count != 0)
         {
-            _zoneIndex = new ushort[65536];
+            _zoneIndex = new int[65536];
             foreach (var (z, secs) in zones)
             {
-                _zoneIndex[z] = (ushort)all.Count;
+                _zoneIndex[z] = all.Count;
                 all.Add(secs);
             }
         }

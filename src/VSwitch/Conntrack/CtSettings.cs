@@ -24,6 +24,9 @@ public sealed class CtSettings
     /// <summary>Zones' own timeout policies: the names each overrides, with their seconds.</summary>
     public SortedDictionary<int, SortedDictionary<string, int>> ZoneTimeouts { get; } = [];
 
+    /// <summary>The longest timeout ct-set-timeouts takes (100 days).</summary>
+    public const int MaxTimeoutSeconds = 100 * 86400;
+
     /// <summary>The index of a timeout name, or -1.</summary>
     public static int TimeoutIndex(string name) => Array.IndexOf(TimeoutNames, name);
 
@@ -105,7 +108,7 @@ public sealed class CtSettings
         {
             int i = TimeoutIndex(k);
             int secs = v!.GetValue<int>();
-            if (i < 0 || secs < 1)
+            if (i < 0 || secs < 1 || secs > MaxTimeoutSeconds)
             {
                 throw new FormatException("timeouts");
             }
@@ -123,7 +126,7 @@ public sealed class CtSettings
             var own = new SortedDictionary<string, int>(StringComparer.Ordinal);
             foreach (var (name, secs) in v!.AsObject())
             {
-                if (TimeoutIndex(name) < 0 || secs!.GetValue<int>() < 1)
+                if (TimeoutIndex(name) < 0 || secs!.GetValue<int>() < 1 || secs.GetValue<int>() > MaxTimeoutSeconds)
                 {
                     throw new FormatException("zone_timeouts");
                 }

@@ -785,6 +785,9 @@ public sealed partial class Commands(SwitchDatapath dp)
         var trace = new JsonArray();
         var passes = new JsonArray();
         string actions = "drop", megaflowText = "";
+        // The trace interns and resumes frozen states off the PMDs, outside the epoch that protects
+        // their reclaiming: no reclaim step runs while it does (FrozenStates.Gate).
+        using var frozenGate = f.Shared.Frozen.Gate.EnterScope();
         for (int pass = 0, ct = 0; pass < Forwarding.FlowPmd.MaxRecircDepth; pass++)
         {
             var (lines, t, megaflow) = f.Trace(key);

@@ -318,7 +318,7 @@ public sealed partial class Commands
                 throw new VSwitchException($"expected NAME=SECONDS with NAME one of {string.Join(", ", CtSettings.TimeoutNames)}{(zone < 0 ? " (zone=Z first for a zone's own)" : "")}, found '{w}'");
             }
 
-            int secs = ParseInt(w[(eq + 1)..], $"seconds for {w[..eq]}", 1, 100 * 86400);
+            int secs = ParseInt(w[(eq + 1)..], $"seconds for {w[..eq]}", 1, CtSettings.MaxTimeoutSeconds);
             if (zone < 0)
             {
                 next.Timeouts[i] = secs;

@@ -219,6 +219,19 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
 
         f.MacGeneration = f.Shared.Macs.Generation; // the loop then reports the round's epoch as passed
 
+        // A pass that ended in an exception (the loop restarted) may have left packets queued for
+        // recirculation: their recirc ids may name frozen states reclaimed since. Dropped, counted.
+        if (f.RecircCount != 0)
+        {
+            for (int i = 0; i < f.RecircCount; i++)
+            {
+                state.Drop(f.RecircPkts[i], DropReason.RecircLimit);
+            }
+
+            state.Counters->RecircDrops += (ulong)f.RecircCount;
+            f.RecircCount = 0;
+        }
+
         // flush-megaflows: this PMD empties its own caches (it is their only writer), between bursts.
         long flushes = f.Shared.CacheFlushes;
         if (flushes != f.CacheFlushes)

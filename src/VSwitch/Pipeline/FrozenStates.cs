@@ -22,7 +22,9 @@
 //      treats the slot as gone);
 //   3. once every PMD has passed another round boundary (no Intern that began before the mark is
 //      still comparing the slot's content), marked slots become free.
-// A state still in use is touched again by the upcalls that follow the flush and keeps its id.
+// A state still in use is touched again by the upcalls that follow the flush and keeps its id. A
+// reclaim that frees little doubles the time to the next (up to MaxReclaimIntervalTicks); a trace,
+// which interns off the PMDs, holds Gate so no step runs meanwhile.
 using System.Runtime.InteropServices;
 using VSwitch.Packets;
 
@@ -69,6 +71,17 @@ public sealed unsafe class FrozenStates : IDisposable
     private long _phaseGeneration;
     private long _phaseEpoch;
     private int _ticksSinceReclaim = ReclaimIntervalTicks;
+    private int _interval = ReclaimIntervalTicks;
+
+    /// <summary>Most ticks between reclaims once they free little (each one empties every cache).</summary>
+    public const int MaxReclaimIntervalTicks = 320;
+
+    /// <summary>
+    /// Held by a translation off the PMDs (trace, on the control thread) for as long as it uses ids:
+    /// the epoch that makes reclaiming safe covers the PMDs only, so a reclaim step waits for the next
+    /// tick while a trace holds this.
+    /// </summary>
+    public Lock Gate { get; } = new();
 
     /// <summary>Reclaims finished, and slots they freed (for ct-stats-show).</summary>
     public long Reclaims { get; private set; }
@@ -192,7 +205,7 @@ public sealed unsafe class FrozenStates : IDisposable
         return Volatile.Read(ref s->State) == SlotReady && Volatile.Read(ref s->Stamp) != Marked;
     }
 
-    /// <summary>Frozen states in use.</summary>
+    /// <summary>Frozen states in use (not those marked for reclaiming).</summary>
     public int Count
     {
         get
@@ -200,7 +213,7 @@ public sealed unsafe class FrozenStates : IDisposable
             int n = 0;
             for (int i = 0; i < Capacity; i++)
             {
-                n += Volatile.Read(ref _slots[i].State) == SlotReady ? 1 : 0;
+                n += Volatile.Read(ref _slots[i].State) == SlotReady && Volatile.Read(ref _slots[i].Stamp) != Marked ? 1 : 0;
             }
 
             return n;
@@ -215,10 +228,27 @@ public sealed unsafe class FrozenStates : IDisposable
     public int Reclaim(Action requestFlush, Func<long> advance, Func<long, bool> passed)
     {
         _ticksSinceReclaim++;
+        if (!Gate.TryEnter())
+        {
+            return 0; // a trace is using ids: next tick
+        }
+
+        try
+        {
+            return ReclaimStep(requestFlush, advance, passed);
+        }
+        finally
+        {
+            Gate.Exit();
+        }
+    }
+
+    private int ReclaimStep(Action requestFlush, Func<long> advance, Func<long, bool> passed)
+    {
         switch (_phase)
         {
             case 0:
-                if (Count < ReclaimAt || _ticksSinceReclaim < ReclaimIntervalTicks)
+                if (Count < ReclaimAt || _ticksSinceReclaim < _interval)
                 {
                     return 0;
                 }
@@ -268,6 +298,10 @@ public sealed unsafe class FrozenStates : IDisposable
                 _ticksSinceReclaim = 0;
                 Reclaims++;
                 Reclaimed += freed;
+
+                // Little to free means the states are really in use: reclaim less often (each reclaim
+                // costs every PMD its caches), back to the base interval once one frees a lot again.
+                _interval = freed >= Capacity / 8 ? ReclaimIntervalTicks : Math.Min(_interval * 2, MaxReclaimIntervalTicks);
                 return freed;
         }
     }
