@@ -11,7 +11,7 @@ namespace VSwitch.Tests;
 
 public sealed class ConntrackTests
 {
-    private const string Inside = "198.51.100.2", Outside = "203.0.113.2", Public = "203.0.113.1";
+    internal const string Inside = "198.51.100.2", Outside = "203.0.113.2", Public = "203.0.113.1";
 
     private const string Firewall = """
         table=0,priority=100,ip,ct_state=-trk,actions=ct(table=1,zone=1)
@@ -31,7 +31,7 @@ public sealed class ConntrackTests
         table=1,priority=1,actions=drop
         """;
 
-    private static Rig NewRig(string rules, int capacity = 1024)
+    internal static Rig NewRig(string rules, int capacity = 1024)
     {
         var rig = new Rig();
         rig.Shared.ConntrackCapacity = capacity;
@@ -39,13 +39,13 @@ public sealed class ConntrackTests
         return rig;
     }
 
-    private static byte[] Tcp(string src, string dst, ushort sport, ushort dport, byte flags, uint seq, uint ack, int payload = 0) => FrameBuilder.Build(new FrameSpec
+    internal static byte[] Tcp(string src, string dst, ushort sport, ushort dport, byte flags, uint seq, uint ack, int payload = 0) => FrameBuilder.Build(new FrameSpec
     {
         Proto = 6, NwSrc = FrameBuilder.Ip(src), NwDst = FrameBuilder.Ip(dst), SrcPort = sport, DstPort = dport,
         TcpFlags = flags, TcpSeq = seq, TcpAck = ack, Payload = new byte[payload],
     });
 
-    private static byte[] Udp(string src, string dst, ushort sport, ushort dport) => FrameBuilder.Build(new FrameSpec
+    internal static byte[] Udp(string src, string dst, ushort sport, ushort dport) => FrameBuilder.Build(new FrameSpec
     {
         Proto = 17, NwSrc = FrameBuilder.Ip(src), NwDst = FrameBuilder.Ip(dst), SrcPort = sport, DstPort = dport, Payload = new byte[18],
     });
@@ -56,7 +56,7 @@ public sealed class ConntrackTests
 
     private static uint DstOf(byte[] f) => System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(f.AsSpan(30));
 
-    private static ushort SportOf(byte[] f) => System.Buffers.Binary.BinaryPrimitives.ReadUInt16BigEndian(f.AsSpan(34));
+    internal static ushort SportOf(byte[] f) => System.Buffers.Binary.BinaryPrimitives.ReadUInt16BigEndian(f.AsSpan(34));
 
     [Fact]
     public void The_stateful_firewall_lets_an_inside_connection_and_its_replies_through_and_nothing_from_outside()

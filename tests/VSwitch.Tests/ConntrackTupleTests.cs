@@ -8,34 +8,13 @@
 using VSwitch.Conntrack;
 using VSwitch.FlowText;
 using Xunit;
+using static VSwitch.Tests.ConntrackTests;
 using static VSwitch.Tests.PipelineTests;
 
 namespace VSwitch.Tests;
 
 public sealed class ConntrackTupleTests
 {
-    private const string Inside = "198.51.100.2", Outside = "203.0.113.2", Public = "203.0.113.1";
-
-    private static Rig NewRig(string rules, int capacity = 1024)
-    {
-        var rig = new Rig();
-        rig.Shared.ConntrackCapacity = capacity;
-        rig.Load(FlowParser.ParseRules(rules, "test"));
-        return rig;
-    }
-
-    private static byte[] Tcp(string src, string dst, ushort sport, ushort dport, byte flags, uint seq, uint ack) => FrameBuilder.Build(new FrameSpec
-    {
-        Proto = 6, NwSrc = FrameBuilder.Ip(src), NwDst = FrameBuilder.Ip(dst), SrcPort = sport, DstPort = dport, TcpFlags = flags, TcpSeq = seq, TcpAck = ack, Payload = [],
-    });
-
-    private static byte[] Udp(string src, string dst, ushort sport, ushort dport) => FrameBuilder.Build(new FrameSpec
-    {
-        Proto = 17, NwSrc = FrameBuilder.Ip(src), NwDst = FrameBuilder.Ip(dst), SrcPort = sport, DstPort = dport, Payload = new byte[18],
-    });
-
-    private static ushort SportOf(byte[] f) => System.Buffers.Binary.BinaryPrimitives.ReadUInt16BigEndian(f.AsSpan(34));
-
     [Fact]
     public void Replies_under_snat_match_the_original_tuple_and_label_not_their_own_headers()
     {
@@ -213,11 +192,7 @@ public sealed class ConntrackTupleTests
         Assert.Single(rig.Out(2));
         rig.Send(2, [Tcp(Outside, Inside, 80, 40000, 0x12, 5000, 1001)]);
         Assert.Single(rig.Out(1));
-        rig.Send(2, [FrameBuilder.Build(new FrameSpec
-        {
-            Proto = 6, NwSrc = FrameBuilder.Ip(Outside), NwDst = FrameBuilder.Ip(Inside), SrcPort = 80, DstPort = 40000,
-            TcpFlags = 0x10, TcpSeq = 900_000_000, TcpAck = 1001, Payload = new byte[100],
-        })]); // data far out of window
+        rig.Send(2, [Tcp(Outside, Inside, 80, 40000, 0x10, 900_000_000, 1001, payload: 100)]); // data far out of window
         Assert.Single(rig.Out(4));
         rig.Send(2, [Tcp(Outside, Inside, 81, 40001, 0x10, 1, 1)]); // no connection: mid-stream ACK
         Assert.Single(rig.Out(3));

@@ -62,11 +62,7 @@ public unsafe class NatChecksumTests
             PacketEdit.SetIpv4(m, off, dst, addr, KindOf(proto));
             if (proto == 1)
             {
-                byte* icmp = Mbuf.Data(m) + ihl;
-                ushort oldId = BinaryPrimitives.ReadUInt16BigEndian(new ReadOnlySpan<byte>(icmp + 4, 2));
-                BinaryPrimitives.WriteUInt16BigEndian(new Span<byte>(icmp + 4, 2), port);
-                ushort c = BinaryPrimitives.ReadUInt16BigEndian(new ReadOnlySpan<byte>(icmp + 2, 2));
-                BinaryPrimitives.WriteUInt16BigEndian(new Span<byte>(icmp + 2, 2), PacketEdit.Update16(c, oldId, port));
+                PacketEdit.SetIcmpEchoId(m, off, port); // what NAT runs for an echo's id
             }
             else
             {
@@ -85,11 +81,7 @@ public unsafe class NatChecksumTests
             PacketEdit.SetIpv6(m, off, dst, (ulong)(addr >> 64), (ulong)addr, KindOf(proto));
             if (proto == 58)
             {
-                byte* icmp = Mbuf.Data(m) + info.L4;
-                ushort oldId = BinaryPrimitives.ReadUInt16BigEndian(new ReadOnlySpan<byte>(icmp + 4, 2));
-                BinaryPrimitives.WriteUInt16BigEndian(new Span<byte>(icmp + 4, 2), port);
-                ushort c = BinaryPrimitives.ReadUInt16BigEndian(new ReadOnlySpan<byte>(icmp + 2, 2));
-                BinaryPrimitives.WriteUInt16BigEndian(new Span<byte>(icmp + 2, 2), PacketEdit.Update16(c, oldId, port));
+                PacketEdit.SetIcmpEchoId(m, off, port); // what NAT runs for an echo's id
             }
             else
             {

@@ -206,33 +206,33 @@ public readonly unsafe struct ActionExecutor<TIo>
                         Conntrack.DpCtSpec* spec = Conntrack.CtSpecs.At(op.A);
                         ulong now = _f.RoundTsc;
                         ulong* words = _f.GroupCt;
+                        Conntrack.CtParsed* parsed = null;
                         if (k > 1 && conns.Count > conns.PrefetchAbove)
                         {
-                            conns.Prefetch(pkts, offs, k, spec->Zone, _f.CtHashes);
+                            parsed = _f.CtParsed;
+                            conns.Prefetch(pkts, offs, k, spec->Zone, parsed);
                         }
 
+                        ulong* x = null;
                         if (_f.CtTuple)
                         {
                             // the tables match the connection's words: the ct writes them for the next pass
-                            ulong* x = _f.GroupExt;
+                            x = _f.GroupExt;
                             if (exts == null)
                             {
                                 new Span<ulong>(x, k * DpKey.CtExtWords).Clear();
                             }
-
-                            for (int j = 0; j < k; j++)
-                            {
-                                words[j] = conns.Process(pkts[j], ref offs[j], spec, now, state.Counters, cts == null ? 0 : cts[j], _f.Frags, x + (j * DpKey.CtExtWords));
-                            }
-
-                            exts = x;
                         }
-                        else
+
+                        for (int j = 0; j < k; j++)
                         {
-                            for (int j = 0; j < k; j++)
-                            {
-                                words[j] = conns.Process(pkts[j], ref offs[j], spec, now, state.Counters, cts == null ? 0 : cts[j], _f.Frags);
-                            }
+                            words[j] = conns.Process(pkts[j], ref offs[j], spec, now, state.Counters, cts == null ? 0 : cts[j], _f.Frags,
+                                x == null ? null : x + (j * DpKey.CtExtWords), parsed == null ? null : parsed + j);
+                        }
+
+                        if (x != null)
+                        {
+                            exts = x;
                         }
 
                         cts = words;

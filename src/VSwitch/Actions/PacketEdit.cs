@@ -111,6 +111,20 @@ public static unsafe class PacketEdit
         }
     }
 
+    /// <summary>An ICMP or ICMPv6 echo's identifier (NAT's "port" for echo), its checksum updated.</summary>
+    public static void SetIcmpEchoId(nint m, in HeaderOffsets off, ushort id)
+    {
+        if (off.L4 == 0xFFFF)
+        {
+            return;
+        }
+
+        byte* icmp = Mbuf.Data(m) + off.L4;
+        ushort old = Rd16(icmp + 4);
+        Wr16(icmp + 4, id);
+        Wr16(icmp + 2, Update16(Rd16(icmp + 2), old, id));
+    }
+
     public static void SetPort(nint m, in HeaderOffsets off, bool dst, ushort port, byte l4Kind)
     {
         if (off.L4 == 0xFFFF)

@@ -17,6 +17,17 @@ using VSwitch.Pmd;
 
 namespace VSwitch.Conntrack;
 
+/// <summary>A packet's tuple as a ct op's prefetch parsed it (ConnTable.Prefetch), for Process to take.</summary>
+public struct CtParsed
+{
+    public ConnTuple Tuple;
+    public TupleInfo Info;
+    public TupleStatus Status;
+
+    /// <summary>The tuple's hash in the op's zone; 0: not computed.</summary>
+    public uint Hash;
+}
+
 public sealed unsafe partial class ConnTable
 {
     /// <summary>Most NAT tuples tried for one new connection before the commit is refused.</summary>
@@ -31,47 +42,46 @@ public sealed unsafe partial class ConnTable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static ulong Rd64(byte* p) => BinaryPrimitives.ReverseEndianness(Unsafe.ReadUnaligned<ulong>(p));
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Wr16(byte* p, ushort v) => Unsafe.WriteUnaligned(p, BinaryPrimitives.ReverseEndianness(v));
-
     /// <summary>Connections above which a ct op prefetches its group's buckets and entries (below, the table stays in cache).</summary>
     public int PrefetchAbove { get; set; } = 16384;
 
     /// <summary>
-    /// Before a ct op runs on a group of <paramref name="k"/> packets: the bucket of each packet's tuple,
-    /// then the head entry of that bucket, are prefetched, so the group's cache misses overlap instead
-    /// of running one after another (with 100 000 connections the table is far larger than the
-    /// caches). Parses each tuple once more than Process does; <paramref name="hashes"/> is scratch
-    /// for <paramref name="k"/> values. Changes nothing.
+    /// Before a ct op runs on a group of <paramref name="k"/> packets: each packet's tuple is parsed
+    /// into <paramref name="parsed"/> (which Process then takes instead of parsing again), and the
+    /// bucket of each tuple, then the head entry of that bucket, are prefetched, so the group's cache
+    /// misses overlap instead of running one after another (with 100 000 connections the table is
+    /// far larger than the caches). Changes nothing in the table.
     /// </summary>
-    public void Prefetch(nint* pkts, HeaderOffsets* offs, int k, ushort zone, uint* hashes)
+    public void Prefetch(nint* pkts, HeaderOffsets* offs, int k, ushort zone, CtParsed* parsed)
     {
         for (int j = 0; j < k; j++)
         {
-            hashes[j] = 0;
+            CtParsed* r = parsed + j;
+            r->Hash = 0;
+            r->Status = TupleStatus.Truncated;
             nint m = pkts[j];
             int len = Mbuf.DataLen(m);
             int l3 = offs[j].L3;
             if (l3 == 0xFFFF || l3 >= len)
             {
-                continue;
+                continue; // Process refuses it before reading the parse
             }
 
             byte* p = Mbuf.Data(m) + l3;
-            if (TupleParser.Parse(p, len - l3, (int)Mbuf.PktLen(m) - l3, (p[0] >> 4) == 6 ? KeyExtractor.EthIpv6 : KeyExtractor.EthIp, out ConnTuple ct, out TupleInfo info) != TupleStatus.Ok
-                || info.Kind is TupleKind.IcmpError or TupleKind.LaterFragment)
+            r->Status = TupleParser.Parse(p, len - l3, (int)Mbuf.PktLen(m) - l3, (p[0] >> 4) == 6 ? KeyExtractor.EthIpv6 : KeyExtractor.EthIp, out r->Tuple, out r->Info);
+            if (r->Status != TupleStatus.Ok || r->Info.Kind is TupleKind.IcmpError or TupleKind.LaterFragment)
             {
-                continue;
+                continue; // looked up by another tuple (the quoted one), or not at all
             }
 
-            uint h = new CtTuple(ct, zone).Hash(); // (a hash of 0 is not prefetched: 0 marks "nothing")
-            hashes[j] = h;
+            uint h = new CtTuple(r->Tuple, zone).Hash(); // (a hash of 0 is neither kept nor prefetched)
+            r->Hash = h;
             System.Runtime.Intrinsics.X86.Sse.Prefetch0(_buckets + (h & _bucketMask));
         }
 
         for (int j = 0; j < k; j++)
         {
-            uint h = hashes[j];
+            uint h = parsed[j].Hash;
             if (h == 0)
             {
                 continue;
@@ -141,7 +151,7 @@ public sealed unsafe partial class ConnTable
     /// connection words: written when a connection is found or the packet is new, zeroed when there is
     /// none, left as they were when a second ct finds nothing more.
     /// </summary>
-    public ulong Process(nint m, ref HeaderOffsets off, DpCtSpec* spec, ulong now, PmdCounters* c, ulong current = 0, FragmentTable? frags = null, ulong* ext = null)
+    public ulong Process(nint m, ref HeaderOffsets off, DpCtSpec* spec, ulong now, PmdCounters* c, ulong current = 0, FragmentTable? frags = null, ulong* ext = null, CtParsed* parsed = null)
     {
         byte* d = Mbuf.Data(m);
         int len = Mbuf.DataLen(m);
@@ -155,7 +165,22 @@ public sealed unsafe partial class ConnTable
 
         byte* l3 = d + off.L3;
         // headers from the first segment, lengths against the whole frame (a chain of mbufs: a jumbo frame)
-        var status = TupleParser.Parse(l3, len - off.L3, (int)Mbuf.PktLen(m) - off.L3, (l3[0] >> 4) == 6 ? KeyExtractor.EthIpv6 : KeyExtractor.EthIp, out ConnTuple ct, out TupleInfo info);
+        TupleStatus status;
+        ConnTuple ct;
+        TupleInfo info;
+        uint hash = 0;
+        if (parsed != null)
+        {
+            status = parsed->Status; // Prefetch parsed it (and hashed its tuple)
+            ct = parsed->Tuple;
+            info = parsed->Info;
+            hash = parsed->Hash;
+        }
+        else
+        {
+            status = TupleParser.Parse(l3, len - off.L3, (int)Mbuf.PktLen(m) - off.L3, (l3[0] >> 4) == 6 ? KeyExtractor.EthIpv6 : KeyExtractor.EthIp, out ct, out info);
+        }
+
         if (status != TupleStatus.Ok || ((info.FirstFragment || info.Kind == TupleKind.LaterFragment) && frags == null))
         {
             c->CtInvalid++;
@@ -183,7 +208,7 @@ public sealed unsafe partial class ConnTable
                 new Span<ulong>(words, DpKey.CtExtWords).Clear();
             }
 
-            ulong w = Whole(m, ref off, l3, ct, info, spec, now, c, zoneBits, again, current, words);
+            ulong w = Whole(m, ref off, l3, ct, info, spec, now, c, zoneBits, again, current, words, hash);
 
             if (ext != null)
             {
@@ -196,7 +221,7 @@ public sealed unsafe partial class ConnTable
             return w;
         }
 
-        return Whole(m, ref off, l3, ct, info, spec, now, c, zoneBits, again, current, ext);
+        return Whole(m, ref off, l3, ct, info, spec, now, c, zoneBits, again, current, ext, hash);
     }
 
     /// <summary>A later fragment: the verdict and address rewrite of its datagram's first fragment, or +inv.</summary>
@@ -234,7 +259,7 @@ public sealed unsafe partial class ConnTable
     }
 
     /// <summary>A packet with its transport header (not a later fragment).</summary>
-    private ulong Whole(nint m, ref HeaderOffsets off, byte* l3, in ConnTuple ct, in TupleInfo info, DpCtSpec* spec, ulong now, PmdCounters* c, ulong zoneBits, bool again, ulong current, ulong* ext)
+    private ulong Whole(nint m, ref HeaderOffsets off, byte* l3, in ConnTuple ct, in TupleInfo info, DpCtSpec* spec, ulong now, PmdCounters* c, ulong zoneBits, bool again, ulong current, ulong* ext, uint hash)
     {
         ushort zone = spec->Zone;
         var t = new CtTuple(ct, zone);
@@ -244,7 +269,7 @@ public sealed unsafe partial class ConnTable
         }
 
         c->CtLookups++;
-        uint h = t.Hash();
+        uint h = hash != 0 ? hash : t.Hash();
         int node = Find(t, h);
         TcpSegment seg = default;
         bool tcp = ct.Protocol == KeyExtractor.ProtoTcp;
@@ -571,10 +596,7 @@ public sealed unsafe partial class ConnTable
         {
             if (want.SrcPort != now.SrcPort && off.L4 != 0xFFFF)
             {
-                byte* l4 = Mbuf.Data(m) + off.L4;
-                ushort old = Rd16(l4 + 4);
-                Wr16(l4 + 4, want.SrcPort);
-                Wr16(l4 + 2, PacketEdit.Update16(Rd16(l4 + 2), old, want.SrcPort));
+                PacketEdit.SetIcmpEchoId(m, off, want.SrcPort);
                 bits |= reply ? CtState.Dnat : CtState.Snat;
             }
         }

@@ -862,27 +862,25 @@ public sealed partial class Commands(SwitchDatapath dp)
     /// </summary>
     private unsafe void TraceTupleWords(ref Packets.FlowKey k)
     {
-        ulong* x = stackalloc ulong[Packets.DpKey.CtExtWords];
-        new Span<ulong>(x, Packets.DpKey.CtExtWords).Clear();
-        bool v6 = k.DlType == Packets.KeyExtractor.EthIpv6;
-        if ((k.CtState & Conntrack.CtState.Inv) == 0 && (v6 || k.DlType == Packets.KeyExtractor.EthIp))
+        fixed (ulong* w = k.W)
         {
-            var t = v6 ? Conntrack.ConnTuple.Ipv6(k.Ipv6Src, k.Ipv6Dst, k.NwProto, k.TpSrc, k.TpDst) : Conntrack.ConnTuple.Ipv4(k.NwSrc, k.NwDst, k.NwProto, k.TpSrc, k.TpDst);
-            if (k.NwProto is Packets.KeyExtractor.ProtoIcmp or Packets.KeyExtractor.ProtoIcmpv6)
+            ulong* x = w + Packets.FlowKey.CtExtWord;
+            new Span<ulong>(x, Packets.DpKey.CtExtWords).Clear();
+            bool v6 = k.DlType == Packets.KeyExtractor.EthIpv6;
+            if ((k.CtState & Conntrack.CtState.Inv) == 0 && (v6 || k.DlType == Packets.KeyExtractor.EthIp))
             {
-                t.IcmpType = (byte)k.TpSrc;
-                t.IcmpCode = (byte)k.TpDst;
-            }
+                var t = v6 ? Conntrack.ConnTuple.Ipv6(k.Ipv6Src, k.Ipv6Dst, k.NwProto, k.TpSrc, k.TpDst) : Conntrack.ConnTuple.Ipv4(k.NwSrc, k.NwDst, k.NwProto, k.TpSrc, k.TpDst);
+                if (k.NwProto is Packets.KeyExtractor.ProtoIcmp or Packets.KeyExtractor.ProtoIcmpv6)
+                {
+                    t.IcmpType = (byte)k.TpSrc;
+                    t.IcmpCode = (byte)k.TpDst;
+                }
 
-            if (dp.Conns is not { } conns || !conns.TryTupleWords(new Conntrack.CtTuple(t, k.CtZone), x))
-            {
-                Conntrack.ConnTable.WriteTupleWords(x, (k.CtState & Conntrack.CtState.Rpl) != 0 ? t.Reverse() : t, 0, 0);
+                if (dp.Conns is not { } conns || !conns.TryTupleWords(new Conntrack.CtTuple(t, k.CtZone), x))
+                {
+                    Conntrack.ConnTable.WriteTupleWords(x, (k.CtState & Conntrack.CtState.Rpl) != 0 ? t.Reverse() : t, 0, 0);
+                }
             }
-        }
-
-        for (int w = 0; w < Packets.DpKey.CtExtWords; w++)
-        {
-            k.W[Packets.FlowKey.CtExtWord + w] = x[w];
         }
     }
 

@@ -54,7 +54,7 @@ public sealed unsafe class FlowPmd : IDisposable
         GroupCt = (ulong*)NativeMemory.AlignedAlloc(Burst * sizeof(ulong), 64);
         RecircCt = (ulong*)NativeMemory.AlignedAlloc(Burst * sizeof(ulong), 64);
         RecircWorkCt = (ulong*)NativeMemory.AlignedAlloc(Burst * sizeof(ulong), 64);
-        CtHashes = (uint*)NativeMemory.AlignedAlloc(Burst * sizeof(uint), 64);
+        CtParsed = (Conntrack.CtParsed*)NativeMemory.AlignedAlloc(Burst * (nuint)sizeof(Conntrack.CtParsed), 64);
         GroupExt = (ulong*)NativeMemory.AlignedAlloc(Burst * DpKey.CtExtWords * sizeof(ulong), 64);
         RecircExt = (ulong*)NativeMemory.AlignedAlloc(Burst * DpKey.CtExtWords * sizeof(ulong), 64);
         RecircWorkExt = (ulong*)NativeMemory.AlignedAlloc(Burst * DpKey.CtExtWords * sizeof(ulong), 64);
@@ -148,11 +148,11 @@ public sealed unsafe class FlowPmd : IDisposable
     public readonly ulong* RecircExt;
     public readonly ulong* RecircWorkExt;
 
-    /// <summary>Scratch of a ct op's prefetch (ConnTable.Prefetch): the group's tuple hashes.</summary>
-    public readonly uint* CtHashes;
+    /// <summary>Scratch of a ct op's prefetch (ConnTable.Prefetch): the group's parsed tuples.</summary>
+    public readonly Conntrack.CtParsed* CtParsed;
 
-    /// <summary>This round's FlowTables.MatchesCtTuple.</summary>
-    public bool CtTuple;
+    /// <summary>Whether this round's tables match the connection's words (FlowTables.MatchesCtTuple).</summary>
+    public bool CtTuple => Current.MatchesCtTuple;
 
     public void Dispose()
     {
@@ -180,7 +180,7 @@ public sealed unsafe class FlowPmd : IDisposable
         NativeMemory.AlignedFree(GroupCt);
         NativeMemory.AlignedFree(RecircCt);
         NativeMemory.AlignedFree(GroupExt);
-        NativeMemory.AlignedFree(CtHashes);
+        NativeMemory.AlignedFree(CtParsed);
         NativeMemory.AlignedFree(RecircExt);
         NativeMemory.AlignedFree(RecircWorkExt);
         NativeMemory.AlignedFree(RecircWorkCt);
@@ -214,7 +214,6 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
         FlowPmd f = _f;
         FlowTables v = f.Shared.Current;
         f.Current = v;
-        f.CtTuple = v.MatchesCtTuple;
         f.RoundTsc = now;
 
         f.MacGeneration = f.Shared.Macs.Generation; // the loop then reports the round's epoch as passed
