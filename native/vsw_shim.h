@@ -137,4 +137,53 @@ VSW_API int32_t vsw_port_xstats(uint16_t port_id, uint64_t *values, uint32_t n);
 VSW_API uint16_t vsw_rx_burst(uint16_t port_id, uint16_t queue_id, void **mbufs, uint16_t n);
 VSW_API uint16_t vsw_tx_burst(uint16_t port_id, uint16_t queue_id, void **mbufs, uint16_t n);
 
+/* IPsec (vsw_ipsec.c): a cryptodev and ESP tunnel SAs through rte_ipsec, lookaside-none. */
+#define VSW_IPSEC_BURST 64
+#define VSW_SA_ALG_AES_GCM 1        /* RFC 4106, 16-byte ICV */
+#define VSW_SA_ALG_AES_CBC_SHA256 2 /* RFC 3602 + RFC 4868 HMAC-SHA-256-128 */
+
+struct vsw_sa_conf {
+	uint32_t id;            /* the switch's SA id, returned with every completed packet */
+	uint32_t spi;
+	uint32_t replay_window; /* inbound; 0 = no replay check */
+	uint32_t salt;          /* AES-GCM: the 4 salt bytes in wire order */
+	uint32_t flow_label;    /* outer IPv6 flow label */
+	uint16_t natt_sport;    /* host order */
+	uint16_t natt_dport;
+	uint8_t outbound;       /* 1 encrypt, 0 decrypt */
+	uint8_t outer_ipv6;
+	uint8_t inner_ipv6;
+	uint8_t alg;            /* VSW_SA_ALG_* */
+	uint8_t esn;
+	uint8_t natt;           /* RFC 3948 UDP encapsulation */
+	uint8_t copy_dscp;      /* outer DSCP copied from the inner header (else dscp) */
+	uint8_t ecn;            /* RFC 6040 ECN propagation */
+	uint8_t ttl;            /* outer TTL / hop limit */
+	uint8_t dscp;
+	uint8_t df;             /* outer IPv4 DF */
+	uint8_t key_len;        /* cipher key bytes: 16 or 32 */
+	uint8_t auth_key_len;   /* HMAC key bytes (32) */
+	uint8_t pad[3];
+	uint8_t key[32];
+	uint8_t auth_key[64];
+	uint8_t src[16];        /* outer addresses (IPv4: first 4 bytes) */
+	uint8_t dst[16];
+};
+
+/* Probes the crypto vdev {name} with {vdev_args} unless it exists, configures nb_qp queue pairs of
+ * nb_desc descriptors, a session pool and an op pool; starts it. NULL and *err = -errno on failure. */
+VSW_API void *vsw_crypto_setup(const char *name, const char *vdev_args, uint16_t nb_qp,
+			       uint32_t nb_desc, uint32_t max_sessions, uint32_t nb_ops,
+			       int32_t socket_id, int32_t *err);
+VSW_API void vsw_crypto_close(void *dev);
+/* The device id; its driver name; crypto ops currently out of the pool (in flight). */
+VSW_API int32_t vsw_crypto_info(void *dev, char *driver, uint32_t len, uint32_t *ops_in_use);
+VSW_API void *vsw_ipsec_sa_create(void *dev, const struct vsw_sa_conf *conf, int32_t *err);
+VSW_API void vsw_ipsec_sa_destroy(void *sa);
+/* Fast path: one call per burst of one SA / per queue pair (see vsw_ipsec.c). */
+VSW_API int32_t vsw_ipsec_enqueue(void *sa, uint16_t qp, void **mbufs, const uint8_t *l2_lens,
+				  const uint16_t *l3_lens, uint16_t n, uint16_t *counts);
+VSW_API int32_t vsw_ipsec_dequeue(void *dev, uint16_t qp, void **mbufs, uint32_t *sa_ids,
+				  uint8_t *status, uint16_t n);
+
 #endif

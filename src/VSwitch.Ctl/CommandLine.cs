@@ -48,7 +48,7 @@ internal sealed class CtlCommandLine
         "pmd-rxq-show", "add-flow", "add-flows", "replace-flows", "mod-flows", "del-flows", "set-table-miss", "dump-flows", "dump-aggregate",
         "add-group", "add-groups", "mod-group", "del-groups", "dump-groups", "dump-group-stats", "dump-megaflows", "flush-megaflows", "fdb-show", "fdb-flush",
         "dump-conntrack", "flush-conntrack", "ct-stats-show", "ct-set-limits", "ct-del-limits", "ct-get-limits", "ct-set-timeouts", "ct-del-timeouts", "ct-get-timeouts",
-        "trace", "capture", "monitor", "vlog-list", "vlog-set"];
+        "add-sa", "del-sa", "dump-sa", "trace", "capture", "monitor", "vlog-list", "vlog-set"];
 
     public CtlCommandLine()
     {
@@ -463,6 +463,11 @@ internal sealed class CtlCommandLine
             yield return c;
         }
 
+        foreach (var c in IpsecCommands())
+        {
+            yield return c;
+        }
+
         foreach (var c in ConntrackCommands())
         {
             yield return c;
@@ -597,6 +602,75 @@ internal sealed class CtlCommandLine
 
     /// <summary>The group commands (docs/CONTROL.md, docs/FLOWS.md "Groups").</summary>
     /// <summary>The connection tracker's commands: words as ovs-appctl dpctl/... takes them, sent as "args".</summary>
+    private static IEnumerable<CtlCommand> IpsecCommands()
+    {
+        foreach (var (name, usage, summary, description, example) in new (string, string, string, string, string)[]
+        {
+            ("add-sa", "add-sa id=N dir=in|out spi=N alg=ALG key=HEX|key-file=F [auth-key=HEX|auth-key-file=F] src=IP dst=IP [inner=ipv4|ipv6] [esn=on|off] [replay-window=N] [natt=SPORT:DPORT] [ttl=N] [df=on|off] [dscp=copy|N] [lifetime-packets=SOFT:HARD] [lifetime-bytes=SOFT:HARD]",
+                "add an ESP tunnel-mode security association",
+                """
+                Adds an ESP (RFC 4303) tunnel-mode SA that rules name with ipsec(sa=N,table=T) (outbound)
+                or that ipsec(decrypt,table=T) finds by SPI and destination (inbound). ALG: aes-gcm-128,
+                aes-gcm-256 (key: the AES key followed by the 4-byte salt, RFC 4106), aes-cbc-128-sha256,
+                aes-cbc-256-sha256 (key: the AES key; auth-key: 32 bytes, HMAC-SHA-256-128). key-file=F and
+                auth-key-file=F are read by vswitchctl (hex text, or raw bytes), never by vswitchd. src/dst:
+                the tunnel's outer addresses. esn: 64-bit sequence numbers; replay-window: up to 4096
+                packets (inbound, default 64); natt: RFC 3948 UDP encapsulation; lifetimes: the soft one is
+                reported by dump-sa, at the hard one the SA stops. Keys are never printed; SAs are kept in
+                the state file (written 0600).
+                """, "vswitchctl add-sa id=1 dir=out spi=0x1001 alg=aes-gcm-128 key-file=/etc/vswitch/sa1.key src=198.51.100.1 dst=203.0.113.1"),
+            ("del-sa", "del-sa id=N...", "delete security associations",
+                "Deletes SAs: when it returns no PMD hands packets to them and their queued operations have completed. Rules naming them then drop (counted).",
+                "vswitchctl del-sa id=1"),
+            ("dump-sa", "dump-sa [id=N]", "the security associations and their counters",
+                """
+                Every SA (or one) without its keys, and its counters: packets and bytes, the sequence number
+                (outbound), authentication failures, replay drops, other check drops, full crypto queue,
+                lifetime drops, packets not for it, operations in flight; soft_expired / hard_expired.
+                """, "vswitchctl dump-sa"),
+        })
+        {
+            var words = new Argument<string[]>("ARGS") { Arity = ArgumentArity.ZeroOrMore, Description = usage };
+            var c = new Command(name, summary) { words };
+            yield return new CtlCommand
+            {
+                Command = c, Usage = usage, Description = description, Examples = [example],
+                Bind = p => new CtlRequest(name, new JsonObject { ["args"] = new JsonArray([.. (p.GetValue(words) ?? []).Select(w => (JsonNode?)KeyFileWord(w))]) }),
+            };
+        }
+    }
+
+    /// <summary>key-file=F / auth-key-file=F become key=HEX / auth-key=HEX: the client reads the file (hex text, or raw bytes).</summary>
+    private static string KeyFileWord(string w)
+    {
+        foreach (var (file, key) in new[] { ("key-file=", "key="), ("auth-key-file=", "auth-key=") })
+        {
+            if (w.StartsWith(file, StringComparison.Ordinal))
+            {
+                byte[] bytes;
+                try
+                {
+                    bytes = File.ReadAllBytes(w[file.Length..]);
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    throw new UsageException($"{file[..^1]}: cannot read '{w[file.Length..]}': {e.Message}");
+                }
+
+                string text = System.Text.Encoding.ASCII.GetString(bytes).Trim();
+                if (text.StartsWith("0x", StringComparison.OrdinalIgnoreCase))
+                {
+                    text = text[2..];
+                }
+
+                bool hex = text.Length > 0 && text.Length % 2 == 0 && text.All(Uri.IsHexDigit);
+                return key + (hex ? text : Convert.ToHexString(bytes));
+            }
+        }
+
+        return w;
+    }
+
     private static IEnumerable<CtlCommand> ConntrackCommands()
     {
         foreach (var (name, usage, summary, description, example) in new (string, string, string, string, string)[]

@@ -256,6 +256,20 @@ public readonly unsafe struct ActionExecutor<TIo>
                     cts = null;
                     exts = null;
                     break;
+                case DpOp.Ipsec:
+                {
+                    // The packets go to the crypto device; they come back on a later round (Round).
+                    Ipsec.IpsecEngine? engine = _f.Shared.Ipsec;
+                    if (engine == null)
+                    {
+                        break; // no SA was ever added: the packets are dropped below as the rule's
+                    }
+
+                    engine.Submit(state, _f.IpsecScratch, pkts, offs, k, op.A, (byte)op.B, inPort);
+                    sent = true;
+                    k = 0;
+                    break;
+                }
                 case DpOp.DecTtl:
                 {
                     int w = 0;

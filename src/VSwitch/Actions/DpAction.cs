@@ -82,6 +82,13 @@ public enum DpOp : byte
 
     /// <summary>ct_clear: the packets' connection state becomes untracked (matters to a later ct or recirculation).</summary>
     CtClear,
+
+    /// <summary>
+    /// Hand the group to the IPsec stage (Ipsec/IpsecEngine.cs): encrypt with outbound SA A, or with A = 0
+    /// decrypt with the inbound SA each packet's SPI names; the results come back on a later round
+    /// and re-enter the caches with recirc_id B (a frozen state). The last action.
+    /// </summary>
+    Ipsec,
 }
 
 [StructLayout(LayoutKind.Sequential, Size = 16)]
@@ -124,7 +131,7 @@ public struct DpAction
     }
 
     /// <summary>Whether the op changes packet bytes (and so must not follow the last output).</summary>
-    public readonly bool Modifies => Op is not (DpOp.Output or DpOp.Controller or DpOp.Ext or DpOp.Recirc or DpOp.MissNote or DpOp.Ct);
+    public readonly bool Modifies => Op is not (DpOp.Output or DpOp.Controller or DpOp.Ext or DpOp.Recirc or DpOp.MissNote or DpOp.Ct or DpOp.Ipsec);
 
     public override readonly string ToString() => Format(null);
 
@@ -150,6 +157,7 @@ public struct DpAction
         DpOp.Recirc => $"recirc({A})",
         DpOp.Ct => (Flags & CtRecirc) != 0 ? $"ct(spec={A}),recirc({B})" : $"ct(spec={A})",
         DpOp.CtClear => "ct_clear",
+        DpOp.Ipsec => A == 0 ? $"ipsec(decrypt),recirc({B})" : $"ipsec(sa={A}),recirc({B})",
         _ => Op.ToString(),
     };
 }

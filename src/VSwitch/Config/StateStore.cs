@@ -23,6 +23,9 @@ public sealed record StoredState(IReadOnlyList<PortConfig> Ports, IReadOnlyList<
 
     /// <summary>Conntrack zone limits and timeouts (null: none stored).</summary>
     public Conntrack.CtSettings? Conntrack { get; init; }
+
+    /// <summary>IPsec SAs, with their keys (the file is written 0600).</summary>
+    public IReadOnlyList<Ipsec.SaSpec> Sas { get; init; } = [];
 }
 
 public static partial class StateStore
@@ -150,12 +153,31 @@ public static partial class StateStore
             }
         }
 
-        return new StoredState(pcs, rules, next) { Groups = groups, Conntrack = ct };
+        var sas = new List<Ipsec.SaSpec>();
+        if (o["sas"] is JsonArray sa)
+        {
+            int si = 0;
+            foreach (var s in sa)
+            {
+                try
+                {
+                    sas.Add(Ipsec.SaSpec.Parse((s?.GetValue<string>() ?? "").Split(' ', StringSplitOptions.RemoveEmptyEntries)));
+                }
+                catch (Exception e) when (e is VSwitchException or InvalidOperationException)
+                {
+                    throw new VSwitchException($"{where} is corrupt at sas[{si}]: {e.Message}; it was left as it is: fix or remove it");
+                }
+
+                si++;
+            }
+        }
+
+        return new StoredState(pcs, rules, next) { Groups = groups, Conntrack = ct, Sas = sas };
     }
 
     /// <summary>Writes the store atomically (temp file, fsync, rename, fsync of the directory).</summary>
     public static void Save(string path, IEnumerable<PortConfig> ports, IEnumerable<FlowRule> rules, int nextOfPort, IEnumerable<FlowGroup>? groups = null,
-        Conntrack.CtSettings? conntrack = null)
+        Conntrack.CtSettings? conntrack = null, IEnumerable<Ipsec.SaSpec>? sas = null)
     {
         var o = new JsonObject
         {
@@ -184,11 +206,22 @@ public static partial class StateStore
             o["conntrack"] = conntrack.ToJson();
         }
 
+        if (sas != null)
+        {
+            o["sas"] = new JsonArray(sas.Select(s => (JsonNode?)string.Join(' ', s.ToWords(withKeys: true))).ToArray());
+        }
+
         string dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
         Directory.CreateDirectory(dir);
         string tmp = Path.Combine(dir, $".{Path.GetFileName(path)}.{Environment.ProcessId}.tmp");
-        using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None))
+        // 0600: the store holds IPsec keys
+        using (var fs = new FileStream(tmp, new FileStreamOptions
         {
+            Mode = FileMode.Create, Access = FileAccess.Write, Share = FileShare.None,
+            UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
+        }))
+        {
+            File.SetUnixFileMode(fs.SafeFileHandle, UnixFileMode.UserRead | UnixFileMode.UserWrite);
             using (var w = new Utf8JsonWriter(fs, new JsonWriterOptions { Indented = true }))
             {
                 o.WriteTo(w);

@@ -163,6 +163,9 @@ public sealed class SwitchConfig
     /// <summary>Connections the connection table holds (its pool, allocated with the first ct rule).</summary>
     public int ConntrackSize { get; set; } = Conntrack.ConnTable.DefaultCapacity;
 
+    /// <summary>The crypto device IPsec uses (a DPDK crypto vdev name, probed on the first add-sa).</summary>
+    public string CryptoDevice { get; set; } = "crypto_aesni_mb0";
+
     /// <summary>Pipeline mode: a microflow entry is made for one in this many megaflow hits.</summary>
     public int EmcInsertInvProb { get; set; } = 100;
 

@@ -20,7 +20,8 @@ public sealed partial class Commands(SwitchDatapath dp)
         "fdb-show", "fdb-flush", "trace", "set-port", "set-table-miss", "flows-begin", "flows-chunk", "flows-commit", "flows-abort",
         "punt-read", "drops-read", "drops-stop", "vlog-list", "vlog-set", "batch",
         "add-group", "add-groups", "mod-group", "del-groups", "dump-groups", "dump-group-stats",
-        "dump-conntrack", "flush-conntrack", "ct-stats-show", "ct-set-limits", "ct-del-limits", "ct-get-limits", "ct-set-timeouts", "ct-del-timeouts", "ct-get-timeouts"];
+        "dump-conntrack", "flush-conntrack", "ct-stats-show", "ct-set-limits", "ct-del-limits", "ct-get-limits", "ct-set-timeouts", "ct-del-timeouts", "ct-get-timeouts",
+        "add-sa", "del-sa", "dump-sa"];
 
     /// <summary>Most rules one flow transaction may hold (its parsed rules stay in memory until the commit).</summary>
     public const int MaxTransactionRules = 2_000_000;
@@ -65,11 +66,13 @@ public sealed partial class Commands(SwitchDatapath dp)
     /// <summary>Commands that change ports, tables or settings: logged by the control module.</summary>
     private static readonly HashSet<string> Mutating = ["add-port", "del-port", "set-port", "set-table-miss", "add-flow", "add-flows", "mod-flows",
         "del-flows", "replace-flows", "flows-commit", "fdb-flush", "flush-megaflows", "vlog-set", "batch",
-        "add-group", "add-groups", "mod-group", "del-groups", "flush-conntrack", "ct-set-limits", "ct-del-limits", "ct-set-timeouts", "ct-del-timeouts"];
+        "add-group", "add-groups", "mod-group", "del-groups", "flush-conntrack", "ct-set-limits", "ct-del-limits", "ct-set-timeouts", "ct-del-timeouts", "add-sa", "del-sa"];
 
     /// <summary>The arguments for a log line, without flow text (only its size).</summary>
     private static string Summary(JsonObject args) => string.Join(' ', args.Select(kv => kv.Key == "flow" && kv.Value is JsonValue fv
-        ? $"flow=<{fv.ToString().Length} bytes>" : $"{kv.Key}={kv.Value?.ToJsonString()}"));
+        ? $"flow=<{fv.ToString().Length} bytes>" : kv.Key == "args" && kv.Value is JsonArray words
+        ? $"args={string.Join(' ', words.Select(w => w?.ToString() is { } t && (t.StartsWith("key=", StringComparison.Ordinal) || t.StartsWith("auth-key=", StringComparison.Ordinal)) ? t[..(t.IndexOf('=', StringComparison.Ordinal) + 1)] + "<hidden>" : w?.ToString()))}"
+        : $"{kv.Key}={kv.Value?.ToJsonString()}"));
 
     private JsonNode? Dispatch(string cmd, JsonObject args, ControlSession session)
     {
@@ -114,6 +117,9 @@ public sealed partial class Commands(SwitchDatapath dp)
         "ct-set-timeouts" => CtSetTimeouts(args),
         "ct-del-timeouts" => CtDelTimeouts(args),
         "ct-get-timeouts" => CtGetTimeouts(args),
+        "add-sa" => AddSa(args), // IpsecCommands.cs
+        "del-sa" => DelSa(args),
+        "dump-sa" => DumpSa(args),
         "dump-aggregate" => DumpAggregate(args),
         "dump-megaflows" => DumpMegaflows(),
         "flush-megaflows" => FlushMegaflows(),

@@ -239,6 +239,10 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
                 }
 
                 _flows.SetGroupsAndRules(stored.Groups, stored.Rules, Native.Rdtsc());
+                foreach (var sa in stored.Sas)
+                {
+                    EnsureIpsec().Add(sa); // before the PMDs start: the rules that name them work from the first packet
+                }
             }
             else if (_config.FlowsFile is string file)
             {
@@ -791,6 +795,8 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
                 pmd.Join();
             }
 
+            _flows?.Shared.Ipsec?.Drain(); // packets still at the crypto device come back and are freed
+
             _learnerStop.Cancel();
             _learner?.Join();
             _learner = null;
@@ -852,6 +858,12 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
 
         _flowPmds.Clear();
         _pmds.Clear();
+        if (_flows?.Shared.Ipsec is { } ipsec)
+        {
+            _flows.Shared.Ipsec = null;
+            ipsec.Dispose(); // the SAs' sessions, then the crypto device (before the mbuf pool its queues drew from)
+        }
+
         _l2fwd?.Dispose();
         _l2fwd = null;
         _pool?.Dispose();

@@ -42,7 +42,7 @@ public sealed partial class SwitchDatapath
         try
         {
             var v = _flows.Current; // one version: its rules name only its groups
-            StateStore.Save(path, ports, v.Dump(), nextOfPort, v.Groups.Values, _flows.Shared.CtSettings);
+            StateStore.Save(path, ports, v.Dump(), nextOfPort, v.Groups.Values, _flows.Shared.CtSettings, _flows.Shared.Ipsec?.Specs());
             _stateError = null;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)

@@ -396,16 +396,25 @@ internal readonly ref partial struct ActionParser
                     a = Ct(arg, argAt, start);
                     ctTableAt = a.Table >= 0 ? start : ctTableAt;
                     break;
+                case "ipsec":
+                    if (sep != '(')
+                    {
+                        _line.Fail(start, "expected 'ipsec(sa=N,table=T)' or 'ipsec(decrypt,table=T)'");
+                    }
+
+                    a = Ipsec(arg, argAt, start, table);
+                    ctTableAt = start;
+                    break;
                 default:
                     _line.Fail(start, $"expected an action (output:PORT, in_port, drop, flood, normal, controller, push_vlan, "
                         + $"pop_vlan, mod_vlan_vid, mod_vlan_pcp, mod_dl_src, mod_dl_dst, mod_nw_src, mod_nw_dst, mod_tp_src, "
-                        + $"mod_tp_dst, mod_nw_ttl, mod_nw_tos, mod_nw_ecn, set_field, load, move, note, dec_ttl, write_metadata, goto_table, resubmit, recirc, all, ct, ct_clear, group, conjunction), found '{name}'");
+                        + $"mod_tp_dst, mod_nw_ttl, mod_nw_tos, mod_nw_ecn, set_field, load, move, note, dec_ttl, write_metadata, goto_table, resubmit, recirc, all, ct, ct_clear, ipsec, group, conjunction), found '{name}'");
                     return [];
             }
 
             if (ctTableAt >= 0 && ctTableAt != start && a.Kind != ActionKind.Note)
             {
-                _line.Fail(start, "expected nothing after ct(...,table=N) (the packet continues in table N; put these actions there), found "
+                _line.Fail(start, "expected nothing after ct(...,table=N) or ipsec(...) (the packet continues in table N; put these actions there), found "
                     + Found(s[start..pos]));
             }
 

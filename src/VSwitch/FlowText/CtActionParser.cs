@@ -12,6 +12,59 @@ namespace VSwitch.FlowText;
 internal readonly ref partial struct ActionParser
 {
     /// <summary>ct(ARGS): the whole argument text at <paramref name="argAt"/>.</summary>
+    /// <summary>ipsec(sa=N,table=T) or ipsec(decrypt,table=T) (Ipsec/SaSpec.cs: N is an SA id of add-sa).</summary>
+    private FlowAction Ipsec(ReadOnlySpan<char> arg, int argAt, int start, int ruleTable)
+    {
+        _ = ruleTable;
+        if (_bucket)
+        {
+            _line.Fail(start, "expected a bucket action ('ipsec' is not allowed in a group bucket)");
+        }
+
+        if (!Prerequisites.Satisfied(Prerequisite.IpAny, _match))
+        {
+            _line.Fail(start, "'ipsec' needs ip or ipv6 in the match (ESP carries IP packets)");
+        }
+
+        int sa = -1, table = -1;
+        bool decrypt = false;
+        foreach (var (item, at) in TopLevel(arg, argAt))
+        {
+            int eq = item.IndexOf('=');
+            string key = eq >= 0 ? item[..eq].ToLowerInvariant() : item.ToLowerInvariant();
+            string value = eq >= 0 ? item[(eq + 1)..] : "";
+            switch (key)
+            {
+                case "decrypt" when eq < 0:
+                    decrypt = true;
+                    break;
+                case "sa" when eq > 0:
+                    sa = int.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int s) && s >= 1 && s <= VSwitch.Ipsec.SaSpec.MaxId
+                        ? s : _line.Fail<int>(at + eq + 1, $"expected an SA id from 1 to {VSwitch.Ipsec.SaSpec.MaxId} after 'sa=', found '{value}'");
+                    break;
+                case "table" when eq > 0:
+                    table = int.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int tb) && tb <= 254
+                        ? tb : _line.Fail<int>(at + eq + 1, $"expected a table from 0 to 254 after 'table=', found '{value}'");
+                    break;
+                default:
+                    _line.Fail(at, $"expected sa=N, decrypt or table=T in ipsec(...), found '{item}'");
+                    break;
+            }
+        }
+
+        if (decrypt == (sa > 0))
+        {
+            _line.Fail(start, decrypt ? "expected either sa=N (encrypt) or decrypt in ipsec(...), not both" : "expected sa=N (encrypt with SA N) or decrypt in ipsec(...)");
+        }
+
+        if (table < 0)
+        {
+            _line.Fail(start, "expected table=T in ipsec(...): the table where the packet continues after the crypto device");
+        }
+
+        return new FlowAction(ActionKind.Ipsec, Table: table, Value: decrypt ? 0UL : (ulong)sa);
+    }
+
     private FlowAction Ct(ReadOnlySpan<char> arg, int argAt, int start)
     {
         if (_bucket)

@@ -566,6 +566,17 @@ public static class FlowFormatter
                 case ActionKind.Ct:
                     AppendCt(sb, a.Ct!);
                     break;
+                case ActionKind.Ipsec:
+                    if (a.Value == 0)
+                    {
+                        sb.Append(ic, $"ipsec(decrypt,table={a.Table})");
+                    }
+                    else
+                    {
+                        sb.Append(ic, $"ipsec(sa={a.Value},table={a.Table})");
+                    }
+
+                    break;
                 case ActionKind.Normal:
                     sb.Append("normal");
                     break;

@@ -52,6 +52,9 @@ internal readonly ref struct FlowLine
     [DoesNotReturn]
     public void Fail(int index, string detail) => throw new FlowSyntaxException(_origin, _lineNo, index + 1, detail);
 
+    /// <summary>As <see cref="Fail(int, string)"/>, in an expression.</summary>
+    public T Fail<T>(int index, string detail) => throw new FlowSyntaxException(_origin, _lineNo, index + 1, detail);
+
     public static bool IsSep(char c) => c is ',' or ' ' or '\t';
 
     /// <summary>The first position at or after <paramref name="pos"/> that is not a separator.</summary>

@@ -59,12 +59,16 @@ public sealed unsafe class FlowPmd : IDisposable
         RecircExt = (ulong*)NativeMemory.AlignedAlloc(Burst * DpKey.CtExtWords * sizeof(ulong), 64);
         RecircWorkExt = (ulong*)NativeMemory.AlignedAlloc(Burst * DpKey.CtExtWords * sizeof(ulong), 64);
         Translation = new Translation { Frozen = shared.Frozen };
+        IpsecScratch = new Ipsec.IpsecScratch();
         Current = shared.Current;
         CacheFlushes = shared.CacheFlushes;
         shared.Learner.Register(Learns);
     }
 
     public PipelineShared Shared { get; }
+
+    /// <summary>Scratch of the IPsec hand-off (Ipsec/IpsecEngine.cs).</summary>
+    public Ipsec.IpsecScratch IpsecScratch { get; }
 
     public MegaflowCache Megaflows { get; }
 
@@ -173,6 +177,7 @@ public sealed unsafe class FlowPmd : IDisposable
         NativeMemory.AlignedFree(GroupPkts);
         NativeMemory.AlignedFree(GroupOffs);
         NativeMemory.AlignedFree(Copies);
+        IpsecScratch.Dispose();
         NativeMemory.AlignedFree(RecircPkts);
         NativeMemory.AlignedFree(RecircWork);
         NativeMemory.AlignedFree(RecircIds);
@@ -256,6 +261,49 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
         if ((f.Rounds & 0x3FFF) == 0)
         {
             f.Megaflows.Rerank();
+        }
+
+        Ipsec.IpsecEngine? ipsec = f.Shared.Ipsec;
+        if (ipsec != null)
+        {
+            IpsecCompletions(state, ipsec);
+        }
+    }
+
+    /// <summary>
+    /// Runs what the crypto device finished for this PMD: each packet re-enters the caches with the
+    /// recirc_id and in_port the ipsec action stamped in it (runs of equal stamps together), as a
+    /// recirculated pass.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void IpsecCompletions(PmdState state, Ipsec.IpsecEngine ipsec)
+    {
+        FlowPmd f = _f;
+        Ipsec.IpsecScratch sc = f.IpsecScratch;
+        int n = ipsec.Poll(state, sc);
+        if (n == 0)
+        {
+            return;
+        }
+
+        state.Counters->Recirculations += (ulong)n;
+        for (int start = 0; start < n;)
+        {
+            uint stamp = *(uint*)(sc.Done[start] + Mbuf.RssHashOffset);
+            int end = start + 1;
+            while (end < n && *(uint*)(sc.Done[end] + Mbuf.RssHashOffset) == stamp && end - start < FlowPmd.Burst)
+            {
+                end++;
+            }
+
+            ushort inPort = (ushort)(stamp >> 8);
+            Process(state, sc.Done + start, end - start, inPort, (byte)stamp, null, null, allowWhole: false);
+            if (f.RecircCount != 0)
+            {
+                Recirculate(state, inPort);
+            }
+
+            start = end;
         }
     }
 

@@ -177,6 +177,14 @@ public enum ActionKind : byte
     /// continues in table N with its connection state, after going back through the caches.
     /// </summary>
     Ct,
+
+    /// <summary>
+    /// ipsec(sa=N,table=T) / ipsec(decrypt,table=T): hand the packet to the IPsec stage, outbound SA
+    /// <see cref="FlowAction.Value"/> (encrypt) or, with 0, the inbound SA its SPI names (decrypt); the
+    /// result re-enters the pipeline in table <see cref="FlowAction.Table"/> after going back through the
+    /// caches (Ipsec/IpsecEngine.cs). Ends the rule's actions.
+    /// </summary>
+    Ipsec,
 }
 
 /// <summary>One action of a rule (a small value; the meaning of each member depends on Kind).</summary>

@@ -67,6 +67,11 @@ public sealed class PipelineShared
         _current = v;
     }
 
+    private volatile Ipsec.IpsecEngine? _ipsec;
+
+    /// <summary>The IPsec stage (null until the first SA is added: Datapath's EnsureIpsec).</summary>
+    public Ipsec.IpsecEngine? Ipsec { get => _ipsec; set => _ipsec = value; }
+
     private volatile Conntrack.ConnTable? _conns;
     private readonly Lock _connsGate = new();
 

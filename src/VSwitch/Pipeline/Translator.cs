@@ -218,7 +218,7 @@ public static partial class Translator
             bool sends = false;
             for (int i = 0; i < n; i++)
             {
-                sends |= t.Ops[i].Op is DpOp.Output or DpOp.Controller or DpOp.Recirc || (t.Ops[i].Op == DpOp.Ct && (t.Ops[i].Flags & DpAction.CtRecirc) != 0);
+                sends |= t.Ops[i].Op is DpOp.Output or DpOp.Controller or DpOp.Recirc or DpOp.Ipsec || (t.Ops[i].Op == DpOp.Ct && (t.Ops[i].Flags & DpAction.CtRecirc) != 0);
             }
 
             if (!sends)
@@ -421,6 +421,9 @@ public static partial class Translator
             case ActionKind.Ct:
                 Ct(a, t);
                 break;
+            case ActionKind.Ipsec:
+                Ipsec(a, t);
+                break;
             case ActionKind.Note:
             case ActionKind.Conjunction: // a clause rule is never the lookup's result; its actions never run
                 break;
@@ -471,6 +474,33 @@ public static partial class Translator
 
         t.Trace?.Add($"  ct: tracked in zone {spec.Zone}{(spec.Commit ? ", committed" : "")}{(spec.Nat != Conntrack.CtNatKind.None ? ", NAT applied" : "")}; recirculates with recirc_id={id} to table {spec.Table} with the connection's state");
         t.Emit(new DpAction(DpOp.Ct, flags: DpAction.CtRecirc, a: (ushort)a.Value, b: (uint)id));
+        t.Stopped = true;
+    }
+
+    /// <summary>
+    /// ipsec(...): the translation freezes here as at ct(table=N): the packets go to the IPsec stage and
+    /// come back (encrypted, or decrypted) with a frozen state's recirculation id, to continue in table N.
+    /// </summary>
+    private static unsafe void Ipsec(in FlowAction a, Translation t)
+    {
+        t.Wildcards.W[0] |= 0xFFFFUL << 16; // dl_type
+        if (t.Key.DlType is not (KeyExtractor.EthIp or KeyExtractor.EthIpv6))
+        {
+            t.Trace?.Add("  ipsec: not an IP packet: dropped");
+            t.Stopped = true;
+            return;
+        }
+
+        int id = t.Frozen.Intern(a.Table, t.Key);
+        if (id < 0)
+        {
+            throw new InvalidOperationException($"ipsec(table={a.Table}): all {FrozenStates.Capacity} frozen recirculation ids are in use");
+        }
+
+        t.Trace?.Add(a.Value == 0
+            ? $"  ipsec: handed to the crypto device to be decrypted by the inbound SA its SPI names; the inner packet re-enters with recirc_id={id} in table {a.Table}"
+            : $"  ipsec: handed to the crypto device to be encrypted by SA {a.Value}; the ESP packet re-enters with recirc_id={id} in table {a.Table}");
+        t.Emit(new DpAction(DpOp.Ipsec, a: (ushort)a.Value, b: (uint)id));
         t.Stopped = true;
     }
 

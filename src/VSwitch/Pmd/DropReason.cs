@@ -32,6 +32,9 @@ public enum DropReason : byte
 
     /// <summary>The verdict's only destination was the controller: its copy went to the punt ring, the original ends here.</summary>
     Punted,
+
+    /// <summary>Refused by the IPsec stage (no SA, expired SA, full crypto queue, ICV or replay check); counted per SA.</summary>
+    Ipsec,
 }
 
 public static class DropReasons
@@ -48,6 +51,7 @@ public static class DropReasons
         DropReason.RecircLimit => "recirc_limit",
         DropReason.NoPeer => "no_peer",
         DropReason.Punted => "punted",
+        DropReason.Ipsec => "ipsec",
         _ => "unknown",
     };
 }

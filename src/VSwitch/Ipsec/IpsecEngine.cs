@@ -1,0 +1,720 @@
+// IpsecEngine.cs - ESP tunnels on a DPDK crypto device: the SA table, and the two halves of the
+// asynchronous hand-off that PMDs run (Submit from the ipsec action, Poll at each round start).
+//
+// Shape: one crypto device (the software crypto_aesni_mb PMD by default; the same API as a QAT card),
+// one queue pair per PMD, so a PMD never shares a queue and order within an SA is kept (a queue pair
+// completes in submission order). The ipsec action hands a group of packets to Submit, which stamps
+// each mbuf with where it re-enters (its frozen recirculation id and in_port, in the mbuf's RSS hash
+// field, which this switch never reads) and enqueues the group with one shim call per SA; the PMD
+// never waits. At the start of every round the PMD polls its queue pair; completed packets go back
+// through the caches as a recirculated pass (Forwarding/PipelineForwarder.cs). A full queue, an
+// expired SA, a packet of the wrong family drop and count, per SA.
+//
+// The SA table is native and indexed by SA id (1 to SaSpec.MaxId): a PMD reads a handle, the SA's
+// flags and its counters without a lock or a managed object; inbound ESP is found by SPI in an
+// open-addressing table (then its destination checked). Only the control thread writes either. An
+// SA is deleted by unpublishing it, waiting one epoch (no PMD can still submit to it) and then until
+// its in-flight count is 0 (every operation naming its session has completed), before its native
+// session is freed. Counters are per SA and shared by the PMDs: one atomic add per group.
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using VSwitch.Interop;
+using VSwitch.Packets;
+using VSwitch.Pmd;
+
+namespace VSwitch.Ipsec;
+
+/// <summary>One SA's native slot: what a PMD reads (flags, limits, destination) and the counters.</summary>
+[StructLayout(LayoutKind.Sequential, Size = 192)]
+public struct SaSlot
+{
+    /// <summary>SaFlags: outbound, inner IPv6, NAT-T; 0 while the id is unused.</summary>
+    public int Flags;
+
+    /// <summary>1 = a soft lifetime passed (reported), 2 = a hard one or the sequence number ran out (the SA stops).</summary>
+    public int Expired;
+    public uint Spi;
+    public int Pad;
+
+    /// <summary>Packets and bytes (inner) that went through, completed.</summary>
+    public long Packets;
+    public long Bytes;
+
+    /// <summary>Operations enqueued and not completed yet.</summary>
+    public long InFlight;
+
+    /// <summary>Inbound: ICV mismatch reported by the crypto device.</summary>
+    public long AuthFailures;
+
+    /// <summary>Inbound: sequence number replayed or left of the window (before or after decryption).</summary>
+    public long ReplayDrops;
+
+    /// <summary>Refused by rte_ipsec's checks besides the above (lengths, padding, next header), or no room to add headers.</summary>
+    public long CheckDrops;
+
+    /// <summary>The crypto queue pair was full.</summary>
+    public long QueueFull;
+
+    /// <summary>Dropped because the SA had expired (hard lifetime, sequence number exhausted).</summary>
+    public long LifetimeDrops;
+
+    /// <summary>Not for this SA: wrong inner family (outbound), wrong destination (inbound).</summary>
+    public long Mismatch;
+
+    /// <summary>Packets ever handed to the SA (its sequence number, outbound: each took one).</summary>
+    public long Prepared;
+
+    public ulong SoftPackets, HardPackets, SoftBytes, HardBytes;
+
+    /// <summary>The tunnel's destination (inbound: the address the ESP must be sent to), 16 bytes, IPv4 in the first 4.</summary>
+    public ulong DstHi, DstLo;
+}
+
+public static class SaFlags
+{
+    public const int Present = 1;
+    public const int Outbound = 2;
+    public const int InnerIpv6 = 4;
+    public const int Natt = 8;
+    public const int OuterIpv6 = 16;
+}
+
+/// <summary>Per-PMD scratch for the hand-off (native, one burst).</summary>
+public sealed unsafe class IpsecScratch : IDisposable
+{
+    public const int Burst = Native.IpsecBurst;
+    public readonly nint* Pkts = (nint*)NativeMemory.AlignedAlloc(Burst * (nuint)sizeof(nint), 64);
+    public readonly byte* L2 = (byte*)NativeMemory.AlignedAlloc(Burst, 64);
+    public readonly ushort* L3 = (ushort*)NativeMemory.AlignedAlloc(Burst * sizeof(ushort), 64);
+    public readonly ushort* Counts = (ushort*)NativeMemory.AlignedAlloc(2 * sizeof(ushort), 64);
+    public readonly uint* SaIds = (uint*)NativeMemory.AlignedAlloc(Burst * sizeof(uint), 64);
+    public readonly byte* Status = (byte*)NativeMemory.AlignedAlloc(Burst, 64);
+
+    /// <summary>Completed packets to run (Poll's output): mbuf, SA id.</summary>
+    public readonly nint* Done = (nint*)NativeMemory.AlignedAlloc(Burst * (nuint)sizeof(nint), 64);
+    public readonly uint* DoneSa = (uint*)NativeMemory.AlignedAlloc(Burst * sizeof(uint), 64);
+
+    public void Dispose()
+    {
+        NativeMemory.AlignedFree(Pkts);
+        NativeMemory.AlignedFree(L2);
+        NativeMemory.AlignedFree(L3);
+        NativeMemory.AlignedFree(Counts);
+        NativeMemory.AlignedFree(SaIds);
+        NativeMemory.AlignedFree(Status);
+        NativeMemory.AlignedFree(Done);
+        NativeMemory.AlignedFree(DoneSa);
+    }
+}
+
+public sealed unsafe class IpsecEngine : IDisposable
+{
+    /// <summary>Slots of the SPI table (a power of two, at least twice the SAs).</summary>
+    private const int SpiSlots = 16384;
+
+    private readonly nint _dev;
+    private readonly nint* _handles;
+    private readonly SaSlot* _slots;
+    private readonly uint* _spiKeys;
+    private readonly ushort* _spiIds;
+    private readonly Dictionary<int, SaSpec> _specs = [];
+    private readonly Lock _gate = new();
+
+    /// <summary>Queue pairs (one per PMD).</summary>
+    public int QueuePairs { get; }
+
+    public string Driver { get; }
+
+    public string DeviceName { get; }
+
+    private IpsecEngine(nint dev, int qps, string name)
+    {
+        _dev = dev;
+        QueuePairs = qps;
+        DeviceName = name;
+        _handles = (nint*)NativeMemory.AllocZeroed((nuint)(SaSpec.MaxId + 1), (nuint)sizeof(nint));
+        _slots = (SaSlot*)NativeMemory.AlignedAlloc((nuint)((SaSpec.MaxId + 1) * sizeof(SaSlot)), 64);
+        NativeMemory.Clear(_slots, (nuint)((SaSpec.MaxId + 1) * sizeof(SaSlot)));
+        _spiKeys = (uint*)NativeMemory.AllocZeroed(SpiSlots, sizeof(uint));
+        _spiIds = (ushort*)NativeMemory.AllocZeroed(SpiSlots, sizeof(ushort));
+        byte* buf = stackalloc byte[64];
+        uint inUse;
+        Native.CryptoInfo(dev, buf, 64, &inUse);
+        Driver = Marshal.PtrToStringUTF8((nint)buf) ?? "?";
+    }
+
+    /// <summary>
+    /// Opens the crypto device <paramref name="name"/> (a vdev such as crypto_aesni_mb0, probed if the EAL
+    /// has not) with <paramref name="queuePairs"/> queue pairs of <paramref name="descriptors"/> each.
+    /// </summary>
+    public static IpsecEngine Open(string name, int queuePairs, uint descriptors = 2048, int socket = 0)
+    {
+        int err;
+        uint ops = (uint)(queuePairs * descriptors * 2 + 4096);
+        nint dev = Native.CryptoSetup(name, $"max_nb_queue_pairs={queuePairs},socket_id={socket}", (ushort)queuePairs, descriptors, 2 * (SaSpec.MaxId + 1), ops, socket, &err);
+        if (dev == 0)
+        {
+            throw new VSwitchException($"crypto device '{name}': cannot set up {queuePairs} queue pairs: {Native.ErrorText(-err)}");
+        }
+
+        return new IpsecEngine(dev, queuePairs, name);
+    }
+
+    /// <summary>Crypto operations out of the pool now (in the device's queues, or being submitted).</summary>
+    public uint OpsInUse
+    {
+        get
+        {
+            byte* buf = stackalloc byte[64];
+            uint n;
+            Native.CryptoInfo(_dev, buf, 64, &n);
+            return n;
+        }
+    }
+
+    public SaSlot* Slot(int id) => _slots + id;
+
+    /// <summary>The SAs, by id (a copy).</summary>
+    public List<SaSpec> Specs()
+    {
+        lock (_gate)
+        {
+            return [.. _specs.Values.OrderBy(s => s.Id)];
+        }
+    }
+
+    /// <summary>Creates and publishes an SA; refused (nothing changes) if its id or inbound SPI is taken or DPDK refuses it.</summary>
+    public void Add(SaSpec s)
+    {
+        lock (_gate)
+        {
+            if (_specs.ContainsKey(s.Id))
+            {
+                throw new VSwitchException($"add-sa: SA {s.Id} exists (to rekey: add the new SA under another id, point the rules at it, then del-sa {s.Id})");
+            }
+
+            if (!s.Outbound && _specs.Values.Any(o => !o.Outbound && o.Spi == s.Spi))
+            {
+                throw new VSwitchException($"add-sa: an inbound SA with SPI 0x{s.Spi:x8} exists (inbound SPIs are unique on this switch)");
+            }
+
+            NativeSaConf c = default;
+            c.Id = (uint)s.Id;
+            c.Spi = s.Spi;
+            c.ReplayWindow = s.ReplayWindow;
+            c.NattSport = s.NattSport;
+            c.NattDport = s.NattDport;
+            c.Outbound = (byte)(s.Outbound ? 1 : 0);
+            c.OuterIpv6 = (byte)(s.OuterIpv6 ? 1 : 0);
+            c.InnerIpv6 = (byte)(s.InnerIpv6 ? 1 : 0);
+            c.Alg = (byte)(s.IsGcm ? 1 : 2);
+            c.Esn = (byte)(s.Esn ? 1 : 0);
+            c.Natt = (byte)(s.Natt ? 1 : 0);
+            c.CopyDscp = (byte)(s.Dscp < 0 ? 1 : 0);
+            c.Ttl = s.Ttl;
+            c.Dscp = (byte)Math.Max(0, s.Dscp);
+            c.Df = (byte)(s.Df ? 1 : 0);
+            int keyLen = s.IsGcm ? s.Key.Length - 4 : s.Key.Length;
+            c.KeyLen = (byte)keyLen;
+            s.Key.AsSpan(0, keyLen).CopyTo(new Span<byte>(c.Key, 32));
+            if (s.IsGcm)
+            {
+                c.Salt = MemoryMarshal.Read<uint>(s.Key.AsSpan(keyLen, 4)); // the salt's bytes as they are on the wire
+            }
+            else
+            {
+                c.AuthKeyLen = (byte)s.AuthKey.Length;
+                s.AuthKey.CopyTo(new Span<byte>(c.AuthKey, 64));
+            }
+
+            s.Src.TryWriteBytes(new Span<byte>(c.Src, 16), out _);
+            s.Dst.TryWriteBytes(new Span<byte>(c.Dst, 16), out _);
+            int err;
+            nint h = Native.IpsecSaCreate(_dev, &c, &err);
+            new Span<byte>(&c, sizeof(NativeSaConf)).Clear(); // no key left on the stack
+            if (h == 0)
+            {
+                throw new VSwitchException($"add-sa: DPDK refused SA {s.Id}: {Native.ErrorText(-err)}");
+            }
+
+            SaSlot* slot = _slots + s.Id;
+            *slot = default;
+            slot->Spi = s.Spi;
+            slot->SoftPackets = s.SoftPackets;
+            slot->HardPackets = s.HardPackets == 0 ? ulong.MaxValue : s.HardPackets;
+            slot->SoftBytes = s.SoftBytes;
+            slot->HardBytes = s.HardBytes == 0 ? ulong.MaxValue : s.HardBytes;
+            Span<byte> dst = stackalloc byte[16];
+            dst.Clear();
+            s.Dst.TryWriteBytes(dst, out _);
+            slot->DstHi = MemoryMarshal.Read<ulong>(dst);
+            slot->DstLo = MemoryMarshal.Read<ulong>(dst[8..]);
+            Volatile.Write(ref _handles[s.Id], h);
+            Volatile.Write(ref slot->Flags, SaFlags.Present | (s.Outbound ? SaFlags.Outbound : 0) | (s.InnerIpv6 ? SaFlags.InnerIpv6 : 0)
+                | (s.Natt ? SaFlags.Natt : 0) | (s.OuterIpv6 ? SaFlags.OuterIpv6 : 0));
+            if (!s.Outbound)
+            {
+                SpiInsert(s.Spi, (ushort)s.Id);
+            }
+
+            _specs[s.Id] = s;
+        }
+    }
+
+    /// <summary>
+    /// Deletes SA <paramref name="id"/>: unpublished at once, its session freed once no PMD can submit
+    /// to it (<paramref name="synchronize"/>: one epoch) and its operations in flight completed.
+    /// </summary>
+    public bool Delete(int id, Action synchronize)
+    {
+        nint h;
+        lock (_gate)
+        {
+            if (!_specs.Remove(id, out var s))
+            {
+                return false;
+            }
+
+            if (!s.Outbound)
+            {
+                SpiRemove(s.Spi);
+            }
+
+            Volatile.Write(ref _slots[id].Flags, 0);
+            h = _handles[id];
+            Volatile.Write(ref _handles[id], 0);
+        }
+
+        synchronize();
+        var until = DateTime.UtcNow.AddSeconds(5);
+        while (Volatile.Read(ref _slots[id].InFlight) > 0 && DateTime.UtcNow < until)
+        {
+            Thread.Sleep(1);
+        }
+
+        if (Volatile.Read(ref _slots[id].InFlight) > 0)
+        {
+            // A PMD stopped with operations queued: they complete in the final drain, which needs the session.
+            Vlog.Write(VlogModule.Control, VlogLevel.Warn, $"vswitchd: ipsec: SA {id} deleted with operations still queued; its session is kept until shutdown");
+            lock (_gate)
+            {
+                _leftover.Add(h);
+            }
+
+            return true;
+        }
+
+        Native.IpsecSaDestroy(h);
+        return true;
+    }
+
+    private readonly List<nint> _leftover = [];
+    private long _noSa;
+
+    /// <summary>Packets an ipsec action dropped for want of an SA (an unknown id or SPI, not ESP).</summary>
+    public long NoSaDrops => Volatile.Read(ref _noSa);
+
+    private void SpiInsert(uint spi, ushort id)
+    {
+        for (uint i = Hash(spi); ; i = (i + 1) & (SpiSlots - 1))
+        {
+            if (_spiKeys[i] == 0 || _spiKeys[i] == spi)
+            {
+                Volatile.Write(ref _spiIds[i], id);
+                Volatile.Write(ref _spiKeys[i], spi);
+                return;
+            }
+        }
+    }
+
+    private void SpiRemove(uint spi)
+    {
+        for (uint i = Hash(spi); _spiKeys[i] != 0; i = (i + 1) & (SpiSlots - 1))
+        {
+            if (_spiKeys[i] == spi)
+            {
+                Volatile.Write(ref _spiIds[i], 0); // the key stays as a tombstone, reused by that SPI
+                return;
+            }
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static uint Hash(uint spi) => (spi * 0x9E3779B1u) >> 18; // 14 bits: SpiSlots
+
+    /// <summary>The inbound SA of an SPI, or 0.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public int LookupSpi(uint spi)
+    {
+        for (uint i = Hash(spi); ; i = (i + 1) & (SpiSlots - 1))
+        {
+            uint k = Volatile.Read(ref _spiKeys[i]);
+            if (k == spi)
+            {
+                return Volatile.Read(ref _spiIds[i]);
+            }
+
+            if (k == 0)
+            {
+                return 0;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Hands a group to the crypto device (the ipsec action): outbound SA <paramref name="saId"/>, or
+    /// with 0 inbound, each packet's SA found by SPI. Every packet is enqueued or dropped and counted;
+    /// the caller no longer owns any of them.
+    /// </summary>
+    public void Submit(PmdState state, IpsecScratch sc, nint* pkts, HeaderOffsets* offs, int k, int saId, byte recircId, ushort inPort)
+    {
+        uint stamp = recircId | ((uint)inPort << 8);
+        int qp = state.Index;
+        if (saId != 0)
+        {
+            // outbound: one SA; packets of the other family than its inner one are not for it
+            SaSlot* slot = _slots + saId;
+            int flags = Volatile.Read(ref slot->Flags);
+            bool v6 = (flags & SaFlags.InnerIpv6) != 0;
+            int n = 0;
+            for (int j = 0; j < k; j++)
+            {
+                nint m = pkts[j];
+                byte* d = Mbuf.Data(m);
+                ushort l3 = offs[j].L3;
+                int type = (d[l3 - 2] << 8) | d[l3 - 1];
+                if (flags == 0 || type != (v6 ? KeyExtractor.EthIpv6 : KeyExtractor.EthIp))
+                {
+                    Drop(state, slot, m, flags == 0);
+                    continue;
+                }
+
+                *(uint*)(m + Mbuf.RssHashOffset) = stamp;
+                sc.Pkts[n] = m;
+                sc.L2[n] = (byte)l3;
+                sc.L3[n++] = 0;
+            }
+
+            Enqueue(state, sc, saId, slot, qp, n);
+            return;
+        }
+
+        // inbound: runs of packets of one SA (found by SPI and checked against its destination)
+        int runSa = 0, count = 0;
+        for (int j = 0; j < k; j++)
+        {
+            nint m = pkts[j];
+            int id = InboundSa(m, offs[j], out ushort espAt);
+            if (id <= 0)
+            {
+                Interlocked.Increment(ref _noSa);
+                state.Drop(m, DropReason.Ipsec);
+                continue;
+            }
+
+            if (id != runSa && count != 0)
+            {
+                Enqueue(state, sc, runSa, _slots + runSa, qp, count);
+                count = 0;
+            }
+
+            runSa = id;
+            *(uint*)(m + Mbuf.RssHashOffset) = stamp;
+            sc.Pkts[count] = m;
+            sc.L2[count] = (byte)offs[j].L3;
+            sc.L3[count++] = (ushort)(espAt - offs[j].L3);
+        }
+
+        if (count != 0)
+        {
+            Enqueue(state, sc, runSa, _slots + runSa, qp, count);
+        }
+    }
+
+    /// <summary>The inbound SA of an ESP (or RFC 3948 UDP-encapsulated ESP) packet, -1 when it is neither or none matches.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private int InboundSa(nint m, in HeaderOffsets o, out ushort espAt)
+    {
+        byte* d = Mbuf.Data(m);
+        int len = Mbuf.DataLen(m);
+        espAt = 0;
+        int type = (d[o.L3 - 2] << 8) | d[o.L3 - 1];
+        bool v6 = type == KeyExtractor.EthIpv6;
+        byte proto;
+        int at;
+        if (!v6)
+        {
+            proto = d[o.L3 + 9];
+            at = o.L3 + ((d[o.L3] & 0xF) * 4);
+            if ((d[o.L3 + 6] & 0x3F) != 0 || d[o.L3 + 7] != 0)
+            {
+                return -1; // a fragment: ESP is not reassembled here
+            }
+        }
+        else
+        {
+            // the fixed header, then hop-by-hop / routing / destination options up to the ESP (or UDP) header
+            proto = d[o.L3 + 6];
+            at = o.L3 + 40;
+            while (proto is 0 or 43 or 60 && at + 8 <= len)
+            {
+                proto = d[at];
+                at += (d[at + 1] + 1) * 8;
+            }
+        }
+
+        if (proto == 17)
+        {
+            at += 8;
+        }
+        else if (proto != 50)
+        {
+            return -1;
+        }
+
+        espAt = (ushort)at;
+        if (espAt + 8 > len)
+        {
+            return -1;
+        }
+
+        uint spi = System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(new ReadOnlySpan<byte>(d + espAt, 4));
+        if (spi == 0)
+        {
+            return -1; // RFC 3948's non-ESP marker (IKE on port 4500)
+        }
+
+        int id = LookupSpi(spi);
+        if (id == 0)
+        {
+            return -1;
+        }
+
+        SaSlot* slot = _slots + id;
+        int flags = Volatile.Read(ref slot->Flags);
+        bool natt = (flags & SaFlags.Natt) != 0;
+        bool ok = natt == (proto == 17) && ((flags & SaFlags.OuterIpv6) != 0) == v6 && (v6
+            ? *(ulong*)(d + o.L3 + 24) == slot->DstHi && *(ulong*)(d + o.L3 + 32) == slot->DstLo
+            : *(uint*)(d + o.L3 + 16) == (uint)slot->DstHi);
+        if (!ok)
+        {
+            Interlocked.Increment(ref slot->Mismatch);
+            return -1;
+        }
+
+        return id;
+    }
+
+    private void Enqueue(PmdState state, IpsecScratch sc, int saId, SaSlot* slot, int qp, int n)
+    {
+        if (n == 0)
+        {
+            return;
+        }
+
+        nint h = Volatile.Read(ref _handles[saId]);
+        if (h == 0 || Volatile.Read(ref slot->Expired) >= 2)
+        {
+            for (int j = 0; j < n; j++)
+            {
+                Drop(state, slot, sc.Pkts[j], h == 0);
+            }
+
+            return;
+        }
+
+        int r = Native.IpsecEnqueue(h, (ushort)qp, sc.Pkts, sc.L2, sc.L3, (ushort)n, sc.Counts);
+        if (r < 0)
+        {
+            r = 0; // no crypto op to be had: as a full queue
+            sc.Counts[0] = (ushort)n;
+        }
+
+        int prepared = sc.Counts[0];
+        if (r > 0)
+        {
+            Interlocked.Add(ref slot->InFlight, r);
+        }
+
+        Interlocked.Add(ref slot->Prepared, prepared);
+        for (int j = r; j < prepared; j++)
+        {
+            Interlocked.Increment(ref slot->QueueFull);
+            state.Drop(sc.Pkts[j], DropReason.Ipsec);
+        }
+
+        if (prepared < n)
+        {
+            bool outbound = (slot->Flags & SaFlags.Outbound) != 0;
+            if (outbound && sc.Counts[1] == 75)
+            {
+                Volatile.Write(ref slot->Expired, 2); // EOVERFLOW: the sequence number ran out, the SA ends (RFC 4303 3.3.3)
+            }
+
+            for (int j = prepared; j < n; j++)
+            {
+                if (outbound)
+                {
+                    Interlocked.Increment(ref slot->CheckDrops);
+                }
+                else
+                {
+                    Interlocked.Increment(ref slot->ReplayDrops); // rte_ipsec's pre-check: sequence number outside the window, or lengths
+                }
+
+                state.Drop(sc.Pkts[j], DropReason.Ipsec);
+            }
+        }
+
+    }
+
+    private void Drop(PmdState state, SaSlot* slot, nint m, bool noSa)
+    {
+        if (noSa)
+        {
+            Interlocked.Increment(ref _noSa);
+        }
+        else if (Volatile.Read(ref slot->Expired) >= 2)
+        {
+            Interlocked.Increment(ref slot->LifetimeDrops);
+        }
+        else
+        {
+            Interlocked.Increment(ref slot->Mismatch);
+        }
+
+        state.Drop(m, DropReason.Ipsec);
+    }
+
+    /// <summary>
+    /// Collects up to one burst of completed operations from this PMD's queue pair: the good ones in
+    /// <see cref="IpsecScratch.Done"/> (their re-entry stamped in the mbuf), the failed ones dropped and
+    /// counted. Returns how many are to run.
+    /// </summary>
+    public int Poll(PmdState state, IpsecScratch sc)
+    {
+        int got = Native.IpsecDequeue(_dev, (ushort)state.Index, sc.Pkts, sc.SaIds, sc.Status, IpsecScratch.Burst);
+        int n = 0;
+        for (int i = 0; i < got; i++)
+        {
+            nint m = sc.Pkts[i];
+            uint id = sc.SaIds[i];
+            if (id > SaSpec.MaxId)
+            {
+                state.Drop(m, DropReason.Ipsec);
+                continue;
+            }
+
+            SaSlot* slot = _slots + id;
+            Interlocked.Decrement(ref slot->InFlight);
+            switch (sc.Status[i])
+            {
+                case 0:
+                {
+                    long bytes = Mbuf.PktLen(m);
+                    long p = Interlocked.Increment(ref slot->Packets);
+                    long b = Interlocked.Add(ref slot->Bytes, bytes);
+                    if ((ulong)p >= slot->SoftPackets && slot->SoftPackets != 0 || (ulong)b >= slot->SoftBytes && slot->SoftBytes != 0)
+                    {
+                        if ((ulong)p >= slot->HardPackets || (ulong)b >= slot->HardBytes)
+                        {
+                            Volatile.Write(ref slot->Expired, 2);
+                        }
+                        else if (slot->Expired == 0)
+                        {
+                            Volatile.Write(ref slot->Expired, 1);
+                        }
+                    }
+
+                    sc.Done[n] = m;
+                    sc.DoneSa[n++] = id;
+                    break;
+                }
+
+                case 1:
+                    Interlocked.Increment(ref slot->AuthFailures);
+                    state.Drop(m, DropReason.Ipsec);
+                    break;
+                case 2:
+                    if ((slot->Flags & SaFlags.Outbound) == 0)
+                    {
+                        Interlocked.Increment(ref slot->ReplayDrops);
+                    }
+                    else
+                    {
+                        Interlocked.Increment(ref slot->CheckDrops);
+                    }
+
+                    state.Drop(m, DropReason.Ipsec);
+                    break;
+                default:
+                    Interlocked.Increment(ref slot->CheckDrops);
+                    state.Drop(m, DropReason.Ipsec);
+                    break;
+            }
+        }
+
+        return n;
+    }
+
+    /// <summary>After the PMDs stopped: completes whatever is still queued on every queue pair and frees it.</summary>
+    public int Drain()
+    {
+        int freed = 0;
+        nint* pkts = stackalloc nint[Native.IpsecBurst];
+        uint* ids = stackalloc uint[Native.IpsecBurst];
+        byte* st = stackalloc byte[Native.IpsecBurst];
+        var until = DateTime.UtcNow.AddSeconds(2);
+        for (int q = 0; q < QueuePairs; q++)
+        {
+            while (DateTime.UtcNow < until)
+            {
+                int got = Native.IpsecDequeue(_dev, (ushort)q, pkts, ids, st, Native.IpsecBurst);
+                if (got == 0)
+                {
+                    break;
+                }
+
+                for (int i = 0; i < got; i++)
+                {
+                    if (ids[i] <= SaSpec.MaxId)
+                    {
+                        Interlocked.Decrement(ref _slots[ids[i]].InFlight);
+                    }
+                }
+
+                Native.MbufFreeBulk(pkts, (uint)got);
+                freed += got;
+            }
+        }
+
+        return freed;
+    }
+
+    public void Dispose()
+    {
+        Drain();
+        lock (_gate)
+        {
+            foreach (var id in _specs.Keys)
+            {
+                Native.IpsecSaDestroy(_handles[id]);
+                _handles[id] = 0;
+            }
+
+            _specs.Clear();
+            foreach (var h in _leftover)
+            {
+                Native.IpsecSaDestroy(h);
+            }
+
+            _leftover.Clear();
+        }
+
+        Native.CryptoClose(_dev);
+        NativeMemory.Free(_handles);
+        NativeMemory.AlignedFree(_slots);
+        NativeMemory.Free(_spiKeys);
+        NativeMemory.Free(_spiIds);
+    }
+}
