@@ -246,11 +246,17 @@ void *vsw_ipsec_sa_create(void *devh, const struct vsw_sa_conf *c, int32_t *err)
 	}
 
 	prm.userdata = c->id;
-	prm.flags = RTE_IPSEC_SAFLAG_SQN_ATOM;
+	/* Outbound: sequence numbers taken atomically, so several PMDs may share an SA. Inbound: one
+	 * writer of the replay window (one PMD polls the queue an SA's ESP arrives on); the atomic
+	 * double-buffered window of DPDK 22.11 lets replays of packets still in flight through. */
+	prm.flags = c->outbound ? RTE_IPSEC_SAFLAG_SQN_ATOM : 0;
 	prm.ipsec_xform.spi = c->spi;
 	memcpy(&prm.ipsec_xform.salt, &c->salt, 4);
 	prm.ipsec_xform.options.esn = c->esn ? 1 : 0;
-	prm.ipsec_xform.options.udp_encap = c->natt ? 1 : 0;
+	/* rte_ipsec 22.11 encapsulates outbound NAT-T itself but has no inbound NAT-T SA type (its
+	 * init leaves such an SA half set up): inbound, the caller's l3_len covers the UDP header,
+	 * so the library sees ESP right after it and strips both. */
+	prm.ipsec_xform.options.udp_encap = c->natt && c->outbound ? 1 : 0;
 	prm.ipsec_xform.options.copy_dscp = c->copy_dscp ? 1 : 0;
 	prm.ipsec_xform.options.ecn = c->ecn ? 1 : 0;
 	prm.ipsec_xform.direction = c->outbound ? RTE_SECURITY_IPSEC_SA_DIR_EGRESS
@@ -260,8 +266,8 @@ void *vsw_ipsec_sa_create(void *devh, const struct vsw_sa_conf *c, int32_t *err)
 	prm.ipsec_xform.tunnel.type = c->outer_ipv6 ? RTE_SECURITY_IPSEC_TUNNEL_IPV6
 						    : RTE_SECURITY_IPSEC_TUNNEL_IPV4;
 	prm.ipsec_xform.replay_win_sz = c->outbound ? 0 : c->replay_window;
-	prm.ipsec_xform.udp.sport = rte_cpu_to_be_16(c->natt_sport);
-	prm.ipsec_xform.udp.dport = rte_cpu_to_be_16(c->natt_dport);
+	prm.ipsec_xform.udp.sport = c->natt_sport; /* rte_ipsec 22.11 swaps them itself */
+	prm.ipsec_xform.udp.dport = c->natt_dport;
 	prm.crypto_xform = &xf[0];
 	prm.tun.next_proto = c->inner_ipv6 ? IPPROTO_IPV6 : IPPROTO_IPIP;
 	if (c->outbound) {

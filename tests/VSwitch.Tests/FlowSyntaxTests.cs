@@ -194,7 +194,7 @@ public sealed class FlowSyntaxTests
     [InlineData("+syn-ack", 0x002, 0x012)]
     [InlineData("-rst+ack+fin", 0x011, 0x015)]
     [InlineData("+psh+urg-ece-cwr+ns", 0x128, 0x1E8)]
-    [InlineData("0x02", 0x002, 0xFFFF)]
+    [InlineData("0x02", 0x002, 0xFFF)] // tcp_flags is 12 bits, as in Open vSwitch
     [InlineData("0x12/0x12", 0x012, 0x012)]
     public void Tcp_flags_take_numbers_or_flag_lists(string flags, int value, int mask)
     {

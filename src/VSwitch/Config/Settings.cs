@@ -140,9 +140,9 @@ public static class Settings
             "pipeline: megaflows unused this long are removed", (c, v) => c.MegaflowIdleMs = v),
         Int("conntrack_size", "--conntrack-size", "N", 16, 1 << 24, "262144",
             "pipeline: connections the connection table holds (256 B each, allocated when the first ct rule is loaded)", (c, v) => c.ConntrackSize = v),
-        PathSetting("crypto_device", "--crypto-dev", "NAME", "crypto_aesni_mb0",
-            "pipeline: the DPDK crypto device IPsec uses (a vdev: crypto_aesni_mb0, crypto_aesni_gcm0, crypto_openssl0), set up on the first add-sa",
-            (c, v) => c.CryptoDevice = v ?? "crypto_aesni_mb0"),
+        Name("crypto_device", "--crypto-dev", "NAME", "crypto_aesni_mb0",
+            "pipeline: the DPDK crypto device IPsec uses (a vdev: crypto_aesni_mb0, crypto_openssl0), set up on the first add-sa",
+            (c, v) => c.CryptoDevice = v),
         Int("emc_insert_inv_prob", "--emc-insert-inv-prob", "N", 0, 1_000_000, "100",
             "pipeline: a microflow-cache entry is made for 1 in N megaflow hits (0: never), as Open vSwitch's emc-insert-inv-prob", (c, v) => c.EmcInsertInvProb = v),
         Repeated("l2fwd_pairs", "--l2fwd-pair", "A,B", "array of [a, b]", "ports paired in order", "l2fwd: forward port A to B and B to A",
@@ -295,6 +295,18 @@ public static class Settings
         {
             T v = text(t);
             return c => list(c).Add(v);
+        },
+    };
+
+    /// <summary>A name that cannot be turned off.</summary>
+    private static Setting Name(string key, string option, string valueName, string def, string help, Action<SwitchConfig, string> set) => new()
+    {
+        Key = key, Option = option, ValueName = valueName, Default = def, Help = help, JsonType = "string",
+        ReadJson = (c, e, where) => set(c, JsonRead.Str(e, where)),
+        ReadText = text =>
+        {
+            var v = TextRead.NonEmpty(text, option);
+            return c => set(c, v);
         },
     };
 

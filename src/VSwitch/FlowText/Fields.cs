@@ -148,7 +148,7 @@ public static class Fields
     public static readonly FieldDef TpDst     = new("tp_dst",       3, 16,  16, Prerequisite.TcpUdpSctp, true, FieldSyntax.Decimal) { Aliases = ["tcp_dst", "udp_dst", "sctp_dst"] };
     public static readonly FieldDef IcmpType  = new("icmp_type",    3,  0,  16, Prerequisite.Icmp,   false, FieldSyntax.Decimal) { Max = 255, Aliases = ["icmpv6_type"], SubfieldWidth = 8 };
     public static readonly FieldDef IcmpCode  = new("icmp_code",    3, 16,  16, Prerequisite.Icmp,   false, FieldSyntax.Decimal) { Max = 255, Aliases = ["icmpv6_code"], SubfieldWidth = 8 };
-    public static readonly FieldDef TcpFlags  = new("tcp_flags",    3, 32,  16, Prerequisite.Tcp,    false, FieldSyntax.Flags) { Max = 0xFFF, FlagNames = s_tcpFlagNames };
+    public static readonly FieldDef TcpFlags  = new("tcp_flags",    3, 32,  12, Prerequisite.Tcp,    false, FieldSyntax.Flags) { Max = 0xFFF, FlagNames = s_tcpFlagNames };
     public static readonly FieldDef NwSrc     = new("nw_src",       4,  0,  32, Prerequisite.Ip,     true,  FieldSyntax.Ipv4) { Aliases = ["ip_src", "ipv4_src"] };
     public static readonly FieldDef NwDst     = new("nw_dst",       4, 32,  32, Prerequisite.Ip,     true,  FieldSyntax.Ipv4) { Aliases = ["ip_dst", "ipv4_dst"] };
     public static readonly FieldDef ArpSpa    = new("arp_spa",      4,  0,  32, Prerequisite.Arp,    false, FieldSyntax.Ipv4);
@@ -161,6 +161,7 @@ public static class Fields
     public static readonly FieldDef CtState   = new("ct_state",    FlowKey.CtWord,  0,   8, None,     false, FieldSyntax.Flags) { FlagNames = s_ctStateNames, SubfieldWidth = 32 };
     public static readonly FieldDef CtZone    = new("ct_zone",     FlowKey.CtWord,  8,  16, None,     false, FieldSyntax.Decimal);
     public static readonly FieldDef CtMark    = new("ct_mark",     FlowKey.CtWord, 32,  32, None,     false, FieldSyntax.Hex);
+    public static readonly FieldDef IpsecSa   = new("ipsec_sa",    3, FlowKey.IpsecSaShift, 12, None, false, FieldSyntax.Decimal); // the inbound SA a packet was decrypted by, 0: none
     public static readonly FieldDef RecircId  = new("recirc_id",   FlowKey.CtWord, 24,   8, None,     false, FieldSyntax.Decimal) { Exact = true };
 
     // The connection's words (filled after ct(table=N)): the label, and the tuple of its original direction.
@@ -196,12 +197,12 @@ public static class Fields
     [
         InPort, DlType, VlanTci, DlVlan, DlVlanPcp, Vlan2Tci, DlDst, NwProto, ArpOp, NwTos, IpDscp, NwEcn, DlSrc, NwTtl, NwFrag,
         TpSrc, TpDst, IcmpType, IcmpCode, TcpFlags, NwSrc, NwDst, ArpSpa, ArpTpa, ArpSha, ArpTha, Ipv6Src, Ipv6Dst, Metadata,
-        .. Registers, .. Xregs, .. Xxregs, CtState, CtZone, CtMark, RecircId, .. CtTupleFields,
+        .. Registers, .. Xregs, .. Xxregs, CtState, CtZone, CtMark, RecircId, .. CtTupleFields, IpsecSa,
     ];
 
     /// <summary>The pipeline's fields in ovs-ofctl's dump order (before the protocol); xregs and xxregs are dumped as their regs.</summary>
     public static readonly IReadOnlyList<FieldDef> PipelineFields = [RecircId, Metadata, .. Registers, CtState, CtZone, CtMark, CtLabel,
-        CtNwSrc, CtNwDst, CtIpv6Src, CtIpv6Dst, CtNwProto, CtTpSrc, CtTpDst];
+        CtNwSrc, CtNwDst, CtIpv6Src, CtIpv6Dst, CtNwProto, CtTpSrc, CtTpDst, IpsecSa];
 
     /// <summary>
     /// Open vSwitch's NXM/OXM names of the fields this switch has, as load and move take them

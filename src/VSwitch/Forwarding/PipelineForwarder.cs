@@ -67,6 +67,9 @@ public sealed unsafe class FlowPmd : IDisposable
 
     public PipelineShared Shared { get; }
 
+    /// <summary>Whether the IPsec stage exists (read once per round): passes then read and write ipsec_sa in the mbufs.</summary>
+    public bool IpsecOn;
+
     /// <summary>Scratch of the IPsec hand-off (Ipsec/IpsecEngine.cs).</summary>
     public Ipsec.IpsecScratch IpsecScratch { get; }
 
@@ -264,6 +267,7 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
         }
 
         Ipsec.IpsecEngine? ipsec = f.Shared.Ipsec;
+        f.IpsecOn = ipsec != null;
         if (ipsec != null)
         {
             IpsecCompletions(state, ipsec);
@@ -402,6 +406,21 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
             }
 
             keys[i].W[FlowKey.CtWord] |= (cts == null ? 0 : cts[i] & ~RecircBits) | ((ulong)recircId << 24);
+            if (f.IpsecOn)
+            {
+                // ipsec_sa travels in the mbuf (the upper half of its hash field) through every pass:
+                // 0 from the port, the inbound SA once decrypted (Ipsec/IpsecEngine.cs).
+                uint* sa = (uint*)(m + Mbuf.IpsecSaOffset);
+                if (recircId == 0)
+                {
+                    *sa = 0;
+                }
+                else
+                {
+                    keys[i].W[3] |= (ulong)(*sa & 0xFFF) << FlowKey.IpsecSaShift;
+                }
+            }
+
             if (exts != null)
             {
                 // The connection's words: this pass is classified by the megaflow cache alone (DpKey.cs).

@@ -23,6 +23,12 @@ internal static unsafe class Mbuf
     public const int DataLenOffset = 40;
     public const int VlanTciOffset = 42;
     public const int RssHashOffset = 44;
+
+    /// <summary>
+    /// The upper half of the hash union (hash.fdir.hi), which this switch never reads from a NIC: the
+    /// pipeline keeps a packet's ipsec_sa there across its passes (Forwarding/PipelineForwarder.cs).
+    /// </summary>
+    public const int IpsecSaOffset = RssHashOffset + 4;
     public const int BufLenOffset = 54;
     public const int PoolOffset = 56;
     public const int NextOffset = 64;

@@ -25,7 +25,7 @@ using VSwitch.Pmd;
 namespace VSwitch.Ipsec;
 
 /// <summary>One SA's native slot: what a PMD reads (flags, limits, destination) and the counters.</summary>
-[StructLayout(LayoutKind.Sequential, Size = 192)]
+[StructLayout(LayoutKind.Sequential, Size = 256)]
 public struct SaSlot
 {
     /// <summary>SaFlags: outbound, inner IPv6, NAT-T; 0 while the id is unused.</summary>
@@ -65,6 +65,11 @@ public struct SaSlot
     public long Prepared;
 
     public ulong SoftPackets, HardPackets, SoftBytes, HardBytes;
+
+    /// <summary>Inbound: the anti-replay window's size and its highest sequence number accepted (ReplayWindow.cs).</summary>
+    public uint ReplaySize;
+    public uint Esn;
+    public ulong ReplayTop;
 
     /// <summary>The tunnel's destination (inbound: the address the ESP must be sent to), 16 bytes, IPv4 in the first 4.</summary>
     public ulong DstHi, DstLo;
@@ -116,6 +121,7 @@ public sealed unsafe class IpsecEngine : IDisposable
     private readonly nint* _handles;
     private readonly SaSlot* _slots;
     private readonly uint* _spiKeys;
+    private readonly ulong* _replayBits;
     private readonly ushort* _spiIds;
     private readonly Dictionary<int, SaSpec> _specs = [];
     private readonly Lock _gate = new();
@@ -136,6 +142,7 @@ public sealed unsafe class IpsecEngine : IDisposable
         _slots = (SaSlot*)NativeMemory.AlignedAlloc((nuint)((SaSpec.MaxId + 1) * sizeof(SaSlot)), 64);
         NativeMemory.Clear(_slots, (nuint)((SaSpec.MaxId + 1) * sizeof(SaSlot)));
         _spiKeys = (uint*)NativeMemory.AllocZeroed(SpiSlots, sizeof(uint));
+        _replayBits = (ulong*)NativeMemory.AllocZeroed((nuint)(SaSpec.MaxId + 1) * ReplayWindow.Words, sizeof(ulong));
         _spiIds = (ushort*)NativeMemory.AllocZeroed(SpiSlots, sizeof(ushort));
         byte* buf = stackalloc byte[64];
         uint inUse;
@@ -247,6 +254,9 @@ public sealed unsafe class IpsecEngine : IDisposable
             Span<byte> dst = stackalloc byte[16];
             dst.Clear();
             s.Dst.TryWriteBytes(dst, out _);
+            slot->ReplaySize = s.Esn ? Math.Max(64u, s.ReplayWindow) : s.ReplayWindow;
+            slot->Esn = s.Esn ? 1u : 0u;
+            new Span<ulong>(_replayBits + ((long)s.Id * ReplayWindow.Words), ReplayWindow.Words).Clear();
             slot->DstHi = MemoryMarshal.Read<ulong>(dst);
             slot->DstLo = MemoryMarshal.Read<ulong>(dst[8..]);
             Volatile.Write(ref _handles[s.Id], h);
@@ -420,9 +430,10 @@ public sealed unsafe class IpsecEngine : IDisposable
 
             runSa = id;
             *(uint*)(m + Mbuf.RssHashOffset) = stamp;
+            *(uint*)(m + Mbuf.IpsecSaOffset) = System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(new ReadOnlySpan<byte>(Mbuf.Data(m) + espAt + 4, 4)); // the ESP sequence number, for the replay window
             sc.Pkts[count] = m;
             sc.L2[count] = (byte)offs[j].L3;
-            sc.L3[count++] = (ushort)(espAt - offs[j].L3);
+            sc.L3[count++] = (ushort)(espAt - offs[j].L3); // with NAT-T the UDP header too: rte_ipsec sees ESP right after
         }
 
         if (count != 0)
@@ -593,7 +604,9 @@ public sealed unsafe class IpsecEngine : IDisposable
     /// </summary>
     public int Poll(PmdState state, IpsecScratch sc)
     {
-        int got = Native.IpsecDequeue(_dev, (ushort)state.Index, sc.Pkts, sc.SaIds, sc.Status, IpsecScratch.Burst);
+        // At most one PMD burst: each completed packet is dropped at most once in this round, and the
+        // PMD's drop list holds one burst (it is emptied after the round's work).
+        int got = Native.IpsecDequeue(_dev, (ushort)state.Index, sc.Pkts, sc.SaIds, sc.Status, PmdState.Burst);
         int n = 0;
         for (int i = 0; i < got; i++)
         {
@@ -611,6 +624,14 @@ public sealed unsafe class IpsecEngine : IDisposable
             {
                 case 0:
                 {
+                    if ((slot->Flags & SaFlags.Outbound) == 0 && slot->ReplaySize != 0
+                        && !ReplayWindow.Accept(slot, _replayBits + ((long)id * ReplayWindow.Words), *(uint*)(m + Mbuf.IpsecSaOffset)))
+                    {
+                        Interlocked.Increment(ref slot->ReplayDrops);
+                        state.Drop(m, DropReason.Ipsec);
+                        break;
+                    }
+
                     long bytes = Mbuf.PktLen(m);
                     long p = Interlocked.Increment(ref slot->Packets);
                     long b = Interlocked.Add(ref slot->Bytes, bytes);
@@ -626,6 +647,7 @@ public sealed unsafe class IpsecEngine : IDisposable
                         }
                     }
 
+                    *(uint*)(m + Mbuf.IpsecSaOffset) = (slot->Flags & SaFlags.Outbound) != 0 ? 0 : id; // ipsec_sa of the next pass
                     sc.Done[n] = m;
                     sc.DoneSa[n++] = id;
                     break;
@@ -715,6 +737,7 @@ public sealed unsafe class IpsecEngine : IDisposable
         NativeMemory.Free(_handles);
         NativeMemory.AlignedFree(_slots);
         NativeMemory.Free(_spiKeys);
+        NativeMemory.Free(_replayBits);
         NativeMemory.Free(_spiIds);
     }
 }

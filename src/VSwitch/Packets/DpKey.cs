@@ -9,7 +9,7 @@
 //   W0  in_port:16  dl_type:16  vlan_tci:16  vlan2_tci:16
 //   W1  dl_dst:48   nw_proto:8  nw_tos:8
 //   W2  dl_src:48   nw_ttl:8    nw_frag:8
-//   W3  tp_src:16   tp_dst:16   tcp_flags:16  parse:16
+//   W3  tp_src:16   tp_dst:16   tcp_flags:12  ipsec_sa:12  parse:8
 //   W4  nw_src:32   nw_dst:32
 //   W5..W8  ipv6_src (hi, lo), ipv6_dst (hi, lo)   (ARP: W5 = sha, W6 = tha)
 //   W9  ct_state:8  ct_zone:16  recirc_id:8  ct_mark:32

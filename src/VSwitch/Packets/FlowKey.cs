@@ -9,7 +9,7 @@
 //   W0  in_port:16  dl_type:16  vlan_tci:16  vlan2_tci:16   (TCI with 0x1000 set when the tag exists)
 //   W1  dl_dst:48   nw_proto:8  nw_tos:8                   (ARP: nw_proto = opcode low byte)
 //   W2  dl_src:48   nw_ttl:8    nw_frag:8                   (frag: 1 = fragment, 2 = not the first)
-//   W3  tp_src:16   tp_dst:16   tcp_flags:16  parse:16      (ICMP: tp_src = type, tp_dst = code)
+//   W3  tp_src:16   tp_dst:16   tcp_flags:12  ipsec_sa:12  parse:8   (ICMP: tp_src = type, tp_dst = code)
 //   W4  nw_src:32   nw_dst:32                               (IPv4, ARP spa/tpa)
 //   W5..W8  ipv6_src (hi, lo), ipv6_dst (hi, lo)
 //   W9  ct_state:8 ct_zone:16 recirc_id:8 ct_mark:32        (recirc_id: set by the recirc action)
@@ -64,8 +64,15 @@ public unsafe struct FlowKey : IEquatable<FlowKey>
     public byte NwFrag { readonly get => (byte)(W[2] >> 56); set => Set(2, 56, 8, value); }
     public ushort TpSrc { readonly get => (ushort)W[3]; set => Set(3, 0, 16, value); }
     public ushort TpDst { readonly get => (ushort)(W[3] >> 16); set => Set(3, 16, 16, value); }
-    public ushort TcpFlags { readonly get => (ushort)(W[3] >> 32); set => Set(3, 32, 16, value); }
-    public ushort Parse { readonly get => (ushort)(W[3] >> 48); set => Set(3, 48, 16, value); }
+    public ushort TcpFlags { readonly get => (ushort)((W[3] >> 32) & 0xFFF); set => Set(3, 32, 12, value); }
+
+    /// <summary>The inbound SA a decrypted packet came through (0: it did not come through one): Ipsec/IpsecEngine.cs.</summary>
+    public ushort IpsecSa { readonly get => (ushort)((W[3] >> IpsecSaShift) & 0xFFF); set => Set(3, IpsecSaShift, 12, value); }
+    public ushort Parse { readonly get => (ushort)(W[3] >> ParseShift); set => Set(3, ParseShift, 8, value); }
+
+    /// <summary>Where ipsec_sa (12 bits) and the parse flags (8 bits) sit in word 3.</summary>
+    public const int IpsecSaShift = 44;
+    public const int ParseShift = 56;
     public uint NwSrc { readonly get => (uint)W[4]; set => Set(4, 0, 32, value); }
     public uint NwDst { readonly get => (uint)(W[4] >> 32); set => Set(4, 32, 32, value); }
     public UInt128 Ipv6Src { readonly get => new(W[5], W[6]); set { W[5] = (ulong)(value >> 64); W[6] = (ulong)value; } }
@@ -180,13 +187,13 @@ public static class ParseFlags
     public const ushort OuterQinQ = 0x0010;
 
     /// <summary>The frame ended inside a header.</summary>
-    public const ushort Truncated = 0x0100;
+    public const ushort Truncated = 0x0020;
 
     /// <summary>A header's fields are inconsistent (IHL below 5, length beyond the frame, bad version).</summary>
-    public const ushort Bad = 0x0200;
+    public const ushort Bad = 0x0040;
 
     /// <summary>IPv6 extension headers nested deeper than the parser follows.</summary>
-    public const ushort TooDeep = 0x0400;
+    public const ushort TooDeep = 0x0080;
 
     /// <summary>Any of the error bits: such a packet is counted as malformed and dropped.</summary>
     public const ushort Errors = Truncated | Bad | TooDeep;

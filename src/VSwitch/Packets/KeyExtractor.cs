@@ -91,7 +91,7 @@ public static unsafe class KeyExtractor
         {
             parse |= ParseFlags.OuterQinQ;
         }
-        w[3] |= (ulong)parse << 48;
+        w[3] |= (ulong)parse << FlowKey.ParseShift;
         return parse;
     }
 

@@ -179,7 +179,7 @@ public static partial class Translator
         t.Reset(key);
         t.Linear = linear;
         t.Wildcards.W[0] |= 0xFFFF; // in_port: every datapath flow is per input port
-        t.Wildcards.W[3] |= (ulong)ParseFlags.Errors << 48; // malformed packets never share a verdict
+        t.Wildcards.W[3] |= (ulong)ParseFlags.Errors << FlowKey.ParseShift; // malformed packets never share a verdict
         t.Wildcards.W[FlowKey.CtWord] |= 0xFFUL << 24; // recirc_id: a recirculated packet never takes a first pass's verdict
         int depth = 0;
         int start = 0;
@@ -533,7 +533,7 @@ public static partial class Translator
     {
         if (tpid == Translation.TpidOfPacketOuter)
         {
-            t.Wildcards.W[3] |= (ulong)ParseFlags.OuterQinQ << 48;
+            t.Wildcards.W[3] |= (ulong)ParseFlags.OuterQinQ << FlowKey.ParseShift;
             return (t.Key.Parse & ParseFlags.OuterQinQ) != 0 ? KeyExtractor.EthQinQ : KeyExtractor.EthVlan;
         }
 

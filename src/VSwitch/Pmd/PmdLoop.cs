@@ -79,6 +79,11 @@ public sealed unsafe class PmdLoop<TIo, THandler> : IPmdRunner
         }
 
         _handler.Round(st, _lastTsc);
+        if (st.DropCount != 0)
+        {
+            FreeDrops(); // what the round's own work dropped (IPsec completions)
+        }
+
         if (*st.EpochSlot != epoch)
         {
             Volatile.Write(ref *st.EpochSlot, epoch);
@@ -117,14 +122,7 @@ public sealed unsafe class PmdLoop<TIo, THandler> : IPmdRunner
             FlushFull();
             if (st.DropCount != 0)
             {
-                if (st.DropTapOn != 0)
-                {
-                    st.TapDrops(st.Drops, st.DropReasons, st.DropCount);
-                }
-
-                c->FwdDrops += (ulong)st.DropCount;
-                _io.Free(st.Drops, (uint)st.DropCount);
-                st.DropCount = 0;
+                FreeDrops();
             }
         }
 
@@ -237,6 +235,20 @@ public sealed unsafe class PmdLoop<TIo, THandler> : IPmdRunner
         }
 
         st.PendingCount = 0;
+    }
+
+    /// <summary>Frees (and counts, and taps) the mbufs dropped since the last call: at most a burst's worth.</summary>
+    private void FreeDrops()
+    {
+        PmdState st = _state;
+        if (st.DropTapOn != 0)
+        {
+            st.TapDrops(st.Drops, st.DropReasons, st.DropCount);
+        }
+
+        st.Counters->FwdDrops += (ulong)st.DropCount;
+        _io.Free(st.Drops, (uint)st.DropCount);
+        st.DropCount = 0;
     }
 
     /// <summary>Drops emptied buffers from the pending list.</summary>
