@@ -155,7 +155,7 @@ public sealed class IpsecDpdkTests : IDisposable
     private static long Counter(JsonObject dump, int id, string name)
     {
         string line = dump["sas"]!.AsArray().Select(l => (string)l!).Single(l => l.StartsWith($"id={id} ", StringComparison.Ordinal));
-        var m = System.Text.RegularExpressions.Regex.Match(line, $@"\b{name}=(\d+)");
+        var m = System.Text.RegularExpressions.Regex.Match(line, $@"(?<![\w-]){name}=(\d+)");
         Assert.True(m.Success, $"no {name} in '{line}'");
         return long.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
     }
@@ -299,6 +299,62 @@ public sealed class IpsecDpdkTests : IDisposable
         for (int i = 0; i < N; i++)
         {
             Assert.True(want[i].AsSpan().SequenceEqual(delivered[i]), $"packet {i + 1} differs");
+        }
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Too_big_packets_get_an_icmp_error_a_hard_lifetime_stops_the_sa_and_trace_shows_the_hand_off(bool innerV6)
+    {
+        const int N = 37;
+        var c = new Case("aes-gcm-128", false, innerV6, false, false);
+        var outSa = Sa(c, 1, true, 0x1001, "198.51.100.1", "198.51.100.2", Hex(20), null);
+        string words = outSa.Words.Replace(" df=off", " df=on mtu=1000 lifetime-packets=5:20", StringComparison.Ordinal);
+        InnerFrames(P("inner.pcap"), innerV6, N);
+        Pcap.Write(P("empty.pcap"), []);
+        string inner = innerV6 ? "ipv6" : "ip";
+        State([$"table=0,priority=10,in_port=1,{inner},actions=ipsec(sa=1,table=1)", "table=1,priority=10,actions=output:2"], [words]);
+        using var sw = Start($"vsw-ipsec-mtu-{Environment.ProcessId}", P("inner.pcap"), P("empty.pcap"));
+        sw.WaitFor("port tunnel link up");
+        // sizes cycle 64, 100, 1400, 576, 1000 (+ i / 5): the 1400 and 1000 ones do not fit in 1000 bytes of ESP
+        var sizes = Pcap.Read(P("inner.pcap")).Select(f => f.Length - 14).ToList();
+        int tooBig = sizes.Count(l => l > 946), fit = N - tooBig; // 946: 1000 - 20 (IPv4) - 8 (ESP) - 8 (IV) - 16 (ICV), less the trailer, 4-aligned
+        WaitPackets(d => Counter(d, 1, "packets") == 20 && Counter(d, 1, "too_big") == tooBig && Counter(d, 1, "lifetime_drops") == fit - 20, "the MTU and lifetime verdicts");
+        var dump = CtlJson("dump-sa");
+        Assert.EndsWith(" hard_expired", (string)dump["sas"]!.AsArray()[0]!, StringComparison.Ordinal);
+
+        var trace = CtlJson("trace", innerV6 ? "in_port=1,ipv6,ipv6_src=2001:db8:1::10,ipv6_dst=2001:db8:2::10,nw_proto=17" : "in_port=1,ip,nw_src=198.51.100.10,nw_dst=203.0.113.10,nw_proto=17");
+        string lines = string.Join("\n", trace["trace"]!.AsArray().Select(l => (string)l!));
+        Assert.Contains("handed to the crypto device to be encrypted by SA 1", lines, StringComparison.Ordinal);
+        Assert.Contains("re-enters with recirc_id=", lines, StringComparison.Ordinal);
+        var stop = sw.Stop("TERM");
+        Assert.Equal(0, stop.ExitCode);
+        Assert.Equal("0", stop.Field("final: mbufs", "leaked"));
+        Assert.Equal(20, Pcap.Read(P("to-tunnel.pcap")).Count);
+
+        // The errors, as tshark (not this switch's code) reads them: type, code, MTU, checksums, and the quoted packet.
+        var errors = Pcap.Read(P("to-site.pcap"));
+        Assert.Equal(tooBig, errors.Count);
+        string fields = innerV6
+            ? "-e icmpv6.type -e icmpv6.code -e icmpv6.mtu -e icmpv6.checksum.status -e ipv6.dst"
+            : "-e icmp.type -e icmp.code -e icmp.mtu -e icmp.checksum.status -e ip.dst -e ip.checksum.status";
+        var ts = Run("tshark", ["-r", P("to-site.pcap"), "-o", "ip.check_checksum:TRUE", "-T", "fields", "-E", "separator=,", "-E", "occurrence=f", .. fields.Split(' ')]);
+        Assert.True(ts.Exit == 0, ts.Err);
+        var rows = ts.Out.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(tooBig, rows.Length);
+        foreach (var row in rows)
+        {
+            var f = row.Split(',');
+            Assert.Equal(innerV6 ? "2" : "3", f[0]);
+            Assert.Equal(innerV6 ? "0" : "4", f[1]);
+            Assert.Equal(innerV6 ? "1280" : "946", f[2]); // IPv6: never below its minimum MTU
+            Assert.Equal("1", f[3]); // checksum good
+            Assert.Equal(innerV6 ? "2001:db8:1::10" : "198.51.100.10", f[4]); // back to the sender
+            if (!innerV6)
+            {
+                Assert.Equal("1", f[5]);
+            }
         }
     }
 }

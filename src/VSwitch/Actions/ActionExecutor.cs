@@ -265,7 +265,13 @@ public readonly unsafe struct ActionExecutor<TIo>
                         break; // no SA was ever added: the packets are dropped below as the rule's
                     }
 
-                    engine.Submit(state, _f.IpsecScratch, pkts, offs, k, op.A, (byte)op.B, inPort);
+                    Ipsec.IpsecScratch sc = _f.IpsecScratch;
+                    engine.Submit(state, sc, pkts, offs, k, op.A, (byte)op.B, inPort, (int)op.C - 1);
+                    for (int j = 0; j < sc.IcmpCount; j++)
+                    {
+                        Enqueue(state, (int)op.C - 1, sc.Icmp[j]); // "fragmentation needed" / "packet too big" back to the sender
+                    }
+
                     sent = true;
                     k = 0;
                     break;

@@ -71,6 +71,24 @@ public struct SaSlot
     public uint Esn;
     public ulong ReplayTop;
 
+    /// <summary>Lifetimes: packets and bytes (IP bytes after the Ethernet header) handed to the SA, reserved before the hand-off.</summary>
+    public long Admitted;
+    public long AdmittedBytes;
+
+    /// <summary>Whether any lifetime is set (else the hand-off skips the accounting).</summary>
+    public int HasLifetime;
+
+    /// <summary>Outbound: the outer packet's MTU, the bytes ESP adds besides padding, and the padding's alignment (PathMtu.cs).</summary>
+    public int Mtu;
+    public int OuterFixed;
+    public int PadAlign;
+
+    /// <summary>Outbound: packets refused for the MTU (an ICMP error went back to their sender).</summary>
+    public long TooBig;
+
+    /// <summary>Whether the outer IPv4 header has DF set (a DF-clear inner IPv4 packet may then not exceed the MTU either).</summary>
+    public int OuterDf;
+
     /// <summary>The tunnel's destination (inbound: the address the ESP must be sent to), 16 bytes, IPv4 in the first 4.</summary>
     public ulong DstHi, DstLo;
 }
@@ -95,6 +113,10 @@ public sealed unsafe class IpsecScratch : IDisposable
     public readonly uint* SaIds = (uint*)NativeMemory.AlignedAlloc(Burst * sizeof(uint), 64);
     public readonly byte* Status = (byte*)NativeMemory.AlignedAlloc(Burst, 64);
 
+    /// <summary>ICMP errors Submit built (MTU), for the executor to send out of the input port.</summary>
+    public readonly nint* Icmp = (nint*)NativeMemory.AlignedAlloc(Burst * (nuint)sizeof(nint), 64);
+    public int IcmpCount;
+
     /// <summary>Completed packets to run (Poll's output): mbuf, SA id.</summary>
     public readonly nint* Done = (nint*)NativeMemory.AlignedAlloc(Burst * (nuint)sizeof(nint), 64);
     public readonly uint* DoneSa = (uint*)NativeMemory.AlignedAlloc(Burst * sizeof(uint), 64);
@@ -108,6 +130,7 @@ public sealed unsafe class IpsecScratch : IDisposable
         NativeMemory.AlignedFree(SaIds);
         NativeMemory.AlignedFree(Status);
         NativeMemory.AlignedFree(Done);
+        NativeMemory.AlignedFree(Icmp);
         NativeMemory.AlignedFree(DoneSa);
     }
 }
@@ -254,6 +277,11 @@ public sealed unsafe class IpsecEngine : IDisposable
             Span<byte> dst = stackalloc byte[16];
             dst.Clear();
             s.Dst.TryWriteBytes(dst, out _);
+            slot->Mtu = s.Mtu;
+            slot->OuterFixed = (s.OuterIpv6 ? 40 : 20) + (s.Natt ? 8 : 0) + 8 + (s.IsGcm ? 8 : 16) + 16;
+            slot->PadAlign = s.IsGcm ? 4 : 16;
+            slot->OuterDf = s.Df && !s.OuterIpv6 ? 1 : 0;
+            slot->HasLifetime = s.SoftPackets != 0 || s.HardPackets != 0 || s.SoftBytes != 0 || s.HardBytes != 0 ? 1 : 0;
             slot->ReplaySize = s.Esn ? Math.Max(64u, s.ReplayWindow) : s.ReplayWindow;
             slot->Esn = s.Esn ? 1u : 0u;
             new Span<ulong>(_replayBits + ((long)s.Id * ReplayWindow.Words), ReplayWindow.Words).Clear();
@@ -376,8 +404,9 @@ public sealed unsafe class IpsecEngine : IDisposable
     /// with 0 inbound, each packet's SA found by SPI. Every packet is enqueued or dropped and counted;
     /// the caller no longer owns any of them.
     /// </summary>
-    public void Submit(PmdState state, IpsecScratch sc, nint* pkts, HeaderOffsets* offs, int k, int saId, byte recircId, ushort inPort)
+    public void Submit(PmdState state, IpsecScratch sc, nint* pkts, HeaderOffsets* offs, int k, int saId, byte recircId, ushort inPort, int inSlot = -1)
     {
+        sc.IcmpCount = 0;
         uint stamp = recircId | ((uint)inPort << 8);
         int qp = state.Index;
         if (saId != 0)
@@ -396,6 +425,22 @@ public sealed unsafe class IpsecEngine : IDisposable
                 if (flags == 0 || type != (v6 ? KeyExtractor.EthIpv6 : KeyExtractor.EthIp))
                 {
                     Drop(state, slot, m, flags == 0);
+                    continue;
+                }
+
+                int innerLen = (int)Mbuf.PktLen(m) - l3;
+                if (PathMtu.OuterLength(slot, innerLen) > slot->Mtu
+                    && (v6 || (d[l3 + 6] & 0x40) != 0 || slot->OuterDf != 0))
+                {
+                    // too big for the tunnel: the sender hears of it (PathMtu.cs), the packet ends here
+                    Interlocked.Increment(ref slot->TooBig);
+                    nint icmp = inSlot >= 0 ? PathMtu.TooBig(m, l3, v6, slot) : 0;
+                    if (icmp != 0)
+                    {
+                        sc.Icmp[sc.IcmpCount++] = icmp;
+                    }
+
+                    state.Drop(m, DropReason.Ipsec);
                     continue;
                 }
 
@@ -534,6 +579,22 @@ public sealed unsafe class IpsecEngine : IDisposable
             return;
         }
 
+        if (slot->HasLifetime != 0)
+        {
+            int allowed = Admit(slot, sc, n);
+            for (int j = allowed; j < n; j++)
+            {
+                Interlocked.Increment(ref slot->LifetimeDrops);
+                state.Drop(sc.Pkts[j], DropReason.Ipsec);
+            }
+
+            n = allowed;
+            if (n == 0)
+            {
+                return;
+            }
+        }
+
         int r = Native.IpsecEnqueue(h, (ushort)qp, sc.Pkts, sc.L2, sc.L3, (ushort)n, sc.Counts);
         if (r < 0)
         {
@@ -608,10 +669,22 @@ public sealed unsafe class IpsecEngine : IDisposable
         // PMD's drop list holds one burst (it is emptied after the round's work).
         int got = Native.IpsecDequeue(_dev, (ushort)state.Index, sc.Pkts, sc.SaIds, sc.Status, PmdState.Burst);
         int n = 0;
+
+        // Counters are shared by the PMDs (atomic adds): summed over each run of one SA's packets (a
+        // burst is mostly one SA), one atomic add per counter per run rather than per packet.
+        uint runId = uint.MaxValue;
+        long runOps = 0, runPackets = 0, runBytes = 0;
         for (int i = 0; i < got; i++)
         {
             nint m = sc.Pkts[i];
             uint id = sc.SaIds[i];
+            if (id != runId)
+            {
+                FlushRun(runId, runOps, runPackets, runBytes);
+                runId = id;
+                runOps = runPackets = runBytes = 0;
+            }
+
             if (id > SaSpec.MaxId)
             {
                 state.Drop(m, DropReason.Ipsec);
@@ -619,7 +692,7 @@ public sealed unsafe class IpsecEngine : IDisposable
             }
 
             SaSlot* slot = _slots + id;
-            Interlocked.Decrement(ref slot->InFlight);
+            runOps++;
             switch (sc.Status[i])
             {
                 case 0:
@@ -632,21 +705,8 @@ public sealed unsafe class IpsecEngine : IDisposable
                         break;
                     }
 
-                    long bytes = Mbuf.PktLen(m);
-                    long p = Interlocked.Increment(ref slot->Packets);
-                    long b = Interlocked.Add(ref slot->Bytes, bytes);
-                    if ((ulong)p >= slot->SoftPackets && slot->SoftPackets != 0 || (ulong)b >= slot->SoftBytes && slot->SoftBytes != 0)
-                    {
-                        if ((ulong)p >= slot->HardPackets || (ulong)b >= slot->HardBytes)
-                        {
-                            Volatile.Write(ref slot->Expired, 2);
-                        }
-                        else if (slot->Expired == 0)
-                        {
-                            Volatile.Write(ref slot->Expired, 1);
-                        }
-                    }
-
+                    runPackets++;
+                    runBytes += Mbuf.PktLen(m);
                     *(uint*)(m + Mbuf.IpsecSaOffset) = (slot->Flags & SaFlags.Outbound) != 0 ? 0 : id; // ipsec_sa of the next pass
                     sc.Done[n] = m;
                     sc.DoneSa[n++] = id;
@@ -676,7 +736,75 @@ public sealed unsafe class IpsecEngine : IDisposable
             }
         }
 
+        FlushRun(runId, runOps, runPackets, runBytes);
         return n;
+    }
+
+    /// <summary>
+    /// Lifetimes (RFC 4301 4.4.2.1): reserves the group's packets and bytes and returns how many of its
+    /// first packets fit under the hard limits; reaching a soft limit is reported (dump-sa), reaching
+    /// a hard one ends the SA. Counted as packets are handed over, so none beyond a hard limit is
+    /// encrypted or delivered, whichever PMDs share the SA.
+    /// </summary>
+    private static int Admit(SaSlot* slot, IpsecScratch sc, int n)
+    {
+        long bytes = 0;
+        for (int j = 0; j < n; j++)
+        {
+            bytes += Mbuf.PktLen(sc.Pkts[j]) - sc.L2[j];
+        }
+
+        ulong p1 = (ulong)Interlocked.Add(ref slot->Admitted, n), p0 = p1 - (ulong)n;
+        ulong b1 = (ulong)Interlocked.Add(ref slot->AdmittedBytes, bytes), b0 = b1 - (ulong)bytes;
+        int allowed = n;
+        if (p1 > slot->HardPackets)
+        {
+            allowed = p0 >= slot->HardPackets ? 0 : (int)(slot->HardPackets - p0);
+        }
+
+        if (b1 > slot->HardBytes)
+        {
+            ulong b = b0;
+            int k = 0;
+            while (k < allowed && b + (ulong)(Mbuf.PktLen(sc.Pkts[k]) - sc.L2[k]) <= slot->HardBytes)
+            {
+                b += (ulong)(Mbuf.PktLen(sc.Pkts[k]) - sc.L2[k]);
+                k++;
+            }
+
+            allowed = k;
+        }
+
+        if (p0 + (ulong)allowed >= slot->HardPackets || allowed < n)
+        {
+            Volatile.Write(ref slot->Expired, 2);
+        }
+        else if (((slot->SoftPackets != 0 && p1 >= slot->SoftPackets) || (slot->SoftBytes != 0 && b1 >= slot->SoftBytes)) && slot->Expired == 0)
+        {
+            Volatile.Write(ref slot->Expired, 1);
+        }
+
+        return allowed;
+    }
+
+    /// <summary>Adds a run's completions to its SA's counters.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void FlushRun(uint id, long ops, long packets, long bytes)
+    {
+        if (id > SaSpec.MaxId || ops == 0)
+        {
+            return;
+        }
+
+        SaSlot* slot = _slots + id;
+        Interlocked.Add(ref slot->InFlight, -ops);
+        if (packets == 0)
+        {
+            return;
+        }
+
+        Interlocked.Add(ref slot->Packets, packets);
+        Interlocked.Add(ref slot->Bytes, bytes);
     }
 
     /// <summary>After the PMDs stopped: completes whatever is still queued on every queue pair and frees it.</summary>

@@ -3,7 +3,7 @@
 // and the state file (with them). Cold code: the control thread only.
 //
 //   add-sa id=N dir=in|out spi=N alg=ALG key=HEX [auth-key=HEX] src=IP dst=IP [inner=ipv4|ipv6]
-//          [esn=on|off] [replay-window=N] [natt=SPORT:DPORT] [ttl=N] [df=on|off] [dscp=copy|N]
+//          [esn=on|off] [replay-window=N] [natt=SPORT:DPORT] [ttl=N] [df=on|off] [mtu=N] [dscp=copy|N]
 //          [lifetime-packets=SOFT:HARD] [lifetime-bytes=SOFT:HARD]
 //
 // ALG: aes-gcm-128 / aes-gcm-256 (RFC 4106: key = the AES key and the 4-byte salt, 20 or 36 bytes,
@@ -49,6 +49,9 @@ public sealed record SaSpec
     public ushort NattDport { get; init; } = 4500;
     public byte Ttl { get; init; } = 64;
     public bool Df { get; init; } = true;
+
+    /// <summary>Outbound: the largest outer (ESP) packet, IP bytes; a larger one is refused with an ICMP error to its sender.</summary>
+    public int Mtu { get; init; } = 1500;
 
     /// <summary>Outer DSCP; -1 copies the inner packet's.</summary>
     public int Dscp { get; init; } = -1;
@@ -114,10 +117,11 @@ public sealed record SaSpec
                 "natt" => NattPorts(s, v),
                 "ttl" => s with { Ttl = (byte)Num(name, v, 1, 255) },
                 "df" => s with { Df = OnOff(name, v) },
+                "mtu" => s with { Mtu = (int)Num(name, v, 576, 9216) },
                 "dscp" => s with { Dscp = v == "copy" ? -1 : (int)Num(name, v, 0, 63) },
                 "lifetime-packets" => Pair(v, name, out ulong sp, out ulong hp) ? s with { SoftPackets = sp, HardPackets = hp } : s,
                 "lifetime-bytes" => Pair(v, name, out ulong sb, out ulong hb) ? s with { SoftBytes = sb, HardBytes = hb } : s,
-                _ => throw new VSwitchException($"add-sa: unknown '{name}' (id, dir, spi, alg, key, auth-key, src, dst, inner, esn, replay-window, natt, ttl, df, dscp, lifetime-packets, lifetime-bytes)"),
+                _ => throw new VSwitchException($"add-sa: unknown '{name}' (id, dir, spi, alg, key, auth-key, src, dst, inner, esn, replay-window, natt, ttl, df, mtu, dscp, lifetime-packets, lifetime-bytes)"),
             };
         }
 
@@ -193,6 +197,7 @@ public sealed record SaSpec
         {
             w.Add($"ttl={Ttl}");
             w.Add($"df={(Df ? "on" : "off")}");
+            w.Add($"mtu={Mtu}");
             w.Add($"dscp={(Dscp < 0 ? "copy" : Dscp.ToString(CultureInfo.InvariantCulture))}");
         }
 

@@ -422,7 +422,7 @@ public static partial class Translator
                 Ct(a, t);
                 break;
             case ActionKind.Ipsec:
-                Ipsec(a, t);
+                Ipsec(v, a, t);
                 break;
             case ActionKind.Note:
             case ActionKind.Conjunction: // a clause rule is never the lookup's result; its actions never run
@@ -481,7 +481,7 @@ public static partial class Translator
     /// ipsec(...): the translation freezes here as at ct(table=N): the packets go to the IPsec stage and
     /// come back (encrypted, or decrypted) with a frozen state's recirculation id, to continue in table N.
     /// </summary>
-    private static unsafe void Ipsec(in FlowAction a, Translation t)
+    private static unsafe void Ipsec(FlowTables v, in FlowAction a, Translation t)
     {
         t.Wildcards.W[0] |= 0xFFFFUL << 16; // dl_type
         if (t.Key.DlType is not (KeyExtractor.EthIp or KeyExtractor.EthIpv6))
@@ -500,7 +500,9 @@ public static partial class Translator
         t.Trace?.Add(a.Value == 0
             ? $"  ipsec: handed to the crypto device to be decrypted by the inbound SA its SPI names; the inner packet re-enters with recirc_id={id} in table {a.Table}"
             : $"  ipsec: handed to the crypto device to be encrypted by SA {a.Value}; the ESP packet re-enters with recirc_id={id} in table {a.Table}");
-        t.Emit(new DpAction(DpOp.Ipsec, a: (ushort)a.Value, b: (uint)id));
+        // C: the input port's datapath slot + 1, where an ICMP error about the MTU goes (0: none)
+        var inPort = v.Port(t.Key.InPort);
+        t.Emit(new DpAction(DpOp.Ipsec, a: (ushort)a.Value, b: (uint)id, c: inPort == null ? 0UL : (ulong)(inPort.Slot + 1)));
         t.Stopped = true;
     }
 
