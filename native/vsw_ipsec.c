@@ -36,6 +36,8 @@
 /* Room after the crypto op for rte_ipsec's IV/counter block and AAD (it uses iv_ofs onwards). */
 #define VSW_CRYPTO_OP_PRIV 64
 #define VSW_IV_OFFSET (sizeof(struct rte_crypto_op) + sizeof(struct rte_crypto_sym_op))
+/* Where an outbound packet's Ethernet addresses wait in its crypto op (after the 16-byte IV). */
+#define VSW_MAC_OFFSET (VSW_IV_OFFSET + 32)
 
 struct vsw_crypto_dev {
 	uint8_t dev_id;
@@ -349,8 +351,10 @@ int32_t vsw_ipsec_enqueue(void *h, uint16_t qp, void **mbufs, const uint8_t *l2_
 {
 	struct vsw_sa *s = h;
 	struct rte_crypto_op *cops[VSW_IPSEC_BURST];
+	struct rte_mbuf *orig[VSW_IPSEC_BURST];
+	uint8_t macs[VSW_IPSEC_BURST][12];
 	struct rte_mbuf **mb = (struct rte_mbuf **)mbufs;
-	uint16_t i, k, r;
+	uint16_t i, j, k, r;
 
 	counts[0] = 0;
 	counts[1] = 0;
@@ -363,12 +367,20 @@ int32_t vsw_ipsec_enqueue(void *h, uint16_t qp, void **mbufs, const uint8_t *l2_
 	for (i = 0; i < n; i++) {
 		mb[i]->l2_len = l2_lens[i];
 		mb[i]->l3_len = l3_lens[i];
-		/* the frame's Ethernet addresses, kept at the start of the buffer (headroom that the
-		 * ESP header's prepend never reaches) for the frame that comes back */
-		memcpy(mb[i]->buf_addr, rte_pktmbuf_mtod(mb[i], void *), 12);
+		if (s->outbound) {
+			/* the frame's Ethernet addresses, which the tunnel header replaces */
+			memcpy(macs[i], rte_pktmbuf_mtod(mb[i], void *), 12);
+			orig[i] = mb[i];
+		}
 	}
 	rte_errno = 0;
 	k = rte_ipsec_pkt_crypto_prepare(&s->ss, mb, cops, n);
+	if (s->outbound) {
+		/* they travel in the op (prepared packets keep their order; the refused ones moved last) */
+		for (i = 0, j = 0; i < n && j < k; i++)
+			if (orig[i] == mb[j])
+				memcpy(rte_crypto_op_ctod_offset(cops[j++], void *, VSW_MAC_OFFSET), macs[i], 12);
+	}
 	counts[0] = k;
 	counts[1] = (uint16_t)rte_errno;
 	r = k == 0 ? 0 : rte_cryptodev_enqueue_burst(s->dev->dev_id, qp, cops, k);
@@ -394,7 +406,6 @@ static inline void outb_finish(const struct vsw_sa *s, struct rte_mbuf *m)
 		u->dgram_len = rte_cpu_to_be_16((uint16_t)(m->pkt_len - s->outer_l3_ofs - l3));
 		u->dgram_cksum = 0;
 	}
-	memcpy(rte_pktmbuf_mtod(m, void *), m->buf_addr, 12);
 	m->l2_len = 0;
 	m->l3_len = 0;
 }
@@ -403,10 +414,13 @@ static inline void outb_finish(const struct vsw_sa *s, struct rte_mbuf *m)
  * with the ESP frame's addresses. Returns 0, or -1 without headroom. */
 static inline int inb_finish(struct rte_mbuf *m)
 {
+	/* the ESP frame's header is still in the headroom, where the frame started (vlan_tci_outer) */
+	const uint8_t *old = (const uint8_t *)m->buf_addr + m->vlan_tci_outer;
 	uint8_t *p = (uint8_t *)rte_pktmbuf_prepend(m, RTE_ETHER_HDR_LEN);
 	if (p == NULL)
 		return -1;
-	memcpy(p, m->buf_addr, 12);
+	memcpy(p, old, 12);
+	m->vlan_tci_outer = 0;
 	*(uint16_t *)(p + 12) = rte_cpu_to_be_16((p[14] >> 4) == 6 ? RTE_ETHER_TYPE_IPV6 : RTE_ETHER_TYPE_IPV4);
 	m->l2_len = 0;
 	m->l3_len = 0;
@@ -438,6 +452,16 @@ int32_t vsw_ipsec_dequeue(void *devh, uint16_t qp, void **mbufs, uint32_t *sa_id
 	got = rte_cryptodev_dequeue_burst(d->dev_id, qp, cops, n);
 	if (got == 0)
 		return 0;
+	for (i = 0; i < got; i++) {
+		struct rte_mbuf *m = cops[i]->sym->m_src;
+		const struct rte_ipsec_session *ss = rte_ipsec_ses_from_crypto(cops[i]);
+		if (ss != NULL && ((const struct vsw_sa *)ss)->outbound)
+			/* outbound: the tunnel header gets the frame's Ethernet addresses back */
+			memcpy(rte_pktmbuf_mtod(m, void *), rte_crypto_op_ctod_offset(cops[i], void *, VSW_MAC_OFFSET), 12);
+		else
+			/* inbound: where the frame starts, found again after its headers are removed */
+			m->vlan_tci_outer = m->data_off;
+	}
 	ng = rte_ipsec_pkt_crypto_group((const struct rte_crypto_op **)cops, mb, grp, got);
 	for (g = 0; g < ng; g++) {
 		struct rte_ipsec_session *ss = grp[g].id.ptr;

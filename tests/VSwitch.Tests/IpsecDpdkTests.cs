@@ -240,8 +240,13 @@ public sealed class IpsecDpdkTests : IDisposable
             Assert.True(ts.Exit == 0, ts.Err + ts.Out);
         }
 
-        // Inbound: what Scapy encrypted comes out of port 1 byte for byte, in order, each once.
+        // The ESP frames keep the inner frames' Ethernet addresses (the rules after the hand-off may set others).
+        Assert.All(Pcap.Read(P("to-tunnel.pcap")), f => Assert.Equal("020000000002020000000001", Convert.ToHexString(f, 0, 12)));
+
+        // Inbound: what Scapy encrypted comes out of port 1 byte for byte, in order, each once, behind
+        // the ESP frame's Ethernet addresses.
         var delivered = Pcap.Read(P("to-site.pcap"));
+        Assert.All(delivered, f => Assert.Equal("020000000004020000000003", Convert.ToHexString(f, 0, 12)));
         Assert.Equal(N, delivered.Count);
         for (int i = 0; i < N; i++)
         {
