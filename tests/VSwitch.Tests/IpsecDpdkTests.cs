@@ -362,4 +362,28 @@ public sealed class IpsecDpdkTests : IDisposable
             }
         }
     }
+
+    [Fact]
+    public void A_full_crypto_queue_drops_and_counts_and_every_mbuf_comes_back()
+    {
+        // Two ports feed one SA through a 32-descriptor queue pair: two bursts a round against one
+        // burst of completions collected a round, so the queue fills.
+        const int N = 2000;
+        var c = new Case("aes-gcm-128", false, false, false, false);
+        var outSa = Sa(c, 1, true, 0x1001, "198.51.100.1", "198.51.100.2", Hex(20), null);
+        InnerFrames(P("inner.pcap"), false, N);
+        State(["table=0,priority=10,ip,actions=ipsec(sa=1,table=1)", "table=1,priority=10,actions=drop"], [outSa.Words]);
+        using var sw = new RunningSwitch(["--mode", "pipeline", "--stats-interval", "0", "--control", P("ctl.sock"), "--state", P("state.json"),
+            "--crypto-queue-size", "32", "--eal", $"--in-memory --file-prefix vsw-ipsec-full-{Environment.ProcessId}",
+            "--port", $"a=net_pcap0,rx_pcap={P("inner.pcap")}", "--port", $"b=net_pcap1,rx_pcap={P("inner.pcap")}"]);
+        sw.WaitFor("port b link up");
+        WaitPackets(d => Counter(d, 1, "packets") + Counter(d, 1, "queue_full") == 2 * N, "every packet encrypted or counted as a full queue");
+        var dump = CtlJson("dump-sa");
+        Assert.True(Counter(dump, 1, "queue_full") > 0, dump.ToJsonString());
+        Assert.Equal(0, Counter(dump, 1, "in_flight"));
+        var stop = sw.Stop("TERM");
+        Assert.Equal(0, stop.ExitCode);
+        Assert.Equal("0", stop.Field("final: mbufs", "leaked"));
+        Assert.Equal("0", stop.Field("final: pmd 0", "alloc_bytes"));
+    }
 }

@@ -143,6 +143,8 @@ public static class Settings
         Name("crypto_device", "--crypto-dev", "NAME", "crypto_aesni_mb0",
             "pipeline: the DPDK crypto device IPsec uses (a vdev: crypto_aesni_mb0, crypto_openssl0), set up on the first add-sa",
             (c, v) => c.CryptoDevice = v),
+        Int("crypto_queue_size", "--crypto-queue-size", "N", 32, 32768, "2048",
+            "pipeline: descriptors of each PMD's crypto queue pair (IPsec operations in flight; a full queue drops and counts)", (c, v) => c.CryptoQueueSize = v),
         Int("emc_insert_inv_prob", "--emc-insert-inv-prob", "N", 0, 1_000_000, "100",
             "pipeline: a microflow-cache entry is made for 1 in N megaflow hits (0: never), as Open vSwitch's emc-insert-inv-prob", (c, v) => c.EmcInsertInvProb = v),
         Repeated("l2fwd_pairs", "--l2fwd-pair", "A,B", "array of [a, b]", "ports paired in order", "l2fwd: forward port A to B and B to A",

@@ -166,6 +166,9 @@ public sealed class SwitchConfig
     /// <summary>The crypto device IPsec uses (a DPDK crypto vdev name, probed on the first add-sa).</summary>
     public string CryptoDevice { get; set; } = "crypto_aesni_mb0";
 
+    /// <summary>Descriptors of each crypto queue pair (operations a PMD may have at the crypto device).</summary>
+    public int CryptoQueueSize { get; set; } = 2048;
+
     /// <summary>Pipeline mode: a microflow entry is made for one in this many megaflow hits.</summary>
     public int EmcInsertInvProb { get; set; } = 100;
 

@@ -25,7 +25,7 @@ public sealed partial class SwitchDatapath
             var e = _flows.Shared.Ipsec;
             if (e == null)
             {
-                e = IpsecEngine.Open(_config.CryptoDevice, Math.Max(1, _config.PmdCores.Count));
+                e = IpsecEngine.Open(_config.CryptoDevice, Math.Max(1, _config.PmdCores.Count), (uint)_config.CryptoQueueSize);
                 _flows.Shared.Ipsec = e;
                 Vlog.Write(VlogModule.Control, VlogLevel.Info, $"vswitchd: ipsec: crypto device {e.DeviceName} ({e.Driver}), {e.QueuePairs} queue pair(s)");
             }
