@@ -202,6 +202,9 @@ internal sealed class HostProcess : IDisposable
 
     public string Command { get; }
 
+    /// <summary>The process id (with `ip netns exec`, the command's own: it execs in place).</summary>
+    public int Pid => _p.Id;
+
     public IReadOnlyList<string> Lines { get { lock (_lines) { return [.. _lines]; } } }
 
     public string Stdout => string.Join('\n', Lines);

@@ -10,9 +10,10 @@
 #       header, until N connections are open at once (all of them concurrent, so the peer ports the
 #       server logs belong to live connections); it prints "open N" when they are. With --gate FILE
 #       they then wait until FILE exists (the test reads the switch's connection table meanwhile). UDP: echoes each datagram, printing "udp PEER_IP PEER_PORT".
-#   conn --dst IP --port P --count K --up BYTES --down BYTES --id PREFIX [--src IP] [--sport-base N]
+#   conn --dst IP --port P --count K --up BYTES --down BYTES --id PREFIX [--src IP] [--sport-base N] [--rate BYTES_PER_S]
 #       Opens K connections at once (from source ports N..N+K-1 when given), one thread each, and
-#       prints "conn ID LOCAL_PORT MD5_UP MD5_DOWN" for each; exit 1 if any failed.
+#       prints "conn ID LOCAL_PORT MD5_UP MD5_DOWN" for each; exit 1 if any failed. --rate paces each
+#       connection's sending (SO_MAX_PACING_RATE: the kernel's TCP pacing), so a transfer lasts a known time.
 #   tcp-probe --dst IP --port P [--timeout S]    prints connected | timeout | refused | error ...
 #   udp-probe --dst IP --port P [--timeout S]    sends one datagram; prints reply | timeout | refused
 #       (refused: an ICMP port unreachable came back and the kernel matched it to the socket)
@@ -100,6 +101,8 @@ def conn(a):
     for i in range(a.count):
         s = socket.socket(family(a.dst), socket.SOCK_STREAM)
         s.settimeout(a.timeout)
+        if a.rate:
+            s.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_MAX_PACING_RATE", 47), a.rate)
         if a.src:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind((a.src, a.sport_base + i if a.sport_base else 0))
@@ -236,6 +239,7 @@ def main():
         c.add_argument(k, type=int, required=True)
     c.add_argument("--src")
     c.add_argument("--sport-base", type=int, default=0)
+    c.add_argument("--rate", type=int, default=0)
     c.add_argument("--timeout", type=float, default=60)
     for name in ("tcp-probe", "udp-probe"):
         q = sub.add_parser(name)

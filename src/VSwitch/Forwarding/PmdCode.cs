@@ -34,6 +34,7 @@ public static class PmdCode
             typeof(Packets.KeyExtractor), typeof(Packets.FlowKey), typeof(PipelineForwarder<TIo>), typeof(FlowPmd),
             typeof(PmdLoop<TIo, PipelineForwarder<TIo>>), typeof(Translation), typeof(TIo),
             typeof(Actions.ActionExecutor<TIo>), typeof(LearnRing), typeof(PmdState),
+            typeof(Ipsec.IpsecEngine), typeof(Ipsec.ReplayWindow), typeof(Ipsec.PathMtu),
         ];
         Compile(types);
     }

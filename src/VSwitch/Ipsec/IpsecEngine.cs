@@ -36,7 +36,7 @@ public struct SaSlot
     public uint Spi;
     public int Pad;
 
-    /// <summary>Packets and bytes (inner) that went through, completed.</summary>
+    /// <summary>Packets that went through (completed) and their inner IP bytes (outbound: counted as they are handed over).</summary>
     public long Packets;
     public long Bytes;
 
@@ -110,6 +110,7 @@ public sealed unsafe class IpsecScratch : IDisposable
     public readonly byte* L2 = (byte*)NativeMemory.AlignedAlloc(Burst, 64);
     public readonly ushort* L3 = (ushort*)NativeMemory.AlignedAlloc(Burst * sizeof(ushort), 64);
     public readonly ushort* Counts = (ushort*)NativeMemory.AlignedAlloc(2 * sizeof(ushort), 64);
+    public readonly uint* Lens = (uint*)NativeMemory.AlignedAlloc(Burst * sizeof(uint), 64);
     public readonly uint* SaIds = (uint*)NativeMemory.AlignedAlloc(Burst * sizeof(uint), 64);
     public readonly byte* Status = (byte*)NativeMemory.AlignedAlloc(Burst, 64);
 
@@ -127,6 +128,7 @@ public sealed unsafe class IpsecScratch : IDisposable
         NativeMemory.AlignedFree(L2);
         NativeMemory.AlignedFree(L3);
         NativeMemory.AlignedFree(Counts);
+        NativeMemory.AlignedFree(Lens);
         NativeMemory.AlignedFree(SaIds);
         NativeMemory.AlignedFree(Status);
         NativeMemory.AlignedFree(Done);
@@ -187,6 +189,13 @@ public sealed unsafe class IpsecEngine : IDisposable
             throw new VSwitchException($"crypto device '{name}': cannot set up {queuePairs} queue pairs: {Native.ErrorText(-err)}");
         }
 
+        // The burst calls' P/Invoke stubs are built on first use: here, not on a PMD (where it allocates).
+        nint none = 0;
+        uint noId;
+        byte noStatus;
+        ushort* counts = stackalloc ushort[2];
+        _ = Native.IpsecEnqueue(0, 0, &none, null, null, 0, counts); // n == 0: returns at once
+        _ = Native.IpsecDequeue(dev, 0, &none, &noId, &noStatus, 0);
         return new IpsecEngine(dev, queuePairs, name);
     }
 
@@ -595,6 +604,15 @@ public sealed unsafe class IpsecEngine : IDisposable
             }
         }
 
+        bool outbound = (slot->Flags & SaFlags.Outbound) != 0;
+        if (outbound)
+        {
+            for (int j = 0; j < n; j++)
+            {
+                sc.Lens[j] = Mbuf.PktLen(sc.Pkts[j]) - sc.L2[j]; // inner IP bytes, before encapsulation
+            }
+        }
+
         int r = Native.IpsecEnqueue(h, (ushort)qp, sc.Pkts, sc.L2, sc.L3, (ushort)n, sc.Counts);
         if (r < 0)
         {
@@ -606,6 +624,16 @@ public sealed unsafe class IpsecEngine : IDisposable
         if (r > 0)
         {
             Interlocked.Add(ref slot->InFlight, r);
+            if (outbound)
+            {
+                long bytes = 0;
+                for (int j = 0; j < r; j++)
+                {
+                    bytes += sc.Lens[j]; // enqueued ones come first, in order
+                }
+
+                Interlocked.Add(ref slot->Bytes, bytes);
+            }
         }
 
         Interlocked.Add(ref slot->Prepared, prepared);
@@ -617,7 +645,6 @@ public sealed unsafe class IpsecEngine : IDisposable
 
         if (prepared < n)
         {
-            bool outbound = (slot->Flags & SaFlags.Outbound) != 0;
             if (outbound && sc.Counts[1] == 75)
             {
                 Volatile.Write(ref slot->Expired, 2); // EOVERFLOW: the sequence number ran out, the SA ends (RFC 4303 3.3.3)
@@ -706,7 +733,11 @@ public sealed unsafe class IpsecEngine : IDisposable
                     }
 
                     runPackets++;
-                    runBytes += Mbuf.PktLen(m);
+                    if ((slot->Flags & SaFlags.Outbound) == 0)
+                    {
+                        runBytes += Mbuf.PktLen(m) - 14; // the inner IP packet behind its new Ethernet header
+                    }
+
                     *(uint*)(m + Mbuf.IpsecSaOffset) = (slot->Flags & SaFlags.Outbound) != 0 ? 0 : id; // ipsec_sa of the next pass
                     sc.Done[n] = m;
                     sc.DoneSa[n++] = id;
