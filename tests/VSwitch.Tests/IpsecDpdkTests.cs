@@ -240,8 +240,18 @@ public sealed class IpsecDpdkTests : IDisposable
             Assert.True(ts.Exit == 0, ts.Err + ts.Out);
         }
 
-        // The ESP frames keep the inner frames' Ethernet addresses (the rules after the hand-off may set others).
-        Assert.All(Pcap.Read(P("to-tunnel.pcap")), f => Assert.Equal("020000000002020000000001", Convert.ToHexString(f, 0, 12)));
+        // The ESP frames keep the inner frames' Ethernet addresses (the rules after the hand-off may set others);
+        // their outer header has the SA's TTL (64), DF clear (df=off) and the inner packet's DSCP (dscp=copy).
+        var espOut = Pcap.Read(P("to-tunnel.pcap"));
+        Assert.All(espOut, f => Assert.Equal("020000000002020000000001", Convert.ToHexString(f, 0, 12)));
+        static int Dscp(byte[] f) => (f[14] >> 4) == 4 ? f[15] >> 2 : ((((f[14] & 0xF) << 4) | (f[15] >> 4)) >> 2);
+        Assert.All(espOut, f => Assert.Equal(64, c.OuterV6 ? f[14 + 7] : f[14 + 8]));
+        if (!c.OuterV6)
+        {
+            Assert.All(espOut, f => Assert.Equal(0, f[14 + 6] & 0x40));
+        }
+
+        Assert.Equal(want.Select(w => Dscp([.. new byte[14], .. w])).Order(), espOut.Select(Dscp).Order());
 
         // Inbound: what Scapy encrypted comes out of port 1 byte for byte, in order, each once, behind
         // the ESP frame's Ethernet addresses.
@@ -295,7 +305,30 @@ public sealed class IpsecDpdkTests : IDisposable
         Assert.Contains($"no_sa_drops={N}", (string)dump["crypto_device"]!, StringComparison.Ordinal);
         var flows = CtlJson("dump-flows", "table=2")["flows"]!.AsArray().Select(l => (string)l!).ToList();
         Assert.Contains(flows, f => f.Contains($"n_packets={N},", StringComparison.Ordinal) && f.Contains("ipsec_sa=0", StringComparison.Ordinal)); // cleartext refused by the policy rule
+
+        // An operator adds an SA with its key in a file vswitchctl reads: kept in the state file (0600),
+        // never printed or logged; a bad one is refused saying what is wrong; del-sa removes it.
+        string secret = Hex(20);
+        File.WriteAllText(P("sa7.key"), secret + "\n");
+        var add = ControlClient.Vswitchctl(P("ctl.sock"), "add-sa", "id=7", "dir=out", "spi=0x7007", "alg=aes-gcm-128", $"key-file={P("sa7.key")}", "src=198.51.100.1", "dst=198.51.100.2");
+        Assert.True(add.Exit == 0, add.Err);
+        var refused = ControlClient.Vswitchctl(P("ctl.sock"), "add-sa", "id=8", "dir=out", "spi=0x7008", "alg=aes-gcm-256", $"key={secret}", "src=198.51.100.1", "dst=198.51.100.2");
+        Assert.Equal(1, refused.Exit);
+        Assert.Contains("key of 20 bytes; aes-gcm-256 takes 36", refused.Err, StringComparison.Ordinal);
+        Assert.DoesNotContain(secret, refused.Err, StringComparison.OrdinalIgnoreCase);
+        Assert.DoesNotContain(secret, CtlJson("dump-sa").ToJsonString(), StringComparison.OrdinalIgnoreCase);
+        for (int i = 0; i < 100 && !File.ReadAllText(P("state.json")).Contains("id=7 ", StringComparison.Ordinal); i++)
+        {
+            Thread.Sleep(50);
+        }
+
+        Assert.Contains($"id=7 dir=out spi=0x00007007 alg=aes-gcm-128 key={secret}", File.ReadAllText(P("state.json")), StringComparison.Ordinal);
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(P("state.json")));
+        Assert.Equal(0, ControlClient.Vswitchctl(P("ctl.sock"), "del-sa", "id=7").Exit);
+        Assert.NotEqual(0, ControlClient.Vswitchctl(P("ctl.sock"), "del-sa", "id=7").Exit); // gone
         var stop = sw.Stop("TERM");
+        Assert.DoesNotContain(secret, stop.Stdout + stop.Stderr, StringComparison.OrdinalIgnoreCase);
+        Assert.DoesNotContain($"id=7 ", File.ReadAllText(P("state.json")), StringComparison.Ordinal);
         Assert.Equal(0, stop.ExitCode);
         Assert.Equal("0", stop.Field("final: mbufs", "leaked"));
         var delivered = Pcap.Read(P("to-site.pcap")).Select(IpOf).ToList();
