@@ -657,7 +657,7 @@ internal sealed class CtlCommandLine
                     throw new UsageException($"{file[..^1]}: cannot read '{w[file.Length..]}': {e.Message}");
                 }
 
-                string text = System.Text.Encoding.ASCII.GetString(bytes).Trim();
+                string text = new([.. System.Text.Encoding.ASCII.GetString(bytes).Where(ch => !char.IsWhiteSpace(ch) && ch != ':')]);
                 if (text.StartsWith("0x", StringComparison.OrdinalIgnoreCase))
                 {
                     text = text[2..];

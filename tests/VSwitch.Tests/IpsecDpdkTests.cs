@@ -348,7 +348,9 @@ public sealed class IpsecDpdkTests : IDisposable
         const int N = 37;
         var c = new Case("aes-gcm-128", false, innerV6, false, false);
         var outSa = Sa(c, 1, true, 0x1001, "198.51.100.1", "198.51.100.2", Hex(20), null);
-        string words = outSa.Words.Replace(" df=off", " df=on mtu=1000 lifetime-packets=5:20", StringComparison.Ordinal);
+        int mtu = innerV6 ? 1400 : 1000; // an IPv6 SA must carry 1280-byte packets
+        int innerMax = ((mtu - 52) & ~3) - 2; // 52: IPv4 (20), ESP header (8), IV (8), ICV (16); the trailer's 2 bytes, 4-aligned
+        string words = outSa.Words.Replace(" df=off", $" df=on mtu={mtu} lifetime-packets=5:20", StringComparison.Ordinal);
         InnerFrames(P("inner.pcap"), innerV6, N);
         Pcap.Write(P("empty.pcap"), []);
         string inner = innerV6 ? "ipv6" : "ip";
@@ -357,7 +359,8 @@ public sealed class IpsecDpdkTests : IDisposable
         sw.WaitFor("port tunnel link up");
         // sizes cycle 64, 100, 1400, 576, 1000 (+ i / 5): the 1400 and 1000 ones do not fit in 1000 bytes of ESP
         var sizes = Pcap.Read(P("inner.pcap")).Select(f => f.Length - 14).ToList();
-        int tooBig = sizes.Count(l => l > 946), fit = N - tooBig; // 946: 1000 - 20 (IPv4) - 8 (ESP) - 8 (IV) - 16 (ICV), less the trailer, 4-aligned
+        int tooBig = sizes.Count(l => l > innerMax), fit = N - tooBig;
+        Assert.True(tooBig > 0 && fit > 20);
         WaitPackets(d => Counter(d, 1, "packets") == 20 && Counter(d, 1, "too_big") == tooBig && Counter(d, 1, "lifetime_drops") == fit - 20, "the MTU and lifetime verdicts");
         var dump = CtlJson("dump-sa");
         Assert.EndsWith(" hard_expired", (string)dump["sas"]!.AsArray()[0]!, StringComparison.Ordinal);
@@ -370,6 +373,21 @@ public sealed class IpsecDpdkTests : IDisposable
         Assert.Equal(0, stop.ExitCode);
         Assert.Equal("0", stop.Field("final: mbufs", "leaked"));
         Assert.Equal(20, Pcap.Read(P("to-tunnel.pcap")).Count);
+
+        // A restart from the state file vswitchd wrote: the outbound SA is back but stopped (its sequence
+        // numbers, and so its GCM nonces, would start again at 1), until a new SA replaces it.
+        Assert.Contains("\"sas_written_by\"", File.ReadAllText(P("state.json")), StringComparison.Ordinal);
+        File.Move(P("to-tunnel.pcap"), P("first-run.pcap"));
+        using (var again = Start($"vsw-ipsec-mtu2-{Environment.ProcessId}", P("inner.pcap"), P("empty.pcap")))
+        {
+            again.WaitFor("port tunnel link up");
+            WaitPackets(d => Counter(d, 1, "lifetime_drops") == fit, "the restored SA refusing every packet that fits");
+            Assert.EndsWith(" restored_needs_rekey", (string)CtlJson("dump-sa")["sas"]!.AsArray()[0]!, StringComparison.Ordinal);
+            Assert.Equal(0, again.Stop("TERM").ExitCode);
+        }
+
+        Assert.Empty(Pcap.Read(P("to-tunnel.pcap")));
+        File.Move(P("first-run.pcap"), P("to-tunnel.pcap"), overwrite: true);
 
         // The errors, as tshark (not this switch's code) reads them: type, code, MTU, checksums, and the quoted packet.
         var errors = Pcap.Read(P("to-site.pcap"));
@@ -386,7 +404,7 @@ public sealed class IpsecDpdkTests : IDisposable
             var f = row.Split(',');
             Assert.Equal(innerV6 ? "2" : "3", f[0]);
             Assert.Equal(innerV6 ? "0" : "4", f[1]);
-            Assert.Equal(innerV6 ? "1280" : "946", f[2]); // IPv6: never below its minimum MTU
+            Assert.Equal(innerMax.ToString(System.Globalization.CultureInfo.InvariantCulture), f[2]); // the largest inner packet that fits
             Assert.Equal("1", f[3]); // checksum good
             Assert.Equal(innerV6 ? "2001:db8:1::10" : "198.51.100.10", f[4]); // back to the sender
             if (!innerV6)

@@ -272,6 +272,11 @@ public readonly unsafe struct ActionExecutor<TIo>
                         Enqueue(state, (int)op.C - 1, sc.Icmp[j]); // "fragmentation needed" / "packet too big" back to the sender
                     }
 
+                    for (int j = 0; j < sc.PassCount; j++)
+                    {
+                        QueueRecirc(state, sc.Pass[j], (byte)op.B, 0, null); // IKE on port 4500: on to table T in cleartext
+                    }
+
                     sent = true;
                     k = 0;
                     break;

@@ -26,6 +26,12 @@ public sealed record StoredState(IReadOnlyList<PortConfig> Ports, IReadOnlyList<
 
     /// <summary>IPsec SAs, with their keys (the file is written 0600).</summary>
     public IReadOnlyList<Ipsec.SaSpec> Sas { get; init; } = [];
+
+    /// <summary>
+    /// Whether vswitchd wrote the SAs (then its outbound SAs may have sent packets, and are restored
+    /// stopped: IpsecEngine.Add); a store written by hand holds fresh SAs.
+    /// </summary>
+    public bool SasWereInUse { get; init; }
 }
 
 public static partial class StateStore
@@ -172,7 +178,7 @@ public static partial class StateStore
             }
         }
 
-        return new StoredState(pcs, rules, next) { Groups = groups, Conntrack = ct, Sas = sas };
+        return new StoredState(pcs, rules, next) { Groups = groups, Conntrack = ct, Sas = sas, SasWereInUse = o["sas_written_by"] is not null };
     }
 
     /// <summary>Writes the store atomically (temp file, fsync, rename, fsync of the directory).</summary>
@@ -209,6 +215,7 @@ public static partial class StateStore
         if (sas != null)
         {
             o["sas"] = new JsonArray(sas.Select(s => (JsonNode?)string.Join(' ', s.ToWords(withKeys: true))).ToArray());
+            o["sas_written_by"] = "vswitchd"; // its outbound SAs may have been used: restored stopped
         }
 
         string dir = Path.GetDirectoryName(Path.GetFullPath(path))!;

@@ -55,7 +55,7 @@ public sealed partial class Commands
             }
 
             SaSlot* c = e!.Slot(s.Id);
-            string expired = Volatile.Read(ref c->Expired) switch { 0 => "", 1 => " soft_expired", _ => " hard_expired" };
+            string expired = c->Restored != 0 ? " restored_needs_rekey" : Volatile.Read(ref c->Expired) switch { 0 => "", 1 => " soft_expired", _ => " hard_expired" };
             string counters = s.Outbound
                 ? $"packets={c->Packets} bytes={c->Bytes} seq={c->Prepared} queue_full={c->QueueFull} lifetime_drops={c->LifetimeDrops} too_big={c->TooBig} mismatch={c->Mismatch} check_drops={c->CheckDrops} in_flight={c->InFlight}"
                 : $"packets={c->Packets} bytes={c->Bytes} received={c->Prepared} auth_failures={c->AuthFailures} replay_drops={c->ReplayDrops} check_drops={c->CheckDrops} queue_full={c->QueueFull} lifetime_drops={c->LifetimeDrops} mismatch={c->Mismatch} in_flight={c->InFlight}";

@@ -241,7 +241,7 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
                 _flows.SetGroupsAndRules(stored.Groups, stored.Rules, Native.Rdtsc());
                 foreach (var sa in stored.Sas)
                 {
-                    EnsureIpsec().Add(sa); // before the PMDs start: the rules that name them work from the first packet
+                    EnsureIpsec().Add(sa, restored: stored.SasWereInUse); // before the PMDs start; outbound ones a previous run used stay stopped (IpsecEngine.Add)
                 }
             }
             else if (_config.FlowsFile is string file)

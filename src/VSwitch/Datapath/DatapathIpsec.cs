@@ -45,13 +45,7 @@ public sealed partial class SwitchDatapath
     public bool DelSa(int id)
     {
         var e = Ipsec;
-        if (e == null || !e.Delete(id, () =>
-        {
-            if (_pmdsRunning)
-            {
-                _epoch!.Synchronize(s_planTimeout);
-            }
-        }))
+        if (e == null || !e.Delete(id, () => !_pmdsRunning || _epoch!.Synchronize(s_planTimeout)))
         {
             return false;
         }

@@ -270,7 +270,12 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
         f.IpsecOn = ipsec != null;
         if (ipsec != null)
         {
-            IpsecCompletions(state, ipsec);
+            // up to two bursts of completions a round (a PMD may submit two bursts a round: one port
+            // encrypting, one decrypting); the drop list holds that (PmdState.DropCapacity)
+            if (IpsecCompletions(state, ipsec) == FlowPmd.Burst)
+            {
+                IpsecCompletions(state, ipsec);
+            }
         }
     }
 
@@ -280,14 +285,14 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
     /// recirculated pass.
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private void IpsecCompletions(PmdState state, Ipsec.IpsecEngine ipsec)
+    private int IpsecCompletions(PmdState state, Ipsec.IpsecEngine ipsec)
     {
         FlowPmd f = _f;
         Ipsec.IpsecScratch sc = f.IpsecScratch;
-        int n = ipsec.Poll(state, sc);
+        int n = ipsec.Poll(state, sc, out int got);
         if (n == 0)
         {
-            return;
+            return got;
         }
 
         state.Counters->Recirculations += (ulong)n;
@@ -309,6 +314,8 @@ public readonly unsafe struct PipelineForwarder<TIo> : IBurstHandler
 
             start = end;
         }
+
+        return got;
     }
 
     public int Handle(PmdState state, in RxQueueRef rx, nint* mbufs, int n)

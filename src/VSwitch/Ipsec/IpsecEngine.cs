@@ -89,6 +89,9 @@ public struct SaSlot
     /// <summary>Whether the outer IPv4 header has DF set (a DF-clear inner IPv4 packet may then not exceed the MTU either).</summary>
     public int OuterDf;
 
+    /// <summary>An outbound SA restored from the state file: stopped until rekeyed (its sequence numbers, and so its GCM nonces, would repeat).</summary>
+    public int Restored;
+
     /// <summary>The tunnel's destination (inbound: the address the ESP must be sent to), 16 bytes, IPv4 in the first 4.</summary>
     public ulong DstHi, DstLo;
 }
@@ -114,6 +117,10 @@ public sealed unsafe class IpsecScratch : IDisposable
     public readonly uint* SaIds = (uint*)NativeMemory.AlignedAlloc(Burst * sizeof(uint), 64);
     public readonly byte* Status = (byte*)NativeMemory.AlignedAlloc(Burst, 64);
 
+    /// <summary>Inbound packets that are not ESP but IKE (the non-ESP marker), for the executor to send on to table T.</summary>
+    public readonly nint* Pass = (nint*)NativeMemory.AlignedAlloc(Burst * (nuint)sizeof(nint), 64);
+    public int PassCount;
+
     /// <summary>ICMP errors Submit built (MTU), for the executor to send out of the input port.</summary>
     public readonly nint* Icmp = (nint*)NativeMemory.AlignedAlloc(Burst * (nuint)sizeof(nint), 64);
     public int IcmpCount;
@@ -133,6 +140,7 @@ public sealed unsafe class IpsecScratch : IDisposable
         NativeMemory.AlignedFree(Status);
         NativeMemory.AlignedFree(Done);
         NativeMemory.AlignedFree(Icmp);
+        NativeMemory.AlignedFree(Pass);
         NativeMemory.AlignedFree(DoneSa);
     }
 }
@@ -223,10 +231,15 @@ public sealed unsafe class IpsecEngine : IDisposable
     }
 
     /// <summary>Creates and publishes an SA; refused (nothing changes) if its id or inbound SPI is taken or DPDK refuses it.</summary>
-    public void Add(SaSpec s)
+    public void Add(SaSpec s, bool restored = false)
     {
         lock (_gate)
         {
+            if (_retiredIds.Contains(s.Id) || Volatile.Read(ref _slots[s.Id].InFlight) != 0)
+            {
+                throw new VSwitchException($"add-sa: SA id {s.Id} was deleted with operations still queued; use another id");
+            }
+
             if (_specs.ContainsKey(s.Id))
             {
                 throw new VSwitchException($"add-sa: SA {s.Id} exists (to rekey: add the new SA under another id, point the rules at it, then del-sa {s.Id})");
@@ -291,11 +304,20 @@ public sealed unsafe class IpsecEngine : IDisposable
             slot->PadAlign = s.IsGcm ? 4 : 16;
             slot->OuterDf = s.Df && !s.OuterIpv6 ? 1 : 0;
             slot->HasLifetime = s.SoftPackets != 0 || s.HardPackets != 0 || s.SoftBytes != 0 || s.HardBytes != 0 ? 1 : 0;
-            slot->ReplaySize = s.Esn ? Math.Max(64u, s.ReplayWindow) : s.ReplayWindow;
+            slot->ReplaySize = s.Outbound ? 0 : s.Esn ? Math.Max(64u, s.ReplayWindow) : s.ReplayWindow;
             slot->Esn = s.Esn ? 1u : 0u;
             new Span<ulong>(_replayBits + ((long)s.Id * ReplayWindow.Words), ReplayWindow.Words).Clear();
             slot->DstHi = MemoryMarshal.Read<ulong>(dst);
             slot->DstLo = MemoryMarshal.Read<ulong>(dst[8..]);
+            if (restored && s.Outbound)
+            {
+                // rte_ipsec starts every outbound SA at sequence number 1, and the IV is the sequence
+                // number: sending again with a restored key would repeat (key, nonce) pairs already on
+                // the wire. The SA is kept (dump-sa shows it) but stopped until a new one replaces it.
+                slot->Restored = 1;
+                slot->Expired = 2;
+            }
+
             Volatile.Write(ref _handles[s.Id], h);
             Volatile.Write(ref slot->Flags, SaFlags.Present | (s.Outbound ? SaFlags.Outbound : 0) | (s.InnerIpv6 ? SaFlags.InnerIpv6 : 0)
                 | (s.Natt ? SaFlags.Natt : 0) | (s.OuterIpv6 ? SaFlags.OuterIpv6 : 0));
@@ -312,7 +334,7 @@ public sealed unsafe class IpsecEngine : IDisposable
     /// Deletes SA <paramref name="id"/>: unpublished at once, its session freed once no PMD can submit
     /// to it (<paramref name="synchronize"/>: one epoch) and its operations in flight completed.
     /// </summary>
-    public bool Delete(int id, Action synchronize)
+    public bool Delete(int id, Func<bool> synchronize)
     {
         nint h;
         lock (_gate)
@@ -327,25 +349,27 @@ public sealed unsafe class IpsecEngine : IDisposable
                 SpiRemove(s.Spi);
             }
 
-            Volatile.Write(ref _slots[id].Flags, 0);
+            // the direction stays: completions still in flight read it (Poll)
+            Volatile.Write(ref _slots[id].Flags, _slots[id].Flags & ~SaFlags.Present);
             h = _handles[id];
             Volatile.Write(ref _handles[id], 0);
         }
 
-        synchronize();
+        bool quiet = synchronize();
         var until = DateTime.UtcNow.AddSeconds(5);
-        while (Volatile.Read(ref _slots[id].InFlight) > 0 && DateTime.UtcNow < until)
+        while (quiet && Volatile.Read(ref _slots[id].InFlight) > 0 && DateTime.UtcNow < until)
         {
             Thread.Sleep(1);
         }
 
-        if (Volatile.Read(ref _slots[id].InFlight) > 0)
+        if (!quiet || Volatile.Read(ref _slots[id].InFlight) > 0)
         {
             // A PMD stopped with operations queued: they complete in the final drain, which needs the session.
-            Vlog.Write(VlogModule.Control, VlogLevel.Warn, $"vswitchd: ipsec: SA {id} deleted with operations still queued; its session is kept until shutdown");
+            Vlog.Write(VlogModule.Control, VlogLevel.Warn, $"vswitchd: ipsec: SA {id} deleted while a PMD may still use it or operations are queued; its session is kept until shutdown and its id is not reused");
             lock (_gate)
             {
                 _leftover.Add(h);
+                _retiredIds.Add(id);
             }
 
             return true;
@@ -356,6 +380,7 @@ public sealed unsafe class IpsecEngine : IDisposable
     }
 
     private readonly List<nint> _leftover = [];
+    private readonly HashSet<int> _retiredIds = [];
     private long _noSa;
 
     /// <summary>Packets an ipsec action dropped for want of an SA (an unknown id or SPI, not ESP).</summary>
@@ -363,20 +388,45 @@ public sealed unsafe class IpsecEngine : IDisposable
 
     private void SpiInsert(uint spi, ushort id)
     {
-        for (uint i = Hash(spi); ; i = (i + 1) & (SpiSlots - 1))
+        // the SPI's own slot if it had one (a tombstone), else the first free or tombstone slot; a
+        // tombstone reused for another SPI is written id-first, so a reader sees its old key with id 0
+        // (a miss) or the new key with its id
+        long reuse = -1;
+        uint i = Hash(spi);
+        for (int n = 0; n < MaxProbes; n++, i = (i + 1) & (SpiSlots - 1))
         {
-            if (_spiKeys[i] == 0 || _spiKeys[i] == spi)
+            uint k = _spiKeys[i];
+            if (k == spi)
             {
                 Volatile.Write(ref _spiIds[i], id);
-                Volatile.Write(ref _spiKeys[i], spi);
                 return;
             }
+
+            if (reuse < 0 && (k == 0 || _spiIds[i] == 0))
+            {
+                reuse = i;
+            }
+
+            if (k == 0)
+            {
+                break;
+            }
         }
+
+        if (reuse < 0)
+        {
+            throw new VSwitchException($"add-sa: no room for SPI 0x{spi:x8} in the inbound SPI table (too many SPIs collide); use another SPI");
+        }
+
+        Volatile.Write(ref _spiIds[reuse], 0);
+        Volatile.Write(ref _spiKeys[reuse], spi);
+        Volatile.Write(ref _spiIds[reuse], id);
     }
 
     private void SpiRemove(uint spi)
     {
-        for (uint i = Hash(spi); _spiKeys[i] != 0; i = (i + 1) & (SpiSlots - 1))
+        uint i = Hash(spi);
+        for (int n = 0; n < SpiSlots && _spiKeys[i] != 0; n++, i = (i + 1) & (SpiSlots - 1))
         {
             if (_spiKeys[i] == spi)
             {
@@ -393,7 +443,9 @@ public sealed unsafe class IpsecEngine : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public int LookupSpi(uint spi)
     {
-        for (uint i = Hash(spi); ; i = (i + 1) & (SpiSlots - 1))
+        // at most MaxProbes slots: the table holds at most 4095 live SPIs in 16384 slots
+        uint i = Hash(spi);
+        for (int n = 0; n < MaxProbes; n++, i = (i + 1) & (SpiSlots - 1))
         {
             uint k = Volatile.Read(ref _spiKeys[i]);
             if (k == spi)
@@ -406,7 +458,12 @@ public sealed unsafe class IpsecEngine : IDisposable
                 return 0;
             }
         }
+
+        return 0;
     }
+
+    /// <summary>Probes a lookup makes at most (an insert places an SPI within them, or refuses it).</summary>
+    private const int MaxProbes = 256;
 
     /// <summary>
     /// Hands a group to the crypto device (the ipsec action): outbound SA <paramref name="saId"/>, or
@@ -416,6 +473,7 @@ public sealed unsafe class IpsecEngine : IDisposable
     public void Submit(PmdState state, IpsecScratch sc, nint* pkts, HeaderOffsets* offs, int k, int saId, byte recircId, ushort inPort, int inSlot = -1)
     {
         sc.IcmpCount = 0;
+        sc.PassCount = 0;
         uint stamp = recircId | ((uint)inPort << 8);
         int qp = state.Index;
         if (saId != 0)
@@ -431,9 +489,11 @@ public sealed unsafe class IpsecEngine : IDisposable
                 byte* d = Mbuf.Data(m);
                 ushort l3 = offs[j].L3;
                 int type = (d[l3 - 2] << 8) | d[l3 - 1];
-                if (flags == 0 || type != (v6 ? KeyExtractor.EthIpv6 : KeyExtractor.EthIp))
+                if ((flags & SaFlags.Present) == 0 || (flags & SaFlags.Outbound) == 0 || type != (v6 ? KeyExtractor.EthIpv6 : KeyExtractor.EthIp)
+                    || *(ushort*)(m + Mbuf.NbSegsOffset) != 1)
                 {
-                    Drop(state, slot, m, flags == 0);
+                    // no such SA, an inbound one, the other family, or a chained mbuf (not handed to the crypto device)
+                    Drop(state, slot, m, (flags & SaFlags.Present) == 0);
                     continue;
                 }
 
@@ -469,6 +529,12 @@ public sealed unsafe class IpsecEngine : IDisposable
         {
             nint m = pkts[j];
             int id = InboundSa(m, offs[j], out ushort espAt);
+            if (id == NonEsp)
+            {
+                sc.Pass[sc.PassCount++] = m; // the executor sends it on to table T with ipsec_sa=0
+                continue;
+            }
+
             if (id <= 0)
             {
                 Interlocked.Increment(ref _noSa);
@@ -495,6 +561,9 @@ public sealed unsafe class IpsecEngine : IDisposable
             Enqueue(state, sc, runSa, _slots + runSa, qp, count);
         }
     }
+
+    /// <summary>InboundSa's answer for a UDP packet with the non-ESP marker (IKE): it goes on in cleartext.</summary>
+    private const int NonEsp = -2;
 
     /// <summary>The inbound SA of an ESP (or RFC 3948 UDP-encapsulated ESP) packet, -1 when it is neither or none matches.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -546,7 +615,12 @@ public sealed unsafe class IpsecEngine : IDisposable
         uint spi = System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(new ReadOnlySpan<byte>(d + espAt, 4));
         if (spi == 0)
         {
-            return -1; // RFC 3948's non-ESP marker (IKE on port 4500)
+            return proto == 17 ? NonEsp : -1; // RFC 3948's non-ESP marker: IKE on port 4500, not for the crypto device
+        }
+
+        if (espAt - o.L3 > 511)
+        {
+            return -1; // headers longer than rte_ipsec's l3_len can say
         }
 
         int id = LookupSpi(spi);
@@ -656,9 +730,13 @@ public sealed unsafe class IpsecEngine : IDisposable
                 {
                     Interlocked.Increment(ref slot->CheckDrops);
                 }
+                else if (sc.Counts[1] == 74)
+                {
+                    Interlocked.Increment(ref slot->CheckDrops); // EBADMSG: ESP lengths (rte_errno says the last failure's cause)
+                }
                 else
                 {
-                    Interlocked.Increment(ref slot->ReplayDrops); // rte_ipsec's pre-check: sequence number outside the window, or lengths
+                    Interlocked.Increment(ref slot->ReplayDrops); // rte_ipsec's pre-check: sequence number seen or left of the window
                 }
 
                 state.Drop(sc.Pkts[j], DropReason.Ipsec);
@@ -690,11 +768,11 @@ public sealed unsafe class IpsecEngine : IDisposable
     /// <see cref="IpsecScratch.Done"/> (their re-entry stamped in the mbuf), the failed ones dropped and
     /// counted. Returns how many are to run.
     /// </summary>
-    public int Poll(PmdState state, IpsecScratch sc)
+    public int Poll(PmdState state, IpsecScratch sc, out int got)
     {
         // At most one PMD burst: each completed packet is dropped at most once in this round, and the
         // PMD's drop list holds one burst (it is emptied after the round's work).
-        int got = Native.IpsecDequeue(_dev, (ushort)state.Index, sc.Pkts, sc.SaIds, sc.Status, PmdState.Burst);
+        got = Native.IpsecDequeue(_dev, (ushort)state.Index, sc.Pkts, sc.SaIds, sc.Status, PmdState.Burst);
         int n = 0;
 
         // Counters are shared by the PMDs (atomic adds): summed over each run of one SA's packets (a
@@ -745,7 +823,15 @@ public sealed unsafe class IpsecEngine : IDisposable
                 }
 
                 case 1:
-                    Interlocked.Increment(ref slot->AuthFailures);
+                    if ((slot->Flags & SaFlags.Outbound) == 0)
+                    {
+                        Interlocked.Increment(ref slot->AuthFailures); // the ICV did not verify
+                    }
+                    else
+                    {
+                        Interlocked.Increment(ref slot->CheckDrops); // the device failed an encryption
+                    }
+
                     state.Drop(m, DropReason.Ipsec);
                     break;
                 case 2:

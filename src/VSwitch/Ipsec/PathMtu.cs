@@ -38,17 +38,18 @@ public static unsafe class PathMtu
         int innerLen = (int)Mbuf.PktLen(m) - l3;
         int avail = Mbuf.DataLen(m) - l3;
         byte* d = Mbuf.Data(icmp);
+        Buffer.MemoryCopy(src, d, l3, l3); // the frame's L2 header, VLAN tags included: the error goes back on its VLAN
         Buffer.MemoryCopy(src + 6, d, 6, 6); // to the sender
         Buffer.MemoryCopy(src, d + 6, 6, 6);
         int mtu = InnerMax(s);
-        byte* ip = d + 14;
+        byte* ip = d + l3;
         int len;
         if (!v6)
         {
             // ICMP type 3 code 4 with the next-hop MTU, quoting the IP header and 8 bytes (RFC 792)
             int quote = Math.Min(avail, ((src[l3] & 0xF) * 4) + 8);
             len = 20 + 8 + quote;
-            BinaryPrimitives.WriteUInt16BigEndian(new Span<byte>(d + 12, 2), 0x0800);
+            BinaryPrimitives.WriteUInt16BigEndian(new Span<byte>(d + l3 - 2, 2), 0x0800);
             ip[0] = 0x45;
             ip[1] = 0xC0;
             BinaryPrimitives.WriteUInt16BigEndian(new Span<byte>(ip + 2, 2), (ushort)len);
@@ -73,7 +74,7 @@ public static unsafe class PathMtu
             // ICMPv6 type 2 with the MTU, quoting as much of the packet as keeps the error within 1280 bytes (RFC 4443)
             int quote = Math.Min(avail, Math.Min(innerLen, 1280 - 40 - 8));
             len = 40 + 8 + quote;
-            BinaryPrimitives.WriteUInt16BigEndian(new Span<byte>(d + 12, 2), 0x86DD);
+            BinaryPrimitives.WriteUInt16BigEndian(new Span<byte>(d + l3 - 2, 2), 0x86DD);
             *(uint*)ip = BinaryPrimitives.ReverseEndianness(0x60000000u);
             BinaryPrimitives.WriteUInt16BigEndian(new Span<byte>(ip + 4, 2), (ushort)(8 + quote));
             ip[6] = 58;
@@ -97,8 +98,8 @@ public static unsafe class PathMtu
             BinaryPrimitives.WriteUInt16BigEndian(new Span<byte>(ic + 2, 2), Checksum(ic, 8 + quote, sum));
         }
 
-        *(ushort*)(icmp + Mbuf.DataLenOffset) = (ushort)(14 + len);
-        *(uint*)(icmp + Mbuf.PktLenOffset) = (uint)(14 + len);
+        *(ushort*)(icmp + Mbuf.DataLenOffset) = (ushort)(l3 + len);
+        *(uint*)(icmp + Mbuf.PktLenOffset) = (uint)(l3 + len);
         return icmp;
     }
 

@@ -82,7 +82,9 @@ public sealed record SaSpec
             int eq = w.IndexOf('=', StringComparison.Ordinal);
             if (eq <= 0)
             {
-                throw new VSwitchException($"add-sa: expected NAME=VALUE, found '{w}'");
+                throw new VSwitchException(w.Contains("key", StringComparison.OrdinalIgnoreCase)
+                    ? "add-sa: expected NAME=VALUE, found a word with 'key' and no '=' (not shown)"
+                    : $"add-sa: expected NAME=VALUE, found '{w}'");
             }
 
             string name = w[..eq], v = w[(eq + 1)..];
@@ -153,6 +155,12 @@ public sealed record SaSpec
         if (s.Natt && s.OuterIpv6)
         {
             throw new VSwitchException("add-sa: natt= is for IPv4 tunnels (RFC 3948)");
+        }
+
+        int overhead = (s.OuterIpv6 ? 40 : 20) + (s.Natt ? 8 : 0) + 8 + (s.IsGcm ? 8 : 16) + 16 + (s.IsGcm ? 3 : 15) + 2;
+        if (s.Outbound && s.InnerIpv6 && s.Mtu < 1280 + overhead)
+        {
+            throw new VSwitchException($"add-sa: mtu={s.Mtu} cannot carry IPv6's minimum MTU (1280) through this SA: it needs at least {1280 + overhead}");
         }
 
         if (s.SoftPackets > s.HardPackets || s.SoftBytes > s.HardBytes)

@@ -46,6 +46,11 @@ public sealed unsafe class PmdLoop<TIo, THandler> : IPmdRunner
         long allocBase = 0;
         long rounds = 0;
         _lastTsc = _io.Now(); // the loop was built before the thread started: gaps count from here
+        if (_state.DropCount != 0)
+        {
+            FreeDrops(); // a pass that ended in an exception (the loop restarts) left its drops
+        }
+
         while (!_state.StopRequested)
         {
             Poll();

@@ -31,6 +31,13 @@ public struct RxQueueRef
 public sealed unsafe class PmdState : IDisposable
 {
     public const int Burst = 32;
+    /// <summary>
+    /// Drops a round may hold before they are freed: an rx burst's packets each dropped at most once,
+    /// a round's IPsec completions (two bursts), and what a restarted pass left (a burst and its
+    /// recirculation queue).
+    /// </summary>
+    public const int DropCapacity = 4 * Burst;
+
     public const int TxCapacity = 2 * Burst;
     public const int MaxPorts = 256;
 
@@ -200,8 +207,8 @@ public sealed unsafe class PmdState : IDisposable
         }
 
         Pending = (int*)NativeMemory.AllocZeroed(MaxPorts, sizeof(int));
-        Drops = (nint*)NativeMemory.AlignedAlloc(Burst * (nuint)sizeof(nint), 64);
-        DropReasons = (byte*)NativeMemory.AllocZeroed(Burst);
+        Drops = (nint*)NativeMemory.AlignedAlloc(DropCapacity * (nuint)sizeof(nint), 64);
+        DropReasons = (byte*)NativeMemory.AllocZeroed(DropCapacity);
         PortCounters = (PmdPortCounters*)NativeMemory.AlignedAlloc(MaxPorts * (nuint)sizeof(PmdPortCounters), 64);
         NativeMemory.Clear(PortCounters, MaxPorts * (nuint)sizeof(PmdPortCounters));
         Counters = (PmdCounters*)NativeMemory.AlignedAlloc((nuint)sizeof(PmdCounters), 64);
