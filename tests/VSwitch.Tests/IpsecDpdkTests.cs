@@ -447,4 +447,38 @@ public sealed class IpsecDpdkTests : IDisposable
         Assert.True(r.Exit == 0, r.Out + r.Err);
         Assert.Matches(@"selftest: matrix \d+ passed, 0 failed.*checks \d+ passed, 0 failed", r.Out);
     }
+
+    [Fact]
+    public void Ike_on_the_nat_t_port_passes_in_cleartext_beside_esp_in_udp()
+    {
+        const int N = 5;
+        var c = new Case("aes-gcm-128", false, false, false, true);
+        var inSa = Sa(c, 2, false, 0x2002, "198.51.100.2", "198.51.100.1", Hex(20), null);
+        File.WriteAllText(P("in.json"), inSa.Json.ToJsonString());
+        InnerFrames(P("inner.pcap"), false, N);
+        Assert.Equal(0, Espref("encrypt", "--sa", P("in.json"), "--in", P("inner.pcap"), "--out", P("esp.pcap")).Exit);
+        // an IKE message on port 4500: UDP, the 4-byte non-ESP marker (zero), then IKE's header
+        byte[] ike = FrameBuilder.Build(new FrameSpec
+        {
+            Proto = 17, NwSrc = FrameBuilder.Ip("198.51.100.2"), NwDst = FrameBuilder.Ip("198.51.100.1"), SrcPort = 4500, DstPort = 4500,
+            Payload = [0, 0, 0, 0, .. Enumerable.Range(1, 28).Select(b => (byte)b)],
+        });
+        Pcap.Write(P("tunnel.pcap"), [ike, .. Pcap.Read(P("esp.pcap"))]);
+        Pcap.Write(P("empty.pcap"), []);
+        State([
+            "table=0,priority=10,in_port=2,ip,udp,tp_dst=4500,actions=ipsec(decrypt,table=2)",
+            "table=2,priority=10,ipsec_sa=2,actions=output:1",
+            "table=2,priority=5,ipsec_sa=0,udp,tp_dst=4500,actions=output:1", // to the key daemon
+            "table=2,priority=0,actions=drop",
+        ], [inSa.Words]);
+        using var sw = Start($"vsw-ipsec-ike-{Environment.ProcessId}", P("empty.pcap"), P("tunnel.pcap"));
+        sw.WaitFor("port tunnel link up");
+        WaitPackets(d => Counter(d, 2, "packets") == N, "the ESP packets");
+        Thread.Sleep(200);
+        Assert.Contains("no_sa_drops=0", (string)CtlJson("dump-sa")["crypto_device"]!, StringComparison.Ordinal);
+        Assert.Equal(0, sw.Stop("TERM").ExitCode);
+        var delivered = Pcap.Read(P("to-site.pcap"));
+        Assert.Equal(N + 1, delivered.Count);
+        Assert.Contains(delivered, f => f.AsSpan().SequenceEqual(ike)); // IKE as it came
+    }
 }
