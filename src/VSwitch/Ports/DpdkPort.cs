@@ -25,9 +25,19 @@ public sealed unsafe class DpdkPort
     /// The driver may block the calling thread inside rx/tx_burst: net_pcap reads and writes through
     /// libpcap, and a FIFO or a live interface can block there. The PMD uses the GC-safe burst calls
     /// for such ports (about 20 ns more per call), so a stuck PMD never holds up a garbage
-    /// collection, and with it the control plane.
+    /// collection, and with it the control plane. Not a net_pcap port that replays a file from
+    /// memory (infinite_rx=1: read whole at start) and writes nowhere (no tx_pcap, tx_iface or iface:
+    /// its tx drops): neither call can block there.
     /// </summary>
-    public bool MayBlock => Driver == "net_pcap";
+    public bool MayBlock => Driver == "net_pcap" && !ReplaysFromMemoryOnly(DevArgs);
+
+    private static bool ReplaysFromMemoryOnly(string devArgs)
+    {
+        var args = devArgs.Split(',').Skip(1).Select(a => a.Trim()).ToList();
+        return args.Contains("infinite_rx=1")
+            && !args.Any(a => a.StartsWith("tx_pcap=", StringComparison.Ordinal) || a.StartsWith("tx_iface=", StringComparison.Ordinal)
+                || a.StartsWith("iface=", StringComparison.Ordinal) || a.StartsWith("rx_iface", StringComparison.Ordinal));
+    }
 
     public byte[] Mac { get; } = new byte[6];
 
