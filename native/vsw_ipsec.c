@@ -41,7 +41,6 @@
 
 struct vsw_crypto_dev {
 	uint8_t dev_id;
-	uint16_t nb_qp;
 	struct rte_mempool *sess_pool;
 	struct rte_mempool *op_pool;
 };
@@ -56,10 +55,11 @@ struct vsw_sa {
 	uint32_t id;          /* the switch's SA id, returned with each completed packet */
 	uint8_t outbound;
 	uint8_t outer_ipv6;
-	uint8_t inner_ipv6;
 	uint8_t natt;
-	uint16_t outer_l3_ofs; /* offset of the outer IP header in the template (14: Ethernet first) */
 } __rte_cache_aligned;
+
+/* The tunnel header template starts with an Ethernet header: the outer IP header is at 14. */
+#define VSW_TUN_L3_OFS RTE_ETHER_HDR_LEN
 
 void *vsw_crypto_setup(const char *name, const char *vdev_args, uint16_t nb_qp, uint32_t nb_desc,
 		       uint32_t max_sessions, uint32_t nb_ops, int32_t socket_id, int32_t *err)
@@ -99,7 +99,6 @@ void *vsw_crypto_setup(const char *name, const char *vdev_args, uint16_t nb_qp, 
 		return NULL;
 	}
 	d->dev_id = (uint8_t)dev;
-	d->nb_qp = nb_qp;
 	snprintf(pname, sizeof(pname), "vsw_cses_%d", dev);
 	d->sess_pool = rte_cryptodev_sym_session_pool_create(pname, max_sessions,
 		rte_cryptodev_sym_get_private_session_size((uint8_t)dev), 0, 0, socket_id);
@@ -168,9 +167,9 @@ int32_t vsw_crypto_info(void *h, char *driver, uint32_t len, uint32_t *ops_in_us
 static uint16_t build_template(const struct vsw_sa_conf *c, uint8_t *hdr)
 {
 	struct rte_ether_hdr *eth = (struct rte_ether_hdr *)hdr;
-	memset(hdr, 0, 14 + 40);
+	memset(hdr, 0, VSW_TUN_L3_OFS + 40);
 	if (!c->outer_ipv6) {
-		struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(hdr + 14);
+		struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(hdr + VSW_TUN_L3_OFS);
 		eth->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
 		ip->version_ihl = 0x45;
 		ip->type_of_service = (uint8_t)(c->dscp << 2);
@@ -179,9 +178,9 @@ static uint16_t build_template(const struct vsw_sa_conf *c, uint8_t *hdr)
 		ip->next_proto_id = c->natt ? IPPROTO_UDP : IPPROTO_ESP;
 		memcpy(&ip->src_addr, c->src, 4);
 		memcpy(&ip->dst_addr, c->dst, 4);
-		return 14 + 20;
+		return VSW_TUN_L3_OFS + 20;
 	} else {
-		struct rte_ipv6_hdr *ip = (struct rte_ipv6_hdr *)(hdr + 14);
+		struct rte_ipv6_hdr *ip = (struct rte_ipv6_hdr *)(hdr + VSW_TUN_L3_OFS);
 		eth->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV6);
 		ip->vtc_flow = rte_cpu_to_be_32((6u << 28) | ((uint32_t)(c->dscp << 2) << 20) |
 						(c->flow_label & 0xfffff));
@@ -189,7 +188,7 @@ static uint16_t build_template(const struct vsw_sa_conf *c, uint8_t *hdr)
 		ip->hop_limits = c->ttl;
 		memcpy(ip->src_addr, c->src, 16);
 		memcpy(ip->dst_addr, c->dst, 16);
-		return 14 + 40;
+		return VSW_TUN_L3_OFS + 40;
 	}
 }
 
@@ -198,7 +197,7 @@ void *vsw_ipsec_sa_create(void *devh, const struct vsw_sa_conf *c, int32_t *err)
 	struct vsw_crypto_dev *d = devh;
 	struct rte_crypto_sym_xform xf[2];
 	struct rte_ipsec_sa_prm prm;
-	uint8_t hdr[14 + 40];
+	uint8_t hdr[VSW_TUN_L3_OFS + 40];
 	struct vsw_sa *s;
 	int sz, rc;
 
@@ -274,7 +273,7 @@ void *vsw_ipsec_sa_create(void *devh, const struct vsw_sa_conf *c, int32_t *err)
 	prm.tun.next_proto = c->inner_ipv6 ? IPPROTO_IPV6 : IPPROTO_IPIP;
 	if (c->outbound) {
 		prm.tun.hdr_len = (uint8_t)build_template(c, hdr);
-		prm.tun.hdr_l3_off = 14;
+		prm.tun.hdr_l3_off = VSW_TUN_L3_OFS;
 		prm.tun.hdr = hdr;
 	}
 
@@ -316,9 +315,7 @@ void *vsw_ipsec_sa_create(void *devh, const struct vsw_sa_conf *c, int32_t *err)
 	s->id = c->id;
 	s->outbound = c->outbound;
 	s->outer_ipv6 = c->outer_ipv6;
-	s->inner_ipv6 = c->inner_ipv6;
 	s->natt = c->natt;
-	s->outer_l3_ofs = 14;
 	return s;
 fail:
 	if (s->cses != NULL)
@@ -391,7 +388,7 @@ int32_t vsw_ipsec_enqueue(void *h, uint16_t qp, void **mbufs, const uint8_t *l2_
 
 static inline void outb_finish(const struct vsw_sa *s, struct rte_mbuf *m)
 {
-	uint8_t *p = rte_pktmbuf_mtod(m, uint8_t *) + s->outer_l3_ofs;
+	uint8_t *p = rte_pktmbuf_mtod(m, uint8_t *) + VSW_TUN_L3_OFS;
 	uint16_t l3;
 	if (!s->outer_ipv6) {
 		struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)p;
@@ -403,7 +400,7 @@ static inline void outb_finish(const struct vsw_sa *s, struct rte_mbuf *m)
 	}
 	if (s->natt) {
 		struct rte_udp_hdr *u = (struct rte_udp_hdr *)(p + l3);
-		u->dgram_len = rte_cpu_to_be_16((uint16_t)(m->pkt_len - s->outer_l3_ofs - l3));
+		u->dgram_len = rte_cpu_to_be_16((uint16_t)(m->pkt_len - VSW_TUN_L3_OFS - l3));
 		u->dgram_cksum = 0;
 	}
 	m->l2_len = 0;

@@ -28,6 +28,12 @@ internal sealed partial class ConntrackLab : IDisposable
     public static readonly LabHost B = new("b", 3, "02:00:00:00:01:03", "198.51.100.3", "198.51.100.1", "2001:db8:1::3", "2001:db8:1::1");
     public static readonly LabHost[] Hosts = [A, O, B];
 
+    /// <summary>A random namespace prefix for one lab: <paramref name="kind"/> and 5 hex digits.</summary>
+    public static string NewTag(string kind) => kind + Convert.ToHexStringLower(BitConverter.GetBytes(Random.Shared.Next()))[..5];
+
+    /// <summary>The python3 the labs run their peers with (an absolute path: namespaces keep PATH, sudo-less).</summary>
+    public static string Python => s_python.Value;
+
     private static readonly Lazy<string> s_python = new(() =>
         Sh("python3 -c 'import sys; print(sys.executable)'").Trim());
 
@@ -35,7 +41,7 @@ internal sealed partial class ConntrackLab : IDisposable
 
     public ConntrackLab()
     {
-        Tag = "ct" + Convert.ToHexStringLower(BitConverter.GetBytes(Random.Shared.Next()))[..5];
+        Tag = NewTag("ct");
         Dir = Directory.CreateTempSubdirectory("vsw-ctlab-").FullName;
         try
         {
@@ -112,9 +118,13 @@ internal sealed partial class ConntrackLab : IDisposable
 
     /// <summary>ping (or ping -6) from <paramref name="h"/>, 0.2 s apart: how many echo replies came within
     /// <paramref name="seconds"/> (it stops at <paramref name="count"/>; unanswered, it keeps sending until then).</summary>
-    public int Ping(LabHost h, string dst, int count = 3, int seconds = 3)
+    public int Ping(LabHost h, string dst, int count = 3, int seconds = 3) => PingIn(Ns(h), dst, count, seconds);
+
+    /// <summary>ping (or ping -6) in namespace <paramref name="ns"/>, 0.2 s apart: the echo replies that came within
+    /// <paramref name="seconds"/> (each one awaited at most <paramref name="wait"/> s).</summary>
+    public static int PingIn(string ns, string dst, int count, int seconds, int wait = 1)
     {
-        string o = Sh($"ip netns exec {Ns(h)} ping {(dst.Contains(':', StringComparison.Ordinal) ? "-6 " : "")}-n -c {count} -i 0.2 -W 1 -w {seconds} {dst}", check: false);
+        string o = Sh($"ip netns exec {ns} ping {(dst.Contains(':', StringComparison.Ordinal) ? "-6 " : "")}-n -c {count} -i 0.2 -W {wait} -w {seconds} {dst}", check: false);
         var m = PingReceived().Match(o);
         return m.Success ? int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture) : throw new Xunit.Sdk.XunitException($"ping: {o}");
     }

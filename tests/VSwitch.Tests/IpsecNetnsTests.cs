@@ -361,14 +361,14 @@ internal sealed class IpsecLab : IDisposable
     public static readonly SiteSpec Site1 = new(1, "203.0.113.1", "02:00:00:00:aa:01", A, B.Net, Spi12, Spi21);
     public static readonly SiteSpec Site2 = new(2, "203.0.113.2", "02:00:00:00:aa:02", B, A.Net, Spi21, Spi12);
 
-    private const string Python = "/usr/bin/python3";
+    private static string Python => ConntrackLab.Python;
     private readonly List<IDisposable> _owned = [];
     private readonly string _k12 = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(20));
     private readonly string _k21 = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(20));
 
     public IpsecLab()
     {
-        Tag = "ip" + Convert.ToHexStringLower(BitConverter.GetBytes(Random.Shared.Next()))[..5];
+        Tag = ConntrackLab.NewTag("ip");
         Dir = Directory.CreateTempSubdirectory("vsw-ipseclab-").FullName;
         try
         {
@@ -519,12 +519,7 @@ internal sealed class IpsecLab : IDisposable
     }
 
     /// <summary>ping from <paramref name="h"/>, 0.2 s apart: how many of <paramref name="count"/> were answered.</summary>
-    public int Ping(HostSpec h, string dst, int count)
-    {
-        string o = ConntrackLab.Sh($"ip netns exec {Ns(h)} ping -n -c {count} -i 0.2 -W 2 -w {count + 5} {dst}", check: false);
-        var m = Regex.Match(o, @"(\d+) received");
-        return m.Success ? int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture) : throw new Xunit.Sdk.XunitException($"ping: {o}");
-    }
+    public int Ping(HostSpec h, string dst, int count) => ConntrackLab.PingIn(Ns(h), dst, count, count + 5, wait: 2);
 
     /// <summary>Sends <paramref name="frame"/> <paramref name="times"/> times onto site <paramref name="s"/>'s WAN veth end (a packet socket in its namespace): it arrives at the other site.</summary>
     public void SendOnWan(SiteSpec s, byte[] frame, int times) =>

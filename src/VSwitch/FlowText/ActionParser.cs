@@ -402,7 +402,7 @@ internal readonly ref partial struct ActionParser
                         _line.Fail(start, "expected 'ipsec(sa=N,table=T)' or 'ipsec(decrypt,table=T)'");
                     }
 
-                    a = Ipsec(arg, argAt, start, table);
+                    a = Ipsec(arg, argAt, start);
                     ctTableAt = start;
                     break;
                 default:

@@ -13,9 +13,8 @@ internal readonly ref partial struct ActionParser
 {
     /// <summary>ct(ARGS): the whole argument text at <paramref name="argAt"/>.</summary>
     /// <summary>ipsec(sa=N,table=T) or ipsec(decrypt,table=T) (Ipsec/SaSpec.cs: N is an SA id of add-sa).</summary>
-    private FlowAction Ipsec(ReadOnlySpan<char> arg, int argAt, int start, int ruleTable)
+    private FlowAction Ipsec(ReadOnlySpan<char> arg, int argAt, int start)
     {
-        _ = ruleTable;
         if (_bucket)
         {
             _line.Fail(start, "expected a bucket action ('ipsec' is not allowed in a group bucket)");

@@ -125,9 +125,8 @@ public sealed unsafe class IpsecScratch : IDisposable
     public readonly nint* Icmp = (nint*)NativeMemory.AlignedAlloc(Burst * (nuint)sizeof(nint), 64);
     public int IcmpCount;
 
-    /// <summary>Completed packets to run (Poll's output): mbuf, SA id.</summary>
+    /// <summary>Completed packets to run (Poll's output; where each re-enters is stamped in it).</summary>
     public readonly nint* Done = (nint*)NativeMemory.AlignedAlloc(Burst * (nuint)sizeof(nint), 64);
-    public readonly uint* DoneSa = (uint*)NativeMemory.AlignedAlloc(Burst * sizeof(uint), 64);
 
     public void Dispose()
     {
@@ -141,7 +140,6 @@ public sealed unsafe class IpsecScratch : IDisposable
         NativeMemory.AlignedFree(Done);
         NativeMemory.AlignedFree(Icmp);
         NativeMemory.AlignedFree(Pass);
-        NativeMemory.AlignedFree(DoneSa);
     }
 }
 
@@ -490,7 +488,7 @@ public sealed unsafe class IpsecEngine : IDisposable
                 ushort l3 = offs[j].L3;
                 int type = (d[l3 - 2] << 8) | d[l3 - 1];
                 if ((flags & SaFlags.Present) == 0 || (flags & SaFlags.Outbound) == 0 || type != (v6 ? KeyExtractor.EthIpv6 : KeyExtractor.EthIp)
-                    || *(ushort*)(m + Mbuf.NbSegsOffset) != 1)
+                    || Mbuf.NbSegs(m) != 1)
                 {
                     // no such SA, an inbound one, the other family, or a chained mbuf (not handed to the crypto device)
                     Drop(state, slot, m, (flags & SaFlags.Present) == 0);
@@ -662,6 +660,15 @@ public sealed unsafe class IpsecEngine : IDisposable
             return;
         }
 
+        bool outbound = (slot->Flags & SaFlags.Outbound) != 0;
+        if (outbound || slot->HasLifetime != 0)
+        {
+            for (int j = 0; j < n; j++)
+            {
+                sc.Lens[j] = Mbuf.PktLen(sc.Pkts[j]) - sc.L2[j]; // IP bytes, before encapsulation
+            }
+        }
+
         if (slot->HasLifetime != 0)
         {
             int allowed = Admit(slot, sc, n);
@@ -675,15 +682,6 @@ public sealed unsafe class IpsecEngine : IDisposable
             if (n == 0)
             {
                 return;
-            }
-        }
-
-        bool outbound = (slot->Flags & SaFlags.Outbound) != 0;
-        if (outbound)
-        {
-            for (int j = 0; j < n; j++)
-            {
-                sc.Lens[j] = Mbuf.PktLen(sc.Pkts[j]) - sc.L2[j]; // inner IP bytes, before encapsulation
             }
         }
 
@@ -703,7 +701,7 @@ public sealed unsafe class IpsecEngine : IDisposable
                 long bytes = 0;
                 for (int j = 0; j < r; j++)
                 {
-                    bytes += sc.Lens[j]; // enqueued ones come first, in order
+                    bytes += sc.Lens[j]; // enqueued ones come first, in order (exact unless a prepare failed and rte_ipsec moved it last)
                 }
 
                 Interlocked.Add(ref slot->Bytes, bytes);
@@ -817,8 +815,7 @@ public sealed unsafe class IpsecEngine : IDisposable
                     }
 
                     *(uint*)(m + Mbuf.IpsecSaOffset) = (slot->Flags & SaFlags.Outbound) != 0 ? 0 : id; // ipsec_sa of the next pass
-                    sc.Done[n] = m;
-                    sc.DoneSa[n++] = id;
+                    sc.Done[n++] = m;
                     break;
                 }
 
@@ -868,7 +865,7 @@ public sealed unsafe class IpsecEngine : IDisposable
         long bytes = 0;
         for (int j = 0; j < n; j++)
         {
-            bytes += Mbuf.PktLen(sc.Pkts[j]) - sc.L2[j];
+            bytes += sc.Lens[j];
         }
 
         ulong p1 = (ulong)Interlocked.Add(ref slot->Admitted, n), p0 = p1 - (ulong)n;
@@ -883,10 +880,9 @@ public sealed unsafe class IpsecEngine : IDisposable
         {
             ulong b = b0;
             int k = 0;
-            while (k < allowed && b + (ulong)(Mbuf.PktLen(sc.Pkts[k]) - sc.L2[k]) <= slot->HardBytes)
+            while (k < allowed && b + sc.Lens[k] <= slot->HardBytes)
             {
-                b += (ulong)(Mbuf.PktLen(sc.Pkts[k]) - sc.L2[k]);
-                k++;
+                b += sc.Lens[k++];
             }
 
             allowed = k;
