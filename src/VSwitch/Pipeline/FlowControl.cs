@@ -97,9 +97,19 @@ public sealed partial class FlowControl
         }
     }
 
-    private readonly record struct Identity(int Table, int Priority, FlowMatch Match);
+    /// <summary>
+    /// Rules as keys by their identity (table, priority, match), the rule object itself the key: a key
+    /// of the identity's value would copy the 440-byte match into every entry (90 MB of dictionary for
+    /// 200 000 rules, and as many collections to pay for it while PMDs run).
+    /// </summary>
+    private sealed class IdentityComparer : IEqualityComparer<FlowRule>
+    {
+        public static readonly IdentityComparer Instance = new();
 
-    private static Identity Id(FlowRule r) => new(r.Table, r.Priority, r.Match);
+        public bool Equals(FlowRule? a, FlowRule? b) => ReferenceEquals(a, b) || (a != null && b != null && a.SameIdentity(b));
+
+        public int GetHashCode(FlowRule r) => HashCode.Combine(r.Table, r.Priority, r.Match.GetHashCode());
+    }
 
     /// <summary>Adds rules; a rule with the same table, priority and match replaces the old one (counters kept when the actions are equal).</summary>
     public int Add(IReadOnlyList<FlowRule> rules, ulong now)
@@ -107,17 +117,16 @@ public sealed partial class FlowControl
         lock (_lock)
         {
             var cur = Current;
-            var map = new Dictionary<Identity, FlowRule>(cur.RuleCount + rules.Count);
+            var map = new Dictionary<FlowRule, FlowRule>(cur.RuleCount + rules.Count, IdentityComparer.Instance);
             foreach (var r in cur.Rules)
             {
-                map[Id(r)] = r;
+                map[r] = r;
             }
 
             Stamp(rules, now);
             foreach (var r in rules)
             {
-                var id = Id(r);
-                if (map.TryGetValue(id, out var old))
+                if (map.TryGetValue(r, out var old))
                 {
                     if (old.SameActions(r))
                     {
@@ -127,7 +136,7 @@ public sealed partial class FlowControl
                     r.Seq = old.Seq;
                 }
 
-                map[id] = r;
+                map[r] = r;
             }
 
             Publish(cur.WithRules(_shared.NextVersion(), map.Values));
@@ -141,24 +150,23 @@ public sealed partial class FlowControl
         lock (_lock)
         {
             var cur = Current;
-            var old = new Dictionary<Identity, FlowRule>(cur.RuleCount);
+            var old = new HashSet<FlowRule>(cur.RuleCount, IdentityComparer.Instance);
             foreach (var r in cur.Rules)
             {
-                old[Id(r)] = r;
+                old.Add(r);
             }
 
-            var seen = new HashSet<Identity>();
+            var seen = new HashSet<FlowRule>(rules.Count, IdentityComparer.Instance);
             int added = 0, changed = 0, kept = 0;
             Stamp(rules, now);
             foreach (var r in rules)
             {
-                var id = Id(r);
-                if (!seen.Add(id))
+                if (!seen.Add(r))
                 {
                     throw new VSwitchException($"{r.Origin}: the same table, priority and match appear twice");
                 }
 
-                if (old.TryGetValue(id, out var o))
+                if (old.TryGetValue(r, out var o))
                 {
                     r.Seq = o.Seq;
                     if (o.SameActions(r))
@@ -178,7 +186,7 @@ public sealed partial class FlowControl
                 }
             }
 
-            int removed = old.Keys.Count(k => !seen.Contains(k));
+            int removed = old.Count(k => !seen.Contains(k));
             Publish(cur.WithRules(_shared.NextVersion(), rules));
             return (added, removed, changed, kept);
         }

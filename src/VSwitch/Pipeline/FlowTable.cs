@@ -29,11 +29,31 @@ public enum TableMissPolicy
 
 public sealed partial class FlowTable
 {
-    private sealed class Subtable
+    private sealed class Subtable(FlowKey mask, int capacity)
     {
-        public FlowKey Mask;
-        public int MaxPriority;
-        public readonly Dictionary<FlowKey, FlowRule[]> Rules = new();
+        public readonly FlowKey Mask = mask;
+        public int MaxPriority = int.MinValue;
+        public readonly Dictionary<FlowKey, Bucket> Rules = new(capacity);
+    }
+
+    /// <summary>
+    /// The rules of one match in a subtable: the best, and all of them best first when there are
+    /// several or the best is a conjunction clause (the conjunctive path walks that array); a
+    /// one-rule bucket, the common case, is no object of its own.
+    /// </summary>
+    private readonly struct Bucket(FlowRule best, FlowRule[]? all)
+    {
+        public readonly FlowRule Best = best;
+        public readonly FlowRule[]? All = all;
+
+        public static Bucket Of(FlowRule r) => new(r, r.IsConjunction ? [r] : null);
+
+        public Bucket With(FlowRule r)
+        {
+            FlowRule[] all = [.. All ?? [Best], r];
+            Array.Sort(all, FlowTable.Better);
+            return new Bucket(all[0], all);
+        }
     }
 
     private readonly Subtable[] _subtables;
@@ -42,7 +62,11 @@ public sealed partial class FlowTable
     {
         Id = id;
         Miss = miss;
-        var byMask = new Dictionary<FlowKey, Dictionary<FlowKey, List<FlowRule>>>();
+
+        // Rules by mask first (a table has few masks), then each subtable's map built at its final
+        // size: no rehashing of 216-byte keys and no list per key while a big table is built (the
+        // garbage collector stops the PMDs for what a build keeps alive, bench/GcLoad).
+        var byMask = new Dictionary<FlowKey, List<FlowRule>>();
         int count = 0;
         var byConjId = new Dictionary<uint, List<FlowRule>>();
         foreach (var r in rules)
@@ -61,14 +85,9 @@ public sealed partial class FlowTable
                 continue;
             }
 
-            if (!byMask.TryGetValue(r.Match.Mask, out var map))
+            if (!byMask.TryGetValue(r.Match.Mask, out var list))
             {
-                byMask[r.Match.Mask] = map = new Dictionary<FlowKey, List<FlowRule>>();
-            }
-
-            if (!map.TryGetValue(r.Match.Value, out var list))
-            {
-                map[r.Match.Value] = list = new List<FlowRule>(1);
+                byMask[r.Match.Mask] = list = [];
             }
 
             list.Add(r);
@@ -82,19 +101,15 @@ public sealed partial class FlowTable
         }
 
         var subs = new List<Subtable>(byMask.Count);
-        foreach (var (mask, map) in byMask)
+        foreach (var (mask, list) in byMask)
         {
-            var st = new Subtable { Mask = mask, MaxPriority = int.MinValue };
-            st.Rules.EnsureCapacity(map.Count);
-            foreach (var (value, list) in map)
+            var st = new Subtable(mask, list.Count);
+            foreach (var r in list)
             {
-                if (list.Count > 1)
-                {
-                    list.Sort(Better);
-                }
+                ref var same = ref System.Runtime.InteropServices.CollectionsMarshal.GetValueRefOrAddDefault(st.Rules, r.Match.Value, out bool exists);
+                same = exists ? same.With(r) : Bucket.Of(r); // several priorities of one match: rare, small
 
-                st.Rules[value] = [.. list];
-                st.MaxPriority = Math.Max(st.MaxPriority, list[0].Priority);
+                st.MaxPriority = Math.Max(st.MaxPriority, r.Priority);
             }
 
             subs.Add(st);
@@ -135,9 +150,9 @@ public sealed partial class FlowTable
             }
 
             wildcards.Or(st.Mask);
-            if (st.Rules.TryGetValue(key.MaskedBy(st.Mask), out var list))
+            if (st.Rules.TryGetValue(key.MaskedBy(st.Mask), out var bucket))
             {
-                var r = list[0];
+                var r = bucket.Best;
                 if (best == null || Better(r, best) < 0)
                 {
                     best = r;
@@ -155,9 +170,15 @@ public sealed partial class FlowTable
         {
             foreach (var st in _subtables)
             {
-                foreach (var list in st.Rules.Values)
+                foreach (var bucket in st.Rules.Values)
                 {
-                    foreach (var r in list)
+                    if (bucket.All == null)
+                    {
+                        yield return bucket.Best;
+                        continue;
+                    }
+
+                    foreach (var r in bucket.All)
                     {
                         yield return r;
                     }
@@ -192,9 +213,9 @@ public sealed partial class FlowTable
 
         foreach (var st in _subtables)
         {
-            if (st.Mask.Equals(match.Mask) && st.Rules.TryGetValue(match.Value, out var list))
+            if (st.Mask.Equals(match.Mask) && st.Rules.TryGetValue(match.Value, out var bucket))
             {
-                foreach (var r in list)
+                foreach (var r in bucket.All ?? [bucket.Best])
                 {
                     if (r.Priority == priority)
                     {

@@ -72,17 +72,17 @@ public sealed partial class FlowTable
             }
 
             wildcards.Or(st.Mask);
-            if (!st.Rules.TryGetValue(key.MaskedBy(st.Mask), out var list))
+            if (!st.Rules.TryGetValue(key.MaskedBy(st.Mask), out var bucket))
             {
                 continue;
             }
 
-            var r = list[0];
+            var r = bucket.Best;
             if (r.IsConjunction)
             {
                 if (hard == null || r.Priority > hard.Priority)
                 {
-                    s.Add(list, 0);
+                    s.Add(bucket.All!, 0); // a bucket whose best is a clause keeps its array
                 }
             }
             else if (hard == null || Better(r, hard) < 0)
