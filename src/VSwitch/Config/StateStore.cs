@@ -182,6 +182,18 @@ public static partial class StateStore
     }
 
     /// <summary>Writes the store atomically (temp file, fsync, rename, fsync of the directory).</summary>
+    private static void WriteNode(Utf8JsonWriter w, JsonNode? node)
+    {
+        if (node == null)
+        {
+            w.WriteNullValue();
+        }
+        else
+        {
+            node.WriteTo(w);
+        }
+    }
+
     public static void Save(string path, IEnumerable<PortConfig> ports, IEnumerable<FlowRule> rules, int nextOfPort, IEnumerable<FlowGroup>? groups = null,
         Conntrack.CtSettings? conntrack = null, IEnumerable<Ipsec.SaSpec>? sas = null)
     {
@@ -205,17 +217,21 @@ public static partial class StateStore
                 return (JsonNode?)j;
             }).ToArray()),
             ["groups"] = new JsonArray((groups ?? []).OrderBy(g => g.Id).Select(g => (JsonNode?)GroupText.Format(g, false)).ToArray()),
-            ["flows"] = new JsonArray(rules.Select(r => (JsonNode?)FlowFormatter.Format(r, false)).ToArray()),
         };
+
+        // The rules are written one by one as they are formatted (below), not held as a document: a
+        // 200 000-rule store would otherwise keep 200 000 strings and nodes alive through several
+        // collections, each of which stops the PMDs.
+        var tail = new JsonObject();
         if (conntrack != null)
         {
-            o["conntrack"] = conntrack.ToJson();
+            tail["conntrack"] = conntrack.ToJson();
         }
 
         if (sas != null)
         {
-            o["sas"] = new JsonArray(sas.Select(s => (JsonNode?)string.Join(' ', s.ToWords(withKeys: true))).ToArray());
-            o["sas_written_by"] = "vswitchd"; // its outbound SAs may have been used: restored stopped
+            tail["sas"] = new JsonArray(sas.Select(s => (JsonNode?)string.Join(' ', s.ToWords(withKeys: true))).ToArray());
+            tail["sas_written_by"] = "vswitchd"; // its outbound SAs may have been used: restored stopped
         }
 
         string dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
@@ -231,7 +247,31 @@ public static partial class StateStore
             File.SetUnixFileMode(fs.SafeFileHandle, UnixFileMode.UserRead | UnixFileMode.UserWrite);
             using (var w = new Utf8JsonWriter(fs, new JsonWriterOptions { Indented = true }))
             {
-                o.WriteTo(w);
+                w.WriteStartObject();
+                foreach (var (name, node) in o)
+                {
+                    w.WritePropertyName(name);
+                    WriteNode(w, node);
+                }
+
+                w.WriteStartArray("flows");
+                foreach (var r in rules)
+                {
+                    w.WriteStringValue(FlowFormatter.Format(r, false));
+                    if (w.BytesPending > 1 << 16)
+                    {
+                        w.Flush(); // to the file: the writer's buffer would otherwise grow to the whole store
+                    }
+                }
+
+                w.WriteEndArray();
+                foreach (var (name, node) in tail)
+                {
+                    w.WritePropertyName(name);
+                    WriteNode(w, node);
+                }
+
+                w.WriteEndObject();
             }
 
             fs.Flush(flushToDisk: true);
