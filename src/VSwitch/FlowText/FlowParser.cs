@@ -41,6 +41,7 @@ public static class FlowParser
         ArgumentNullException.ThrowIfNull(origin);
         var span = text.AsSpan();
         var rules = new List<FlowRule>(span.Count('\n') + 1);
+        var shared = new Dictionary<FlowAction[], FlowAction[]>(ActionListComparer.Instance);
         int lineNo = firstLine - 1;
         while (!span.IsEmpty)
         {
@@ -63,10 +64,34 @@ public static class FlowParser
                 continue;
             }
 
-            rules.Add(ParseRuleSpan(line, origin, lineNo, ports));
+            rules.Add(ParseRuleSpan(line, origin, lineNo, ports, shared));
         }
 
         return rules;
+    }
+
+    /// <summary>
+    /// Equal action lists (element by element): the rules of one ParseRules call that have equal
+    /// actions share one array (a rule's actions are never changed in place). A big table's rules
+    /// mostly differ in their matches only, and each array they do not keep is one object fewer for
+    /// the collections that stop the PMDs while a load runs.
+    /// </summary>
+    private sealed class ActionListComparer : IEqualityComparer<FlowAction[]>
+    {
+        public static readonly ActionListComparer Instance = new();
+
+        public bool Equals(FlowAction[]? a, FlowAction[]? b) => ReferenceEquals(a, b) || (a != null && b != null && a.AsSpan().SequenceEqual(b));
+
+        public int GetHashCode(FlowAction[] a)
+        {
+            var h = new HashCode();
+            foreach (var x in a)
+            {
+                h.Add(x);
+            }
+
+            return h.ToHashCode();
+        }
     }
 
     /// <summary>Parses one rule (a trailing '\r' is tolerated); errors name <paramref name="lineNo"/>.</summary>
@@ -134,12 +159,25 @@ public static class FlowParser
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static FlowRule ParseRuleSpan(ReadOnlySpan<char> line, string origin, int lineNo, IReadOnlyDictionary<string, int>? ports)
+    private static FlowRule ParseRuleSpan(ReadOnlySpan<char> line, string origin, int lineNo, IReadOnlyDictionary<string, int>? ports,
+        Dictionary<FlowAction[], FlowAction[]>? shared = null)
     {
         var text = new FlowLine(TrimCr(line), origin, lineNo, ports);
         var p = new MatchParser(text, MatchMode.Rule);
         p.Run();
         var actions = new ActionParser(text, p.ActionsAt, p.Table ?? 0, p.Match).Parse();
+        if (shared != null)
+        {
+            ref var same = ref System.Runtime.InteropServices.CollectionsMarshal.GetValueRefOrAddDefault(shared, actions, out bool exists);
+            if (exists)
+            {
+                actions = same!;
+            }
+            else
+            {
+                same = actions;
+            }
+        }
         var rule = new FlowRule
         {
             Table = p.Table ?? 0,
@@ -150,8 +188,8 @@ public static class FlowParser
             Actions = actions,
             OriginFile = origin, // Origin is "origin:line", composed when asked for (a string per rule would be a GC object per rule)
             OriginLine = lineNo,
+            Match = p.Match,
         };
-        rule.Match = p.Match;
         return rule;
     }
 
