@@ -2,9 +2,12 @@
 //
 // These are ordinary managed objects built off the PMD path (by the flow text parser or by code).
 // A rule's match is a FlowKey value and a FlowKey mask (value already masked); its actions are an
-// array of FlowAction interpreted by the pipeline at upcall time, never per packet. RuleCounters is
-// a separate object (over a native slot) so that a replaced table can hand the same counters to an
-// unchanged rule. Fields are named by the FieldDefs of the one field table, FlowText/Fields.cs.
+// array of FlowAction interpreted by the pipeline at upcall time, never per packet (rules parsed
+// together with equal actions share one array; it is never changed in place). RuleCounters is a
+// separate object (over a native slot) so that a replaced table can hand the same counters to an
+// unchanged rule. No per-rule object has a finalizer: 200 000 of them dying at one replace-flows
+// made every collection until the finalizer thread caught up walk them, with the PMDs stopped.
+// Fields are named by the FieldDefs of the one field table, FlowText/Fields.cs.
 using VSwitch.FlowText;
 using VSwitch.Packets;
 
@@ -217,14 +220,16 @@ public readonly record struct FlowAction(ActionKind Kind, int Port = 0, int Tabl
 /// Packet and byte counts of one rule; survives replace-flows for an unchanged rule. The counts live
 /// in a native 32-byte slot (<see cref="RuleCounterSlot"/>) that megaflows point at, so a PMD bumps a
 /// rule's counters with one memory access per packet group (not a rules array, a FlowRule and this
-/// object). The slot goes back to <see cref="RuleCounterSlab"/> when this object is collected: a
-/// PMD only bumps slots of rules in the table version it is running, which keeps them reachable.
+/// object). Slots come in blocks of 256 (<see cref="CounterBlock"/>) that this object keeps alive;
+/// a block's memory is freed when none of its counters is reachable. A PMD only bumps slots of rules
+/// in the table version it is running, which keeps them reachable.
 /// </summary>
 public sealed unsafe class RuleCounters
 {
-    private readonly RuleCounterSlot* _slot = RuleCounterSlab.Alloc();
+    private readonly CounterBlock _block;
+    private readonly RuleCounterSlot* _slot;
 
-    ~RuleCounters() => RuleCounterSlab.Free(_slot);
+    public RuleCounters() => _block = CounterBlock.Take(out _slot);
 
     /// <summary>The native slot the PMDs write.</summary>
     public nint Slot => (nint)_slot;
@@ -249,47 +254,58 @@ public struct RuleCounterSlot
 }
 
 /// <summary>
-/// Native RuleCounterSlots in chunks that never move or shrink (the peak rule count bounds them);
-/// freed slots are reused. Called by the control plane and the finalizer thread, never by a PMD.
+/// 256 native RuleCounterSlots, handed out in order. One finalizable object per 256 rules, not one per
+/// rule: a replace-flows of 200 000 rules made 200 000 finalizable counters unreachable at once, and
+/// every collection until the finalizer thread had run them all walked them (pauses of 5-10 ms that
+/// stop the PMDs). When no RuleCounters of a block is reachable its memory goes back to a pool that
+/// later blocks are taken from (zeroed), never to the allocator: a PMD that still bumps a slot of a
+/// table version just replaced writes into memory that stays valid (a count in the wrong rule at
+/// worst, as with the per-slot reuse before). The pool is bounded by the peak number of blocks; a
+/// block stays in use as long as its longest-lived counters (8 KB per live rule at worst, when rules
+/// made together die apart). Control plane and finalizer thread only.
 /// </summary>
-public static unsafe class RuleCounterSlab
+internal sealed unsafe class CounterBlock
 {
-    private const int ChunkSlots = 2048;
+    private const int Slots = 256;
     private static readonly Lock Gate = new();
-    private static readonly Stack<nint> FreeSlots = new();
-    private static RuleCounterSlot* _chunk;
-    private static int _used = ChunkSlots;
+    private static readonly Stack<nint> FreeBlocks = new();
+    private static CounterBlock? _current;
+    private static int _used = Slots;
+    private readonly RuleCounterSlot* _base;
 
-    public static RuleCounterSlot* Alloc()
+    private CounterBlock()
     {
-        RuleCounterSlot* s;
+        nint b;
         lock (Gate)
         {
-            if (FreeSlots.TryPop(out nint f))
-            {
-                s = (RuleCounterSlot*)f;
-            }
-            else
-            {
-                if (_used == ChunkSlots)
-                {
-                    _chunk = (RuleCounterSlot*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(ChunkSlots * (nuint)sizeof(RuleCounterSlot), 64);
-                    _used = 0;
-                }
-
-                s = _chunk + _used++;
-            }
+            b = FreeBlocks.TryPop(out nint f) ? f : (nint)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(Slots * (nuint)sizeof(RuleCounterSlot), 64);
         }
 
-        *s = default;
-        return s;
+        _base = (RuleCounterSlot*)b;
+        System.Runtime.InteropServices.NativeMemory.Clear(_base, Slots * (nuint)sizeof(RuleCounterSlot));
     }
 
-    public static void Free(RuleCounterSlot* s)
+    ~CounterBlock()
     {
         lock (Gate)
         {
-            FreeSlots.Push((nint)s);
+            FreeBlocks.Push((nint)_base);
+        }
+    }
+
+    /// <summary>A fresh zeroed slot, and the block to keep alive while it is used.</summary>
+    public static CounterBlock Take(out RuleCounterSlot* slot)
+    {
+        lock (Gate)
+        {
+            if (_used == Slots)
+            {
+                _current = new CounterBlock(); // takes Gate again: Lock is reentrant
+                _used = 0;
+            }
+
+            slot = _current!._base + _used++;
+            return _current;
         }
     }
 }
