@@ -3,16 +3,18 @@
 // The same steps vswitchd takes for `vswitchctl add-flows` of a big file, a state-file rewrite,
 // `replace-flows` and `del-flows`: the file parsed in 16 KB chunks into one transaction (as the
 // control socket receives it), the transaction committed (FlowControl.Add builds a new table
-// version), every rule formatted (the state file), a second table parsed and put in place with
+// version), the state file written (StateStore.Save), a second table parsed and put in place with
 // Replace, then everything deleted. For each phase: wall time, collections by generation, total and
 // longest pause (suspend to restart, from the runtime's own GC events). Every pause stops every
-// PMD of a running switch: this is the switch's own share of bench/pmdgap.sh's gaps.
+// PMD of a running switch: this is the switch's own share of bench/pmdgap.sh's gaps. Each phase runs
+// inside GcQuiet.Enter(), as vswitchd's control requests and state writer do.
 //
 // usage: dotnet run -c Release --project bench/GcLoad [RULES=200000]
 // Last line: RESULT gcload_pause_max_ms=<longest pause of any phase> gcload_pause_total_ms=<sum> rules=N
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
+using VSwitch.Config;
 using VSwitch.Datapath;
 using VSwitch.FlowText;
 using VSwitch.Pipeline;
@@ -31,16 +33,9 @@ List<FlowRule>? pending = null;
 Phase("parse", () => pending = Transaction(a));
 Phase("commit", () => flows.Add(pending!, 1));
 pending = null;
-Phase("state", () =>
-{
-    var sb = new StringBuilder();
-    foreach (var r in flows.Current.Dump())
-    {
-        sb.Append(FlowFormatter.Format(r, withCounters: false)).Append('\n');
-    }
-
-    GC.KeepAlive(sb.ToString());
-});
+string store = Path.Combine(Path.GetTempPath(), $"gcload-{Environment.ProcessId}.json");
+Phase("state", () => StateStore.Save(store, [], flows.Current.Dump(), 1)); // vswitchd's state writer
+File.Delete(store);
 Phase("parse2", () => pending = Transaction(b));
 Phase("replace", () => flows.Replace(pending!, 2));
 pending = null;
@@ -52,7 +47,11 @@ void Phase(string name, Action act)
     Thread.Sleep(100); // let a background collection of the previous phase finish
     watch.Reset();
     var sw = Stopwatch.StartNew();
-    act();
+    using (GcQuiet.Enter()) // as vswitchd's control requests and state writer
+    {
+        act();
+    }
+
     sw.Stop();
     Thread.Sleep(300);
     var pauses = watch.RecentCollections;

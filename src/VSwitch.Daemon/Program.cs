@@ -73,6 +73,7 @@ using var stop = new ManualResetEventSlim();
 using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.Set(); });
 using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Set(); });
 
+GcQuiet.Configure(); // collections short enough for the PMDs (Datapath/GcQuiet.cs)
 var dp = new SwitchDatapath(config);
 try
 {

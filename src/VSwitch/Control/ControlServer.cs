@@ -15,6 +15,8 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
+using VSwitch.Datapath;
+
 namespace VSwitch.Control;
 
 public sealed class ControlServer : IAsyncDisposable
@@ -150,6 +152,7 @@ public sealed class ControlServer : IAsyncDisposable
 
     private async Task<JsonObject> Handle(byte[] bytes, ControlSession session)
     {
+        using var quiet = GcQuiet.Enter(); // a request may build a large table: short collections while it runs
         string text;
         try
         {

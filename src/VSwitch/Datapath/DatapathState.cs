@@ -31,6 +31,8 @@ public sealed partial class SwitchDatapath
             return;
         }
 
+        using var quiet = GcQuiet.Enter(); // formatting every rule allocates: short collections while it runs
+
         List<PortConfig> ports;
         int nextOfPort;
         lock (_control)
