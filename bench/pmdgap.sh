@@ -72,8 +72,8 @@ name, secs = sys.argv[1], float(sys.argv[2])
 s = json.load(sys.stdin)
 p, gc = s["pmds"][0], s["gc"]
 recent = " ".join("gen%d:%s:%.1fms" % (g["gen"], g["reason"], g["pause_ms"]) for g in gc["recent"])
-print("%-8s cmd_s=%.2f gap_max_us=%.1f gap_p999_us=%.1f gc_collections=%d gc_pause_max_ms=%.2f heap_mb=%.1f %s" % (
-    name, secs, p["gap_max_us"], p["gap_p999_us"], gc["collections"], gc["pause_max_ms"], gc["heap_mb"], recent))
+print("%-8s cmd_s=%.2f gap_max_us=%.1f gap_p999_us=%.1f gc_collections=%d gc_pause_max_ms=%.2f gc_suspend_max_ms=%.2f heap_mb=%.1f %s" % (
+    name, secs, p["gap_max_us"], p["gap_p999_us"], gc["collections"], gc["pause_max_ms"], gc["suspend_max_ms"], gc["heap_mb"], recent))
 ' "$name" "$(echo "$t1 - $t0" | bc)"
 }
 

@@ -549,7 +549,7 @@ public sealed partial class Commands(SwitchDatapath dp)
         var gc = dp.Gc;
         var recent = new JsonArray(gc.RecentCollections.Select(g => (JsonNode?)new JsonObject
         {
-            ["gen"] = g.Generation, ["reason"] = g.Reason, ["pause_ms"] = Math.Round(g.PauseMs, 3),
+            ["gen"] = g.Generation, ["reason"] = g.Reason, ["pause_ms"] = Math.Round(g.PauseMs, 3), ["suspend_ms"] = Math.Round(g.SuspendMs, 3),
             ["at"] = g.At.ToString("HH:mm:ss.fff", System.Globalization.CultureInfo.InvariantCulture),
         }).ToArray());
         return new JsonObject
@@ -558,7 +558,7 @@ public sealed partial class Commands(SwitchDatapath dp)
             ["gc"] = new JsonObject
             {
                 ["collections"] = gc.Pauses, ["pause_total_ms"] = Math.Round(gc.PauseTotalMs, 3), ["pause_max_ms"] = Math.Round(gc.PauseMaxMs, 3),
-                ["heap_mb"] = Math.Round(GC.GetTotalMemory(false) / 1048576.0, 1), ["recent"] = recent,
+                ["suspend_max_ms"] = Math.Round(gc.SuspendMaxMs, 3), ["heap_mb"] = Math.Round(GC.GetTotalMemory(false) / 1048576.0, 1), ["recent"] = recent,
             },
         };
     }

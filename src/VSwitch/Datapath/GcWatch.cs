@@ -9,8 +9,8 @@ using System.Diagnostics.Tracing;
 
 namespace VSwitch.Datapath;
 
-/// <summary>One collection as the runtime reported it.</summary>
-public readonly record struct GcPause(int Generation, string Reason, double PauseMs, DateTime At);
+/// <summary>One collection as the runtime reported it; <see cref="SuspendMs"/> is the part spent bringing every managed thread to a safe point.</summary>
+public readonly record struct GcPause(int Generation, string Reason, double PauseMs, DateTime At, double SuspendMs = 0);
 
 public sealed class GcWatch : EventListener
 {
@@ -19,6 +19,7 @@ public sealed class GcWatch : EventListener
     private readonly object _lock = new();
     private readonly Queue<GcPause> _recent = new();
     private long _suspendTicks;
+    private long _suspendedTicks;
     private int _generation = -1;
     private string _reason = "";
 
@@ -31,6 +32,9 @@ public sealed class GcWatch : EventListener
     public double PauseTotalMs { get; private set; }
 
     public double PauseMaxMs { get; private set; }
+
+    /// <summary>The longest time a collection took to bring every managed thread (the PMDs included) to a safe point.</summary>
+    public double SuspendMaxMs { get; private set; }
 
     /// <summary>The last collections (oldest first).</summary>
     public IReadOnlyList<GcPause> RecentCollections
@@ -51,6 +55,7 @@ public sealed class GcWatch : EventListener
             Pauses = 0;
             PauseTotalMs = 0;
             PauseMaxMs = 0;
+            SuspendMaxMs = 0;
             _recent.Clear();
         }
     }
@@ -73,18 +78,24 @@ public sealed class GcWatch : EventListener
                 break;
             case "GCSuspendEEBegin_V1" or "GCSuspendEEBegin":
                 _suspendTicks = e.TimeStamp.Ticks;
+                _suspendedTicks = 0;
+                break;
+            case "GCSuspendEEEnd_V1" or "GCSuspendEEEnd":
+                _suspendedTicks = e.TimeStamp.Ticks;
                 break;
             case "GCRestartEEEnd_V1" or "GCRestartEEEnd":
                 if (_suspendTicks != 0)
                 {
                     double ms = (e.TimeStamp.Ticks - _suspendTicks) / (double)TimeSpan.TicksPerMillisecond;
+                    double suspendMs = _suspendedTicks >= _suspendTicks ? (_suspendedTicks - _suspendTicks) / (double)TimeSpan.TicksPerMillisecond : 0;
                     _suspendTicks = 0;
                     lock (_lock)
                     {
                         Pauses++;
                         PauseTotalMs += ms;
                         PauseMaxMs = Math.Max(PauseMaxMs, ms);
-                        _recent.Enqueue(new GcPause(_generation, _reason, ms, e.TimeStamp));
+                        SuspendMaxMs = Math.Max(SuspendMaxMs, suspendMs);
+                        _recent.Enqueue(new GcPause(_generation, _reason, ms, e.TimeStamp, suspendMs));
                         if (_recent.Count > _keep)
                         {
                             _recent.Dequeue();
