@@ -118,6 +118,32 @@ public sealed class GcHabitsTests
     }
 
     [Fact]
+    public void A_rule_found_unchanged_takes_no_counter_slot_and_every_published_rule_has_one()
+    {
+        var shared = new PipelineShared([new PipelinePort(1, "a") { Slot = 0 }, new PipelinePort(2, "b") { Slot = 1 }]);
+        var flows = new FlowControl(shared, () => true);
+        string Text(int port, int n) => string.Concat(Enumerable.Range(0, n).Select(i =>
+            $"priority=100,ip,nw_dst=198.51.{i >> 8}.{i & 255},actions=output:{port}\n"));
+
+        long t0 = CounterBlock.Taken;
+        flows.Add(FlowParser.ParseRules(Text(1, 1000), "a"), 1);
+        Assert.Equal(1000, CounterBlock.Taken - t0); // made when the version was built
+        Assert.All(flows.Current.Rules, r => Assert.NotEqual(0, r.Counters.Slot));
+        var before = flows.Current.Rules.ToDictionary(r => r.Match.Value.GetHashCode() ^ r.Priority, r => r.Counters);
+
+        long t1 = CounterBlock.Taken;
+        var (added, removed, changed, kept) = flows.Replace(FlowParser.ParseRules(Text(1, 1000), "a"), 2);
+        Assert.Equal((0, 0, 0, 1000), (added, removed, changed, kept));
+        Assert.Equal(0, CounterBlock.Taken - t1); // the parsed copies never took slots
+        Assert.All(flows.Current.Rules, r => Assert.Same(before[r.Match.Value.GetHashCode() ^ r.Priority], r.Counters));
+
+        long t2 = CounterBlock.Taken;
+        var (_, _, changed2, kept2) = flows.Replace(FlowParser.ParseRules(Text(2, 10) + Text(1, 1000)[Text(1, 10).Length..], "a"), 3);
+        Assert.Equal((10, 990), (changed2, kept2));
+        Assert.Equal(10, CounterBlock.Taken - t2); // only the changed rules
+    }
+
+    [Fact]
     public void Rules_parsed_together_with_equal_actions_share_one_action_list()
     {
         var rules = FlowParser.ParseRules(

@@ -237,44 +237,52 @@ public static partial class StateStore
         string dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
         Directory.CreateDirectory(dir);
         string tmp = Path.Combine(dir, $".{Path.GetFileName(path)}.{Environment.ProcessId}.tmp");
-        // 0600: the store holds IPsec keys
-        using (var fs = new FileStream(tmp, new FileStreamOptions
+        try
         {
-            Mode = FileMode.Create, Access = FileAccess.Write, Share = FileShare.None,
-            UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
-        }))
-        {
-            File.SetUnixFileMode(fs.SafeFileHandle, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-            using (var w = new Utf8JsonWriter(fs, new JsonWriterOptions { Indented = true }))
+            // 0600: the store holds IPsec keys
+            using (var fs = new FileStream(tmp, new FileStreamOptions
             {
-                w.WriteStartObject();
-                foreach (var (name, node) in o)
+                Mode = FileMode.Create, Access = FileAccess.Write, Share = FileShare.None,
+                UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
+            }))
+            {
+                File.SetUnixFileMode(fs.SafeFileHandle, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+                using (var w = new Utf8JsonWriter(fs, new JsonWriterOptions { Indented = true }))
                 {
-                    w.WritePropertyName(name);
-                    WriteNode(w, node);
-                }
-
-                w.WriteStartArray("flows");
-                foreach (var r in rules)
-                {
-                    w.WriteStringValue(FlowFormatter.Format(r, false));
-                    if (w.BytesPending > 1 << 16)
+                    w.WriteStartObject();
+                    foreach (var (name, node) in o)
                     {
-                        w.Flush(); // to the file: the writer's buffer would otherwise grow to the whole store
+                        w.WritePropertyName(name);
+                        WriteNode(w, node);
                     }
+
+                    w.WriteStartArray("flows");
+                    foreach (var r in rules)
+                    {
+                        w.WriteStringValue(FlowFormatter.Format(r, false));
+                        if (w.BytesPending > 1 << 16)
+                        {
+                            w.Flush(); // to the file: the writer's buffer would otherwise grow to the whole store
+                        }
+                    }
+
+                    w.WriteEndArray();
+                    foreach (var (name, node) in tail)
+                    {
+                        w.WritePropertyName(name);
+                        WriteNode(w, node);
+                    }
+
+                    w.WriteEndObject();
                 }
 
-                w.WriteEndArray();
-                foreach (var (name, node) in tail)
-                {
-                    w.WritePropertyName(name);
-                    WriteNode(w, node);
-                }
-
-                w.WriteEndObject();
+                fs.Flush(flushToDisk: true);
             }
-
-            fs.Flush(flushToDisk: true);
+        }
+        catch
+        {
+            File.Delete(tmp); // a rule that failed to format (or a full disk) leaves no temporary file behind
+            throw;
         }
 
         File.Move(tmp, path, overwrite: true);

@@ -10,9 +10,10 @@
 //   (the runtime still collects it if memory runs short) and ephemeral budgets stay small, so a
 //   load is many collections of a fraction of a millisecond each;
 // - the mode comes back Linger after the last such scope (a streamed add-flows is one request per
-//   chunk and the state writer follows the commit: the mode must not flip between them), and when
-//   the stretch allocated more than CollectAfterBytes a background gen2 is started at once, while the
-//   control plane is quiet (two pauses of under a millisecond);
+//   chunk and the state writer follows the commit: the mode must not flip between them), or at the
+//   end of the first request after MaxStretchMs of back-to-back requests, and when the stretch
+//   allocated more than CollectAfterBytes a background gen2 is started at once, while the control
+//   plane is quiet (two pauses of under a millisecond);
 // - between operations the mode is SustainedLowLatency (Configure), in which the runtime collects
 //   gen2 in the background only.
 // bench/GcLoad and bench/pmdgap.sh measure the result. Workstation GC with concurrent collections
@@ -31,6 +32,7 @@ public static class GcQuiet
     private static Timer? _restore;
     private static long _restoreFor;
     private static long _allocatedAtStart;
+    private static long _stretchStartMs;
 
     /// <summary>How long the low-latency mode outlives the last scope.</summary>
     public static readonly TimeSpan Linger = TimeSpan.FromMilliseconds(500);
@@ -117,6 +119,7 @@ public static class GcQuiet
                 GCSettings.LatencyMode = GCLatencyMode.LowLatency;
                 _low = true;
                 _allocatedAtStart = GC.GetTotalAllocatedBytes();
+                _stretchStartMs = Environment.TickCount64;
             }
         }
 
@@ -125,17 +128,37 @@ public static class GcQuiet
 
     private static void Exit()
     {
+        bool now = false;
         lock (Gate)
         {
             if (--_depth == 0)
             {
-                long g = _generation;
-                _restore ??= new Timer(_ => Restore());
-                _restore.Change(Linger, Timeout.InfiniteTimeSpan);
-                _restoreFor = g;
+                _restoreFor = _generation;
+                if (Environment.TickCount64 - _stretchStartMs > MaxStretchMs)
+                {
+                    now = true; // requests that never pause for the linger must not hold gen2 off for good
+                }
+                else
+                {
+                    _restore ??= new Timer(_ => Restore());
+                    _restore.Change(Linger, Timeout.InfiniteTimeSpan);
+                }
             }
         }
+
+        if (now)
+        {
+            Restore();
+        }
     }
+
+    /// <summary>
+    /// The longest a low-latency stretch is kept going by requests that follow one another within the
+    /// linger (a client polling every 200 ms, small add-flows at 2 Hz): at the end of the request that
+    /// finds it older, the mode comes back at once (and gen2 is collected if the stretch allocated
+    /// enough). A load longer than this may see one such switch midway.
+    /// </summary>
+    public const long MaxStretchMs = 10_000;
 
     /// <summary>
     /// Allocation during one low-latency stretch beyond which its end starts a background gen2
@@ -148,7 +171,6 @@ public static class GcQuiet
 
     private static void Restore()
     {
-        bool collect;
         lock (Gate)
         {
             if (_depth != 0 || !_low || _restoreFor != _generation)
@@ -158,12 +180,12 @@ public static class GcQuiet
 
             GCSettings.LatencyMode = _before;
             _low = false;
-            collect = GC.GetTotalAllocatedBytes() - _allocatedAtStart > CollectAfterBytes;
-        }
-
-        if (collect && _before != GCLatencyMode.Batch)
-        {
-            GC.Collect(2, GCCollectionMode.Forced, blocking: false); // background: pauses of well under 1 ms
+            if (GC.GetTotalAllocatedBytes() - _allocatedAtStart > CollectAfterBytes && _before != GCLatencyMode.Batch)
+            {
+                // under the lock: an Enter now would make the requested background collection a
+                // blocking one (LowLatency); this call only starts it, and returns
+                GC.Collect(2, GCCollectionMode.Forced, blocking: false);
+            }
         }
     }
 

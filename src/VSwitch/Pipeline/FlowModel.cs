@@ -271,6 +271,10 @@ internal sealed unsafe class CounterBlock
     private static readonly Stack<nint> FreeBlocks = new();
     private static CounterBlock? _current;
     private static int _used = Slots;
+    private static long _taken;
+
+    /// <summary>Slots handed out since start (tests).</summary>
+    internal static long Taken => Interlocked.Read(ref _taken);
     private readonly RuleCounterSlot* _base;
 
     private CounterBlock()
@@ -305,6 +309,7 @@ internal sealed unsafe class CounterBlock
             }
 
             slot = _current!._base + _used++;
+            _taken++;
             return _current;
         }
     }
@@ -342,7 +347,19 @@ public sealed class FlowRule
     /// <summary>Seconds after installation after which the rule is removed (0: never).</summary>
     public int HardTimeout { get; init; }
 
-    public RuleCounters Counters { get; set; } = new();
+    /// <summary>
+    /// The rule's counters, made when first asked for (a rule that replace-flows or add-flows finds
+    /// unchanged takes the old rule's counters and never takes a slot of its own: a slot taken and
+    /// dropped would leave its 256-slot block alive for the rules made beside it). Every rule of a
+    /// table version has them before the version is published (FlowTables), so a PMD never makes one.
+    /// </summary>
+    public RuleCounters Counters
+    {
+        get => _counters ??= new RuleCounters();
+        set => _counters = value;
+    }
+
+    private RuleCounters? _counters;
 
     /// <summary>Install time (TSC) for the hard timeout and the duration shown by dump-flows.</summary>
     public ulong InstalledTsc { get; set; }

@@ -75,6 +75,7 @@ public sealed unsafe class FlowTables
             _tables[t.Id] = t;
             foreach (var r in t.Rules)
             {
+                _ = r.Counters; // made here, on the control plane, if the rule has none yet
                 all.Add(r);
             }
         }
