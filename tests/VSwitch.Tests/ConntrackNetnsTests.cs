@@ -135,6 +135,7 @@ public sealed class ConntrackNetnsTests(ITestOutputHelper output) : IDisposable
             Thread.Sleep(100);
         }
 
+        flood.WaitExit(30); // HasExited can turn true before the output readers have the last line
         Assert.True(int.Parse(flood.Stdout.Trim().Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture) >= 1_000_000, flood.Stdout);
         output.WriteLine($"flood: {flood.Stdout.Trim()}; most connections seen {most}; {sw.CtStats().ToJsonString()}");
         srv.WaitLines("conn est-", 2, 30);
