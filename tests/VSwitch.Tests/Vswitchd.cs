@@ -161,11 +161,35 @@ internal static class ControlClient
     /// <summary>Runs vswitchctl against <paramref name="socket"/>; returns its exit code and output.</summary>
     public static (int Exit, string Out, string Err) Vswitchctl(string socket, params string[] args) => VswitchctlWithStdin(socket, null, args);
 
+    private static readonly Lazy<string> s_shipped = new(FindShipped);
+
+    /// <summary>
+    /// The vswitchctl that operators run: the native (ahead-of-time compiled) program scripts/setup
+    /// publishes to out/vswitchctl. Every test goes through it, so the whole suite checks that the
+    /// native compile kept what the client needs. It must not be older than the IL build of the same
+    /// sources beside the tests (a `dotnet build` without scripts/setup): that fails, naming the fix.
+    /// </summary>
+    private static string FindShipped()
+    {
+        string exe = Path.Combine(Differential.PrivateOvs.RepoRoot(), "out", "vswitchctl", "vswitchctl");
+        if (!File.Exists(exe))
+        {
+            throw new InvalidOperationException($"{exe} is missing: run scripts/setup (it publishes the native vswitchctl)");
+        }
+
+        string il = Path.Combine(AppContext.BaseDirectory, "vswitchctl.dll");
+        if (File.Exists(il) && File.GetLastWriteTimeUtc(il) > File.GetLastWriteTimeUtc(exe).AddSeconds(5))
+        {
+            throw new InvalidOperationException($"{exe} is older than {il}: run scripts/setup to publish the native vswitchctl again");
+        }
+
+        return exe;
+    }
+
     /// <summary>As <see cref="Vswitchctl(string, string[])"/> with <paramref name="stdin"/> as its standard input.</summary>
     public static (int Exit, string Out, string Err) VswitchctlWithStdin(string socket, string? stdin, params string[] args)
     {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = stdin != null, UseShellExecute = false };
-        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "vswitchctl.dll"));
+        var psi = new ProcessStartInfo(s_shipped.Value) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = stdin != null, UseShellExecute = false };
         psi.ArgumentList.Add("--socket");
         psi.ArgumentList.Add(socket);
         foreach (var a in args)
