@@ -126,6 +126,11 @@ if (config.ControlSocket != null)
             Console.WriteLine($"vswitchd: notice: {control.Notice}");
         }
 
+        if (control.WarmUp() is string warmUp)
+        {
+            Console.WriteLine($"vswitchd: notice: control socket warm-up: {warmUp}");
+        }
+
         Console.WriteLine($"vswitchd: control socket {config.ControlSocket}");
     }
     catch (Exception e) when (e is VSwitchException or IOException or System.Net.Sockets.SocketException or UnauthorizedAccessException)

@@ -49,6 +49,46 @@ public sealed class ControlServer : IAsyncDisposable
 
     public string Path { get; }
 
+    /// <summary>
+    /// Sends a few harmless requests to this server over its own socket, as a client would (show,
+    /// dump-flows, pmd-stats-show, and a flow transaction that is aborted), so the socket, JSON and
+    /// command code is compiled before the first operator's request: vswitchd runs without tiered
+    /// compilation, and the first request after a start otherwise waited about 50 ms for the JIT.
+    /// Changes nothing but the transaction counter. Returns null, or what went wrong (not fatal).
+    /// </summary>
+    public string? WarmUp()
+    {
+        try
+        {
+            using var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified) { ReceiveTimeout = 10_000, SendTimeout = 10_000 };
+            s.Connect(new UnixDomainSocketEndPoint(Path));
+            using var stream = new NetworkStream(s);
+            using var reader = new StreamReader(stream, Encoding.UTF8);
+            JsonNode? Ask(string cmd, JsonObject? args = null)
+            {
+                var req = new JsonObject { ["v"] = ProtocolVersion, ["id"] = "warm-up", ["cmd"] = cmd, ["args"] = args ?? [] };
+                stream.Write(Encoding.UTF8.GetBytes(req.ToJsonString() + "\n"));
+                return JsonNode.Parse(reader.ReadLine() ?? throw new IOException("the server closed the connection"));
+            }
+
+            Ask("show");
+            Ask("dump-flows");
+            Ask("pmd-stats-show");
+            var begin = Ask("flows-begin", new JsonObject { ["op"] = "add", ["origin"] = "warm-up" });
+            if (begin?["result"]?["txn"] is JsonValue txn && txn.TryGetValue(out long id)) // pipeline mode only
+            {
+                Ask("flows-chunk", new JsonObject { ["txn"] = id, ["line"] = 1, ["flow"] = "table=0,priority=1,ip,nw_dst=10.0.0.1,actions=drop\n" });
+                Ask("flows-abort", new JsonObject { ["txn"] = id });
+            }
+
+            return null;
+        }
+        catch (Exception e) when (e is IOException or SocketException or JsonException)
+        {
+            return e.Message;
+        }
+    }
+
     /// <summary>A stale socket file was removed at start-up (or null).</summary>
     public string? Notice { get; }
 

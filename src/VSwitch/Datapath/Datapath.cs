@@ -260,6 +260,7 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
             }
 
             WarmUpUpcallPath();
+            FlowControl.WarmUp(PipelinePorts(), PortNames(), Native.Rdtsc()); // the first add-flows then pays no JIT
             if (_config.StateFile != null)
             {
                 _stateWriter = new Thread(StateWriterBody) { IsBackground = true, Name = "state-writer" };
