@@ -5,7 +5,7 @@
 // control socket receives it), the transaction committed (FlowControl.Add builds a new table
 // version), the state file written (StateStore.Save), a second table parsed and put in place with
 // Replace, then everything deleted. For each phase: wall time, collections by generation, total and
-// longest pause (suspend to restart, from the runtime's own GC events). Every pause stops every
+// longest pause (suspend to restart, from the runtime's own GC events), and the managed bytes allocated. Every pause stops every
 // PMD of a running switch: this is the switch's own share of bench/pmdgap.sh's gaps. Each phase runs
 // inside GcQuiet.Enter(), as vswitchd's control requests and state writer do.
 //
@@ -46,6 +46,7 @@ void Phase(string name, Action act)
 {
     Thread.Sleep(100); // let a background collection of the previous phase finish
     watch.Reset();
+    long allocated = GC.GetTotalAllocatedBytes(precise: true);
     var sw = Stopwatch.StartNew();
     using (GcQuiet.Enter()) // as vswitchd's control requests and state writer
     {
@@ -53,6 +54,7 @@ void Phase(string name, Action act)
     }
 
     sw.Stop();
+    allocated = GC.GetTotalAllocatedBytes(precise: true) - allocated;
     Thread.Sleep(300);
     var pauses = watch.RecentCollections;
     double total = pauses.Sum(p => p.PauseMs), max = pauses.Count == 0 ? 0 : pauses.Max(p => p.PauseMs);
@@ -61,7 +63,7 @@ void Phase(string name, Action act)
     var byGen = pauses.GroupBy(p => p.Generation).OrderBy(g => g.Key)
         .Select(g => string.Create(CultureInfo.InvariantCulture, $"gen{g.Key} {g.Count()} ({g.Sum(p => p.PauseMs):F1} ms, max {g.Max(p => p.PauseMs):F2})"));
     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-        $"{name,-8} {sw.Elapsed.TotalMilliseconds,7:F0} ms  collections={pauses.Count,-4} pause_total_ms={total,6:F1} pause_max_ms={max,6:F2}  {string.Join(", ", byGen)}"));
+        $"{name,-8} {sw.Elapsed.TotalMilliseconds,7:F0} ms  allocated_mb={allocated / 1048576.0,6:F1} collections={pauses.Count,-4} pause_total_ms={total,6:F1} pause_max_ms={max,6:F2}  {string.Join(", ", byGen)}"));
 }
 
 static string Lines(int n, int port)

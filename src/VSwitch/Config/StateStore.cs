@@ -8,6 +8,7 @@
 // one. A store that does not parse, or holds a bad port or rule, is refused at start-up with a
 // message naming the file and the problem, and is left in place untouched.
 using System.Runtime.InteropServices;
+using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using VSwitch.FlowText;
@@ -257,9 +258,19 @@ public static partial class StateStore
                     }
 
                     w.WriteStartArray("flows");
+                    var text = new StringBuilder(256); // one builder and buffer for every rule: no string per rule
+                    char[] chars = new char[256];
                     foreach (var r in rules)
                     {
-                        w.WriteStringValue(FlowFormatter.Format(r, false));
+                        text.Clear();
+                        FlowFormatter.AppendRule(text, r, false);
+                        if (text.Length > chars.Length)
+                        {
+                            chars = new char[Math.Max(text.Length, chars.Length * 2)];
+                        }
+
+                        text.CopyTo(0, chars, text.Length);
+                        w.WriteStringValue(chars.AsSpan(0, text.Length));
                         if (w.BytesPending > 1 << 16)
                         {
                             w.Flush(); // to the file: the writer's buffer would otherwise grow to the whole store

@@ -26,8 +26,19 @@ public static class FlowFormatter
     /// </summary>
     public static string Format(FlowRule r, bool withCounters, ulong nowTsc = 0, ulong tscHz = 0)
     {
-        ArgumentNullException.ThrowIfNull(r);
         var sb = new StringBuilder(128);
+        AppendRule(sb, r, withCounters, nowTsc, tscHz);
+        return sb.ToString();
+    }
+
+    /// <summary>
+    /// <see cref="Format"/> appended to <paramref name="sb"/>: a caller that formats many rules
+    /// (the state writer) reuses one builder instead of making a builder and a string per rule.
+    /// </summary>
+    public static void AppendRule(StringBuilder sb, FlowRule r, bool withCounters, ulong nowTsc = 0, ulong tscHz = 0)
+    {
+        ArgumentNullException.ThrowIfNull(sb);
+        ArgumentNullException.ThrowIfNull(r);
         var ic = CultureInfo.InvariantCulture;
         if (withCounters)
         {
@@ -77,7 +88,6 @@ public static class FlowFormatter
 
         sb.Append(",actions=");
         AppendActions(sb, r.Actions);
-        return sb.ToString();
     }
 
     /// <summary>The match as comma-separated fields ("" for match-all).</summary>
@@ -157,14 +167,10 @@ public static class FlowFormatter
 
     private static void AppendMatch(StringBuilder sb, in FlowMatch m)
     {
+        // Allocation-free on purpose (the state writer formats every rule after each change): the
+        // separator is a static call, not a delegate over a closure, and the field list is walked
+        // by index, not through a boxed enumerator.
         int start = sb.Length;
-        void S()
-        {
-            if (sb.Length > start)
-            {
-                sb.Append(',');
-            }
-        }
 
         if (m.HasConjId)
         {
@@ -172,11 +178,13 @@ public static class FlowFormatter
         }
 
         // ovs-ofctl's order: metadata, registers and ct_* fields, then the protocol, in_port, L2, L3, L4.
-        foreach (var f in Fields.PipelineFields)
+        var pipelineFields = Fields.PipelineFields;
+        for (int i = 0; i < pipelineFields.Count; i++)
         {
+            var f = pipelineFields[i];
             if (Masked(f, m))
             {
-                S();
+                SepAfter(sb, start);
                 AppendField(sb, f, m, raw: false);
             }
         }
@@ -219,29 +227,29 @@ public static class FlowFormatter
 
         if (shorthand != null)
         {
-            S();
+            SepAfter(sb, start);
             sb.Append(shorthand);
         }
 
         if (Masked(Fields.InPort, m))
         {
-            S();
+            SepAfter(sb, start);
             AppendField(sb, Fields.InPort, m, raw: false);
         }
 
-        AppendVlan(sb, m, S);
+        AppendVlan(sb, m, start);
         foreach (var f in (ReadOnlySpan<FieldDef>)[Fields.Vlan2Tci, Fields.DlSrc, Fields.DlDst])
         {
             if (Masked(f, m))
             {
-                S();
+                SepAfter(sb, start);
                 AppendField(sb, f, m, raw: false);
             }
         }
 
         if (shorthand == null && Masked(Fields.DlType, m))
         {
-            S();
+            SepAfter(sb, start);
             AppendField(sb, Fields.DlType, m, raw: false);
         }
 
@@ -258,7 +266,7 @@ public static class FlowFormatter
                 continue;
             }
 
-            S();
+            SepAfter(sb, start);
             AppendField(sb, f, m, raw: false);
         }
     }
@@ -284,7 +292,16 @@ public static class FlowFormatter
         return m.GetMask(f) != 0;
     }
 
-    private static void AppendVlan(StringBuilder sb, in FlowMatch m, Action sep)
+    /// <summary>A comma unless nothing was appended since <paramref name="start"/>.</summary>
+    private static void SepAfter(StringBuilder sb, int start)
+    {
+        if (sb.Length > start)
+        {
+            sb.Append(',');
+        }
+    }
+
+    private static void AppendVlan(StringBuilder sb, in FlowMatch m, int start)
     {
         ulong tm = m.GetMask(Fields.VlanTci);
         if (tm == 0)
@@ -299,20 +316,20 @@ public static class FlowFormatter
         {
             if (vidMask != 0)
             {
-                sep();
+                SepAfter(sb, start);
                 sb.Append(CultureInfo.InvariantCulture, $"dl_vlan={tv & 0xFFF}");
             }
 
             if (pcpMask != 0)
             {
-                sep();
+                SepAfter(sb, start);
                 sb.Append(CultureInfo.InvariantCulture, $"dl_vlan_pcp={tv >> 13}");
             }
 
             return;
         }
 
-        sep();
+        SepAfter(sb, start);
         AppendField(sb, Fields.VlanTci, m, raw: true);
     }
 
@@ -487,7 +504,7 @@ public static class FlowFormatter
     {
         for (int i = 5; i >= 0; i--)
         {
-            sb.Append(((byte)(mac >> (i * 8))).ToString("x2", CultureInfo.InvariantCulture));
+            sb.Append(CultureInfo.InvariantCulture, $"{(byte)(mac >> (i * 8)):x2}");
             if (i > 0)
             {
                 sb.Append(':');
