@@ -13,11 +13,18 @@
 # (a stalled PMD is a dip there). PMD on the last core; everything else on core 0, the script itself
 # included (it re-runs itself under taskset: see pin_to_core0 in lib.sh).
 #
+# SETTLE (s, default 3) is how long each window goes on after its command returned: long enough
+# for the aftermath of a change (the state file rewrite, the low-latency mode's 500 ms linger and
+# the background gen2 requested after it, and the ephemeral collections that run beside that) to
+# fall inside the window of the change that caused it. With 1 s (the default before 2026-12-06) a
+# build whose state write got faster showed that tail in its replace window, where a slower one had
+# shown it in the next (delete) window.
+#
 # VM_NICE=N runs the VM at nice N: on this 2-core machine the VM busy-polls the core that vswitchd's
 # control plane (and so every collection's work) runs on, and the scheduler slices between them;
 # in a deployment the guests' vCPUs are not on the switch's housekeeping core. Default 0.
 #
-# usage: bench/pmdgap.sh [RUNS=3]   env: RULES (200000), VSWITCHD, VSWITCHCTL, KEEP=1, EXTRA (vswitchd args), VM_NICE (0)
+# usage: bench/pmdgap.sh [RUNS=3]   env: RULES (200000), VSWITCHD, VSWITCHCTL, KEEP=1, EXTRA (vswitchd args), VM_NICE (0), SETTLE (3)
 # Last line: RESULT pmdgap_load_max_us=<median over runs of the worst gap in the add/replace/delete
 #            windows> pmdgap_idle_max_us=<median idle-window gap> gc_pause_max_ms=<median worst pause>
 set -euo pipefail
@@ -26,6 +33,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 RUNS=${1:-${RUNS:-3}}
 RULES=${RULES:-200000}
+SETTLE=${SETTLE:-3}
 VSWITCHD=${VSWITCHD:-$root/out/vswitchd/vswitchd}
 VSWITCHCTL=${VSWITCHCTL:-$root/out/vswitchctl/vswitchctl}
 work=$(mktemp -d /tmp/vsw-pmdgap.XXXXXX)
@@ -56,7 +64,7 @@ with open(f"{d}/base.txt", "w") as f:
     f.write("table=0,priority=10,in_port=1,actions=output:2\ntable=0,priority=10,in_port=2,actions=output:1\n")
 EOF
 
-# window NAME CMD...: clear, run CMD (timed), settle 1 s, read the PMD's gap and the GC figures
+# window NAME CMD...: clear, run CMD (timed), settle SETTLE s, read the PMD's gap and the GC figures
 window() {
   local name=$1
   shift
@@ -65,7 +73,7 @@ window() {
   t0=$(date +%s.%N)
   "$@" >/dev/null
   t1=$(date +%s.%N)
-  sleep 1
+  sleep "$SETTLE"
   $CTL --json pmd-stats-show | python3 -c '
 import json, sys
 name, secs = sys.argv[1], float(sys.argv[2])
