@@ -302,6 +302,9 @@ public sealed class ControlDpdkTests : IDisposable
         sw.WaitFor("vswitchd: forwarding");
         Assert.Equal(0, Vswitchctl("set-port", "c", "vlan=trunk:10,20").Exit);
         ControlClient.Eventually(() => Rules().Contains("n_packets=100", StringComparison.Ordinal), "the 100 packets counted");
+        // Links are polled once a second: the snapshot waits until every port's is up, or it could
+        // hold a start-up "down" that the restored switch no longer shows.
+        ControlClient.Eventually(() => Json("show")["ports"]!.AsArray().All(p => (string)p!["link"]! == "up"), "every link polled up");
         string ports = Ports(), rules = Rules();
         int next = Json("add-port", "probe", "net_null7,no-rx=1")["ofport"]!.GetValue<int>(); // the next automatic number, as the chain will see it
         Assert.Equal(0, Vswitchctl("del-port", "probe").Exit);
