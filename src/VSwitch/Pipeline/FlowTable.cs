@@ -33,7 +33,7 @@ public sealed partial class FlowTable
     {
         public readonly FlowKey Mask = mask;
         public int MaxPriority = int.MinValue;
-        public readonly Dictionary<FlowKey, Bucket> Rules = new(capacity);
+        public readonly RuleMap Rules = new(capacity);
     }
 
     /// <summary>
@@ -64,8 +64,9 @@ public sealed partial class FlowTable
         Miss = miss;
 
         // Rules by mask first (a table has few masks), then each subtable's map built at its final
-        // size: no rehashing of 216-byte keys and no list per key while a big table is built (the
-        // garbage collector stops the PMDs for what a build keeps alive, bench/GcLoad).
+        // size (FlowTableRuleMap.cs: keyed by the rules' own match values, no key copies): no
+        // rehashing and no list per key while a big table is built (the garbage collector stops the
+        // PMDs for what a build keeps alive, bench/GcLoad).
         var byMask = new Dictionary<FlowKey, List<FlowRule>>();
         int count = 0;
         var byConjId = new Dictionary<uint, List<FlowRule>>();
@@ -106,7 +107,7 @@ public sealed partial class FlowTable
             var st = new Subtable(mask, list.Count);
             foreach (var r in list)
             {
-                ref var same = ref System.Runtime.InteropServices.CollectionsMarshal.GetValueRefOrAddDefault(st.Rules, r.Match.Value, out bool exists);
+                ref var same = ref st.Rules.GetOrAdd(r.Match.Value, out bool exists);
                 same = exists ? same.With(r) : Bucket.Of(r); // several priorities of one match: rare, small
 
                 st.MaxPriority = Math.Max(st.MaxPriority, r.Priority);
