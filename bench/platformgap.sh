@@ -27,10 +27,11 @@ CONDITIONS=${CONDITIONS:-idle busy d50 d80}
 pin_to_core0 "$0" "$@"
 pmd_core=$((ALL_CPUS - 1))
 work=$(mktemp -d /tmp/vsw-platformgap.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+lp=
+trap '[ -n "$lp" ] && kill "$lp" 2>/dev/null; rm -rf "$work"' EXIT
 cc -O2 -o "$work/gaploop" "$here/platformgap/gaploop.c"
 cc -O2 -o "$work/duty" "$here/platformgap/duty.c"
-secs=$(python3 -c "print($WINDOW * $WINDOWS + 1)")
+secs=$(python3 -c "print($WINDOW * $WINDOWS + 2)") # the load outlasts the loop; stopped when the loop ends
 
 for i in $(seq 0 $((RUNS - 1))); do
   order=$(run_order "$i" $CONDITIONS)
@@ -52,7 +53,7 @@ for i in $(seq 0 $((RUNS - 1))); do
       sleep 0.3
     fi
     taskset -c "$pmd_core" "$work/gaploop" "$WINDOW" "$WINDOWS" > "$work/$c.$i"
-    [ -n "$lp" ] && { kill "$lp" 2>/dev/null || true; wait "$lp" 2>/dev/null || true; }
+    [ -n "$lp" ] && { kill "$lp" 2>/dev/null || true; wait "$lp" 2>/dev/null || true; lp=; }
     echo "run $((i + 1)): $c window max us: $(awk '{printf "%s ", $1}' "$work/$c.$i")"
     sleep 0.5
   done

@@ -260,7 +260,15 @@ public sealed unsafe partial class SwitchDatapath : IDisposable
             }
 
             WarmUpUpcallPath();
-            FlowControl.WarmUp(PipelinePorts(), PortNames(), Native.Rdtsc()); // the first add-flows then pays no JIT
+            try
+            {
+                FlowControl.WarmUp(PipelinePorts(), PortNames(), Native.Rdtsc()); // the first add-flows then pays no JIT
+            }
+            catch (Exception e)
+            {
+                _notices.Add($"flow-table warm-up failed (the first flow change will be slower): {e.Message}");
+            }
+
             if (_config.StateFile != null)
             {
                 _stateWriter = new Thread(StateWriterBody) { IsBackground = true, Name = "state-writer" };

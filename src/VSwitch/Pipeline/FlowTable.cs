@@ -128,6 +128,9 @@ public sealed partial class FlowTable
 
     public int SubtableCount => _subtables.Length;
 
+    /// <summary>The longest hash chain of any subtable (tests: lookups stay a few probes).</summary>
+    internal int LongestChain() => _subtables.Length == 0 ? 0 : _subtables.Max(st => st.Rules.LongestChain());
+
     /// <summary>Orders rules best first: higher priority, then the earlier one.</summary>
     public static int Better(FlowRule a, FlowRule b) => a.Priority != b.Priority ? b.Priority.CompareTo(a.Priority) : a.Seq.CompareTo(b.Seq);
 

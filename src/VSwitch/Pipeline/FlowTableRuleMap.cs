@@ -4,7 +4,7 @@
 // a 48 MB entry array for a 200 000-rule table, allocated (and zeroed) again by every table version
 // a change builds, and counted against the large-object budget whose overrun starts collections
 // while the PMDs run. The key is already in the rule (its match value, stored masked), so an entry
-// here is the hash, a chain link and the bucket: 24 bytes. Built once at its final size, read-only
+// here is the hash, a chain link and the bucket: 24 bytes (and a 4-byte chain head per slot). Built once at its final size, read-only
 // afterwards (PMDs look up concurrently; nothing is ever added after the build).
 using System.Numerics;
 using System.Runtime.InteropServices;
@@ -18,7 +18,7 @@ public sealed partial class FlowTable
     {
         private readonly int[] _heads; // per slot: 1 + index of the chain's first entry, 0 = none
         private readonly Entry[] _entries;
-        private readonly int _slotMask;
+        private readonly int _slotShift;
         private int _count;
 
         private struct Entry
@@ -31,10 +31,35 @@ public sealed partial class FlowTable
         /// <param name="capacity">The most entries it will hold (the subtable's rule count).</param>
         public RuleMap(int capacity)
         {
-            int slots = (int)BitOperations.RoundUpToPowerOf2((uint)Math.Max(capacity, 1));
+            int slots = (int)BitOperations.RoundUpToPowerOf2((uint)Math.Max(capacity, 2));
             _heads = new int[slots];
             _entries = new Entry[Math.Max(capacity, 1)];
-            _slotMask = slots - 1;
+            _slotShift = 32 - BitOperations.Log2((uint)slots);
+        }
+
+        /// <summary>
+        /// The slot of a hash: its top bits after a multiply by 2^32 / golden ratio. The key hash mixes
+        /// by multiply-and-xor, so its low bits never see a word's high bits (nw_dst is word 4's
+        /// upper half): masking the low bits put 1 000 /24 routes into 4 chains.
+        /// </summary>
+        private int Slot(int h) => (int)(((uint)h * 0x9E3779B9u) >> _slotShift);
+
+        /// <summary>The longest chain (tests: the slots spread the keys).</summary>
+        public int LongestChain()
+        {
+            int most = 0;
+            foreach (int head in _heads)
+            {
+                int n = 0;
+                for (int i = head; i != 0; i = _entries[i - 1].Next)
+                {
+                    n++;
+                }
+
+                most = Math.Max(most, n);
+            }
+
+            return most;
         }
 
         public int Count => _count;
@@ -52,8 +77,9 @@ public sealed partial class FlowTable
 
             ref var e = ref _entries[_count];
             e.Hash = h;
-            e.Next = _heads[h & _slotMask];
-            _heads[h & _slotMask] = ++_count;
+            int slot = Slot(h);
+            e.Next = _heads[slot];
+            _heads[slot] = ++_count;
             exists = false;
             return ref e.Bucket;
         }
@@ -85,7 +111,7 @@ public sealed partial class FlowTable
 
         private int Find(in FlowKey value, int h)
         {
-            for (int i = _heads[h & _slotMask]; i != 0;)
+            for (int i = _heads[Slot(h)]; i != 0;)
             {
                 ref readonly var e = ref _entries[i - 1];
                 if (e.Hash == h && SameKey(e.Bucket.Best.Match.Value, value))
