@@ -17,6 +17,16 @@ public sealed class GcModeCollection;
 [Collection("gc-mode")]
 public sealed class GcHabitsTests
 {
+    /// <summary>Waits (up to the linger and 5 s more) until no low-latency stretch is in force.</summary>
+    private static void WaitForLingerEnd()
+    {
+        var deadline = DateTime.UtcNow + GcQuiet.Linger + TimeSpan.FromSeconds(5);
+        while (GcQuiet.Active && DateTime.UtcNow < deadline)
+        {
+            Thread.Sleep(20);
+        }
+    }
+
     [Fact]
     public void A_control_scope_holds_low_latency_and_the_mode_comes_back_after_the_linger()
     {
@@ -41,11 +51,7 @@ public sealed class GcHabitsTests
         {
         }
 
-        var deadline = DateTime.UtcNow + GcQuiet.Linger + TimeSpan.FromSeconds(5);
-        while (GcQuiet.Active && DateTime.UtcNow < deadline)
-        {
-            Thread.Sleep(20);
-        }
+        WaitForLingerEnd();
 
         Assert.False(GcQuiet.Active);
         Assert.Equal(0, GcQuiet.Depth);
@@ -66,11 +72,7 @@ public sealed class GcHabitsTests
                 Assert.Equal(GCLatencyMode.LowLatency, GCSettings.LatencyMode);
             }
 
-            var deadline = DateTime.UtcNow + GcQuiet.Linger + TimeSpan.FromSeconds(5);
-            while (GcQuiet.Active && DateTime.UtcNow < deadline)
-            {
-                Thread.Sleep(20);
-            }
+            WaitForLingerEnd();
 
             Assert.Equal(GCLatencyMode.SustainedLowLatency, GCSettings.LatencyMode);
         }

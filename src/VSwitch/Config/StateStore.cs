@@ -182,7 +182,6 @@ public static partial class StateStore
         return new StoredState(pcs, rules, next) { Groups = groups, Conntrack = ct, Sas = sas, SasWereInUse = o["sas_written_by"] is not null };
     }
 
-    /// <summary>Writes the store atomically (temp file, fsync, rename, fsync of the directory).</summary>
     private static void WriteNode(Utf8JsonWriter w, JsonNode? node)
     {
         if (node == null)
@@ -195,6 +194,7 @@ public static partial class StateStore
         }
     }
 
+    /// <summary>Writes the store atomically (temp file, fsync, rename, fsync of the directory).</summary>
     public static void Save(string path, IEnumerable<PortConfig> ports, IEnumerable<FlowRule> rules, int nextOfPort, IEnumerable<FlowGroup>? groups = null,
         Conntrack.CtSettings? conntrack = null, IEnumerable<Ipsec.SaSpec>? sas = null)
     {

@@ -167,10 +167,9 @@ public static class FlowFormatter
 
     private static void AppendMatch(StringBuilder sb, in FlowMatch m)
     {
-        // Allocation-free on purpose, IPv6 addresses aside (IPAddress formats those; the state writer
-        // formats every rule after each change): the
-        // separator is a static call, not a delegate over a closure, and the field list is walked
-        // by index, not through a boxed enumerator.
+        // Allocation-free on purpose, IPv6 addresses aside (IPAddress formats those): the state writer
+        // formats every rule after each change. The separator is a static call, not a delegate over a
+        // closure, and the field list is walked by index, not through a boxed enumerator.
         int start = sb.Length;
 
         if (m.HasConjId)

@@ -221,7 +221,7 @@ public readonly record struct FlowAction(ActionKind Kind, int Port = 0, int Tabl
 /// in a native 32-byte slot (<see cref="RuleCounterSlot"/>) that megaflows point at, so a PMD bumps a
 /// rule's counters with one memory access per packet group (not a rules array, a FlowRule and this
 /// object). Slots come in blocks of 256 (<see cref="CounterBlock"/>) that this object keeps alive;
-/// a block's memory is freed when none of its counters is reachable. A PMD only bumps slots of rules
+/// a block's memory goes back to a pool when none of its counters is reachable. A PMD only bumps slots of rules
 /// in the table version it is running, which keeps them reachable.
 /// </summary>
 public sealed unsafe class RuleCounters
